@@ -1,0 +1,444 @@
+#!/usr/bin/env bash
+# Prepare this machine for pogo's test suite (`make test` runs this first).
+#
+# pogo's executor tests run against a real Podman, so this script makes sure that:
+#   1. the system packages are installed (podman, runc, busybox-static, ...);
+#   2. in CI only, the container engine settings sandboxed CI machines need are in place;
+#   3. the offline test images localhost/pogo-test/{busybox,bash,httpd}:latest exist
+#      (nothing is ever pulled: the CI machines cannot reach any registry);
+#   4. when run as root, an unprivileged user (pogo-ci) with working rootless Podman
+#      exists for the rootless part of the suite, described in /etc/pogo-test-rootless.env.
+#
+# It is idempotent and quick when there is nothing to do.
+#
+# Environment:
+#   CI=true                            allow changes to machine-wide configuration
+#                                      (/etc/containers/containers.conf, /dev/net/tun mode)
+#   POGO_TEST_WRITE_CONTAINERS_CONF=1  the same outside CI
+#   POGO_TEST_ROOTLESS_USER            name of the rootless test user (default: pogo-ci)
+#   POGO_TEST_BUSYBOX, POGO_TEST_BASH_STATIC
+#                                      static binaries copied into the images
+#                                      (default: Debian's /bin/busybox and /bin/bash-static)
+
+set -euo pipefail
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+FIXTURE_CONF="$REPO_ROOT/tests/fixtures/containers.conf"
+SYSTEM_CONF=/etc/containers/containers.conf
+ROOTLESS_USER=${POGO_TEST_ROOTLESS_USER:-pogo-ci}
+ROOTLESS_ENV_FILE=/etc/pogo-test-rootless.env
+BUSYBOX=${POGO_TEST_BUSYBOX:-/bin/busybox}
+BASH_STATIC=${POGO_TEST_BASH_STATIC:-/bin/bash-static}
+
+IMG_BUSYBOX=localhost/pogo-test/busybox:latest
+IMG_BASH=localhost/pogo-test/bash:latest
+IMG_HTTPD=localhost/pogo-test/httpd:latest
+IMAGES=("$IMG_BUSYBOX" "$IMG_BASH" "$IMG_HTTPD")
+
+# Debian packages, and a command or file that proves each is present on other distros.
+REQUIRED_PACKAGES=(podman runc uidmap slirp4netns fuse-overlayfs catatonit
+                   busybox-static bash-static docker-registry apache2-utils)
+
+# Applets the tests may rely on; the images link every applet busybox has, and
+# fail the build if one of these is missing.
+REQUIRED_APPLETS=(sh sleep cat echo ls wget httpd nc tar gzip mkdir rm kill ps env id true
+                  false touch grep sed head tail wc printf test chmod cp mv ln date hostname
+                  find sort uniq tee dd stat readlink basename dirname xargs expr seq)
+
+IMAGE_PATH_ENV='ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+
+log()  { printf 'pogo: %s\n' "$*"; }
+warn() { printf 'pogo: warning: %s\n' "$*" >&2; }
+die()  { printf 'pogo: error: %s\n' "$*" >&2; exit 1; }
+
+have()    { command -v "$1" >/dev/null 2>&1; }
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+# Machine-wide changes are only made where they are expected: on a CI machine, or on request.
+may_change_machine() {
+    case "${CI:-}" in true | TRUE | True | 1) return 0 ;; esac
+    [ "${POGO_TEST_WRITE_CONTAINERS_CONF:-}" = 1 ]
+}
+
+# Run a command as root: directly, or through sudo.
+as_root() {
+    if is_root; then
+        "$@"
+    elif have sudo; then
+        sudo "$@"
+    else
+        return 1
+    fi
+}
+
+# ---------------------------------------------------------------------------------------
+# 1. System packages
+# ---------------------------------------------------------------------------------------
+
+missing_packages() {
+    local pkg status
+    if have dpkg-query; then
+        for pkg in "${REQUIRED_PACKAGES[@]}"; do
+            status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+            [ "$status" = "install ok installed" ] || printf '%s\n' "$pkg"
+        done
+        return
+    fi
+    # No dpkg: look for what each package provides instead.
+    have podman         || echo podman
+    have runc           || echo runc
+    have newuidmap      || echo uidmap
+    have slirp4netns    || echo slirp4netns
+    have fuse-overlayfs || echo fuse-overlayfs
+    have catatonit || [ -x /usr/libexec/podman/catatonit ] || echo catatonit
+    [ -x "$BUSYBOX" ]     || echo busybox-static
+    [ -x "$BASH_STATIC" ] || echo bash-static
+    have docker-registry || have registry || echo docker-registry
+    have htpasswd       || echo apache2-utils
+}
+
+ensure_packages() {
+    local missing
+    mapfile -t missing < <(missing_packages)
+    [ "${#missing[@]}" -eq 0 ] && return 0
+
+    if ! have apt-get; then
+        die "missing test dependencies (Debian package names): ${missing[*]}." \
+            "This is not a Debian/Ubuntu system: install the equivalent packages and" \
+            "set POGO_TEST_BUSYBOX / POGO_TEST_BASH_STATIC to static busybox and bash binaries."
+    fi
+    if ! is_root && ! have sudo; then
+        die "missing packages and not root (no sudo): run as root:" \
+            "apt-get install --no-install-recommends ${missing[*]}"
+    fi
+    log "installing missing system packages with apt-get: ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# ---------------------------------------------------------------------------------------
+# 2. Container engine settings (CI only)
+# ---------------------------------------------------------------------------------------
+
+# True when FILE sets the runtime and the rlimits the way the fixture does.
+conf_has_settings() {
+    [ -r "$1" ] &&
+        grep -Eq '^[[:space:]]*runtime[[:space:]]*=[[:space:]]*"runc"' "$1" &&
+        grep -Fq '"nofile=1024:1024", "nproc=1000:1000"' "$1"
+}
+
+ensure_engine_settings() {
+    [ -r "$FIXTURE_CONF" ] || die "missing $FIXTURE_CONF (is this a complete checkout?)"
+    if ! may_change_machine; then
+        return 0 # never touch a developer's machine config; see the hint after the images
+    fi
+
+    if ! conf_has_settings "$SYSTEM_CONF"; then
+        if [ -e "$SYSTEM_CONF" ]; then
+            # Merging TOML in shell is fragile; keep the old file next to the new one.
+            warn "replacing $SYSTEM_CONF (old version kept as $SYSTEM_CONF.pogo-backup)"
+            as_root cp -p "$SYSTEM_CONF" "$SYSTEM_CONF.pogo-backup" ||
+                die "cannot write $SYSTEM_CONF (need root or sudo)"
+        fi
+        log "writing $SYSTEM_CONF (runtime runc, low default rlimits) for this CI machine"
+        as_root install -D -m 0644 "$FIXTURE_CONF" "$SYSTEM_CONF" ||
+            die "cannot write $SYSTEM_CONF (need root or sudo);" \
+                "or export CONTAINERS_CONF=$FIXTURE_CONF"
+    fi
+
+    # Rootless networking (slirp4netns) opens /dev/net/tun; some sandboxes make it 0600.
+    if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
+        log "making /dev/net/tun usable by unprivileged users (chmod 666) for rootless networking"
+        as_root chmod 666 /dev/net/tun || warn "could not chmod /dev/net/tun"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------
+# 3. Test images, built offline from static binaries
+# ---------------------------------------------------------------------------------------
+
+# Podman as the current user ("self"), or as the rootless test user ("rootless").
+# The rootless user gets a clean environment so that nothing from the caller's
+# (root's) environment leaks into its Podman.
+ROOTLESS_UID="" ROOTLESS_GID="" ROOTLESS_HOME="" ROOTLESS_XDG="" ROOTLESS_CONF=""
+as_rootless() {
+    (cd / && runuser -u "$ROOTLESS_USER" -- env -i \
+        HOME="$ROOTLESS_HOME" USER="$ROOTLESS_USER" LOGNAME="$ROOTLESS_USER" \
+        PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        XDG_RUNTIME_DIR="$ROOTLESS_XDG" CONTAINERS_CONF="$ROOTLESS_CONF" \
+        "$@")
+}
+pod() {
+    local who=$1
+    shift
+    if [ "$who" = self ]; then
+        podman "$@"
+    else
+        as_rootless podman "$@"
+    fi
+}
+
+# The root filesystems are built once per run, in a temporary directory, and only if an
+# image is actually missing.
+ROOTFS_DIR=""
+cleanup() { [ -z "$ROOTFS_DIR" ] || rm -rf "$ROOTFS_DIR"; }
+trap cleanup EXIT
+
+# build_rootfs DIR KIND: KIND is busybox, bash or httpd.
+build_rootfs() {
+    local dir=$1 kind=$2 applet
+    mkdir -p "$dir"/{bin,etc,root,tmp,proc,sys,dev,usr/bin,var/tmp}
+    chmod 1777 "$dir/tmp" "$dir/var/tmp"
+    chmod 0700 "$dir/root"
+
+    install -m 0755 "$BUSYBOX" "$dir/bin/busybox"
+    for applet in $("$BUSYBOX" --list); do
+        case "$applet" in
+        busybox) continue ;;
+        bash) continue ;; # the busybox image must really have no bash
+        esac
+        ln -s busybox "$dir/bin/$applet"
+    done
+    for applet in "${REQUIRED_APPLETS[@]}"; do
+        [ -e "$dir/bin/$applet" ] || die "$BUSYBOX has no '$applet' applet"
+    done
+    ln -s ../../bin/busybox "$dir/usr/bin/env" # for `#!/usr/bin/env sh` scripts
+
+    printf '%s\n' 'root:x:0:0:root:/root:/bin/sh' \
+        'nobody:x:65534:65534:nobody:/nonexistent:/bin/false' >"$dir/etc/passwd"
+    printf '%s\n' 'root:x:0:' 'nogroup:x:65534:' >"$dir/etc/group"
+
+    case "$kind" in
+    bash)
+        # gitlab-runner's generated job scripts need bash; a static one needs no libc.
+        install -m 0755 "$BASH_STATIC" "$dir/bin/bash"
+        ;;
+    httpd)
+        mkdir -p "$dir/www"
+        printf 'pogo-service-ok' >"$dir/www/index.html"
+        ;;
+    esac
+}
+
+rootfs_for() {
+    local kind=$1
+    if [ -z "$ROOTFS_DIR" ]; then
+        ROOTFS_DIR=$(mktemp -d "${TMPDIR:-/tmp}/pogo-test-rootfs.XXXXXX")
+    fi
+    if [ ! -d "$ROOTFS_DIR/$kind" ]; then
+        build_rootfs "$ROOTFS_DIR/$kind" "$kind"
+    fi
+    printf '%s\n' "$ROOTFS_DIR/$kind"
+}
+
+# import_image WHO IMAGE KIND: tar the rootfs (as the caller, who can read it) and import it
+# through stdin, so the rootless user never needs access to the temporary directory.
+import_image() {
+    local who=$1 image=$2 kind=$3 dir
+    local -a changes=(--change "$IMAGE_PATH_ENV")
+    case "$kind" in
+    busybox) changes+=(--change 'CMD ["/bin/sh"]') ;;
+    bash) changes+=(--change 'CMD ["/bin/bash"]') ;;
+    httpd) changes+=(--change 'EXPOSE 80/tcp'
+        --change 'CMD ["/bin/httpd","-f","-p","80","-h","/www"]') ;;
+    esac
+    dir=$(rootfs_for "$kind")
+    tar --numeric-owner --owner=0 --group=0 -C "$dir" -c . |
+        pod "$who" import --quiet "${changes[@]}" - "$image" >/dev/null
+}
+
+kind_of() {
+    case "$1" in
+    "$IMG_BUSYBOX") echo busybox ;;
+    "$IMG_BASH") echo bash ;;
+    "$IMG_HTTPD") echo httpd ;;
+    esac
+}
+
+# A quick run of each freshly built image proves it starts and has what it should.
+# (--network none: this checks the image; networking is checked separately.)
+verify_image() {
+    local who=$1 image=$2
+    case "$image" in
+    "$IMG_BASH") pod "$who" run --rm --network none "$image" bash -c 'echo ok' ;;
+    "$IMG_HTTPD") pod "$who" run --rm --network none "$image" cat /www/index.html && echo ;;
+    *) pod "$who" run --rm --network none "$image" sh -c 'echo ok' ;;
+    esac
+}
+
+# ensure_images WHO: build whatever is missing in WHO's image storage; fails (after
+# printing podman's output) when a freshly built image does not run.
+ensure_images() {
+    local who=$1 image out
+    for image in "${IMAGES[@]}"; do
+        pod "$who" image exists "$image" && continue
+        log "building $image ($who storage)"
+        import_image "$who" "$image" "$(kind_of "$image")"
+        if ! out=$(verify_image "$who" "$image" 2>&1); then
+            printf '%s\n' "$out" >&2
+            warn "$image was built but does not run ($who)"
+            return 1
+        fi
+        log "  $image works: $(printf '%s' "$out" | tail -n 1)"
+    done
+}
+
+engine_hint() {
+    may_change_machine && return 0
+    warn "podman cannot run containers here with its current settings. On sandboxed machines" \
+        "(crun: 'cgroups in hybrid mode', or 'setrlimit ... Operation not permitted') use:" \
+        "export CONTAINERS_CONF=$FIXTURE_CONF"
+}
+
+# ---------------------------------------------------------------------------------------
+# 4. Rootless test user (only when run as root)
+# ---------------------------------------------------------------------------------------
+
+ROOTLESS_STATUS="not set up"
+
+# first_free_subid FILE: the first id after every range in /etc/subuid or /etc/subgid
+# (at least 100000, Debian's SUB_UID_MIN), so a new range overlaps none of them.
+first_free_subid() {
+    awk -F: 'BEGIN { next_free = 100000 }
+             NF >= 3 && $2 + $3 > next_free { next_free = $2 + $3 }
+             END { print next_free }' "$1"
+}
+
+ensure_subids() {
+    local file flag start changed=1
+    for file in /etc/subuid /etc/subgid; do
+        [ -e "$file" ] || touch "$file"
+        if grep -Eq "^($ROOTLESS_USER|$ROOTLESS_UID):" "$file"; then
+            continue
+        fi
+        start=$(first_free_subid "$file")
+        if [ "$file" = /etc/subuid ]; then flag=--add-subuids; else flag=--add-subgids; fi
+        log "adding $ROOTLESS_USER:$start:65536 to $file"
+        usermod "$flag" "$start-$((start + 65535))" "$ROOTLESS_USER"
+        changed=0
+    done
+    return $changed # 0 when a range was added
+}
+
+ensure_rootless_user() {
+    local needs_migrate=1 entry conf_copy env_content out
+
+    if ! is_root; then
+        ROOTLESS_STATUS="skipped (not running as root)"
+        return 0
+    fi
+
+    if ! id -u "$ROOTLESS_USER" >/dev/null 2>&1; then
+        log "creating rootless test user $ROOTLESS_USER"
+        useradd -m -s /bin/bash "$ROOTLESS_USER"
+        needs_migrate=0
+    fi
+    ROOTLESS_UID=$(id -u "$ROOTLESS_USER")
+    ROOTLESS_GID=$(id -g "$ROOTLESS_USER")
+    entry=$(getent passwd "$ROOTLESS_USER")
+    ROOTLESS_HOME=$(printf '%s' "$entry" | cut -d: -f6)
+    ROOTLESS_XDG=/run/user/$ROOTLESS_UID
+
+    # Rootless podman maps the container's uids onto the user's subordinate ranges.
+    if ensure_subids; then needs_migrate=0; fi
+
+    # Rootless podman keeps its runtime state in XDG_RUNTIME_DIR; without a login session
+    # nobody creates it (and /run is a tmpfs, so it is recreated after each reboot).
+    install -d -m 0700 -o "$ROOTLESS_UID" -g "$ROOTLESS_GID" "$ROOTLESS_XDG"
+
+    # The user's podman needs the same engine settings. The checkout may sit where the
+    # user cannot read (e.g. under /root); then give the user its own copy.
+    if as_rootless test -r "$FIXTURE_CONF"; then
+        ROOTLESS_CONF=$FIXTURE_CONF
+    else
+        conf_copy=$ROOTLESS_HOME/.config/containers/containers.conf
+        if ! cmp -s "$FIXTURE_CONF" "$conf_copy"; then
+            as_rootless mkdir -p "$ROOTLESS_HOME/.config/containers"
+            install -m 0644 -o "$ROOTLESS_UID" -g "$ROOTLESS_GID" "$FIXTURE_CONF" "$conf_copy"
+        fi
+        ROOTLESS_CONF=$conf_copy
+    fi
+
+    # After subordinate ids change (or for a new user), podman must re-create its
+    # user namespace.
+    if [ "$needs_migrate" -eq 0 ]; then
+        as_rootless podman system migrate >/dev/null 2>&1 || true
+    fi
+
+    if ! ensure_images rootless; then
+        rootless_not_ready "its test images do not run"
+        return 0
+    fi
+
+    # Write the description the Rust tests read, only when it changes.
+    env_content=$(printf '%s\n' \
+        "POGO_TEST_ROOTLESS_USER=$ROOTLESS_USER" \
+        "POGO_TEST_ROOTLESS_UID=$ROOTLESS_UID" \
+        "POGO_TEST_ROOTLESS_GID=$ROOTLESS_GID" \
+        "POGO_TEST_ROOTLESS_HOME=$ROOTLESS_HOME" \
+        "POGO_TEST_ROOTLESS_XDG_RUNTIME_DIR=$ROOTLESS_XDG" \
+        "POGO_TEST_ROOTLESS_CONTAINERS_CONF=$ROOTLESS_CONF")
+
+    if out=$(as_rootless podman run --rm "$IMG_BASH" bash -c 'echo rootless-ok' 2>&1) &&
+        [ "$(printf '%s' "$out" | tail -n 1)" = rootless-ok ]; then
+        if [ "$(cat "$ROOTLESS_ENV_FILE" 2>/dev/null || true)" != "$env_content" ]; then
+            # Write and rename, so a test reading it concurrently never sees half a file.
+            printf '%s\n' "$env_content" >"$ROOTLESS_ENV_FILE.tmp.$$"
+            chmod 0644 "$ROOTLESS_ENV_FILE.tmp.$$"
+            mv -f "$ROOTLESS_ENV_FILE.tmp.$$" "$ROOTLESS_ENV_FILE"
+            log "wrote $ROOTLESS_ENV_FILE"
+        fi
+        log "rootless podman as $ROOTLESS_USER: $(printf '%s' "$out" | tail -n 1)"
+        ROOTLESS_STATUS="ready ($ROOTLESS_USER, uid $ROOTLESS_UID)"
+        return 0
+    fi
+
+    printf '%s\n' "$out" >&2
+    if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
+        warn "/dev/net/tun is not usable by $ROOTLESS_USER (slirp4netns needs it):" \
+            "chmod 666 /dev/net/tun, or run with CI=true"
+    fi
+    rootless_not_ready "'podman run' failed"
+}
+
+# In CI a broken rootless setup is an error; elsewhere the rootless tests are skipped.
+rootless_not_ready() {
+    # Without a working user, the rootless tests must not think they can run.
+    rm -f "$ROOTLESS_ENV_FILE"
+    ROOTLESS_STATUS="NOT ready as $ROOTLESS_USER: $1 (see above)"
+    if may_change_machine; then
+        die "rootless podman does not work as $ROOTLESS_USER: $1"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------
+
+main() {
+    local version present=() image
+
+    ensure_packages
+    ensure_engine_settings
+    if ! ensure_images self; then
+        engine_hint
+        die "podman cannot run the test images"
+    fi
+
+    # Outside CI the machine's own podman settings are used; say how to fix them if they
+    # do not work here. (In CI the images were verified when built, and the rootless
+    # check below runs a container anyway.)
+    if ! may_change_machine && ! podman run --rm "$IMG_BUSYBOX" true >/dev/null 2>&1; then
+        engine_hint
+    fi
+
+    ensure_rootless_user
+
+    version=$(podman version --format '{{.Client.Version}}' 2>/dev/null || echo unknown)
+    for image in "${IMAGES[@]}"; do
+        if podman image exists "$image"; then present+=("${image#localhost/pogo-test/}"); fi
+    done
+    log "test environment: podman $version; images: ${present[*]:-none};" \
+        "rootless user: $ROOTLESS_STATUS"
+}
+
+main "$@"

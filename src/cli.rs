@@ -1,0 +1,139 @@
+//! Command line: the custom-executor phases gitlab-runner calls, plus `print` and `version`.
+
+use crate::config;
+use crate::executor::{self, cleanup, config_stage, env::JobEnv, prepare, run, Context, Failure};
+use crate::podman::Podman;
+use clap::{Parser, Subcommand};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "pogo", version, about = "GitLab Runner custom executor on rootless Podman")]
+pub struct Cli {
+    /// pogo config file (default: $POGO_CONFIG, ~/.pogo.yaml, then $XDG_CONFIG_HOME/pogo/config.yaml)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// config_exec: print the executor configuration JSON for gitlab-runner
+    Config,
+    /// prepare_exec: pull images, start services and the job container
+    Prepare,
+    /// run_exec: run one stage script in the job container
+    Run {
+        /// The stage script gitlab-runner wrote
+        script: PathBuf,
+        /// The stage name (prepare_script, get_sources, build_script, ...)
+        stage: String,
+    },
+    /// cleanup_exec: remove the job's containers, pod and volumes
+    #[command(alias = "clean")]
+    Cleanup,
+    /// Print the effective configuration as YAML (credentials redacted)
+    Print,
+    /// Print pogo's version
+    Version,
+}
+
+fn env_map() -> HashMap<String, String> {
+    std::env::vars_os()
+        .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
+        .collect()
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::logging::init();
+    let env = env_map();
+    let code = dispatch(cli, env);
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::system(format!("cannot start pogo's runtime: {e}")))
+}
+
+fn dispatch(cli: Cli, env: HashMap<String, String>) -> i32 {
+    let flag = cli.config.as_deref();
+    match cli.command {
+        Command::Config => {
+            let r = config_stage::run(flag, &env);
+            executor::exit_code(r, &env)
+        }
+        Command::Prepare => {
+            let r = with_context(flag, &env, |ctx, rt| rt.block_on(prepare::run(ctx)));
+            executor::exit_code(r, &env)
+        }
+        Command::Run { script, stage } => {
+            let r = with_context(flag, &env, |ctx, rt| rt.block_on(run::run(ctx, &script, &stage)));
+            executor::exit_code(r, &env)
+        }
+        Command::Cleanup => {
+            let r = cleanup_phase(flag, &env);
+            executor::exit_code(r, &env)
+        }
+        Command::Print => match config::load(flag, &env) {
+            Ok(c) => match config::to_yaml(&c) {
+                Ok(y) => {
+                    if let Some(src) = &c.source {
+                        println!("# from {}", src.display());
+                    } else {
+                        println!("# no config file found: built-in defaults and POGO_* variables");
+                    }
+                    print!("{y}");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("pogo: {}", e.message);
+                    1
+                }
+            },
+            Err(e) => {
+                eprintln!("pogo: {e}");
+                1
+            }
+        },
+        Command::Version => {
+            println!("pogo {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+    }
+}
+
+fn with_context<F>(flag: Option<&Path>, env: &HashMap<String, String>, f: F) -> Result<(), Failure>
+where
+    F: FnOnce(&Context, &tokio::runtime::Runtime) -> Result<(), Failure>,
+{
+    let ctx = Context::load(flag, env.clone())?;
+    let rt = runtime()?;
+    f(&ctx, &rt)
+}
+
+/// Cleanup must remove the job's containers even when the config became unreadable in the
+/// meantime: it then falls back to plain `podman`.
+fn cleanup_phase(flag: Option<&Path>, env: &HashMap<String, String>) -> Result<(), Failure> {
+    let rt = runtime()?;
+    match Context::load(flag, env.clone()) {
+        Ok(ctx) => rt.block_on(cleanup::run(&ctx)),
+        Err(Failure::System(m)) if JobEnv::from_env(env).is_ok() => {
+            executor::log_warning(&format!("{m}; cleaning up with plain `podman`"));
+            let job = JobEnv::from_env(env).map_err(Failure::system)?;
+            let podman = Podman::new("podman", Vec::new());
+            let errors = rt.block_on(cleanup::remove_job(&podman, &job.names.key));
+            if errors.is_empty() {
+                Ok(())
+            } else {
+                Err(Failure::system(errors.join("; ")))
+            }
+        }
+        Err(e) => Err(e),
+    }
+}

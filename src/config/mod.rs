@@ -1,0 +1,440 @@
+//! Loading pogo's configuration: file location, YAML parsing with positions, environment
+//! overrides (`POGO_<KEY>`), defaults and validation. Everything but `load` is pure.
+
+pub mod model;
+pub mod resolve;
+pub mod yaml;
+
+pub use model::{Config, ExtraArgs, Mount, MountRule, PullPolicy, RawConfig};
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Why the configuration could not be used. Every message says what to fix.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("config file {path} (from {origin}) does not exist; create it or fix the path")]
+    NotFound { path: PathBuf, origin: String },
+    #[error("cannot read config file {path}: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("{path}:{line}:{column}: invalid YAML: {message}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}:{line}:{column}: unknown key '{key}'{}", suggestion.as_ref().map(|s| format!(" (did you mean '{s}'?)")).unwrap_or_default())]
+    UnknownKey {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        key: String,
+        suggestion: Option<String>,
+    },
+    #[error("{origin}: {key}: {message}")]
+    Invalid {
+        origin: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// Where the configuration comes from, in order of precedence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// `--config PATH` (must exist).
+    Flag(PathBuf),
+    /// `$POGO_CONFIG` (must exist).
+    Env(PathBuf),
+    /// `~/.pogo.yaml` or the XDG config file, found on disk.
+    Found(PathBuf),
+    /// No file: built-in defaults (plus environment overrides).
+    Defaults,
+}
+
+/// Pick the config file: `--config`, then `$POGO_CONFIG`, then `~/.pogo.yaml`, then
+/// `$XDG_CONFIG_HOME/pogo/config.yaml`, else defaults.
+pub fn locate(flag: Option<&Path>, env: &HashMap<String, String>) -> ConfigSource {
+    if let Some(p) = flag {
+        return ConfigSource::Flag(p.to_path_buf());
+    }
+    if let Some(p) = env.get("POGO_CONFIG").filter(|p| !p.is_empty()) {
+        return ConfigSource::Env(PathBuf::from(p));
+    }
+    if let Some(home) = env.get("HOME").filter(|h| !h.is_empty()) {
+        let p = Path::new(home).join(".pogo.yaml");
+        if p.is_file() {
+            return ConfigSource::Found(p);
+        }
+    }
+    if let Some(dirs) = directories::ProjectDirs::from("", "", "pogo") {
+        let p = dirs.config_dir().join("config.yaml");
+        if p.is_file() {
+            return ConfigSource::Found(p);
+        }
+    }
+    ConfigSource::Defaults
+}
+
+/// Load the effective configuration for this process (`--config` flag and environment).
+pub fn load(flag: Option<&Path>, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+    let (raw, path) = match locate(flag, env) {
+        ConfigSource::Defaults => (RawConfig::default(), None),
+        ConfigSource::Flag(p) | ConfigSource::Env(p) if !p.exists() => {
+            let origin = if flag.is_some() {
+                "--config".to_string()
+            } else {
+                "$POGO_CONFIG".to_string()
+            };
+            return Err(ConfigError::NotFound { path: p, origin });
+        }
+        ConfigSource::Flag(p) | ConfigSource::Env(p) | ConfigSource::Found(p) => {
+            let text = std::fs::read_to_string(&p).map_err(|e| ConfigError::Read {
+                path: p.clone(),
+                message: e.to_string(),
+            })?;
+            (parse(&text, &p)?, Some(p))
+        }
+    };
+    let raw = apply_env(raw, env)?;
+    finalize(raw, path, env)
+}
+
+/// Parse the YAML text of a config file. `path` is only used in error messages.
+pub fn parse(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
+    let has_content = text
+        .lines()
+        .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#') && l.trim() != "---");
+    if !has_content {
+        return Ok(RawConfig::default());
+    }
+    yaml::from_str::<RawConfig>(text).map_err(|e| {
+        let line = e.line.unwrap_or(1);
+        let column = e.column.unwrap_or(1);
+        if let Some(key) = unknown_field(&e.message) {
+            let candidates = if e.message.contains("`volume`") {
+                model::MOUNT_KEYS
+            } else {
+                model::TOP_LEVEL_KEYS
+            };
+            return ConfigError::UnknownKey {
+                path: path.to_path_buf(),
+                line,
+                column,
+                suggestion: closest(&key, candidates),
+                key,
+            };
+        }
+        ConfigError::Syntax {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: e.message,
+        }
+    })
+}
+
+fn unknown_field(message: &str) -> Option<String> {
+    let rest = message.split("unknown field `").nth(1)?;
+    Some(rest.split('`').next()?.to_string())
+}
+
+/// The candidate closest to `key`, if it is close enough to be a plausible typo.
+pub fn closest(key: &str, candidates: &[&str]) -> Option<String> {
+    candidates
+        .iter()
+        .map(|c| (strsim::jaro_winkler(key, c), *c))
+        .filter(|(score, _)| *score > 0.75)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c.to_string())
+}
+
+/// Scalar keys that `POGO_<KEY>` environment variables override.
+pub const ENV_KEYS: &[&str] = &[
+    "default_image",
+    "working_dir",
+    "cache_dir",
+    "builds_dir",
+    "auth_file",
+    "pull_policy",
+    "runner_binary",
+    "services_wait_timeout",
+    "podman",
+    "podman_args",
+];
+
+/// Apply `POGO_DEFAULT_IMAGE`, `POGO_CACHE_DIR`, ... over the file's values. An empty value
+/// unsets the key (back to the default).
+pub fn apply_env(
+    mut raw: RawConfig,
+    env: &HashMap<String, String>,
+) -> Result<RawConfig, ConfigError> {
+    for key in ENV_KEYS {
+        let var = format!("POGO_{}", key.to_ascii_uppercase());
+        let Some(value) = env.get(&var) else { continue };
+        let v = (!value.is_empty()).then(|| value.clone());
+        let invalid = |message: String| ConfigError::Invalid {
+            origin: format!("${var}"),
+            key: (*key).to_string(),
+            message,
+        };
+        match *key {
+            "default_image" => raw.default_image = v,
+            "working_dir" => raw.working_dir = v.map(PathBuf::from),
+            "cache_dir" => raw.cache_dir = v.map(PathBuf::from),
+            "builds_dir" => raw.builds_dir = v,
+            "auth_file" => raw.auth_file = v.map(PathBuf::from),
+            "runner_binary" => raw.runner_binary = v.map(PathBuf::from),
+            "podman" => raw.podman = v,
+            "podman_args" => raw.podman_args = v,
+            "pull_policy" => {
+                raw.pull_policy = match v {
+                    None => None,
+                    Some(s) => Some(PullPolicy::parse(&s).ok_or_else(|| {
+                        invalid(format!(
+                            "'{s}' is not a pull policy; use if-not-present, always or never"
+                        ))
+                    })?),
+                }
+            }
+            "services_wait_timeout" => {
+                raw.services_wait_timeout = match v {
+                    None => None,
+                    Some(s) => Some(s.parse().map_err(|_| {
+                        invalid(format!("'{s}' is not a number of seconds"))
+                    })?),
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(raw)
+}
+
+/// Fill in defaults and validate. `env` supplies `HOME` for `~/` paths and default dirs.
+pub fn finalize(
+    raw: RawConfig,
+    source: Option<PathBuf>,
+    env: &HashMap<String, String>,
+) -> Result<Config, ConfigError> {
+    let origin = source
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "built-in defaults".to_string());
+    let invalid = |key: &str, message: String| ConfigError::Invalid {
+        origin: origin.clone(),
+        key: key.to_string(),
+        message,
+    };
+    let home = env.get("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
+    let abs = |key: &str, p: PathBuf| -> Result<PathBuf, ConfigError> {
+        let p = expand_home(&p, home.as_deref());
+        if p.is_absolute() {
+            Ok(p)
+        } else {
+            Err(invalid(
+                key,
+                format!("'{}' must be an absolute path", p.display()),
+            ))
+        }
+    };
+
+    let working_dir = match raw.working_dir {
+        Some(p) => abs("working_dir", p)?,
+        None => default_working_dir(home.as_deref()),
+    };
+    let cache_dir = match raw.cache_dir {
+        Some(p) => abs("cache_dir", p)?,
+        None => working_dir.join("cache"),
+    };
+    let builds_dir = raw
+        .builds_dir
+        .unwrap_or_else(|| model::DEFAULT_BUILDS_DIR.to_string());
+    if !builds_dir.starts_with('/') {
+        return Err(invalid(
+            "builds_dir",
+            format!("'{builds_dir}' must be an absolute path inside the job container"),
+        ));
+    }
+    let auth_file = raw.auth_file.map(|p| abs("auth_file", p)).transpose()?;
+    let runner_binary = raw
+        .runner_binary
+        .map(|p| abs("runner_binary", p))
+        .transpose()?;
+    let services_wait_timeout = raw
+        .services_wait_timeout
+        .unwrap_or(model::DEFAULT_SERVICES_WAIT_TIMEOUT);
+    if services_wait_timeout == 0 {
+        return Err(invalid(
+            "services_wait_timeout",
+            "must be at least 1 second".to_string(),
+        ));
+    }
+    let podman = raw
+        .podman
+        .unwrap_or_else(|| model::DEFAULT_PODMAN.to_string());
+    let podman_args = split_args(raw.podman_args.as_deref().unwrap_or(""))
+        .map_err(|m| invalid("podman_args", m))?;
+
+    let mut mounts = Vec::with_capacity(raw.mounts.len());
+    for (i, rule) in raw.mounts.into_iter().enumerate() {
+        let key = format!("mounts[{i}]");
+        let mut m = parse_volume(&rule.volume, home.as_deref()).map_err(|e| invalid(&key, e))?;
+        validate_tags(&rule.tags).map_err(|e| invalid(&key, e))?;
+        if rule.readonly && !m.options.iter().any(|o| o == "ro") {
+            m.options.retain(|o| o != "rw");
+            m.options.push("ro".to_string());
+        }
+        m.tags = rule.tags;
+        mounts.push(m);
+    }
+
+    let mut extra_arguments = Vec::with_capacity(raw.extra_arguments.len());
+    for (tag, source) in raw.extra_arguments {
+        let key = format!("extra_arguments.{tag}");
+        validate_tags(std::slice::from_ref(&tag)).map_err(|e| invalid(&key, e))?;
+        let args = split_args(&source).map_err(|e| invalid(&key, e))?;
+        extra_arguments.push(ExtraArgs { tag, source, args });
+    }
+
+    Ok(Config {
+        default_image: raw.default_image.filter(|s| !s.is_empty()),
+        working_dir,
+        cache_dir,
+        builds_dir,
+        auth_file,
+        pull_policy: raw.pull_policy.unwrap_or_default(),
+        runner_binary,
+        services_wait_timeout,
+        podman,
+        podman_args,
+        mounts,
+        extra_arguments,
+        source,
+    })
+}
+
+/// Split podman arguments the way a POSIX shell would (quotes respected), without running one.
+pub fn split_args(s: &str) -> Result<Vec<String>, String> {
+    shell_words::split(s).map_err(|e| format!("cannot split '{s}' into arguments: {e} (check the quotes)"))
+}
+
+fn expand_home(p: &Path, home: Option<&Path>) -> PathBuf {
+    match (p.strip_prefix("~"), home) {
+        (Ok(rest), Some(h)) => h.join(rest),
+        _ => p.to_path_buf(),
+    }
+}
+
+fn default_working_dir(home: Option<&Path>) -> PathBuf {
+    if let Some(dirs) = directories::ProjectDirs::from("", "", "pogo") {
+        return dirs.data_dir().to_path_buf();
+    }
+    match home {
+        Some(h) => h.join(".local/share/pogo"),
+        None => std::env::temp_dir().join("pogo"),
+    }
+}
+
+fn validate_tags(tags: &[String]) -> Result<(), String> {
+    for t in tags {
+        if t.is_empty() || t.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',') {
+            return Err(format!(
+                "tag '{t}' must be a non-empty word without spaces or commas"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Parse `HOST:CONTAINER[:OPTIONS]` as `podman run --volume` does.
+fn parse_volume(spec: &str, home: Option<&Path>) -> Result<Mount, String> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (host, container, options) = match parts.as_slice() {
+        [h, c] => (*h, *c, ""),
+        [h, c, o] => (*h, *c, *o),
+        _ => {
+            return Err(format!(
+                "volume '{spec}' must be HOST:CONTAINER or HOST:CONTAINER:OPTIONS"
+            ))
+        }
+    };
+    let host = expand_home(Path::new(host), home);
+    if !host.is_absolute() {
+        return Err(format!(
+            "host path '{}' in volume '{spec}' must be absolute",
+            host.display()
+        ));
+    }
+    if !container.starts_with('/') {
+        return Err(format!(
+            "container path '{container}' in volume '{spec}' must be absolute"
+        ));
+    }
+    let options = options
+        .split(',')
+        .filter(|o| !o.is_empty())
+        .map(str::to_string)
+        .collect();
+    Ok(Mount {
+        host,
+        container: container.to_string(),
+        options,
+        tags: Vec::new(),
+    })
+}
+
+/// The effective configuration as YAML for `pogo print`, with credentials redacted.
+pub fn to_yaml(config: &Config) -> Result<String, yaml::YamlError> {
+    let redact = |args: &[String]| -> String {
+        let mut out = Vec::with_capacity(args.len());
+        let mut hide_next = false;
+        for a in args {
+            if hide_next {
+                out.push("<redacted>".to_string());
+                hide_next = false;
+            } else if let Some((flag, _)) = a.split_once('=').filter(|(f, _)| is_secret_flag(f)) {
+                out.push(format!("{flag}=<redacted>"));
+            } else {
+                hide_next = is_secret_flag(a);
+                out.push(a.clone());
+            }
+        }
+        shell_words::join(out)
+    };
+    let raw = RawConfig {
+        default_image: config.default_image.clone(),
+        working_dir: Some(config.working_dir.clone()),
+        cache_dir: Some(config.cache_dir.clone()),
+        builds_dir: Some(config.builds_dir.clone()),
+        auth_file: config.auth_file.clone(),
+        pull_policy: Some(config.pull_policy),
+        runner_binary: config.runner_binary.clone(),
+        services_wait_timeout: Some(config.services_wait_timeout),
+        podman: Some(config.podman.clone()),
+        podman_args: Some(redact(&config.podman_args)),
+        mounts: config
+            .mounts
+            .iter()
+            .map(|m| MountRule {
+                volume: m.volume_arg(),
+                tags: m.tags.clone(),
+                readonly: m.options.iter().any(|o| o == "ro"),
+            })
+            .collect(),
+        extra_arguments: config
+            .extra_arguments
+            .iter()
+            .map(|e| (e.tag.clone(), redact(&e.args)))
+            .collect(),
+    };
+    yaml::to_string(&raw)
+}
+
+fn is_secret_flag(flag: &str) -> bool {
+    matches!(flag, "--creds" | "--password" | "--secret" | "--passphrase")
+}
+
+#[cfg(test)]
+mod tests;

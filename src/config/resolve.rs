@@ -1,0 +1,27 @@
+//! Pure resolution of what a job with a given set of tags gets: mounts and podman arguments.
+
+use super::{Config, Mount};
+
+/// What the configuration grants a job with particular tags.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Grants<'a> {
+    pub mounts: Vec<&'a Mount>,
+    /// Extra podman arguments, in the configuration's tag order, already split.
+    pub extra_args: Vec<String>,
+}
+
+/// Mounts whose tags match (or that have no tags) and the extra arguments of every job tag.
+pub fn grants<'a>(config: &'a Config, job_tags: &[String]) -> Grants<'a> {
+    let mounts = config
+        .mounts
+        .iter()
+        .filter(|m| m.applies_to(job_tags))
+        .collect();
+    let extra_args = config
+        .extra_arguments
+        .iter()
+        .filter(|e| job_tags.contains(&e.tag))
+        .flat_map(|e| e.args.iter().cloned())
+        .collect();
+    Grants { mounts, extra_args }
+}

@@ -1,0 +1,182 @@
+use super::*;
+use std::collections::HashMap;
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut m: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    m.entry("HOME".into()).or_insert_with(|| "/home/u".into());
+    m
+}
+
+fn load_str(text: &str, e: &HashMap<String, String>) -> Result<Config, ConfigError> {
+    let p = PathBuf::from("/etc/pogo.yaml");
+    let raw = parse(text, &p)?;
+    let raw = apply_env(raw, e)?;
+    finalize(raw, Some(p), e)
+}
+
+const ORIGINAL: &str = r#"
+default_image: fedora:latest
+working_dir: /home/runner
+cache_dir: /home/runner/cache
+auth_file: /home/runner/.docker-auth.json
+mounts:
+  - volume: /home/test/dir:/mnt/dir
+    tags: [build, deploy]
+  - volume: /home/test/fixtures:/mnt/fixtures
+    tags: [test]
+    readonly: true
+  - volume: /srv/always:/mnt/always
+extra_arguments:
+  buildah: '--security-opt label=disable --security-opt seccomp=unconfined --device /dev/fuse:rw'
+"#;
+
+#[test]
+fn the_original_tools_config_file_is_accepted_unchanged() {
+    let c = load_str(ORIGINAL, &env(&[])).unwrap();
+    assert_eq!(c.default_image.as_deref(), Some("fedora:latest"));
+    assert_eq!(c.cache_dir, PathBuf::from("/home/runner/cache"));
+    assert_eq!(c.pull_policy, PullPolicy::IfNotPresent);
+    assert_eq!(c.services_wait_timeout, 30);
+    assert_eq!(c.builds_dir, "/builds");
+    assert_eq!(c.mounts[1].volume_arg(), "/home/test/fixtures:/mnt/fixtures:ro");
+    assert_eq!(
+        c.extra_arguments[0].args,
+        vec![
+            "--security-opt",
+            "label=disable",
+            "--security-opt",
+            "seccomp=unconfined",
+            "--device",
+            "/dev/fuse:rw"
+        ]
+    );
+}
+
+#[test]
+fn environment_variables_override_file_values() {
+    let e = env(&[
+        ("POGO_DEFAULT_IMAGE", "alpine:3"),
+        ("POGO_CACHE_DIR", "/var/cache/pogo"),
+        ("POGO_PULL_POLICY", "never"),
+        ("POGO_SERVICES_WAIT_TIMEOUT", "5"),
+        ("POGO_AUTH_FILE", ""),
+    ]);
+    let c = load_str(ORIGINAL, &e).unwrap();
+    assert_eq!(c.default_image.as_deref(), Some("alpine:3"));
+    assert_eq!(c.cache_dir, PathBuf::from("/var/cache/pogo"));
+    assert_eq!(c.pull_policy, PullPolicy::Never);
+    assert_eq!(c.services_wait_timeout, 5);
+    assert_eq!(c.auth_file, None, "an empty variable unsets the key");
+}
+
+#[test]
+fn a_bad_pull_policy_in_the_environment_names_the_variable() {
+    let err = load_str("", &env(&[("POGO_PULL_POLICY", "sometimes")])).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("$POGO_PULL_POLICY"), "{msg}");
+    assert!(msg.contains("if-not-present, always or never"), "{msg}");
+}
+
+#[test]
+fn invalid_yaml_reports_file_line_and_column() {
+    let err = load_str("default_image: x\ncache_dir: /c\n  builds_dir: /b\n", &env(&[])).unwrap_err();
+    match &err {
+        ConfigError::Syntax { line, column, .. } => assert_eq!((*line, *column), (3, 13), "{err}"),
+        other => panic!("expected a syntax error, got {other:?}"),
+    }
+    assert!(err.to_string().starts_with("/etc/pogo.yaml:3:13: invalid YAML"), "{err}");
+    // a type error is positioned too
+    let err = load_str("default_image: x\nmounts:\n  - volume: [a, b]\n", &env(&[])).unwrap_err();
+    assert!(err.to_string().starts_with("/etc/pogo.yaml:3:"), "{err}");
+}
+
+#[test]
+fn an_unknown_key_is_named_with_the_closest_valid_key() {
+    let err = load_str("default_imgae: x\n", &env(&[])).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("unknown key 'default_imgae'"), "{msg}");
+    assert!(msg.contains("did you mean 'default_image'"), "{msg}");
+    assert!(msg.starts_with("/etc/pogo.yaml:1:"), "{msg}");
+}
+
+#[test]
+fn an_unknown_key_in_a_mount_suggests_a_mount_key() {
+    let err = load_str("mounts:\n  - volume: /a:/b\n    read_only: true\n", &env(&[])).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("unknown key 'read_only'"), "{msg}");
+    assert!(msg.contains("did you mean 'readonly'"), "{msg}");
+}
+
+#[test]
+fn an_empty_or_comment_only_file_means_defaults() {
+    let c = load_str("# nothing yet\n", &env(&[])).unwrap();
+    assert_eq!(c.default_image, None);
+    assert_eq!(c.podman, "podman");
+    assert!(c.cache_dir.ends_with("cache"));
+}
+
+#[test]
+fn relative_mount_paths_are_refused_with_the_entry_named() {
+    let err = load_str("mounts:\n  - volume: data:/mnt\n", &env(&[])).unwrap_err();
+    assert!(err.to_string().contains("mounts[0]"), "{err}");
+    assert!(err.to_string().contains("must be absolute"), "{err}");
+    let err = load_str("mounts:\n  - volume: /data:mnt\n", &env(&[])).unwrap_err();
+    assert!(err.to_string().contains("container path 'mnt'"), "{err}");
+}
+
+#[test]
+fn tilde_paths_expand_to_home() {
+    let c = load_str("auth_file: ~/.auth.json\nmounts:\n  - volume: ~/src:/src\n", &env(&[])).unwrap();
+    assert_eq!(c.auth_file, Some(PathBuf::from("/home/u/.auth.json")));
+    assert_eq!(c.mounts[0].host, PathBuf::from("/home/u/src"));
+}
+
+#[test]
+fn unbalanced_quotes_in_extra_arguments_name_the_tag() {
+    let err = load_str("extra_arguments:\n  gpu: \"--env 'A=b\"\n", &env(&[])).unwrap_err();
+    assert!(err.to_string().contains("extra_arguments.gpu"), "{err}");
+    assert!(err.to_string().contains("quotes"), "{err}");
+}
+
+#[test]
+fn config_flag_pointing_nowhere_is_an_error_not_defaults() {
+    let err = load(Some(Path::new("/nonexistent/pogo.yaml")), &env(&[])).unwrap_err();
+    assert!(matches!(err, ConfigError::NotFound { .. }));
+    assert!(err.to_string().contains("--config"));
+}
+
+#[test]
+fn mounts_and_arguments_follow_the_job_tags() {
+    let c = load_str(ORIGINAL, &env(&[])).unwrap();
+    let g = resolve::grants(&c, &["test".to_string()]);
+    let vols: Vec<String> = g.mounts.iter().map(|m| m.volume_arg()).collect();
+    assert_eq!(vols, vec!["/home/test/fixtures:/mnt/fixtures:ro", "/srv/always:/mnt/always"]);
+    assert!(g.extra_args.is_empty());
+
+    let g = resolve::grants(&c, &["deploy".to_string(), "buildah".to_string()]);
+    let vols: Vec<String> = g.mounts.iter().map(|m| m.volume_arg()).collect();
+    assert_eq!(vols, vec!["/home/test/dir:/mnt/dir", "/srv/always:/mnt/always"]);
+    assert_eq!(g.extra_args.len(), 6);
+
+    let g = resolve::grants(&c, &[]);
+    assert_eq!(g.mounts.len(), 1, "untagged jobs get only untagged mounts");
+}
+
+#[test]
+fn print_redacts_credentials_in_arguments() {
+    let c = load_str(
+        "podman_args: --creds user:pw\nextra_arguments:\n  t: --password=hunter2 --env A=1\n",
+        &env(&[]),
+    )
+    .unwrap();
+    let y = to_yaml(&c).unwrap();
+    assert!(!y.contains("user:pw"), "{y}");
+    assert!(!y.contains("hunter2"), "{y}");
+    // what print shows parses back as a valid config with the same arguments
+    let back = parse(&y, Path::new("print")).unwrap();
+    let back = finalize(back, None, &env(&[])).unwrap();
+    assert_eq!(back.extra_arguments[0].args, ["--password=<redacted>", "--env", "A=1"]);
+}

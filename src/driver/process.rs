@@ -1,0 +1,387 @@
+//! Running one executor phase the way gitlab-runner's `helpers/process`
+//! does on Unix: own process group, stdin `/dev/null`, SIGTERM to the group
+//! when the deadline passes, SIGKILL after the graceful timeout.
+
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+/// How long to keep reading a phase's output after the phase exited (a
+/// grandchild may still hold the pipe open).
+const OUTPUT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+const POLL: Duration = Duration::from_millis(20);
+
+/// Why a phase is stopped at its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The job was canceled.
+    Canceled,
+    /// The job (or phase) timeout passed.
+    Timeout,
+}
+
+/// When and why to stop a phase.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    pub at: Instant,
+    pub reason: StopReason,
+}
+
+/// Where a phase's stdout goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StdoutMode {
+    /// stdout and stderr share one pipe (job log or runner log).
+    Combined,
+    /// stdout is captured on its own (config_exec); stderr goes to `output`.
+    Separate,
+}
+
+/// Everything needed to start a phase.
+#[derive(Debug, Clone)]
+pub struct PhaseCommand {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// Final environment (the child gets exactly this).
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+    pub run_as: Option<(u32, u32)>,
+    pub stdout: StdoutMode,
+}
+
+/// How the phase ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Termination {
+    Exited(i32),
+    Signaled(i32),
+    /// Still running after SIGTERM and SIGKILL (gitlab-runner: "failed to
+    /// kill process, likely process is dormant").
+    Dormant {
+        pid: i32,
+    },
+}
+
+impl Termination {
+    fn from_status(s: ExitStatus) -> Self {
+        match (s.code(), s.signal()) {
+            (Some(c), _) => Termination::Exited(c),
+            (None, Some(sig)) => Termination::Signaled(sig),
+            (None, None) => Termination::Exited(-1),
+        }
+    }
+
+    /// The code gitlab-runner sees (`-1` for a signal).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Termination::Exited(c) => c,
+            Termination::Signaled(_) | Termination::Dormant { .. } => -1,
+        }
+    }
+}
+
+/// What happened when a phase had to be stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KillReport {
+    pub reason: StopReason,
+    /// Time from phase start to SIGTERM.
+    pub sigterm_after: Duration,
+    /// Time from SIGTERM until the phase exited (None: it never did).
+    pub exited_after_sigterm: Option<Duration>,
+    /// Whether SIGKILL had to be sent.
+    pub sigkilled: bool,
+}
+
+/// Result of one phase.
+#[derive(Debug, Clone)]
+pub struct PhaseOutput {
+    pub termination: Termination,
+    /// Combined output, or only stderr in `StdoutMode::Separate`.
+    pub output: Vec<u8>,
+    /// stdout in `StdoutMode::Separate`, empty otherwise.
+    pub stdout: Vec<u8>,
+    pub duration: Duration,
+    pub kill: Option<KillReport>,
+    /// The output pipes were still open `OUTPUT_DRAIN_TIMEOUT` after exit.
+    pub output_truncated: bool,
+}
+
+fn cloexec_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(std::io::Error::from)
+}
+
+/// Reads `fd` to EOF in a thread; signals `done` when finished.
+fn reader(fd: OwnedFd, buf: Arc<Mutex<Vec<u8>>>, done: mpsc::Sender<()>) {
+    thread::spawn(move || {
+        let mut file = std::fs::File::from(fd);
+        let mut chunk = [0u8; 8192];
+        loop {
+            match file.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if let Ok(mut b) = buf.lock() {
+                        b.extend_from_slice(&chunk[..n]);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let _ = done.send(());
+    });
+}
+
+fn take(buf: &Arc<Mutex<Vec<u8>>>) -> Vec<u8> {
+    buf.lock()
+        .map(|mut b| std::mem::take(&mut *b))
+        .unwrap_or_default()
+}
+
+/// Polls the child until it exits or `until` passes.
+fn wait_until(child: &mut Child, until: Option<Instant>) -> std::io::Result<Option<ExitStatus>> {
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if let Some(u) = until {
+            if Instant::now() >= u {
+                return Ok(None);
+            }
+        }
+        thread::sleep(POLL);
+    }
+}
+
+fn signal_group(pid: i32, sig: Signal) {
+    // ESRCH (group already gone) is fine.
+    let _ = killpg(Pid::from_raw(pid), sig);
+}
+
+/// Starts the phase and waits for it, enforcing `deadline`.
+pub fn run_phase(
+    cmd: &PhaseCommand,
+    deadline: Option<Deadline>,
+    graceful_kill_timeout: Duration,
+    force_kill_timeout: Duration,
+) -> std::io::Result<PhaseOutput> {
+    let out_buf = Arc::new(Mutex::new(Vec::new()));
+    let stdout_buf = Arc::new(Mutex::new(Vec::new()));
+    let (done_tx, done_rx) = mpsc::channel();
+    let mut readers = 0;
+
+    let started = Instant::now();
+    let mut child = {
+        let mut c = Command::new(&cmd.program);
+        c.args(&cmd.args)
+            .env_clear()
+            .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&cmd.cwd)
+            .stdin(Stdio::null())
+            .process_group(0);
+        if let Some((uid, gid)) = cmd.run_as {
+            c.uid(uid).gid(gid);
+        }
+        let (out_r, out_w) = cloexec_pipe()?;
+        match cmd.stdout {
+            StdoutMode::Combined => {
+                c.stdout(Stdio::from(out_w.try_clone()?));
+                c.stderr(Stdio::from(out_w));
+            }
+            StdoutMode::Separate => {
+                let (so_r, so_w) = cloexec_pipe()?;
+                c.stdout(Stdio::from(so_w));
+                c.stderr(Stdio::from(out_w));
+                reader(so_r, Arc::clone(&stdout_buf), done_tx.clone());
+                readers += 1;
+            }
+        }
+        reader(out_r, Arc::clone(&out_buf), done_tx.clone());
+        readers += 1;
+        // `c` (holding the write ends) is dropped at the end of this block,
+        // so the readers see EOF once the phase and its children are gone.
+        c.spawn()?
+    };
+    drop(done_tx);
+    let pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
+
+    let mut kill = None;
+    let termination = match wait_until(&mut child, deadline.map(|d| d.at))? {
+        Some(status) => Termination::from_status(status),
+        None => {
+            let reason = deadline.map(|d| d.reason).unwrap_or(StopReason::Timeout);
+            let sigterm_at = Instant::now();
+            signal_group(pid, Signal::SIGTERM);
+            let mut report = KillReport {
+                reason,
+                sigterm_after: sigterm_at - started,
+                exited_after_sigterm: None,
+                sigkilled: false,
+            };
+            let mut status = wait_until(&mut child, Some(sigterm_at + graceful_kill_timeout))?;
+            if status.is_none() {
+                signal_group(pid, Signal::SIGKILL);
+                report.sigkilled = true;
+                status = wait_until(&mut child, Some(Instant::now() + force_kill_timeout))?;
+            }
+            let t = match status {
+                Some(s) => {
+                    report.exited_after_sigterm = Some(sigterm_at.elapsed());
+                    Termination::from_status(s)
+                }
+                None => Termination::Dormant { pid },
+            };
+            kill = Some(report);
+            t
+        }
+    };
+    let duration = started.elapsed();
+
+    let drain_until = Instant::now() + OUTPUT_DRAIN_TIMEOUT;
+    let mut finished = 0;
+    while finished < readers {
+        let left = drain_until.saturating_duration_since(Instant::now());
+        match done_rx.recv_timeout(left) {
+            Ok(()) => finished += 1,
+            Err(_) => break,
+        }
+    }
+    Ok(PhaseOutput {
+        termination,
+        output: take(&out_buf),
+        stdout: take(&stdout_buf),
+        duration,
+        kill,
+        output_truncated: finished < readers,
+    })
+}
+
+/// Creates `<dir>/<prefix>XXXXXX` with mode 0700 (`os.MkdirTemp`).
+pub fn mkdtemp(dir: &Path, prefix: &str) -> std::io::Result<PathBuf> {
+    let template = dir.join(format!("{prefix}XXXXXX"));
+    nix::unistd::mkdtemp(&template).map_err(std::io::Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn sh(script: &str) -> PhaseCommand {
+        PhaseCommand {
+            program: PathBuf::from("/bin/sh"),
+            args: vec!["-c".into(), script.into()],
+            env: vec![
+                ("PATH".into(), "/usr/bin:/bin".into()),
+                ("X".into(), "1".into()),
+            ],
+            cwd: PathBuf::from("/"),
+            run_as: None,
+            stdout: StdoutMode::Combined,
+        }
+    }
+
+    #[test]
+    fn exit_codes_and_output() {
+        let o = run_phase(
+            &sh("echo out; echo err >&2; exit 3"),
+            None,
+            Duration::ZERO,
+            Duration::ZERO,
+        )
+        .unwrap();
+        assert_eq!(o.termination, Termination::Exited(3));
+        assert_eq!(String::from_utf8_lossy(&o.output), "out\nerr\n");
+        assert!(o.kill.is_none());
+    }
+
+    #[test]
+    fn separate_stdout_and_clean_env() {
+        let mut c = sh("echo \"$X-$HOME\"; echo e >&2; read l || echo eof");
+        c.stdout = StdoutMode::Separate;
+        let o = run_phase(&c, None, Duration::ZERO, Duration::ZERO).unwrap();
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "1-\neof\n");
+        assert_eq!(String::from_utf8_lossy(&o.output), "e\n");
+    }
+
+    #[test]
+    fn sigterm_reaches_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("child-got-term");
+        let script = format!(
+            "sh -c 'trap \"touch {} ; exit 0\" TERM; sleep 100 & wait' & wait; exit 0",
+            marker.display()
+        );
+        let d = Deadline {
+            at: Instant::now() + Duration::from_millis(300),
+            reason: StopReason::Canceled,
+        };
+        let o = run_phase(
+            &sh(&script),
+            Some(d),
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let k = o.kill.unwrap();
+        assert_eq!(k.reason, StopReason::Canceled);
+        assert!(!k.sigkilled);
+        assert!(k.exited_after_sigterm.unwrap() < Duration::from_secs(3));
+        assert!(marker.exists(), "grandchild did not get SIGTERM");
+    }
+
+    #[test]
+    fn sigkill_after_graceful_timeout() {
+        let d = Deadline {
+            at: Instant::now() + Duration::from_millis(100),
+            reason: StopReason::Timeout,
+        };
+        let o = run_phase(
+            &sh("trap '' TERM; while :; do sleep 0.1; done"),
+            Some(d),
+            Duration::from_millis(300),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let k = o.kill.unwrap();
+        assert!(k.sigkilled);
+        assert_eq!(o.termination, Termination::Signaled(9));
+        assert_eq!(o.termination.exit_code(), -1);
+    }
+
+    #[test]
+    fn background_child_holding_pipe_does_not_hang() {
+        let t = Instant::now();
+        let o = run_phase(
+            &sh("sleep 30 & echo started"),
+            None,
+            Duration::ZERO,
+            Duration::ZERO,
+        )
+        .unwrap();
+        assert!(t.elapsed() < Duration::from_secs(10));
+        assert!(o.output_truncated);
+        assert_eq!(String::from_utf8_lossy(&o.output), "started\n");
+    }
+
+    #[test]
+    fn mkdtemp_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let d = mkdtemp(dir.path(), "custom-executor").unwrap();
+        assert!(d
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("custom-executor"));
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+}

@@ -1,0 +1,102 @@
+//! `pogo config`: the JSON gitlab-runner reads from stdout (builds/cache dir, driver, shell)
+//! plus `job_env` that hands the job's tags and names to the later phases.
+
+use super::env::{self, JobEnv};
+use super::Failure;
+use crate::config;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct ConfigOutput {
+    pub builds_dir: String,
+    pub cache_dir: String,
+    pub builds_dir_is_shared: bool,
+    pub hostname: String,
+    pub driver: Driver,
+    pub shell: String,
+    pub job_env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Driver {
+    pub name: String,
+    pub version: String,
+}
+
+/// Build the output from the resolved pieces (pure).
+pub fn output(config: &config::Config, job: &JobEnv, tags: &[String], hostname: &str) -> ConfigOutput {
+    let mut job_env = BTreeMap::new();
+    job_env.insert(
+        env::JOB_TAGS.to_string(),
+        serde_json::to_string(tags).unwrap_or_else(|_| "[]".to_string()),
+    );
+    job_env.insert(env::JOB_KEY.to_string(), job.names.key.clone());
+    job_env.insert(env::JOB_CONTAINER.to_string(), job.names.container.clone());
+    job_env.insert(env::JOB_POD.to_string(), job.names.pod.clone());
+    ConfigOutput {
+        builds_dir: config.builds_dir.clone(),
+        cache_dir: config.cache_dir.display().to_string(),
+        builds_dir_is_shared: false,
+        hostname: hostname.to_string(),
+        driver: Driver {
+            name: "pogo".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        },
+        shell: "bash".to_string(),
+        job_env,
+    }
+}
+
+/// The job's tags: from `POGO_JOB_TAGS` when the caller already knows them (`pogo exec`),
+/// else one request to GitLab.
+pub fn job_tags(job: &JobEnv) -> Result<Vec<String>, Failure> {
+    if let Some(tags) = &job.tags {
+        return Ok(tags.clone());
+    }
+    crate::gitlab::job_tags(&job.api_url, &job.job_token, Duration::from_secs(30)).map_err(Failure::system)
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string())
+}
+
+/// Run the phase: JSON on stdout, nothing else there.
+pub fn run(config_flag: Option<&Path>, env: &HashMap<String, String>) -> Result<(), Failure> {
+    let config = config::load(config_flag, env).map_err(|e| {
+        Failure::system(format!("{e}\n(fix the pogo config; `pogo print` shows what pogo reads)"))
+    })?;
+    let job = JobEnv::from_env(env).map_err(Failure::system)?;
+    let tags = job_tags(&job)?;
+    let out = output(&config, &job, &tags, &hostname());
+    let json = serde_json::to_string(&out).map_err(Failure::system)?;
+    println!("{json}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_output_carries_tags_and_names_for_later_phases() {
+        let env: HashMap<String, String> = [("CUSTOM_ENV_CI_JOB_ID", "42"), ("CUSTOM_ENV_CI_RUNNER_SHORT_TOKEN", "abc"), ("HOME", "/h")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let cfg = config::finalize(config::RawConfig::default(), None, &env).unwrap();
+        let job = JobEnv::from_env(&env).unwrap();
+        let out = output(&cfg, &job, &["a".into(), "b".into()], "host1");
+        let v = serde_json::to_value(&out).unwrap();
+        assert_eq!(v["builds_dir"], "/builds");
+        assert_eq!(v["builds_dir_is_shared"], false);
+        assert_eq!(v["driver"]["name"], "pogo");
+        assert_eq!(v["shell"], "bash");
+        assert_eq!(v["job_env"]["POGO_JOB_TAGS"], r#"["a","b"]"#);
+        assert_eq!(v["job_env"]["POGO_JOB_CONTAINER"], "pogo-abc-42-0-build");
+    }
+}

@@ -1,0 +1,317 @@
+//! Pure parsing of what gitlab-runner hands each phase through the environment
+//! (`CUSTOM_ENV_*`, the exit-code variables, pogo's own `job_env`).
+
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+
+/// `job_env` keys pogo's config phase hands to the later phases.
+pub const JOB_TAGS: &str = "POGO_JOB_TAGS";
+pub const JOB_KEY: &str = "POGO_JOB_KEY";
+pub const JOB_CONTAINER: &str = "POGO_JOB_CONTAINER";
+pub const JOB_POD: &str = "POGO_JOB_POD";
+
+/// A value that must never be printed (job token). `Debug`/`Display` show `<redacted>`.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// One entry of `CUSTOM_ENV_CI_JOB_SERVICES`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+pub struct Service {
+    pub name: String,
+    #[serde(default)]
+    pub alias: String,
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    #[serde(default)]
+    pub variables: Option<std::collections::BTreeMap<String, String>>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EnvError {
+    #[error("{0} is not set: pogo must be called by gitlab-runner (custom executor) or `pogo exec`")]
+    Missing(&'static str),
+    #[error("{var} is not valid: {message}")]
+    Invalid { var: &'static str, message: String },
+}
+
+/// Everything pogo needs to know about the job, from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobEnv {
+    pub build_failure_exit_code: i32,
+    pub system_failure_exit_code: i32,
+    pub build_exit_code_file: Option<PathBuf>,
+    pub job_response_file: Option<PathBuf>,
+    pub job_id: String,
+    pub job_name: String,
+    pub job_url: String,
+    pub job_token: Secret,
+    pub api_url: String,
+    pub image: Option<String>,
+    pub services: Vec<Service>,
+    pub project_path: String,
+    pub pipeline_id: String,
+    pub runner_short_token: String,
+    pub concurrent_id: String,
+    /// Tags handed on by the config phase (`POGO_JOB_TAGS`), if it ran.
+    pub tags: Option<Vec<String>>,
+    pub names: Names,
+}
+
+/// Names of what pogo creates for one job: unique per runner + job + concurrency slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    /// The `io.pogo.job-key` label value and the prefix of every name.
+    pub key: String,
+    pub container: String,
+    pub pod: String,
+}
+
+impl Names {
+    pub fn new(runner: &str, job_id: &str, slot: &str) -> Self {
+        let key = format!(
+            "pogo-{}-{}-{}",
+            sanitize_name(runner, "runner"),
+            sanitize_name(job_id, "job"),
+            sanitize_name(slot, "0")
+        );
+        Self {
+            container: format!("{key}-build"),
+            pod: format!("{key}-pod"),
+            key,
+        }
+    }
+
+    /// Name of the `index`-th service container.
+    pub fn service(&self, index: usize) -> String {
+        format!("{}-svc{index}", self.key)
+    }
+}
+
+/// Keep `[A-Za-z0-9_.-]`, at most 40 characters; `fallback` when nothing is left.
+pub fn sanitize_name(s: &str, fallback: &str) -> String {
+    let cleaned: String = s
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        .take(40)
+        .collect();
+    let cleaned = cleaned.trim_start_matches(['.', '-', '_']).to_string();
+    if cleaned.is_empty() {
+        fallback.to_string()
+    } else {
+        cleaned
+    }
+}
+
+fn custom<'a>(env: &'a HashMap<String, String>, key: &str) -> Option<&'a str> {
+    env.get(&format!("CUSTOM_ENV_{key}"))
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+}
+
+fn exit_code(env: &HashMap<String, String>, var: &'static str, default: i32) -> Result<i32, EnvError> {
+    match env.get(var).filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| EnvError::Invalid {
+            var,
+            message: format!("'{v}' is not an exit code"),
+        }),
+    }
+}
+
+/// The build/system failure exit codes alone: needed even when the rest cannot be parsed.
+pub fn failure_codes(env: &HashMap<String, String>) -> (i32, i32) {
+    (
+        exit_code(env, "BUILD_FAILURE_EXIT_CODE", 1).unwrap_or(1),
+        exit_code(env, "SYSTEM_FAILURE_EXIT_CODE", 2).unwrap_or(2),
+    )
+}
+
+impl JobEnv {
+    pub fn from_env(env: &HashMap<String, String>) -> Result<Self, EnvError> {
+        let job_id = custom(env, "CI_JOB_ID")
+            .ok_or(EnvError::Missing("CUSTOM_ENV_CI_JOB_ID"))?
+            .to_string();
+        let services = match custom(env, "CI_JOB_SERVICES") {
+            None => Vec::new(),
+            Some(json) => serde_json::from_str(json).map_err(|e| EnvError::Invalid {
+                var: "CUSTOM_ENV_CI_JOB_SERVICES",
+                message: e.to_string(),
+            })?,
+        };
+        let tags = match env.get(JOB_TAGS) {
+            None => None,
+            Some(json) => Some(serde_json::from_str(json).map_err(|e| EnvError::Invalid {
+                var: JOB_TAGS,
+                message: e.to_string(),
+            })?),
+        };
+        let runner = custom(env, "CI_RUNNER_SHORT_TOKEN").unwrap_or("local").to_string();
+        let slot = custom(env, "CI_CONCURRENT_ID").unwrap_or("0").to_string();
+        let computed = Names::new(&runner, &job_id, &slot);
+        let names = Names {
+            key: env.get(JOB_KEY).cloned().unwrap_or(computed.key),
+            container: env.get(JOB_CONTAINER).cloned().unwrap_or(computed.container),
+            pod: env.get(JOB_POD).cloned().unwrap_or(computed.pod),
+        };
+        let get = |k: &str| custom(env, k).unwrap_or("").to_string();
+        Ok(Self {
+            build_failure_exit_code: exit_code(env, "BUILD_FAILURE_EXIT_CODE", 1)?,
+            system_failure_exit_code: exit_code(env, "SYSTEM_FAILURE_EXIT_CODE", 2)?,
+            build_exit_code_file: env
+                .get("BUILD_EXIT_CODE_FILE")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            job_response_file: env
+                .get("JOB_RESPONSE_FILE")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            job_name: get("CI_JOB_NAME"),
+            job_url: get("CI_JOB_URL"),
+            job_token: Secret::new(get("CI_JOB_TOKEN")),
+            api_url: get("CI_API_V4_URL"),
+            image: custom(env, "CI_JOB_IMAGE").map(str::to_string),
+            services,
+            project_path: get("CI_PROJECT_PATH"),
+            pipeline_id: get("CI_PIPELINE_ID"),
+            runner_short_token: runner,
+            concurrent_id: slot,
+            tags,
+            names,
+            job_id,
+        })
+    }
+
+    /// The labels every container, pod and volume of this job carries.
+    pub fn labels(&self, created: &str) -> Vec<(String, String)> {
+        let mut labels = vec![
+            (LABEL_MANAGED_BY.to_string(), "pogo".to_string()),
+            (LABEL_JOB_KEY.to_string(), self.names.key.clone()),
+            ("io.pogo.runner".to_string(), self.runner_short_token.clone()),
+            ("io.pogo.project".to_string(), self.project_path.clone()),
+            ("io.pogo.job-id".to_string(), self.job_id.clone()),
+            ("io.pogo.job-name".to_string(), self.job_name.clone()),
+            ("io.pogo.job-url".to_string(), self.job_url.clone()),
+            ("io.pogo.pipeline-id".to_string(), self.pipeline_id.clone()),
+            ("io.pogo.created".to_string(), created.to_string()),
+        ];
+        for (_, v) in &mut labels {
+            *v = sanitize_label_value(v);
+        }
+        labels
+    }
+}
+
+pub const LABEL_MANAGED_BY: &str = "io.pogo.managed-by";
+pub const LABEL_JOB_KEY: &str = "io.pogo.job-key";
+
+/// Label values come partly from the job (its name, project path): no control characters,
+/// bounded length.
+pub fn sanitize_label_value(v: &str) -> String {
+    v.chars().filter(|c| !c.is_control()).take(256).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn services_json_from_gitlab_runner_docs_parses() {
+        let json = r#"[{"name":"redis:latest","alias":"","entrypoint":null,"command":null},{"name":"my-postgres:9.4","alias":"pg","entrypoint":["path","to","entrypoint"],"command":["path","to","cmd"],"variables":{"POSTGRES_DB":"mydb"}}]"#;
+        let e = JobEnv::from_env(&env(&[
+            ("CUSTOM_ENV_CI_JOB_ID", "7"),
+            ("CUSTOM_ENV_CI_JOB_SERVICES", json),
+        ]))
+        .unwrap();
+        assert_eq!(e.services.len(), 2);
+        assert_eq!(e.services[1].alias, "pg");
+        assert_eq!(e.services[1].entrypoint.as_deref().unwrap()[0], "path");
+        assert_eq!(e.services[0].variables, None);
+    }
+
+    #[test]
+    fn empty_services_string_means_no_services() {
+        let e = JobEnv::from_env(&env(&[("CUSTOM_ENV_CI_JOB_ID", "7"), ("CUSTOM_ENV_CI_JOB_SERVICES", "")])).unwrap();
+        assert!(e.services.is_empty());
+    }
+
+    #[test]
+    fn names_are_unique_per_runner_job_and_slot() {
+        let a = Names::new("abc", "10", "0");
+        let b = Names::new("abc", "10", "1");
+        let c = Names::new("abd", "10", "0");
+        assert_ne!(a.container, b.container);
+        assert_ne!(a.container, c.container);
+        assert_eq!(a.key, "pogo-abc-10-0");
+    }
+
+    #[test]
+    fn hostile_values_cannot_shape_names() {
+        let n = Names::new("--privileged", "$(touch /tmp/x)", "../../1");
+        assert_eq!(n.key, "pogo-privileged-touchtmpx-1");
+        assert!(!n.container.contains('/'));
+        assert_eq!(Names::new("", "", "").key, "pogo-runner-job-0");
+    }
+
+    #[test]
+    fn job_env_from_config_phase_wins_over_recomputation() {
+        let e = JobEnv::from_env(&env(&[
+            ("CUSTOM_ENV_CI_JOB_ID", "7"),
+            (JOB_TAGS, r#"["a","b c"]"#),
+            (JOB_CONTAINER, "given"),
+        ]))
+        .unwrap();
+        assert_eq!(e.tags, Some(vec!["a".to_string(), "b c".to_string()]));
+        assert_eq!(e.names.container, "given");
+    }
+
+    #[test]
+    fn custom_exit_codes_are_honoured_and_garbage_is_an_error() {
+        let e = JobEnv::from_env(&env(&[
+            ("CUSTOM_ENV_CI_JOB_ID", "7"),
+            ("BUILD_FAILURE_EXIT_CODE", "11"),
+            ("SYSTEM_FAILURE_EXIT_CODE", "12"),
+        ]))
+        .unwrap();
+        assert_eq!((e.build_failure_exit_code, e.system_failure_exit_code), (11, 12));
+        assert!(JobEnv::from_env(&env(&[("CUSTOM_ENV_CI_JOB_ID", "7"), ("BUILD_FAILURE_EXIT_CODE", "x")])).is_err());
+    }
+
+    #[test]
+    fn the_job_token_never_shows_in_debug_output() {
+        let e = JobEnv::from_env(&env(&[("CUSTOM_ENV_CI_JOB_ID", "7"), ("CUSTOM_ENV_CI_JOB_TOKEN", "glcbt-secret")])).unwrap();
+        assert!(!format!("{e:?}").contains("glcbt-secret"));
+        assert_eq!(e.job_token.expose(), "glcbt-secret");
+    }
+
+    #[test]
+    fn label_values_lose_control_characters() {
+        assert_eq!(sanitize_label_value("a\nb\0c"), "abc");
+        assert_eq!(sanitize_label_value(&"x".repeat(1000)).len(), 256);
+    }
+}

@@ -1,0 +1,96 @@
+//! The four custom-executor phases gitlab-runner calls: `config`, `prepare`, `run`, `cleanup`.
+//! One file per phase; this module holds what they share: the context they start from and
+//! how a failure becomes an exit code gitlab-runner understands.
+
+pub mod cleanup;
+pub mod config_stage;
+pub mod env;
+pub mod prepare;
+pub mod run;
+
+use crate::config::{self, Config};
+use crate::podman::Podman;
+use env::JobEnv;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// How a phase failed, as gitlab-runner must report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The job's own fault (its script, its image choice): reported as a script failure with
+    /// this exit code, never retried.
+    Build { exit_code: i32, message: Option<String> },
+    /// Infrastructure (podman, registry, pogo's config): reported as a system failure,
+    /// prepare is retried.
+    System(String),
+}
+
+impl Failure {
+    pub fn system(m: impl std::fmt::Display) -> Self {
+        Self::System(m.to_string())
+    }
+    pub fn build(exit_code: i32, m: impl std::fmt::Display) -> Self {
+        Self::Build {
+            exit_code,
+            message: Some(m.to_string()),
+        }
+    }
+}
+
+/// Print a message into the job log (stderr of prepare/run is the job log), in GitLab's
+/// red error style.
+pub fn log_error(message: &str) {
+    eprintln!("\x1b[31;1mERROR: pogo: {message}\x1b[0;m");
+}
+
+pub fn log_warning(message: &str) {
+    eprintln!("\x1b[0;33mWARNING: pogo: {message}\x1b[0;m");
+}
+
+pub fn log_info(message: &str) {
+    eprintln!("pogo: {message}");
+}
+
+/// What every phase after `config` starts from.
+pub struct Context {
+    pub env: HashMap<String, String>,
+    pub config: Config,
+    pub job: JobEnv,
+    pub podman: Podman,
+}
+
+impl Context {
+    pub fn load(config_flag: Option<&Path>, env: HashMap<String, String>) -> Result<Self, Failure> {
+        let config = config::load(config_flag, &env).map_err(|e| {
+            Failure::system(format!("{e}\n(fix the pogo config; `pogo print` shows what pogo reads)"))
+        })?;
+        let job = JobEnv::from_env(&env).map_err(Failure::system)?;
+        let podman = Podman::new(config.podman.clone(), config.podman_args.clone());
+        Ok(Self { env, config, job, podman })
+    }
+}
+
+/// Turn a phase result into the process exit code, writing `BUILD_EXIT_CODE_FILE` for build
+/// failures as the protocol asks.
+pub fn exit_code(result: Result<(), Failure>, env: &HashMap<String, String>) -> i32 {
+    let (build_code, system_code) = env::failure_codes(env);
+    match result {
+        Ok(()) => 0,
+        Err(Failure::System(m)) => {
+            log_error(&m);
+            system_code
+        }
+        Err(Failure::Build { exit_code, message }) => {
+            if let Some(m) = message {
+                log_error(&m);
+            }
+            if let Some(f) = env.get("BUILD_EXIT_CODE_FILE").filter(|f| !f.is_empty()) {
+                if let Err(e) = std::fs::write(f, format!("{exit_code}\n")) {
+                    log_error(&format!("cannot write the exit code to {f}: {e}"));
+                    return system_code;
+                }
+            }
+            build_code
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! pogo: a GitLab Runner custom executor on rootless Podman.
+//!
+//! The pure core (`config`, `podman::args`, `executor::env`) does no IO; the thin IO layers
+//! (`podman`, `gitlab`, the executor phases) call Podman through `tokio::process`.
+
+pub mod cli;
+pub mod config;
+pub mod driver;
+pub mod executor;
+pub mod gitlab;
+pub mod logging;
+pub mod podman;

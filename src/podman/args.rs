@@ -1,0 +1,313 @@
+//! Pure builders for podman argument vectors. Job-controlled values (image, service names,
+//! aliases, variables) only ever appear as option *values* or after `--`, never as options.
+
+use crate::executor::env::{Service, LABEL_JOB_KEY};
+
+/// Where pogo mounts its keep-alive init (catatonit) inside the job container.
+pub const INIT_PATH: &str = "/run/pogo/init";
+/// Where the gitlab-runner binary appears inside the job container (on PATH).
+pub const RUNNER_BINARY_PATH: &str = "/usr/local/bin/gitlab-runner";
+
+/// Is `image` a plausible image reference? Refuses anything podman could read as an option
+/// or that could not be an image name at all.
+pub fn validate_image(image: &str) -> Result<(), String> {
+    if image.is_empty() {
+        return Err("the image name is empty".to_string());
+    }
+    if image.len() > 512 {
+        return Err(format!("the image name is {} bytes long (at most 512)", image.len()));
+    }
+    if image.starts_with('-') {
+        return Err(format!("'{image}' is not an image name (it starts with '-')"));
+    }
+    if let Some(c) = image
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | ':' | '@')))
+    {
+        return Err(format!(
+            "'{}' is not an image name (character {:?} is not allowed)",
+            image.escape_debug(),
+            c
+        ));
+    }
+    Ok(())
+}
+
+/// A name usable in `/etc/hosts` (and `--add-host`).
+pub fn valid_hostname(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 253
+        && !h.starts_with(['-', '.'])
+        && h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+}
+
+/// Host names a service is reachable by, as GitLab's Docker executor derives them: the alias,
+/// and the image path without tag with `/` replaced by `__` and by `-` (for a Docker Hub
+/// library image also the bare name and the `library` forms). Invalid names are dropped.
+pub fn service_hostnames(svc: &Service) -> Vec<String> {
+    let mut names = Vec::new();
+    for alias in svc.alias.split([',', ' ']).filter(|a| !a.is_empty()) {
+        names.push(alias.to_string());
+    }
+    let path = image_path(&svc.name);
+    // a registry's port is not part of a host name
+    let path = match path.split_once('/') {
+        Some((first, rest)) if first.contains(':') => {
+            format!("{}/{rest}", first.split(':').next().unwrap_or(first))
+        }
+        _ => path.to_string(),
+    };
+    let mut paths = vec![path.clone()];
+    if !path.contains('/') {
+        paths.push(format!("library/{path}"));
+    }
+    for p in paths {
+        if !p.contains('/') {
+            names.push(p.clone());
+        }
+        names.push(p.replace('/', "__"));
+        names.push(p.replace('/', "-"));
+    }
+    let mut out: Vec<String> = Vec::new();
+    for n in names {
+        if valid_hostname(&n) && !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    out
+}
+
+/// The image reference without tag or digest.
+fn image_path(image: &str) -> &str {
+    let no_digest = image.split('@').next().unwrap_or(image);
+    match no_digest.rfind(':') {
+        // a ':' after the last '/' is a tag; before it, a registry port
+        Some(i) if !no_digest[i..].contains('/') => &no_digest[..i],
+        _ => no_digest,
+    }
+}
+
+fn label_args(labels: &[(String, String)]) -> Vec<String> {
+    labels
+        .iter()
+        .flat_map(|(k, v)| ["--label".to_string(), format!("{k}={v}")])
+        .collect()
+}
+
+/// `podman pull [--authfile F] -- IMAGE`
+pub fn pull(image: &str, auth_file: Option<&str>) -> Vec<String> {
+    let mut a = vec!["pull".to_string()];
+    if let Some(f) = auth_file {
+        a.push("--authfile".into());
+        a.push(f.into());
+    }
+    a.push("--".into());
+    a.push(image.into());
+    a
+}
+
+/// `podman image exists -- IMAGE`
+pub fn image_exists(image: &str) -> Vec<String> {
+    vec!["image".into(), "exists".into(), "--".into(), image.into()]
+}
+
+/// `podman pod create` for a job with services: the aliases resolve to 127.0.0.1 for every
+/// container of the pod.
+pub fn pod_create(name: &str, labels: &[(String, String)], hosts: &[String]) -> Vec<String> {
+    let mut a = vec!["pod".into(), "create".into(), "--name".into(), name.into()];
+    a.extend(label_args(labels));
+    for h in hosts {
+        a.push("--add-host".into());
+        a.push(format!("{h}:127.0.0.1"));
+    }
+    a
+}
+
+/// `podman run -d` of one service container in the job's pod. Variable *values* are not in
+/// the argv: `--env KEY` takes them from podman's environment, which the caller sets.
+pub fn service_run(name: &str, pod: &str, labels: &[(String, String)], svc: &Service) -> Vec<String> {
+    let mut a = vec![
+        "run".into(),
+        "-d".into(),
+        "--name".into(),
+        name.into(),
+        "--pod".into(),
+        pod.into(),
+    ];
+    a.extend(label_args(labels));
+    if let Some(vars) = &svc.variables {
+        for k in vars.keys() {
+            a.push("--env".into());
+            a.push(k.clone());
+        }
+    }
+    if let Some(ep) = &svc.entrypoint {
+        a.push(format!("--entrypoint={}", entrypoint_json(ep)));
+    }
+    a.push("--".into());
+    a.push(svc.name.clone());
+    if let Some(cmd) = &svc.command {
+        a.extend(cmd.iter().cloned());
+    }
+    a
+}
+
+/// A JSON array for `--entrypoint` (an empty list clears the image's entrypoint).
+fn entrypoint_json(ep: &[String]) -> String {
+    serde_json::to_string(ep).unwrap_or_else(|_| "[]".to_string())
+}
+
+/// Is a variable name safe to hand to `--env NAME`? (no `=`, no leading `-`, no controls)
+pub fn valid_env_name(k: &str) -> bool {
+    !k.is_empty() && !k.starts_with('-') && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// How the job container is kept alive between stages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeepAlive {
+    /// A static init (catatonit) from the host, bind-mounted read-only, in pause mode.
+    Init(String),
+    /// A shell loop, when no static init is available on the host.
+    Shell,
+}
+
+/// Everything about the job container `podman run -d` needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobContainer<'a> {
+    pub name: &'a str,
+    pub pod: Option<&'a str>,
+    pub labels: &'a [(String, String)],
+    /// Values for `--volume` (tag mounts, cache, runner binary).
+    pub volumes: Vec<String>,
+    /// The extra arguments of the job's tags (from the runner owner's config).
+    pub extra_args: &'a [String],
+    pub keep_alive: KeepAlive,
+    pub image: &'a str,
+}
+
+pub fn job_run(c: &JobContainer<'_>) -> Vec<String> {
+    let mut a = vec!["run".into(), "-d".into(), "--name".into(), c.name.into()];
+    if let Some(pod) = c.pod {
+        a.push("--pod".into());
+        a.push(pod.into());
+    }
+    a.extend(label_args(c.labels));
+    for v in &c.volumes {
+        a.push("--volume".into());
+        a.push(v.clone());
+    }
+    match &c.keep_alive {
+        KeepAlive::Init(host) => {
+            a.push("--volume".into());
+            a.push(format!("{host}:{INIT_PATH}:ro"));
+            a.push(format!("--entrypoint=[\"{INIT_PATH}\",\"-P\"]"));
+        }
+        KeepAlive::Shell => {
+            a.push(
+                "--entrypoint=[\"/bin/sh\",\"-c\",\"trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done\"]"
+                    .into(),
+            );
+        }
+    }
+    a.extend(c.extra_args.iter().cloned());
+    a.push("--".into());
+    a.push(c.image.into());
+    a
+}
+
+/// `podman exec -i CONTAINER SHELL`: the stage script arrives on stdin.
+pub fn exec_stage(container: &str, shell: &str) -> Vec<String> {
+    vec!["exec".into(), "-i".into(), container.into(), shell.into()]
+}
+
+/// Signal every process of the job container except its init (stage scripts and their
+/// children) — `kill -1` from inside the container's PID namespace.
+pub fn exec_kill_all(container: &str, shell: &str, signal: &str) -> Vec<String> {
+    vec![
+        "exec".into(),
+        container.into(),
+        shell.into(),
+        "-c".into(),
+        format!("kill -{signal} -1"),
+    ]
+}
+
+pub fn inspect_container(name: &str) -> Vec<String> {
+    vec![
+        "container".into(),
+        "inspect".into(),
+        "--format".into(),
+        "json".into(),
+        "--".into(),
+        name.into(),
+    ]
+}
+
+pub fn inspect_image(image: &str) -> Vec<String> {
+    vec![
+        "image".into(),
+        "inspect".into(),
+        "--format".into(),
+        "json".into(),
+        "--".into(),
+        image.into(),
+    ]
+}
+
+pub fn logs(name: &str) -> Vec<String> {
+    vec!["logs".into(), "--tail".into(), "50".into(), "--".into(), name.into()]
+}
+
+fn key_filter(key: &str) -> String {
+    format!("label={LABEL_JOB_KEY}={key}")
+}
+
+pub fn pod_list(key: &str) -> Vec<String> {
+    vec![
+        "pod".into(),
+        "ps".into(),
+        "--filter".into(),
+        key_filter(key),
+        "--format".into(),
+        "json".into(),
+    ]
+}
+
+pub fn pod_rm(names: &[String]) -> Vec<String> {
+    let mut a: Vec<String> = vec!["pod".into(), "rm".into(), "-f".into(), "-i".into(), "-t".into(), "0".into()];
+    a.push("--".into());
+    a.extend(names.iter().cloned());
+    a
+}
+
+pub fn containers_rm(key: &str) -> Vec<String> {
+    vec![
+        "rm".into(),
+        "-f".into(),
+        "-v".into(),
+        "-t".into(),
+        "0".into(),
+        "--filter".into(),
+        key_filter(key),
+    ]
+}
+
+pub fn volume_list(key: &str) -> Vec<String> {
+    vec![
+        "volume".into(),
+        "ls".into(),
+        "--filter".into(),
+        key_filter(key),
+        "--format".into(),
+        "json".into(),
+    ]
+}
+
+pub fn volume_rm(names: &[String]) -> Vec<String> {
+    let mut a: Vec<String> = vec!["volume".into(), "rm".into(), "-f".into(), "--".into()];
+    a.extend(names.iter().cloned());
+    a
+}
+
+#[cfg(test)]
+mod tests;
