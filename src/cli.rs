@@ -9,7 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "pogo", version, about = "GitLab Runner custom executor on rootless Podman")]
+#[command(
+    name = "pogo",
+    version,
+    about = "GitLab Runner custom executor on rootless Podman"
+)]
 pub struct Cli {
     /// pogo config file (default: $POGO_CONFIG, ~/.pogo.yaml, then $XDG_CONFIG_HOME/pogo/config.yaml)
     #[arg(long, global = true, value_name = "PATH")]
@@ -42,7 +46,12 @@ pub enum Command {
 
 fn env_map() -> HashMap<String, String> {
     std::env::vars_os()
-        .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        })
         .collect()
 }
 
@@ -73,7 +82,9 @@ fn dispatch(cli: Cli, env: HashMap<String, String>) -> i32 {
             executor::exit_code(r, &env)
         }
         Command::Run { script, stage } => {
-            let r = with_context(flag, &env, |ctx, rt| rt.block_on(run::run(ctx, &script, &stage)));
+            let r = with_context(flag, &env, |ctx, rt| {
+                rt.block_on(run::run(ctx, &script, &stage))
+            });
             executor::exit_code(r, &env)
         }
         Command::Cleanup => {

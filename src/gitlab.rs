@@ -7,7 +7,11 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum GitlabError {
     #[error("GitLab answered HTTP {status} to GET {url} (job tags); {hint}")]
-    Status { status: u16, url: String, hint: &'static str },
+    Status {
+        status: u16,
+        url: String,
+        hint: &'static str,
+    },
     #[error("cannot reach GitLab at {url} to read the job's tags: {message}")]
     Transport { url: String, message: String },
     #[error("GitLab's answer to GET {url} is not the expected JSON: {message}")]
@@ -32,7 +36,11 @@ fn hint(status: u16) -> &'static str {
 }
 
 /// `GET {api_url}/job` with header `JOB-TOKEN`; returns `tag_list`.
-pub fn job_tags(api_url: &str, token: &Secret, timeout: Duration) -> Result<Vec<String>, GitlabError> {
+pub fn job_tags(
+    api_url: &str,
+    token: &Secret,
+    timeout: Duration,
+) -> Result<Vec<String>, GitlabError> {
     if api_url.is_empty() {
         return Err(GitlabError::NoApiUrl);
     }
@@ -47,7 +55,10 @@ pub fn job_tags(api_url: &str, token: &Secret, timeout: Duration) -> Result<Vec<
         Ok(resp) => resp
             .into_json::<JobInfo>()
             .map(|j| j.tag_list)
-            .map_err(|e| GitlabError::Body { url, message: e.to_string() }),
+            .map_err(|e| GitlabError::Body {
+                url,
+                message: e.to_string(),
+            }),
         Err(ureq::Error::Status(status, _)) => Err(GitlabError::Status {
             status,
             url,

@@ -201,9 +201,10 @@ pub fn apply_env(
             "services_wait_timeout" => {
                 raw.services_wait_timeout = match v {
                     None => None,
-                    Some(s) => Some(s.parse().map_err(|_| {
-                        invalid(format!("'{s}' is not a number of seconds"))
-                    })?),
+                    Some(s) => Some(
+                        s.parse()
+                            .map_err(|_| invalid(format!("'{s}' is not a number of seconds")))?,
+                    ),
                 }
             }
             _ => {}
@@ -317,7 +318,8 @@ pub fn finalize(
 
 /// Split podman arguments the way a POSIX shell would (quotes respected), without running one.
 pub fn split_args(s: &str) -> Result<Vec<String>, String> {
-    shell_words::split(s).map_err(|e| format!("cannot split '{s}' into arguments: {e} (check the quotes)"))
+    shell_words::split(s)
+        .map_err(|e| format!("cannot split '{s}' into arguments: {e} (check the quotes)"))
 }
 
 fn expand_home(p: &Path, home: Option<&Path>) -> PathBuf {
@@ -339,7 +341,10 @@ fn default_working_dir(home: Option<&Path>) -> PathBuf {
 
 fn validate_tags(tags: &[String]) -> Result<(), String> {
     for t in tags {
-        if t.is_empty() || t.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',') {
+        if t.is_empty()
+            || t.chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == ',')
+        {
             return Err(format!(
                 "tag '{t}' must be a non-empty word without spaces or commas"
             ));

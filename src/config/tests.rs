@@ -41,7 +41,10 @@ fn the_original_tools_config_file_is_accepted_unchanged() {
     assert_eq!(c.pull_policy, PullPolicy::IfNotPresent);
     assert_eq!(c.services_wait_timeout, 30);
     assert_eq!(c.builds_dir, "/builds");
-    assert_eq!(c.mounts[1].volume_arg(), "/home/test/fixtures:/mnt/fixtures:ro");
+    assert_eq!(
+        c.mounts[1].volume_arg(),
+        "/home/test/fixtures:/mnt/fixtures:ro"
+    );
     assert_eq!(
         c.extra_arguments[0].args,
         vec![
@@ -82,12 +85,20 @@ fn a_bad_pull_policy_in_the_environment_names_the_variable() {
 
 #[test]
 fn invalid_yaml_reports_file_line_and_column() {
-    let err = load_str("default_image: x\ncache_dir: /c\n  builds_dir: /b\n", &env(&[])).unwrap_err();
+    let err = load_str(
+        "default_image: x\ncache_dir: /c\n  builds_dir: /b\n",
+        &env(&[]),
+    )
+    .unwrap_err();
     match &err {
         ConfigError::Syntax { line, column, .. } => assert_eq!((*line, *column), (3, 13), "{err}"),
         other => panic!("expected a syntax error, got {other:?}"),
     }
-    assert!(err.to_string().starts_with("/etc/pogo.yaml:3:13: invalid YAML"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("/etc/pogo.yaml:3:13: invalid YAML"),
+        "{err}"
+    );
     // a type error is positioned too
     let err = load_str("default_image: x\nmounts:\n  - volume: [a, b]\n", &env(&[])).unwrap_err();
     assert!(err.to_string().starts_with("/etc/pogo.yaml:3:"), "{err}");
@@ -104,7 +115,11 @@ fn an_unknown_key_is_named_with_the_closest_valid_key() {
 
 #[test]
 fn an_unknown_key_in_a_mount_suggests_a_mount_key() {
-    let err = load_str("mounts:\n  - volume: /a:/b\n    read_only: true\n", &env(&[])).unwrap_err();
+    let err = load_str(
+        "mounts:\n  - volume: /a:/b\n    read_only: true\n",
+        &env(&[]),
+    )
+    .unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("unknown key 'read_only'"), "{msg}");
     assert!(msg.contains("did you mean 'readonly'"), "{msg}");
@@ -129,7 +144,11 @@ fn relative_mount_paths_are_refused_with_the_entry_named() {
 
 #[test]
 fn tilde_paths_expand_to_home() {
-    let c = load_str("auth_file: ~/.auth.json\nmounts:\n  - volume: ~/src:/src\n", &env(&[])).unwrap();
+    let c = load_str(
+        "auth_file: ~/.auth.json\nmounts:\n  - volume: ~/src:/src\n",
+        &env(&[]),
+    )
+    .unwrap();
     assert_eq!(c.auth_file, Some(PathBuf::from("/home/u/.auth.json")));
     assert_eq!(c.mounts[0].host, PathBuf::from("/home/u/src"));
 }
@@ -153,12 +172,21 @@ fn mounts_and_arguments_follow_the_job_tags() {
     let c = load_str(ORIGINAL, &env(&[])).unwrap();
     let g = resolve::grants(&c, &["test".to_string()]);
     let vols: Vec<String> = g.mounts.iter().map(|m| m.volume_arg()).collect();
-    assert_eq!(vols, vec!["/home/test/fixtures:/mnt/fixtures:ro", "/srv/always:/mnt/always"]);
+    assert_eq!(
+        vols,
+        vec![
+            "/home/test/fixtures:/mnt/fixtures:ro",
+            "/srv/always:/mnt/always"
+        ]
+    );
     assert!(g.extra_args.is_empty());
 
     let g = resolve::grants(&c, &["deploy".to_string(), "buildah".to_string()]);
     let vols: Vec<String> = g.mounts.iter().map(|m| m.volume_arg()).collect();
-    assert_eq!(vols, vec!["/home/test/dir:/mnt/dir", "/srv/always:/mnt/always"]);
+    assert_eq!(
+        vols,
+        vec!["/home/test/dir:/mnt/dir", "/srv/always:/mnt/always"]
+    );
     assert_eq!(g.extra_args.len(), 6);
 
     let g = resolve::grants(&c, &[]);
@@ -178,5 +206,8 @@ fn print_redacts_credentials_in_arguments() {
     // what print shows parses back as a valid config with the same arguments
     let back = parse(&y, Path::new("print")).unwrap();
     let back = finalize(back, None, &env(&[])).unwrap();
-    assert_eq!(back.extra_arguments[0].args, ["--password=<redacted>", "--env", "A=1"]);
+    assert_eq!(
+        back.extra_arguments[0].args,
+        ["--password=<redacted>", "--env", "A=1"]
+    );
 }

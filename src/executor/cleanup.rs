@@ -21,7 +21,10 @@ pub async fn remove_job(podman: &Podman, key: &str) -> Vec<String> {
     if let Err(e) = podman.run(&args::containers_rm(key)).await {
         errors.push(e.to_string());
     }
-    match podman.json::<Vec<NamedEntry>>(&args::volume_list(key)).await {
+    match podman
+        .json::<Vec<NamedEntry>>(&args::volume_list(key))
+        .await
+    {
         Ok(vols) if !vols.is_empty() => {
             let names: Vec<String> = vols.into_iter().map(|v| v.name).collect();
             if let Err(e) = podman.run(&args::volume_rm(&names)).await {

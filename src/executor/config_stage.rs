@@ -27,7 +27,12 @@ pub struct Driver {
 }
 
 /// Build the output from the resolved pieces (pure).
-pub fn output(config: &config::Config, job: &JobEnv, tags: &[String], hostname: &str) -> ConfigOutput {
+pub fn output(
+    config: &config::Config,
+    job: &JobEnv,
+    tags: &[String],
+    hostname: &str,
+) -> ConfigOutput {
     let mut job_env = BTreeMap::new();
     job_env.insert(
         env::JOB_TAGS.to_string(),
@@ -56,7 +61,8 @@ pub fn job_tags(job: &JobEnv) -> Result<Vec<String>, Failure> {
     if let Some(tags) = &job.tags {
         return Ok(tags.clone());
     }
-    crate::gitlab::job_tags(&job.api_url, &job.job_token, Duration::from_secs(30)).map_err(Failure::system)
+    crate::gitlab::job_tags(&job.api_url, &job.job_token, Duration::from_secs(30))
+        .map_err(Failure::system)
 }
 
 pub fn hostname() -> String {
@@ -68,7 +74,9 @@ pub fn hostname() -> String {
 /// Run the phase: JSON on stdout, nothing else there.
 pub fn run(config_flag: Option<&Path>, env: &HashMap<String, String>) -> Result<(), Failure> {
     let config = config::load(config_flag, env).map_err(|e| {
-        Failure::system(format!("{e}\n(fix the pogo config; `pogo print` shows what pogo reads)"))
+        Failure::system(format!(
+            "{e}\n(fix the pogo config; `pogo print` shows what pogo reads)"
+        ))
     })?;
     let job = JobEnv::from_env(env).map_err(Failure::system)?;
     let tags = job_tags(&job)?;
@@ -84,10 +92,14 @@ mod tests {
 
     #[test]
     fn config_output_carries_tags_and_names_for_later_phases() {
-        let env: HashMap<String, String> = [("CUSTOM_ENV_CI_JOB_ID", "42"), ("CUSTOM_ENV_CI_RUNNER_SHORT_TOKEN", "abc"), ("HOME", "/h")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let env: HashMap<String, String> = [
+            ("CUSTOM_ENV_CI_JOB_ID", "42"),
+            ("CUSTOM_ENV_CI_RUNNER_SHORT_TOKEN", "abc"),
+            ("HOME", "/h"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
         let cfg = config::finalize(config::RawConfig::default(), None, &env).unwrap();
         let job = JobEnv::from_env(&env).unwrap();
         let out = output(&cfg, &job, &["a".into(), "b".into()], "host1");

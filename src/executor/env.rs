@@ -50,7 +50,9 @@ pub struct Service {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EnvError {
-    #[error("{0} is not set: pogo must be called by gitlab-runner (custom executor) or `pogo exec`")]
+    #[error(
+        "{0} is not set: pogo must be called by gitlab-runner (custom executor) or `pogo exec`"
+    )]
     Missing(&'static str),
     #[error("{var} is not valid: {message}")]
     Invalid { var: &'static str, message: String },
@@ -130,7 +132,11 @@ fn custom<'a>(env: &'a HashMap<String, String>, key: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-fn exit_code(env: &HashMap<String, String>, var: &'static str, default: i32) -> Result<i32, EnvError> {
+fn exit_code(
+    env: &HashMap<String, String>,
+    var: &'static str,
+    default: i32,
+) -> Result<i32, EnvError> {
     match env.get(var).filter(|v| !v.is_empty()) {
         None => Ok(default),
         Some(v) => v.trim().parse().map_err(|_| EnvError::Invalid {
@@ -167,12 +173,17 @@ impl JobEnv {
                 message: e.to_string(),
             })?),
         };
-        let runner = custom(env, "CI_RUNNER_SHORT_TOKEN").unwrap_or("local").to_string();
+        let runner = custom(env, "CI_RUNNER_SHORT_TOKEN")
+            .unwrap_or("local")
+            .to_string();
         let slot = custom(env, "CI_CONCURRENT_ID").unwrap_or("0").to_string();
         let computed = Names::new(&runner, &job_id, &slot);
         let names = Names {
             key: env.get(JOB_KEY).cloned().unwrap_or(computed.key),
-            container: env.get(JOB_CONTAINER).cloned().unwrap_or(computed.container),
+            container: env
+                .get(JOB_CONTAINER)
+                .cloned()
+                .unwrap_or(computed.container),
             pod: env.get(JOB_POD).cloned().unwrap_or(computed.pod),
         };
         let get = |k: &str| custom(env, k).unwrap_or("").to_string();
@@ -208,7 +219,10 @@ impl JobEnv {
         let mut labels = vec![
             (LABEL_MANAGED_BY.to_string(), "pogo".to_string()),
             (LABEL_JOB_KEY.to_string(), self.names.key.clone()),
-            ("io.pogo.runner".to_string(), self.runner_short_token.clone()),
+            (
+                "io.pogo.runner".to_string(),
+                self.runner_short_token.clone(),
+            ),
             ("io.pogo.project".to_string(), self.project_path.clone()),
             ("io.pogo.job-id".to_string(), self.job_id.clone()),
             ("io.pogo.job-name".to_string(), self.job_name.clone()),
@@ -237,7 +251,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -256,7 +273,11 @@ mod tests {
 
     #[test]
     fn empty_services_string_means_no_services() {
-        let e = JobEnv::from_env(&env(&[("CUSTOM_ENV_CI_JOB_ID", "7"), ("CUSTOM_ENV_CI_JOB_SERVICES", "")])).unwrap();
+        let e = JobEnv::from_env(&env(&[
+            ("CUSTOM_ENV_CI_JOB_ID", "7"),
+            ("CUSTOM_ENV_CI_JOB_SERVICES", ""),
+        ]))
+        .unwrap();
         assert!(e.services.is_empty());
     }
 
@@ -298,13 +319,24 @@ mod tests {
             ("SYSTEM_FAILURE_EXIT_CODE", "12"),
         ]))
         .unwrap();
-        assert_eq!((e.build_failure_exit_code, e.system_failure_exit_code), (11, 12));
-        assert!(JobEnv::from_env(&env(&[("CUSTOM_ENV_CI_JOB_ID", "7"), ("BUILD_FAILURE_EXIT_CODE", "x")])).is_err());
+        assert_eq!(
+            (e.build_failure_exit_code, e.system_failure_exit_code),
+            (11, 12)
+        );
+        assert!(JobEnv::from_env(&env(&[
+            ("CUSTOM_ENV_CI_JOB_ID", "7"),
+            ("BUILD_FAILURE_EXIT_CODE", "x")
+        ]))
+        .is_err());
     }
 
     #[test]
     fn the_job_token_never_shows_in_debug_output() {
-        let e = JobEnv::from_env(&env(&[("CUSTOM_ENV_CI_JOB_ID", "7"), ("CUSTOM_ENV_CI_JOB_TOKEN", "glcbt-secret")])).unwrap();
+        let e = JobEnv::from_env(&env(&[
+            ("CUSTOM_ENV_CI_JOB_ID", "7"),
+            ("CUSTOM_ENV_CI_JOB_TOKEN", "glcbt-secret"),
+        ]))
+        .unwrap();
         assert!(!format!("{e:?}").contains("glcbt-secret"));
         assert_eq!(e.job_token.expose(), "glcbt-secret");
     }

@@ -19,7 +19,10 @@ use std::path::Path;
 pub enum Failure {
     /// The job's own fault (its script, its image choice): reported as a script failure with
     /// this exit code, never retried.
-    Build { exit_code: i32, message: Option<String> },
+    Build {
+        exit_code: i32,
+        message: Option<String>,
+    },
     /// Infrastructure (podman, registry, pogo's config): reported as a system failure,
     /// prepare is retried.
     System(String),
@@ -62,11 +65,18 @@ pub struct Context {
 impl Context {
     pub fn load(config_flag: Option<&Path>, env: HashMap<String, String>) -> Result<Self, Failure> {
         let config = config::load(config_flag, &env).map_err(|e| {
-            Failure::system(format!("{e}\n(fix the pogo config; `pogo print` shows what pogo reads)"))
+            Failure::system(format!(
+                "{e}\n(fix the pogo config; `pogo print` shows what pogo reads)"
+            ))
         })?;
         let job = JobEnv::from_env(&env).map_err(Failure::system)?;
         let podman = Podman::new(config.podman.clone(), config.podman_args.clone());
-        Ok(Self { env, config, job, podman })
+        Ok(Self {
+            env,
+            config,
+            job,
+            podman,
+        })
     }
 }
 

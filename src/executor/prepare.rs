@@ -11,8 +11,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub async fn run(ctx: &Context) -> Result<(), Failure> {
     let tags = job_tags(&ctx.job)?;
-    let image = pick_image(ctx.job.image.as_deref(), ctx.config.default_image.as_deref())?;
-    args::validate_image(&image).map_err(|m| Failure::build(1, format!("job image refused: {m}")))?;
+    let image = pick_image(
+        ctx.job.image.as_deref(),
+        ctx.config.default_image.as_deref(),
+    )?;
+    args::validate_image(&image)
+        .map_err(|m| Failure::build(1, format!("job image refused: {m}")))?;
     for svc in &ctx.job.services {
         args::validate_image(&svc.name)
             .map_err(|m| Failure::build(1, format!("service image refused: {m}")))?;
@@ -20,7 +24,10 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
             if let Some(bad) = vars.keys().find(|k| !args::valid_env_name(k)) {
                 return Err(Failure::build(
                     1,
-                    format!("service '{}' has an invalid variable name {:?}", svc.name, bad),
+                    format!(
+                        "service '{}' has an invalid variable name {:?}",
+                        svc.name, bad
+                    ),
                 ));
             }
         }
@@ -69,10 +76,14 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
         image: &image,
     };
     let argv = args::job_run(&spec);
-    log_info(&format!("starting job container: {}", ctx.podman.display(&argv)));
-    ctx.podman.run(&argv).await.map_err(|e| {
-        Failure::system(format!("cannot start the job container: {e}"))
-    })?;
+    log_info(&format!(
+        "starting job container: {}",
+        ctx.podman.display(&argv)
+    ));
+    ctx.podman
+        .run(&argv)
+        .await
+        .map_err(|e| Failure::system(format!("cannot start the job container: {e}")))?;
 
     if pod.is_some() {
         wait_for_services(ctx).await?;
@@ -139,7 +150,9 @@ pub async fn ensure_image(
         }
         PullPolicy::IfNotPresent => {
             if exists().await? {
-                log_info(&format!("using local image {image} (pull_policy if-not-present)"));
+                log_info(&format!(
+                    "using local image {image} (pull_policy if-not-present)"
+                ));
                 return Ok(());
             }
         }
@@ -181,7 +194,11 @@ async fn start_services(ctx: &Context, labels: &[(String, String)]) -> Result<St
     for (i, svc) in ctx.job.services.iter().enumerate() {
         let name = ctx.job.names.service(i);
         let argv = args::service_run(&name, &pod, labels, svc);
-        log_info(&format!("starting service {}: {}", svc.name, ctx.podman.display(&argv)));
+        log_info(&format!(
+            "starting service {}: {}",
+            svc.name,
+            ctx.podman.display(&argv)
+        ));
         let mut cmd = ctx.podman.command(&argv);
         if let Some(vars) = &svc.variables {
             cmd.envs(vars);
@@ -208,13 +225,21 @@ async fn wait_for_services(ctx: &Context) -> Result<(), Failure> {
             .podman
             .json(&args::inspect_image(&svc.name))
             .await
-            .map_err(|e| Failure::system(format!("cannot inspect service image {}: {e}", svc.name)))?;
+            .map_err(|e| {
+                Failure::system(format!("cannot inspect service image {}: {e}", svc.name))
+            })?;
         let ports = exposed_tcp_ports(inspect.first());
         if ports.is_empty() {
-            log_info(&format!("service {} exposes no TCP port; not waiting for it", svc.name));
+            log_info(&format!(
+                "service {} exposes no TCP port; not waiting for it",
+                svc.name
+            ));
             continue;
         }
-        log_info(&format!("waiting for service {} on port(s) {:?}", svc.name, ports));
+        log_info(&format!(
+            "waiting for service {} on port(s) {:?}",
+            svc.name, ports
+        ));
         loop {
             let state = ctx
                 .podman
@@ -223,10 +248,15 @@ async fn wait_for_services(ctx: &Context) -> Result<(), Failure> {
                 .map_err(Failure::system)?
                 .unwrap_or_default();
             if !state.running {
-                return Err(service_failure(ctx, &name, &svc.name, &format!(
-                    "service {} stopped (exit code {}) before it was ready",
-                    svc.name, state.exit_code
-                ))
+                return Err(service_failure(
+                    ctx,
+                    &name,
+                    &svc.name,
+                    &format!(
+                        "service {} stopped (exit code {}) before it was ready",
+                        svc.name, state.exit_code
+                    ),
+                )
                 .await);
             }
             let listening = listening_ports_of(state.pid);
@@ -253,7 +283,10 @@ async fn service_failure(ctx: &Context, container: &str, image: &str, message: &
         .await
         .map(|o| format!("{}{}", o.stdout, o.stderr))
         .unwrap_or_default();
-    eprintln!("--- last log lines of service {image} ---\n{}\n---", logs.trim_end());
+    eprintln!(
+        "--- last log lines of service {image} ---\n{}\n---",
+        logs.trim_end()
+    );
     Failure::system(message)
 }
 
@@ -315,7 +348,8 @@ fn cache_volume(cache_dir: &Path, project_path: &str) -> Result<Option<String>, 
         !c.is_empty()
             && c != "."
             && c != ".."
-            && c.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '.' | '-'))
+            && c.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '.' | '-'))
     });
     if !valid {
         return Err(Failure::system(format!(
@@ -364,7 +398,10 @@ fn runner_binary(
             return Ok(Some(exe));
         }
     }
-    Ok(find_on_path("gitlab-runner", env.get("PATH").map(String::as_str)))
+    Ok(find_on_path(
+        "gitlab-runner",
+        env.get("PATH").map(String::as_str),
+    ))
 }
 
 fn find_on_path(name: &str, path: Option<&str>) -> Option<PathBuf> {
@@ -408,9 +445,14 @@ mod tests {
     #[test]
     fn a_job_without_image_uses_the_default_and_without_both_says_how_to_fix() {
         assert_eq!(pick_image(None, Some("alpine")).unwrap(), "alpine");
-        assert_eq!(pick_image(Some("debian"), Some("alpine")).unwrap(), "debian");
+        assert_eq!(
+            pick_image(Some("debian"), Some("alpine")).unwrap(),
+            "debian"
+        );
         match pick_image(None, None) {
-            Err(Failure::Build { message: Some(m), .. }) => assert!(m.contains("default_image")),
+            Err(Failure::Build {
+                message: Some(m), ..
+            }) => assert!(m.contains("default_image")),
             other => panic!("{other:?}"),
         }
     }

@@ -16,7 +16,12 @@ pub const SHELL: &str = "bash";
 pub trait StageRunner {
     /// Run the script to completion; `Ok(status)` of the runner process.
     #[allow(async_fn_in_trait)]
-    async fn run_stage(&self, ctx: &Context, script: &Path, stage: &str) -> Result<ExitStatus, Failure>;
+    async fn run_stage(
+        &self,
+        ctx: &Context,
+        script: &Path,
+        stage: &str,
+    ) -> Result<ExitStatus, Failure>;
 }
 
 /// `podman exec -i CONTAINER bash < script`, with SIGTERM handled by signalling the stage's
@@ -24,9 +29,17 @@ pub trait StageRunner {
 pub struct PodmanExec;
 
 impl StageRunner for PodmanExec {
-    async fn run_stage(&self, ctx: &Context, script: &Path, _stage: &str) -> Result<ExitStatus, Failure> {
+    async fn run_stage(
+        &self,
+        ctx: &Context,
+        script: &Path,
+        _stage: &str,
+    ) -> Result<ExitStatus, Failure> {
         let file = std::fs::File::open(script).map_err(|e| {
-            Failure::system(format!("cannot read the stage script {}: {e}", script.display()))
+            Failure::system(format!(
+                "cannot read the stage script {}: {e}",
+                script.display()
+            ))
         })?;
         let argv = args::exec_stage(&ctx.job.names.container, SHELL);
         let mut cmd = ctx.podman.command(&argv);
@@ -38,7 +51,10 @@ impl StageRunner for PodmanExec {
             .process_group(0)
             .kill_on_drop(true);
         let mut child = cmd.spawn().map_err(|e| {
-            Failure::system(format!("cannot start `{}`: {e}; is podman installed?", ctx.podman.bin))
+            Failure::system(format!(
+                "cannot start `{}`: {e}; is podman installed?",
+                ctx.podman.bin
+            ))
         })?;
         let mut term = signal(SignalKind::terminate()).map_err(Failure::system)?;
         let mut int = signal(SignalKind::interrupt()).map_err(Failure::system)?;
@@ -58,9 +74,14 @@ async fn cancel(
     child: &mut tokio::process::Child,
     signame: &str,
 ) -> Result<ExitStatus, Failure> {
-    log_info(&format!("received {signame}: stopping the stage's processes in the job container"));
+    log_info(&format!(
+        "received {signame}: stopping the stage's processes in the job container"
+    ));
     let container = &ctx.job.names.container;
-    for (sig, grace) in [("TERM", Duration::from_secs(5)), ("KILL", Duration::from_secs(3))] {
+    for (sig, grace) in [
+        ("TERM", Duration::from_secs(5)),
+        ("KILL", Duration::from_secs(3)),
+    ] {
         let _ = ctx
             .podman
             .output(&args::exec_kill_all(container, SHELL, sig))
@@ -78,7 +99,10 @@ pub async fn run(ctx: &Context, script: &Path, stage: &str) -> Result<(), Failur
     if let Some(f) = &ctx.job.build_exit_code_file {
         if let Err(e) = std::fs::remove_file(f) {
             if e.kind() != std::io::ErrorKind::NotFound {
-                return Err(Failure::system(format!("cannot remove stale {}: {e}", f.display())));
+                return Err(Failure::system(format!(
+                    "cannot remove stale {}: {e}",
+                    f.display()
+                )));
             }
         }
     }
@@ -104,7 +128,11 @@ async fn classify(ctx: &Context, code: i32, stage: &str) -> Failure {
             ))
         }
         Ok(Some(state)) if !state.running => {
-            let oom = if state.oom_killed { ", killed for lack of memory (OOM)" } else { "" };
+            let oom = if state.oom_killed {
+                ", killed for lack of memory (OOM)"
+            } else {
+                ""
+            };
             return Failure::system(format!(
                 "the job container {container} stopped during stage {stage} (state {}, exit code {}{oom}); \
                  it was stopped outside pogo or ran out of resources",
@@ -112,7 +140,11 @@ async fn classify(ctx: &Context, code: i32, stage: &str) -> Failure {
             ));
         }
         Ok(Some(_)) => {}
-        Err(e) => return Failure::system(format!("podman failed while checking the job container: {e}")),
+        Err(e) => {
+            return Failure::system(format!(
+                "podman failed while checking the job container: {e}"
+            ))
+        }
     }
     if code == 126 || code == 127 {
         let probe = ctx

@@ -15,10 +15,15 @@ pub fn validate_image(image: &str) -> Result<(), String> {
         return Err("the image name is empty".to_string());
     }
     if image.len() > 512 {
-        return Err(format!("the image name is {} bytes long (at most 512)", image.len()));
+        return Err(format!(
+            "the image name is {} bytes long (at most 512)",
+            image.len()
+        ));
     }
     if image.starts_with('-') {
-        return Err(format!("'{image}' is not an image name (it starts with '-')"));
+        return Err(format!(
+            "'{image}' is not an image name (it starts with '-')"
+        ));
     }
     if let Some(c) = image
         .chars()
@@ -38,7 +43,8 @@ pub fn valid_hostname(h: &str) -> bool {
     !h.is_empty()
         && h.len() <= 253
         && !h.starts_with(['-', '.'])
-        && h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        && h.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
 }
 
 /// Host names a service is reachable by, as GitLab's Docker executor derives them: the alias,
@@ -125,7 +131,12 @@ pub fn pod_create(name: &str, labels: &[(String, String)], hosts: &[String]) -> 
 
 /// `podman run -d` of one service container in the job's pod. Variable *values* are not in
 /// the argv: `--env KEY` takes them from podman's environment, which the caller sets.
-pub fn service_run(name: &str, pod: &str, labels: &[(String, String)], svc: &Service) -> Vec<String> {
+pub fn service_run(
+    name: &str,
+    pod: &str,
+    labels: &[(String, String)],
+    svc: &Service,
+) -> Vec<String> {
     let mut a = vec![
         "run".into(),
         "-d".into(),
@@ -255,7 +266,13 @@ pub fn inspect_image(image: &str) -> Vec<String> {
 }
 
 pub fn logs(name: &str) -> Vec<String> {
-    vec!["logs".into(), "--tail".into(), "50".into(), "--".into(), name.into()]
+    vec![
+        "logs".into(),
+        "--tail".into(),
+        "50".into(),
+        "--".into(),
+        name.into(),
+    ]
 }
 
 fn key_filter(key: &str) -> String {
@@ -274,7 +291,14 @@ pub fn pod_list(key: &str) -> Vec<String> {
 }
 
 pub fn pod_rm(names: &[String]) -> Vec<String> {
-    let mut a: Vec<String> = vec!["pod".into(), "rm".into(), "-f".into(), "-i".into(), "-t".into(), "0".into()];
+    let mut a: Vec<String> = vec![
+        "pod".into(),
+        "rm".into(),
+        "-f".into(),
+        "-i".into(),
+        "-t".into(),
+        "0".into(),
+    ];
     a.push("--".into());
     a.extend(names.iter().cloned());
     a

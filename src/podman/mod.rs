@@ -8,7 +8,9 @@ use tokio::process::Command;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PodmanError {
-    #[error("cannot start '{bin}': {source}; is podman installed and on PATH? (config key `podman`)")]
+    #[error(
+        "cannot start '{bin}': {source}; is podman installed and on PATH? (config key `podman`)"
+    )]
     Spawn {
         bin: String,
         #[source]
@@ -100,7 +102,11 @@ impl Podman {
         } else {
             Err(PodmanError::Failed {
                 command: args.first().cloned().unwrap_or_default()
-                    + args.get(1).map(|s| format!(" {s}")).as_deref().unwrap_or(""),
+                    + args
+                        .get(1)
+                        .map(|s| format!(" {s}"))
+                        .as_deref()
+                        .unwrap_or(""),
                 code: out.status.code().unwrap_or(-1),
                 stderr: last_lines(&out.stderr, 5),
             })
@@ -144,9 +150,16 @@ impl Podman {
     }
 
     /// Run and parse stdout as JSON.
-    pub async fn json<T: for<'de> Deserialize<'de>>(&self, args: &[String]) -> Result<T, PodmanError> {
+    pub async fn json<T: for<'de> Deserialize<'de>>(
+        &self,
+        args: &[String],
+    ) -> Result<T, PodmanError> {
         let stdout = self.run(args).await?;
-        let text = if stdout.trim().is_empty() { "[]" } else { stdout.trim() };
+        let text = if stdout.trim().is_empty() {
+            "[]"
+        } else {
+            stdout.trim()
+        };
         serde_json::from_str(text).map_err(|e| PodmanError::Parse {
             command: args.join(" "),
             message: e.to_string(),
@@ -174,10 +187,11 @@ impl Podman {
             }
             return self.check(&args, out).map(|_| None);
         }
-        let v: Vec<ContainerInspect> = serde_json::from_str(out.stdout.trim()).map_err(|e| PodmanError::Parse {
-            command: "container inspect".into(),
-            message: e.to_string(),
-        })?;
+        let v: Vec<ContainerInspect> =
+            serde_json::from_str(out.stdout.trim()).map_err(|e| PodmanError::Parse {
+                command: "container inspect".into(),
+                message: e.to_string(),
+            })?;
         Ok(v.into_iter().next().map(|c| c.state))
     }
 }

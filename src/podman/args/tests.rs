@@ -52,9 +52,15 @@ fn job_images_come_after_double_dash_in_every_argv() {
     let a = job_run(&c);
     let dd = a.iter().position(|x| x == "--").unwrap();
     assert_eq!(&a[dd + 1..], ["img:1"]);
-    assert!(a.contains(&"A=b c".to_string()), "quoted extra argument stays one argv element");
+    assert!(
+        a.contains(&"A=b c".to_string()),
+        "quoted extra argument stays one argv element"
+    );
     assert!(a.contains(&"/usr/bin/catatonit:/run/pogo/init:ro".to_string()));
-    assert_eq!(&pull("x", Some("/auth.json"))[..], ["pull", "--authfile", "/auth.json", "--", "x"]);
+    assert_eq!(
+        &pull("x", Some("/auth.json"))[..],
+        ["pull", "--authfile", "/auth.json", "--", "x"]
+    );
 }
 
 #[test]
@@ -64,7 +70,9 @@ fn service_variable_values_never_reach_the_command_line() {
     s.command = Some(vec!["--privileged".into()]);
     let a = service_run("svc0", "pod", &[], &s);
     assert!(!a.iter().any(|x| x.contains("s3cret")));
-    assert!(a.windows(2).any(|w| w[0] == "--env" && w[1] == "POSTGRES_PASSWORD"));
+    assert!(a
+        .windows(2)
+        .any(|w| w[0] == "--env" && w[1] == "POSTGRES_PASSWORD"));
     // a service command is positional, after the image
     let dd = a.iter().position(|x| x == "--").unwrap();
     assert_eq!(&a[dd + 1..], ["postgres:15", "--privileged"]);
@@ -85,7 +93,10 @@ fn services_get_docker_executor_host_names() {
         vec!["127.0.0.1__g__redis", "127.0.0.1-g-redis"],
         "a registry port is not a tag"
     );
-    assert_eq!(service_hostnames(&svc("x", "$(id) -v")), vec!["x", "library__x", "library-x"]);
+    assert_eq!(
+        service_hostnames(&svc("x", "$(id) -v")),
+        vec!["x", "library__x", "library-x"]
+    );
 }
 
 #[test]
