@@ -507,6 +507,7 @@ fn is_special(c: u8) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn job() -> Job {

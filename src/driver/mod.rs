@@ -1544,7 +1544,8 @@ esac
         .unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let mut d = Driver::new(&fake);
+        let mut d = Driver::new("/bin/bash");
+        d.pogo_args = vec![fake.to_string_lossy().into_owned()];
         d.tmp_root = dir.path().to_path_buf();
         let mut job = Job::new(9, "tok-abcdefgh", "g/p", "http://x/api/v4");
         job.script = vec![
@@ -1614,7 +1615,8 @@ esac
             )
             .unwrap();
             std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-            let mut d = Driver::new(&fake);
+            let mut d = Driver::new("/bin/bash");
+            d.pogo_args = vec![fake.to_string_lossy().into_owned()];
             d.tmp_root = dir.path().to_path_buf();
             d.prepare_retry_interval = Duration::from_millis(10);
             let job = Job::new(9, "tok", "g/p", "http://x/api/v4");
@@ -1637,7 +1639,8 @@ esac
         use std::os::unix::fs::PermissionsExt;
         std::fs::write(&fake, "#!/bin/sh\nexit 0\n").unwrap();
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let mut d = Driver::new(&fake);
+        let mut d = Driver::new("/bin/bash");
+        d.pogo_args = vec![fake.to_string_lossy().into_owned()];
         d.tmp_root = dir.path().to_path_buf();
         let r = d
             .run_job(&Job::new(9, "tok", "g/p", "http://x/api/v4"), None)
@@ -1667,7 +1670,8 @@ esac
         )
         .unwrap();
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let mut d = Driver::new(&fake);
+        let mut d = Driver::new("/bin/bash");
+        d.pogo_args = vec![fake.to_string_lossy().into_owned()];
         d.tmp_root = dir.path().to_path_buf();
         d.graceful_kill_timeout = Duration::from_secs(5);
         let mut job = Job::new(9, "tok", "g/p", "http://x/api/v4");

@@ -42,7 +42,7 @@ pub fn ansi_c_escape(s: &str) -> String {
             0x0b => out.push_str("\\v"),
             0x0c => out.push_str("\\f"),
             b'\r' => out.push_str("\\r"),
-            c if c < 0x20 || c >= 0x7f => out.push_str(&format!("\\x{c:02x}")),
+            c if !(0x20..0x7f).contains(&c) => out.push_str(&format!("\\x{c:02x}")),
             c => out.push(char::from(c)),
         }
     }
@@ -381,6 +381,7 @@ pub fn cache_rel_file(project_dir: &str, job_cache_dir: &str, key: &str) -> Stri
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use std::process::Command;
 

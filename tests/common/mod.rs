@@ -1,0 +1,968 @@
+//! Shared harness for pogo's executor tests: skip rules, a fake GitLab API,
+//! pogo config files, a [`Driver`] set up like a gitlab-runner, a private
+//! registry, and leftover checks.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pogo::driver::{Driver, Image, Job, JobResult, Outcome};
+
+pub const IMG_BASH: &str = "localhost/pogo-test/bash:latest";
+pub const IMG_BUSYBOX: &str = "localhost/pogo-test/busybox:latest";
+pub const IMG_HTTPD: &str = "localhost/pogo-test/httpd:latest";
+
+pub const LABEL_MANAGED_BY: &str = "io.pogo.managed-by";
+pub const LABEL_JOB_KEY: &str = "io.pogo.job-key";
+pub const LABEL_JOB_ID: &str = "io.pogo.job-id";
+
+// ---------------------------------------------------------------------------
+// Skip rules
+// ---------------------------------------------------------------------------
+
+fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+}
+
+pub fn podman_available() -> bool {
+    Command::new("podman")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn image_exists(image: &str) -> bool {
+    Command::new("podman")
+        .args(["image", "exists", image])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// `true` when the Podman tests can run. Without podman (or the test
+/// images) they are skipped with a message, except in CI (`CI` set), where
+/// that is a failure.
+pub fn podman_ready() -> bool {
+    if !podman_available() {
+        if in_ci() {
+            panic!("podman is not installed, but CI is set: the executor tests must run in CI");
+        }
+        eprintln!("SKIPPED: podman not installed (set up with `make test`)");
+        return false;
+    }
+    let missing: Vec<&str> = [IMG_BASH, IMG_BUSYBOX, IMG_HTTPD]
+        .into_iter()
+        .filter(|i| !image_exists(i))
+        .collect();
+    if !missing.is_empty() {
+        if in_ci() {
+            panic!(
+                "test images missing in CI: {missing:?} (scripts/setup-test-env.sh builds them)"
+            );
+        }
+        eprintln!("SKIPPED: test images missing: {missing:?} (set up with `make test`)");
+        return false;
+    }
+    true
+}
+
+/// Returns early from the test when Podman is not usable.
+#[macro_export]
+macro_rules! require_podman {
+    () => {
+        if !$crate::common::podman_ready() {
+            return;
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------
+// Unique ids
+// ---------------------------------------------------------------------------
+
+static COUNTER: AtomicU64 = AtomicU64::new(1);
+
+/// A job id no other test (in this or a parallel test process) uses.
+pub fn unique_id() -> u64 {
+    u64::from(std::process::id()) * 1000 + COUNTER.fetch_add(1, Ordering::SeqCst)
+}
+
+// ---------------------------------------------------------------------------
+// Fake GitLab API
+// ---------------------------------------------------------------------------
+
+#[derive(Default)]
+struct GitlabState {
+    /// token -> (job id, tags)
+    jobs: HashMap<String, (u64, Vec<String>)>,
+    /// token -> number of `GET /api/v4/job` requests
+    requests: HashMap<String, usize>,
+    /// Reply with this status to every request when set.
+    forced_status: Option<u16>,
+    /// Every request line received, for debugging.
+    log: Vec<String>,
+}
+
+/// A minimal GitLab answering `GET /api/v4/job` (header `JOB-TOKEN`).
+pub struct FakeGitlab {
+    port: u16,
+    state: Arc<Mutex<GitlabState>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FakeGitlab {
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake gitlab");
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(GitlabState::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (st, sp) = (Arc::clone(&state), Arc::clone(&stop));
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                if sp.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(stream) = conn {
+                    let st = Arc::clone(&st);
+                    thread::spawn(move || {
+                        let _ = handle(stream, &st);
+                    });
+                }
+            }
+        });
+        FakeGitlab { port, state, stop }
+    }
+
+    /// `CI_API_V4_URL`.
+    pub fn api_url(&self) -> String {
+        format!("http://127.0.0.1:{}/api/v4", self.port)
+    }
+
+    /// Makes `token` a valid job token for job `id` with `tags`.
+    pub fn register(&self, id: u64, token: &str, tags: &[&str]) {
+        self.state.lock().unwrap().jobs.insert(
+            token.to_string(),
+            (id, tags.iter().map(|t| t.to_string()).collect()),
+        );
+    }
+
+    /// Answer every request with `status` (None: normal behaviour).
+    pub fn force_status(&self, status: Option<u16>) {
+        self.state.lock().unwrap().forced_status = status;
+    }
+
+    /// How many `GET /api/v4/job` requests carried `token`.
+    pub fn requests(&self, token: &str) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .requests
+            .get(token)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn request_log(&self) -> Vec<String> {
+        self.state.lock().unwrap().log.clone()
+    }
+}
+
+impl Drop for FakeGitlab {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+fn handle(stream: TcpStream, state: &Mutex<GitlabState>) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut token = None;
+    let mut content_length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            break;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            let k = k.trim().to_ascii_lowercase();
+            if k == "job-token" {
+                token = Some(v.trim().to_string());
+            } else if k == "content-length" {
+                content_length = v.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    if content_length > 0 {
+        let mut body = vec![0u8; content_length.min(1 << 20)];
+        reader.read_exact(&mut body)?;
+    }
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().unwrap_or("");
+    let target = parts.next().unwrap_or("");
+    let path = target.split('?').next().unwrap_or("");
+
+    let (status, body) = {
+        let mut st = state.lock().unwrap();
+        st.log.push(format!(
+            "{} {}",
+            request_line.trim_end(),
+            token.as_deref().unwrap_or("-")
+        ));
+        if method == "GET" && path == "/api/v4/job" {
+            if let Some(t) = &token {
+                *st.requests.entry(t.clone()).or_insert(0) += 1;
+            }
+        }
+        if let Some(s) = st.forced_status {
+            (s, format!("{{\"message\":\"{s} {}\"}}", reason(s)))
+        } else if method == "GET" && path == "/api/v4/job" {
+            match token.as_ref().and_then(|t| st.jobs.get(t)) {
+                Some((id, tags)) => (
+                    200,
+                    serde_json::json!({
+                        "id": id,
+                        "status": "running",
+                        "stage": "test",
+                        "name": "test",
+                        "ref": "main",
+                        "tag": false,
+                        "allow_failure": false,
+                        "tag_list": tags,
+                        "web_url": format!("http://127.0.0.1/pogo-test/p/-/jobs/{id}"),
+                        "pipeline": {"id": 1, "ref": "main", "status": "running"},
+                        "project": {"ci_job_token_scope_enabled": false},
+                        "runner": {"id": 1, "description": "pogo-test", "active": true},
+                    })
+                    .to_string(),
+                ),
+                None => (401, "{\"message\":\"401 Unauthorized\"}".to_string()),
+            }
+        } else {
+            (404, "{\"message\":\"404 Not Found\"}".to_string())
+        }
+    };
+    let mut out = stream;
+    write!(
+        out,
+        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        reason(status),
+        body.len()
+    )?;
+    out.flush()
+}
+
+// ---------------------------------------------------------------------------
+// pogo configuration
+// ---------------------------------------------------------------------------
+
+/// One `mounts:` entry.
+#[derive(Debug, Clone)]
+pub struct MountSpec {
+    pub volume: String,
+    pub tags: Vec<String>,
+    pub readonly: bool,
+}
+
+/// The settings a test wants in its pogo config file.
+#[derive(Debug, Clone)]
+pub struct PogoConfig {
+    pub default_image: Option<String>,
+    pub builds_dir: Option<String>,
+    pub auth_file: Option<PathBuf>,
+    pub pull_policy: Option<String>,
+    pub runner_binary: Option<PathBuf>,
+    pub services_wait_timeout: Option<u64>,
+    pub podman: Option<String>,
+    pub podman_args: Option<String>,
+    pub mounts: Vec<MountSpec>,
+    pub extra_arguments: Vec<(String, String)>,
+    /// Written verbatim instead of the generated YAML.
+    pub raw: Option<String>,
+}
+
+impl Default for PogoConfig {
+    fn default() -> Self {
+        PogoConfig {
+            default_image: Some(IMG_BASH.to_string()),
+            builds_dir: None,
+            auth_file: None,
+            pull_policy: None,
+            runner_binary: None,
+            services_wait_timeout: Some(30),
+            podman: None,
+            podman_args: None,
+            mounts: Vec::new(),
+            extra_arguments: Vec::new(),
+            raw: None,
+        }
+    }
+}
+
+/// A YAML scalar (JSON strings are valid YAML).
+fn q(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}
+
+impl PogoConfig {
+    pub fn to_yaml(&self, working_dir: &Path, cache_dir: &Path) -> String {
+        if let Some(raw) = &self.raw {
+            return raw.clone();
+        }
+        let mut y = String::new();
+        if let Some(i) = &self.default_image {
+            y.push_str(&format!("default_image: {}\n", q(i)));
+        }
+        y.push_str(&format!(
+            "working_dir: {}\n",
+            q(&working_dir.to_string_lossy())
+        ));
+        y.push_str(&format!("cache_dir: {}\n", q(&cache_dir.to_string_lossy())));
+        if let Some(b) = &self.builds_dir {
+            y.push_str(&format!("builds_dir: {}\n", q(b)));
+        }
+        if let Some(a) = &self.auth_file {
+            y.push_str(&format!("auth_file: {}\n", q(&a.to_string_lossy())));
+        }
+        if let Some(p) = &self.pull_policy {
+            y.push_str(&format!("pull_policy: {}\n", q(p)));
+        }
+        if let Some(r) = &self.runner_binary {
+            y.push_str(&format!("runner_binary: {}\n", q(&r.to_string_lossy())));
+        }
+        if let Some(t) = self.services_wait_timeout {
+            y.push_str(&format!("services_wait_timeout: {t}\n"));
+        }
+        if let Some(p) = &self.podman {
+            y.push_str(&format!("podman: {}\n", q(p)));
+        }
+        if let Some(a) = &self.podman_args {
+            y.push_str(&format!("podman_args: {}\n", q(a)));
+        }
+        if !self.mounts.is_empty() {
+            y.push_str("mounts:\n");
+            for m in &self.mounts {
+                y.push_str(&format!("  - volume: {}\n", q(&m.volume)));
+                if !m.tags.is_empty() {
+                    let tags: Vec<String> = m.tags.iter().map(|t| q(t)).collect();
+                    y.push_str(&format!("    tags: [{}]\n", tags.join(", ")));
+                }
+                if m.readonly {
+                    y.push_str("    readonly: true\n");
+                }
+            }
+        }
+        if !self.extra_arguments.is_empty() {
+            y.push_str("extra_arguments:\n");
+            for (tag, args) in &self.extra_arguments {
+                y.push_str(&format!("  {}: {}\n", q(tag), q(args)));
+            }
+        }
+        y
+    }
+}
+
+/// The fixture stand-in for the `gitlab-runner` binary.
+pub fn runner_stand_in() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gitlab-runner")
+}
+
+// ---------------------------------------------------------------------------
+// Test environment: temp dir + fake GitLab + config + driver
+// ---------------------------------------------------------------------------
+
+/// Everything one test needs.
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub gitlab: FakeGitlab,
+    pub config_path: PathBuf,
+    pub working_dir: PathBuf,
+    pub cache_dir: PathBuf,
+    pub tmp_root: PathBuf,
+    /// Extra entries for the runner environment (e.g. CONTAINERS_REGISTRIES_CONF).
+    pub extra_env: Vec<(String, String)>,
+    /// Jobs run through [`TestEnv::run`], for the leftover check on drop.
+    jobs: Mutex<Vec<(u64, Option<String>)>>,
+    /// Podman invocation for leftover checks (e.g. as the rootless user).
+    pub podman: PodmanCmd,
+}
+
+impl TestEnv {
+    pub fn new(config: &PogoConfig) -> Self {
+        Self::new_in(config, None)
+    }
+
+    /// Like `new`, with the temp dir under `parent`.
+    pub fn new_in(config: &PogoConfig, parent: Option<&Path>) -> Self {
+        let dir = match parent {
+            Some(p) => tempfile::Builder::new().prefix("pogo-test").tempdir_in(p),
+            None => tempfile::Builder::new().prefix("pogo-test").tempdir(),
+        }
+        .expect("temp dir");
+        let working_dir = dir.path().join("work");
+        let cache_dir = dir.path().join("cache");
+        let tmp_root = dir.path().join("tmp");
+        for d in [&working_dir, &cache_dir, &tmp_root] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let config_path = dir.path().join("pogo.yaml");
+        std::fs::write(&config_path, config.to_yaml(&working_dir, &cache_dir)).unwrap();
+        TestEnv {
+            dir,
+            gitlab: FakeGitlab::start(),
+            config_path,
+            working_dir,
+            cache_dir,
+            tmp_root,
+            extra_env: Vec::new(),
+            jobs: Mutex::new(Vec::new()),
+            podman: PodmanCmd::default(),
+        }
+    }
+
+    /// Rewrites the config file.
+    pub fn write_config(&self, config: &PogoConfig) {
+        std::fs::write(
+            &self.config_path,
+            config.to_yaml(&self.working_dir, &self.cache_dir),
+        )
+        .unwrap();
+    }
+
+    /// A driver set up like a gitlab-runner whose config.toml points at pogo.
+    pub fn driver(&self) -> Driver {
+        let mut d = Driver::new(env!("CARGO_BIN_EXE_pogo"));
+        d.pogo_args = vec![
+            "--config".to_string(),
+            self.config_path.to_string_lossy().into_owned(),
+        ];
+        let mut env = Vec::new();
+        for k in [
+            "PATH",
+            "HOME",
+            "CONTAINERS_CONF",
+            "CONTAINERS_REGISTRIES_CONF",
+            "XDG_RUNTIME_DIR",
+            "RUST_BACKTRACE",
+        ] {
+            if let Ok(v) = std::env::var(k) {
+                env.push((k.to_string(), v));
+            }
+        }
+        env.extend(self.extra_env.iter().cloned());
+        d.env = env;
+        d.tmp_root = self.tmp_root.clone();
+        d.prepare_retry_interval = Duration::from_secs(3);
+        d.graceful_kill_timeout = Duration::from_secs(15);
+        d.force_kill_timeout = Duration::from_secs(10);
+        d.runner_short_token = "pogotest".to_string();
+        d
+    }
+
+    /// A job with a fresh id and token, registered with the fake GitLab
+    /// with `tags`. Its project is unique unless `project` is given.
+    pub fn job(&self, tags: &[&str], script: &[&str]) -> Job {
+        let id = unique_id();
+        let mut job = Job::new(
+            id,
+            format!("glcbt-test-{id}-tok"),
+            format!("pogo-test/p{id}"),
+            self.gitlab.api_url(),
+        );
+        job.name = "test-job".to_string();
+        job.image = Some(Image::new(IMG_BASH));
+        job.script = script.iter().map(|s| s.to_string()).collect();
+        job.timeout = Duration::from_secs(600);
+        self.gitlab.register(id, &job.token, tags);
+        job
+    }
+
+    /// Runs `job` with `driver` and remembers it for the leftover check.
+    pub fn run_with(
+        &self,
+        driver: &Driver,
+        job: &Job,
+        cancel: Option<pogo::driver::CancelAfter>,
+    ) -> JobResult {
+        let started = Instant::now();
+        let r = driver.run_job(job, cancel).expect("driver");
+        eprintln!(
+            "---- job {} ({:?}) finished in {:?}: {:?}\n{}\n---- phases: {:?}\n---- cleanup output:\n{}\n---- warnings: {:?}",
+            job.id,
+            job.script,
+            started.elapsed(),
+            r.outcome,
+            r.log,
+            r.phase_times,
+            r.cleanup_output,
+            r.warnings
+        );
+        self.jobs.lock().unwrap().push((job.id, job_key(&r)));
+        r
+    }
+
+    pub fn run(&self, job: &Job) -> JobResult {
+        self.run_with(&self.driver(), job, None)
+    }
+
+    /// Asserts that nothing labelled with any job of this env remains.
+    pub fn assert_no_leftovers(&self) {
+        let jobs = self.jobs.lock().unwrap().clone();
+        for (id, key) in jobs {
+            if let Some(k) = key {
+                self.podman
+                    .assert_nothing_labelled(&format!("{LABEL_JOB_KEY}={k}"));
+            }
+            self.podman
+                .assert_nothing_labelled(&format!("{LABEL_JOB_ID}={id}"));
+        }
+    }
+}
+
+/// POGO_JOB_KEY from config_exec's output, if config_exec succeeded.
+pub fn job_key(r: &JobResult) -> Option<String> {
+    r.config_output
+        .as_ref()?
+        .get("job_env")?
+        .get("POGO_JOB_KEY")?
+        .as_str()
+        .map(str::to_string)
+}
+
+// ---------------------------------------------------------------------------
+// Podman queries
+// ---------------------------------------------------------------------------
+
+/// How to call podman for checks: directly, or as another user.
+#[derive(Debug, Clone, Default)]
+pub struct PodmanCmd {
+    /// (user, env) for `runuser -u USER -- env K=V... podman`.
+    pub as_user: Option<(String, Vec<(String, String)>)>,
+}
+
+impl PodmanCmd {
+    pub fn command(&self, args: &[&str]) -> Command {
+        match &self.as_user {
+            None => {
+                let mut c = Command::new("podman");
+                c.args(args);
+                c
+            }
+            Some((user, env)) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--", "env"]);
+                for (k, v) in env {
+                    c.arg(format!("{k}={v}"));
+                }
+                c.arg("podman").args(args);
+                c.current_dir("/");
+                c
+            }
+        }
+    }
+
+    pub fn output(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("running podman")
+    }
+
+    /// Names of containers, pods and volumes carrying `label` (`k=v`).
+    pub fn labelled(&self, label: &str) -> Vec<String> {
+        let filter = format!("label={label}");
+        let mut found = Vec::new();
+        let queries: [(&str, Vec<&str>); 3] = [
+            (
+                "container",
+                vec!["ps", "-a", "--filter", &filter, "--format", "{{.Names}}"],
+            ),
+            (
+                "pod",
+                vec!["pod", "ps", "--filter", &filter, "--format", "{{.Name}}"],
+            ),
+            (
+                "volume",
+                vec!["volume", "ls", "--filter", &filter, "--format", "{{.Name}}"],
+            ),
+        ];
+        for (kind, args) in queries {
+            let out = self.output(&args);
+            assert!(
+                out.status.success(),
+                "podman {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                if !line.trim().is_empty() {
+                    found.push(format!("{kind} {}", line.trim()));
+                }
+            }
+        }
+        found
+    }
+
+    pub fn assert_nothing_labelled(&self, label: &str) {
+        let found = self.labelled(label);
+        assert!(found.is_empty(), "left behind (label {label}): {found:?}");
+    }
+
+    pub fn image_exists(&self, image: &str) -> bool {
+        self.command(&["image", "exists", image])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Outcome helpers
+// ---------------------------------------------------------------------------
+
+pub fn assert_success(r: &JobResult) {
+    assert_eq!(r.outcome, Outcome::Success, "job log:\n{}", r.log);
+}
+
+pub fn assert_system_failure(r: &JobResult) -> String {
+    match &r.outcome {
+        Outcome::SystemFailure { reason } => reason.clone(),
+        o => panic!("expected a system failure, got {o:?}; job log:\n{}", r.log),
+    }
+}
+
+/// The job log without ANSI colour codes and section markers' `\r`.
+pub fn plain_log(r: &JobResult) -> String {
+    let mut out = String::with_capacity(r.log.len());
+    let mut chars = r.log.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for n in chars.by_ref() {
+                    if n.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else if c != '\r' {
+            out.push(c);
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Private registry
+// ---------------------------------------------------------------------------
+
+pub const REGISTRY_USER: &str = "pogo";
+pub const REGISTRY_PASS: &str = "pogo-secret";
+
+/// Debian's `docker-registry` on 127.0.0.1 with htpasswd auth; killed on drop.
+pub struct Registry {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    /// A registries.conf marking this registry insecure (plain HTTP).
+    pub registries_conf: PathBuf,
+    pushed: Vec<String>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Registry {
+    /// Starts a registry; `None` (with a message) when the tools are missing
+    /// outside CI.
+    pub fn start() -> Option<Self> {
+        let binary = ["/usr/bin/docker-registry", "/usr/bin/registry"]
+            .into_iter()
+            .find(|p| Path::new(p).exists());
+        let have_htpasswd = Command::new("htpasswd")
+            .arg("-h")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok();
+        let Some(binary) = binary.filter(|_| have_htpasswd) else {
+            if in_ci() {
+                panic!("docker-registry/htpasswd missing in CI (scripts/setup-test-env.sh installs them)");
+            }
+            eprintln!(
+                "SKIPPED: docker-registry or htpasswd not installed (set up with `make test`)"
+            );
+            return None;
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("pogo-registry")
+            .tempdir()
+            .unwrap();
+        let htpasswd = dir.path().join("htpasswd");
+        let st = Command::new("htpasswd")
+            .arg("-Bbc")
+            .arg(&htpasswd)
+            .args([REGISTRY_USER, REGISTRY_PASS])
+            .output()
+            .unwrap();
+        assert!(st.status.success(), "htpasswd: {st:?}");
+        for attempt in 0..5 {
+            let port = free_port();
+            let config = dir.path().join("config.yml");
+            std::fs::write(
+                &config,
+                format!(
+                    "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {data}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: pogo-test-secret\nauth:\n  htpasswd:\n    realm: pogo-test\n    path: {htpasswd}\n",
+                    data = dir.path().join("data").display(),
+                    htpasswd = htpasswd.display()
+                ),
+            )
+            .unwrap();
+            let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+            let mut child = Command::new(binary)
+                .arg("serve")
+                .arg(&config)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("starting docker-registry");
+            let deadline = Instant::now() + Duration::from_secs(15);
+            let mut up = false;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    up = true;
+                    break;
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+            if !up {
+                let _ = child.kill();
+                let _ = child.wait();
+                eprintln!(
+                    "registry attempt {attempt} on port {port} failed: {}",
+                    std::fs::read_to_string(dir.path().join("registry.log")).unwrap_or_default()
+                );
+                continue;
+            }
+            let registries_conf = dir.path().join("registries.conf");
+            std::fs::write(
+                &registries_conf,
+                format!("[[registry]]\nlocation = \"127.0.0.1:{port}\"\ninsecure = true\n"),
+            )
+            .unwrap();
+            return Some(Registry {
+                child,
+                port,
+                dir,
+                registries_conf,
+                pushed: Vec::new(),
+            });
+        }
+        panic!("could not start docker-registry");
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Pushes local `image` to `<registry>/<repo>:<tag>` and makes sure the
+    /// pushed name is not in local storage, so pogo has to pull it.
+    pub fn push(&mut self, image: &str, repo: &str, tag: &str) -> String {
+        let remote = format!("{}/{repo}:{tag}", self.host());
+        let out = Command::new("podman")
+            .args(["push", "--tls-verify=false", "--creds"])
+            .arg(format!("{REGISTRY_USER}:{REGISTRY_PASS}"))
+            .arg(image)
+            .arg(&remote)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "podman push failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        remove_image(&remote);
+        self.pushed.push(remote.clone());
+        remote
+    }
+
+    /// Writes an auth file with this registry's credentials.
+    pub fn write_auth_file(&self, path: &Path) {
+        let auth = base64(format!("{REGISTRY_USER}:{REGISTRY_PASS}").as_bytes());
+        std::fs::write(
+            path,
+            serde_json::json!({"auths": {self.host(): {"auth": auth}}}).to_string(),
+        )
+        .unwrap();
+    }
+}
+
+fn remove_image(name: &str) {
+    let _ = Command::new("podman")
+        .args(["rmi", "-f", name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        for p in &self.pushed {
+            remove_image(p);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn base64(input: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        out.push(T[(n >> 18) as usize & 63] as char);
+        out.push(T[(n >> 12) as usize & 63] as char);
+        out.push(if chunk.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    out
+}
+
+#[test]
+fn base64_matches_reference() {
+    assert_eq!(base64(b"pogo:pogo-secret"), "cG9nbzpwb2dvLXNlY3JldA==");
+    assert_eq!(base64(b"a"), "YQ==");
+    assert_eq!(base64(b"ab"), "YWI=");
+    assert_eq!(base64(b"abc"), "YWJj");
+}
+
+// ---------------------------------------------------------------------------
+// Rootless test user
+// ---------------------------------------------------------------------------
+
+pub const ROOTLESS_ENV_FILE: &str = "/etc/pogo-test-rootless.env";
+
+/// The rootless test user described by `/etc/pogo-test-rootless.env`.
+#[derive(Debug, Clone)]
+pub struct RootlessUser {
+    pub user: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: String,
+    pub xdg_runtime_dir: String,
+    pub containers_conf: Option<String>,
+}
+
+impl RootlessUser {
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut m = HashMap::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if let Some((k, v)) = line.split_once('=') {
+                m.insert(k.trim().to_string(), v.trim().trim_matches('"').to_string());
+            }
+        }
+        let get = |k: &str| {
+            m.get(k)
+                .cloned()
+                .ok_or_else(|| format!("{}: missing {k}", path.display()))
+        };
+        Ok(RootlessUser {
+            user: get("POGO_TEST_ROOTLESS_USER")?,
+            uid: get("POGO_TEST_ROOTLESS_UID")?
+                .parse()
+                .map_err(|e| format!("UID: {e}"))?,
+            gid: get("POGO_TEST_ROOTLESS_GID")?
+                .parse()
+                .map_err(|e| format!("GID: {e}"))?,
+            home: get("POGO_TEST_ROOTLESS_HOME")?,
+            xdg_runtime_dir: get("POGO_TEST_ROOTLESS_XDG_RUNTIME_DIR")?,
+            containers_conf: m
+                .get("POGO_TEST_ROOTLESS_CONTAINERS_CONF")
+                .filter(|v| !v.is_empty())
+                .cloned(),
+        })
+    }
+
+    /// The environment a gitlab-runner running as this user would have.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("HOME".to_string(), self.home.clone()),
+            ("USER".to_string(), self.user.clone()),
+            ("LOGNAME".to_string(), self.user.clone()),
+            ("XDG_RUNTIME_DIR".to_string(), self.xdg_runtime_dir.clone()),
+            (
+                "PATH".to_string(),
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+            ),
+        ];
+        if let Some(c) = &self.containers_conf {
+            env.push(("CONTAINERS_CONF".to_string(), c.clone()));
+        }
+        env
+    }
+
+    pub fn podman(&self) -> PodmanCmd {
+        PodmanCmd {
+            as_user: Some((self.user.clone(), self.env())),
+        }
+    }
+}
+
+/// Reads the whole output of a child's pipe (helper for ad-hoc commands).
+pub fn read_all(mut r: impl Read) -> String {
+    let mut s = String::new();
+    let _ = r.read_to_string(&mut s);
+    s
+}

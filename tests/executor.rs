@@ -1,0 +1,579 @@
+//! Scenario tests: real jobs through pogo and a real Podman, driven by the
+//! gitlab-runner imitation in `pogo::driver`. Each test is named after what
+//! a user of pogo would notice if the behaviour broke.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use pogo::driver::{Cache, CachePolicy, CancelAfter, Image, Outcome, Service};
+
+/// Count of non-overlapping occurrences of `needle` in the log.
+fn occurrences(haystack: &str, needle: &str) -> usize {
+    haystack.matches(needle).count()
+}
+
+#[test]
+fn trivial_job_succeeds_and_its_output_is_in_the_log() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    let job = env.job(
+        &["build"],
+        &["echo pogo-hello-$((6*7))", "echo id=$CI_JOB_ID"],
+    );
+    let r = env.run(&job);
+    assert_success(&r);
+    let log = plain_log(&r);
+    assert!(
+        log.contains("\n$ echo pogo-hello-$((6*7))\n"),
+        "command echo missing:\n{log}"
+    );
+    assert!(log.contains("\npogo-hello-42\n"), "output missing:\n{log}");
+    assert!(log.contains(&format!("\nid={}\n", job.id)), "{log}");
+    assert!(
+        log.contains("Using Custom executor with driver pogo"),
+        "{log}"
+    );
+    assert_eq!(
+        env.gitlab.requests(&job.token),
+        1,
+        "pogo must ask GitLab for the job's tags exactly once: {:?}",
+        env.gitlab.request_log()
+    );
+    assert_eq!(
+        r.phases(),
+        vec![
+            "config",
+            "prepare",
+            "prepare_script",
+            "get_sources",
+            "build_script",
+            "cleanup_file_variables",
+            "cleanup"
+        ]
+    );
+    let cfg = r.config_output.as_ref().expect("config_exec printed JSON");
+    assert_eq!(cfg["driver"]["name"], "pogo");
+    assert_eq!(cfg["builds_dir_is_shared"], false);
+    assert!(
+        job_key(&r).is_some(),
+        "config_exec must report POGO_JOB_KEY: {cfg}"
+    );
+    assert_eq!(
+        cfg["job_env"]["POGO_JOB_TAGS"]
+            .as_str()
+            .map(|s| serde_json::from_str::<Vec<String>>(s).ok()),
+        Some(Some(vec!["build".to_string()])),
+        "{cfg}"
+    );
+    for d in &r.temp_dirs {
+        assert!(
+            !d.exists(),
+            "gitlab-runner removes {} after cleanup",
+            d.display()
+        );
+    }
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn failing_command_fails_the_job_with_its_exit_code() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    let job = env.job(
+        &[],
+        &["echo before-$((1+1))", "exit 3", "echo after-$((2+2))"],
+    );
+    let r = env.run(&job);
+    assert_eq!(
+        r.outcome,
+        Outcome::BuildFailure { exit_code: 3 },
+        "{}",
+        r.log
+    );
+    let log = plain_log(&r);
+    assert!(log.contains("\nbefore-2\n"), "{log}");
+    assert!(
+        !log.contains("\nafter-4\n"),
+        "commands after a failure must not run:\n{log}"
+    );
+    assert!(log.contains("ERROR: Job failed: exit code 3"), "{log}");
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn job_without_image_runs_in_the_default_image() {
+    require_podman!();
+    // default_image is the bash image; the busybox image has no /bin/bash.
+    let env = TestEnv::new(&PogoConfig::default());
+    let mut job = env.job(&[], &["test -x /bin/bash", "echo default-image-$((1+1))"]);
+    job.image = None;
+    let r = env.run(&job);
+    assert_success(&r);
+    assert!(plain_log(&r).contains("\ndefault-image-2\n"), "{}", r.log);
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn job_image_overrides_the_default_image() {
+    require_podman!();
+    // A default image without bash could not run the job's bash scripts.
+    let env = TestEnv::new(&PogoConfig {
+        default_image: Some(IMG_BUSYBOX.to_string()),
+        ..PogoConfig::default()
+    });
+    let mut job = env.job(&[], &["echo image=$CI_JOB_IMAGE", "test -x /bin/bash"]);
+    job.image = Some(Image::new(IMG_BASH));
+    let r = env.run(&job);
+    assert_success(&r);
+    assert!(
+        plain_log(&r).contains(&format!("\nimage={IMG_BASH}\n")),
+        "{}",
+        r.log
+    );
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn missing_image_is_a_system_failure_after_three_prepare_attempts() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    let mut job = env.job(&[], &["echo never"]);
+    job.image = Some(Image::new(format!(
+        "localhost/pogo-test/does-not-exist-{}:latest",
+        job.id
+    )));
+    let r = env.run(&job);
+    assert_system_failure(&r);
+    assert_eq!(
+        r.prepare_attempts, 3,
+        "gitlab-runner retries Prepare 3 times"
+    );
+    assert_eq!(r.phase_count("prepare"), 3, "{:?}", r.phases());
+    assert_eq!(
+        r.phase_count("cleanup"),
+        3,
+        "cleanup_exec after every failed attempt"
+    );
+    assert_eq!(r.phase_count("build_script"), 0);
+    assert!(
+        plain_log(&r).contains("does-not-exist"),
+        "the log should name the image:\n{}",
+        r.log
+    );
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn private_registry_image_is_pulled_with_the_auth_file() {
+    require_podman!();
+    let Some(mut registry) = Registry::start() else {
+        return;
+    };
+    let tag = format!("t{}", unique_id());
+    let remote = registry.push(IMG_BASH, "pogo/private-bash", &tag);
+    let auth = registry.dir.path().join("auth.json");
+    registry.write_auth_file(&auth);
+    let mut env = TestEnv::new(&PogoConfig {
+        auth_file: Some(auth),
+        ..PogoConfig::default()
+    });
+    env.extra_env.push((
+        "CONTAINERS_REGISTRIES_CONF".into(),
+        registry.registries_conf.to_string_lossy().into_owned(),
+    ));
+    let mut job = env.job(&[], &["echo private-$((3*3))"]);
+    job.image = Some(Image::new(remote.clone()));
+    let r = env.run(&job);
+    assert_success(&r);
+    assert!(plain_log(&r).contains("\nprivate-9\n"), "{}", r.log);
+    assert_eq!(r.prepare_attempts, 1);
+    assert!(
+        env.podman.image_exists(&remote),
+        "pogo should have pulled {remote}"
+    );
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn private_registry_image_fails_without_the_auth_file() {
+    require_podman!();
+    let Some(mut registry) = Registry::start() else {
+        return;
+    };
+    let tag = format!("t{}", unique_id());
+    let remote = registry.push(IMG_BASH, "pogo/private-bash", &tag);
+    let mut env = TestEnv::new(&PogoConfig::default());
+    env.extra_env.push((
+        "CONTAINERS_REGISTRIES_CONF".into(),
+        registry.registries_conf.to_string_lossy().into_owned(),
+    ));
+    let mut job = env.job(&[], &["echo never"]);
+    job.image = Some(Image::new(remote.clone()));
+    let r = env.run(&job);
+    assert_system_failure(&r);
+    assert_eq!(r.phase_count("build_script"), 0);
+    assert!(!env.podman.image_exists(&remote));
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn pull_policy_never_with_a_missing_image_fails_and_says_so() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig {
+        pull_policy: Some("never".into()),
+        ..PogoConfig::default()
+    });
+    let mut job = env.job(&[], &["echo never"]);
+    job.image = Some(Image::new(format!(
+        "localhost/pogo-test/absent-{}:latest",
+        job.id
+    )));
+    let r = env.run(&job);
+    assert_system_failure(&r);
+    assert!(
+        plain_log(&r).contains("pull_policy"),
+        "the log should mention pull_policy:\n{}",
+        r.log
+    );
+    assert_eq!(r.phase_count("build_script"), 0);
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn pull_policy_never_uses_a_local_image() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig {
+        pull_policy: Some("never".into()),
+        ..PogoConfig::default()
+    });
+    let job = env.job(&[], &["echo local-$((5+5))"]);
+    let r = env.run(&job);
+    assert_success(&r);
+    assert!(plain_log(&r).contains("\nlocal-10\n"), "{}", r.log);
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn tagged_mount_is_only_in_matching_jobs_and_readonly_is_enforced() {
+    require_podman!();
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("mounted.txt"), "pogo-mount-content\n").unwrap();
+    let env = TestEnv::new(&PogoConfig {
+        mounts: vec![MountSpec {
+            volume: format!("{}:/mnt/tagged", host.path().display()),
+            tags: vec!["build".into(), "deploy".into()],
+            readonly: true,
+        }],
+        ..PogoConfig::default()
+    });
+
+    let tagged = env.job(
+        &["deploy"],
+        &[
+            "cat /mnt/tagged/mounted.txt",
+            "if touch /mnt/tagged/written-by-job 2>/dev/null; then echo mount-is-writable; exit 9; fi",
+            "echo readonly-$((1+1))",
+        ],
+    );
+    let r = env.run(&tagged);
+    assert_success(&r);
+    let log = plain_log(&r);
+    assert!(log.contains("\npogo-mount-content\n"), "{log}");
+    assert!(log.contains("\nreadonly-2\n"), "{log}");
+    assert!(!host.path().join("written-by-job").exists());
+
+    let untagged = env.job(
+        &["other"],
+        &[
+            "test ! -e /mnt/tagged/mounted.txt",
+            "echo no-mount-$((1+2))",
+        ],
+    );
+    let r = env.run(&untagged);
+    assert_success(&r);
+    assert!(plain_log(&r).contains("\nno-mount-3\n"), "{}", r.log);
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn untagged_mount_is_in_every_job_and_writable_by_default() {
+    require_podman!();
+    let host = tempfile::tempdir().unwrap();
+    let env = TestEnv::new(&PogoConfig {
+        mounts: vec![MountSpec {
+            volume: format!("{}:/mnt/shared", host.path().display()),
+            tags: vec![],
+            readonly: false,
+        }],
+        ..PogoConfig::default()
+    });
+    let job = env.job(&[], &["echo from-job > /mnt/shared/out.txt"]);
+    let r = env.run(&job);
+    assert_success(&r);
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("out.txt")).unwrap_or_default(),
+        "from-job\n"
+    );
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn extra_arguments_for_a_tag_keep_their_shell_quoting() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig {
+        extra_arguments: vec![(
+            "greet".into(),
+            "--env 'GREETING=hello world' --label x=y".into(),
+        )],
+        ..PogoConfig::default()
+    });
+    let script = ["printf '<%s>\\n' \"${GREETING:-unset}\""];
+    let r = env.run(&env.job(&["greet"], &script));
+    assert_success(&r);
+    assert!(plain_log(&r).contains("\n<hello world>\n"), "{}", r.log);
+
+    let r = env.run(&env.job(&["other"], &script));
+    assert_success(&r);
+    assert!(plain_log(&r).contains("\n<unset>\n"), "{}", r.log);
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn service_is_reachable_on_localhost_and_by_its_alias() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    let mut job = env.job(
+        &[],
+        &[
+            "wget -qO- http://localhost:80/; echo",
+            "wget -qO- http://web:80/; echo",
+        ],
+    );
+    job.services = vec![Service {
+        name: IMG_HTTPD.into(),
+        alias: "web".into(),
+        entrypoint: None,
+        command: None,
+        variables: BTreeMap::new(),
+    }];
+    let r = env.run(&job);
+    assert_success(&r);
+    assert_eq!(
+        occurrences(&plain_log(&r), "\npogo-service-ok\n"),
+        2,
+        "both requests should reach the service:\n{}",
+        r.log
+    );
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn cache_written_by_one_job_is_restored_in_the_next() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig {
+        runner_binary: Some(runner_stand_in()),
+        ..PogoConfig::default()
+    });
+    let cache = Cache {
+        key: String::new(), // default key: <job name>/<ref>
+        paths: vec!["vendor".into()],
+        policy: CachePolicy::PullPush,
+        ..Cache::default()
+    };
+
+    let mut first = env.job(
+        &[],
+        &[
+            "mkdir -p vendor",
+            "echo cached-by-$CI_JOB_ID > vendor/marker",
+        ],
+    );
+    first.cache = vec![cache.clone()];
+    let r1 = env.run(&first);
+    assert_success(&r1);
+    assert!(r1.phases().contains(&"restore_cache"));
+    assert!(r1.phases().contains(&"archive_cache"));
+    let log1 = plain_log(&r1);
+    assert!(log1.contains("Created cache"), "{log1}");
+    let archive = env
+        .cache_dir
+        .join(&first.project_path)
+        .join("test-job/main/cache.zip");
+    assert!(
+        archive.exists(),
+        "no cache archive at {}:\n{log1}",
+        archive.display()
+    );
+
+    let mut second = env.job(&[], &["cat vendor/marker"]);
+    second.project_path = first.project_path.clone();
+    second.cache = vec![Cache {
+        policy: CachePolicy::Pull,
+        ..cache
+    }];
+    let r2 = env.run(&second);
+    assert_success(&r2);
+    let log2 = plain_log(&r2);
+    assert!(log2.contains("Successfully extracted cache"), "{log2}");
+    assert!(
+        log2.contains(&format!("\ncached-by-{}\n", first.id)),
+        "{log2}"
+    );
+    assert!(
+        !r2.phases().contains(&"archive_cache"),
+        "policy pull must not archive: {:?}",
+        r2.phases()
+    );
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn cancel_stops_a_running_job_quickly_and_runs_after_script() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    let mut job = env.job(
+        &[],
+        &[
+            "echo started-$((2+3))",
+            "sleep 300",
+            "echo not-reached-$((1+1))",
+        ],
+    );
+    job.after_script = vec!["echo after-status=$CI_JOB_STATUS".into()];
+    let r = env.run_with(
+        &env.driver(),
+        &job,
+        Some(CancelAfter(Duration::from_secs(2))),
+    );
+    assert_eq!(r.outcome, Outcome::Canceled, "{}", r.log);
+    let kill = r
+        .kill_report("build_script")
+        .expect("build_script should have been signalled");
+    let exited = kill
+        .exited_after_sigterm
+        .expect("build_script never exited after SIGTERM");
+    assert!(
+        exited < Duration::from_secs(10),
+        "run_exec took {exited:?} to stop after SIGTERM"
+    );
+    assert!(!kill.sigkilled, "run_exec needed SIGKILL");
+    let log = plain_log(&r);
+    assert!(log.contains("\nstarted-5\n"), "{log}");
+    assert!(!log.contains("\nnot-reached-2\n"), "{log}");
+    assert!(
+        log.contains("\nafter-status=canceled\n"),
+        "after_script must run with CI_JOB_STATUS=canceled:\n{log}"
+    );
+    assert_eq!(r.phase_count("cleanup"), 1);
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn job_timeout_stops_the_job() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    let mut job = env.job(&[], &["sleep 300"]);
+    job.timeout = Duration::from_secs(12);
+    let r = env.run(&job);
+    assert_eq!(r.outcome, Outcome::TimedOut, "{}", r.log);
+    let kill = r
+        .kill_report("build_script")
+        .expect("build_script signalled");
+    assert!(
+        kill.exited_after_sigterm
+            .is_some_and(|d| d < Duration::from_secs(10)),
+        "{kill:?}"
+    );
+    assert_eq!(r.phase_count("cleanup"), 1);
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn invalid_yaml_config_fails_the_job_naming_line_and_column() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig {
+        raw: Some(format!(
+            // a tab cannot start a YAML token: a syntax error on line 3
+            "default_image: {IMG_BASH}\nmounts:\n\t- volume: /a:/b\n"
+        )),
+        ..PogoConfig::default()
+    });
+    let job = env.job(&[], &["echo never"]);
+    let r = env.run(&job);
+    assert_system_failure(&r);
+    let log = plain_log(&r);
+    let path = env.config_path.to_string_lossy().into_owned();
+    assert!(log.contains(&path), "the log should name {path}:\n{log}");
+    // `FILE:LINE:COLUMN` or "line L column C"; the tab is on line 3.
+    let has_position = log.contains(&format!("{path}:3:")) || log.contains("line 3 column");
+    assert!(has_position, "the log should give line and column:\n{log}");
+    assert_eq!(r.phase_count("build_script"), 0);
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn unknown_config_key_fails_the_job_naming_the_key() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig {
+        raw: Some(format!("default_image: {IMG_BASH}\nbogus_setting: 1\n")),
+        ..PogoConfig::default()
+    });
+    let r = env.run(&env.job(&[], &["echo never"]));
+    assert_system_failure(&r);
+    assert!(plain_log(&r).contains("bogus_setting"), "{}", r.log);
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn gitlab_api_error_fails_the_job_with_the_http_status() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    env.gitlab.force_status(Some(500));
+    let job = env.job(&[], &["echo never"]);
+    let r = env.run(&job);
+    assert_system_failure(&r);
+    assert!(plain_log(&r).contains("500"), "{}", r.log);
+    assert_eq!(r.phase_count("build_script"), 0);
+    assert_eq!(
+        env.gitlab.requests(&job.token),
+        r.prepare_attempts as usize,
+        "one tags request per config_exec"
+    );
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn file_variables_and_masked_values_reach_the_job() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    let mut job = env.job(
+        &[],
+        &[
+            "cat \"$MY_FILE\"",
+            "printf '[%s]\\n' \"$SPACED\"",
+            "echo \"token=$SECRET_VALUE\"",
+        ],
+    );
+    // raw: gitlab-runner would otherwise expand `$HOME` and `$x`.
+    let mut file = pogo::driver::Variable::file("MY_FILE", "line one\nline 'two' $HOME\n");
+    file.raw = true;
+    let mut spaced = pogo::driver::Variable::new("SPACED", "a  b\tc 'q' \"d\" $x");
+    spaced.raw = true;
+    job.variables = vec![
+        file,
+        spaced,
+        pogo::driver::Variable::masked("SECRET_VALUE", "s3cr3t-value-xyz"),
+    ];
+    let r = env.run(&job);
+    assert_success(&r);
+    let log = plain_log(&r);
+    assert!(log.contains("\nline one\nline 'two' $HOME\n"), "{log}");
+    assert!(log.contains("\n[a  b\tc 'q' \"d\" $x]\n"), "{log}");
+    assert!(log.contains("\ntoken=[MASKED]\n"), "{log}");
+    assert!(!log.contains("s3cr3t-value-xyz"), "{log}");
+    env.assert_no_leftovers();
+}
