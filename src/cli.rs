@@ -38,6 +38,8 @@ pub enum Command {
     /// cleanup_exec: remove the job's containers, pod and volumes
     #[command(alias = "clean")]
     Cleanup,
+    /// Run a project's .gitlab-ci.yml locally through the executor phases
+    Exec(crate::localrun::ExecArgs),
     /// Print the effective configuration as YAML (credentials redacted)
     Print,
     /// Print pogo's version
@@ -91,6 +93,7 @@ fn dispatch(cli: Cli, env: HashMap<String, String>) -> i32 {
             let r = cleanup_phase(flag, &env);
             executor::exit_code(r, &env)
         }
+        Command::Exec(args) => crate::localrun::exec_main(args, flag),
         Command::Print => match config::load(flag, &env) {
             Ok(c) => match config::to_yaml(&c) {
                 Ok(y) => {

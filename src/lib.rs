@@ -8,5 +8,6 @@ pub mod config;
 pub mod driver;
 pub mod executor;
 pub mod gitlab;
+pub mod localrun;
 pub mod logging;
 pub mod podman;

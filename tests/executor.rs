@@ -577,3 +577,129 @@ fn file_variables_and_masked_values_reach_the_job() {
     assert!(!log.contains("s3cr3t-value-xyz"), "{log}");
     env.assert_no_leftovers();
 }
+
+#[test]
+fn image_without_bash_fails_as_a_build_failure_that_says_so() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    let mut job = env.job(&[], &["echo never-runs"]);
+    job.image = Some(Image::new(IMG_BUSYBOX));
+    let r = env.run(&job);
+    assert_eq!(
+        r.outcome,
+        Outcome::BuildFailure { exit_code: 127 },
+        "{}",
+        r.log
+    );
+    let log = plain_log(&r);
+    assert!(log.contains("the job image has no bash"), "{log}");
+    assert!(!log.contains("\nnever-runs\n"), "{log}");
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn job_container_removed_from_outside_is_a_system_failure() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    let job = env.job(&[], &["echo started", "sleep 60", "echo not-reached"]);
+    let id = job.id;
+    let podman = env.podman.clone();
+    let killer = std::thread::spawn(move || {
+        // wait until the build stage runs, then remove the job container behind pogo's back
+        for _ in 0..200 {
+            let ps = podman.output(&[
+                "ps",
+                "--filter",
+                &format!("label={LABEL_JOB_ID}={id}"),
+                "--format",
+                "{{.Names}}",
+            ]);
+            let names = String::from_utf8_lossy(&ps.stdout).to_string();
+            if let Some(name) = names.lines().find(|n| n.ends_with("-build")) {
+                std::thread::sleep(Duration::from_secs(2));
+                podman.output(&["rm", "-f", "-t", "0", name]);
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    });
+    let r = env.run(&job);
+    assert!(killer.join().unwrap(), "the job container never appeared");
+    assert_system_failure(&r);
+    let log = plain_log(&r);
+    assert!(
+        log.contains("disappeared during stage build_script")
+            || log.contains("stopped during stage build_script"),
+        "{log}"
+    );
+    assert!(!log.contains("\nnot-reached\n"), "{log}");
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn service_that_never_listens_fails_with_its_log_after_the_wait_timeout() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig {
+        services_wait_timeout: Some(2),
+        ..PogoConfig::default()
+    });
+    let mut job = env.job(&[], &["echo never-runs"]);
+    job.services = vec![Service {
+        name: IMG_HTTPD.into(),
+        alias: "web".into(),
+        entrypoint: None,
+        // the image EXPOSEs 80, but this command never listens
+        command: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "echo service-booting-forever; sleep 300".into(),
+        ]),
+        variables: BTreeMap::new(),
+    }];
+    let r = env.run(&job);
+    assert_system_failure(&r);
+    let log = plain_log(&r);
+    assert!(log.contains("services_wait_timeout (2 s)"), "{log}");
+    assert!(
+        log.contains("service-booting-forever"),
+        "the service's log is shown:\n{log}"
+    );
+    assert!(!log.contains("\nnever-runs\n"), "{log}");
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn hostile_image_and_service_names_are_refused_before_podman_runs() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    for (image, service) in [
+        ("--privileged", None),
+        ("-v=/:/host", None),
+        ("$(touch /tmp/pogo-pwned)", None),
+        (IMG_BASH, Some("--network=host")),
+    ] {
+        let mut job = env.job(&[], &["echo never-runs"]);
+        job.image = Some(Image::new(image));
+        if let Some(s) = service {
+            job.services = vec![Service::new(s)];
+        }
+        let r = env.run(&job);
+        assert_eq!(
+            r.outcome,
+            Outcome::BuildFailure { exit_code: 1 },
+            "{image}: {}",
+            r.log
+        );
+        let log = plain_log(&r);
+        assert!(log.contains("image refused"), "{log}");
+        assert!(!log.contains("\nnever-runs\n"), "{log}");
+        assert_eq!(
+            r.phase_count("prepare"),
+            1,
+            "a build failure is not retried"
+        );
+    }
+    assert!(!std::path::Path::new("/tmp/pogo-pwned").exists());
+    env.assert_no_leftovers();
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Run the example pipeline (example/.gitlab-ci.yml) locally through pogo's executor phases:
+#   bash example/run.sh            every job except the manual one
+#   bash example/run.sh deploy     only the named job(s), manual ones included
+# `make example` runs scripts/setup-test-env.sh (podman, offline test images) first.
+#
+# Environment: POGO_EXAMPLE_STATE  where pogo keeps its state (default /tmp/pogo-example)
+# Exit status: pogo exec's (0 pipeline passed, 1 a job failed, 2 nothing could run).
+
+set -euo pipefail
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+EXAMPLE_DIR="$REPO_ROOT/example"
+STATE=${POGO_EXAMPLE_STATE:-/tmp/pogo-example}
+
+die() { printf 'example: %s\n' "$*" >&2; exit 2; }
+
+case "$STATE" in /*) ;; *) die "POGO_EXAMPLE_STATE must be an absolute path, not '$STATE'" ;; esac
+# The paths go into YAML strings and a HOST:CONTAINER volume argument.
+for p in "$STATE" "$EXAMPLE_DIR"; do
+    case "$p" in *[\":\\]* | *$'\n'*) die "the path '$p' contains a quote, colon, backslash or newline: use another directory" ;; esac
+done
+
+cd "$REPO_ROOT"
+cargo build --release -q
+
+mkdir -p "$STATE"
+CONFIG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/pogo-example-config.XXXXXX")
+trap 'rm -rf "$CONFIG_DIR"' EXIT
+template=$(<"$EXAMPLE_DIR/pogo.yaml")
+config=${template//@POGO_EXAMPLE_STATE@/"$STATE"}
+config=${config//@EXAMPLE_DIR@/"$EXAMPLE_DIR"}
+printf '%s\n' "$config" >"$CONFIG_DIR/pogo.yaml"
+
+status=0
+"$REPO_ROOT/target/release/pogo" --config "$CONFIG_DIR/pogo.yaml" exec --dir "$EXAMPLE_DIR" "$@" || status=$?
+exit "$status"

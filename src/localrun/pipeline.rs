@@ -1,0 +1,1021 @@
+//! Reading `.gitlab-ci.yml` for `pogo exec`: the subset of GitLab's CI syntax that can run
+//! locally without a GitLab server. Every key outside that subset is collected in
+//! [`Pipeline::ignored`] so the caller can say so — nothing is dropped silently.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::config::yaml;
+use crate::driver::{Image, Service, Variable};
+
+/// GitLab's stages when `stages:` is not given.
+pub const DEFAULT_STAGES: &[&str] = &["build", "test", "deploy"];
+/// The stage of a job without `stage:`.
+pub const DEFAULT_STAGE: &str = "test";
+
+/// Top-level keys that are not jobs and that `pogo exec` does not implement.
+const IGNORED_TOP_LEVEL: &[&str] = &["include", "workflow", "cache", "types", "spec"];
+/// Keys of `default:` that are applied to jobs.
+const DEFAULT_KEYS: &[&str] = &[
+    "image",
+    "services",
+    "before_script",
+    "after_script",
+    "tags",
+    "variables",
+];
+/// Keys of a job that are implemented.
+const JOB_KEYS: &[&str] = &[
+    "stage",
+    "image",
+    "services",
+    "variables",
+    "before_script",
+    "script",
+    "after_script",
+    "tags",
+    "when",
+    "allow_failure",
+];
+
+/// How deep GitLab lets script lists nest.
+const MAX_SCRIPT_DEPTH: usize = 10;
+
+/// Why `.gitlab-ci.yml` cannot be used. Messages name the file and what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// Not valid YAML; `at` is `FILE:LINE:COLUMN` (or `FILE` when the parser has no position).
+    #[error("{at}: {message}")]
+    Syntax { at: String, message: String },
+    /// Valid YAML, but not a pipeline `pogo exec` can run.
+    #[error("{file}: {message}")]
+    Invalid { file: String, message: String },
+}
+
+/// `when:` of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    OnSuccess,
+    /// Runs only when named on the command line.
+    Manual,
+    Always,
+    OnFailure,
+}
+
+/// `allow_failure:` of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowFailure {
+    No,
+    Yes,
+    /// `allow_failure: {exit_codes: [...]}`: only script failures with these codes.
+    ExitCodes(Vec<i32>),
+}
+
+/// One runnable job, with `default:` and global variables already applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSpec {
+    pub name: String,
+    pub stage: String,
+    pub image: Option<Image>,
+    pub services: Vec<Service>,
+    /// Global, then `default:`, then the job's own variables (later ones win).
+    pub variables: Vec<Variable>,
+    pub before_script: Vec<String>,
+    pub script: Vec<String>,
+    pub after_script: Vec<String>,
+    pub tags: Vec<String>,
+    pub when: When,
+    pub allow_failure: AllowFailure,
+}
+
+/// What `.gitlab-ci.yml` describes, as far as `pogo exec` understands it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pipeline {
+    /// All stages in order, `.pre` first and `.post` last.
+    pub stages: Vec<String>,
+    /// Jobs in stage order, by name within a stage.
+    pub jobs: Vec<JobSpec>,
+    /// Hidden jobs (templates whose name starts with `.`); never run.
+    pub hidden: Vec<String>,
+    /// Keys that were read but are not implemented locally, each once, in the order met.
+    pub ignored: Vec<String>,
+}
+
+impl Pipeline {
+    pub fn job(&self, name: &str) -> Option<&JobSpec> {
+        self.jobs.iter().find(|j| j.name == name)
+    }
+}
+
+/// Parses the text of `.gitlab-ci.yml`; `file` is only used in messages.
+pub fn parse(text: &str, file: &str) -> Result<Pipeline, ParseError> {
+    let mut root: Value = yaml::from_str(text).map_err(|e| ParseError::Syntax {
+        at: match (e.line, e.column) {
+            (Some(l), Some(c)) => format!("{file}:{l}:{c}"),
+            (Some(l), None) => format!("{file}:{l}"),
+            _ => file.to_string(),
+        },
+        message: e.message,
+    })?;
+    apply_merge_keys(&mut root);
+    let mut parser = Parser::default();
+    parser
+        .pipeline(&root)
+        .map_err(|message| ParseError::Invalid {
+            file: file.to_string(),
+            message,
+        })
+}
+
+/// YAML merge keys (`<<: *anchor`, `<<: [*a, *b]`): the parser resolves the aliases but
+/// leaves `<<` as an ordinary key. Keys of the mapping itself win; among several merged
+/// mappings, earlier ones win.
+pub fn apply_merge_keys(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            if let Some(mut merged) = map.remove("<<") {
+                apply_merge_keys(&mut merged);
+                let sources = match merged {
+                    Value::Object(m) => vec![m],
+                    Value::Array(items) => items
+                        .into_iter()
+                        .filter_map(|i| match i {
+                            Value::Object(m) => Some(m),
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                for source in sources {
+                    for (k, val) in source {
+                        map.entry(k).or_insert(val);
+                    }
+                }
+            }
+            for val in map.values_mut() {
+                apply_merge_keys(val);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(apply_merge_keys),
+        _ => {}
+    }
+}
+
+/// The JSON type of a value, for messages.
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+/// `null` (an empty YAML value) counts as absent.
+fn get<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    map.get(key).filter(|v| !v.is_null())
+}
+
+#[derive(Default)]
+struct Parser {
+    ignored: Vec<String>,
+}
+
+/// What `default:` (and the deprecated top-level globals) give every job.
+#[derive(Default)]
+struct Defaults {
+    image: Option<Image>,
+    services: Option<Vec<Service>>,
+    before_script: Option<Vec<String>>,
+    after_script: Option<Vec<String>>,
+    tags: Option<Vec<String>>,
+    variables: Vec<Variable>,
+}
+
+impl Parser {
+    fn ignore(&mut self, key: impl Into<String>) {
+        let key = key.into();
+        if !self.ignored.contains(&key) {
+            self.ignored.push(key);
+        }
+    }
+
+    fn pipeline(&mut self, root: &Value) -> Result<Pipeline, String> {
+        let top = match root {
+            Value::Object(m) => m,
+            Value::Null => return Err("the file is empty: define at least one job".into()),
+            other => {
+                return Err(format!(
+                    "the file must be a mapping of keywords and jobs, found {}",
+                    kind(other)
+                ))
+            }
+        };
+
+        let stages = self.stages(top)?;
+        let globals = match get(top, "variables") {
+            Some(v) => variables(v).map_err(|e| format!("variables: {e}"))?,
+            None => Vec::new(),
+        };
+        let defaults = self.defaults(top)?;
+
+        let mut jobs = Vec::new();
+        let mut hidden = Vec::new();
+        for (name, value) in top {
+            if matches!(
+                name.as_str(),
+                "stages"
+                    | "variables"
+                    | "default"
+                    | "image"
+                    | "services"
+                    | "before_script"
+                    | "after_script"
+            ) {
+                continue;
+            }
+            if IGNORED_TOP_LEVEL.contains(&name.as_str()) {
+                self.ignore(name.as_str());
+                continue;
+            }
+            if name.starts_with('.') {
+                hidden.push(name.clone());
+                continue;
+            }
+            let Value::Object(job) = value else {
+                return Err(format!(
+                    "'{name}' is neither a keyword nor a job: a job is a mapping with `script:`, found {}",
+                    kind(value)
+                ));
+            };
+            if let Some(job) = self.job(name, job, &globals, &defaults, &stages)? {
+                jobs.push(job);
+            }
+        }
+        jobs.sort_by_key(|j| stages.iter().position(|s| *s == j.stage));
+        Ok(Pipeline {
+            stages,
+            jobs,
+            hidden,
+            ignored: std::mem::take(&mut self.ignored),
+        })
+    }
+
+    fn stages(&mut self, top: &Map<String, Value>) -> Result<Vec<String>, String> {
+        let listed: Vec<String> = match get(top, "stages") {
+            None => DEFAULT_STAGES.iter().map(|s| s.to_string()).collect(),
+            Some(v) => string_list(v).map_err(|e| format!("stages: {e}"))?,
+        };
+        let mut stages = vec![".pre".to_string()];
+        for s in listed {
+            if !stages.contains(&s) && s != ".post" {
+                stages.push(s);
+            }
+        }
+        stages.push(".post".to_string());
+        Ok(stages)
+    }
+
+    fn defaults(&mut self, top: &Map<String, Value>) -> Result<Defaults, String> {
+        let mut d = Defaults::default();
+        // The deprecated global keywords first; `default:` overrides them.
+        self.default_keys(
+            top,
+            &mut d,
+            "",
+            &["image", "services", "before_script", "after_script"],
+        )?;
+        match get(top, "default") {
+            None => {}
+            Some(Value::Object(m)) => {
+                for key in m.keys() {
+                    if !DEFAULT_KEYS.contains(&key.as_str()) {
+                        self.ignore(key.as_str());
+                    }
+                }
+                self.default_keys(m, &mut d, "default: ", DEFAULT_KEYS)?;
+            }
+            Some(other) => {
+                return Err(format!("default: must be a mapping, found {}", kind(other)))
+            }
+        }
+        Ok(d)
+    }
+
+    fn default_keys(
+        &mut self,
+        m: &Map<String, Value>,
+        d: &mut Defaults,
+        prefix: &str,
+        keys: &[&str],
+    ) -> Result<(), String> {
+        for key in keys {
+            let Some(v) = get(m, key) else { continue };
+            let ctx = |e: String| format!("{prefix}{key}: {e}");
+            match *key {
+                "image" => d.image = Some(self.image(v).map_err(ctx)?),
+                "services" => d.services = Some(self.services(v).map_err(ctx)?),
+                "before_script" => d.before_script = Some(script(v).map_err(ctx)?),
+                "after_script" => d.after_script = Some(script(v).map_err(ctx)?),
+                "tags" => d.tags = Some(string_list(v).map_err(ctx)?),
+                "variables" => d.variables = variables(v).map_err(ctx)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn job(
+        &mut self,
+        name: &str,
+        m: &Map<String, Value>,
+        globals: &[Variable],
+        d: &Defaults,
+        stages: &[String],
+    ) -> Result<Option<JobSpec>, String> {
+        for key in m.keys() {
+            if !JOB_KEYS.contains(&key.as_str()) {
+                self.ignore(key.as_str());
+            }
+        }
+        let ctx = |key: &str| {
+            let name = name.to_string();
+            let key = key.to_string();
+            move |e: String| format!("job '{name}': {key}: {e}")
+        };
+        let Some(script_value) = get(m, "script") else {
+            if m.contains_key("trigger") {
+                // A trigger job starts another pipeline: nothing to run here.
+                return Ok(None);
+            }
+            let hint = if m.contains_key("extends") {
+                " (it uses `extends:`, which `pogo exec` does not support yet: copy the keys it \
+                 needs into the job)"
+            } else {
+                ""
+            };
+            return Err(format!("job '{name}' has no `script:`; add one{hint}"));
+        };
+        let script_lines = script(script_value).map_err(ctx("script"))?;
+
+        let stage = match get(m, "stage") {
+            None => DEFAULT_STAGE.to_string(),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => {
+                return Err(format!(
+                    "job '{name}': stage: must be a string, found {}",
+                    kind(other)
+                ))
+            }
+        };
+        if !stages.contains(&stage) {
+            let listed: Vec<&str> = stages[1..stages.len() - 1]
+                .iter()
+                .map(String::as_str)
+                .collect();
+            return Err(format!(
+                "job '{name}': stage '{stage}' is not defined; add it to `stages:` (now: {})",
+                listed.join(", ")
+            ));
+        }
+
+        let image = match get(m, "image") {
+            Some(v) => Some(self.image(v).map_err(ctx("image"))?),
+            None => d.image.clone(),
+        };
+        let services = match get(m, "services") {
+            Some(v) => self.services(v).map_err(ctx("services"))?,
+            None => d.services.clone().unwrap_or_default(),
+        };
+        let before_script = match get(m, "before_script") {
+            Some(v) => script(v).map_err(ctx("before_script"))?,
+            None => d.before_script.clone().unwrap_or_default(),
+        };
+        let after_script = match get(m, "after_script") {
+            Some(v) => script(v).map_err(ctx("after_script"))?,
+            None => d.after_script.clone().unwrap_or_default(),
+        };
+        let tags = match get(m, "tags") {
+            Some(v) => string_list(v).map_err(ctx("tags"))?,
+            None => d.tags.clone().unwrap_or_default(),
+        };
+        let mut vars: Vec<Variable> = globals.to_vec();
+        vars.extend(d.variables.iter().cloned());
+        if let Some(v) = get(m, "variables") {
+            vars.extend(variables(v).map_err(ctx("variables"))?);
+        }
+        let when = match get(m, "when") {
+            None => When::OnSuccess,
+            Some(Value::String(s)) => match s.as_str() {
+                "on_success" => When::OnSuccess,
+                "manual" => When::Manual,
+                "always" => When::Always,
+                "on_failure" => When::OnFailure,
+                "delayed" => {
+                    self.ignore("when: delayed");
+                    When::OnSuccess
+                }
+                other => {
+                    return Err(format!(
+                        "job '{name}': when: '{other}' is not supported; use on_success, manual, \
+                         always, on_failure or delayed"
+                    ))
+                }
+            },
+            Some(other) => {
+                return Err(format!(
+                    "job '{name}': when: must be a string, found {}",
+                    kind(other)
+                ))
+            }
+        };
+        let allow_failure = match get(m, "allow_failure") {
+            None => AllowFailure::No,
+            Some(v) => allow_failure(v).map_err(ctx("allow_failure"))?,
+        };
+        Ok(Some(JobSpec {
+            name: name.to_string(),
+            stage,
+            image,
+            services,
+            variables: vars,
+            before_script,
+            script: script_lines,
+            after_script,
+            tags,
+            when,
+            allow_failure,
+        }))
+    }
+
+    /// `image: NAME` or `image: {name, entrypoint}`.
+    fn image(&mut self, v: &Value) -> Result<Image, String> {
+        match v {
+            Value::String(s) => Ok(Image::new(s.clone())),
+            Value::Object(m) => {
+                for key in m.keys() {
+                    if !matches!(key.as_str(), "name" | "entrypoint") {
+                        self.ignore(format!("image:{key}"));
+                    }
+                }
+                let name = match get(m, "name") {
+                    Some(Value::String(s)) => s.clone(),
+                    _ => return Err("`name:` (a string) is required".into()),
+                };
+                let entrypoint = match get(m, "entrypoint") {
+                    None => None,
+                    Some(e) => Some(string_list(e).map_err(|e| format!("entrypoint: {e}"))?),
+                };
+                Ok(Image { name, entrypoint })
+            }
+            other => Err(format!(
+                "must be an image name or a mapping with `name:`, found {}",
+                kind(other)
+            )),
+        }
+    }
+
+    /// A list of `NAME` or `{name, alias, entrypoint, command, variables}`.
+    fn services(&mut self, v: &Value) -> Result<Vec<Service>, String> {
+        let Value::Array(items) = v else {
+            return Err(format!("must be a list, found {}", kind(v)));
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let s = self
+                .service(item)
+                .map_err(|e| format!("entry {}: {e}", i + 1))?;
+            out.push(s);
+        }
+        Ok(out)
+    }
+
+    fn service(&mut self, v: &Value) -> Result<Service, String> {
+        match v {
+            Value::String(s) => Ok(Service::new(s.clone())),
+            Value::Object(m) => {
+                for key in m.keys() {
+                    if !matches!(
+                        key.as_str(),
+                        "name" | "alias" | "entrypoint" | "command" | "variables"
+                    ) {
+                        self.ignore(format!("services:{key}"));
+                    }
+                }
+                let mut s = match get(m, "name") {
+                    Some(Value::String(n)) => Service::new(n.clone()),
+                    _ => return Err("`name:` (a string) is required".into()),
+                };
+                match get(m, "alias") {
+                    None => {}
+                    Some(Value::String(a)) => s.alias = a.clone(),
+                    Some(other) => {
+                        return Err(format!("alias: must be a string, found {}", kind(other)))
+                    }
+                }
+                if let Some(e) = get(m, "entrypoint") {
+                    s.entrypoint = Some(string_list(e).map_err(|e| format!("entrypoint: {e}"))?);
+                }
+                if let Some(c) = get(m, "command") {
+                    s.command = Some(string_list(c).map_err(|e| format!("command: {e}"))?);
+                }
+                if let Some(vars) = get(m, "variables") {
+                    let list = variables(vars).map_err(|e| format!("variables: {e}"))?;
+                    s.variables = list
+                        .into_iter()
+                        .map(|v| (v.key, v.value))
+                        .collect::<BTreeMap<_, _>>();
+                }
+                Ok(s)
+            }
+            other => Err(format!(
+                "must be an image name or a mapping with `name:`, found {}",
+                kind(other)
+            )),
+        }
+    }
+}
+
+/// A scalar as GitLab turns it into a variable value.
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => Some(String::new()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// A variable name GitLab accepts: letters, digits and `_`.
+pub fn valid_variable_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// `variables:`: `KEY: value` or `KEY: {value, description, expand, options}`.
+fn variables(v: &Value) -> Result<Vec<Variable>, String> {
+    let Value::Object(m) = v else {
+        return Err(format!(
+            "must be a mapping of NAME: value, found {}",
+            kind(v)
+        ));
+    };
+    let mut out = Vec::with_capacity(m.len());
+    for (key, value) in m {
+        if !valid_variable_name(key) {
+            return Err(format!(
+                "'{key}' is not a valid variable name (use letters, digits and _)"
+            ));
+        }
+        let mut var = match value {
+            Value::Object(o) => {
+                if let Some(bad) = o
+                    .keys()
+                    .find(|k| !matches!(k.as_str(), "value" | "description" | "expand" | "options"))
+                {
+                    return Err(format!(
+                        "{key}: unknown key '{bad}'; a variable mapping has value, description, \
+                         expand and options"
+                    ));
+                }
+                let raw = o.get("value").unwrap_or(&Value::Null);
+                let text = scalar(raw).ok_or_else(|| {
+                    format!(
+                        "{key}: value: must be a string or a number, found {}",
+                        kind(raw)
+                    )
+                })?;
+                let mut var = Variable::new(key.clone(), text);
+                match o.get("expand") {
+                    None | Some(Value::Null) => {}
+                    Some(Value::Bool(b)) => var.raw = !b,
+                    Some(other) => {
+                        return Err(format!(
+                            "{key}: expand: must be true or false, found {}",
+                            kind(other)
+                        ))
+                    }
+                }
+                var
+            }
+            other => {
+                let text = scalar(other).ok_or_else(|| {
+                    format!(
+                        "{key}: must be a string, a number or a mapping with `value:`, found {}",
+                        kind(other)
+                    )
+                })?;
+                Variable::new(key.clone(), text)
+            }
+        };
+        var.public = true;
+        out.push(var);
+    }
+    Ok(out)
+}
+
+/// A script: a string, or a list of strings and lists nested up to ten levels.
+fn script(v: &Value) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    flatten_script(v, 0, &mut out)?;
+    Ok(out)
+}
+
+fn flatten_script(v: &Value, depth: usize, out: &mut Vec<String>) -> Result<(), String> {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) if depth < MAX_SCRIPT_DEPTH => {
+            for item in items {
+                flatten_script(item, depth + 1, out)?;
+            }
+        }
+        Value::Array(_) => {
+            return Err(format!(
+                "lists of commands may nest at most {MAX_SCRIPT_DEPTH} levels deep"
+            ))
+        }
+        Value::Object(m) => {
+            let first = m.keys().next().map(String::as_str).unwrap_or("");
+            return Err(format!(
+                "a command was read as a mapping ('{first}: ...'): quote commands that contain ': '"
+            ));
+        }
+        other => {
+            return Err(format!(
+                "must be a string or a list of strings, found {} (quote it)",
+                kind(other)
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// A list of strings (`stages`, `tags`, `entrypoint`, `command`).
+fn string_list(v: &Value) -> Result<Vec<String>, String> {
+    let Value::Array(items) = v else {
+        return Err(format!("must be a list of strings, found {}", kind(v)));
+    };
+    items
+        .iter()
+        .map(|i| match i {
+            Value::String(s) => Ok(s.clone()),
+            other => Err(format!(
+                "must be a list of strings, found {} in it (quote it)",
+                kind(other)
+            )),
+        })
+        .collect()
+}
+
+fn allow_failure(v: &Value) -> Result<AllowFailure, String> {
+    match v {
+        Value::Bool(true) => Ok(AllowFailure::Yes),
+        Value::Bool(false) => Ok(AllowFailure::No),
+        Value::Object(m) => {
+            if let Some(bad) = m.keys().find(|k| *k != "exit_codes") {
+                return Err(format!(
+                    "unknown key '{bad}'; use true, false or {{exit_codes: [...]}}"
+                ));
+            }
+            let codes = match get(m, "exit_codes") {
+                Some(Value::Number(n)) => vec![n.as_i64()],
+                Some(Value::Array(items)) => items.iter().map(Value::as_i64).collect(),
+                _ => vec![None],
+            };
+            codes
+                .into_iter()
+                .map(|c| c.and_then(|c| i32::try_from(c).ok()))
+                .collect::<Option<Vec<i32>>>()
+                .map(AllowFailure::ExitCodes)
+                .ok_or_else(|| "exit_codes: must be an exit code or a list of exit codes".into())
+        }
+        other => Err(format!(
+            "must be true, false or {{exit_codes: [...]}}, found {}",
+            kind(other)
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn parse_ok(text: &str) -> Pipeline {
+        match parse(text, ".gitlab-ci.yml") {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn parse_err(text: &str) -> String {
+        parse(text, ".gitlab-ci.yml").unwrap_err().to_string()
+    }
+
+    fn var<'a>(j: &'a JobSpec, key: &str) -> Option<&'a str> {
+        j.variables
+            .iter()
+            .rev()
+            .find(|v| v.key == key)
+            .map(|v| v.value.as_str())
+    }
+
+    #[test]
+    fn defaults_merge_into_jobs() {
+        let p = parse_ok(
+            r#"
+variables:
+  GLOBAL: g
+  SHARED: from-global
+  PORT: 8080
+default:
+  image: img-default
+  before_script: [echo default-before]
+  after_script: echo default-after
+  tags: [t1]
+  variables:
+    SHARED: from-default
+a:
+  script: echo a
+b:
+  image: img-b
+  before_script: []
+  tags: [t2, t3]
+  variables:
+    SHARED: from-job
+    OBJ: {value: "v", description: "d", expand: false}
+  script:
+    - echo b1
+    - [echo b2, [echo b3]]
+"#,
+        );
+        let a = p.job("a").unwrap();
+        assert_eq!(a.image, Some(Image::new("img-default")));
+        assert_eq!(a.before_script, vec!["echo default-before"]);
+        assert_eq!(a.after_script, vec!["echo default-after"]);
+        assert_eq!(a.tags, vec!["t1"]);
+        assert_eq!(var(a, "GLOBAL"), Some("g"));
+        assert_eq!(var(a, "SHARED"), Some("from-default"));
+        assert_eq!(var(a, "PORT"), Some("8080"));
+        assert_eq!(a.stage, "test");
+
+        let b = p.job("b").unwrap();
+        assert_eq!(b.image, Some(Image::new("img-b")));
+        assert!(
+            b.before_script.is_empty(),
+            "an empty job value replaces the default"
+        );
+        assert_eq!(b.after_script, vec!["echo default-after"]);
+        assert_eq!(b.tags, vec!["t2", "t3"]);
+        assert_eq!(var(b, "SHARED"), Some("from-job"));
+        assert_eq!(b.script, vec!["echo b1", "echo b2", "echo b3"]);
+        let obj = b.variables.iter().find(|v| v.key == "OBJ").unwrap();
+        assert_eq!(obj.value, "v");
+        assert!(obj.raw, "expand: false makes the variable raw");
+        assert!(p.ignored.is_empty(), "{:?}", p.ignored);
+    }
+
+    #[test]
+    fn image_and_service_forms() {
+        let p = parse_ok(
+            r#"
+j:
+  image:
+    name: registry/img:1
+    entrypoint: [""]
+  services:
+    - plain:latest
+    - name: localhost/pogo-test/httpd:latest
+      alias: web
+      entrypoint: ["/bin/httpd"]
+      command: ["-f", "-p", "80"]
+      variables:
+        A: 1
+        B: two
+  script: ["true"]
+"#,
+        );
+        let j = p.job("j").unwrap();
+        assert_eq!(
+            j.image,
+            Some(Image {
+                name: "registry/img:1".into(),
+                entrypoint: Some(vec![String::new()]),
+            })
+        );
+        assert_eq!(j.services.len(), 2);
+        assert_eq!(j.services[0], Service::new("plain:latest"));
+        let web = &j.services[1];
+        assert_eq!(web.name, "localhost/pogo-test/httpd:latest");
+        assert_eq!(web.alias, "web");
+        assert_eq!(web.entrypoint, Some(vec!["/bin/httpd".to_string()]));
+        assert_eq!(
+            web.command,
+            Some(vec!["-f".to_string(), "-p".into(), "80".into()])
+        );
+        assert_eq!(web.variables.get("A").map(String::as_str), Some("1"));
+        assert_eq!(web.variables.get("B").map(String::as_str), Some("two"));
+
+        let e = parse_err("j:\n  image: {entrypoint: [x]}\n  script: x\n");
+        assert!(e.contains("job 'j': image: `name:`"), "{e}");
+        let e = parse_err("j:\n  services: web\n  script: x\n");
+        assert!(e.contains("job 'j': services: must be a list"), "{e}");
+    }
+
+    #[test]
+    fn stage_order() {
+        let p = parse_ok(
+            r#"
+stages: [lint, build, ship]
+z-ship: {stage: ship, script: x}
+a-build: {stage: build, script: x}
+post: {stage: .post, script: x}
+b-lint: {stage: lint, script: x}
+pre: {stage: .pre, script: x}
+c-build: {stage: build, script: x}
+"#,
+        );
+        assert_eq!(p.stages, vec![".pre", "lint", "build", "ship", ".post"]);
+        let names: Vec<&str> = p.jobs.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(
+            names,
+            vec!["pre", "b-lint", "a-build", "c-build", "z-ship", "post"]
+        );
+
+        let p = parse_ok(
+            "d: {stage: deploy, script: x}\nb: {stage: build, script: x}\nt: {script: x}\n",
+        );
+        assert_eq!(p.stages, vec![".pre", "build", "test", "deploy", ".post"]);
+        let names: Vec<&str> = p.jobs.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(names, vec!["b", "t", "d"]);
+
+        let e = parse_err("stages: [build]\nj: {stage: test, script: x}\n");
+        assert!(
+            e.contains("job 'j': stage 'test' is not defined; add it to `stages:` (now: build)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_once() {
+        let p = parse_ok(
+            r#"
+include: other.yml
+workflow: {rules: [{when: always}]}
+default:
+  image: i
+  cache: {paths: [x]}
+  retry: 2
+a:
+  script: x
+  cache: {paths: [y]}
+  needs: []
+  rules: [{when: always}]
+  image: {name: i, pull_policy: always}
+b:
+  script: x
+  artifacts: {paths: [z]}
+  needs: [a]
+  only: [main]
+  except: [tags]
+c:
+  extends: .t
+  script: x
+  services: [{name: s, pull_policy: never}]
+.t:
+  variables: {A: 1}
+"#,
+        );
+        assert_eq!(
+            p.ignored,
+            vec![
+                "cache",
+                "retry",
+                "needs",
+                "rules",
+                "image:pull_policy",
+                "artifacts",
+                "except",
+                "only",
+                "extends",
+                "services:pull_policy",
+                "include",
+                "workflow"
+            ]
+        );
+        assert_eq!(p.hidden, vec![".t"]);
+        assert_eq!(p.jobs.len(), 3);
+
+        let e = parse_err("j:\n  extends: .t\n.t: {script: x}\n");
+        assert!(e.contains("job 'j' has no `script:`"), "{e}");
+        assert!(e.contains("`extends:`"), "{e}");
+        // trigger jobs start other pipelines: skipped, but reported
+        let p = parse_ok("t: {trigger: other/project}\nj: {script: x}\n");
+        assert_eq!(p.jobs.len(), 1);
+        assert_eq!(p.ignored, vec!["trigger"]);
+    }
+
+    #[test]
+    fn when_and_allow_failure() {
+        let p = parse_ok(
+            r#"
+m: {script: x, when: manual}
+a: {script: x, when: always, allow_failure: true}
+f: {script: x, when: on_failure, allow_failure: false}
+c: {script: x, allow_failure: {exit_codes: [3, 4]}}
+s: {script: x, allow_failure: {exit_codes: 5}}
+"#,
+        );
+        assert_eq!(p.job("m").unwrap().when, When::Manual);
+        assert_eq!(p.job("a").unwrap().when, When::Always);
+        assert_eq!(p.job("a").unwrap().allow_failure, AllowFailure::Yes);
+        assert_eq!(p.job("f").unwrap().when, When::OnFailure);
+        assert_eq!(p.job("f").unwrap().allow_failure, AllowFailure::No);
+        assert_eq!(
+            p.job("c").unwrap().allow_failure,
+            AllowFailure::ExitCodes(vec![3, 4])
+        );
+        assert_eq!(
+            p.job("s").unwrap().allow_failure,
+            AllowFailure::ExitCodes(vec![5])
+        );
+        let e = parse_err("j: {script: x, when: sometimes}\n");
+        assert!(e.contains("when: 'sometimes' is not supported"), "{e}");
+        let e = parse_err("j: {script: x, allow_failure: maybe}\n");
+        assert!(e.contains("allow_failure: must be true, false"), "{e}");
+    }
+
+    #[test]
+    fn anchors_and_merge_keys() {
+        let p = parse_ok(
+            r#"
+.cmds:
+  - &cmd echo first
+.base: &base
+  image: anchored
+  variables: {A: "1"}
+  script: [echo base]
+.more: &more
+  tags: [m]
+  image: not-this-one
+j:
+  <<: [*base, *more]
+  variables: {B: "2"}
+k:
+  <<: *base
+  script:
+    - *cmd
+    - echo k
+"#,
+        );
+        let j = p.job("j").unwrap();
+        assert_eq!(j.image, Some(Image::new("anchored")));
+        assert_eq!(j.tags, vec!["m"]);
+        assert_eq!(j.script, vec!["echo base"]);
+        assert_eq!(var(j, "B"), Some("2"));
+        assert_eq!(
+            var(j, "A"),
+            None,
+            "the job's own variables replace the merged ones"
+        );
+        let k = p.job("k").unwrap();
+        assert_eq!(k.script, vec!["echo first", "echo k"]);
+        assert!(p.ignored.is_empty(), "{:?}", p.ignored);
+    }
+
+    #[test]
+    fn syntax_error_has_file_line_column() {
+        let e = parse("a:\n  script: [x\nb: {script: y}\n", "ci/.gitlab-ci.yml").unwrap_err();
+        let ParseError::Syntax { at, message } = &e else {
+            panic!("{e:?}")
+        };
+        assert!(at.starts_with("ci/.gitlab-ci.yml:"), "{at}");
+        let parts: Vec<&str> = at.split(':').collect();
+        assert_eq!(parts.len(), 3, "{at}");
+        assert!(parts[1].parse::<usize>().unwrap() >= 2, "{at}");
+        assert!(parts[2].parse::<usize>().is_ok(), "{at}");
+        assert!(!message.contains(" at line "), "{message}");
+        assert!(e.to_string().starts_with(&format!("{at}: ")));
+    }
+
+    #[test]
+    fn invalid_shapes_say_what_to_fix() {
+        assert!(parse_err("").contains("empty"));
+        assert!(parse_err("- a\n").contains("must be a mapping"));
+        assert!(parse_err("j: 3\n").contains("'j' is neither a keyword nor a job"));
+        let e = parse_err("j:\n  script:\n    - echo a: b\n");
+        assert!(e.contains("quote commands that contain ': '"), "{e}");
+        let e = parse_err("j: {script: [1]}\n");
+        assert!(e.contains("job 'j': script:"), "{e}");
+        let e = parse_err("variables: {\"A-B\": 1}\nj: {script: x}\n");
+        assert!(e.contains("'A-B' is not a valid variable name"), "{e}");
+        let e = parse_err("j: {script: x, tags: fixtures}\n");
+        assert!(
+            e.contains("job 'j': tags: must be a list of strings"),
+            "{e}"
+        );
+    }
+}
