@@ -703,3 +703,64 @@ fn hostile_image_and_service_names_are_refused_before_podman_runs() {
     assert!(!std::path::Path::new("/tmp/pogo-pwned").exists());
     env.assert_no_leftovers();
 }
+
+/// The job container's name for `job` as the test driver runs it (runner `pogotest`, slot 0).
+fn build_container_name(job_id: u64) -> String {
+    format!("pogo-pogotest-{job_id}-0-build")
+}
+
+#[test]
+fn leftover_container_of_an_earlier_attempt_is_replaced() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    let job = env.job(&[], &["echo fresh-container"]);
+    let name = build_container_name(job.id);
+    // what a pogo killed half-way through prepare leaves behind
+    let out = env.podman.output(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--label",
+        "io.pogo.managed-by=pogo",
+        IMG_BASH,
+        "sleep",
+        "300",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = env.run(&job);
+    assert_success(&r);
+    assert!(plain_log(&r).contains("removing a leftover"), "{}", r.log);
+    assert_eq!(r.phase_count("prepare"), 1);
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn same_named_container_pogo_did_not_create_is_never_removed() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    let job = env.job(&[], &["echo never-runs"]);
+    let name = build_container_name(job.id);
+    let out = env
+        .podman
+        .output(&["run", "-d", "--name", &name, IMG_BASH, "sleep", "300"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = env.run(&job);
+    assert_system_failure(&r);
+    assert!(plain_log(&r).contains("already in use"), "{}", r.log);
+    let still = env.podman.output(&["container", "exists", &name]);
+    assert!(
+        still.status.success(),
+        "pogo removed a container it did not create"
+    );
+    env.podman.output(&["rm", "-f", "-t", "0", &name]);
+    env.assert_no_leftovers();
+}

@@ -34,9 +34,6 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     }
     let auth_file = check_auth_file(ctx.config.auth_file.as_deref())?;
 
-    // A leftover of an earlier attempt with the same names would make `podman run` fail.
-    super::cleanup::remove_job(&ctx.podman, &ctx.job.names.key).await;
-
     let labels = ctx.job.labels(&unix_now().to_string());
     let policy = ctx.config.pull_policy;
     ensure_image(&ctx.podman, &image, policy, auth_file.as_deref()).await?;
@@ -80,8 +77,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
         "starting job container: {}",
         ctx.podman.display(&argv)
     ));
-    ctx.podman
-        .run(&argv)
+    create(ctx, Kind::Container, spec.name, &argv, None)
         .await
         .map_err(|e| Failure::system(format!("cannot start the job container: {e}")))?;
 
@@ -187,8 +183,7 @@ async fn start_services(ctx: &Context, labels: &[(String, String)]) -> Result<St
         }
     }
     let argv = args::pod_create(&pod, labels, &hosts);
-    ctx.podman
-        .run(&argv)
+    create(ctx, Kind::Pod, &pod, &argv, None)
         .await
         .map_err(|e| Failure::system(format!("cannot create the job's pod: {e}")))?;
     for (i, svc) in ctx.job.services.iter().enumerate() {
@@ -199,20 +194,65 @@ async fn start_services(ctx: &Context, labels: &[(String, String)]) -> Result<St
             svc.name,
             ctx.podman.display(&argv)
         ));
-        let mut cmd = ctx.podman.command(&argv);
-        if let Some(vars) = &svc.variables {
-            cmd.envs(vars);
-        }
-        let out = ctx
-            .podman
-            .output_of(cmd)
+        create(ctx, Kind::Container, &name, &argv, svc.variables.as_ref())
             .await
-            .map_err(|e| Failure::system(format!("cannot start service {}: {e}", svc.name)))?;
-        ctx.podman
-            .check(&argv, out)
             .map_err(|e| Failure::system(format!("cannot start service {}: {e}", svc.name)))?;
     }
     Ok(pod)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Container,
+    Pod,
+}
+
+/// Create a container or pod. When the name is taken by a leftover of pogo's (an earlier
+/// attempt of the same job that was killed before its cleanup), remove it and try once more;
+/// a same-named object without pogo's label is never touched. Checking only on conflict keeps
+/// the common path at one podman call.
+async fn create(
+    ctx: &Context,
+    kind: Kind,
+    name: &str,
+    argv: &[String],
+    envs: Option<&std::collections::BTreeMap<String, String>>,
+) -> Result<(), crate::podman::PodmanError> {
+    let attempt = || async {
+        let mut cmd = ctx.podman.command(argv);
+        if let Some(vars) = envs {
+            cmd.envs(vars);
+        }
+        let out = ctx.podman.output_of(cmd).await?;
+        ctx.podman.check(argv, out)
+    };
+    let err = match attempt().await {
+        Ok(_) => return Ok(()),
+        Err(e) => e,
+    };
+    if !err.to_string().contains("in use") || !is_pogo_leftover(ctx, kind, name).await {
+        return Err(err);
+    }
+    log_info(&format!(
+        "removing a leftover {kind:?} named {name} from an earlier attempt"
+    ));
+    let rm = match kind {
+        Kind::Container => args::container_rm_by_name(name),
+        Kind::Pod => args::pod_rm(&[name.to_string()]),
+    };
+    ctx.podman.run(&rm).await?;
+    attempt().await.map(|_| ())
+}
+
+async fn is_pogo_leftover(ctx: &Context, kind: Kind, name: &str) -> bool {
+    let argv = match kind {
+        Kind::Container => args::container_named_by_pogo(name),
+        Kind::Pod => args::pod_named_by_pogo(name),
+    };
+    ctx.podman
+        .run(&argv)
+        .await
+        .is_ok_and(|out| out.lines().any(|l| l.trim() == name))
 }
 
 /// Wait until every exposed TCP port of every service accepts connections (is listening in

@@ -1,7 +1,7 @@
 //! Pure builders for podman argument vectors. Job-controlled values (image, service names,
 //! aliases, variables) only ever appear as option *values* or after `--`, never as options.
 
-use crate::executor::env::{Service, LABEL_JOB_KEY};
+use crate::executor::env::{Service, LABEL_JOB_KEY, LABEL_MANAGED_BY};
 
 /// Where pogo mounts its keep-alive init (catatonit) inside the job container.
 pub const INIT_PATH: &str = "/run/pogo/init";
@@ -313,6 +313,42 @@ pub fn containers_rm(key: &str) -> Vec<String> {
         "0".into(),
         "--filter".into(),
         key_filter(key),
+    ]
+}
+
+/// `podman rm -f` of one container by name (a leftover pogo verified carries its label).
+pub fn container_rm_by_name(name: &str) -> Vec<String> {
+    ["rm", "-f", "-v", "-t", "0", "--", name]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// Lists the container `name` only if pogo created it (exact name and pogo's label).
+pub fn container_named_by_pogo(name: &str) -> Vec<String> {
+    vec![
+        "ps".into(),
+        "-a".into(),
+        "--filter".into(),
+        format!("name=^{name}$"),
+        "--filter".into(),
+        format!("label={LABEL_MANAGED_BY}=pogo"),
+        "--format".into(),
+        "{{.Names}}".into(),
+    ]
+}
+
+/// Lists the pod `name` only if pogo created it.
+pub fn pod_named_by_pogo(name: &str) -> Vec<String> {
+    vec![
+        "pod".into(),
+        "ps".into(),
+        "--filter".into(),
+        format!("name=^{name}$"),
+        "--filter".into(),
+        format!("label={LABEL_MANAGED_BY}=pogo"),
+        "--format".into(),
+        "{{.Name}}".into(),
     ]
 }
 
