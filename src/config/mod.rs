@@ -113,16 +113,16 @@ pub fn parse(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
         let line = e.line.unwrap_or(1);
         let column = e.column.unwrap_or(1);
         if let Some(key) = unknown_field(&e.message) {
-            let candidates = if e.message.contains("`volume`") {
-                model::MOUNT_KEYS
+            let candidates: Vec<&str> = if e.message.contains("`volume`") {
+                model::MOUNT_KEYS.to_vec()
             } else {
-                model::TOP_LEVEL_KEYS
+                [model::SCALAR_KEYS, model::COLLECTION_KEYS].concat()
             };
             return ConfigError::UnknownKey {
                 path: path.to_path_buf(),
                 line,
                 column,
-                suggestion: closest(&key, candidates),
+                suggestion: closest(&key, &candidates),
                 key,
             };
         }
@@ -150,27 +150,13 @@ pub fn closest(key: &str, candidates: &[&str]) -> Option<String> {
         .map(|(_, c)| c.to_string())
 }
 
-/// Scalar keys that `POGO_<KEY>` environment variables override.
-pub const ENV_KEYS: &[&str] = &[
-    "default_image",
-    "working_dir",
-    "cache_dir",
-    "builds_dir",
-    "auth_file",
-    "pull_policy",
-    "runner_binary",
-    "services_wait_timeout",
-    "podman",
-    "podman_args",
-];
-
 /// Apply `POGO_DEFAULT_IMAGE`, `POGO_CACHE_DIR`, ... over the file's values. An empty value
 /// unsets the key (back to the default).
 pub fn apply_env(
     mut raw: RawConfig,
     env: &HashMap<String, String>,
 ) -> Result<RawConfig, ConfigError> {
-    for key in ENV_KEYS {
+    for key in model::SCALAR_KEYS {
         let var = format!("POGO_{}", key.to_ascii_uppercase());
         let Some(value) = env.get(&var) else { continue };
         let v = (!value.is_empty()).then(|| value.clone());

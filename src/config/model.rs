@@ -36,8 +36,8 @@ pub struct RawConfig {
     pub extra_arguments: BTreeMap<String, String>,
 }
 
-/// Every top-level key `RawConfig` accepts, for "did you mean" suggestions.
-pub const TOP_LEVEL_KEYS: &[&str] = &[
+/// Scalar top-level keys; each one can also be set by `POGO_<KEY>` in the environment.
+pub const SCALAR_KEYS: &[&str] = &[
     "default_image",
     "working_dir",
     "cache_dir",
@@ -48,9 +48,10 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "services_wait_timeout",
     "podman",
     "podman_args",
-    "mounts",
-    "extra_arguments",
 ];
+
+/// Top-level keys holding lists or maps.
+pub const COLLECTION_KEYS: &[&str] = &["mounts", "extra_arguments"];
 
 /// Keys of one `mounts:` entry.
 pub const MOUNT_KEYS: &[&str] = &["volume", "tags", "readonly"];
