@@ -19,7 +19,6 @@ use nix::unistd::Pid;
 /// How long to keep reading a phase's output after the phase exited (a
 /// grandchild may still hold the pipe open).
 const OUTPUT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-const POLL: Duration = Duration::from_millis(20);
 
 /// Why a phase is stopped at its deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,19 +144,32 @@ fn take(buf: &Arc<Mutex<Vec<u8>>>) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-/// Polls the child until it exits or `until` passes.
-fn wait_until(child: &mut Child, until: Option<Instant>) -> std::io::Result<Option<ExitStatus>> {
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Some(status));
-        }
-        if let Some(u) = until {
-            if Instant::now() >= u {
-                return Ok(None);
-            }
-        }
-        thread::sleep(POLL);
+/// Waits for the child's exit status (sent by the waiter thread) until `until` passes.
+/// No polling: the phase's real duration is measured to the microsecond.
+fn wait_until(
+    exited: &mpsc::Receiver<std::io::Result<ExitStatus>>,
+    until: Option<Instant>,
+) -> std::io::Result<Option<ExitStatus>> {
+    let received = match until {
+        None => exited.recv().map_err(|_| ()),
+        Some(u) => exited
+            .recv_timeout(u.saturating_duration_since(Instant::now()))
+            .map_err(|_| ()),
+    };
+    match received {
+        Ok(status) => status.map(Some),
+        // timed out (or the waiter is gone, which only happens after it sent)
+        Err(()) => Ok(None),
     }
+}
+
+/// Moves the child to a thread that blocks in `wait()` and reports its status.
+fn spawn_waiter(mut child: Child) -> mpsc::Receiver<std::io::Result<ExitStatus>> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    rx
 }
 
 fn signal_group(pid: i32, sig: Signal) {
@@ -178,7 +190,7 @@ pub fn run_phase(
     let mut readers = 0;
 
     let started = Instant::now();
-    let mut child = {
+    let child = {
         let mut c = Command::new(&cmd.program);
         c.args(&cmd.args)
             .env_clear()
@@ -211,9 +223,10 @@ pub fn run_phase(
     };
     drop(done_tx);
     let pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
+    let exited = spawn_waiter(child);
 
     let mut kill = None;
-    let termination = match wait_until(&mut child, deadline.map(|d| d.at))? {
+    let termination = match wait_until(&exited, deadline.map(|d| d.at))? {
         Some(status) => Termination::from_status(status),
         None => {
             let reason = deadline.map(|d| d.reason).unwrap_or(StopReason::Timeout);
@@ -225,11 +238,11 @@ pub fn run_phase(
                 exited_after_sigterm: None,
                 sigkilled: false,
             };
-            let mut status = wait_until(&mut child, Some(sigterm_at + graceful_kill_timeout))?;
+            let mut status = wait_until(&exited, Some(sigterm_at + graceful_kill_timeout))?;
             if status.is_none() {
                 signal_group(pid, Signal::SIGKILL);
                 report.sigkilled = true;
-                status = wait_until(&mut child, Some(Instant::now() + force_kill_timeout))?;
+                status = wait_until(&exited, Some(Instant::now() + force_kill_timeout))?;
             }
             let t = match status {
                 Some(s) => {
