@@ -29,7 +29,8 @@ use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
 use pogo::driver::job::{RUNNER_REVISION, RUNNER_VERSION};
 use pogo::driver::script::ScriptInfo;
-use pogo::driver::{dedup_env, Driver, Image, Job, Variable};
+use pogo::driver::{dedup_env, go_arch, Driver, Image, Job, Variable};
+use pogo::podman::args::KeepAlive;
 use serde_json::Value;
 
 /// Benchmark a trivial job: plain podman, a minimal shell driver, and pogo.
@@ -53,8 +54,6 @@ struct Args {
     pogo: Option<PathBuf>,
 }
 
-/// Where pogo mounts catatonit (its keep-alive init) in the job container.
-const INIT_PATH: &str = "/run/pogo/init";
 /// `pogo config` runs per measured round, with and without the HTTP request.
 const CONFIG_ALONE_PER_ROUND: usize = 3;
 const PROJECT_PATH: &str = "bench/trivial";
@@ -804,41 +803,15 @@ fn default_pogo() -> Result<PathBuf> {
     Ok(release.join("pogo"))
 }
 
-/// pogo's keep-alive for the job container (catatonit bind-mounted, pause mode; a shell
-/// loop without it), so that the shell driver differs from pogo only in the phases.
+/// pogo's keep-alive for the job container, so that the shell driver differs from pogo only
+/// in the phases.
 fn keep_alive_args() -> (Vec<String>, String) {
-    let init = [
-        "/usr/libexec/podman/catatonit",
-        "/usr/bin/catatonit",
-        "/usr/libexec/catatonit/catatonit",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.is_file())
-    .and_then(|p| p.canonicalize().ok());
-    match init {
-        Some(p) => (
-            vec![
-                "--volume".into(),
-                format!("{}:{INIT_PATH}:ro", p.display()),
-                format!("--entrypoint=[\"{INIT_PATH}\",\"-P\"]"),
-            ],
-            "catatonit -P".into(),
-        ),
-        None => (
-            vec!["--entrypoint=[\"/bin/sh\",\"-c\",\"trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done\"]".into()],
-            "sh sleep loop".into(),
-        ),
-    }
-}
-
-fn go_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        other => other,
-    }
+    let keep_alive = pogo::podman::detect_keep_alive();
+    let what = match keep_alive {
+        KeepAlive::Init(_) => "catatonit -P",
+        KeepAlive::Shell => "sh sleep loop",
+    };
+    (keep_alive.args(), what.into())
 }
 
 fn check(out: &Output, what: &str) -> Result<()> {

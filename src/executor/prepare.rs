@@ -4,7 +4,7 @@
 use super::config_stage::job_tags;
 use super::{log_info, log_warning, Context, Failure};
 use crate::config::{resolve, PullPolicy};
-use crate::podman::args::{self, JobContainer, KeepAlive, RUNNER_BINARY_PATH};
+use crate::podman::args::{self, JobContainer, RUNNER_BINARY_PATH};
 use crate::podman::{ImageInspect, Podman};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -59,10 +59,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
              cache and artifact stages will be skipped; set runner_binary in the pogo config",
         ),
     }
-    let keep_alive = match find_init() {
-        Some(p) => KeepAlive::Init(p.display().to_string()),
-        None => KeepAlive::Shell,
-    };
+    let keep_alive = crate::podman::detect_keep_alive();
     let spec = JobContainer {
         name: &ctx.job.names.container,
         pod: pod.as_deref(),
@@ -450,19 +447,6 @@ fn find_on_path(name: &str, path: Option<&str>) -> Option<PathBuf> {
         .filter(|d| !d.is_empty())
         .map(|d| Path::new(d).join(name))
         .find(|p| p.is_file())
-}
-
-/// A static init on the host to keep the job container alive (podman's own catatonit).
-fn find_init() -> Option<PathBuf> {
-    [
-        "/usr/libexec/podman/catatonit",
-        "/usr/bin/catatonit",
-        "/usr/libexec/catatonit/catatonit",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.is_file())
-    .and_then(|p| p.canonicalize().ok())
 }
 
 fn unix_now() -> u64 {

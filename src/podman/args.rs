@@ -182,6 +182,23 @@ pub enum KeepAlive {
     Shell,
 }
 
+impl KeepAlive {
+    /// The `podman run` options that make the container's main process the keep-alive.
+    pub fn args(&self) -> Vec<String> {
+        match self {
+            KeepAlive::Init(host) => vec![
+                "--volume".into(),
+                format!("{host}:{INIT_PATH}:ro"),
+                format!("--entrypoint=[\"{INIT_PATH}\",\"-P\"]"),
+            ],
+            KeepAlive::Shell => vec![
+                "--entrypoint=[\"/bin/sh\",\"-c\",\"trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done\"]"
+                    .into(),
+            ],
+        }
+    }
+}
+
 /// Everything about the job container `podman run -d` needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobContainer<'a> {
@@ -207,19 +224,7 @@ pub fn job_run(c: &JobContainer<'_>) -> Vec<String> {
         a.push("--volume".into());
         a.push(v.clone());
     }
-    match &c.keep_alive {
-        KeepAlive::Init(host) => {
-            a.push("--volume".into());
-            a.push(format!("{host}:{INIT_PATH}:ro"));
-            a.push(format!("--entrypoint=[\"{INIT_PATH}\",\"-P\"]"));
-        }
-        KeepAlive::Shell => {
-            a.push(
-                "--entrypoint=[\"/bin/sh\",\"-c\",\"trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done\"]"
-                    .into(),
-            );
-        }
-    }
+    a.extend(c.keep_alive.args());
     a.extend(c.extra_args.iter().cloned());
     a.push("--".into());
     a.push(c.image.into());

@@ -196,6 +196,22 @@ impl Podman {
     }
 }
 
+/// How to keep a job container alive on this host: podman's own static `catatonit` when it
+/// is installed (bind-mounted, pause mode), else a shell loop.
+pub fn detect_keep_alive() -> args::KeepAlive {
+    [
+        "/usr/libexec/podman/catatonit",
+        "/usr/bin/catatonit",
+        "/usr/libexec/catatonit/catatonit",
+    ]
+    .iter()
+    .map(std::path::PathBuf::from)
+    .find(|p| p.is_file())
+    .and_then(|p| p.canonicalize().ok())
+    .map(|p| args::KeepAlive::Init(p.display().to_string()))
+    .unwrap_or(args::KeepAlive::Shell)
+}
+
 /// The last `n` non-empty lines of `s`, joined with "; " for a one-line message.
 pub fn last_lines(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
