@@ -764,3 +764,101 @@ fn same_named_container_pogo_did_not_create_is_never_removed() {
     env.podman.output(&["rm", "-f", "-t", "0", &name]);
     env.assert_no_leftovers();
 }
+
+#[test]
+fn image_outside_allowed_images_fails_as_a_build_failure_naming_the_rule() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig {
+        extra_yaml: Some("allowed_images: ['localhost/pogo-test/busybox:*']\n".into()),
+        ..PogoConfig::default()
+    });
+    let job = env.job(&[], &["echo never-runs"]);
+    let r = env.run(&job);
+    assert_eq!(
+        r.outcome,
+        Outcome::BuildFailure { exit_code: 1 },
+        "{}",
+        r.log
+    );
+    let log = plain_log(&r);
+    assert!(
+        log.contains(
+            "is not allowed on this runner (allowed_images: localhost/pogo-test/busybox:*)"
+        ),
+        "{log}"
+    );
+    assert_eq!(
+        r.phase_count("prepare"),
+        1,
+        "a policy refusal is not retried"
+    );
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn service_outside_allowed_services_is_refused() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig {
+        extra_yaml: Some("allowed_services: ['docker.io/library/postgres:*']\n".into()),
+        ..PogoConfig::default()
+    });
+    let mut job = env.job(&[], &["echo never-runs"]);
+    job.services = vec![Service::new(IMG_HTTPD)];
+    let r = env.run(&job);
+    assert_eq!(
+        r.outcome,
+        Outcome::BuildFailure { exit_code: 1 },
+        "{}",
+        r.log
+    );
+    assert!(plain_log(&r).contains("allowed_services"), "{}", r.log);
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn privileged_arguments_without_privileged_true_fail_the_job_with_the_fix() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig {
+        extra_arguments: vec![("build".into(), "--privileged".into())],
+        ..PogoConfig::default()
+    });
+    let job = env.job(&["build"], &["echo never-runs"]);
+    let r = env.run(&job);
+    assert_system_failure(&r);
+    let log = plain_log(&r);
+    assert!(log.contains("extra_arguments.build"), "{log}");
+    assert!(log.contains("privileged: true"), "{log}");
+    assert!(!log.contains("\nnever-runs\n"), "{log}");
+}
+
+#[test]
+fn a_mount_limited_to_other_projects_is_not_granted_by_its_tag_alone() {
+    require_podman!();
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("secret.txt"), "deploy-key").unwrap();
+    let env = TestEnv::new(&PogoConfig {
+        extra_yaml: Some(format!(
+            "mounts:\n  - volume: {}:/mnt/keys\n    tags: [deploy]\n    projects: ['ops/*']\n",
+            host.path().display()
+        )),
+        ..PogoConfig::default()
+    });
+    let job = env.job(
+        &["deploy"],
+        &["test ! -e /mnt/keys/secret.txt && echo no-keys-here"],
+    );
+    let r = env.run(&job);
+    assert_success(&r);
+    assert!(plain_log(&r).contains("\nno-keys-here\n"), "{}", r.log);
+
+    let mut job = env.job(&["deploy"], &["cat /mnt/keys/secret.txt; echo"]);
+    job.project_path = format!("ops/infra-{}", job.id);
+    let r = env.run(&job);
+    assert_success(&r);
+    assert!(
+        plain_log(&r).contains("\ndeploy-key\n"),
+        "a matching project gets it:\n{}",
+        r.log
+    );
+    env.assert_no_leftovers();
+}

@@ -2,10 +2,14 @@
 //! overrides (`POGO_<KEY>`), defaults and validation. Everything but `load` is pure.
 
 pub mod model;
+pub mod policy;
 pub mod resolve;
 pub mod yaml;
 
-pub use model::{Config, ExtraArgs, Mount, MountRule, PullPolicy, RawConfig};
+pub use model::{
+    Config, ExtraArgs, ExtraArgsEntry, ExtraArgsRule, Globs, Mount, MountRule, PullPolicy,
+    RawConfig,
+};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -115,6 +119,8 @@ pub fn parse(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
         if let Some(key) = unknown_field(&e.message) {
             let candidates: Vec<&str> = if e.message.contains("`volume`") {
                 model::MOUNT_KEYS.to_vec()
+            } else if e.message.contains("`privileged`") {
+                model::EXTRA_ARGS_KEYS.to_vec()
             } else {
                 [model::SCALAR_KEYS, model::COLLECTION_KEYS].concat()
             };
@@ -264,6 +270,7 @@ pub fn finalize(
     let podman_args = split_args(raw.podman_args.as_deref().unwrap_or(""))
         .map_err(|m| invalid("podman_args", m))?;
 
+    let globs = |key: &str, patterns: &[String]| Globs::new(patterns).map_err(|m| invalid(key, m));
     let mut mounts = Vec::with_capacity(raw.mounts.len());
     for (i, rule) in raw.mounts.into_iter().enumerate() {
         let key = format!("mounts[{i}]");
@@ -274,16 +281,37 @@ pub fn finalize(
             m.options.push("ro".to_string());
         }
         m.tags = rule.tags;
+        m.projects = globs(&key, &rule.projects)?;
         mounts.push(m);
     }
 
     let mut extra_arguments = Vec::with_capacity(raw.extra_arguments.len());
-    for (tag, source) in raw.extra_arguments {
+    for (tag, rule) in raw.extra_arguments {
         let key = format!("extra_arguments.{tag}");
         validate_tags(std::slice::from_ref(&tag)).map_err(|e| invalid(&key, e))?;
-        let args = split_args(&source).map_err(|e| invalid(&key, e))?;
-        extra_arguments.push(ExtraArgs { tag, source, args });
+        let entry = rule.entry();
+        let args = split_args(&entry.args).map_err(|e| invalid(&key, e))?;
+        let widening = policy::widening_args(&args);
+        if !widening.is_empty() && !entry.privileged {
+            return Err(invalid(
+                &key,
+                format!(
+                    "{} widen(s) what jobs with tag '{tag}' can reach on this host; if you mean it, \
+                     write the entry as a map with `args:` and `privileged: true`",
+                    widening.join(", ")
+                ),
+            ));
+        }
+        extra_arguments.push(ExtraArgs {
+            projects: globs(&key, &entry.projects)?,
+            privileged: entry.privileged,
+            tag,
+            source: entry.args,
+            args,
+        });
     }
+    let allowed_images = globs("allowed_images", &raw.allowed_images)?;
+    let allowed_services = globs("allowed_services", &raw.allowed_services)?;
 
     Ok(Config {
         default_image: raw.default_image.filter(|s| !s.is_empty()),
@@ -298,6 +326,8 @@ pub fn finalize(
         podman_args,
         mounts,
         extra_arguments,
+        allowed_images,
+        allowed_services,
         source,
     })
 }
@@ -373,6 +403,7 @@ fn parse_volume(spec: &str, home: Option<&Path>) -> Result<Mount, String> {
         container: container.to_string(),
         options,
         tags: Vec::new(),
+        projects: Globs::default(),
     })
 }
 
@@ -411,14 +442,29 @@ pub fn to_yaml(config: &Config) -> Result<String, yaml::YamlError> {
             .map(|m| MountRule {
                 volume: m.volume_arg(),
                 tags: m.tags.clone(),
+                projects: m.projects.patterns.clone(),
                 readonly: m.options.iter().any(|o| o == "ro"),
             })
             .collect(),
         extra_arguments: config
             .extra_arguments
             .iter()
-            .map(|e| (e.tag.clone(), redact(&e.args)))
+            .map(|e| {
+                let args = redact(&e.args);
+                let rule = if e.privileged || !e.projects.patterns.is_empty() {
+                    ExtraArgsRule::Full(ExtraArgsEntry {
+                        args,
+                        projects: e.projects.patterns.clone(),
+                        privileged: e.privileged,
+                    })
+                } else {
+                    ExtraArgsRule::Args(args)
+                };
+                (e.tag.clone(), rule)
+            })
             .collect(),
+        allowed_images: config.allowed_images.patterns.clone(),
+        allowed_services: config.allowed_services.patterns.clone(),
     };
     yaml::to_string(&raw)
 }

@@ -33,7 +33,73 @@ pub struct RawConfig {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<MountRule>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub extra_arguments: BTreeMap<String, String>,
+    pub extra_arguments: BTreeMap<String, ExtraArgsRule>,
+    /// Image globs jobs may use (empty: any image).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_images: Vec<String>,
+    /// Service image globs jobs may use (empty: any service).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_services: Vec<String>,
+}
+
+/// One `extra_arguments` entry: either just the arguments (`tag: '--env A=1'`), or a map
+/// restricting it to projects and/or allowing arguments that widen the container's reach.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum ExtraArgsRule {
+    Args(String),
+    Full(ExtraArgsEntry),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraArgsEntry {
+    pub args: String,
+    /// `CI_PROJECT_PATH` globs; empty = every project.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub projects: Vec<String>,
+    /// Allows arguments such as `--privileged`, `--device`, `--volume`, `--network=host`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
+}
+
+impl ExtraArgsRule {
+    pub fn entry(self) -> ExtraArgsEntry {
+        match self {
+            ExtraArgsRule::Args(args) => ExtraArgsEntry {
+                args,
+                ..ExtraArgsEntry::default()
+            },
+            ExtraArgsRule::Full(e) => e,
+        }
+    }
+}
+
+// A string or a map, keeping serde's precise messages (and positions) for the map form,
+// which an untagged derive would replace by "did not match any variant".
+impl<'de> Deserialize<'de> for ExtraArgsRule {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ExtraArgsRule;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "podman arguments as a string, or a map with `args`, `projects`, `privileged`",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(ExtraArgsRule::Args(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                ExtraArgsEntry::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(ExtraArgsRule::Full)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Scalar top-level keys; each one can also be set by `POGO_<KEY>` in the environment.
@@ -51,10 +117,18 @@ pub const SCALAR_KEYS: &[&str] = &[
 ];
 
 /// Top-level keys holding lists or maps.
-pub const COLLECTION_KEYS: &[&str] = &["mounts", "extra_arguments"];
+pub const COLLECTION_KEYS: &[&str] = &[
+    "mounts",
+    "extra_arguments",
+    "allowed_images",
+    "allowed_services",
+];
+
+/// Keys of a map-form `extra_arguments` entry.
+pub const EXTRA_ARGS_KEYS: &[&str] = &["args", "projects", "privileged"];
 
 /// Keys of one `mounts:` entry.
-pub const MOUNT_KEYS: &[&str] = &["volume", "tags", "readonly"];
+pub const MOUNT_KEYS: &[&str] = &["volume", "tags", "projects", "readonly"];
 
 /// A host directory mounted into jobs, optionally only for jobs with one of `tags`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -65,6 +139,9 @@ pub struct MountRule {
     /// Mounted only for jobs carrying one of these tags; empty = every job.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// Mounted only for projects whose `CI_PROJECT_PATH` matches one of these globs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub projects: Vec<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub readonly: bool,
 }
@@ -113,6 +190,7 @@ pub struct Mount {
     /// podman volume options (`ro`, `z`, `U`, ...), `ro` included when `readonly: true`.
     pub options: Vec<String>,
     pub tags: Vec<String>,
+    pub projects: Globs,
 }
 
 impl Mount {
@@ -126,8 +204,10 @@ impl Mount {
         s
     }
 
-    pub fn applies_to(&self, job_tags: &[String]) -> bool {
-        self.tags.is_empty() || self.tags.iter().any(|t| job_tags.contains(t))
+    /// For a job with these tags in this project?
+    pub fn applies_to(&self, job_tags: &[String], project: &str) -> bool {
+        (self.tags.is_empty() || self.tags.iter().any(|t| job_tags.contains(t)))
+            && self.projects.allows(project)
     }
 }
 
@@ -137,6 +217,57 @@ pub struct ExtraArgs {
     pub tag: String,
     pub source: String,
     pub args: Vec<String>,
+    pub projects: Globs,
+    pub privileged: bool,
+}
+
+impl ExtraArgs {
+    pub fn applies_to(&self, job_tags: &[String], project: &str) -> bool {
+        job_tags.contains(&self.tag) && self.projects.allows(project)
+    }
+}
+
+/// A list of glob patterns (`*`, `?`, `[...]`, `{a,b}`); empty allows everything.
+#[derive(Debug, Clone, Default)]
+pub struct Globs {
+    pub patterns: Vec<String>,
+    set: globset::GlobSet,
+}
+
+impl Globs {
+    pub fn new(patterns: &[String]) -> Result<Self, String> {
+        let mut b = globset::GlobSetBuilder::new();
+        for p in patterns {
+            let g = globset::GlobBuilder::new(p)
+                .literal_separator(false)
+                .build()
+                .map_err(|e| format!("'{p}' is not a valid glob: {e}"))?;
+            b.add(g);
+        }
+        let set = b.build().map_err(|e| e.to_string())?;
+        Ok(Self {
+            patterns: patterns.to_vec(),
+            set,
+        })
+    }
+
+    /// True when the list is empty or `value` matches a pattern.
+    pub fn allows(&self, value: &str) -> bool {
+        self.patterns.is_empty() || self.set.is_match(value)
+    }
+}
+
+impl PartialEq for Globs {
+    fn eq(&self, other: &Self) -> bool {
+        self.patterns == other.patterns
+    }
+}
+impl Eq for Globs {}
+
+impl Serialize for Globs {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.patterns.serialize(s)
+    }
 }
 
 /// The resolved configuration: defaults filled in, environment overrides applied, validated.
@@ -154,6 +285,8 @@ pub struct Config {
     pub podman_args: Vec<String>,
     pub mounts: Vec<Mount>,
     pub extra_arguments: Vec<ExtraArgs>,
+    pub allowed_images: Globs,
+    pub allowed_services: Globs,
     /// The file this came from, if any.
     pub source: Option<PathBuf>,
 }

@@ -10,17 +10,18 @@ pub struct Grants<'a> {
     pub extra_args: Vec<String>,
 }
 
-/// Mounts whose tags match (or that have no tags) and the extra arguments of every job tag.
-pub fn grants<'a>(config: &'a Config, job_tags: &[String]) -> Grants<'a> {
+/// Mounts whose tags match (or that have no tags) and the extra arguments of every job tag,
+/// both limited to entries whose `projects` globs allow the job's project.
+pub fn grants<'a>(config: &'a Config, job_tags: &[String], project: &str) -> Grants<'a> {
     let mounts = config
         .mounts
         .iter()
-        .filter(|m| m.applies_to(job_tags))
+        .filter(|m| m.applies_to(job_tags, project))
         .collect();
     let extra_args = config
         .extra_arguments
         .iter()
-        .filter(|e| job_tags.contains(&e.tag))
+        .filter(|e| e.applies_to(job_tags, project))
         .flat_map(|e| e.args.iter().cloned())
         .collect();
     Grants { mounts, extra_args }

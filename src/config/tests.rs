@@ -30,11 +30,13 @@ mounts:
     readonly: true
   - volume: /srv/always:/mnt/always
 extra_arguments:
-  buildah: '--security-opt label=disable --security-opt seccomp=unconfined --device /dev/fuse:rw'
+  buildah:
+    args: '--security-opt label=disable --security-opt seccomp=unconfined --device /dev/fuse:rw'
+    privileged: true
 "#;
 
 #[test]
-fn the_original_tools_config_file_is_accepted_unchanged() {
+fn the_original_tools_config_keys_keep_their_meaning() {
     let c = load_str(ORIGINAL, &env(&[])).unwrap();
     assert_eq!(c.default_image.as_deref(), Some("fedora:latest"));
     assert_eq!(c.cache_dir, PathBuf::from("/home/runner/cache"));
@@ -170,7 +172,7 @@ fn config_flag_pointing_nowhere_is_an_error_not_defaults() {
 #[test]
 fn mounts_and_arguments_follow_the_job_tags() {
     let c = load_str(ORIGINAL, &env(&[])).unwrap();
-    let g = resolve::grants(&c, &["test".to_string()]);
+    let g = resolve::grants(&c, &["test".to_string()], "g/p");
     let vols: Vec<String> = g.mounts.iter().map(|m| m.volume_arg()).collect();
     assert_eq!(
         vols,
@@ -181,7 +183,7 @@ fn mounts_and_arguments_follow_the_job_tags() {
     );
     assert!(g.extra_args.is_empty());
 
-    let g = resolve::grants(&c, &["deploy".to_string(), "buildah".to_string()]);
+    let g = resolve::grants(&c, &["deploy".to_string(), "buildah".to_string()], "g/p");
     let vols: Vec<String> = g.mounts.iter().map(|m| m.volume_arg()).collect();
     assert_eq!(
         vols,
@@ -189,7 +191,7 @@ fn mounts_and_arguments_follow_the_job_tags() {
     );
     assert_eq!(g.extra_args.len(), 6);
 
-    let g = resolve::grants(&c, &[]);
+    let g = resolve::grants(&c, &[], "g/p");
     assert_eq!(g.mounts.len(), 1, "untagged jobs get only untagged mounts");
 }
 
@@ -210,4 +212,80 @@ fn print_redacts_credentials_in_arguments() {
         back.extra_arguments[0].args,
         ["--password=<redacted>", "--env", "A=1"]
     );
+}
+
+#[test]
+fn arguments_that_widen_the_containers_reach_need_privileged_true() {
+    let err = load_str(
+        "extra_arguments:\n  buildah: '--security-opt label=disable --device /dev/fuse:rw'\n",
+        &env(&[]),
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("extra_arguments.buildah"), "{msg}");
+    assert!(msg.contains("--security-opt, --device"), "{msg}");
+    assert!(msg.contains("privileged: true"), "{msg}");
+
+    let c = load_str(
+        "extra_arguments:\n  buildah:\n    args: --device /dev/fuse:rw\n    privileged: true\n",
+        &env(&[]),
+    )
+    .unwrap();
+    assert!(c.extra_arguments[0].privileged);
+    assert!(
+        to_yaml(&c).unwrap().contains("privileged: true"),
+        "print shows privileged entries"
+    );
+}
+
+#[test]
+fn project_globs_limit_mounts_and_arguments_to_matching_projects() {
+    let c = load_str(
+        "mounts:\n  - volume: /srv/secrets:/secrets\n    tags: [deploy]\n    projects: ['ops/*']\n\
+         extra_arguments:\n  deploy:\n    args: --env STAGE=prod\n    projects: ['ops/*', 'web/site']\n",
+        &env(&[]),
+    )
+    .unwrap();
+    let tags = ["deploy".to_string()];
+    let ops = resolve::grants(&c, &tags, "ops/infra");
+    assert_eq!(ops.mounts.len(), 1);
+    assert_eq!(ops.extra_args, ["--env", "STAGE=prod"]);
+    let other = resolve::grants(&c, &tags, "someone/else");
+    assert!(
+        other.mounts.is_empty(),
+        "a tag alone no longer grants the mount"
+    );
+    assert!(other.extra_args.is_empty());
+    assert_eq!(resolve::grants(&c, &tags, "web/site").extra_args.len(), 2);
+}
+
+#[test]
+fn allowed_image_globs_are_validated_and_matched() {
+    let c = load_str(
+        "allowed_images: ['localhost/pogo-test/*', 'docker.io/library/*']\n",
+        &env(&[]),
+    )
+    .unwrap();
+    assert!(c.allowed_images.allows("localhost/pogo-test/bash:latest"));
+    assert!(c.allowed_images.allows("docker.io/library/postgres:15"));
+    assert!(!c.allowed_images.allows("evil.example.com/miner:1"));
+    assert!(
+        c.allowed_services.allows("anything"),
+        "empty list allows all"
+    );
+    let err = load_str("allowed_images: ['[unclosed']\n", &env(&[])).unwrap_err();
+    assert!(err.to_string().contains("allowed_images"), "{err}");
+}
+
+#[test]
+fn a_misspelt_key_in_a_map_form_argument_entry_is_named() {
+    let err = load_str(
+        "extra_arguments:\n  t:\n    args: --env A=1\n    privilegd: true\n",
+        &env(&[]),
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("unknown key 'privilegd'"), "{msg}");
+    assert!(msg.contains("did you mean 'privileged'"), "{msg}");
+    assert!(msg.starts_with("/etc/pogo.yaml:4:"), "{msg}");
 }

@@ -32,6 +32,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
             }
         }
     }
+    check_allowed(&image, &ctx.job.services, &ctx.config)?;
     let auth_file = check_auth_file(ctx.config.auth_file.as_deref())?;
 
     let labels = ctx.job.labels(&unix_now().to_string());
@@ -47,7 +48,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
         Some(start_services(ctx, &labels).await?)
     };
 
-    let grants = resolve::grants(&ctx.config, &tags);
+    let grants = resolve::grants(&ctx.config, &tags, &ctx.job.project_path);
     let mut volumes: Vec<String> = grants.mounts.iter().map(|m| m.volume_arg()).collect();
     if let Some(v) = cache_volume(&ctx.config.cache_dir, &ctx.job.project_path)? {
         volumes.push(v);
@@ -80,6 +81,40 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
 
     if pod.is_some() {
         wait_for_services(ctx).await?;
+    }
+    Ok(())
+}
+
+/// The runner owner's `allowed_images` / `allowed_services`: a job outside them fails as a
+/// build failure naming the rule (retrying cannot help).
+pub fn check_allowed(
+    image: &str,
+    services: &[crate::executor::env::Service],
+    config: &crate::config::Config,
+) -> Result<(), Failure> {
+    if !config.allowed_images.allows(image) {
+        return Err(Failure::build(
+            1,
+            format!(
+                "image {image} is not allowed on this runner (allowed_images: {}); use an allowed image \
+                 or ask the runner's owner",
+                config.allowed_images.patterns.join(", ")
+            ),
+        ));
+    }
+    if let Some(svc) = services
+        .iter()
+        .find(|s| !config.allowed_services.allows(&s.name))
+    {
+        return Err(Failure::build(
+            1,
+            format!(
+                "service {} is not allowed on this runner (allowed_services: {}); use an allowed \
+                 service image or ask the runner's owner",
+                svc.name,
+                config.allowed_services.patterns.join(", ")
+            ),
+        ));
     }
     Ok(())
 }

@@ -308,6 +308,8 @@ pub struct PogoConfig {
     pub extra_arguments: Vec<(String, String)>,
     /// Written verbatim instead of the generated YAML.
     pub raw: Option<String>,
+    /// Appended verbatim to the generated YAML (keys the fields above do not cover).
+    pub extra_yaml: Option<String>,
 }
 
 impl Default for PogoConfig {
@@ -324,6 +326,7 @@ impl Default for PogoConfig {
             mounts: Vec::new(),
             extra_arguments: Vec::new(),
             raw: None,
+            extra_yaml: None,
         }
     }
 }
@@ -386,6 +389,9 @@ impl PogoConfig {
             for (tag, args) in &self.extra_arguments {
                 y.push_str(&format!("  {}: {}\n", q(tag), q(args)));
             }
+        }
+        if let Some(extra) = &self.extra_yaml {
+            y.push_str(extra);
         }
         y
     }
