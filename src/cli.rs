@@ -40,10 +40,29 @@ pub enum Command {
     Cleanup,
     /// Run a project's .gitlab-ci.yml locally through the executor phases
     Exec(crate::localrun::ExecArgs),
+    /// Remove containers, pods and volumes of finished jobs (pogo's labels only)
+    Gc(GcArgs),
     /// Print the effective configuration as YAML (credentials redacted)
     Print,
     /// Print pogo's version
     Version,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GcArgs {
+    /// Show what would be removed, remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Remove jobs with no live pogo process older than this (e.g. 30m, 2h) instead of
+    /// older than their job timeout + 15 min
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub older_than: Option<std::time::Duration>,
+    /// Only this runner's jobs (its short token, label io.pogo.runner)
+    #[arg(long, value_name = "TOKEN")]
+    pub runner: Option<String>,
+    /// Print only errors
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 fn env_map() -> HashMap<String, String> {
@@ -93,6 +112,7 @@ fn dispatch(cli: Cli, env: HashMap<String, String>) -> i32 {
             let r = cleanup_phase(flag, &env);
             executor::exit_code(r, &env)
         }
+        Command::Gc(args) => gc_command(flag, &env, args),
         Command::Exec(args) => crate::localrun::exec_main(args, flag),
         Command::Print => match config::load(flag, &env) {
             Ok(c) => match config::to_yaml(&c) {
@@ -149,5 +169,34 @@ fn cleanup_phase(flag: Option<&Path>, env: &HashMap<String, String>) -> Result<(
             }
         }
         Err(e) => Err(e),
+    }
+}
+
+fn gc_command(flag: Option<&Path>, env: &HashMap<String, String>, args: GcArgs) -> i32 {
+    let config = match config::load(flag, env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("pogo gc: {e}");
+            return 2;
+        }
+    };
+    let podman = Podman::new(config.podman.clone(), config.podman_args.clone());
+    let opts = executor::gc::GcOptions {
+        dry_run: args.dry_run,
+        older_than: args.older_than,
+        runner: args.runner,
+        quiet: args.quiet,
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return executor::exit_code(Err(e), env),
+    };
+    match rt.block_on(executor::gc::run(&podman, &opts)) {
+        Ok(0) => 0,
+        Ok(_) => 1,
+        Err(e) => {
+            eprintln!("pogo gc: podman failed: {e}");
+            2
+        }
     }
 }

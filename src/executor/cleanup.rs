@@ -5,41 +5,36 @@ use super::{Context, Failure};
 use crate::podman::{args, NamedEntry, Podman};
 
 /// Remove the job's pod, containers and volumes, found by the `io.pogo.job-key` label.
-/// The three look-ups run at once (each podman call costs tens of milliseconds).
+/// Pods and volumes are looked up at once (each podman call costs tens of milliseconds); the
+/// pod goes first, since its infra container carries the labels too but can only leave with it.
 /// Returns what went wrong (empty when everything is gone).
 pub async fn remove_job(podman: &Podman, key: &str) -> Vec<String> {
     let mut errors = Vec::new();
-    let (rm, pod_list, volume_list) = (
-        args::containers_rm(key),
-        args::pod_list(key),
-        args::volume_list(key),
-    );
-    let (containers, pods, volumes) = tokio::join!(
-        podman.run(&rm),
+    let (pod_list, volume_list) = (args::pod_list(key), args::volume_list(key));
+    let (pods, volumes) = tokio::join!(
         podman.json::<Vec<NamedEntry>>(&pod_list),
         podman.json::<Vec<NamedEntry>>(&volume_list),
     );
-    if let Err(e) = containers {
-        errors.push(e.to_string());
-    }
-    let pods: Vec<String> = pods
-        .map_err(|e| errors.push(e.to_string()))
-        .unwrap_or_default()
-        .into_iter()
-        .map(|p| p.name)
-        .collect();
-    let volumes: Vec<String> = volumes
-        .map_err(|e| errors.push(e.to_string()))
-        .unwrap_or_default()
-        .into_iter()
-        .map(|v| v.name)
-        .collect();
-    // A pod goes with its remaining (infra) container; volumes only once no container uses them.
+    let mut names = |r: Result<Vec<NamedEntry>, crate::podman::PodmanError>| -> Vec<String> {
+        match r {
+            Ok(v) => v.into_iter().map(|e| e.name).collect(),
+            Err(e) => {
+                errors.push(e.to_string());
+                Vec::new()
+            }
+        }
+    };
+    let pods = names(pods);
+    let volumes = names(volumes);
     if !pods.is_empty() {
         if let Err(e) = podman.run(&args::pod_rm(&pods)).await {
             errors.push(e.to_string());
         }
     }
+    if let Err(e) = podman.run(&args::containers_rm(key)).await {
+        errors.push(e.to_string());
+    }
+    // volumes only once no container uses them
     if !volumes.is_empty() {
         if let Err(e) = podman.run(&args::volume_rm(&volumes)).await {
             errors.push(e.to_string());

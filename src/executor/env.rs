@@ -76,6 +76,8 @@ pub struct JobEnv {
     pub pipeline_id: String,
     pub runner_short_token: String,
     pub concurrent_id: String,
+    /// `CI_JOB_TIMEOUT` in seconds (GitLab's default, 1 h, when missing).
+    pub timeout_secs: u64,
     /// Tags handed on by the config phase (`POGO_JOB_TAGS`), if it ran.
     pub tags: Option<Vec<String>>,
     pub names: Names,
@@ -208,6 +210,9 @@ impl JobEnv {
             pipeline_id: get("CI_PIPELINE_ID"),
             runner_short_token: runner,
             concurrent_id: slot,
+            timeout_secs: custom(env, "CI_JOB_TIMEOUT")
+                .and_then(|t| t.trim().parse().ok())
+                .unwrap_or(DEFAULT_JOB_TIMEOUT_SECS),
             tags,
             names,
             job_id,
@@ -220,7 +225,7 @@ impl JobEnv {
             (LABEL_MANAGED_BY.to_string(), "pogo".to_string()),
             (LABEL_JOB_KEY.to_string(), self.names.key.clone()),
             (
-                "io.pogo.runner".to_string(),
+                LABEL_RUNNER.to_string(),
                 self.runner_short_token.clone(),
             ),
             ("io.pogo.project".to_string(), self.project_path.clone()),
@@ -228,7 +233,8 @@ impl JobEnv {
             ("io.pogo.job-name".to_string(), self.job_name.clone()),
             ("io.pogo.job-url".to_string(), self.job_url.clone()),
             ("io.pogo.pipeline-id".to_string(), self.pipeline_id.clone()),
-            ("io.pogo.created".to_string(), created.to_string()),
+            (LABEL_CREATED.to_string(), created.to_string()),
+            (LABEL_TIMEOUT.to_string(), self.timeout_secs.to_string()),
         ];
         for (_, v) in &mut labels {
             *v = sanitize_label_value(v);
@@ -238,6 +244,12 @@ impl JobEnv {
 }
 
 pub const LABEL_MANAGED_BY: &str = "io.pogo.managed-by";
+pub const LABEL_RUNNER: &str = "io.pogo.runner";
+pub const LABEL_CREATED: &str = "io.pogo.created";
+/// The job's timeout in seconds: `pogo gc` leaves younger jobs alone.
+pub const LABEL_TIMEOUT: &str = "io.pogo.timeout";
+/// GitLab's default job timeout.
+pub const DEFAULT_JOB_TIMEOUT_SECS: u64 = 3600;
 pub const LABEL_JOB_KEY: &str = "io.pogo.job-key";
 
 /// Label values come partly from the job (its name, project path): no control characters,

@@ -5,6 +5,7 @@
 pub mod cleanup;
 pub mod config_stage;
 pub mod env;
+pub mod gc;
 pub mod prepare;
 pub mod run;
 

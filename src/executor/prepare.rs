@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub async fn run(ctx: &Context) -> Result<(), Failure> {
+    // Leftovers of this runner's killed jobs: a background gc at most every 10 minutes.
+    super::gc::maybe_start_background(&ctx.config, &ctx.job.runner_short_token);
     let tags = job_tags(&ctx.job)?;
     let image = pick_image(
         ctx.job.image.as_deref(),

@@ -1,0 +1,407 @@
+//! `pogo gc`: remove what finished jobs left behind — containers, pods and volumes carrying
+//! pogo's labels whose job is over (no live pogo process for it, and older than its timeout).
+//! Never touches anything without pogo's labels, never prunes.
+
+use super::cleanup::remove_job;
+use super::env::{
+    DEFAULT_JOB_TIMEOUT_SECS, JOB_KEY, LABEL_CREATED, LABEL_JOB_KEY, LABEL_MANAGED_BY,
+    LABEL_RUNNER, LABEL_TIMEOUT,
+};
+use crate::podman::Podman;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Extra time after a job's timeout before its leftovers count as abandoned: gitlab-runner
+/// still runs after_script (5 min by default) and cleanup after the timeout.
+pub const GRACE_SECS: u64 = 15 * 60;
+
+/// How often `prepare` starts a background gc of its runner's leftovers.
+pub const AUTO_GC_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
+#[derive(Debug, Clone, Default)]
+pub struct GcOptions {
+    pub dry_run: bool,
+    /// Age after which a job with no live pogo process is removed, instead of its timeout.
+    pub older_than: Option<Duration>,
+    /// Only this runner's leftovers (`io.pogo.runner` label).
+    pub runner: Option<String>,
+    pub quiet: bool,
+}
+
+/// What pogo created for one job, found by its labels.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct JobObjects {
+    pub key: String,
+    pub runner: String,
+    /// Unix seconds, the oldest object's; `None` when an object lacks pogo's `created` label
+    /// (then only an explicit `--older-than` removes it).
+    pub created: Option<u64>,
+    pub timeout: u64,
+    pub containers: Vec<String>,
+    pub pods: Vec<String>,
+    pub volumes: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Listed {
+    #[serde(rename = "Names", default)]
+    names: Vec<String>,
+    #[serde(rename = "Name", default)]
+    name: String,
+    #[serde(rename = "Labels", default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+impl Listed {
+    fn display_name(&self) -> String {
+        self.names
+            .first()
+            .cloned()
+            .unwrap_or_else(|| self.name.clone())
+    }
+}
+
+#[derive(Clone, Copy)]
+enum ObjectKind {
+    Container,
+    Pod,
+    Volume,
+}
+
+/// Group labelled objects by job key (pure).
+fn group(lists: Vec<(ObjectKind, Vec<Listed>)>) -> Vec<JobObjects> {
+    let mut jobs: BTreeMap<String, JobObjects> = BTreeMap::new();
+    for (kind, items) in lists {
+        for item in items {
+            let labels = item.labels.clone().unwrap_or_default();
+            let Some(key) = labels.get(LABEL_JOB_KEY).filter(|k| !k.is_empty()) else {
+                continue;
+            };
+            let created: Option<u64> = labels.get(LABEL_CREATED).and_then(|c| c.parse().ok());
+            let timeout = labels
+                .get(LABEL_TIMEOUT)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(DEFAULT_JOB_TIMEOUT_SECS);
+            let job = jobs.entry(key.clone()).or_insert_with(|| JobObjects {
+                key: key.clone(),
+                runner: labels.get(LABEL_RUNNER).cloned().unwrap_or_default(),
+                created,
+                timeout,
+                ..JobObjects::default()
+            });
+            job.created = match (job.created, created) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                _ => None,
+            };
+            job.timeout = job.timeout.max(timeout);
+            let name = item.display_name();
+            match kind {
+                ObjectKind::Container => job.containers.push(name),
+                ObjectKind::Pod => job.pods.push(name),
+                ObjectKind::Volume => job.volumes.push(name),
+            }
+        }
+    }
+    jobs.into_values().collect()
+}
+
+/// Is this job over? No live pogo process for it, and older than `older_than` (default: its
+/// timeout plus `GRACE_SECS`). Pure.
+pub fn is_abandoned(
+    job: &JobObjects,
+    now: u64,
+    older_than: Option<Duration>,
+    live: &HashSet<String>,
+) -> bool {
+    if live.contains(&job.key) {
+        return false;
+    }
+    match (job.created, older_than) {
+        (Some(created), None) => {
+            now.saturating_sub(created) >= job.timeout.saturating_add(GRACE_SECS)
+        }
+        (Some(created), Some(d)) => now.saturating_sub(created) >= d.as_secs(),
+        (None, Some(_)) => true,
+        (None, None) => false,
+    }
+}
+
+/// Job keys of running pogo phases (and their podman children): processes whose environment
+/// holds `POGO_JOB_KEY` (gitlab-runner passes `job_env` to every phase). Only processes this
+/// user may read are seen — the same user whose podman storage gc looks at.
+pub fn live_job_keys() -> HashSet<String> {
+    let mut keys = HashSet::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return keys;
+    };
+    let prefix = format!("{JOB_KEY}=");
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(environ) = std::fs::read(entry.path().join("environ")) {
+            keys.extend(job_keys_in_environ(&environ, &prefix));
+        }
+    }
+    keys
+}
+
+fn job_keys_in_environ(environ: &[u8], prefix: &str) -> Vec<String> {
+    environ
+        .split(|b| *b == 0)
+        .filter_map(|var| std::str::from_utf8(var).ok())
+        .filter_map(|var| var.strip_prefix(prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+fn label_filters(runner: Option<&str>) -> Vec<String> {
+    let mut f = vec![
+        "--filter".to_string(),
+        format!("label={LABEL_MANAGED_BY}=pogo"),
+    ];
+    if let Some(r) = runner {
+        f.push("--filter".into());
+        f.push(format!("label={LABEL_RUNNER}={r}"));
+    }
+    f
+}
+
+/// Every pogo-labelled object, grouped by job.
+pub async fn list_jobs(podman: &Podman, runner: Option<&str>) -> Result<Vec<JobObjects>, String> {
+    let filters = label_filters(runner);
+    let with = |base: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+        a.extend(filters.iter().cloned());
+        a.extend(["--format".to_string(), "json".to_string()]);
+        a
+    };
+    let (ps, pods, vols) = (
+        with(&["ps", "-a"]),
+        with(&["pod", "ps"]),
+        with(&["volume", "ls"]),
+    );
+    let (c, p, v) = tokio::join!(
+        podman.json::<Vec<Listed>>(&ps),
+        podman.json::<Vec<Listed>>(&pods),
+        podman.json::<Vec<Listed>>(&vols),
+    );
+    Ok(group(vec![
+        (ObjectKind::Container, c.map_err(|e| e.to_string())?),
+        (ObjectKind::Pod, p.map_err(|e| e.to_string())?),
+        (ObjectKind::Volume, v.map_err(|e| e.to_string())?),
+    ]))
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Run a gc; returns the number of errors (0 = everything abandoned is gone).
+pub async fn run(podman: &Podman, opts: &GcOptions) -> Result<usize, String> {
+    let jobs = list_jobs(podman, opts.runner.as_deref()).await?;
+    let live = live_job_keys();
+    let now = now_secs();
+    let mut errors = 0;
+    let mut removed = 0;
+    let abandoned: Vec<&JobObjects> = jobs
+        .iter()
+        .filter(|j| is_abandoned(j, now, opts.older_than, &live))
+        .collect();
+    for job in &abandoned {
+        let what = describe(job, now);
+        if opts.dry_run {
+            println!("would remove {what}");
+            continue;
+        }
+        let errs = remove_job(podman, &job.key).await;
+        if errs.is_empty() {
+            removed += 1;
+            if !opts.quiet {
+                println!("removed {what}");
+            }
+        } else {
+            errors += errs.len();
+            eprintln!("pogo gc: could not remove {what}: {}", errs.join("; "));
+        }
+    }
+    if !opts.quiet && !opts.dry_run {
+        let kept = jobs.len() - abandoned.len();
+        println!(
+            "pogo gc: {removed} finished job(s) cleaned up, {kept} job(s) still running or too recent"
+        );
+    }
+    Ok(errors)
+}
+
+fn describe(job: &JobObjects, now: u64) -> String {
+    let mut parts = Vec::new();
+    if !job.containers.is_empty() {
+        parts.push(format!("{} container(s)", job.containers.len()));
+    }
+    if !job.pods.is_empty() {
+        parts.push(format!("{} pod(s)", job.pods.len()));
+    }
+    if !job.volumes.is_empty() {
+        parts.push(format!("{} volume(s)", job.volumes.len()));
+    }
+    let age = match job.created {
+        Some(c) => {
+            humantime::format_duration(Duration::from_secs(now.saturating_sub(c))).to_string()
+        }
+        None => "unknown".to_string(),
+    };
+    format!("job {} ({}), age {age}", job.key, parts.join(", "))
+}
+
+/// The stamp file that rate-limits the background gc `prepare` starts.
+pub fn stamp_path(working_dir: &Path, runner: &str) -> PathBuf {
+    working_dir.join(format!(
+        "gc-{}.stamp",
+        super::env::sanitize_name(runner, "runner")
+    ))
+}
+
+/// Start a background `pogo gc --runner R --quiet` at most every `AUTO_GC_INTERVAL`: costs a
+/// `stat` when there is nothing to do, never delays the job.
+pub fn maybe_start_background(config: &crate::config::Config, runner: &str) {
+    let stamp = stamp_path(&config.working_dir, runner);
+    let recent = std::fs::metadata(&stamp)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age < AUTO_GC_INTERVAL);
+    if recent {
+        return;
+    }
+    if std::fs::create_dir_all(&config.working_dir).is_err() || std::fs::write(&stamp, b"").is_err()
+    {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut cmd = std::process::Command::new(exe);
+    if let Some(src) = &config.source {
+        cmd.arg("--config").arg(src);
+    }
+    use std::os::unix::process::CommandExt;
+    let _ = cmd
+        .args(["gc", "--quiet", "--runner", runner])
+        .env_remove(JOB_KEY)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(name: &str, labels: &[(&str, &str)]) -> Listed {
+        Listed {
+            names: vec![name.to_string()],
+            name: String::new(),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+        }
+    }
+
+    #[test]
+    fn objects_are_grouped_by_job_and_unlabelled_ones_ignored() {
+        let jobs = group(vec![
+            (
+                ObjectKind::Container,
+                vec![
+                    listed(
+                        "a-build",
+                        &[
+                            (LABEL_JOB_KEY, "a"),
+                            (LABEL_CREATED, "100"),
+                            (LABEL_TIMEOUT, "60"),
+                        ],
+                    ),
+                    listed("a-svc0", &[(LABEL_JOB_KEY, "a"), (LABEL_CREATED, "90")]),
+                    listed("stranger", &[(LABEL_MANAGED_BY, "pogo")]),
+                ],
+            ),
+            (
+                ObjectKind::Pod,
+                vec![listed(
+                    "a-pod",
+                    &[(LABEL_JOB_KEY, "a"), (LABEL_CREATED, "95")],
+                )],
+            ),
+        ]);
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].created, Some(90));
+        assert_eq!(
+            jobs[0].timeout, DEFAULT_JOB_TIMEOUT_SECS,
+            "the largest timeout wins"
+        );
+        assert_eq!(jobs[0].containers, ["a-build", "a-svc0"]);
+        assert_eq!(jobs[0].pods, ["a-pod"]);
+    }
+
+    #[test]
+    fn a_job_is_abandoned_only_without_live_process_and_past_its_timeout() {
+        let job = JobObjects {
+            key: "k".into(),
+            created: Some(1_000),
+            timeout: 600,
+            ..JobObjects::default()
+        };
+        let none = HashSet::new();
+        let live: HashSet<String> = ["k".to_string()].into();
+        assert!(
+            !is_abandoned(&job, 1_000 + 600, None, &none),
+            "within timeout + grace"
+        );
+        assert!(is_abandoned(&job, 1_000 + 600 + GRACE_SECS, None, &none));
+        assert!(
+            !is_abandoned(&job, 1_000_000, None, &live),
+            "a live pogo process keeps it"
+        );
+        assert!(is_abandoned(&job, 1_000, Some(Duration::ZERO), &none));
+        assert!(!is_abandoned(&job, 1_000, Some(Duration::ZERO), &live));
+        let unknown = JobObjects {
+            created: None,
+            ..job
+        };
+        assert!(
+            !is_abandoned(&unknown, u64::MAX, None, &none),
+            "unknown age: not by default"
+        );
+        assert!(is_abandoned(
+            &unknown,
+            0,
+            Some(Duration::from_secs(60)),
+            &none
+        ));
+    }
+
+    #[test]
+    fn job_keys_are_read_from_a_process_environment() {
+        let env = b"PATH=/bin\0POGO_JOB_KEY=pogo-r-1-0\0HOME=/root\0";
+        assert_eq!(job_keys_in_environ(env, "POGO_JOB_KEY="), ["pogo-r-1-0"]);
+        assert!(job_keys_in_environ(b"A=1\0", "POGO_JOB_KEY=").is_empty());
+    }
+
+    #[test]
+    fn the_auto_gc_stamp_is_per_runner_and_safe() {
+        let p = stamp_path(Path::new("/w"), "../../etc");
+        assert_eq!(p, PathBuf::from("/w/gc-etc.stamp"));
+    }
+}

@@ -1,0 +1,152 @@
+//! Faults: pogo killed half-way through a job, and `pogo gc` afterwards.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `pogo prepare` as gitlab-runner would start it, for a job with one service that never
+/// becomes ready (so prepare is still busy when the test kills it).
+fn start_prepare(env: &TestEnv, runner: &str, job_id: u64) -> std::process::Child {
+    let services = format!(
+        r#"[{{"name":"{IMG_HTTPD}","alias":"web","entrypoint":null,"command":["sh","-c","sleep 300"]}}]"#
+    );
+    Command::new(env!("CARGO_BIN_EXE_pogo"))
+        .args(["--config", &env.config_path.to_string_lossy(), "prepare"])
+        .env("CUSTOM_ENV_CI_JOB_ID", job_id.to_string())
+        .env("CUSTOM_ENV_CI_RUNNER_SHORT_TOKEN", runner)
+        .env("CUSTOM_ENV_CI_PROJECT_PATH", "faults/project")
+        .env("CUSTOM_ENV_CI_JOB_SERVICES", services)
+        .env("CUSTOM_ENV_CI_JOB_IMAGE", IMG_BASH)
+        .env("POGO_JOB_TAGS", "[]")
+        // job_env from the config phase, as gitlab-runner passes it to every later phase
+        .env("POGO_JOB_KEY", format!("pogo-{runner}-{job_id}-0"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn pogo_gc(env: &TestEnv, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_pogo"))
+        .args(["--config", &env.config_path.to_string_lossy(), "gc"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn pogo_killed_during_prepare_leaves_nothing_after_gc() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    let runner = format!("faults{}", unique_id());
+    let job_id = unique_id();
+    let label = format!("{LABEL_JOB_ID}={job_id}");
+    let mut prepare = start_prepare(&env, &runner, job_id);
+
+    // wait until the pod, the service and the job container exist, then SIGKILL pogo
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let found = env.podman.labelled(&label);
+        if found.iter().filter(|f| f.starts_with("container")).count() >= 2
+            && found.iter().any(|f| f.starts_with("pod"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prepare never got that far: {found:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    prepare.kill().unwrap();
+    prepare.wait().unwrap();
+    assert!(!env.podman.labelled(&label).is_empty());
+
+    // too recent for the default rule (job timeout + grace): kept
+    let out = pogo_gc(&env, &["--runner", &runner]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !env.podman.labelled(&label).is_empty(),
+        "a recent job must be kept"
+    );
+
+    // --dry-run says what it would remove and removes nothing
+    let out = pogo_gc(
+        &env,
+        &["--runner", &runner, "--older-than", "0s", "--dry-run"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("would remove job pogo-"), "{stdout}");
+    assert!(stdout.contains("container(s), 1 pod(s)"), "{stdout}");
+    assert!(!env.podman.labelled(&label).is_empty());
+
+    let out = pogo_gc(&env, &["--runner", &runner, "--older-than", "0s"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 finished job(s) cleaned up"));
+    assert_eq!(env.podman.labelled(&label), Vec::<String>::new());
+}
+
+#[test]
+fn gc_keeps_a_job_whose_pogo_process_is_alive() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    let runner = format!("faults{}", unique_id());
+    let job_id = unique_id();
+    let label = format!("{LABEL_JOB_ID}={job_id}");
+    let mut prepare = start_prepare(&env, &runner, job_id);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while env.podman.labelled(&label).is_empty() {
+        assert!(Instant::now() < deadline, "prepare created nothing");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // pogo prepare is still running (waiting for the service): its job is not over
+    let out = pogo_gc(&env, &["--runner", &runner, "--older-than", "0s"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 finished job(s) cleaned up"));
+    assert!(!env.podman.labelled(&label).is_empty());
+
+    prepare.kill().unwrap();
+    prepare.wait().unwrap();
+    pogo_gc(&env, &["--runner", &runner, "--older-than", "0s"]);
+    assert_eq!(env.podman.labelled(&label), Vec::<String>::new());
+}
+
+#[test]
+fn gc_never_touches_containers_without_pogos_labels() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    let name = format!("not-pogo-{}", unique_id());
+    let out = env
+        .podman
+        .output(&["run", "-d", "--name", &name, IMG_BASH, "sleep", "300"]);
+    assert!(out.status.success());
+    let out = pogo_gc(&env, &["--older-than", "0s", "--dry-run"]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&name));
+    pogo_gc(
+        &env,
+        &["--runner", "nobody-has-this-token", "--older-than", "0s"],
+    );
+    assert!(env
+        .podman
+        .output(&["container", "exists", &name])
+        .status
+        .success());
+    env.podman.output(&["rm", "-f", "-t", "0", &name]);
+}
