@@ -224,10 +224,7 @@ impl JobEnv {
         let mut labels = vec![
             (LABEL_MANAGED_BY.to_string(), "pogo".to_string()),
             (LABEL_JOB_KEY.to_string(), self.names.key.clone()),
-            (
-                LABEL_RUNNER.to_string(),
-                self.runner_short_token.clone(),
-            ),
+            (LABEL_RUNNER.to_string(), self.runner_short_token.clone()),
             ("io.pogo.project".to_string(), self.project_path.clone()),
             ("io.pogo.job-id".to_string(), self.job_id.clone()),
             ("io.pogo.job-name".to_string(), self.job_name.clone()),
