@@ -8,9 +8,11 @@ pub const INIT_PATH: &str = "/run/pogo/init";
 /// Where the gitlab-runner binary appears inside the job container (on PATH).
 pub const RUNNER_BINARY_PATH: &str = "/usr/local/bin/gitlab-runner";
 
-/// Is `image` a plausible image reference? Refuses anything podman could read as an option
-/// or that could not be an image name at all.
+/// Is `image` a plausible image reference (`[registry[:port]/]path[:tag][@digest]`)?
+/// Refuses anything podman could read as an option or that could not be an image name at all.
 pub fn validate_image(image: &str) -> Result<(), String> {
+    let shown: String = image.chars().take(80).collect();
+    let refuse = |why: &str| Err(format!("{:?} is not an image name ({why})", shown));
     if image.is_empty() {
         return Err("the image name is empty".to_string());
     }
@@ -21,19 +23,55 @@ pub fn validate_image(image: &str) -> Result<(), String> {
         ));
     }
     if image.starts_with('-') {
-        return Err(format!(
-            "'{image}' is not an image name (it starts with '-')"
-        ));
+        return refuse("it starts with '-'");
     }
     if let Some(c) = image
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | ':' | '@')))
     {
-        return Err(format!(
-            "'{}' is not an image name (character {:?} is not allowed)",
-            image.escape_debug(),
-            c
-        ));
+        return refuse(&format!("character {c:?} is not allowed"));
+    }
+    let (name, digest) = match image.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (image, None),
+    };
+    if let Some(d) = digest {
+        let ok = d.split_once(':').is_some_and(|(algo, hex)| {
+            !algo.is_empty() && !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit())
+        });
+        if !ok {
+            return refuse("the digest after '@' must be ALGORITHM:HEX");
+        }
+    }
+    let (path, tag) = match name.rfind(':') {
+        Some(i) if !name[i..].contains('/') => (&name[..i], Some(&name[i + 1..])),
+        _ => (name, None),
+    };
+    if let Some(t) = tag {
+        if t.is_empty()
+            || t.len() > 128
+            || !t.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return refuse("invalid tag");
+        }
+    }
+    let components: Vec<&str> = path.split('/').collect();
+    for (i, comp) in components.iter().enumerate() {
+        // the registry may carry a port: host:5000
+        let comp = match comp.split_once(':') {
+            Some((host, port)) if i == 0 && components.len() > 1 => {
+                if port.is_empty() || !port.chars().all(|c| c.is_ascii_digit()) {
+                    return refuse("invalid registry port");
+                }
+                host
+            }
+            Some(_) => return refuse("':' in the middle of the name"),
+            None => comp,
+        };
+        let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+        if !edge_ok(comp.chars().next()) || !edge_ok(comp.chars().last()) || comp.contains("..") {
+            return refuse("each part between '/' must start and end with a letter or digit");
+        }
     }
     Ok(())
 }
@@ -168,9 +206,13 @@ fn entrypoint_json(ep: &[String]) -> String {
     serde_json::to_string(ep).unwrap_or_else(|_| "[]".to_string())
 }
 
-/// Is a variable name safe to hand to `--env NAME`? (no `=`, no leading `-`, no controls)
+/// Is a variable name safe to hand to `--env NAME`? A POSIX name: letters, digits and `_`,
+/// not starting with a digit, at most 256 bytes.
 pub fn valid_env_name(k: &str) -> bool {
-    !k.is_empty() && !k.starts_with('-') && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    !k.is_empty()
+        && k.len() <= 256
+        && !k.starts_with(|c: char| c.is_ascii_digit())
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// How the job container is kept alive between stages.

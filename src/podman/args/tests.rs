@@ -27,8 +27,23 @@ fn hostile_image_names_are_refused_before_podman_sees_them() {
         assert!(validate_image(bad).is_err(), "{bad:?} accepted");
     }
     assert!(validate_image(&"a".repeat(10 * 1024 * 1024)).is_err());
+    for bad in [
+        "../x",
+        "./x",
+        "/x",
+        "a//b",
+        "a/",
+        "a:",
+        "a@sha256:xyz",
+        "a/b:c/d",
+        "host:port/x",
+    ] {
+        assert!(validate_image(bad).is_err(), "{bad:?} accepted");
+    }
     for good in [
         "alpine",
+        "localhost/pogo-test/bash:latest",
+        "a_b/c__d:1.0-rc_1",
         "docker.io/library/postgres:15",
         "127.0.0.1:5000/group/img:tag",
         "registry.example.com/a/b@sha256:0123abcd",
@@ -104,4 +119,121 @@ fn cleanup_selects_by_the_job_label_only() {
     let a = containers_rm("pogo-r-1-0");
     assert!(a.contains(&"label=io.pogo.job-key=pogo-r-1-0".to_string()));
     assert!(!a.iter().any(|x| x == "prune" || x == "--all" || x == "-a"));
+}
+
+/// Values a job author controls, chosen to turn into podman options or shell code if pogo
+/// ever pasted them into a command line.
+fn hostile_values() -> Vec<String> {
+    let mut v: Vec<String> = [
+        "--privileged",
+        "-v=/:/host",
+        "--volume=/:/host",
+        "-v",
+        "--network=host",
+        "--pid=host",
+        "--entrypoint=/bin/sh",
+        "$(touch /tmp/pwned)",
+        "`touch /tmp/pwned`",
+        "; touch /tmp/pwned",
+        "| touch /tmp/pwned",
+        "&& touch /tmp/pwned",
+        "a\nb",
+        "a\rb",
+        "a\0b",
+        "../../etc/passwd",
+        "..",
+        "аlpine",         // Cyrillic а
+        "alpine\u{200b}", // zero-width space
+        "ａｌｐｉｎｅ",   // full-width letters
+        "'quoted'",
+        "\"double\"",
+        "name with spaces",
+        "",
+        "-",
+        "--",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.push("x".repeat(10 * 1024 * 1024));
+    v
+}
+
+#[test]
+fn hostile_job_values_never_become_options_or_leave_their_argv_slot() {
+    let hostile = hostile_values();
+    assert!(hostile.len() >= 20);
+    for h in &hostile {
+        // as a job or service image: refused outright (none of them is a plain image name)
+        let shown: String = h.chars().take(40).collect();
+        assert!(validate_image(h).is_err(), "image {shown:?} accepted");
+
+        // as a service's alias, entrypoint, command and variable *value*: each stays one argv
+        // element after the image, inside the entrypoint JSON, or out of the argv entirely
+        let mut vars = std::collections::BTreeMap::new();
+        vars.insert("SAFE_NAME".to_string(), h.clone());
+        let svc = Service {
+            name: "registry.example.com/db:1".into(),
+            alias: h.clone(),
+            entrypoint: Some(vec![h.clone()]),
+            command: Some(vec![h.clone(), "second".into()]),
+            variables: Some(vars),
+        };
+        let a = service_run("pogo-r-1-0-svc0", "pogo-r-1-0-pod", &[], &svc);
+        let dd = a.iter().position(|x| x == "--").unwrap();
+        let expected_head: Vec<String> = [
+            "run",
+            "-d",
+            "--name",
+            "pogo-r-1-0-svc0",
+            "--pod",
+            "pogo-r-1-0-pod",
+            "--env",
+            "SAFE_NAME",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(&a[..8], &expected_head[..], "{shown:?}");
+        assert_eq!(
+            a[8],
+            format!("--entrypoint={}", serde_json::to_string(&[h]).unwrap())
+        );
+        assert_eq!(dd, 9);
+        assert_eq!(
+            &a[10..],
+            &[
+                "registry.example.com/db:1".to_string(),
+                h.clone(),
+                "second".into()
+            ]
+        );
+        if !h.is_empty() {
+            assert!(
+                !a.iter().any(|x| x.contains("SAFE_NAME=")),
+                "variable values stay off the argv"
+            );
+        }
+
+        // as an alias or image-derived host name: only valid host names reach --add-host
+        for name in service_hostnames(&svc) {
+            assert!(valid_hostname(&name), "{name:?}");
+            let pod = pod_create("p", &[], &[name.clone()]);
+            assert_eq!(pod.last().unwrap(), &format!("{name}:127.0.0.1"));
+        }
+
+        // as a variable *name*: refused before it could reach `--env`
+        assert!(!valid_env_name(h), "env name {shown:?} accepted");
+
+        // in names and labels: sanitised to a fixed alphabet / no control characters
+        let n = crate::executor::env::Names::new(h, h, h);
+        assert!(n
+            .container
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')));
+        assert!(!n.container.starts_with('-'));
+        let l = crate::executor::env::sanitize_label_value(h);
+        assert!(!l.chars().any(char::is_control) && l.len() <= 256 * 4);
+    }
+    assert!(!std::path::Path::new("/tmp/pwned").exists());
 }
