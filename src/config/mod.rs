@@ -474,4 +474,6 @@ fn is_secret_flag(flag: &str) -> bool {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
