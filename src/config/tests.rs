@@ -289,3 +289,71 @@ fn a_misspelt_key_in_a_map_form_argument_entry_is_named() {
     assert!(msg.contains("did you mean 'privileged'"), "{msg}");
     assert!(msg.starts_with("/etc/pogo.yaml:4:"), "{msg}");
 }
+
+#[test]
+fn concurrent_writers_never_leave_an_invalid_or_truncated_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pogo.yaml");
+    let e = env(&[]);
+    let a = format!(
+        "default_image: alpine\nmounts:\n{}",
+        "  - volume: /a:/a\n".repeat(400)
+    );
+    let b = format!(
+        "default_image: fedora\nextra_arguments:\n{}",
+        (0..400)
+            .map(|i| format!("  t{i}: --env A{i}=1\n"))
+            .collect::<String>()
+    );
+    write_atomic(&path, &a, &e).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for text in [&a, &b] {
+            let (path, e) = (&path, &e);
+            s.spawn(move || {
+                for _ in 0..100 {
+                    write_atomic(path, text, e).unwrap();
+                }
+            });
+        }
+        let reader = s.spawn(|| {
+            let mut reads = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let text = std::fs::read_to_string(&path).unwrap();
+                assert!(
+                    text == a || text == b,
+                    "a reader saw a mixed or truncated file"
+                );
+                reads += 1;
+            }
+            reads
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(reader.join().unwrap() > 10);
+    });
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn a_config_pogo_would_reject_is_never_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pogo.yaml");
+    std::fs::write(&path, "default_image: alpine\n").unwrap();
+    let err = write_atomic(&path, "default_imgae: x\n", &env(&[])).unwrap_err();
+    assert!(
+        err.to_string().contains("did you mean 'default_image'"),
+        "{err}"
+    );
+    let err = write_atomic(&path, "extra_arguments:\n  t: --privileged\n", &env(&[])).unwrap_err();
+    assert!(err.to_string().contains("privileged: true"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "default_image: alpine\n"
+    );
+}
