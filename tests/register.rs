@@ -1,0 +1,974 @@
+//! `pogo register` / `pogo unregister` against a fake GitLab on 127.0.0.1: what a user sees
+//! (messages, exit status) and what gitlab-runner gets (config.toml parsed back, other
+//! entries and comments byte for byte, mode 0600, atomic replacement). Tokens must never show
+//! up in pogo's output.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+const POGO: &str = env!("CARGO_BIN_EXE_pogo");
+const RUNNER_TOKEN: &str = "glrt-t3st-S3cret-runner-token";
+const REGISTRATION_TOKEN: &str = "GR1348941-legacy-S3cret";
+const ISSUED_TOKEN: &str = "t1_issued-S3cret-by-gitlab";
+
+// ---------------------------------------------------------------------------------------------
+// Fake GitLab
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct Request {
+    method: String,
+    path: String,
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+impl Request {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Reply {
+    status: u16,
+    body: String,
+}
+
+fn reply(status: u16, body: &str) -> Reply {
+    Reply {
+        status,
+        body: body.to_string(),
+    }
+}
+
+#[derive(Default)]
+struct State {
+    routes: HashMap<(String, String), Reply>,
+    requests: Vec<Request>,
+}
+
+/// A GitLab that answers configured `(method, path)` routes, 404 otherwise, and records every
+/// request. A TLS ClientHello gets a plain-HTTP answer, so https:// clients fail the handshake.
+struct FakeGitlab {
+    port: u16,
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FakeGitlab {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(State::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (st, sp) = (Arc::clone(&state), Arc::clone(&stop));
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                if sp.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(stream) = conn {
+                    let st = Arc::clone(&st);
+                    thread::spawn(move || {
+                        let _ = serve(stream, &st);
+                    });
+                }
+            }
+        });
+        FakeGitlab { port, state, stop }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn route(&self, method: &str, path: &str, r: Reply) -> &Self {
+        self.state
+            .lock()
+            .unwrap()
+            .routes
+            .insert((method.to_string(), path.to_string()), r);
+        self
+    }
+
+    fn requests(&self) -> Vec<Request> {
+        self.state.lock().unwrap().requests.clone()
+    }
+}
+
+impl Drop for FakeGitlab {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut first = [0u8; 1];
+    if stream.peek(&mut first)? == 1 && first[0] == 0x16 {
+        // A TLS handshake: answer like a plain HTTP server would.
+        let mut out = stream;
+        out.write_all(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )?;
+        return out.flush();
+    }
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut headers = HashMap::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            break;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len.min(1 << 20)];
+    reader.read_exact(&mut body)?;
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("").to_string();
+    let r = {
+        let mut st = state.lock().unwrap();
+        st.requests.push(Request {
+            method: method.clone(),
+            path: path.clone(),
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        });
+        st.routes
+            .get(&(method, path))
+            .cloned()
+            .unwrap_or_else(|| reply(404, "{\"message\":\"404 Not Found\"}"))
+    };
+    let mut out = stream;
+    write!(
+        out,
+        "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        r.status,
+        r.body.len(),
+        r.body
+    )?;
+    out.flush()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running pogo
+// ---------------------------------------------------------------------------------------------
+
+/// A temporary HOME with a pogo config and a place for config.toml.
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(".pogo.yaml"),
+            "default_image: alpine:3\ncache_dir: /srv/pogo-cache\nbuilds_dir: /work\n",
+        )
+        .unwrap();
+        Setup { dir }
+    }
+    fn home(&self) -> &Path {
+        self.dir.path()
+    }
+    fn runner_config(&self) -> PathBuf {
+        self.home().join("gitlab-runner/config.toml")
+    }
+    fn pogo_config(&self) -> PathBuf {
+        self.home().join(".pogo.yaml")
+    }
+    fn read_runner_config(&self) -> String {
+        std::fs::read_to_string(self.runner_config()).unwrap()
+    }
+    fn write_runner_config(&self, text: &str) {
+        std::fs::create_dir_all(self.runner_config().parent().unwrap()).unwrap();
+        std::fs::write(self.runner_config(), text).unwrap();
+    }
+
+    /// pogo with a clean environment (HOME = the temp dir), `env` added, `stdin` fed.
+    fn pogo(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Run {
+        let mut cmd = Command::new(POGO);
+        cmd.env_clear()
+            .env("HOME", self.home())
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        Run::from(out)
+    }
+
+    /// `pogo register --url URL --runner-config … --pogo-config …` plus `extra`, token in
+    /// `$POGO_RUNNER_TOKEN`.
+    fn register(&self, url: &str, extra: &[&str]) -> Run {
+        let rc = self.runner_config();
+        let pc = self.pogo_config();
+        let mut args = vec![
+            "register",
+            "--url",
+            url,
+            "--runner-config",
+            rc.to_str().unwrap(),
+            "--pogo-config",
+            pc.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        self.pogo(&args, &[("POGO_RUNNER_TOKEN", RUNNER_TOKEN)], None)
+    }
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        let r = Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        };
+        eprintln!(
+            "---- exit {}\n---- stdout:\n{}---- stderr:\n{}",
+            r.code, r.stdout, r.stderr
+        );
+        for secret in [RUNNER_TOKEN, REGISTRATION_TOKEN, ISSUED_TOKEN, "S3cret"] {
+            assert!(
+                !r.stdout.contains(secret) && !r.stderr.contains(secret),
+                "a token was printed"
+            );
+        }
+        r
+    }
+}
+
+fn verified(id: u64) -> Reply {
+    reply(
+        200,
+        &format!("{{\"id\":{id},\"token\":\"{RUNNER_TOKEN}\",\"token_expires_at\":null}}"),
+    )
+}
+
+fn parse(text: &str) -> toml_edit::DocumentMut {
+    text.parse().expect("config.toml must stay valid TOML")
+}
+
+fn strings(item: &toml_edit::Item) -> Vec<String> {
+    item.as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registration
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn register_verifies_the_token_and_writes_a_custom_executor_entry_for_pogo() {
+    let gl = FakeGitlab::start();
+    gl.route("POST", "/api/v4/runners/verify", verified(42));
+    let s = Setup::new();
+    let r = s.register(&gl.url(), &["--name", "laptop"]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains("verified runner 42"), "{}", r.stdout);
+    assert!(r.stdout.contains("glrt-<redacted>"));
+
+    let reqs = gl.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].path, "/api/v4/runners/verify");
+    assert_eq!(
+        reqs[0].headers.get("runner-token").map(String::as_str),
+        Some(RUNNER_TOKEN)
+    );
+    assert_eq!(reqs[0].json()["token"], RUNNER_TOKEN);
+    let system_id = reqs[0].json()["system_id"].as_str().unwrap().to_string();
+    assert!(system_id.starts_with("r_") || system_id.starts_with("s_"));
+
+    let text = s.read_runner_config();
+    let doc = parse(&text);
+    let runner = &doc["runners"][0];
+    assert_eq!(runner["name"].as_str(), Some("laptop"));
+    assert_eq!(runner["url"].as_str(), Some(gl.url().as_str()));
+    assert_eq!(runner["id"].as_integer(), Some(42));
+    assert_eq!(runner["token"].as_str(), Some(RUNNER_TOKEN));
+    assert_eq!(runner["executor"].as_str(), Some("custom"));
+    assert_eq!(runner["builds_dir"].as_str(), Some("/work"));
+    assert_eq!(runner["cache_dir"].as_str(), Some("/srv/pogo-cache"));
+    let pogo = std::fs::canonicalize(POGO).unwrap();
+    let pc = s.pogo_config();
+    for phase in ["config", "prepare", "run", "cleanup"] {
+        assert_eq!(
+            runner["custom"][&format!("{phase}_exec")].as_str(),
+            Some(pogo.to_str().unwrap())
+        );
+        assert_eq!(
+            strings(&runner["custom"][&format!("{phase}_args")]),
+            ["--config", pc.to_str().unwrap(), phase]
+        );
+    }
+    // gitlab-runner reuses the system id pogo registered with.
+    let sid =
+        std::fs::read_to_string(s.runner_config().with_file_name(".runner_system_id")).unwrap();
+    assert_eq!(sid.trim(), system_id);
+}
+
+#[test]
+fn config_toml_holding_tokens_is_mode_0600_and_replaced_atomically() {
+    let gl = FakeGitlab::start();
+    gl.route("POST", "/api/v4/runners/verify", verified(1));
+    let s = Setup::new();
+    s.write_runner_config("concurrent = 2\n");
+    std::fs::set_permissions(s.runner_config(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let inode_before = std::fs::metadata(s.runner_config()).unwrap().ino();
+    let r = s.register(&gl.url(), &[]);
+    assert_eq!(r.code, 0);
+    let meta = std::fs::metadata(s.runner_config()).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_ne!(
+        meta.ino(),
+        inode_before,
+        "config.toml was rewritten in place, not renamed over"
+    );
+    let mut names: Vec<String> = std::fs::read_dir(s.runner_config().parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [".runner_system_id", "config.toml"],
+        "temporary files left behind"
+    );
+}
+
+const EXISTING: &str = r#"# Managed partly by hand. Keep this comment!
+concurrent = 4          # four jobs at a time
+check_interval = 0
+log_level = "info"
+
+[session_server]
+  session_timeout = 1800
+
+# the docker runner, set up in 2023
+[[runners]]
+  name = "docker"
+  url = "https://gitlab.example.com"
+  token = "glrt-docker-runner"
+  executor = "docker"
+  [runners.docker]
+    image = "alpine:3"      # small
+    volumes = ["/cache", "/var/run/docker.sock:/var/run/docker.sock"]
+
+[[runners]]
+  name = "pogo"
+  url = "https://old.example.com"
+  token = "glrt-old-pogo"
+  executor = "custom"
+  [runners.custom]
+    run_exec = "/opt/old/pogo"
+    run_args = ["--config", "/old/.pogo.yaml", "run"]
+
+# last words
+"#;
+
+#[test]
+fn existing_comments_and_other_runners_are_kept_byte_for_byte() {
+    let gl = FakeGitlab::start();
+    gl.route("POST", "/api/v4/runners/verify", verified(7));
+    let s = Setup::new();
+    s.write_runner_config(EXISTING);
+    let r = s.register(&gl.url(), &["--name", "second"]);
+    assert_eq!(r.code, 0);
+    let text = s.read_runner_config();
+    assert!(
+        text.starts_with(EXISTING),
+        "the existing file changed:\n{text}"
+    );
+    let doc = parse(&text);
+    let runners = doc["runners"].as_array_of_tables().unwrap();
+    let names: Vec<_> = runners
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["docker", "pogo", "second"]);
+}
+
+#[test]
+fn a_second_runner_with_the_same_name_is_refused_without_asking_gitlab() {
+    let gl = FakeGitlab::start();
+    gl.route("POST", "/api/v4/runners/verify", verified(7));
+    let s = Setup::new();
+    s.write_runner_config(EXISTING);
+    let r = s.register(&gl.url(), &["--name", "pogo"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("already has a runner named 'pogo'"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("--replace"));
+    assert_eq!(s.read_runner_config(), EXISTING);
+    assert!(gl.requests().is_empty(), "GitLab was asked anyway");
+}
+
+#[test]
+fn replace_swaps_the_entry_in_place_and_keeps_everything_else() {
+    let gl = FakeGitlab::start();
+    gl.route("POST", "/api/v4/runners/verify", verified(9));
+    let s = Setup::new();
+    s.write_runner_config(EXISTING);
+    let r = s.register(&gl.url(), &["--name", "pogo", "--replace"]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains("replaced in"), "{}", r.stdout);
+    let text = s.read_runner_config();
+    let (before_pogo, _) = EXISTING
+        .split_once("[[runners]]\n  name = \"pogo\"")
+        .unwrap();
+    assert!(
+        text.starts_with(before_pogo),
+        "content before the entry changed:\n{text}"
+    );
+    assert!(text.ends_with("# last words\n"), "{text}");
+    assert!(!text.contains("glrt-old-pogo") && !text.contains("/opt/old/pogo"));
+    let doc = parse(&text);
+    let runners = doc["runners"].as_array_of_tables().unwrap();
+    assert_eq!(runners.len(), 2);
+    assert_eq!(runners.get(1).unwrap()["name"].as_str(), Some("pogo"));
+    assert_eq!(runners.get(1).unwrap()["id"].as_integer(), Some(9));
+    assert_eq!(
+        runners.get(1).unwrap()["token"].as_str(),
+        Some(RUNNER_TOKEN)
+    );
+}
+
+#[test]
+fn wrong_or_revoked_token_is_reported_as_403_and_nothing_is_written() {
+    let gl = FakeGitlab::start();
+    gl.route(
+        "POST",
+        "/api/v4/runners/verify",
+        reply(403, "{\"message\":\"403 Forbidden\"}"),
+    );
+    let s = Setup::new();
+    let r = s.register(&gl.url(), &[]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("HTTP 403"), "{}", r.stderr);
+    assert!(r.stderr.contains("token is wrong"), "{}", r.stderr);
+    assert!(!s.runner_config().exists());
+}
+
+#[test]
+fn gitlab_server_error_is_reported_with_its_status_and_config_stays() {
+    let gl = FakeGitlab::start();
+    gl.route(
+        "POST",
+        "/api/v4/runners/verify",
+        reply(500, "{\"message\":\"500 Internal Server Error\"}"),
+    );
+    let s = Setup::new();
+    s.write_runner_config(EXISTING);
+    let r = s.register(&gl.url(), &["--name", "new"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("HTTP 500"), "{}", r.stderr);
+    assert!(r.stderr.contains("server error"), "{}", r.stderr);
+    assert_eq!(s.read_runner_config(), EXISTING);
+}
+
+#[test]
+fn an_answer_that_is_not_json_is_reported() {
+    let gl = FakeGitlab::start();
+    gl.route(
+        "POST",
+        "/api/v4/runners/verify",
+        reply(200, "<html>sign in</html>"),
+    );
+    let s = Setup::new();
+    let r = s.register(&gl.url(), &[]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("not the expected JSON"), "{}", r.stderr);
+    assert!(!s.runner_config().exists());
+}
+
+#[test]
+fn an_answer_without_a_runner_id_fails_verification() {
+    let gl = FakeGitlab::start();
+    gl.route("POST", "/api/v4/runners/verify", reply(200, "{\"id\":0}"));
+    let s = Setup::new();
+    let r = s.register(&gl.url(), &[]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("did not verify the runner"),
+        "{}",
+        r.stderr
+    );
+    assert!(!s.runner_config().exists());
+}
+
+#[test]
+fn unreachable_gitlab_is_reported_as_connection_refused() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let s = Setup::new();
+    let r = s.register(&format!("http://127.0.0.1:{port}"), &[]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("cannot reach GitLab"), "{}", r.stderr);
+    assert!(r.stderr.contains("connection refused"), "{}", r.stderr);
+    assert!(!s.runner_config().exists());
+}
+
+#[test]
+fn https_to_a_server_without_tls_is_reported_as_a_tls_failure() {
+    let gl = FakeGitlab::start();
+    let s = Setup::new();
+    let r = s.register(&format!("https://127.0.0.1:{}", gl.port), &[]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("TLS"), "{}", r.stderr);
+    assert!(!s.runner_config().exists());
+}
+
+#[test]
+fn bad_urls_are_refused_before_anything_is_sent() {
+    let s = Setup::new();
+    for (url, says) in [
+        ("gitlab.example.com", "no scheme"),
+        ("ftp://gitlab.example.com", "not http or https"),
+        ("https://gitlab.example.com/api/v4", "without /api/v4"),
+        ("http://", "not a usable GitLab URL"),
+        (
+            "https://me:S3cret@gitlab.example.com",
+            "remove the user name and password",
+        ),
+    ] {
+        let r = s.register(url, &[]);
+        assert_eq!(r.code, 1, "{url}");
+        assert!(r.stderr.contains(says), "{url}: {}", r.stderr);
+    }
+    assert!(!s.runner_config().exists());
+}
+
+#[test]
+fn a_broken_config_toml_is_reported_and_left_alone() {
+    let gl = FakeGitlab::start();
+    gl.route("POST", "/api/v4/runners/verify", verified(3));
+    let s = Setup::new();
+    let broken = "concurrent = 1\n[[runners]\nname = \"x\"\n";
+    s.write_runner_config(broken);
+    let r = s.register(&gl.url(), &[]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("invalid TOML"), "{}", r.stderr);
+    assert_eq!(s.read_runner_config(), broken);
+    assert!(gl.requests().is_empty());
+}
+
+#[test]
+fn a_broken_pogo_config_stops_registration() {
+    let gl = FakeGitlab::start();
+    gl.route("POST", "/api/v4/runners/verify", verified(3));
+    let s = Setup::new();
+    std::fs::write(s.pogo_config(), "default_imag: x\n").unwrap();
+    let r = s.register(&gl.url(), &[]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("unknown key 'default_imag'"),
+        "{}",
+        r.stderr
+    );
+    assert!(!s.runner_config().exists());
+    assert!(gl.requests().is_empty());
+}
+
+#[test]
+fn a_missing_pogo_config_is_created_with_defaults() {
+    let gl = FakeGitlab::start();
+    gl.route("POST", "/api/v4/runners/verify", verified(3));
+    let s = Setup::new();
+    std::fs::remove_file(s.pogo_config()).unwrap();
+    let r = s.register(&gl.url(), &[]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains("created"), "{}", r.stdout);
+    let created = std::fs::read_to_string(s.pogo_config()).unwrap();
+    assert!(created.contains("default_image"));
+    // And it is a valid pogo config.
+    let p = s.pogo(
+        &["--config", s.pogo_config().to_str().unwrap(), "print"],
+        &[],
+        None,
+    );
+    assert_eq!(p.code, 0);
+}
+
+#[test]
+fn the_token_can_come_from_stdin_and_a_command_line_token_gets_a_warning() {
+    let gl = FakeGitlab::start();
+    gl.route("POST", "/api/v4/runners/verify", verified(5));
+    let s = Setup::new();
+    let rc = s.runner_config();
+    let rc = rc.to_str().unwrap();
+    let r = s.pogo(
+        &[
+            "register",
+            "--url",
+            &gl.url(),
+            "--runner-config",
+            rc,
+            "--token",
+            "-",
+        ],
+        &[],
+        Some(&format!("{RUNNER_TOKEN}\n")),
+    );
+    assert_eq!(r.code, 0);
+    assert!(!r.stderr.contains("visible to other users"));
+    assert_eq!(
+        gl.requests()[0]
+            .headers
+            .get("runner-token")
+            .map(String::as_str),
+        Some(RUNNER_TOKEN)
+    );
+
+    let r = s.pogo(
+        &[
+            "register",
+            "--url",
+            &gl.url(),
+            "--runner-config",
+            rc,
+            "--name",
+            "b",
+            "--token",
+            RUNNER_TOKEN,
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stderr.contains("visible to other users in `ps`"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn without_any_token_pogo_says_how_to_pass_one() {
+    let s = Setup::new();
+    let r = s.pogo(
+        &["register", "--url", "https://gitlab.example.com"],
+        &[],
+        None,
+    );
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("POGO_RUNNER_TOKEN"), "{}", r.stderr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Legacy registration
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn legacy_registration_token_creates_the_runner_with_tags_and_warns_it_is_deprecated() {
+    let gl = FakeGitlab::start();
+    gl.route(
+        "POST",
+        "/api/v4/runners",
+        reply(
+            201,
+            &format!("{{\"id\":77,\"token\":\"{ISSUED_TOKEN}\",\"token_expires_at\":\"2031-01-02T03:04:05.000Z\"}}"),
+        ),
+    );
+    let s = Setup::new();
+    let rc = s.runner_config();
+    let r = s.pogo(
+        &[
+            "register",
+            "--url",
+            &gl.url(),
+            "--runner-config",
+            rc.to_str().unwrap(),
+            "--registration-token",
+            "-",
+            "--tag-list",
+            "podman,linux",
+            "--description",
+            "build box",
+            "--run-untagged",
+        ],
+        &[],
+        Some(REGISTRATION_TOKEN),
+    );
+    assert_eq!(r.code, 0);
+    assert!(r.stderr.contains("deprecated"), "{}", r.stderr);
+    let req = &gl.requests()[0];
+    assert_eq!(
+        (req.method.as_str(), req.path.as_str()),
+        ("POST", "/api/v4/runners")
+    );
+    let body = req.json();
+    assert_eq!(body["token"], REGISTRATION_TOKEN);
+    assert_eq!(body["tag_list"], "podman,linux");
+    assert_eq!(body["description"], "build box");
+    assert_eq!(body["run_untagged"], true);
+    let doc = parse(&s.read_runner_config());
+    let runner = &doc["runners"][0];
+    // The token GitLab issued goes to config.toml, not the registration token.
+    assert_eq!(runner["token"].as_str(), Some(ISSUED_TOKEN));
+    assert_eq!(runner["id"].as_integer(), Some(77));
+    assert_eq!(
+        runner["token_expires_at"]
+            .as_datetime()
+            .map(|d| d.to_string()),
+        Some("2031-01-02T03:04:05Z".to_string())
+    );
+}
+
+#[test]
+fn legacy_registration_refused_says_to_check_the_registration_token() {
+    let gl = FakeGitlab::start();
+    gl.route(
+        "POST",
+        "/api/v4/runners",
+        reply(403, "{\"message\":\"403 Forbidden\"}"),
+    );
+    let s = Setup::new();
+    let rc = s.runner_config();
+    let r = s.pogo(
+        &[
+            "register",
+            "--url",
+            &gl.url(),
+            "--runner-config",
+            rc.to_str().unwrap(),
+        ],
+        &[("POGO_REGISTRATION_TOKEN", REGISTRATION_TOKEN)],
+        None,
+    );
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("HTTP 403"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("check the registration token"),
+        "{}",
+        r.stderr
+    );
+    assert!(!s.runner_config().exists());
+}
+
+#[test]
+fn tags_with_a_runner_token_are_refused_because_gitlab_sets_them() {
+    let s = Setup::new();
+    let r = s.register("https://gitlab.example.com", &["--tag-list", "a,b"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("only work with --registration-token"),
+        "{}",
+        r.stderr
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Unregister
+// ---------------------------------------------------------------------------------------------
+
+fn with_gitlab_url(text: &str, url: &str) -> String {
+    text.replace("https://gitlab.example.com", url)
+        .replace("https://old.example.com", url)
+}
+
+#[test]
+fn unregister_removes_the_entry_tells_gitlab_and_keeps_the_rest() {
+    let gl = FakeGitlab::start();
+    gl.route("DELETE", "/api/v4/runners/managers", reply(204, ""));
+    let s = Setup::new();
+    let existing = with_gitlab_url(EXISTING, &gl.url());
+    s.write_runner_config(&existing);
+    std::fs::write(
+        s.runner_config().with_file_name(".runner_system_id"),
+        "s_0123456789ab\n",
+    )
+    .unwrap();
+    let rc = s.runner_config();
+    let r = s.pogo(
+        &[
+            "unregister",
+            "docker",
+            "--runner-config",
+            rc.to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains("removed runner 'docker'"), "{}", r.stdout);
+    let req = &gl.requests()[0];
+    assert_eq!(req.json()["token"], "glrt-docker-runner");
+    assert_eq!(req.json()["system_id"], "s_0123456789ab");
+
+    let text = s.read_runner_config();
+    assert!(!text.contains("docker"), "{text}");
+    let (head, _) = existing.split_once("# the docker runner").unwrap();
+    let (_, tail) = existing
+        .split_once("\n[[runners]]\n  name = \"pogo\"")
+        .unwrap();
+    assert_eq!(text, format!("{head}[[runners]]\n  name = \"pogo\"{tail}"));
+    assert_eq!(
+        std::fs::metadata(&rc).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn unregister_of_a_legacy_runner_deletes_it_in_gitlab() {
+    let gl = FakeGitlab::start();
+    gl.route("DELETE", "/api/v4/runners", reply(204, ""));
+    let s = Setup::new();
+    s.write_runner_config(&format!(
+        "[[runners]]\n  name = \"old\"\n  url = \"{}\"\n  token = \"legacy-token\"\n  executor = \"custom\"\n",
+        gl.url()
+    ));
+    let rc = s.runner_config();
+    let r = s.pogo(
+        &["unregister", "old", "--runner-config", rc.to_str().unwrap()],
+        &[],
+        None,
+    );
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout.contains("GitLab deleted the runner"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(gl.requests()[0].json()["token"], "legacy-token");
+    assert!(parse(&s.read_runner_config())
+        .get("runners")
+        .map_or(true, |r| r
+            .as_array_of_tables()
+            .is_some_and(|a| a.is_empty())));
+}
+
+#[test]
+fn unregister_of_an_unknown_name_lists_the_runners_there_are() {
+    let s = Setup::new();
+    s.write_runner_config(EXISTING);
+    let rc = s.runner_config();
+    let r = s.pogo(
+        &[
+            "unregister",
+            "nope",
+            "--runner-config",
+            rc.to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains("no runner named 'nope'; it has: docker, pogo"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(s.read_runner_config(), EXISTING);
+}
+
+#[test]
+fn unregister_keeps_the_entry_when_gitlab_is_unreachable_unless_local_only() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let s = Setup::new();
+    let text = format!(
+        "[[runners]]\n  name = \"gone\"\n  url = \"http://127.0.0.1:{port}\"\n  token = \"legacy-token\"\n  executor = \"custom\"\n"
+    );
+    s.write_runner_config(&text);
+    let rc = s.runner_config();
+    let rc = rc.to_str().unwrap();
+    let r = s.pogo(&["unregister", "gone", "--runner-config", rc], &[], None);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("cannot reach GitLab"), "{}", r.stderr);
+    assert!(r.stderr.contains("--local-only"), "{}", r.stderr);
+    assert_eq!(s.read_runner_config(), text);
+
+    let r = s.pogo(
+        &["unregister", "gone", "--runner-config", rc, "--local-only"],
+        &[],
+        None,
+    );
+    assert_eq!(r.code, 0);
+    assert!(!s.read_runner_config().contains("gone"));
+}
+
+#[test]
+fn unregister_of_a_runner_gitlab_already_deleted_still_removes_it() {
+    let gl = FakeGitlab::start();
+    gl.route(
+        "DELETE",
+        "/api/v4/runners",
+        reply(403, "{\"message\":\"403 Forbidden\"}"),
+    );
+    let s = Setup::new();
+    s.write_runner_config(&format!(
+        "[[runners]]\n  name = \"old\"\n  url = \"{}\"\n  token = \"legacy-token\"\n",
+        gl.url()
+    ));
+    let rc = s.runner_config();
+    let r = s.pogo(
+        &["unregister", "old", "--runner-config", rc.to_str().unwrap()],
+        &[],
+        None,
+    );
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout.contains("no longer knows this token"),
+        "{}",
+        r.stdout
+    );
+}
