@@ -1,0 +1,609 @@
+//! What the executor leaves behind for the dashboard: one small JSON record per job (stage,
+//! times, result) and a copy of the job's log with masked variables redacted.
+//!
+//! Layout: `<state dir>/<job key>.json` and `<state dir>/<job key>.log` (mode 0600), where the
+//! state dir is `$POGO_STATE_DIR`, else `<working_dir>/jobs` (`working_dir` defaults to the
+//! `directories` data dir, `~/.local/share/pogo`). Records are replaced atomically (temp file +
+//! rename), so a reader never sees half a record. Old records and logs are removed by age.
+//!
+//! Everything here is best-effort for the executor: a job never fails because its record or log
+//! copy could not be written.
+
+pub mod redact;
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Environment variable overriding the state directory.
+pub const STATE_DIR_ENV: &str = "POGO_STATE_DIR";
+
+/// Records and logs of jobs that ended (or were last touched) longer ago than this are removed.
+pub const RETENTION: Duration = Duration::from_secs(3 * 24 * 3600);
+
+/// The state directory for a given working dir and environment.
+pub fn state_dir(working_dir: &Path, env: &HashMap<String, String>) -> PathBuf {
+    match env.get(STATE_DIR_ENV).filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => working_dir.join("jobs"),
+    }
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Success,
+    Failed,
+    Canceled,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failed => "failed",
+            Outcome::Canceled => "canceled",
+        }
+    }
+}
+
+/// One job as the executor saw it. Times are Unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct JobRecord {
+    /// `io.pogo.job-key`: also the file name.
+    pub key: String,
+    pub id: String,
+    pub name: String,
+    pub project: String,
+    pub url: String,
+    pub image: Option<String>,
+    pub container: String,
+    /// The stage running now, or the last one that ran.
+    pub stage: Option<String>,
+    pub stage_started: Option<u64>,
+    pub started: u64,
+    /// Set when prepare finished successfully.
+    #[serde(default)]
+    pub prepared: bool,
+    pub ended: Option<u64>,
+    pub result: Option<Outcome>,
+    /// Exit code of the failed stage's script, when a script failed.
+    pub exit_code: Option<i32>,
+    /// The stage that failed, or a system failure's message.
+    #[serde(default)]
+    pub failure: Option<String>,
+}
+
+/// Stages whose failure does not fail the job (gitlab-runner runs them after a failure or
+/// ignores their result).
+fn failure_is_ignored(stage: &str) -> bool {
+    matches!(
+        stage,
+        "after_script"
+            | "archive_cache_on_failure"
+            | "upload_artifacts_on_failure"
+            | "cleanup_file_variables"
+    )
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Keys are pogo's job keys (`[A-Za-z0-9_.-]`); anything else cannot name a state file.
+fn valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && !key.starts_with('.')
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// The state directory with its records and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateDir {
+    pub root: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn record_path(&self, key: &str) -> PathBuf {
+        self.root.join(format!("{key}.json"))
+    }
+
+    pub fn log_path(&self, key: &str) -> PathBuf {
+        self.root.join(format!("{key}.log"))
+    }
+
+    fn ensure(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)
+    }
+
+    /// Write `record` atomically: a reader sees the old or the new record, never a mix.
+    pub fn write(&self, record: &JobRecord) -> std::io::Result<()> {
+        if !valid_key(&record.key) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("job key {:?} cannot name a state file", record.key),
+            ));
+        }
+        self.ensure()?;
+        let json = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
+        let tmp = self
+            .root
+            .join(format!(".{}.json.tmp{}", record.key, std::process::id()));
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(&json)?;
+            f.write_all(b"\n")?;
+        }
+        fs::rename(&tmp, self.record_path(&record.key)).inspect_err(|_| {
+            let _ = fs::remove_file(&tmp);
+        })
+    }
+
+    pub fn read(&self, key: &str) -> Option<JobRecord> {
+        if !valid_key(key) {
+            return None;
+        }
+        let text = fs::read(self.record_path(key)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    /// Read, change and write back a record (creating it from `init` when missing).
+    pub fn update(
+        &self,
+        key: &str,
+        init: impl FnOnce() -> JobRecord,
+        change: impl FnOnce(&mut JobRecord),
+    ) -> std::io::Result<JobRecord> {
+        let mut r = self.read(key).unwrap_or_else(init);
+        change(&mut r);
+        self.write(&r)?;
+        Ok(r)
+    }
+
+    /// Every readable record, newest first. Unreadable files are skipped.
+    pub fn list(&self) -> Vec<JobRecord> {
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        let mut v: Vec<JobRecord> = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let key = name.strip_suffix(".json")?;
+                self.read(key)
+            })
+            .collect();
+        v.sort_by(|a, b| b.started.cmp(&a.started).then_with(|| a.key.cmp(&b.key)));
+        v
+    }
+
+    /// Remove records and logs whose job ended, or that were last written, more than `max_age`
+    /// ago. Returns how many files were removed.
+    pub fn prune(&self, max_age: Duration, now: u64) -> usize {
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return 0;
+        };
+        let cutoff = now.saturating_sub(max_age.as_secs());
+        let mut removed = 0;
+        for e in entries.flatten() {
+            let path = e.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let ext_ok = name.ends_with(".json") || name.ends_with(".log") || name.contains(".tmp");
+            if !ext_ok {
+                continue;
+            }
+            let modified = e
+                .metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map(|d| d.as_secs())
+                .unwrap_or(now);
+            let ended = name
+                .strip_suffix(".json")
+                .and_then(|k| self.read(k))
+                .and_then(|r| r.ended);
+            if ended.unwrap_or(modified).max(modified) < cutoff && fs::remove_file(&path).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+}
+
+/// The executor's side: record stages and the result of the job in `ctx`'s state dir.
+/// Failures to write are reported once on stderr and otherwise ignored.
+pub mod hooks {
+    use super::*;
+    use crate::executor::Context;
+
+    fn dir(ctx: &Context) -> StateDir {
+        StateDir::new(state_dir(&ctx.config.working_dir, &ctx.env))
+    }
+
+    fn init(ctx: &Context) -> JobRecord {
+        let j = &ctx.job;
+        JobRecord {
+            key: j.names.key.clone(),
+            id: j.job_id.clone(),
+            name: j.job_name.clone(),
+            project: j.project_path.clone(),
+            url: j.job_url.clone(),
+            image: j.image.clone().or_else(|| ctx.config.default_image.clone()),
+            container: j.names.container.clone(),
+            started: now(),
+            ..JobRecord::default()
+        }
+    }
+
+    /// One warning per process is enough: the job log is the user's, not pogo's.
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+    fn record(ctx: &Context, change: impl FnOnce(&mut JobRecord)) {
+        if let Err(e) = dir(ctx).update(&ctx.job.names.key, || init(ctx), change) {
+            if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            crate::executor::log_warning(&format!(
+                "cannot write the job's state record for `pogo tui` in {}: {e}; the job is not affected",
+                dir(ctx).root.display()
+            ));
+        }
+    }
+
+    /// Prepare begins: a fresh record (an earlier attempt's is replaced); old jobs are pruned.
+    pub fn prepare_started(ctx: &Context) {
+        let d = dir(ctx);
+        d.prune(RETENTION, now());
+        let fresh = init(ctx);
+        let stamp = fresh.started;
+        record(ctx, |r| {
+            *r = fresh;
+            r.stage = Some("prepare".to_string());
+            r.stage_started = Some(stamp);
+        });
+    }
+
+    /// Records "prepare started" now and "prepare finished" when dropped: as a success only
+    /// after [`Prepare::succeeded`], so every early return of prepare counts as a failure.
+    #[must_use = "keep the guard until prepare ends"]
+    pub struct Prepare<'a> {
+        ctx: &'a Context,
+        ok: bool,
+    }
+
+    impl<'a> Prepare<'a> {
+        pub fn start(ctx: &'a Context) -> Self {
+            prepare_started(ctx);
+            Self { ctx, ok: false }
+        }
+        pub fn succeeded(mut self) {
+            self.ok = true;
+        }
+    }
+
+    impl Drop for Prepare<'_> {
+        fn drop(&mut self) {
+            prepare_finished(self.ctx, self.ok);
+        }
+    }
+
+    /// Prepare ended; `ok` false records the job as failed at prepare.
+    pub fn prepare_finished(ctx: &Context, ok: bool) {
+        record(ctx, |r| {
+            r.prepared = ok;
+            if !ok && r.result.is_none() {
+                r.result = Some(Outcome::Failed);
+                r.failure = Some("prepare".to_string());
+            }
+        });
+    }
+
+    pub fn stage_started(ctx: &Context, stage: &str) {
+        record(ctx, |r| {
+            r.stage = Some(stage.to_string());
+            r.stage_started = Some(now());
+        });
+    }
+
+    /// How a stage ended, as `pogo run` saw it.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum StageEnd {
+        Ok,
+        /// The script exited with this code.
+        ScriptFailed(i32),
+        /// Podman or the container failed.
+        SystemFailure,
+        /// SIGTERM/SIGINT: canceled or timed out.
+        Canceled,
+    }
+
+    /// The first failure of a stage that counts decides the job's result.
+    pub fn apply_stage_end(r: &mut JobRecord, stage: &str, end: StageEnd) {
+        if r.result.is_some() && r.result != Some(Outcome::Success) {
+            return;
+        }
+        match end {
+            StageEnd::Ok => {}
+            StageEnd::Canceled => {
+                r.result = Some(Outcome::Canceled);
+                r.failure = Some(stage.to_string());
+            }
+            StageEnd::ScriptFailed(_) | StageEnd::SystemFailure if failure_is_ignored(stage) => {}
+            StageEnd::ScriptFailed(code) => {
+                r.result = Some(Outcome::Failed);
+                r.exit_code = Some(code);
+                r.failure = Some(stage.to_string());
+            }
+            StageEnd::SystemFailure => {
+                r.result = Some(Outcome::Failed);
+                r.failure = Some(format!("{stage} (system failure)"));
+            }
+        }
+    }
+
+    pub fn stage_finished(ctx: &Context, stage: &str, end: StageEnd) {
+        record(ctx, |r| apply_stage_end(r, stage, end));
+    }
+
+    /// Cleanup: the job is over. No failure recorded so far means it succeeded.
+    pub fn job_finished(ctx: &Context) {
+        record(ctx, finish);
+    }
+
+    pub fn finish(r: &mut JobRecord) {
+        r.ended = Some(now());
+        if r.result.is_none() {
+            r.result = Some(if r.prepared {
+                Outcome::Success
+            } else {
+                Outcome::Failed
+            });
+        }
+    }
+}
+
+/// The job's log copy: what `pogo run` streams, redacted, appended to `<key>.log` (0600).
+/// Best-effort: the first write error is reported once on stderr and the copy stops.
+pub struct LogCopy {
+    file: Option<fs::File>,
+    out: redact::Redactor,
+    err: redact::Redactor,
+    buf: Vec<u8>,
+    path: PathBuf,
+}
+
+/// Which of the job's output streams a chunk came from (each is redacted on its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl LogCopy {
+    /// Open (append) the log copy of job `key` in `dir`, redacting `secrets`.
+    pub fn open(dir: &StateDir, key: &str, secrets: &[String]) -> Result<Self, String> {
+        use std::os::unix::fs::OpenOptionsExt;
+        if !valid_key(key) {
+            return Err(format!("job key {key:?} cannot name a log file"));
+        }
+        dir.ensure()
+            .map_err(|e| format!("cannot create {}: {e}", dir.root.display()))?;
+        let path = dir.log_path(key);
+        let file = fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        Ok(Self {
+            file: Some(file),
+            out: redact::Redactor::new(secrets),
+            err: redact::Redactor::new(secrets),
+            buf: Vec::new(),
+            path,
+        })
+    }
+
+    /// A copy that writes nothing (when the log file could not be opened).
+    pub fn disabled() -> Self {
+        Self {
+            file: None,
+            out: redact::Redactor::default(),
+            err: redact::Redactor::default(),
+            buf: Vec::new(),
+            path: PathBuf::new(),
+        }
+    }
+
+    pub fn write(&mut self, stream: Stream, chunk: &[u8]) {
+        if self.file.is_none() {
+            return;
+        }
+        self.buf.clear();
+        match stream {
+            Stream::Stdout => self.out.push(chunk, &mut self.buf),
+            Stream::Stderr => self.err.push(chunk, &mut self.buf),
+        }
+        self.flush_buf();
+    }
+
+    /// End of the stage: write what the redactors held back.
+    pub fn finish(&mut self) {
+        if self.file.is_none() {
+            return;
+        }
+        self.buf.clear();
+        self.out.finish(&mut self.buf);
+        self.err.finish(&mut self.buf);
+        self.flush_buf();
+    }
+
+    fn flush_buf(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        if let Some(f) = &mut self.file {
+            if let Err(e) = f.write_all(&self.buf) {
+                crate::executor::log_warning(&format!(
+                    "cannot write the job's log copy {} for `pogo tui`: {e}; the copy stops here, the job is not affected",
+                    self.path.display()
+                ));
+                self.file = None;
+            }
+        }
+    }
+}
+
+/// The masked values of the job, from `JOB_RESPONSE_FILE`; none when it cannot be read.
+pub fn job_secrets(job_response_file: Option<&Path>) -> Result<Vec<String>, String> {
+    let Some(p) = job_response_file else {
+        return Ok(Vec::new());
+    };
+    let text = fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+    redact::masked_values(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hooks::{apply_stage_end, finish, StageEnd};
+    use super::*;
+
+    fn rec(key: &str, started: u64) -> JobRecord {
+        JobRecord {
+            key: key.into(),
+            id: "42".into(),
+            started,
+            ..JobRecord::default()
+        }
+    }
+
+    #[test]
+    fn a_record_written_is_read_back_and_listed_newest_first() {
+        let d = tempfile::tempdir().unwrap();
+        let s = StateDir::new(d.path().join("state"));
+        s.write(&rec("pogo-a-1-0", 10)).unwrap();
+        s.write(&rec("pogo-a-2-0", 20)).unwrap();
+        assert_eq!(s.read("pogo-a-1-0").unwrap().started, 10);
+        let keys: Vec<String> = s.list().into_iter().map(|r| r.key).collect();
+        assert_eq!(keys, vec!["pogo-a-2-0", "pogo-a-1-0"]);
+        // no temp files left behind by the atomic write
+        let names: Vec<String> = fs::read_dir(&s.root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(names.iter().all(|n| !n.contains("tmp")), "{names:?}");
+    }
+
+    #[test]
+    fn a_hostile_key_cannot_write_outside_the_state_dir() {
+        let d = tempfile::tempdir().unwrap();
+        let s = StateDir::new(d.path());
+        assert!(s.write(&rec("../evil", 1)).is_err());
+        assert!(s.read("../evil").is_none());
+        assert!(LogCopy::open(&s, "a/b", &[]).is_err());
+    }
+
+    #[test]
+    fn old_records_and_logs_are_pruned_and_recent_ones_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let s = StateDir::new(d.path());
+        let mut old = rec("pogo-old", 1);
+        old.ended = Some(1);
+        s.write(&old).unwrap();
+        fs::write(s.log_path("pogo-old"), "x").unwrap();
+        s.write(&rec("pogo-new", now())).unwrap();
+        // the files were just written: only an age of zero removes them
+        assert_eq!(s.prune(RETENTION, now()), 0);
+        let far_future = now() + RETENTION.as_secs() + 10;
+        assert_eq!(s.prune(RETENTION, far_future), 3);
+        assert!(s.list().is_empty());
+    }
+
+    #[test]
+    fn the_log_copy_is_private_and_redacts_masked_values() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let s = StateDir::new(d.path());
+        let mut c = LogCopy::open(&s, "pogo-k", &["supersecret123".to_string()]).unwrap();
+        c.write(Stream::Stdout, b"pw=supers");
+        c.write(Stream::Stderr, b"err\n");
+        c.write(Stream::Stdout, b"ecret123\n");
+        c.finish();
+        let text = fs::read_to_string(s.log_path("pogo-k")).unwrap();
+        assert_eq!(text, "pw=err\n[MASKED]\n");
+        let mode = fs::metadata(s.log_path("pogo-k"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_failed_script_stage_fails_the_job_but_after_script_does_not() {
+        let mut r = rec("k", 1);
+        r.prepared = true;
+        apply_stage_end(&mut r, "after_script", StageEnd::ScriptFailed(3));
+        assert_eq!(r.result, None);
+        apply_stage_end(&mut r, "build_script", StageEnd::ScriptFailed(7));
+        apply_stage_end(&mut r, "after_script", StageEnd::Ok);
+        finish(&mut r);
+        assert_eq!(r.result, Some(Outcome::Failed));
+        assert_eq!(r.exit_code, Some(7));
+        assert_eq!(r.failure.as_deref(), Some("build_script"));
+        assert!(r.ended.is_some());
+    }
+
+    #[test]
+    fn a_job_whose_stages_all_passed_is_a_success_and_a_cancel_is_a_cancel() {
+        let mut ok = rec("k", 1);
+        ok.prepared = true;
+        apply_stage_end(&mut ok, "build_script", StageEnd::Ok);
+        finish(&mut ok);
+        assert_eq!(ok.result, Some(Outcome::Success));
+
+        let mut c = rec("k", 1);
+        c.prepared = true;
+        apply_stage_end(&mut c, "build_script", StageEnd::Canceled);
+        apply_stage_end(&mut c, "after_script", StageEnd::ScriptFailed(1));
+        finish(&mut c);
+        assert_eq!(c.result, Some(Outcome::Canceled));
+
+        let mut never_prepared = rec("k", 1);
+        finish(&mut never_prepared);
+        assert_eq!(never_prepared.result, Some(Outcome::Failed));
+    }
+
+    #[test]
+    fn the_state_dir_follows_the_working_dir_unless_overridden() {
+        let mut env = HashMap::new();
+        assert_eq!(state_dir(Path::new("/w"), &env), PathBuf::from("/w/jobs"));
+        env.insert(STATE_DIR_ENV.to_string(), "/x".to_string());
+        assert_eq!(state_dir(Path::new("/w"), &env), PathBuf::from("/x"));
+    }
+}

@@ -1,0 +1,725 @@
+//! The dashboard's runtime: one `tokio::select!` loop over the terminal's `EventStream`,
+//! podman's event stream, the file watcher (config file and state dir) and timers. It turns
+//! what happens into [`Msg`]s for `update`, runs the [`Effect`]s `update` asks for, and draws
+//! only when the model says something changed.
+
+use super::model::Model;
+use super::update::{update, Effect, Msg};
+use super::{logview, runners, sources, TuiArgs};
+use crate::config::{self, ConfigSource};
+use crate::podman::Podman;
+use crate::state::{self, StateDir};
+use crossterm::event::{Event, EventStream};
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+use tokio::time::Instant;
+
+/// File events are gathered this long before acting (editors write several times).
+const DEBOUNCE: Duration = Duration::from_millis(100);
+/// While jobs run: elapsed times tick, stats are polled this often.
+const TICK: Duration = Duration::from_secs(1);
+const STATS_EVERY: Duration = Duration::from_secs(3);
+/// A safety net under the event-driven refresh while jobs run (and the only refresh when
+/// podman's event stream is unavailable).
+const POLL: Duration = Duration::from_secs(5);
+const EVENTS_RETRY: Duration = Duration::from_secs(10);
+
+/// What the background tasks and the watcher report to the loop.
+enum Input {
+    Msg(Msg),
+    /// A file changed under a watched directory.
+    Fs(Vec<PathBuf>),
+    /// Something happened to a pogo container.
+    PodmanEvent,
+    /// `podman events` ended; why.
+    EventsEnded(String),
+}
+
+/// What the loop knows besides the model.
+struct Runtime {
+    flag: Option<PathBuf>,
+    env: HashMap<String, String>,
+    podman: Podman,
+    state: StateDir,
+    runner_config: PathBuf,
+    pogo_exe: Option<PathBuf>,
+    tx: UnboundedSender<Input>,
+    refresh_in_flight: bool,
+}
+
+/// Timers: each is "do this at" or nothing.
+#[derive(Default)]
+struct Due {
+    jobs: Option<Instant>,
+    log: Option<Instant>,
+    config: Option<Instant>,
+    tick: Option<Instant>,
+    stats: Option<Instant>,
+    poll: Option<Instant>,
+    events_restart: Option<Instant>,
+}
+
+impl Due {
+    fn next(&self) -> Option<Instant> {
+        [
+            self.jobs,
+            self.log,
+            self.config,
+            self.tick,
+            self.stats,
+            self.poll,
+            self.events_restart,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}
+
+fn soon(slot: &mut Option<Instant>, after: Duration) {
+    let at = Instant::now() + after;
+    if slot.map_or(true, |t| t > at) {
+        *slot = Some(at);
+    }
+}
+
+fn take_due(slot: &mut Option<Instant>, now: Instant) -> bool {
+    if slot.is_some_and(|t| t <= now) {
+        *slot = None;
+        true
+    } else {
+        false
+    }
+}
+
+/// The config file pogo reads with these flags and environment, if there is one.
+fn config_path(flag: Option<&Path>, env: &HashMap<String, String>) -> Option<PathBuf> {
+    match config::locate(flag, env) {
+        ConfigSource::Flag(p) | ConfigSource::Env(p) | ConfigSource::Found(p) => Some(p),
+        ConfigSource::Defaults => None,
+    }
+}
+
+pub fn run(
+    flag: Option<&Path>,
+    args: &TuiArgs,
+    env: HashMap<String, String>,
+) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    rt.block_on(run_async(flag, args, env))
+}
+
+async fn run_async(
+    flag: Option<&Path>,
+    args: &TuiArgs,
+    env: HashMap<String, String>,
+) -> Result<(), String> {
+    let color = env.get("NO_COLOR").map_or(true, |v| v.is_empty());
+    let mut model = Model::new(state::now(), color);
+    model.config.path = config_path(flag, &env);
+    model.config.keep_alive = Some(crate::podman::detect_keep_alive());
+    let loaded = load_config(flag, &env);
+    let (podman, working_dir) = match &loaded {
+        Ok((c, _)) => (
+            Podman::new(c.podman.clone(), c.podman_args.clone()),
+            c.working_dir.clone(),
+        ),
+        Err(_) => (
+            Podman::new("podman", Vec::new()),
+            config::load(None, &HashMap::new())
+                .map(|c| c.working_dir)
+                .unwrap_or_else(|_| PathBuf::from(".")),
+        ),
+    };
+    update(&mut model, Msg::Config(loaded.map(Box::new)));
+    let state_dir = StateDir::new(state::state_dir(&working_dir, &env));
+    let home = env.get("HOME").map(PathBuf::from);
+    let (tx, mut rx) = unbounded_channel::<Input>();
+    let mut rtm = Runtime {
+        flag: flag.map(Path::to_path_buf),
+        runner_config: runners::locate(args.runner_config.as_deref(), home.as_deref()),
+        pogo_exe: std::env::current_exe().ok(),
+        env,
+        podman,
+        state: state_dir,
+        tx: tx.clone(),
+        refresh_in_flight: false,
+    };
+    update(
+        &mut model,
+        Msg::Runners(runners::load(&rtm.runner_config, rtm.pogo_exe.as_deref())),
+    );
+
+    // The watcher lives as long as the loop; its callback runs on notify's thread.
+    let _watcher = watch(&rtm, &model, tx.clone()).map_err(|e| {
+        update(
+            &mut model,
+            Msg::Status(format!(
+                "file watching unavailable ({e}); press r to reload"
+            )),
+        );
+    });
+    spawn_events(&rtm.podman, tx.clone());
+    tokio::spawn(service_status(tx.clone()));
+    model.default_runner_name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+
+    let mut terminal = init_terminal().map_err(|e| format!("cannot set up the terminal: {e}"))?;
+    // ratatui's hook (set by try_init) leaves raw mode and the alternate screen; mouse
+    // reporting is ours to switch off.
+    let ratatui_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
+        ratatui_hook(info);
+    }));
+    if let Ok(size) = terminal.size() {
+        update(&mut model, Msg::Resize(size.width, size.height));
+    }
+    let mut events = EventStream::new();
+    let mut due = Due {
+        jobs: Some(Instant::now()),
+        log: None,
+        ..Due::default()
+    };
+    let result = loop {
+        if model.dirty {
+            if let Err(e) = terminal.draw(|f| super::views::draw(f, &model)) {
+                break Err(format!("cannot draw: {e}"));
+            }
+            model.dirty = false;
+        }
+        if model.quit {
+            break Ok(());
+        }
+        let sleep = match due.next() {
+            Some(at) => tokio::time::sleep_until(at),
+            None => tokio::time::sleep(Duration::from_secs(3600)),
+        };
+        let mut effects = Vec::new();
+        tokio::select! {
+            ev = events.next() => match ev {
+                Some(Ok(Event::Key(k))) => effects = update(&mut model, Msg::Key(k)),
+                Some(Ok(Event::Resize(w, h))) => { update(&mut model, Msg::Resize(w, h)); }
+                Some(Ok(Event::Mouse(e))) => effects = update(&mut model, Msg::Mouse(e)),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => break Err(format!("cannot read the terminal: {e}")),
+                None => break Ok(()),
+            },
+            input = rx.recv() => match input {
+                Some(Input::Msg(m)) => {
+                    if matches!(m, Msg::Jobs { .. }) {
+                        rtm.refresh_in_flight = false;
+                    }
+                    effects = update(&mut model, m);
+                }
+                Some(Input::PodmanEvent) => soon(&mut due.jobs, DEBOUNCE),
+                Some(Input::EventsEnded(why)) => {
+                    tracing::debug!("podman events ended: {why}");
+                    soon(&mut due.events_restart, EVENTS_RETRY);
+                    soon(&mut due.poll, POLL);
+                }
+                Some(Input::Fs(paths)) => on_files(&rtm, &model, &mut due, &paths),
+                None => {}
+            },
+            _ = sleep => {}
+        }
+        let now = Instant::now();
+        if take_due(&mut due.jobs, now) {
+            effects.push(Effect::RefreshJobs);
+        }
+        if take_due(&mut due.config, now) {
+            effects.push(Effect::ReloadConfig);
+        }
+        if take_due(&mut due.log, now) {
+            read_log(&rtm, &mut model, false);
+        }
+        if take_due(&mut due.events_restart, now) {
+            spawn_events(&rtm.podman, tx.clone());
+        }
+        if take_due(&mut due.tick, now) {
+            update(&mut model, Msg::Tick(state::now()));
+            // A running job's log is also read on the tick, in case a file event was missed.
+            if model.selected_job().is_some_and(|j| j.running) {
+                read_log(&rtm, &mut model, false);
+            }
+        }
+        if take_due(&mut due.stats, now) {
+            spawn_stats(&rtm, &model);
+        }
+        if take_due(&mut due.poll, now) {
+            effects.push(Effect::RefreshJobs);
+        }
+        if model.any_running() {
+            if due.tick.is_none() {
+                due.tick = Some(now + TICK);
+            }
+            if due.stats.is_none() {
+                due.stats = Some(now + STATS_EVERY);
+            }
+            if due.poll.is_none() {
+                due.poll = Some(now + POLL);
+            }
+        }
+        for e in effects {
+            if let Some(leave) = run_effect(&mut rtm, &mut model, e).await {
+                // A shell or an editor: give the terminal away, then take it back.
+                drop(events);
+                restore_terminal();
+                leave.run();
+                terminal = match init_terminal() {
+                    Ok(t) => t,
+                    Err(e) => return Err(format!("cannot set the terminal up again: {e}")),
+                };
+                let _ = terminal.clear();
+                events = EventStream::new();
+                model.dirty = true;
+                soon(&mut due.jobs, Duration::ZERO);
+                soon(&mut due.config, Duration::ZERO);
+            }
+        }
+    };
+    restore_terminal();
+    result
+}
+
+/// Raw mode, alternate screen, mouse reporting; ratatui's panic hook restores the terminal.
+fn init_terminal() -> std::io::Result<ratatui::DefaultTerminal> {
+    let t = ratatui::try_init()?;
+    crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture)?;
+    Ok(t)
+}
+
+fn restore_terminal() {
+    let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
+    ratatui::restore();
+}
+
+fn load_config(
+    flag: Option<&Path>,
+    env: &HashMap<String, String>,
+) -> Result<(crate::config::Config, String), String> {
+    let text = config_path(flag, env)
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    config::load(flag, env)
+        .map(|c| (c, text))
+        .map_err(|e| e.to_string())
+}
+
+/// Watch the config file's directory (editors replace files by rename) and the state dir.
+fn watch(
+    rtm: &Runtime,
+    model: &Model,
+    tx: UnboundedSender<Input>,
+) -> Result<notify::RecommendedWatcher, String> {
+    use notify::{RecursiveMode, Watcher};
+    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res {
+            if !ev.kind.is_access() {
+                let _ = tx.send(Input::Fs(ev.paths));
+            }
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    if let Some(dir) = model.config.path.as_deref().and_then(Path::parent) {
+        w.watch(dir, RecursiveMode::NonRecursive)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&rtm.state.root);
+    }
+    w.watch(&rtm.state.root, RecursiveMode::NonRecursive)
+        .map_err(|e| format!("{}: {e}", rtm.state.root.display()))?;
+    Ok(w)
+}
+
+fn on_files(rtm: &Runtime, model: &Model, due: &mut Due, paths: &[PathBuf]) {
+    let config_name = model.config.path.as_deref().and_then(Path::file_name);
+    let selected_log = model.log.key.as_deref().map(|k| rtm.state.log_path(k));
+    for p in paths {
+        if p.parent() == Some(rtm.state.root.as_path()) {
+            if p.extension().is_some_and(|e| e == "json") {
+                soon(&mut due.jobs, DEBOUNCE);
+            } else if selected_log.as_deref() == Some(p.as_path()) {
+                soon(&mut due.log, DEBOUNCE);
+            }
+        } else if config_name.is_some() && p.file_name() == config_name {
+            soon(&mut due.config, DEBOUNCE);
+        }
+    }
+}
+
+/// Read what was appended to the selected job's log (or all of it, `from_start`).
+fn read_log(rtm: &Runtime, model: &mut Model, from_start: bool) {
+    let Some(key) = model.log.key.clone() else {
+        return;
+    };
+    let offset = if from_start { 0 } else { model.log.offset };
+    if let Ok((data, _len, reset)) = logview::read_new(&rtm.state.log_path(&key), offset) {
+        if !data.is_empty() || reset || from_start {
+            update(
+                model,
+                Msg::Log {
+                    key,
+                    data,
+                    reset: reset || from_start,
+                },
+            );
+        }
+    }
+}
+
+/// `podman events` for pogo's containers; every line says "look again".
+fn spawn_events(podman: &Podman, tx: UnboundedSender<Input>) {
+    let mut cmd = podman.command(&sources::events_args());
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    tokio::spawn(async move {
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = tx.send(Input::EventsEnded(e.to_string()));
+                return;
+            }
+        };
+        if let Some(out) = child.stdout.take() {
+            let mut lines = BufReader::new(out).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if sources::parse_event(&line).is_some() && tx.send(Input::PodmanEvent).is_err() {
+                    return;
+                }
+            }
+        }
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            use tokio::io::AsyncReadExt;
+            let _ = e.read_to_string(&mut err).await;
+        }
+        let _ = child.wait().await;
+        let _ = tx.send(Input::EventsEnded(err));
+    });
+}
+
+fn spawn_stats(rtm: &Runtime, model: &Model) {
+    let mut names: Vec<String> = Vec::new();
+    for j in model.jobs.iter().filter(|j| j.running) {
+        names.extend(j.container.clone());
+        names.extend(
+            j.services
+                .iter()
+                .filter(|s| s.state == "running")
+                .map(|s| s.name.clone()),
+        );
+    }
+    if names.is_empty() {
+        return;
+    }
+    let podman = rtm.podman.clone();
+    let tx = rtm.tx.clone();
+    tokio::spawn(async move {
+        // Stats are a nicety: rootless cgroup v1 has none, and then the columns show "-".
+        if let Ok(s) = sources::stats(&podman, &names).await {
+            let _ = tx.send(Input::Msg(Msg::Stats(s)));
+        }
+    });
+}
+
+/// Ask systemd whether gitlab-runner's user service runs; the answer goes to the Runners screen.
+async fn service_status(tx: UnboundedSender<Input>) {
+    let out = tokio::process::Command::new("systemctl")
+        .args(["--user", "is-active", crate::setup::install::UNIT_NAME])
+        .stdin(Stdio::null())
+        .output()
+        .await;
+    let state = match out {
+        Ok(o) => {
+            let s = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            if s.is_empty() {
+                "unknown (no systemd user session)".to_string()
+            } else {
+                s
+            }
+        }
+        Err(_) => "unknown (no systemctl)".to_string(),
+    };
+    let _ = tx.send(Input::Msg(Msg::Service(state)));
+}
+
+/// Something that needs the terminal for itself.
+struct Leave {
+    program: String,
+    args: Vec<String>,
+    banner: String,
+}
+
+impl Leave {
+    fn run(self) {
+        println!("{}", self.banner);
+        let status = std::process::Command::new(&self.program)
+            .args(&self.args)
+            .status();
+        if let Err(e) = status {
+            eprintln!("pogo: cannot start {}: {e}", self.program);
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    }
+}
+
+async fn run_effect(rtm: &mut Runtime, model: &mut Model, e: Effect) -> Option<Leave> {
+    match e {
+        Effect::RefreshJobs => {
+            if !rtm.refresh_in_flight {
+                rtm.refresh_in_flight = true;
+                let podman = rtm.podman.clone();
+                let state = rtm.state.clone();
+                let tx = rtm.tx.clone();
+                tokio::spawn(async move {
+                    let containers = sources::ps(&podman)
+                        .await
+                        .map_err(|e| sources::explain_podman_error(&podman.bin, &e));
+                    let records = state.list();
+                    let _ = tx.send(Input::Msg(Msg::Jobs {
+                        containers,
+                        records,
+                    }));
+                });
+            }
+            None
+        }
+        Effect::ReloadLog => {
+            read_log(rtm, model, true);
+            None
+        }
+        Effect::ReloadConfig => {
+            let r = load_config(rtm.flag.as_deref(), &rtm.env);
+            let unchanged = matches!(&r, Ok((_, text)) if model.config.error.is_none()
+                && model.config.text.as_deref() == Some(text.as_str()));
+            if !unchanged {
+                if let Ok((c, _)) = &r {
+                    rtm.podman = Podman::new(c.podman.clone(), c.podman_args.clone());
+                }
+                update(model, Msg::Config(r.map(Box::new)));
+            }
+            None
+        }
+        Effect::ReloadRunners => {
+            update(
+                model,
+                Msg::Runners(runners::load(&rtm.runner_config, rtm.pogo_exe.as_deref())),
+            );
+            tokio::spawn(service_status(rtm.tx.clone()));
+            None
+        }
+        Effect::Stop(container) => {
+            let podman = rtm.podman.clone();
+            let tx = rtm.tx.clone();
+            tokio::spawn(async move {
+                let msg = match podman.run(&sources::stop_args(&container)).await {
+                    Ok(_) => {
+                        format!("stopped {container}; gitlab-runner reports the job as failed")
+                    }
+                    Err(e) => format!("cannot stop {container}: {e}"),
+                };
+                let _ = tx.send(Input::Msg(Msg::Status(msg)));
+            });
+            None
+        }
+        Effect::Inspect(container) => {
+            let podman = rtm.podman.clone();
+            let tx = rtm.tx.clone();
+            tokio::spawn(async move {
+                let msg = match podman.run(&sources::inspect_args(&container)).await {
+                    Ok(text) => Msg::Inspected {
+                        title: container,
+                        text,
+                    },
+                    Err(e) => Msg::Status(format!("cannot inspect {container}: {e}")),
+                };
+                let _ = tx.send(Input::Msg(msg));
+            });
+            None
+        }
+        Effect::SaveLog { key, id } => {
+            let msg = save_log(&rtm.state, &key, &id);
+            update(model, Msg::Status(msg));
+            None
+        }
+        Effect::OpenUrl(url) => {
+            let msg = match std::process::Command::new("xdg-open")
+                .arg(&url)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+            {
+                Ok(_) => format!("opening {url}"),
+                Err(e) => format!("cannot run xdg-open ({e}): the job is at {url}"),
+            };
+            update(model, Msg::Status(msg));
+            None
+        }
+        Effect::Shell(container) => {
+            let mut args = rtm.podman.global_args.clone();
+            args.extend(
+                [
+                    "exec",
+                    "-it",
+                    container.as_str(),
+                    "sh",
+                    "-c",
+                    "if command -v bash >/dev/null 2>&1; then exec bash; else exec sh; fi",
+                ]
+                .map(String::from),
+            );
+            Some(Leave {
+                program: rtm.podman.bin.clone(),
+                args,
+                banner: format!(
+                    "pogo: shell in the job container {container}; `exit` returns to the dashboard"
+                ),
+            })
+        }
+        Effect::Register { url, token, name } => {
+            let home = rtm.env.get("HOME").map(PathBuf::from).unwrap_or_default();
+            let req = crate::setup::register::RegisterRequest {
+                url,
+                credential: crate::setup::register::Credential::RunnerToken(token),
+                name,
+                runner_config: rtm.runner_config.clone(),
+                pogo_config: crate::setup::register::resolve_pogo_config(
+                    rtm.flag.as_deref(),
+                    None,
+                    &rtm.env,
+                    &home,
+                ),
+                pogo_binary: rtm
+                    .pogo_exe
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("pogo")),
+                replace: false,
+                timeout: crate::setup::register::API_TIMEOUT,
+            };
+            let env = rtm.env.clone();
+            let pogo = rtm.pogo_exe.clone();
+            let tx = rtm.tx.clone();
+            tokio::task::spawn_blocking(move || {
+                let msg = match crate::setup::register::register(&req, &env) {
+                    Ok(r) => format!(
+                        "registered runner {} (id {}) in {}; gitlab-runner picks it up by itself",
+                        req.name,
+                        r.runner_id,
+                        r.runner_config.display()
+                    ),
+                    Err(e) => format!("not registered: {e}"),
+                };
+                let _ = tx.send(Input::Msg(Msg::Status(msg)));
+                let _ = tx.send(Input::Msg(Msg::Runners(runners::load(
+                    &req.runner_config,
+                    pogo.as_deref(),
+                ))));
+            });
+            None
+        }
+        Effect::Unregister(name) => {
+            let path = rtm.runner_config.clone();
+            let pogo = rtm.pogo_exe.clone();
+            let tx = rtm.tx.clone();
+            tokio::task::spawn_blocking(move || {
+                let msg = match crate::setup::register::unregister(
+                    &path,
+                    &name,
+                    false,
+                    crate::setup::register::API_TIMEOUT,
+                ) {
+                    Ok(u) => {
+                        let mut m = format!("unregistered {name}");
+                        if !u.notes.is_empty() {
+                            m.push_str(&format!(" ({})", u.notes.join("; ")));
+                        }
+                        m
+                    }
+                    Err(e) => format!("not unregistered: {e}"),
+                };
+                let _ = tx.send(Input::Msg(Msg::Status(msg)));
+                let _ = tx.send(Input::Msg(Msg::Runners(runners::load(
+                    &path,
+                    pogo.as_deref(),
+                ))));
+            });
+            None
+        }
+        Effect::Service { start } => {
+            let verb = if start { "start" } else { "stop" };
+            let tx = rtm.tx.clone();
+            tokio::spawn(async move {
+                let out = tokio::process::Command::new("systemctl")
+                    .args(["--user", verb, crate::setup::install::UNIT_NAME])
+                    .stdin(Stdio::null())
+                    .output()
+                    .await;
+                let msg = match out {
+                    Ok(o) if o.status.success() => format!("gitlab-runner service: {verb} done"),
+                    Ok(o) => format!(
+                        "systemctl --user {verb} {} failed: {} (set the service up with `pogo install`)",
+                        crate::setup::install::UNIT_NAME,
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    ),
+                    Err(e) => format!("cannot run systemctl: {e}"),
+                };
+                let _ = tx.send(Input::Msg(Msg::Status(msg)));
+                service_status(tx).await;
+            });
+            None
+        }
+        Effect::EditConfig(path) => {
+            let editor = ["VISUAL", "EDITOR"]
+                .iter()
+                .find_map(|k| rtm.env.get(*k).filter(|v| !v.trim().is_empty()).cloned())
+                .unwrap_or_else(|| "vi".to_string());
+            Some(Leave {
+                program: "sh".to_string(),
+                args: vec![
+                    "-c".to_string(),
+                    format!("{editor} \"$1\""),
+                    "sh".to_string(),
+                    path.display().to_string(),
+                ],
+                banner: format!("pogo: editing {}", path.display()),
+            })
+        }
+    }
+}
+
+/// Copy the job's log copy to `./pogo-job-ID.log` (`-N` added if taken).
+fn save_log(state: &StateDir, key: &str, id: &str) -> String {
+    let from = state.log_path(key);
+    if !from.is_file() {
+        return format!("job {id} has no log copy to save");
+    }
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let base = crate::executor::env::sanitize_name(id, "job");
+    let mut to = cwd.join(format!("pogo-job-{base}.log"));
+    let mut n = 1;
+    while to.exists() {
+        to = cwd.join(format!("pogo-job-{base}-{n}.log"));
+        n += 1;
+    }
+    match std::fs::copy(&from, &to) {
+        Ok(_) => format!("log saved to {}", to.display()),
+        Err(e) => format!("cannot save the log to {}: {e}", to.display()),
+    }
+}

@@ -1,0 +1,162 @@
+//! The key map: one table that both dispatches keys (in `update`) and generates the `?` help.
+
+use super::model::Screen;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+/// What a key does in normal mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Quit,
+    Help,
+    NextScreen,
+    PrevScreen,
+    GoTo(Screen),
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    Top,
+    Bottom,
+    ToggleFollow,
+    Search,
+    NextHit,
+    PrevHit,
+    SaveLog,
+    Shell,
+    Stop,
+    Inspect,
+    OpenUrl,
+    EditTags,
+    EditProject,
+    EditConfig,
+    Register,
+    Unregister,
+    ServiceStart,
+    ServiceStop,
+    Reload,
+}
+
+/// Where a binding applies: everywhere, or on one screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Global,
+    On(Screen),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Binding {
+    pub keys: &'static [KeyCode],
+    /// How the help shows the keys.
+    pub label: &'static str,
+    pub scope: Scope,
+    pub action: Action,
+    pub help: &'static str,
+}
+
+use Action as A;
+use KeyCode as K;
+use Scope::{Global, On};
+use Screen::{Config, Jobs, Runners};
+
+#[rustfmt::skip]
+pub const BINDINGS: &[Binding] = &[
+    Binding { keys: &[K::Char('q'), K::Esc], label: "q Esc", scope: Global, action: A::Quit, help: "quit (Esc closes popups)" },
+    Binding { keys: &[K::Char('?')], label: "?", scope: Global, action: A::Help, help: "this help" },
+    Binding { keys: &[K::Tab], label: "Tab", scope: Global, action: A::NextScreen, help: "next screen" },
+    Binding { keys: &[K::BackTab], label: "S-Tab", scope: Global, action: A::PrevScreen, help: "previous screen" },
+    Binding { keys: &[K::Char('1')], label: "1", scope: Global, action: A::GoTo(Jobs), help: "Jobs" },
+    Binding { keys: &[K::Char('2')], label: "2", scope: Global, action: A::GoTo(Config), help: "Config" },
+    Binding { keys: &[K::Char('3')], label: "3", scope: Global, action: A::GoTo(Runners), help: "Runners" },
+    Binding { keys: &[K::Up, K::Char('k')], label: "↑ k", scope: Global, action: A::Up, help: "previous job or runner" },
+    Binding { keys: &[K::Down, K::Char('j')], label: "↓ j", scope: Global, action: A::Down, help: "next job or runner" },
+    Binding { keys: &[K::PageUp, K::Char('u')], label: "PgUp u", scope: On(Jobs), action: A::PageUp, help: "scroll the log up" },
+    Binding { keys: &[K::PageDown, K::Char('d')], label: "PgDn d", scope: On(Jobs), action: A::PageDown, help: "scroll the log down" },
+    Binding { keys: &[K::Home, K::Char('g')], label: "Home g", scope: On(Jobs), action: A::Top, help: "start of the log" },
+    Binding { keys: &[K::End, K::Char('G')], label: "End G", scope: On(Jobs), action: A::Bottom, help: "end of the log, following" },
+    Binding { keys: &[K::Char('f')], label: "f", scope: On(Jobs), action: A::ToggleFollow, help: "follow the log on/off" },
+    Binding { keys: &[K::Char('/')], label: "/", scope: On(Jobs), action: A::Search, help: "search the log" },
+    Binding { keys: &[K::Char('n')], label: "n", scope: On(Jobs), action: A::NextHit, help: "next match" },
+    Binding { keys: &[K::Char('N')], label: "N", scope: On(Jobs), action: A::PrevHit, help: "previous match" },
+    Binding { keys: &[K::Char('s')], label: "s", scope: On(Jobs), action: A::SaveLog, help: "save the log to a file" },
+    Binding { keys: &[K::Char('e')], label: "e", scope: On(Jobs), action: A::Shell, help: "shell in the job container" },
+    Binding { keys: &[K::Char('x')], label: "x", scope: On(Jobs), action: A::Stop, help: "stop the job (asks first)" },
+    Binding { keys: &[K::Char('i')], label: "i", scope: On(Jobs), action: A::Inspect, help: "podman inspect the job" },
+    Binding { keys: &[K::Char('o')], label: "o", scope: On(Jobs), action: A::OpenUrl, help: "open the job in the browser" },
+    Binding { keys: &[K::Char('t')], label: "t", scope: On(Config), action: A::EditTags, help: "preview: type the job's tags" },
+    Binding { keys: &[K::Char('p')], label: "p", scope: On(Config), action: A::EditProject, help: "preview: type the job's project" },
+    Binding { keys: &[K::Char('E')], label: "E", scope: On(Config), action: A::EditConfig, help: "edit the config file in $EDITOR" },
+    Binding { keys: &[K::Char('a')], label: "a", scope: On(Runners), action: A::Register, help: "register a runner (URL + glrt- token)" },
+    Binding { keys: &[K::Char('D')], label: "D", scope: On(Runners), action: A::Unregister, help: "unregister the runner (asks first)" },
+    Binding { keys: &[K::Char('S')], label: "S", scope: On(Runners), action: A::ServiceStart, help: "start the gitlab-runner user service" },
+    Binding { keys: &[K::Char('T')], label: "T", scope: On(Runners), action: A::ServiceStop, help: "stop the gitlab-runner user service" },
+    Binding { keys: &[K::Char('r')], label: "r", scope: Global, action: A::Reload, help: "reload everything now" },
+];
+
+/// The action of `key` on `screen`, if any. Ctrl-C always quits.
+pub fn action_for(key: &KeyEvent, screen: Screen) -> Option<Action> {
+    if key.modifiers.contains(KeyModifiers::CONTROL) {
+        return matches!(key.code, K::Char('c')).then_some(A::Quit);
+    }
+    BINDINGS
+        .iter()
+        .filter(|b| b.scope == Global || b.scope == On(screen))
+        .find(|b| b.keys.contains(&key.code))
+        .map(|b| b.action)
+}
+
+/// The bindings the help shows for `screen`: global ones, then the screen's.
+pub fn help_for(screen: Screen) -> Vec<&'static Binding> {
+    let global = BINDINGS.iter().filter(|b| b.scope == Global);
+    let own = BINDINGS.iter().filter(|b| b.scope == On(screen));
+    global.chain(own).collect()
+}
+
+/// A short hint line for the footer.
+pub fn footer_hint(screen: Screen) -> &'static str {
+    match screen {
+        Jobs => "↑↓ job  f follow  / search  e shell  x stop  i inspect  s save  ? help  q quit",
+        Config => "t tags  p project  E edit  r reload  ? help  q quit",
+        Runners => "↑↓ runner  a register  D unregister  S/T start/stop service  ? help  q quit",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_key_does_two_things_on_the_same_screen() {
+        for screen in Screen::ALL {
+            let bs = help_for(screen);
+            for (i, a) in bs.iter().enumerate() {
+                for b in &bs[i + 1..] {
+                    for k in a.keys {
+                        assert!(
+                            !b.keys.contains(k),
+                            "{k:?} bound to both {:?} and {:?} on {screen:?}",
+                            a.action,
+                            b.action
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn vim_keys_and_arrows_move_alike() {
+        let k = |c| KeyEvent::new(c, KeyModifiers::NONE);
+        assert_eq!(action_for(&k(K::Char('j')), Jobs), Some(A::Down));
+        assert_eq!(action_for(&k(K::Down), Jobs), Some(A::Down));
+        assert_eq!(action_for(&k(K::Char('k')), Runners), Some(A::Up));
+        assert_eq!(
+            action_for(&KeyEvent::new(K::Char('c'), KeyModifiers::CONTROL), Config),
+            Some(A::Quit)
+        );
+        assert_eq!(
+            action_for(&k(K::Char('e')), Config),
+            None,
+            "shell is a Jobs key"
+        );
+    }
+}

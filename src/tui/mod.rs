@@ -1,0 +1,61 @@
+//! `pogo tui`: the dashboard. Model / update / view (the Elm architecture): `update` is pure
+//! and tested with key sequences, views are pure functions of the model with snapshot tests,
+//! and `app` runs one `tokio::select!` loop over the terminal, podman's event stream, the
+//! file watcher and timers, drawing only when something changed.
+
+pub mod app;
+pub mod keys;
+pub mod logview;
+pub mod model;
+pub mod runners;
+pub mod sources;
+pub mod update;
+pub mod views;
+
+use crate::cli::Cli;
+use clap::Parser;
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TuiArgs {
+    /// gitlab-runner's config.toml (default: ~/.gitlab-runner/config.toml, else
+    /// /etc/gitlab-runner/config.toml)
+    #[arg(long, value_name = "PATH")]
+    pub runner_config: Option<PathBuf>,
+}
+
+/// Parse the command line; plain `pogo` (no subcommand) on a terminal opens the dashboard.
+pub fn parse_cli_or_dashboard() -> Cli {
+    match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::MissingSubcommand
+                    | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) && std::io::stdout().is_terminal()
+                && std::io::stdin().is_terminal() =>
+        {
+            let args = std::env::args_os().chain(std::iter::once("tui".into()));
+            Cli::try_parse_from(args).unwrap_or_else(|e| e.exit())
+        }
+        Err(e) => e.exit(),
+    }
+}
+
+/// Run the dashboard until the user quits; the exit code.
+pub fn main(config_flag: Option<&Path>, args: &TuiArgs, env: HashMap<String, String>) -> i32 {
+    if !std::io::stdout().is_terminal() {
+        eprintln!("pogo tui: standard output is not a terminal; run it in a terminal (or tmux)");
+        return 2;
+    }
+    match app::run(config_flag, args, env) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("pogo tui: {e}");
+            1
+        }
+    }
+}

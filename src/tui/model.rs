@@ -1,0 +1,433 @@
+//! The dashboard's model: everything the views draw, changed only by `update`.
+
+use super::logview::LogView;
+use super::runners::RunnersState;
+use super::sources::{PsContainer, StatEntry};
+use crate::config::Config;
+use crate::state::{JobRecord, Outcome};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// A finished job stays listed this long after it ended (its record stays on disk longer).
+pub const KEEP_FINISHED_SECS: u64 = 3600;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    Jobs,
+    Config,
+    Runners,
+}
+
+impl Screen {
+    pub const ALL: [Screen; 3] = [Screen::Jobs, Screen::Config, Screen::Runners];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Screen::Jobs => "Jobs",
+            Screen::Config => "Config",
+            Screen::Runners => "Runners",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        Self::ALL.iter().position(|s| *s == self).unwrap_or(0)
+    }
+}
+
+/// What keys currently go to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    /// Typing a log search (`/`).
+    Search(String),
+    /// `x` asked: stop this container?
+    ConfirmStop {
+        container: String,
+        job: String,
+    },
+    Help,
+    /// `i`: podman inspect output, scrolled.
+    Inspect {
+        title: String,
+        text: String,
+        scroll: u16,
+    },
+    /// Typing the preview's tags (`t`) or project (`p`) on the Config screen.
+    PreviewInput(PreviewField),
+    /// `a` on Runners: register a runner (URL, token, name).
+    Register(RegisterForm),
+    /// `D` on Runners: remove this runner?
+    ConfirmUnregister(String),
+}
+
+/// The register form. The token is kept as a [`Secret`]: never shown, never in debug output.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RegisterForm {
+    pub url: String,
+    pub token: crate::executor::env::Secret,
+    pub name: String,
+    /// 0 URL, 1 token, 2 name.
+    pub focus: usize,
+    /// Why the last submit was refused.
+    pub error: Option<String>,
+}
+
+impl RegisterForm {
+    pub const FIELDS: usize = 3;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreviewField {
+    Tags,
+    Project,
+}
+
+/// One service container of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRow {
+    pub name: String,
+    pub image: String,
+    pub state: String,
+    pub cpu: Option<String>,
+    pub mem: Option<String>,
+}
+
+/// One job row: the state record and the labelled containers, merged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRow {
+    pub key: String,
+    pub id: String,
+    pub project: String,
+    pub name: String,
+    pub url: String,
+    pub stage: String,
+    pub image: String,
+    /// Container name of the job container (for shell, stop, inspect), if it exists.
+    pub container: Option<String>,
+    pub running: bool,
+    /// `running`, `success`, `failed (exit 3)`, `canceled`, `exited`...
+    pub state: String,
+    pub outcome: Option<Outcome>,
+    pub started: u64,
+    pub ended: Option<u64>,
+    pub cpu: Option<String>,
+    pub mem: Option<String>,
+    pub services: Vec<ServiceRow>,
+}
+
+/// The configuration as the Config screen shows it.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigState {
+    /// The file watched (where pogo reads its config from), if any.
+    pub path: Option<PathBuf>,
+    /// The last configuration that loaded.
+    pub good: Option<Config>,
+    /// Why the file on disk is not used now (line and column included).
+    pub error: Option<String>,
+    /// Text of the file last read, to tell real changes from touch/own writes.
+    pub text: Option<String>,
+    pub preview_tags: String,
+    pub preview_project: String,
+    /// Lines scrolled in the config view.
+    pub scroll: u16,
+    /// How prepare keeps job containers alive on this host (part of the previewed argv).
+    pub keep_alive: Option<crate::podman::args::KeepAlive>,
+}
+
+/// A problem shown as a banner on top of every screen, with the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Banner {
+    pub text: String,
+}
+
+pub struct Model {
+    pub screen: Screen,
+    pub mode: Mode,
+    pub records: Vec<JobRecord>,
+    pub containers: Vec<PsContainer>,
+    /// Stats by container name.
+    pub stats: HashMap<String, StatEntry>,
+    pub jobs: Vec<JobRow>,
+    pub selected: usize,
+    pub log: LogView,
+    pub podman_error: Option<Banner>,
+    /// Set once the first `podman ps` answered.
+    pub podman_seen: bool,
+    pub config: ConfigState,
+    pub runners: RunnersState,
+    /// A short message in the footer ("log saved to …").
+    pub status: Option<String>,
+    /// Unix seconds, for elapsed times.
+    pub now: u64,
+    pub color: bool,
+    /// Terminal size (columns, rows), for mapping mouse clicks.
+    pub size: (u16, u16),
+    /// The name the register form proposes (the host name).
+    pub default_runner_name: String,
+    pub dirty: bool,
+    pub quit: bool,
+}
+
+impl Model {
+    pub fn new(now: u64, color: bool) -> Self {
+        Self {
+            screen: Screen::Jobs,
+            mode: Mode::Normal,
+            records: Vec::new(),
+            containers: Vec::new(),
+            stats: HashMap::new(),
+            jobs: Vec::new(),
+            selected: 0,
+            log: LogView::default(),
+            podman_error: None,
+            podman_seen: false,
+            config: ConfigState::default(),
+            runners: RunnersState::default(),
+            status: None,
+            now,
+            color,
+            default_runner_name: String::new(),
+            size: (80, 24),
+            dirty: true,
+            quit: false,
+        }
+    }
+
+    pub fn selected_job(&self) -> Option<&JobRow> {
+        self.jobs.get(self.selected)
+    }
+
+    /// Any job still running (elapsed times move, stats are worth polling).
+    pub fn any_running(&self) -> bool {
+        self.jobs.iter().any(|j| j.running)
+    }
+
+    /// Rebuild the rows from records, containers and stats; keep the selection on the same job.
+    pub fn rebuild_jobs(&mut self) {
+        let key = self.selected_job().map(|j| j.key.clone());
+        self.jobs = merge_jobs(&self.records, &self.containers, &self.stats, self.now);
+        self.selected = key
+            .and_then(|k| self.jobs.iter().position(|j| j.key == k))
+            .unwrap_or(0)
+            .min(self.jobs.len().saturating_sub(1));
+    }
+}
+
+fn label<'a>(c: &'a PsContainer, k: &str) -> &'a str {
+    c.labels.get(k).map(String::as_str).unwrap_or("")
+}
+
+/// Merge the executor's records with the labelled containers podman reports: one row per job
+/// key, services nested; running jobs first, then newest first. Finished jobs whose containers
+/// are gone are kept for [`KEEP_FINISHED_SECS`].
+pub fn merge_jobs(
+    records: &[JobRecord],
+    containers: &[PsContainer],
+    stats: &HashMap<String, StatEntry>,
+    now: u64,
+) -> Vec<JobRow> {
+    use crate::executor::env::LABEL_JOB_KEY;
+    let mut by_key: HashMap<&str, Vec<&PsContainer>> = HashMap::new();
+    for c in containers.iter().filter(|c| !c.is_infra) {
+        let key = label(c, LABEL_JOB_KEY);
+        if !key.is_empty() {
+            by_key.entry(key).or_default().push(c);
+        }
+    }
+    let mut keys: Vec<&str> = by_key.keys().copied().collect();
+    for r in records {
+        if !by_key.contains_key(r.key.as_str()) {
+            let recent = r
+                .ended
+                .map_or(true, |e| now.saturating_sub(e) <= KEEP_FINISHED_SECS);
+            if recent {
+                keys.push(r.key.as_str());
+            }
+        }
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    let mut rows: Vec<JobRow> = keys
+        .into_iter()
+        .map(|key| {
+            let record = records.iter().find(|r| r.key == key);
+            let cs = by_key.get(key).cloned().unwrap_or_default();
+            row(key, record, &cs, stats)
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        b.running
+            .cmp(&a.running)
+            .then_with(|| b.started.cmp(&a.started))
+            .then_with(|| a.key.cmp(&b.key))
+    });
+    rows
+}
+
+fn row(
+    key: &str,
+    record: Option<&JobRecord>,
+    containers: &[&PsContainer],
+    stats: &HashMap<String, StatEntry>,
+) -> JobRow {
+    let job_ctr = containers
+        .iter()
+        .find(|c| c.name().ends_with("-build"))
+        .or_else(|| containers.iter().find(|c| !c.name().contains("-svc")))
+        .copied();
+    let pick = |f: &dyn Fn(&JobRecord) -> &str, l: &str| -> String {
+        match record.map(f).filter(|s| !s.is_empty()) {
+            Some(v) => v.to_string(),
+            None => job_ctr
+                .or(containers.first().copied())
+                .map(|c| label(c, l).to_string())
+                .unwrap_or_default(),
+        }
+    };
+    let container_running = job_ctr.is_some_and(|c| c.state == "running");
+    let outcome = record.and_then(|r| r.result);
+    let ended = record.and_then(|r| r.ended);
+    let running = container_running && ended.is_none();
+    let system = record
+        .and_then(|r| r.failure.as_deref())
+        .is_some_and(|f| f.ends_with(SYSTEM_SUFFIX));
+    let state = match (record, outcome) {
+        (Some(r), Some(Outcome::Failed)) => match r.exit_code {
+            Some(c) => format!("failed (exit {c})"),
+            None if system => "failed (system)".to_string(),
+            None => "failed".to_string(),
+        },
+        (_, Some(o)) if ended.is_some() || !container_running => o.as_str().to_string(),
+        _ if running => "running".to_string(),
+        _ => job_ctr
+            .map(|c| c.state.clone())
+            .unwrap_or_else(|| "gone".to_string()),
+    };
+    let started = record
+        .map(|r| r.started)
+        .or_else(|| job_ctr.map(|c| c.created))
+        .unwrap_or(0);
+    let stat = |name: &str| stats.get(name);
+    let mut services: Vec<ServiceRow> = containers
+        .iter()
+        .filter(|c| c.name().contains("-svc"))
+        .map(|c| ServiceRow {
+            name: c.name().to_string(),
+            image: c.image.clone(),
+            state: c.state.clone(),
+            cpu: stat(c.name()).map(|s| s.cpu.clone()),
+            mem: stat(c.name()).map(|s| s.mem.clone()),
+        })
+        .collect();
+    services.sort_by(|a, b| a.name.cmp(&b.name));
+    JobRow {
+        key: key.to_string(),
+        id: pick(&|r| r.id.as_str(), "io.pogo.job-id"),
+        project: pick(&|r| r.project.as_str(), "io.pogo.project"),
+        name: pick(&|r| r.name.as_str(), "io.pogo.job-name"),
+        url: pick(&|r| r.url.as_str(), "io.pogo.job-url"),
+        // A failed or canceled job shows the stage where it stopped.
+        stage: record
+            .and_then(|r| {
+                r.failure
+                    .as_deref()
+                    .map(|f| f.trim_end_matches(SYSTEM_SUFFIX).to_string())
+                    .or_else(|| r.stage.clone())
+            })
+            .unwrap_or_else(|| "-".to_string()),
+        image: job_ctr
+            .map(|c| c.image.clone())
+            .or_else(|| record.and_then(|r| r.image.clone()))
+            .unwrap_or_default(),
+        container: job_ctr.map(|c| c.name().to_string()),
+        running,
+        state,
+        outcome,
+        started,
+        ended,
+        cpu: job_ctr.and_then(|c| stat(c.name())).map(|s| s.cpu.clone()),
+        mem: job_ctr.and_then(|c| stat(c.name())).map(|s| s.mem.clone()),
+        services,
+    }
+}
+
+/// How the executor marks a system failure in a record's `failure`.
+const SYSTEM_SUFFIX: &str = " (system failure)";
+
+/// `1h02m`, `3m05s`, `42s`.
+pub fn format_elapsed(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
+    if h > 0 {
+        format!("{h}h{m:02}m")
+    } else if m > 0 {
+        format!("{m}m{s:02}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(key: &str, started: u64, ended: Option<u64>) -> JobRecord {
+        JobRecord {
+            key: key.into(),
+            id: key.into(),
+            started,
+            ended,
+            prepared: true,
+            ..JobRecord::default()
+        }
+    }
+
+    #[test]
+    fn a_finished_job_stays_listed_for_an_hour_then_goes() {
+        let now = 100_000;
+        let recent = rec("a", now - 100, Some(now - 50));
+        let old = rec("b", now - 9000, Some(now - KEEP_FINISHED_SECS - 1));
+        let rows = merge_jobs(&[recent, old], &[], &HashMap::new(), now);
+        let keys: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, vec!["a"]);
+    }
+
+    #[test]
+    fn a_job_stopped_outside_pogo_shows_a_system_failure_at_its_stage() {
+        let mut r = rec("a", 10, Some(20));
+        r.stage = Some("after_script".into());
+        r.result = Some(Outcome::Failed);
+        r.failure = Some("build_script (system failure)".into());
+        let rows = merge_jobs(&[r], &[], &HashMap::new(), 30);
+        assert_eq!(rows[0].state, "failed (system)");
+        assert_eq!(rows[0].stage, "build_script");
+        assert!(!rows[0].running);
+    }
+
+    #[test]
+    fn containers_without_a_record_still_show_from_their_labels() {
+        let c = PsContainer {
+            names: vec!["pogo-r-7-0-build".into()],
+            state: "running".into(),
+            image: "alpine".into(),
+            labels: HashMap::from([
+                ("io.pogo.job-key".to_string(), "pogo-r-7-0".to_string()),
+                ("io.pogo.job-id".to_string(), "7".to_string()),
+                ("io.pogo.project".to_string(), "g/p".to_string()),
+            ]),
+            created: 5,
+            ..PsContainer::default()
+        };
+        let rows = merge_jobs(&[], &[c], &HashMap::new(), 10);
+        assert_eq!(rows[0].id, "7");
+        assert_eq!(rows[0].project, "g/p");
+        assert_eq!(rows[0].state, "running");
+        assert_eq!(rows[0].container.as_deref(), Some("pogo-r-7-0-build"));
+    }
+
+    #[test]
+    fn elapsed_times_read_like_a_clock() {
+        assert_eq!(format_elapsed(42), "42s");
+        assert_eq!(format_elapsed(185), "3m05s");
+        assert_eq!(format_elapsed(3720), "1h02m");
+    }
+}

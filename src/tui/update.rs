@@ -1,0 +1,911 @@
+//! `update`: the only place the model changes. Pure: a message in, the model changed, and the
+//! side effects to run (podman calls, leaving the terminal for a shell or an editor) out.
+
+use super::keys::{action_for, Action};
+use super::model::{Banner, Mode, Model, PreviewField, RegisterForm, Screen};
+use super::runners::RunnersState;
+use super::sources::{PsContainer, StatEntry};
+use crate::config::Config;
+use crate::state::JobRecord;
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, MouseButton, MouseEvent, MouseEventKind};
+
+/// Lines of log a page scroll moves; the view's real height is not known here.
+pub const PAGE: usize = 20;
+/// The log pane's height assumed for search centring and scrolling.
+pub const LOG_HEIGHT: usize = 12;
+
+#[derive(Debug, Clone)]
+pub enum Msg {
+    Key(KeyEvent),
+    Mouse(MouseEvent),
+    /// The terminal's new size (columns, rows).
+    Resize(u16, u16),
+    /// A second passed (elapsed times move).
+    Tick(u64),
+    /// Fresh `podman ps` result and state records.
+    Jobs {
+        containers: Result<Vec<PsContainer>, String>,
+        records: Vec<JobRecord>,
+    },
+    Stats(Vec<StatEntry>),
+    /// The podman event stream ended or failed.
+    PodmanFailed(String),
+    /// Bytes appended to the selected job's log copy (`reset`: read from the start again).
+    Log {
+        key: String,
+        data: Vec<u8>,
+        reset: bool,
+    },
+    /// The config file was read again: the new config with its text, or why it is invalid.
+    Config(Result<Box<(Config, String)>, String>),
+    Runners(RunnersState),
+    /// `podman inspect` answered.
+    Inspected {
+        title: String,
+        text: String,
+    },
+    /// An action finished; a line for the footer.
+    Status(String),
+    /// `systemctl --user is-active gitlab-runner.service` answered.
+    Service(String),
+}
+
+/// Work for the runtime; it reports back with messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    RefreshJobs,
+    /// Read the selected job's log from its start (another job was selected).
+    ReloadLog,
+    ReloadConfig,
+    ReloadRunners,
+    /// Leave the TUI for `podman exec -it CONTAINER bash` (or `sh`), then come back.
+    Shell(String),
+    Stop(String),
+    Inspect(String),
+    /// Save the log of job `key` (id for the file name).
+    SaveLog {
+        key: String,
+        id: String,
+    },
+    EditConfig(std::path::PathBuf),
+    OpenUrl(String),
+    /// Register a runner through `setup::register` (asks GitLab, then edits config.toml).
+    Register {
+        url: String,
+        token: crate::executor::env::Secret,
+        name: String,
+    },
+    /// Remove a runner through `setup::register::unregister` (tells GitLab first).
+    Unregister(String),
+    /// `systemctl --user start|stop gitlab-runner.service`.
+    Service {
+        start: bool,
+    },
+}
+
+pub fn update(m: &mut Model, msg: Msg) -> Vec<Effect> {
+    match msg {
+        Msg::Key(k) if k.kind == KeyEventKind::Release => Vec::new(),
+        Msg::Key(k) => {
+            m.dirty = true;
+            key(m, k)
+        }
+        Msg::Resize(w, h) => {
+            m.size = (w, h);
+            m.dirty = true;
+            Vec::new()
+        }
+        Msg::Mouse(e) => mouse(m, e),
+        Msg::Tick(now) => {
+            if m.now != now {
+                m.now = now;
+                if m.any_running() {
+                    m.dirty = true;
+                }
+            }
+            Vec::new()
+        }
+        Msg::Jobs {
+            containers,
+            records,
+        } => {
+            let before = m.selected_job().map(|j| j.key.clone());
+            match containers {
+                Ok(c) => {
+                    m.containers = c;
+                    m.podman_error = None;
+                    m.podman_seen = true;
+                }
+                Err(e) => m.podman_error = Some(Banner { text: e }),
+            }
+            m.records = records;
+            m.rebuild_jobs();
+            m.dirty = true;
+            select_log(m, before)
+        }
+        Msg::Stats(s) => {
+            m.stats = s.into_iter().map(|e| (e.name.clone(), e)).collect();
+            m.rebuild_jobs();
+            m.dirty = true;
+            Vec::new()
+        }
+        Msg::PodmanFailed(e) => {
+            m.podman_error = Some(Banner { text: e });
+            m.dirty = true;
+            Vec::new()
+        }
+        Msg::Log { key, data, reset } => {
+            if m.log.key.as_deref() == Some(key.as_str()) {
+                if reset {
+                    m.log.reset(Some(key));
+                }
+                m.log.append(&data);
+                m.dirty = true;
+            }
+            Vec::new()
+        }
+        Msg::Config(r) => {
+            match r {
+                Ok(b) => {
+                    let (c, text) = *b;
+                    m.config.good = Some(c);
+                    m.config.text = Some(text);
+                    m.config.error = None;
+                }
+                Err(e) => m.config.error = Some(e),
+            }
+            m.dirty = true;
+            Vec::new()
+        }
+        Msg::Runners(r) => {
+            let sel = m.runners.selected;
+            let service = m.runners.service.take();
+            m.runners = r;
+            m.runners.service = m.runners.service.take().or(service);
+            m.runners.selected = sel.min(m.runners.rows.len().saturating_sub(1));
+            m.dirty = true;
+            Vec::new()
+        }
+        Msg::Inspected { title, text } => {
+            m.mode = Mode::Inspect {
+                title,
+                text,
+                scroll: 0,
+            };
+            m.dirty = true;
+            Vec::new()
+        }
+        Msg::Status(s) => {
+            m.status = Some(s);
+            m.dirty = true;
+            Vec::new()
+        }
+        Msg::Service(s) => {
+            m.runners.service = Some(s);
+            m.dirty = true;
+            Vec::new()
+        }
+    }
+}
+
+/// Keys in the register form: type into the focused field, Tab/↑/↓ move, Enter on the last
+/// field (or Ctrl-S) submits, Esc cancels.
+fn register_key(m: &mut Model, mut f: RegisterForm, k: KeyEvent) -> Vec<Effect> {
+    use crossterm::event::KeyModifiers;
+    let submit = (k.code == KeyCode::Enter && f.focus + 1 == RegisterForm::FIELDS)
+        || (k.code == KeyCode::Char('s') && k.modifiers.contains(KeyModifiers::CONTROL));
+    if submit {
+        let url = f.url.trim().to_string();
+        let name = f.name.trim().to_string();
+        let problem = if url.is_empty() {
+            Some("the GitLab URL is missing (e.g. https://gitlab.example.com)")
+        } else if f.token.is_empty() {
+            Some("the runner token is missing (glrt-…, from the project's or group's CI/CD settings → Runners)")
+        } else if name.is_empty() {
+            Some("the runner needs a name")
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            f.error = Some(p.to_string());
+            m.mode = Mode::Register(f);
+            return Vec::new();
+        }
+        m.mode = Mode::Normal;
+        m.status = Some(format!("registering {name} with {url}…"));
+        return vec![Effect::Register {
+            url,
+            token: f.token,
+            name,
+        }];
+    }
+    match k.code {
+        KeyCode::Esc => {
+            m.mode = Mode::Normal;
+            return Vec::new();
+        }
+        KeyCode::Tab | KeyCode::Down | KeyCode::Enter => {
+            f.focus = (f.focus + 1) % RegisterForm::FIELDS;
+        }
+        KeyCode::BackTab | KeyCode::Up => {
+            f.focus = (f.focus + RegisterForm::FIELDS - 1) % RegisterForm::FIELDS;
+        }
+        KeyCode::Backspace => match f.focus {
+            0 => {
+                f.url.pop();
+            }
+            1 => {
+                let mut t = f.token.expose().to_string();
+                t.pop();
+                f.token = crate::executor::env::Secret::new(t);
+            }
+            _ => {
+                f.name.pop();
+            }
+        },
+        KeyCode::Char(c) if !c.is_control() => match f.focus {
+            0 => f.url.push(c),
+            1 => {
+                let t = format!("{}{c}", f.token.expose());
+                f.token = crate::executor::env::Secret::new(t);
+            }
+            _ => f.name.push(c),
+        },
+        _ => {}
+    }
+    f.error = None;
+    m.mode = Mode::Register(f);
+    Vec::new()
+}
+
+/// Wheel: scroll the log (Jobs), the settings (Config), the selection (Runners). Click: select
+/// the job or runner under the pointer. Only in normal mode.
+fn mouse(m: &mut Model, e: MouseEvent) -> Vec<Effect> {
+    if m.mode != Mode::Normal {
+        return Vec::new();
+    }
+    let area = ratatui::layout::Rect::new(0, 0, m.size.0, m.size.1);
+    let [_, _, body, _] = super::views::frame_layout(m, area);
+    let fx = match (e.kind, m.screen) {
+        (MouseEventKind::ScrollDown, Screen::Jobs) => {
+            m.log.scroll(3, LOG_HEIGHT);
+            Vec::new()
+        }
+        (MouseEventKind::ScrollUp, Screen::Jobs) => {
+            m.log.scroll(-3, LOG_HEIGHT);
+            Vec::new()
+        }
+        (MouseEventKind::ScrollDown, _) => move_selection(m, 1),
+        (MouseEventKind::ScrollUp, _) => move_selection(m, -1),
+        (MouseEventKind::Down(MouseButton::Left), Screen::Jobs) => {
+            match super::views::jobs::job_at(m, body, e.row) {
+                Some(i) if i != m.selected => {
+                    let before = m.selected_job().map(|j| j.key.clone());
+                    m.selected = i;
+                    select_log(m, before)
+                }
+                _ => Vec::new(),
+            }
+        }
+        (MouseEventKind::Down(MouseButton::Left), Screen::Runners) => {
+            // border + header
+            let first = body.y + 2;
+            if let Some(i) = e.row.checked_sub(first).map(usize::from) {
+                if i < m.runners.rows.len() {
+                    m.runners.selected = i;
+                }
+            }
+            Vec::new()
+        }
+        (MouseEventKind::Down(MouseButton::Left), Screen::Config) => Vec::new(),
+        _ => return Vec::new(),
+    };
+    m.dirty = true;
+    fx
+}
+
+/// When the selected job changed, the log pane shows the new one's log.
+fn select_log(m: &mut Model, before: Option<String>) -> Vec<Effect> {
+    let now = m.selected_job().map(|j| j.key.clone());
+    if now != before || m.log.key != now {
+        m.log.reset(now.clone());
+        if now.is_some() {
+            return vec![Effect::ReloadLog];
+        }
+    }
+    Vec::new()
+}
+
+fn move_selection(m: &mut Model, delta: isize) -> Vec<Effect> {
+    match m.screen {
+        Screen::Jobs => {
+            if m.jobs.is_empty() {
+                return Vec::new();
+            }
+            let before = m.selected_job().map(|j| j.key.clone());
+            m.selected = m
+                .selected
+                .saturating_add_signed(delta)
+                .min(m.jobs.len() - 1);
+            select_log(m, before)
+        }
+        Screen::Runners => {
+            let n = m.runners.rows.len();
+            if n > 0 {
+                m.runners.selected = m.runners.selected.saturating_add_signed(delta).min(n - 1);
+            }
+            Vec::new()
+        }
+        Screen::Config => {
+            m.config.scroll = m.config.scroll.saturating_add_signed(delta as i16);
+            Vec::new()
+        }
+    }
+}
+
+fn key(m: &mut Model, k: KeyEvent) -> Vec<Effect> {
+    m.status = None;
+    match m.mode.clone() {
+        Mode::Help => {
+            // Any key closes the help; q still quits from there.
+            m.mode = Mode::Normal;
+            if k.code == KeyCode::Char('q') {
+                m.quit = true;
+            }
+            Vec::new()
+        }
+        Mode::Inspect {
+            title,
+            text,
+            scroll,
+        } => {
+            let scroll = match k.code {
+                KeyCode::Down | KeyCode::Char('j') => scroll.saturating_add(1),
+                KeyCode::Up | KeyCode::Char('k') => scroll.saturating_sub(1),
+                KeyCode::PageDown => scroll.saturating_add(PAGE as u16),
+                KeyCode::PageUp => scroll.saturating_sub(PAGE as u16),
+                _ => {
+                    m.mode = Mode::Normal;
+                    return Vec::new();
+                }
+            };
+            m.mode = Mode::Inspect {
+                title,
+                text,
+                scroll,
+            };
+            Vec::new()
+        }
+        Mode::Register(f) => register_key(m, f, k),
+        Mode::ConfirmUnregister(name) => {
+            m.mode = Mode::Normal;
+            if matches!(k.code, KeyCode::Char('y') | KeyCode::Char('Y')) {
+                m.status = Some(format!("unregistering {name}…"));
+                return vec![Effect::Unregister(name)];
+            }
+            m.status = Some("kept".to_string());
+            Vec::new()
+        }
+        Mode::ConfirmStop { container, job } => {
+            m.mode = Mode::Normal;
+            if matches!(k.code, KeyCode::Char('y') | KeyCode::Char('Y')) {
+                m.status = Some(format!("stopping job {job} ({container})…"));
+                return vec![Effect::Stop(container)];
+            }
+            m.status = Some("not stopped".to_string());
+            Vec::new()
+        }
+        Mode::Search(mut text) => {
+            match k.code {
+                KeyCode::Esc => m.mode = Mode::Normal,
+                KeyCode::Enter => {
+                    m.mode = Mode::Normal;
+                    m.log.search = (!text.is_empty()).then_some(text);
+                    m.log.hit = None;
+                    if !m.log.find(true, LOG_HEIGHT) && m.log.search.is_some() {
+                        m.status = Some("no match".to_string());
+                    }
+                }
+                KeyCode::Backspace => {
+                    text.pop();
+                    m.mode = Mode::Search(text);
+                }
+                KeyCode::Char(c) => {
+                    text.push(c);
+                    m.mode = Mode::Search(text);
+                }
+                _ => {}
+            }
+            Vec::new()
+        }
+        Mode::PreviewInput(field) => {
+            let target = match field {
+                PreviewField::Tags => &mut m.config.preview_tags,
+                PreviewField::Project => &mut m.config.preview_project,
+            };
+            match k.code {
+                KeyCode::Esc | KeyCode::Enter | KeyCode::Tab => m.mode = Mode::Normal,
+                KeyCode::Backspace => {
+                    target.pop();
+                }
+                KeyCode::Char(c) => target.push(c),
+                _ => {}
+            }
+            Vec::new()
+        }
+        Mode::Normal => match action_for(&k, m.screen) {
+            Some(a) => action(m, a),
+            None => Vec::new(),
+        },
+    }
+}
+
+fn action(m: &mut Model, a: Action) -> Vec<Effect> {
+    let job = m.selected_job().cloned();
+    match a {
+        Action::Quit => {
+            m.quit = true;
+            Vec::new()
+        }
+        Action::Help => {
+            m.mode = Mode::Help;
+            Vec::new()
+        }
+        Action::NextScreen => {
+            m.screen = Screen::ALL[(m.screen.index() + 1) % Screen::ALL.len()];
+            Vec::new()
+        }
+        Action::PrevScreen => {
+            let n = Screen::ALL.len();
+            m.screen = Screen::ALL[(m.screen.index() + n - 1) % n];
+            Vec::new()
+        }
+        Action::GoTo(s) => {
+            m.screen = s;
+            Vec::new()
+        }
+        Action::Up => move_selection(m, -1),
+        Action::Down => move_selection(m, 1),
+        Action::PageUp => {
+            m.log.scroll(-(PAGE as isize), LOG_HEIGHT);
+            Vec::new()
+        }
+        Action::PageDown => {
+            m.log.scroll(PAGE as isize, LOG_HEIGHT);
+            Vec::new()
+        }
+        Action::Top => {
+            m.log.follow = false;
+            m.log.top = 0;
+            Vec::new()
+        }
+        Action::Bottom => {
+            m.log.follow = true;
+            Vec::new()
+        }
+        Action::ToggleFollow => {
+            if m.log.follow {
+                m.log.top = m.log.first_visible(LOG_HEIGHT);
+            }
+            m.log.follow = !m.log.follow;
+            Vec::new()
+        }
+        Action::Search => {
+            m.mode = Mode::Search(String::new());
+            Vec::new()
+        }
+        Action::NextHit | Action::PrevHit => {
+            if m.log.search.is_none() {
+                m.status = Some("no search: press / first".to_string());
+            } else if !m.log.find(a == Action::NextHit, LOG_HEIGHT) {
+                m.status = Some("no match".to_string());
+            }
+            Vec::new()
+        }
+        Action::SaveLog => match job {
+            Some(j) => vec![Effect::SaveLog {
+                key: j.key,
+                id: j.id,
+            }],
+            None => no_job(m),
+        },
+        Action::Shell => match job {
+            Some(j) if j.running => match j.container {
+                Some(c) => vec![Effect::Shell(c)],
+                None => no_job(m),
+            },
+            Some(j) => {
+                m.status = Some(format!(
+                    "job {} is not running: no container to open a shell in",
+                    j.id
+                ));
+                Vec::new()
+            }
+            None => no_job(m),
+        },
+        Action::Stop => match job {
+            Some(j) if j.running => match j.container {
+                Some(container) => {
+                    m.mode = Mode::ConfirmStop {
+                        container,
+                        job: j.id,
+                    };
+                    Vec::new()
+                }
+                None => no_job(m),
+            },
+            Some(j) => {
+                m.status = Some(format!("job {} is not running", j.id));
+                Vec::new()
+            }
+            None => no_job(m),
+        },
+        Action::Inspect => match job.and_then(|j| j.container) {
+            Some(c) => vec![Effect::Inspect(c)],
+            None => {
+                m.status = Some("the job's container is gone: nothing to inspect".to_string());
+                Vec::new()
+            }
+        },
+        Action::OpenUrl => match job.map(|j| j.url).filter(|u| !u.is_empty()) {
+            Some(u) => vec![Effect::OpenUrl(u)],
+            None => {
+                m.status = Some("this job has no URL".to_string());
+                Vec::new()
+            }
+        },
+        Action::EditTags => {
+            m.mode = Mode::PreviewInput(PreviewField::Tags);
+            Vec::new()
+        }
+        Action::EditProject => {
+            m.mode = Mode::PreviewInput(PreviewField::Project);
+            Vec::new()
+        }
+        Action::EditConfig => match &m.config.path {
+            Some(p) => vec![Effect::EditConfig(p.clone())],
+            None => {
+                m.status = Some(
+                    "no config file: create ~/.pogo.yaml (or pass --config PATH), then press E"
+                        .to_string(),
+                );
+                Vec::new()
+            }
+        },
+        Action::Register => {
+            m.mode = Mode::Register(RegisterForm {
+                name: m.default_runner_name.clone(),
+                ..RegisterForm::default()
+            });
+            Vec::new()
+        }
+        Action::Unregister => match m.runners.rows.get(m.runners.selected) {
+            Some(r) => {
+                m.mode = Mode::ConfirmUnregister(r.name.clone());
+                Vec::new()
+            }
+            None => {
+                m.status = Some("no runner selected".to_string());
+                Vec::new()
+            }
+        },
+        Action::ServiceStart | Action::ServiceStop => vec![Effect::Service {
+            start: a == Action::ServiceStart,
+        }],
+        Action::Reload => vec![
+            Effect::RefreshJobs,
+            Effect::ReloadConfig,
+            Effect::ReloadRunners,
+        ],
+    }
+}
+
+fn no_job(m: &mut Model) -> Vec<Effect> {
+    m.status = Some("no job selected".to_string());
+    Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Outcome;
+    use crate::tui::views::fixtures;
+    use crossterm::event::KeyModifiers;
+
+    fn press(m: &mut Model, keys: &str) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        for c in keys.chars() {
+            let code = match c {
+                '\n' => KeyCode::Enter,
+                '\x1b' => KeyCode::Esc,
+                '\t' => KeyCode::Tab,
+                c => KeyCode::Char(c),
+            };
+            effects.extend(update(m, Msg::Key(KeyEvent::new(code, KeyModifiers::NONE))));
+        }
+        effects
+    }
+
+    #[test]
+    fn q_quits_and_esc_quits_too() {
+        let mut m = fixtures::model();
+        press(&mut m, "q");
+        assert!(m.quit);
+        let mut m = fixtures::model();
+        press(&mut m, "\x1b");
+        assert!(m.quit);
+    }
+
+    #[test]
+    fn tab_and_number_keys_switch_screens() {
+        let mut m = fixtures::model();
+        press(&mut m, "\t");
+        assert_eq!(m.screen, Screen::Config);
+        press(&mut m, "\t\t");
+        assert_eq!(m.screen, Screen::Jobs);
+        press(&mut m, "3");
+        assert_eq!(m.screen, Screen::Runners);
+        press(&mut m, "1");
+        assert_eq!(m.screen, Screen::Jobs);
+    }
+
+    #[test]
+    fn moving_to_another_job_loads_its_log() {
+        let mut m = fixtures::model();
+        let first = m.selected_job().unwrap().key.clone();
+        let fx = press(&mut m, "j");
+        assert_ne!(m.selected_job().unwrap().key, first);
+        assert_eq!(fx, vec![Effect::ReloadLog]);
+        assert_eq!(m.log.key, Some(m.selected_job().unwrap().key.clone()));
+        press(&mut m, "kkkk");
+        assert_eq!(m.selected, 0, "stops at the first job");
+    }
+
+    #[test]
+    fn f_toggles_following_the_log() {
+        let mut m = fixtures::model();
+        assert!(m.log.follow);
+        press(&mut m, "f");
+        assert!(!m.log.follow);
+        press(&mut m, "f");
+        assert!(m.log.follow);
+    }
+
+    #[test]
+    fn slash_searches_and_n_jumps_between_matches() {
+        let mut m = fixtures::model();
+        press(&mut m, "/step 2\n");
+        assert_eq!(m.mode, Mode::Normal);
+        let first = m.log.hit.unwrap();
+        assert!(m.log.lines[first].contains("step 2"));
+        press(&mut m, "/echo\n");
+        let a = m.log.hit.unwrap();
+        press(&mut m, "n");
+        let b = m.log.hit.unwrap();
+        assert!(b > a);
+        press(&mut m, "N");
+        assert_eq!(m.log.hit, Some(a));
+        press(&mut m, "/nothing-like-this\n");
+        assert_eq!(m.status.as_deref(), Some("no match"));
+    }
+
+    #[test]
+    fn typing_in_the_search_does_not_trigger_other_keys() {
+        let mut m = fixtures::model();
+        press(&mut m, "/qx");
+        assert!(!m.quit);
+        assert_eq!(m.mode, Mode::Search("qx".into()));
+        press(&mut m, "\x1b");
+        assert_eq!(m.mode, Mode::Normal);
+        assert!(!m.quit);
+    }
+
+    #[test]
+    fn x_asks_before_stopping_and_only_y_stops() {
+        let mut m = fixtures::model();
+        assert!(press(&mut m, "x").is_empty());
+        assert!(matches!(m.mode, Mode::ConfirmStop { .. }));
+        assert!(press(&mut m, "n").is_empty());
+        assert_eq!(m.mode, Mode::Normal);
+        let fx = press(&mut m, "xy");
+        assert_eq!(
+            fx,
+            vec![Effect::Stop("pogo-laptop-1201-0-build".to_string())]
+        );
+    }
+
+    #[test]
+    fn e_opens_a_shell_only_in_a_running_job() {
+        let mut m = fixtures::model();
+        assert_eq!(
+            press(&mut m, "e"),
+            vec![Effect::Shell("pogo-laptop-1201-0-build".into())]
+        );
+        // the finished job
+        let idx = m
+            .jobs
+            .iter()
+            .position(|j| j.outcome == Some(Outcome::Failed))
+            .unwrap();
+        m.selected = idx;
+        assert!(press(&mut m, "e").is_empty());
+        assert!(m.status.as_deref().unwrap().contains("not running"));
+    }
+
+    #[test]
+    fn i_inspects_s_saves_and_o_opens_the_job() {
+        let mut m = fixtures::model();
+        assert_eq!(
+            press(&mut m, "i"),
+            vec![Effect::Inspect("pogo-laptop-1201-0-build".into())]
+        );
+        assert_eq!(
+            press(&mut m, "s"),
+            vec![Effect::SaveLog {
+                key: "pogo-laptop-1201-0".into(),
+                id: "1201".into()
+            }]
+        );
+        assert_eq!(
+            press(&mut m, "o"),
+            vec![Effect::OpenUrl(
+                "https://gitlab.example.com/group/app/-/jobs/1201".into()
+            )]
+        );
+    }
+
+    #[test]
+    fn question_mark_shows_help_and_any_key_closes_it() {
+        let mut m = fixtures::model();
+        press(&mut m, "?");
+        assert_eq!(m.mode, Mode::Help);
+        press(&mut m, "j");
+        assert_eq!(m.mode, Mode::Normal);
+    }
+
+    #[test]
+    fn preview_tags_are_typed_on_the_config_screen() {
+        let mut m = fixtures::model();
+        press(&mut m, "2tbuild deploy\n");
+        assert_eq!(m.config.preview_tags, "build deploy");
+        press(&mut m, "pgroup/app\n");
+        assert_eq!(m.config.preview_project, "group/app");
+        assert_eq!(m.mode, Mode::Normal);
+    }
+
+    #[test]
+    fn capital_e_edits_the_config_file() {
+        let mut m = fixtures::model();
+        let fx = press(&mut m, "2E");
+        assert_eq!(fx, vec![Effect::EditConfig("/home/me/.pogo.yaml".into())]);
+    }
+
+    #[test]
+    fn an_invalid_config_keeps_the_last_good_one() {
+        let mut m = fixtures::model();
+        let good = m.config.good.clone();
+        update(
+            &mut m,
+            Msg::Config(Err("/home/me/.pogo.yaml:3:5: invalid YAML".into())),
+        );
+        assert_eq!(m.config.good, good);
+        assert!(m.config.error.is_some());
+        let c = good.clone().unwrap();
+        update(&mut m, Msg::Config(Ok(Box::new((c, "x".into())))));
+        assert!(m.config.error.is_none());
+    }
+
+    #[test]
+    fn a_podman_failure_shows_a_banner_until_podman_answers() {
+        let mut m = fixtures::model();
+        update(&mut m, Msg::PodmanFailed("podman is not installed".into()));
+        assert!(m.podman_error.is_some());
+        update(
+            &mut m,
+            Msg::Jobs {
+                containers: Ok(Vec::new()),
+                records: Vec::new(),
+            },
+        );
+        assert!(m.podman_error.is_none());
+    }
+
+    #[test]
+    fn a_registers_a_runner_with_the_typed_url_token_and_name() {
+        let mut m = fixtures::model();
+        m.default_runner_name = "laptop-2".into();
+        press(&mut m, "3a");
+        assert!(matches!(m.mode, Mode::Register(_)));
+        // Enter on the URL field moves on; the token is typed into the second field.
+        press(&mut m, "https://gitlab.example.com\nglrt-secret-token");
+        if let Mode::Register(f) = &m.mode {
+            assert_eq!(f.url, "https://gitlab.example.com");
+            assert_eq!(f.token.expose(), "glrt-secret-token");
+            assert!(!format!("{f:?}").contains("glrt-secret-token"));
+        }
+        let fx = press(&mut m, "\t\n");
+        match fx.as_slice() {
+            [Effect::Register { url, token, name }] => {
+                assert_eq!(url, "https://gitlab.example.com");
+                assert_eq!(token.expose(), "glrt-secret-token");
+                assert_eq!(name, "laptop-2");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(m.mode, Mode::Normal);
+    }
+
+    #[test]
+    fn registering_without_a_token_says_what_is_missing() {
+        let mut m = fixtures::model();
+        press(&mut m, "3ahttps://gitlab.example.com\n\n");
+        // on the name field now; submit
+        let fx = press(&mut m, "x\n");
+        assert!(fx.is_empty());
+        match &m.mode {
+            Mode::Register(f) => assert!(f.error.as_deref().unwrap().contains("token")),
+            other => panic!("{other:?}"),
+        }
+        press(&mut m, "\x1b");
+        assert_eq!(m.mode, Mode::Normal);
+        assert!(!m.quit, "Esc closes the form, it does not quit");
+    }
+
+    #[test]
+    fn capital_d_unregisters_the_selected_runner_after_asking() {
+        let mut m = fixtures::model();
+        press(&mut m, "3j");
+        assert!(press(&mut m, "D").is_empty());
+        assert_eq!(m.mode, Mode::ConfirmUnregister("docker-old".into()));
+        assert_eq!(
+            press(&mut m, "y"),
+            vec![Effect::Unregister("docker-old".into())]
+        );
+        assert!(press(&mut m, "Dn").is_empty());
+    }
+
+    #[test]
+    fn s_and_t_start_and_stop_the_runner_service() {
+        let mut m = fixtures::model();
+        assert_eq!(press(&mut m, "3S"), vec![Effect::Service { start: true }]);
+        assert_eq!(press(&mut m, "T"), vec![Effect::Service { start: false }]);
+    }
+
+    fn click(m: &mut Model, kind: MouseEventKind, row: u16) -> Vec<Effect> {
+        update(
+            m,
+            Msg::Mouse(MouseEvent {
+                kind,
+                column: 10,
+                row,
+                modifiers: KeyModifiers::NONE,
+            }),
+        )
+    }
+
+    #[test]
+    fn clicking_a_job_selects_it_and_the_wheel_scrolls_its_log() {
+        let mut m = fixtures::model();
+        m.size = (80, 24);
+        let fx = click(&mut m, MouseEventKind::Down(MouseButton::Left), 6);
+        assert_eq!(m.selected_job().unwrap().id, "1190");
+        assert_eq!(fx, vec![Effect::ReloadLog]);
+        let mut m = fixtures::model();
+        m.size = (80, 24);
+        click(&mut m, MouseEventKind::ScrollUp, 15);
+        assert!(!m.log.follow, "scrolling up stops following");
+    }
+
+    #[test]
+    fn a_tick_redraws_only_while_jobs_run() {
+        let mut m = fixtures::model();
+        m.dirty = false;
+        let next = m.now + 1;
+        update(&mut m, Msg::Tick(next));
+        assert!(m.dirty);
+        let mut idle = Model::new(0, false);
+        idle.dirty = false;
+        update(&mut idle, Msg::Tick(5));
+        assert!(!idle.dirty);
+    }
+}

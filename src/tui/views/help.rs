@@ -1,0 +1,65 @@
+//! The `?` overlay, generated from the key map so it can never disagree with the keys.
+
+use super::{popup, Theme};
+use crate::tui::keys::{help_for, Scope};
+use crate::tui::model::Model;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph};
+use ratatui::Frame;
+
+pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
+    let mut lines = Vec::new();
+    let mut last_scope = None;
+    for b in help_for(m.screen) {
+        if last_scope != Some(b.scope) {
+            let heading = match b.scope {
+                Scope::Global => "everywhere".to_string(),
+                Scope::On(s) => format!("on {}", s.title()),
+            };
+            lines.push(Line::from(Span::styled(heading, t.title())));
+            last_scope = Some(b.scope);
+        }
+        lines.push(Line::from(vec![
+            Span::styled(format!("  {:<8}", b.label), t.key()),
+            Span::raw(b.help),
+        ]));
+    }
+    let r = popup(area, 96, 96);
+    f.render_widget(Clear, r);
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(" keys · any key closes ");
+    let inner = block.inner(r);
+    f.render_widget(block, r);
+    // Two columns when one does not fit (80×24).
+    if lines.len() > usize::from(inner.height) {
+        let half = lines.len().div_ceil(2);
+        let right = lines.split_off(half);
+        let [a, b] = Layout::horizontal([Constraint::Fill(1), Constraint::Fill(1)]).areas(inner);
+        f.render_widget(Paragraph::new(lines), a);
+        f.render_widget(Paragraph::new(right), b);
+    } else {
+        f.render_widget(Paragraph::new(lines), inner);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::tui::model::Mode;
+    use crate::tui::views::fixtures::{model, render};
+
+    #[test]
+    fn help_lists_every_key_of_the_jobs_screen() {
+        let mut m = model();
+        m.mode = Mode::Help;
+        insta::assert_snapshot!(render(&m, 80, 40));
+    }
+
+    #[test]
+    fn help_fits_80x24_in_two_columns() {
+        let mut m = model();
+        m.mode = Mode::Help;
+        insta::assert_snapshot!(render(&m, 80, 24));
+    }
+}

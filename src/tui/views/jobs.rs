@@ -1,0 +1,315 @@
+//! The Jobs screen: one row per job (services nested), and the selected job's live log.
+
+use super::Theme;
+use crate::state::Outcome;
+use crate::tui::model::{format_elapsed, JobRow, Model};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
+use ratatui::Frame;
+
+pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
+    if m.jobs.is_empty() {
+        draw_empty(f, area, m, t);
+        return;
+    }
+    let [table, log] = split(m, area);
+    draw_table(f, table, m, t);
+    draw_log(f, log, m, t);
+}
+
+/// The job table and the log pane.
+pub fn split(m: &Model, area: Rect) -> [Rect; 2] {
+    let rows_needed: u16 = m
+        .jobs
+        .iter()
+        .map(|j| 1 + j.services.len() as u16)
+        .sum::<u16>()
+        + 3;
+    let table_h = rows_needed.min(area.height / 2).max(4);
+    Layout::vertical([Constraint::Length(table_h), Constraint::Min(3)]).areas(area)
+}
+
+/// The job whose row (or service row) is at screen line `y` of the Jobs body `area`.
+pub fn job_at(m: &Model, area: Rect, y: u16) -> Option<usize> {
+    let [table, _] = split(m, area);
+    // border + header
+    let first = table.y + 2;
+    if y < first || y + 1 >= table.y + table.height {
+        return None;
+    }
+    let mut line = first;
+    for (i, j) in m.jobs.iter().enumerate() {
+        let h = 1 + j.services.len() as u16;
+        if y < line + h {
+            return Some(i);
+        }
+        line += h;
+    }
+    None
+}
+
+/// Whether screen line `y` is in the log pane.
+pub fn in_log(m: &Model, area: Rect, y: u16) -> bool {
+    let [_, log] = split(m, area);
+    !m.jobs.is_empty() && y >= log.y && y < log.y + log.height
+}
+
+fn draw_empty(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
+    let mut lines = vec![
+        Line::from(""),
+        Line::from(Span::styled("No jobs.", t.title())),
+        Line::from(""),
+        Line::from(
+            "Jobs appear here as soon as gitlab-runner (or `pogo exec`) runs them through pogo.",
+        ),
+        Line::from(""),
+        Line::from(Span::styled(
+            "Rootless podman is per user: the jobs of a gitlab-runner that runs as another \
+             user show only in that user's `pogo tui`.",
+            t.dim(),
+        )),
+    ];
+    if !m.podman_seen && m.podman_error.is_none() {
+        lines.insert(1, Line::from(Span::styled("asking podman…", t.dim())));
+    }
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: true })
+            .block(Block::default().borders(Borders::ALL).title(" Jobs ")),
+        area,
+    );
+}
+
+fn elapsed(j: &JobRow, now: u64) -> String {
+    if j.started == 0 {
+        return "-".to_string();
+    }
+    let end = j.ended.unwrap_or(now);
+    format_elapsed(end.saturating_sub(j.started))
+}
+
+fn state_style(j: &JobRow, t: Theme) -> Style {
+    match j.outcome {
+        Some(Outcome::Success) => t.ok(),
+        Some(Outcome::Failed) => t.bad(),
+        Some(Outcome::Canceled) => t.warn(),
+        None if j.running => t.ok(),
+        None => t.dim(),
+    }
+}
+
+fn draw_table(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
+    // The image column only where there is room for it.
+    let wide = area.width >= 110;
+    let mut head = vec![
+        "JOB", "PROJECT", "NAME", "STAGE", "STATE", "TIME", "CPU", "MEM",
+    ];
+    if wide {
+        head.push("IMAGE");
+    }
+    let header = Row::new(head).style(t.title());
+    let mut rows = Vec::new();
+    let mut selected_row = 0;
+    for (i, j) in m.jobs.iter().enumerate() {
+        if i == m.selected {
+            selected_row = rows.len();
+        }
+        let style = if i == m.selected {
+            t.selected()
+        } else {
+            Style::default()
+        };
+        let mut cells = vec![
+            Cell::from(j.id.clone()),
+            Cell::from(j.project.clone()),
+            Cell::from(j.name.clone()),
+            Cell::from(j.stage.clone()),
+            Cell::from(Span::styled(j.state.clone(), state_style(j, t))),
+            Cell::from(elapsed(j, m.now)),
+            Cell::from(j.cpu.clone().unwrap_or_else(|| "-".into())),
+            Cell::from(j.mem.clone().unwrap_or_else(|| "-".into())),
+        ];
+        if wide {
+            cells.push(Cell::from(short_image(&j.image)));
+        }
+        rows.push(Row::new(cells).style(style));
+        for s in &j.services {
+            let mut cells = vec![
+                Cell::from(""),
+                Cell::from(" └ service"),
+                Cell::from(""),
+                Cell::from(short_image(&s.image)),
+                Cell::from(s.state.clone()),
+                Cell::from(""),
+                Cell::from(s.cpu.clone().unwrap_or_else(|| "-".into())),
+                Cell::from(s.mem.clone().unwrap_or_else(|| "-".into())),
+            ];
+            if wide {
+                cells.push(Cell::from(short_image(&s.image)));
+            }
+            rows.push(Row::new(cells).style(t.dim()));
+        }
+    }
+    let mut widths = vec![
+        Constraint::Length(8),
+        Constraint::Fill(3),
+        Constraint::Fill(2),
+        Constraint::Length(12),
+        Constraint::Length(15),
+        Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(7),
+    ];
+    if wide {
+        widths[0] = Constraint::Length(10);
+        widths[3] = Constraint::Length(16);
+        widths[6] = Constraint::Length(7);
+        widths[7] = Constraint::Length(9);
+        widths.push(Constraint::Fill(3));
+    }
+    let mut state = ratatui::widgets::TableState::default().with_selected(Some(selected_row));
+    f.render_stateful_widget(
+        Table::new(rows, widths)
+            .header(header)
+            .column_spacing(1)
+            .block(Block::default().borders(Borders::ALL).title(" Jobs ")),
+        area,
+        &mut state,
+    );
+}
+
+/// `docker.io/library/rust:1.80` → `rust:1.80`.
+fn short_image(image: &str) -> String {
+    image
+        .strip_prefix("docker.io/library/")
+        .or_else(|| image.strip_prefix("docker.io/"))
+        .unwrap_or(image)
+        .to_string()
+}
+
+fn draw_log(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
+    let Some(j) = m.selected_job() else { return };
+    let height = usize::from(area.height.saturating_sub(2));
+    let first = m.log.first_visible(height);
+    let needle = m.log.search.as_deref().map(str::to_lowercase);
+    let lines: Vec<Line> = m
+        .log
+        .all_lines()
+        .enumerate()
+        .skip(first)
+        .take(height)
+        .map(|(i, l)| {
+            let hit = needle
+                .as_deref()
+                .is_some_and(|n| !n.is_empty() && l.to_lowercase().contains(n));
+            if Some(i) == m.log.hit {
+                Line::from(Span::styled(l, t.selected()))
+            } else if hit {
+                Line::from(Span::styled(l, t.key()))
+            } else {
+                Line::from(l)
+            }
+        })
+        .collect();
+    let mode = if m.log.follow { "following" } else { "paused" };
+    let search = m
+        .log
+        .search
+        .as_deref()
+        .map(|s| format!(" · /{s}"))
+        .unwrap_or_default();
+    let title = format!(" log · job {} {} · {mode}{search} ", j.id, j.stage);
+    let body = if m.log.is_empty() {
+        let why = if j.running {
+            "waiting for output…"
+        } else {
+            "no log copy for this job"
+        };
+        vec![Line::from(Span::styled(why, t.dim()))]
+    } else {
+        lines
+    };
+    f.render_widget(
+        Paragraph::new(body).block(Block::default().borders(Borders::ALL).title(title)),
+        area,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::tui::model::Model;
+    use crate::tui::update::{update, Msg};
+    use crate::tui::views::fixtures::{model, render};
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+    #[test]
+    fn jobs_with_stage_state_numbers_and_the_live_log_at_80x24() {
+        insta::assert_snapshot!(render(&model(), 80, 24));
+    }
+
+    #[test]
+    fn jobs_on_a_wide_terminal() {
+        insta::assert_snapshot!(render(&model(), 140, 30));
+    }
+
+    #[test]
+    fn no_jobs_explains_where_jobs_come_from() {
+        let mut m = Model::new(0, true);
+        m.podman_seen = true;
+        insta::assert_snapshot!(render(&m, 80, 24));
+    }
+
+    #[test]
+    fn podman_missing_shows_a_banner_with_the_fix() {
+        let mut m = Model::new(0, true);
+        update(
+            &mut m,
+            Msg::PodmanFailed(crate::tui::sources::explain_podman_error(
+                "podman",
+                "cannot start 'podman': No such file or directory (os error 2)",
+            )),
+        );
+        insta::assert_snapshot!(render(&m, 80, 24));
+    }
+
+    #[test]
+    fn a_search_highlights_the_hit_in_the_log() {
+        let mut m = model();
+        for c in "/cargo".chars() {
+            update(
+                &mut m,
+                Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)),
+            );
+        }
+        update(
+            &mut m,
+            Msg::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+        );
+        insta::assert_snapshot!(render(&m, 80, 24));
+    }
+
+    #[test]
+    fn a_click_on_a_row_or_its_service_finds_the_job() {
+        use crate::tui::views::frame_layout;
+        let m = model();
+        let [_, _, body, _] = frame_layout(&m, ratatui::layout::Rect::new(0, 0, 80, 24));
+        // rows: tabs(0), border(1), header(2), 1201(3), 1202(4), its service(5), 1190(6)
+        assert_eq!(super::job_at(&m, body, 3), Some(0));
+        assert_eq!(super::job_at(&m, body, 5), Some(1));
+        assert_eq!(super::job_at(&m, body, 6), Some(2));
+        assert_eq!(super::job_at(&m, body, 2), None, "the header");
+        assert!(super::in_log(&m, body, 12));
+    }
+
+    #[test]
+    fn stopping_asks_for_confirmation() {
+        let mut m = model();
+        update(
+            &mut m,
+            Msg::Key(KeyEvent::new(KeyCode::Char('x'), KeyModifiers::NONE)),
+        );
+        insta::assert_snapshot!(render(&m, 80, 24));
+    }
+}

@@ -1,0 +1,205 @@
+//! The Runners screen: gitlab-runner's runners (read-only), token masked, and whether each one
+//! hands its jobs to pogo.
+
+use super::Theme;
+use crate::tui::model::{Model, RegisterForm};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, Wrap};
+use ratatui::Frame;
+
+pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
+    let r = &m.runners;
+    let title = match &r.path {
+        Some(p) => format!(" Runners · {} ", p.display()),
+        None => " Runners ".to_string(),
+    };
+    if let Some(e) = &r.error {
+        f.render_widget(
+            Paragraph::new(vec![Line::from(""), Line::from(e.as_str())])
+                .wrap(Wrap { trim: false })
+                .block(Block::default().borders(Borders::ALL).title(title)),
+            area,
+        );
+        return;
+    }
+    let [list, detail] = Layout::vertical([Constraint::Min(4), Constraint::Length(5)]).areas(area);
+    let header = Row::new(["NAME", "EXECUTOR", "POGO", "TOKEN", "URL"]).style(t.title());
+    let rows: Vec<Row> = r
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let pogo = if row.uses_pogo {
+                Span::styled("yes", t.ok())
+            } else {
+                Span::styled("no", t.dim())
+            };
+            Row::new(vec![
+                Cell::from(row.name.clone()),
+                Cell::from(row.executor.clone()),
+                Cell::from(pogo),
+                Cell::from(row.token_masked.clone()),
+                Cell::from(row.url.clone()),
+            ])
+            .style(if i == r.selected {
+                t.selected()
+            } else {
+                Style::default()
+            })
+        })
+        .collect();
+    let widths = [
+        Constraint::Min(10),
+        Constraint::Length(9),
+        Constraint::Length(5),
+        Constraint::Length(18),
+        Constraint::Fill(1),
+    ];
+    let body = if rows.is_empty() {
+        Table::new(
+            vec![Row::new(vec![Cell::from(Span::styled(
+                "no [[runners]] in this file",
+                t.dim(),
+            ))])],
+            [Constraint::Fill(1)],
+        )
+    } else {
+        Table::new(rows, widths).header(header)
+    };
+    f.render_widget(
+        body.block(Block::default().borders(Borders::ALL).title(title)),
+        list,
+    );
+    let sel = r.rows.get(r.selected);
+    let service = Line::from(vec![
+        Span::styled("gitlab-runner service: ", t.title()),
+        Span::raw(r.service.clone().unwrap_or_else(|| "…".to_string())),
+        Span::styled("  (S start, T stop)", t.dim()),
+    ]);
+    let mut lines = match sel {
+        Some(row) if row.uses_pogo => vec![
+            Line::from(format!("{} runs its jobs with pogo", row.name)),
+            Line::from(Span::styled(
+                format!(
+                    "pogo config: {}",
+                    row.pogo_config
+                        .as_deref()
+                        .unwrap_or("(pogo's default lookup)")
+                ),
+                t.dim(),
+            )),
+        ],
+        Some(row) => vec![Line::from(format!(
+            "{} uses the {} executor, not pogo",
+            row.name, row.executor
+        ))],
+        None => vec![Line::from(Span::styled(
+            "No runner yet: press a to register one (as `pogo register` does).",
+            t.dim(),
+        ))],
+    };
+    lines.push(service);
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(Block::default().borders(Borders::ALL).title(" runner ")),
+        detail,
+    );
+}
+
+/// The register form, over the screen. The token shows as asterisks.
+pub fn draw_form(f: &mut Frame, area: Rect, form: &RegisterForm, t: Theme) {
+    let r = super::popup_fixed(area, 70, 10);
+    f.render_widget(Clear, r);
+    let token_shown = "*".repeat(form.token.expose().chars().count());
+    let fields = [
+        ("GitLab URL ", form.url.as_str()),
+        ("token      ", token_shown.as_str()),
+        ("name       ", form.name.as_str()),
+    ];
+    let mut lines: Vec<Line> = fields
+        .iter()
+        .enumerate()
+        .map(|(i, (label, value))| {
+            let focused = i == form.focus;
+            let shown = if focused {
+                format!("{value}█")
+            } else {
+                value.to_string()
+            };
+            Line::from(vec![
+                Span::styled(*label, t.title()),
+                Span::styled(
+                    shown,
+                    if focused {
+                        t.selected()
+                    } else {
+                        Style::default()
+                    },
+                ),
+            ])
+        })
+        .collect();
+    lines.push(Line::from(""));
+    match &form.error {
+        Some(e) => lines.push(Line::from(Span::styled(e.clone(), t.bad()))),
+        None => lines.push(Line::from(Span::styled(
+            "Tab/↑↓ field · Enter on name registers · Esc cancels",
+            t.dim(),
+        ))),
+    }
+    f.render_widget(
+        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" register a runner (same as `pogo register`) "),
+        ),
+        r,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::tui::model::Screen;
+    use crate::tui::views::fixtures::{model, render};
+
+    #[test]
+    fn runners_with_masked_tokens_and_which_use_pogo() {
+        let mut m = model();
+        m.screen = Screen::Runners;
+        let out = render(&m, 80, 24);
+        insta::assert_snapshot!(out);
+    }
+
+    #[test]
+    fn the_register_form_hides_the_token() {
+        use crate::executor::env::Secret;
+        use crate::tui::model::{Mode, RegisterForm};
+        let mut m = model();
+        m.screen = Screen::Runners;
+        m.runners.service = Some("active".into());
+        m.mode = Mode::Register(RegisterForm {
+            url: "https://gitlab.example.com".into(),
+            token: Secret::new("glrt-verysecret"),
+            name: "laptop".into(),
+            focus: 1,
+            error: None,
+        });
+        let out = render(&m, 80, 24);
+        assert!(!format!("{out:?}").contains("verysecret"));
+        insta::assert_snapshot!(out);
+    }
+
+    #[test]
+    fn no_runner_config_says_how_to_register() {
+        let mut m = model();
+        m.screen = Screen::Runners;
+        m.runners = crate::tui::runners::load(
+            std::path::Path::new("/nonexistent/.gitlab-runner/config.toml"),
+            None,
+        );
+        insta::assert_snapshot!(render(&m, 80, 24));
+    }
+}

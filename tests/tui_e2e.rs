@@ -1,0 +1,325 @@
+//! The dashboard end to end: the real `pogo tui` in tmux (send-keys / capture-pane) while a real
+//! job runs in real podman through the gitlab-runner imitation; and the executor side it reads
+//! (state record, log copy with masked variables redacted).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use pogo::driver::{Outcome, Variable};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+}
+
+/// tmux is needed to drive a terminal program; in CI it must be there (setup-test-env.sh).
+fn tmux_ready() -> bool {
+    let ok = Command::new("tmux")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            !in_ci(),
+            "tmux is not installed, but CI is set: scripts/setup-test-env.sh installs it"
+        );
+        eprintln!("SKIPPED: tmux not installed (set up with `make test`)");
+    }
+    ok
+}
+
+/// A tmux server of our own (its own socket), running one program in a fixed-size window.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(argv: &[String], env: &[(&str, String)], w: u16, h: u16) -> Self {
+        let socket = format!("pogo-e2e-{}", unique_id());
+        let mut cmd = vec!["env".to_string()];
+        cmd.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
+        cmd.extend(argv.iter().cloned());
+        // Keep the window after the program exits, so its last screen can be read.
+        let status = Command::new("tmux")
+            .args(["-L", &socket, "-f", "/dev/null", "new-session", "-d"])
+            .args(["-x", &w.to_string(), "-y", &h.to_string()])
+            .args(["-s", "e2e"])
+            .arg(shell_words::join(&cmd))
+            .status()
+            .expect("tmux new-session");
+        assert!(status.success(), "tmux new-session failed");
+        let t = Tmux { socket };
+        t.cmd(&["set-option", "-t", "e2e", "remain-on-exit", "on"]);
+        t
+    }
+
+    fn cmd(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("tmux");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.cmd(&["capture-pane", "-p", "-t", "e2e"])
+    }
+
+    fn keys(&self, keys: &str) {
+        self.cmd(&["send-keys", "-t", "e2e", "-l", keys]);
+    }
+
+    /// Wait until `pred` holds for the screen; the screen, or a panic showing the last one.
+    fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if pred(&s) {
+                return s;
+            }
+            if start.elapsed() > timeout {
+                panic!("timed out after {timeout:?} waiting for {what}; screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn pane_dead(&self) -> bool {
+        self.cmd(&["display-message", "-p", "-t", "e2e", "#{pane_dead}"])
+            .trim()
+            == "1"
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
+}
+
+fn pogo_tui(config: &Path) -> Vec<String> {
+    vec![
+        env!("CARGO_BIN_EXE_pogo").to_string(),
+        "--config".to_string(),
+        config.display().to_string(),
+        "tui".to_string(),
+        "--runner-config".to_string(),
+        config
+            .with_file_name("runner-config.toml")
+            .display()
+            .to_string(),
+    ]
+}
+
+fn tui_env() -> Vec<(&'static str, String)> {
+    let mut v = vec![
+        ("TERM", "xterm-256color".to_string()),
+        ("NO_COLOR", "1".to_string()),
+    ];
+    for k in ["PATH", "HOME", "XDG_RUNTIME_DIR", "CONTAINERS_CONF"] {
+        if let Ok(val) = std::env::var(k) {
+            v.push((k, val));
+        }
+    }
+    v
+}
+
+/// Move the selection until the log pane shows job `id`.
+fn select_job(t: &Tmux, id: u64) -> String {
+    let title = format!("log · job {id} ");
+    for _ in 0..20 {
+        t.keys("k");
+    }
+    for _ in 0..30 {
+        std::thread::sleep(Duration::from_millis(150));
+        let s = t.screen();
+        if s.contains(&title) {
+            return s;
+        }
+        t.keys("j");
+    }
+    panic!("job {id} could not be selected; screen:\n{}", t.screen());
+}
+
+#[test]
+fn the_dashboard_shows_a_running_job_with_its_stage_and_live_log_and_reloads_the_config() {
+    require_podman!();
+    if !tmux_ready() {
+        return;
+    }
+    let env = TestEnv::new(&PogoConfig::default());
+    let t = Tmux::start(&pogo_tui(&env.config_path), &tui_env(), 120, 36);
+    t.wait_for("the Jobs screen", Duration::from_secs(10), |s| {
+        s.contains("1 Jobs") && s.contains("2 Config")
+    });
+
+    let job = env.job(&[], &["echo tui-e2e-start", "sleep 10", "echo tui-e2e-end"]);
+    let id = job.id;
+    let result = std::thread::scope(|scope| {
+        let runner = scope.spawn(|| env.run(&job));
+
+        // The job appears with its stage while it runs, and its log shows the output.
+        t.wait_for("the job in build_script", Duration::from_secs(90), |s| {
+            s.lines()
+                .any(|l| l.contains(&id.to_string()) && l.contains("build_script"))
+        });
+        select_job(&t, id);
+        let s = t.wait_for(
+            "the job's output in the log pane",
+            Duration::from_secs(20),
+            |s| s.contains("tui-e2e-start"),
+        );
+        assert!(s.contains("running"), "{s}");
+        runner.join().unwrap()
+    });
+    assert_success(&result);
+
+    // Finished: the row keeps the result, the log has the end.
+    let s = t.wait_for("the finished job's result", Duration::from_secs(20), |s| {
+        s.contains("success") && s.contains("tui-e2e-end")
+    });
+    assert!(s.contains(&format!("log · job {id} ")), "{s}");
+
+    // An external edit of the config shows up on the Config screen.
+    t.keys("2");
+    t.wait_for("the Config screen", Duration::from_secs(5), |s| {
+        s.contains("default image") && s.contains("Preview")
+    });
+    let good = std::fs::read_to_string(&env.config_path).unwrap();
+    let edited = good.replace(IMG_BASH, "localhost/pogo-test/e2e-reloaded:1");
+    assert_ne!(good, edited);
+    let started = Instant::now();
+    std::fs::write(&env.config_path, &edited).unwrap();
+    t.wait_for("the edited default image", Duration::from_secs(3), |s| {
+        s.contains("e2e-reloaded:1")
+    });
+    let reload = started.elapsed();
+    eprintln!("external config edit shown after {reload:?}");
+    assert!(
+        reload < Duration::from_millis(1500),
+        "reload took {reload:?}"
+    );
+
+    // An invalid edit: a banner with line and column, the last good config still shown.
+    std::fs::write(&env.config_path, format!("{edited}mountz: []\n")).unwrap();
+    let s = t.wait_for("the invalid-config banner", Duration::from_secs(3), |s| {
+        s.contains("config not reloaded")
+    });
+    let lines = edited.lines().count() + 1;
+    assert!(
+        s.contains(&format!(":{lines}:1: unknown key 'mountz'")),
+        "line and column of the bad key expected:\n{s}"
+    );
+    assert!(s.contains("e2e-reloaded:1"), "last good config kept:\n{s}");
+
+    // Fixed again: the banner goes away.
+    std::fs::write(&env.config_path, &good).unwrap();
+    let s = t.wait_for("the banner to go", Duration::from_secs(3), |s| {
+        !s.contains("config not reloaded")
+    });
+    assert!(s.contains(IMG_BASH), "{s}");
+
+    // q quits and gives the terminal back.
+    t.keys("q");
+    let start = Instant::now();
+    while !t.pane_dead() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "pogo tui did not quit"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    env.assert_no_leftovers();
+}
+
+fn state_dir(env: &TestEnv) -> PathBuf {
+    env.working_dir.join("jobs")
+}
+
+fn record(env: &TestEnv, key: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(state_dir(env).join(format!("{key}.json")))
+        .expect("the job's state record");
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn the_log_copy_redacts_masked_variables_and_the_record_says_success() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    let secret = "s3cr3t-Value-4711";
+    let mut job = env.job(
+        &[],
+        &["echo \"the secret is $MY_SECRET.\"", "echo visible-line"],
+    );
+    job.variables.push(Variable::masked("MY_SECRET", secret));
+    let r = env.run(&job);
+    assert_success(&r);
+    let key = job_key(&r).expect("job key");
+
+    let log_path = state_dir(&env).join(format!("{key}.log"));
+    let log = std::fs::read_to_string(&log_path).expect("the job's log copy");
+    assert!(log.contains("visible-line"), "{log}");
+    assert!(log.contains("the secret is [MASKED]."), "{log}");
+    assert!(!log.contains(secret), "the masked value leaked:\n{log}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&log_path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let rec = record(&env, &key);
+    assert_eq!(rec["result"], "success", "{rec}");
+    assert_eq!(rec["id"], job.id.to_string());
+    assert_eq!(rec["prepared"], true);
+    assert!(rec["ended"].as_u64().is_some(), "{rec}");
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn a_failed_script_is_recorded_as_failed_with_its_exit_code() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    let job = env.job(&[], &["echo before-failing", "exit 3"]);
+    let r = env.run(&job);
+    assert_eq!(
+        r.outcome,
+        Outcome::BuildFailure { exit_code: 3 },
+        "{}",
+        r.log
+    );
+    let key = job_key(&r).expect("job key");
+    let rec = record(&env, &key);
+    assert_eq!(rec["result"], "failed", "{rec}");
+    assert_eq!(rec["exit_code"], 3, "{rec}");
+    assert_eq!(rec["failure"], "build_script", "{rec}");
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn a_job_printing_a_lot_streams_through_pogo_without_losing_output() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    // 20 MB through `podman exec` → pogo → the runner and the log copy (pipefail is on in
+    // gitlab-runner's scripts: no producer that dies of SIGPIPE here).
+    let job = env.job(
+        &[],
+        &["head -c 20000000 /dev/zero | tr '\\0' x | fold -w 100; echo big-output-done"],
+    );
+    let start = Instant::now();
+    let r = env.run(&job);
+    eprintln!("20 MB job took {:?}", start.elapsed());
+    assert_success(&r);
+    assert!(r.log.contains("big-output-done"));
+    let key = job_key(&r).expect("job key");
+    let len = std::fs::metadata(state_dir(&env).join(format!("{key}.log")))
+        .unwrap()
+        .len();
+    assert!(len > 20_000_000, "log copy has {len} bytes");
+    env.assert_no_leftovers();
+}
