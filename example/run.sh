@@ -2,6 +2,10 @@
 # Run the example pipeline (example/.gitlab-ci.yml) locally through pogo's executor phases:
 #   bash example/run.sh            every job except the manual one
 #   bash example/run.sh deploy     only the named job(s), manual ones included
+#   bash example/run.sh -j 3       up to 3 jobs of a stage at a time
+#   bash example/run.sh --clean    remove example/.pogo/ (the kept cache and artifacts)
+# Other arguments go to `pogo exec` as they are. The jobs get the files of example/ as they
+# are on disk (`--dirty`), committed or not.
 # `make example` runs scripts/setup-test-env.sh (podman, offline test images) first.
 #
 # Environment: POGO_EXAMPLE_STATE  where pogo keeps its state (default /tmp/pogo-example)
@@ -32,6 +36,10 @@ config=${template//@POGO_EXAMPLE_STATE@/"$STATE"}
 config=${config//@EXAMPLE_DIR@/"$EXAMPLE_DIR"}
 printf '%s\n' "$config" >"$CONFIG_DIR/pogo.yaml"
 
+dirty=(--dirty)
+for arg in "$@"; do
+    [ "$arg" = --clean ] && dirty=()
+done
 status=0
-"$REPO_ROOT/target/release/pogo" --config "$CONFIG_DIR/pogo.yaml" exec --dir "$EXAMPLE_DIR" "$@" || status=$?
+"$REPO_ROOT/target/release/pogo" --config "$CONFIG_DIR/pogo.yaml" exec --dir "$EXAMPLE_DIR" "${dirty[@]}" "$@" || status=$?
 exit "$status"

@@ -140,6 +140,28 @@ impl CacheWhen {
     }
 }
 
+/// `artifacts:when`: the same values and rule as `cache:when`.
+pub type ArtifactsWhen = CacheWhen;
+
+/// `artifacts:` of a job (the `archive` artifact; reports are not modelled).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Artifacts {
+    /// Paths or glob patterns, relative to the project directory.
+    pub paths: Vec<String>,
+    pub when: ArtifactsWhen,
+}
+
+/// A job whose artifacts this job downloads (`dependencies[]` of the payload).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Dependency {
+    pub id: u64,
+    pub name: String,
+    /// The job token gitlab-runner downloads with.
+    pub token: String,
+    /// `artifacts_file.filename`; `None` when the job has no artifacts (nothing to download).
+    pub artifacts_file: Option<String>,
+}
+
 /// One entry of `cache:`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Cache {
@@ -172,6 +194,12 @@ pub struct Job {
     pub script: Vec<String>,
     pub after_script: Vec<String>,
     pub cache: Vec<Cache>,
+    pub artifacts: Option<Artifacts>,
+    /// Earlier jobs whose artifacts are downloaded before the script.
+    pub dependencies: Vec<Dependency>,
+    /// `GIT_STRATEGY` in the payload's variables; `None` leaves it out (the runner's default,
+    /// `fetch`, applies unless a job variable sets it). [`Job::new`] sets `none`.
+    pub git_strategy: Option<String>,
     pub timeout: Duration,
     /// `CI_API_V4_URL`, e.g. `http://127.0.0.1:PORT/api/v4`.
     pub api_url: String,
@@ -204,6 +232,9 @@ impl Job {
             script: Vec::new(),
             after_script: Vec::new(),
             cache: Vec::new(),
+            artifacts: None,
+            dependencies: Vec::new(),
+            git_strategy: Some("none".to_string()),
             timeout: Duration::from_secs(3600),
             api_url: api_url.into(),
             job_url: String::new(),
@@ -280,10 +311,24 @@ impl Job {
             Variable::new("CI_PROJECT_PATH", self.project_path.clone()),
             Variable::new("CI_COMMIT_REF_NAME", self.git_ref.clone()),
             Variable::new("CI_COMMIT_SHA", self.sha.clone()),
-            Variable::new("GIT_STRATEGY", "none"),
         ];
+        if let Some(strategy) = &self.git_strategy {
+            v.push(Variable::new("GIT_STRATEGY", strategy.clone()));
+        }
         v.extend(self.variables.iter().cloned());
         v
+    }
+
+    /// The key a cache is stored under, as gitlab-runner computes it: `cache:key` with the
+    /// payload's variables expanded (`<job name>/<ref>` when empty), then sanitised.
+    /// `Err` carries the expanded key when nothing usable is left (e.g. it has `..`).
+    pub fn cache_key(&self, cache: &Cache) -> Result<String, String> {
+        let raw = if cache.key.is_empty() {
+            format!("{}/{}", self.name, self.git_ref)
+        } else {
+            expand(&cache.key, &self.payload_variables())
+        };
+        super::script::sanitize_cache_key(&raw).ok_or(raw)
     }
 
     /// The services as `CUSTOM_ENV_CI_JOB_SERVICES` carries them: a JSON
@@ -370,6 +415,33 @@ impl Job {
                 })
             })
             .collect();
+        let artifacts: Vec<Value> = self
+            .artifacts
+            .iter()
+            .map(|a| {
+                json!({
+                    "name": "",
+                    "untracked": false,
+                    "paths": a.paths,
+                    "exclude": [],
+                    "when": a.when.as_str(),
+                    "artifact_type": "archive",
+                    "artifact_format": "zip",
+                    "expire_in": "",
+                })
+            })
+            .collect();
+        let dependencies: Vec<Value> = self
+            .dependencies
+            .iter()
+            .map(|d| {
+                let file = d
+                    .artifacts_file
+                    .as_ref()
+                    .map(|f| json!({"filename": f, "size": 0}));
+                json!({"id": d.id, "token": d.token, "name": d.name, "artifacts_file": file})
+            })
+            .collect();
         json!({
             "id": self.id,
             "token": self.token,
@@ -395,10 +467,10 @@ impl Job {
             "steps": steps,
             "image": image,
             "services": services,
-            "artifacts": [],
+            "artifacts": artifacts,
             "cache": cache,
             "credentials": [],
-            "dependencies": [],
+            "dependencies": dependencies,
             "features": {
                 "trace_sections": true,
                 "failure_reasons": ["script_failure", "runner_system_failure", "job_execution_timeout"],

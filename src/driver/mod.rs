@@ -7,8 +7,13 @@
 //! bash shape, and `cleanup_exec` at the end — each in its own process
 //! group, with the same environment, exit-code rules and SIGTERM/SIGKILL
 //! handling. It powers pogo's tests and `pogo exec`.
+//!
+//! Two opt-in extensions serve `pogo exec`: [`Driver::local`] replaces the git and
+//! `gitlab-runner` helper commands of the source, cache and artifact stages by local `tar`
+//! scripts (see [`local`]), and [`Driver::log_sink`] receives the job log while it is written.
 
 pub mod job;
+pub mod local;
 pub mod process;
 pub mod script;
 
@@ -16,14 +21,19 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-pub use job::{Cache, CachePolicy, CacheWhen, Image, Job, Service, Variable};
+pub use job::{
+    Artifacts, ArtifactsWhen, Cache, CachePolicy, CacheWhen, Dependency, Image, Job, Service,
+    Variable,
+};
+pub use local::{LocalDir, LocalStages};
 pub use process::{KillReport, StopReason};
 
-use process::{Deadline, PhaseCommand, PhaseOutput, StdoutMode, Termination};
+use process::{Deadline, OutputCallback, PhaseCommand, PhaseOutput, StdoutMode, Termination};
 use script::{CacheArchive, ScriptInfo, Writer};
 
 /// `PreparationRetries`.
@@ -118,6 +128,30 @@ impl JobResult {
     }
 }
 
+/// Receives the job log while the job runs: the concatenation of all pieces is
+/// [`JobResult::log`]. A piece is one or more whole lines, except that a phase's output
+/// may end without a newline. Called from the driver's threads, one piece at a time.
+#[derive(Clone)]
+pub struct LogSink(Arc<dyn Fn(&str) + Send + Sync>);
+
+impl LogSink {
+    pub fn new(f: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        LogSink(Arc::new(f))
+    }
+
+    fn send(&self, text: &str) {
+        if !text.is_empty() {
+            (self.0)(text);
+        }
+    }
+}
+
+impl std::fmt::Debug for LogSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogSink")
+    }
+}
+
 /// The imitated gitlab-runner, configured like `[[runners]]` in config.toml.
 #[derive(Debug, Clone)]
 pub struct Driver {
@@ -142,6 +176,11 @@ pub struct Driver {
     pub runner_short_token: String,
     pub concurrent_id: u32,
     pub hostname: String,
+    /// `Some`: the source, cache and artifact stages use local `tar` scripts against
+    /// these directories instead of git and the `gitlab-runner` helper (`pogo exec`).
+    pub local: Option<LocalStages>,
+    /// Gets the job log as it is written (see [`LogSink`]).
+    pub log_sink: Option<LogSink>,
 }
 
 impl Driver {
@@ -166,6 +205,8 @@ impl Driver {
             runner_short_token: "pogodrvr".to_string(),
             concurrent_id: 0,
             hostname,
+            local: None,
+            log_sink: None,
         }
     }
 
@@ -326,6 +367,7 @@ fn section_of(stage: &str) -> (&'static str, String) {
         "prepare_script" => ("prepare_script", "Preparing environment".into()),
         "get_sources" => ("get_sources", "Getting source from Git repository".into()),
         "restore_cache" => ("restore_cache", "Restoring cache".into()),
+        "download_artifacts" => ("download_artifacts", "Downloading artifacts".into()),
         "build_script" => (
             "step_script",
             "Executing \"step_script\" stage of the job script".into(),
@@ -336,6 +378,14 @@ fn section_of(stage: &str) -> (&'static str, String) {
             "archive_cache_on_failure",
             "Saving cache for failed job".into(),
         ),
+        "upload_artifacts_on_success" => (
+            "upload_artifacts_on_success",
+            "Uploading artifacts for successful job".into(),
+        ),
+        "upload_artifacts_on_failure" => (
+            "upload_artifacts_on_failure",
+            "Uploading artifacts for failed job".into(),
+        ),
         "cleanup_file_variables" => (
             "cleanup_file_variables",
             "Cleaning up project directory and file based variables".into(),
@@ -344,6 +394,49 @@ fn section_of(stage: &str) -> (&'static str, String) {
             "step",
             format!("Executing \"{stage}\" stage of the job script"),
         ),
+    }
+}
+
+/// Masked values replaced by `[MASKED]` (longest first, as they are sorted).
+fn mask(text: &str, masks: &[String]) -> String {
+    let mut text = text.to_string();
+    for m in masks {
+        text = text.replace(m.as_str(), "[MASKED]");
+    }
+    text
+}
+
+/// A phase's job-log output on its way to the [`LogSink`]: whole lines are masked and
+/// sent as they arrive, the rest when the phase ends. Masking line by line gives the
+/// same text as masking the whole output, because masked values are single lines.
+struct LiveLines {
+    pending: Vec<u8>,
+    masks: Vec<String>,
+    sink: LogSink,
+    /// After the phase: a background process still writing is not the job log.
+    closed: bool,
+}
+
+impl LiveLines {
+    fn push(&mut self, bytes: &[u8]) {
+        if self.closed {
+            return;
+        }
+        self.pending.extend_from_slice(bytes);
+        if let Some(end) = self.pending.iter().rposition(|b| *b == b'\n') {
+            let lines: Vec<u8> = self.pending.drain(..=end).collect();
+            self.sink
+                .send(&mask(&String::from_utf8_lossy(&lines), &self.masks));
+        }
+    }
+
+    fn finish(&mut self) {
+        if !self.closed {
+            let rest = std::mem::take(&mut self.pending);
+            self.sink
+                .send(&mask(&String::from_utf8_lossy(&rest), &self.masks));
+            self.closed = true;
+        }
     }
 }
 
@@ -441,29 +534,52 @@ impl<'a> Run<'a> {
 
     // ----- job log -------------------------------------------------------
 
+    /// Appends the runner's own text to the log and hands it to the sink.
+    fn emit(&mut self, text: &str) {
+        self.log.push_str(text);
+        if let Some(sink) = &self.d.log_sink {
+            sink.send(text);
+        }
+    }
+
     fn ensure_newline(&mut self) {
         if !self.log.is_empty() && !self.log.ends_with('\n') {
-            self.log.push('\n');
+            self.emit("\n");
         }
     }
 
     fn logln(&mut self, line: &str) {
         self.ensure_newline();
-        self.log.push_str(line);
-        self.log.push('\n');
+        self.emit(&format!("{line}\n"));
     }
 
+    /// Appends a phase's output to the log; the sink got it while the phase ran.
     fn log_output(&mut self, bytes: &[u8]) {
-        let mut text = String::from_utf8_lossy(bytes).into_owned();
-        for m in &self.masks {
-            text = text.replace(m.as_str(), "[MASKED]");
-        }
+        let text = mask(&String::from_utf8_lossy(bytes), &self.masks);
         self.log.push_str(&text);
+    }
+
+    /// The phase-output callback for the sink, if there is one.
+    fn live_output(&self) -> Option<(OutputCallback, Arc<Mutex<LiveLines>>)> {
+        let sink = self.d.log_sink.clone()?;
+        let lines = Arc::new(Mutex::new(LiveLines {
+            pending: Vec::new(),
+            masks: self.masks.clone(),
+            sink,
+            closed: false,
+        }));
+        let feed = Arc::clone(&lines);
+        let callback: OutputCallback = Arc::new(move |bytes: &[u8]| {
+            if let Ok(mut l) = feed.lock() {
+                l.push(bytes);
+            }
+        });
+        Some((callback, lines))
     }
 
     fn section_start(&mut self, name: &str, description: &str) {
         self.ensure_newline();
-        self.log.push_str(&format!(
+        self.emit(&format!(
             "section_start:{}:{name}\r\x1b[0K\x1b[0K\x1b[36;1m{description}\x1b[0;m\n",
             unix_now()
         ));
@@ -471,8 +587,7 @@ impl<'a> Run<'a> {
 
     fn section_end(&mut self, name: &str) {
         self.ensure_newline();
-        self.log
-            .push_str(&format!("section_end:{}:{name}\r\x1b[0K\n", unix_now()));
+        self.emit(&format!("section_end:{}:{name}\r\x1b[0K\n", unix_now()));
     }
 
     // ----- variables and environment --------------------------------------
@@ -566,20 +681,30 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Runs one phase; records its time and kill report.
+    /// Runs one phase; records its time and kill report. `to_job_log`: its output goes to
+    /// the job log (so to the sink as it arrives), not the runner log.
     fn phase(
         &mut self,
         name: &str,
         cmd: &PhaseCommand,
         deadline: Option<Deadline>,
+        to_job_log: bool,
     ) -> Result<PhaseOutput, PhaseFailure> {
         let started = Instant::now();
-        match process::run_phase(
+        let live = if to_job_log { self.live_output() } else { None };
+        let result = process::run_phase_live(
             cmd,
             deadline,
             self.d.graceful_kill_timeout,
             self.d.force_kill_timeout,
-        ) {
+            live.as_ref().map(|(callback, _)| Arc::clone(callback)),
+        );
+        if let Some((_, lines)) = &live {
+            if let Ok(mut l) = lines.lock() {
+                l.finish();
+            }
+        }
+        match result {
             Ok(out) => {
                 self.phase_times.push((name.to_string(), out.duration));
                 if let Some(k) = &out.kill {
@@ -749,7 +874,7 @@ impl<'a> Run<'a> {
         let cmd = self.command(exec, vec!["config".into()], env, StdoutMode::Separate);
         let deadline = self.exec_deadline(EXEC_TIMEOUT);
         let out = self
-            .phase("config", &cmd, Some(deadline))
+            .phase("config", &cmd, Some(deadline), true)
             .map_err(|f| sys(f.message().to_string()))?;
         self.log_output(&out.output);
         if out.kill.is_some() {
@@ -820,7 +945,7 @@ impl<'a> Run<'a> {
         let cmd = self.command(exec, vec!["prepare".into()], env, StdoutMode::Combined);
         let deadline = self.exec_deadline(EXEC_TIMEOUT);
         let out = self
-            .phase("prepare", &cmd, Some(deadline))
+            .phase("prepare", &cmd, Some(deadline), true)
             .map_err(|f| sys(f.message().to_string()))?;
         self.log_output(&out.output);
         if out.kill.is_some() {
@@ -852,7 +977,7 @@ impl<'a> Run<'a> {
             at: Instant::now() + EXEC_TIMEOUT,
             reason: StopReason::Timeout,
         };
-        match self.phase("cleanup", &cmd, Some(deadline)) {
+        match self.phase("cleanup", &cmd, Some(deadline), false) {
             Ok(out) => {
                 self.cleanup_output
                     .push_str(&String::from_utf8_lossy(&out.output));
@@ -934,7 +1059,7 @@ impl<'a> Run<'a> {
             env,
             StdoutMode::Combined,
         );
-        let out = match self.phase(stage, &cmd, deadline) {
+        let out = match self.phase(stage, &cmd, deadline, true) {
             Ok(o) => o,
             Err(f) => return StageResult::Failed(f),
         };
@@ -969,7 +1094,6 @@ impl<'a> Run<'a> {
     /// Caches to restore or archive, with sanitised keys.
     fn caches(&mut self, exec: &Exec, restore: bool, job_ok: bool) -> Vec<CacheArchive> {
         let mut out = Vec::new();
-        let payload = self.job.payload_variables();
         for c in &self.job.cache {
             if c.paths.is_empty() {
                 continue;
@@ -982,15 +1106,13 @@ impl<'a> Run<'a> {
             if !wanted {
                 continue;
             }
-            let raw = if c.key.is_empty() {
-                format!("{}/{}", self.job.name, self.job.git_ref)
-            } else {
-                job::expand(&c.key, &payload)
-            };
-            let Some(key) = script::sanitize_cache_key(&raw) else {
-                self.warnings
-                    .push(format!("skipping cache with invalid key {raw:?}"));
-                continue;
+            let key = match self.job.cache_key(c) {
+                Ok(key) => key,
+                Err(raw) => {
+                    self.warnings
+                        .push(format!("skipping cache with invalid key {raw:?}"));
+                    continue;
+                }
             };
             out.push(CacheArchive {
                 rel_file: script::cache_rel_file(&exec.project_dir, &exec.job_cache_dir, &key),
@@ -1000,6 +1122,29 @@ impl<'a> Run<'a> {
             });
         }
         out
+    }
+
+    /// Runs get_sources, restore_cache or download_artifacts: `Some(false)` when it failed
+    /// (the job's steps are skipped, the `*_on_failure` stages run), `None` when the job's
+    /// deadline passed (the job ends).
+    fn run_pre_stage(
+        &mut self,
+        exec: &Exec,
+        stage: &str,
+        writer: &Writer,
+        deadline: Option<Deadline>,
+    ) -> Option<bool> {
+        match self.run_stage(exec, stage, writer, "running", deadline) {
+            StageResult::Ok => Some(true),
+            StageResult::Failed(f) => {
+                self.outcome = Self::failure_outcome(&f);
+                Some(false)
+            }
+            StageResult::Stopped(_) => {
+                self.outcome = Outcome::TimedOut;
+                None
+            }
+        }
     }
 
     /// `executeScript`: all run_exec stages in order.
@@ -1012,7 +1157,7 @@ impl<'a> Run<'a> {
             .rev()
             .find(|v| v.key == "GIT_STRATEGY")
             .map(|v| v.value.clone())
-            .unwrap_or_else(|| "none".into());
+            .unwrap_or_else(|| "fetch".into());
 
         let vars = self.all_variables(exec, "running");
         let hostname = exec.hostname.clone();
@@ -1050,46 +1195,44 @@ impl<'a> Run<'a> {
             }
         }
 
-        // 2.-3. get_sources, restore_cache
-        let mut sources_ok = true;
-        match self.run_stage(
-            exec,
-            "get_sources",
-            &info.get_sources(&git_strategy),
-            "running",
-            jd,
-        ) {
-            StageResult::Ok => {}
-            StageResult::Failed(f) => {
-                sources_ok = false;
-                self.outcome = Self::failure_outcome(&f);
-            }
-            StageResult::Stopped(_) => {
-                self.outcome = Outcome::TimedOut;
+        // 2.-4. get_sources, restore_cache, download_artifacts
+        let local = self.d.local.clone();
+        let sources = match &local {
+            Some(l) => info.local_get_sources(&git_strategy, l),
+            None => info.get_sources(&git_strategy),
+        };
+        let Some(mut sources_ok) = self.run_pre_stage(exec, "get_sources", &sources, jd) else {
+            return;
+        };
+        let caches = if sources_ok {
+            self.caches(exec, true, true)
+        } else {
+            Vec::new()
+        };
+        if !caches.is_empty() {
+            let restore = match &local {
+                Some(l) => info.local_restore_cache(&caches, l),
+                None => info.restore_cache(&caches),
+            };
+            let Some(ok) = self.run_pre_stage(exec, "restore_cache", &restore, jd) else {
                 return;
-            }
+            };
+            sources_ok = ok;
         }
-        if sources_ok {
-            let caches = self.caches(exec, true, true);
-            if !caches.is_empty() {
-                match self.run_stage(
-                    exec,
-                    "restore_cache",
-                    &info.restore_cache(&caches),
-                    "running",
-                    jd,
-                ) {
-                    StageResult::Ok => {}
-                    StageResult::Failed(f) => {
-                        sources_ok = false;
-                        self.outcome = Self::failure_outcome(&f);
-                    }
-                    StageResult::Stopped(_) => {
-                        self.outcome = Outcome::TimedOut;
-                        return;
-                    }
-                }
-            }
+        let deps: Vec<&Dependency> = job
+            .dependencies
+            .iter()
+            .filter(|d| d.artifacts_file.is_some())
+            .collect();
+        if sources_ok && !deps.is_empty() {
+            let download = match &local {
+                Some(l) => info.local_download_artifacts(&deps, l),
+                None => info.download_artifacts(&deps, &job.server_url()),
+            };
+            let Some(ok) = self.run_pre_stage(exec, "download_artifacts", &download, jd) else {
+                return;
+            };
+            sources_ok = ok;
         }
 
         // 5.-6. build_script, after_script
@@ -1162,18 +1305,22 @@ impl<'a> Run<'a> {
             hostname: &hostname,
         };
         let caches = self.caches(exec, false, job_ok);
+        let after_job = if self.outcome == Outcome::Canceled {
+            None
+        } else {
+            jd
+        };
         if !caches.is_empty() {
             let stage = if job_ok {
                 "archive_cache"
             } else {
                 "archive_cache_on_failure"
             };
-            let d = if self.outcome == Outcome::Canceled {
-                None
-            } else {
-                jd
+            let archive = match &local {
+                Some(l) => final_info.local_archive_cache(&caches, l),
+                None => final_info.archive_cache(&caches),
             };
-            match self.run_stage(exec, stage, &final_info.archive_cache(&caches), status, d) {
+            match self.run_stage(exec, stage, &archive, status, after_job) {
                 StageResult::Ok => {}
                 StageResult::Failed(f) => {
                     if job_ok {
@@ -1182,6 +1329,41 @@ impl<'a> Run<'a> {
                 }
                 StageResult::Stopped(_) => {
                     if job_ok {
+                        self.outcome = Outcome::TimedOut;
+                    }
+                    return;
+                }
+            }
+        }
+
+        // 8. upload_artifacts_on_success / upload_artifacts_on_failure: decided by the
+        // job's own result, like archive_cache; an upload error counts only when the job
+        // had no error yet.
+        let upload = job
+            .artifacts
+            .as_ref()
+            .filter(|a| !a.paths.is_empty() && a.when.matches(job_ok) && !job.api_url.is_empty());
+        if let Some(artifacts) = upload {
+            let stage = if job_ok {
+                "upload_artifacts_on_success"
+            } else {
+                "upload_artifacts_on_failure"
+            };
+            let script = match &local {
+                Some(l) => final_info.local_upload_artifacts(artifacts, &job.name, l),
+                None => {
+                    final_info.upload_artifacts(artifacts, &job.server_url(), &job.token, job.id)
+                }
+            };
+            match self.run_stage(exec, stage, &script, status, after_job) {
+                StageResult::Ok => {}
+                StageResult::Failed(f) => {
+                    if self.outcome.is_success() {
+                        self.outcome = Self::failure_outcome(&f);
+                    }
+                }
+                StageResult::Stopped(_) => {
+                    if self.outcome.is_success() {
                         self.outcome = Outcome::TimedOut;
                     }
                     return;
@@ -1602,6 +1784,152 @@ esac
             assert_eq!(pg, pid, "{l}");
         }
         assert!(!r.temp_dirs[0].exists(), "temp dir removed");
+    }
+
+    /// A fake executor that runs each stage script with the host's bash, so the local
+    /// stages' `tar` scripts work on host paths.
+    fn bash_executor(dir: &Path) -> Driver {
+        let fake = dir.join("fake");
+        std::fs::write(
+            &fake,
+            format!(
+                r#"#!/bin/bash
+case "$1" in
+  config) echo '{{"builds_dir":"{b}","cache_dir":"/c"}}' ;;
+  prepare) echo "preparing"; echo "secret-token-xyz in prepare" >&2 ;;
+  run) bash "$2"; rc=$?; if [ $rc -ne 0 ]; then echo $rc > "$BUILD_EXIT_CODE_FILE"; exit 1; fi ;;
+esac
+"#,
+                b = dir.join("builds").display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut d = Driver::new("/bin/bash");
+        d.pogo_args = vec![fake.to_string_lossy().into_owned()];
+        d.tmp_root = dir.to_path_buf();
+        let store = |n: &str| LocalDir {
+            host: format!("STORE/{n}"),
+            container: dir.join(n).display().to_string(),
+        };
+        d.local = Some(LocalStages {
+            sources_tar: None,
+            sources_note: "none here".into(),
+            cache: store("cache"),
+            artifacts: store("artifacts"),
+        });
+        d
+    }
+
+    #[test]
+    fn local_mode_runs_cache_and_artifact_stages_in_gitlab_runner_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = bash_executor(dir.path());
+        let mut producer = Job::new(1, "tok-producer", "g/p", "http://x/api/v4");
+        producer.name = "build".into();
+        producer.git_strategy = None;
+        producer.script = vec![
+            "mkdir -p out .deps".into(),
+            "echo made > out/file".into(),
+            "echo dep > .deps/d".into(),
+        ];
+        producer.cache = vec![Cache {
+            key: "deps".into(),
+            paths: vec![".deps/".into()],
+            ..Cache::default()
+        }];
+        producer.artifacts = Some(Artifacts {
+            paths: vec!["out/".into()],
+            when: ArtifactsWhen::OnSuccess,
+        });
+        let r = d.run_job(&producer, None).unwrap();
+        assert_eq!(r.outcome, Outcome::Success, "{}", r.log);
+        assert_eq!(
+            r.phases(),
+            vec![
+                "config",
+                "prepare",
+                "prepare_script",
+                "get_sources",
+                "restore_cache",
+                "build_script",
+                "archive_cache",
+                "upload_artifacts_on_success",
+                "cleanup_file_variables",
+                "cleanup"
+            ]
+        );
+        assert!(r.log.contains("No sources (none here)"), "{}", r.log);
+        assert!(r.log.contains("Uploading artifacts for successful job"));
+
+        let mut consumer = producer.clone();
+        consumer.id = 2;
+        consumer.name = "test".into();
+        consumer.script = vec!["cat out/file .deps/d".into(), "exit 3".into()];
+        consumer.after_script = vec!["echo after".into()];
+        consumer.artifacts = Some(Artifacts {
+            paths: vec!["out/".into()],
+            when: ArtifactsWhen::Always,
+        });
+        consumer.dependencies = vec![Dependency {
+            id: 1,
+            name: "build".into(),
+            token: String::new(),
+            artifacts_file: Some(local::ARTIFACTS_FILE.into()),
+        }];
+        let r = d.run_job(&consumer, None).unwrap();
+        assert_eq!(
+            r.outcome,
+            Outcome::BuildFailure { exit_code: 3 },
+            "{}",
+            r.log
+        );
+        assert!(r.log.contains("made\ndep\n"), "{}", r.log);
+        assert!(
+            r.log.contains("Successfully extracted cache deps"),
+            "{}",
+            r.log
+        );
+        assert_eq!(
+            r.phases()[4..9],
+            [
+                "restore_cache",
+                "download_artifacts",
+                "build_script",
+                "after_script",
+                "upload_artifacts_on_failure"
+            ],
+            "no archive_cache: the cache is saved on success only"
+        );
+    }
+
+    #[test]
+    fn the_log_sink_gets_the_whole_log_while_it_is_written_and_masked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = bash_executor(dir.path());
+        let pieces = Arc::new(Mutex::new(Vec::<String>::new()));
+        let p = Arc::clone(&pieces);
+        d.log_sink = Some(LogSink::new(move |t| p.lock().unwrap().push(t.to_string())));
+        let mut job = Job::new(3, "secret-token-xyz", "g/p", "http://x/api/v4");
+        job.script = vec![
+            "echo one".into(),
+            "sleep 0.3".into(),
+            "printf 'token=%s no newline' \"$CI_JOB_TOKEN\"".into(),
+        ];
+        let r = d.run_job(&job, None).unwrap();
+        assert_eq!(r.outcome, Outcome::Success, "{}", r.log);
+        let pieces = pieces.lock().unwrap();
+        assert_eq!(pieces.concat(), r.log);
+        assert!(!r.log.contains("secret-token-xyz"), "{}", r.log);
+        assert!(r.log.contains("[MASKED] in prepare"), "{}", r.log);
+        assert!(r.log.contains("token=[MASKED] no newline\n"), "{}", r.log);
+        assert!(
+            pieces
+                .iter()
+                .any(|p| p.contains("one\n") && !p.contains("token=")),
+            "a phase's lines come as they are written, not at its end: {pieces:?}"
+        );
     }
 
     #[test]

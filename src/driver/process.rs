@@ -117,8 +117,17 @@ fn cloexec_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(std::io::Error::from)
 }
 
-/// Reads `fd` to EOF in a thread; signals `done` when finished.
-fn reader(fd: OwnedFd, buf: Arc<Mutex<Vec<u8>>>, done: mpsc::Sender<()>) {
+/// Called from a reader thread with each chunk of job-log output as it arrives.
+pub type OutputCallback = Arc<dyn Fn(&[u8]) + Send + Sync>;
+
+/// Reads `fd` to EOF in a thread, handing each chunk to `live` too; signals `done` when
+/// finished.
+fn reader(
+    fd: OwnedFd,
+    buf: Arc<Mutex<Vec<u8>>>,
+    done: mpsc::Sender<()>,
+    live: Option<OutputCallback>,
+) {
     thread::spawn(move || {
         let mut file = std::fs::File::from(fd);
         let mut chunk = [0u8; 8192];
@@ -128,6 +137,9 @@ fn reader(fd: OwnedFd, buf: Arc<Mutex<Vec<u8>>>, done: mpsc::Sender<()>) {
                 Ok(n) => {
                     if let Ok(mut b) = buf.lock() {
                         b.extend_from_slice(&chunk[..n]);
+                    }
+                    if let Some(live) = &live {
+                        live(&chunk[..n]);
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -184,6 +196,25 @@ pub fn run_phase(
     graceful_kill_timeout: Duration,
     force_kill_timeout: Duration,
 ) -> std::io::Result<PhaseOutput> {
+    run_phase_live(
+        cmd,
+        deadline,
+        graceful_kill_timeout,
+        force_kill_timeout,
+        None,
+    )
+}
+
+/// [`run_phase`], handing the output that goes to the job log (the combined output, or
+/// stderr in [`StdoutMode::Separate`]) to `live` as it arrives. [`PhaseOutput::output`]
+/// still holds all of it.
+pub fn run_phase_live(
+    cmd: &PhaseCommand,
+    deadline: Option<Deadline>,
+    graceful_kill_timeout: Duration,
+    force_kill_timeout: Duration,
+    live: Option<OutputCallback>,
+) -> std::io::Result<PhaseOutput> {
     let out_buf = Arc::new(Mutex::new(Vec::new()));
     let stdout_buf = Arc::new(Mutex::new(Vec::new()));
     let (done_tx, done_rx) = mpsc::channel();
@@ -211,11 +242,11 @@ pub fn run_phase(
                 let (so_r, so_w) = cloexec_pipe()?;
                 c.stdout(Stdio::from(so_w));
                 c.stderr(Stdio::from(out_w));
-                reader(so_r, Arc::clone(&stdout_buf), done_tx.clone());
+                reader(so_r, Arc::clone(&stdout_buf), done_tx.clone(), None);
                 readers += 1;
             }
         }
-        reader(out_r, Arc::clone(&out_buf), done_tx.clone());
+        reader(out_r, Arc::clone(&out_buf), done_tx.clone(), live);
         readers += 1;
         // `c` (holding the write ends) is dropped at the end of this block,
         // so the readers see EOF once the phase and its children are gone.
@@ -313,6 +344,33 @@ mod tests {
         assert_eq!(o.termination, Termination::Exited(3));
         assert_eq!(String::from_utf8_lossy(&o.output), "out\nerr\n");
         assert!(o.kill.is_none());
+    }
+
+    #[test]
+    fn live_output_arrives_while_the_phase_still_runs() {
+        let seen = Arc::new(Mutex::new(Vec::<(Duration, Vec<u8>)>::new()));
+        let started = Instant::now();
+        let s = Arc::clone(&seen);
+        let live: OutputCallback = Arc::new(move |b: &[u8]| {
+            s.lock().unwrap().push((started.elapsed(), b.to_vec()));
+        });
+        let o = run_phase_live(
+            &sh("echo first; sleep 1; echo second >&2"),
+            None,
+            Duration::ZERO,
+            Duration::ZERO,
+            Some(live),
+        )
+        .unwrap();
+        let seen = seen.lock().unwrap();
+        let all: Vec<u8> = seen.iter().flat_map(|(_, b)| b.clone()).collect();
+        assert_eq!(all, o.output, "the live chunks add up to the output");
+        assert_eq!(seen[0].1, b"first\n");
+        assert!(
+            seen[0].0 < Duration::from_millis(800),
+            "first chunk came after {:?}, not while the phase ran",
+            seen[0].0
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use super::job::Variable;
+use super::job::{Artifacts, Dependency, Variable};
 
 const ANSI_BOLD_GREEN: &str = "\x1b[32;1m";
 const ANSI_YELLOW: &str = "\x1b[0;33m";
@@ -165,7 +165,7 @@ impl ScriptInfo<'_> {
     }
 
     /// Variable exports and the `GITLAB_ENV` dotenv handling.
-    fn write_exports(&self, w: &mut Writer) {
+    pub(super) fn write_exports(&self, w: &mut Writer) {
         let tmp = self.tmp_project_dir();
         for v in self.variables {
             w.variable(v, &tmp);
@@ -242,6 +242,56 @@ impl ScriptInfo<'_> {
             w.warning("Missing gitlab-runner. Extracting cache is disabled.");
             w.line("fi");
         }
+        w
+    }
+
+    /// Stage `download_artifacts`: one `artifacts-downloader` per dependency with artifacts;
+    /// its failure fails the stage.
+    pub fn download_artifacts(&self, deps: &[&Dependency], url: &str) -> Writer {
+        let mut w = Writer::new();
+        self.write_exports(&mut w);
+        w.cd(self.project_dir);
+        for d in deps {
+            w.notice(&format!(
+                "Downloading artifacts for {} ({})...",
+                d.name, d.id
+            ));
+            w.line("if gitlab-runner --version >/dev/null 2>&1; then");
+            w.line(format!(
+                "gitlab-runner artifacts-downloader --url {} --token {} --id {}",
+                ansi_c_escape(url),
+                ansi_c_escape(&d.token),
+                d.id
+            ));
+            w.line("else");
+            w.warning("Missing gitlab-runner. Downloading artifacts is disabled.");
+            w.line("fi");
+        }
+        w
+    }
+
+    /// Stage `upload_artifacts_on_success` / `upload_artifacts_on_failure`: one
+    /// `artifacts-uploader`; its failure fails the stage.
+    pub fn upload_artifacts(&self, a: &Artifacts, url: &str, token: &str, id: u64) -> Writer {
+        let mut w = Writer::new();
+        self.write_exports(&mut w);
+        w.cd(self.project_dir);
+        w.notice("Uploading artifacts...");
+        w.line("if gitlab-runner --version >/dev/null 2>&1; then");
+        let mut cmd = format!(
+            "gitlab-runner artifacts-uploader --url {} --token {} --id {id} --timeout 1h0m0s --response-header-timeout 10m0s",
+            ansi_c_escape(url),
+            ansi_c_escape(token)
+        );
+        for p in &a.paths {
+            cmd.push_str(" --path ");
+            cmd.push_str(&ansi_c_escape(p));
+        }
+        cmd.push_str(" --artifact-format zip --artifact-type archive");
+        w.line(cmd);
+        w.line("else");
+        w.warning("Missing gitlab-runner. Uploading artifacts is disabled.");
+        w.line("fi");
         w
     }
 
@@ -539,6 +589,33 @@ mod tests {
         ));
         assert!(body.contains("Successfully extracted cache"));
         assert!(body.contains("Failed to extract cache"));
+    }
+
+    #[test]
+    fn artifact_stages_call_the_runner_helper_like_gitlab_runner() {
+        let v = vars();
+        let info = ScriptInfo {
+            variables: &v,
+            project_dir: "/builds/g/p",
+            hostname: "h",
+        };
+        let dep = Dependency {
+            id: 7,
+            name: "build".into(),
+            token: "tok 7".into(),
+            artifacts_file: Some("artifacts.zip".into()),
+        };
+        let body = info.download_artifacts(&[&dep], "http://gl").body();
+        assert!(body.contains(
+            "gitlab-runner artifacts-downloader --url http://gl --token $'tok 7' --id 7\n"
+        ));
+        assert!(body.contains("Missing gitlab-runner. Downloading artifacts is disabled."));
+        let a = Artifacts {
+            paths: vec!["out/".into(), "a b".into()],
+            when: Default::default(),
+        };
+        let body = info.upload_artifacts(&a, "http://gl", "t", 9).body();
+        assert!(body.contains("gitlab-runner artifacts-uploader --url http://gl --token t --id 9 --timeout 1h0m0s --response-header-timeout 10m0s --path out/ --path $'a b' --artifact-format zip --artifact-type archive\n"), "{body}");
     }
 
     #[test]

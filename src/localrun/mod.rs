@@ -5,23 +5,31 @@
 //! gitlab-runner would, so a job that passes here takes the same path on a real runner. The
 //! job's tags reach `pogo config` through `POGO_JOB_TAGS`, so no GitLab server is involved.
 //!
-//! This version runs jobs one after another, stage by stage, and does not clone sources
-//! (`GIT_STRATEGY=none`): jobs start in an empty `$CI_PROJECT_DIR`.
+//! What gitlab-runner does with git and its `gitlab-runner` helper (sources, cache,
+//! artifacts) is done by the driver's local stages ([`crate::driver::local`]) with `tar`,
+//! against the project's `.pogo/` directory, which `prepare` mounts into the job container
+//! (`POGO_LOCAL_MOUNTS`, see [`crate::executor::local`]).
 
+pub mod compose;
 pub mod pipeline;
+pub mod project;
 pub mod report;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Instant, SystemTime};
 
-use crate::driver::{Driver, DriverError, Job, Variable};
+use crate::driver::local::{self, artifacts_dir_name, ARTIFACTS_FILE};
+use crate::driver::{
+    CachePolicy, Dependency, Driver, DriverError, Job, LocalDir, LocalStages, LogSink, Variable,
+};
+use crate::executor::local::{LocalMount, LOCAL_MOUNTS};
 
 use pipeline::{JobSpec, ParseError, Pipeline, When};
+use project::{Project, Sources, Store};
 use report::{Failure, Row, Status};
 
 /// `CI_JOB_TOKEN` of local jobs: nothing accepts it, it only has to be non-empty.
@@ -30,6 +38,8 @@ const LOCAL_JOB_TOKEN: &str = "pogo-exec-local-job-token";
 const LOCAL_API_URL: &str = "https://gitlab.invalid/api/v4";
 /// `CI_RUNNER_SHORT_TOKEN` of local jobs (part of the container names).
 const LOCAL_RUNNER: &str = "local";
+/// Where the job container sees the sources, the cache and the artifacts.
+pub const CONTAINER_DIR: &str = "/pogo-exec";
 /// Environment variables of the caller that must not reach the phases: they belong to
 /// the job the phases are run for (set by `pogo exec` or `pogo config`).
 const JOB_SCOPED_ENV: &[&str] = &[
@@ -37,28 +47,37 @@ const JOB_SCOPED_ENV: &[&str] = &[
     "POGO_JOB_KEY",
     "POGO_JOB_CONTAINER",
     "POGO_JOB_POD",
+    LOCAL_MOUNTS,
 ];
 
 const HELP_NOTES: &str = "\
-Runs the jobs of DIR/.gitlab-ci.yml stage by stage, one job at a time, through pogo's own
+Runs the jobs of DIR/.gitlab-ci.yml stage by stage through pogo's own
 config/prepare/run/cleanup phases (the path gitlab-runner takes), using the pogo config
 (--config, $POGO_CONFIG or ~/.pogo.yaml).
 
-Supported: stages, variables, default (image, services, before_script, after_script, tags,
-variables), image, services, before_script, script, after_script, tags, stage, when (manual
-jobs run only when named), allow_failure, YAML anchors and merge keys. Every other key is
+Supported: stages, variables, default, image, services, before_script, script,
+after_script, tags, stage, when (manual jobs run only when named), allow_failure (with
+exit_codes), cache (key, paths, policy, when), artifacts (paths, when), dependencies,
+needs, extends, include (local files), YAML anchors and merge keys. Every other key is
 reported as `pogo: ignored locally: KEY`.
 
-Sources are not cloned (GIT_STRATEGY=none): jobs start in an empty $CI_PROJECT_DIR.
+Sources: the committed HEAD of the git repository DIR is in (`git archive`); with --dirty
+the work tree instead (uncommitted and untracked files, without git-ignored ones); outside
+git a copy of DIR. Set GIT_STRATEGY: none to get none.
 
-Ctrl-C lets the running job finish (cleanup included) and skips the rest; a second Ctrl-C
+Cache and artifacts are kept in DIR/.pogo/ (git-ignored) and survive between runs: a job
+that is not run gets the artifacts of its dependencies from an earlier run. `pogo exec
+--clean` removes DIR/.pogo/. The job image needs tar (with gzip) for sources, cache and
+artifacts.
+
+Ctrl-C lets the running jobs finish (cleanup included) and skips the rest; a second Ctrl-C
 quits at once.
 
 Exit status: 0 when the pipeline passed, 1 when a job that may not fail failed, 2 when
 nothing could run (unreadable .gitlab-ci.yml, unknown job, bad pogo config), 130 when
 interrupted.";
 
-/// `pogo exec [JOB ...] [--dir DIR] [--var KEY=VALUE ...] [--tags t1,t2]`.
+/// `pogo exec [JOB ...] [--dir DIR] [--var KEY=VALUE ...] [--tags t1,t2] [-j N] [--dirty]`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_long_help = HELP_NOTES)]
 pub struct ExecArgs {
@@ -74,6 +93,16 @@ pub struct ExecArgs {
     /// Extra tags for every job, added to its `tags:` (selects pogo's tag mounts and extra_arguments)
     #[arg(long, value_name = "TAG,...", value_delimiter = ',')]
     pub tags: Vec<String>,
+    /// Run up to N jobs of a stage at the same time (their log lines are prefixed with the job name)
+    #[arg(short = 'j', long = "parallel", value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallel: u16,
+    /// Sources from the work tree (uncommitted and untracked files) instead of the committed HEAD
+    #[arg(long)]
+    pub dirty: bool,
+    /// Remove DIR/.pogo/ (cache and artifacts kept by pogo exec) and run nothing
+    #[arg(long)]
+    pub clean: bool,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -115,6 +144,24 @@ pub enum ExecError {
     CurrentExe(std::io::Error),
     #[error("job '{job}': {source}")]
     Driver { job: String, source: DriverError },
+    #[error("{0}")]
+    Store(String),
+    #[error("cannot pack the sources: {0}")]
+    Sources(String),
+    #[error("--clean runs no job: run `pogo exec --clean`, then `pogo exec {0}`")]
+    CleanWithJobs(String),
+}
+
+/// Where `pogo exec` writes (stdout and stderr, or buffers in tests); the jobs of a stage
+/// share it.
+pub type Out = Arc<Mutex<dyn Write + Send>>;
+
+/// Writes `text` to `out` at once (whole lines stay whole when jobs run in parallel).
+fn say(out: &Out, text: &str) {
+    if let Ok(mut w) = out.lock() {
+        let _ = w.write_all(text.as_bytes());
+        let _ = w.flush();
+    }
 }
 
 /// Entry point of `pogo exec`; `config` is the global `--config` flag. Returns the exit status.
@@ -122,33 +169,22 @@ pub fn exec_main(args: ExecArgs, config: Option<&Path>) -> i32 {
     let colour = std::io::stdout().is_terminal();
     let interrupted = Arc::new(AtomicBool::new(false));
     watch_interrupts(Arc::clone(&interrupted));
-    let mut out = std::io::stdout().lock();
-    let mut err = std::io::stderr();
+    let out: Out = Arc::new(Mutex::new(std::io::stdout()));
+    let err: Out = Arc::new(Mutex::new(std::io::stderr()));
     let result = std::env::current_exe()
         .map_err(ExecError::CurrentExe)
-        .and_then(|pogo| {
-            exec(
-                &args,
-                config,
-                &pogo,
-                colour,
-                Some(interrupted),
-                &mut out,
-                &mut err,
-            )
-        });
+        .and_then(|pogo| exec(&args, config, &pogo, colour, Some(interrupted), &out, &err));
     match result {
         Ok(code) => code,
         Err(e) => {
-            let _ = out.flush();
-            let _ = writeln!(err, "pogo: {e}");
+            say(&err, &format!("pogo: {e}\n"));
             2
         }
     }
 }
 
 /// The phases run in their own process groups (as under gitlab-runner), so a Ctrl-C in the
-/// terminal reaches only `pogo exec`. The first one sets `flag`: the running job finishes,
+/// terminal reaches only `pogo exec`. The first one sets `flag`: the running jobs finish,
 /// cleanup included, and no further job starts. The second one quits at once.
 fn watch_interrupts(flag: Arc<AtomicBool>) {
     use tokio::signal::unix::{signal, SignalKind};
@@ -169,86 +205,10 @@ fn watch_interrupts(flag: Arc<AtomicBool>) {
                     eprintln!("pogo: interrupted again: quitting; the running job's containers may be left (podman ps -a --filter label=io.pogo.managed-by=pogo)");
                     std::process::exit(130);
                 }
-                eprintln!("pogo: interrupted: finishing the running job (cleanup included), then stopping; Ctrl-C again quits at once");
+                eprintln!("pogo: interrupted: finishing the running jobs (cleanup included), then stopping; Ctrl-C again quits at once");
             }
         });
     });
-}
-
-/// Everything a local job needs to know about the project and this run.
-#[derive(Debug, Clone)]
-pub struct Project {
-    /// `local/<directory name>`.
-    pub path: String,
-    pub pipeline_id: u64,
-    /// Branch (`CI_COMMIT_REF_NAME`), when DIR is in a git repository.
-    pub git_ref: Option<String>,
-    /// `CI_COMMIT_SHA`, when DIR is in a git repository.
-    pub sha: Option<String>,
-}
-
-impl Project {
-    pub fn discover(dir: &Path) -> Self {
-        let name = std::fs::canonicalize(dir)
-            .ok()
-            .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .unwrap_or_default();
-        let pipeline_id = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(1);
-        Project {
-            path: format!("local/{}", sanitize_project_name(&name)),
-            pipeline_id,
-            sha: git(dir, &["rev-parse", "HEAD"]),
-            git_ref: git(dir, &["rev-parse", "--abbrev-ref", "HEAD"]),
-        }
-    }
-}
-
-/// A GitLab-like project path component: `[A-Za-z0-9_.-]`, other characters become `-`.
-pub fn sanitize_project_name(name: &str) -> String {
-    let mapped: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let trimmed = mapped.trim_matches(|c| matches!(c, '-' | '.' | '_'));
-    if trimmed.is_empty() {
-        "project".to_string()
-    } else {
-        trimmed.to_string()
-    }
-}
-
-fn git(dir: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let s = String::from_utf8(out.stdout).ok()?.trim().to_string();
-    (!s.is_empty()).then_some(s)
-}
-
-fn absolute(p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        return p.to_path_buf();
-    }
-    std::env::current_dir()
-        .map(|cwd| cwd.join(p))
-        .unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// The environment the phases get, like gitlab-runner's own: the caller's, minus what
@@ -258,12 +218,60 @@ fn runner_env(env: &[(String, String)]) -> Vec<(String, String)> {
         .filter(|(k, _)| !k.starts_with("CUSTOM_ENV_") && !JOB_SCOPED_ENV.contains(&k.as_str()))
         .map(|(k, v)| {
             if k == "POGO_CONFIG" && !v.is_empty() {
-                (k.clone(), absolute(Path::new(v)).display().to_string())
+                (
+                    k.clone(),
+                    project::absolute(Path::new(v)).display().to_string(),
+                )
             } else {
                 (k.clone(), v.clone())
             }
         })
         .collect()
+}
+
+/// Removes this run's directory (its sources) however `pogo exec` ends.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The local stages and the mounts that make them work: the sources read-only, `.pogo/cache`
+/// and `.pogo/artifacts` writable, under [`CONTAINER_DIR`] in the job container.
+fn local_setup(store: &Store, sources: &Sources) -> Result<(LocalStages, String), ExecError> {
+    let dir = |host: PathBuf, name: &str| LocalDir {
+        host: host.display().to_string(),
+        container: format!("{CONTAINER_DIR}/{name}"),
+    };
+    let stages = LocalStages {
+        sources_tar: Some(format!("{CONTAINER_DIR}/sources.tar")),
+        sources_note: sources.note.clone(),
+        cache: dir(store.cache_dir(), "cache"),
+        artifacts: dir(store.artifacts_dir(), "artifacts"),
+    };
+    let mounts = vec![
+        LocalMount {
+            host: sources.tar.display().to_string(),
+            container: format!("{CONTAINER_DIR}/sources.tar"),
+            readonly: true,
+        },
+        LocalMount {
+            host: stages.cache.host.clone(),
+            container: stages.cache.container.clone(),
+            readonly: false,
+        },
+        LocalMount {
+            host: stages.artifacts.host.clone(),
+            container: stages.artifacts.container.clone(),
+            readonly: false,
+        },
+    ];
+    let json = serde_json::to_string(&mounts).map_err(|e| ExecError::Store(e.to_string()))?;
+    // The same check prepare makes, before any job starts.
+    crate::executor::local::parse(&json).map_err(ExecError::Store)?;
+    Ok((stages, json))
 }
 
 /// `pogo exec` with `pogo` as the executable for the phases.
@@ -273,18 +281,45 @@ fn exec(
     pogo: &Path,
     colour: bool,
     interrupted: Option<Arc<AtomicBool>>,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
+    out: &Out,
+    err: &Out,
 ) -> Result<i32, ExecError> {
+    if args.clean {
+        if !args.jobs.is_empty() {
+            return Err(ExecError::CleanWithJobs(args.jobs.join(" ")));
+        }
+        match project::clean(&args.dir).map_err(ExecError::Store)? {
+            Some(root) => say(
+                out,
+                &format!(
+                    "pogo exec: removed {} (cache and artifacts)\n",
+                    root.display()
+                ),
+            ),
+            None => say(
+                out,
+                &format!(
+                    "pogo exec: nothing to clean: {} does not exist\n",
+                    args.dir.join(project::STORE_DIR).display()
+                ),
+            ),
+        }
+        return Ok(0);
+    }
     let file_path = args.dir.join(".gitlab-ci.yml");
     let file = file_path.display().to_string();
     let text = std::fs::read_to_string(&file_path).map_err(|source| ExecError::Read {
         path: file.clone(),
         source,
     })?;
-    let pipeline = pipeline::parse(&text, &file)?;
+    let pipeline = pipeline::parse_with(&text, &file, &mut |rel: &str| {
+        let path = args.dir.join(rel);
+        std::fs::read_to_string(&path)
+            .map(|text| (path.display().to_string(), text))
+            .map_err(|e| e.to_string())
+    })?;
     for key in &pipeline.ignored {
-        let _ = writeln!(err, "pogo: ignored locally: {key}");
+        say(err, &format!("pogo: ignored locally: {key}\n"));
     }
     let plan = select(&pipeline, &args.jobs, &file)?;
 
@@ -297,10 +332,36 @@ fn exec(
         })
         .collect();
     let env = runner_env(&env);
-    let config = config.map(absolute);
+    let config = config.map(project::absolute);
     let env_map: HashMap<String, String> = env.iter().cloned().collect();
     crate::config::load(config.as_deref(), &env_map)
         .map_err(|e| ExecError::Config(e.to_string()))?;
+
+    let project = Project::discover(&args.dir);
+    let store = Store::open(&project.dir).map_err(ExecError::Store)?;
+    let run_dir = store.run_dir().map_err(ExecError::Store)?;
+    let _remove_run_dir = RemoveOnDrop(run_dir.clone());
+    let sources = project::pack_sources(&project, args.dirty, &run_dir.join("sources.tar"))
+        .map_err(ExecError::Sources)?;
+    say(out, &format!("pogo exec: sources: {}\n", sources.note));
+    if sources.left_out > 0 {
+        say(
+            out,
+            &format!(
+                "pogo exec: {} uncommitted change(s) in {} are not in the sources (--dirty takes them)\n",
+                sources.left_out,
+                project.dir.display()
+            ),
+        );
+    }
+    say(
+        out,
+        &format!(
+            "pogo exec: cache and artifacts in {} (pogo exec --clean removes them)\n",
+            store.root.display()
+        ),
+    );
+    let (stages, mounts) = local_setup(&store, &sources)?;
 
     let mut driver = Driver::new(pogo);
     driver.env = env;
@@ -310,10 +371,13 @@ fn exec(
     driver.runner_short_token = LOCAL_RUNNER.into();
     // Two `pogo exec` runs on one machine must not share container names.
     driver.concurrent_id = std::process::id();
+    driver.local = Some(stages);
 
     let local = Local {
         driver,
-        project: Project::discover(&args.dir),
+        project,
+        store,
+        mounts,
         extra_tags: args
             .tags
             .iter()
@@ -323,29 +387,28 @@ fn exec(
         vars: args.vars.clone(),
         colour,
         interrupted,
+        parallel: usize::from(args.parallel),
+        started: Mutex::new(HashSet::new()),
     };
-    let rows = run_pipeline(&plan, &local, out, err)?;
-    let _ = writeln!(out);
-    let _ = write!(out, "{}", report::summary(&rows));
+    let rows = run_pipeline(&plan, &pipeline, &local, out, err)?;
     let failed: Vec<&str> = rows
         .iter()
         .filter(|r| r.status.is_blocking_failure())
         .map(|r| r.job.as_str())
         .collect();
-    let _ = writeln!(
-        out,
-        "Sources are not cloned yet (GIT_STRATEGY=none): jobs start in an empty $CI_PROJECT_DIR."
-    );
-    if local.is_interrupted() {
-        let _ = writeln!(out, "Pipeline interrupted.");
-        Ok(130)
+    let mut end = format!("\n{}", report::summary(&rows));
+    let code = if local.is_interrupted() {
+        end.push_str("Pipeline interrupted.\n");
+        130
     } else if failed.is_empty() {
-        let _ = writeln!(out, "Pipeline passed.");
-        Ok(0)
+        end.push_str("Pipeline passed.\n");
+        0
     } else {
-        let _ = writeln!(out, "Pipeline failed: {}.", failed.join(", "));
-        Ok(1)
-    }
+        end.push_str(&format!("Pipeline failed: {}.\n", failed.join(", ")));
+        1
+    };
+    say(out, &end);
+    Ok(code)
 }
 
 /// A job chosen to appear in this run.
@@ -406,15 +469,44 @@ pub fn decide(when: When, named: bool, failed_before: bool) -> Result<(), Status
 
 /// The driver and what every job of this run shares.
 pub struct Local {
-    /// Configured for this run; `POGO_JOB_TAGS` is added per job.
+    /// Configured for this run (local stages included); tags, mounts and the log sink are
+    /// added per job.
     pub driver: Driver,
     pub project: Project,
+    pub store: Store,
+    /// The value of `POGO_LOCAL_MOUNTS` for every job.
+    pub mounts: String,
     pub extra_tags: Vec<String>,
     pub vars: Vec<(String, String)>,
     /// Print job logs as they are (colours, section markers) instead of plain text.
     pub colour: bool,
     /// Set on Ctrl-C: start no further job.
     pub interrupted: Option<Arc<AtomicBool>>,
+    /// Jobs of one stage that may run at the same time.
+    pub parallel: usize,
+    /// Jobs started by this run (their artifacts are this run's).
+    pub started: Mutex<HashSet<String>>,
+}
+
+/// The `CI_JOB_ID` of a job: its place in the pipeline, the same in every run.
+fn job_id(pipeline: &Pipeline, name: &str) -> u64 {
+    let index = pipeline
+        .jobs
+        .iter()
+        .position(|j| j.name == name)
+        .unwrap_or(pipeline.jobs.len());
+    u64::try_from(index + 1).unwrap_or(u64::MAX)
+}
+
+/// `12.3 KiB`.
+fn human_size(bytes: u64) -> String {
+    if bytes < 1024 {
+        format!("{bytes} B")
+    } else if bytes < 1024 * 1024 {
+        format!("{:.1} KiB", bytes as f64 / 1024.0)
+    } else {
+        format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+    }
 }
 
 impl Local {
@@ -434,15 +526,37 @@ impl Local {
         tags
     }
 
-    fn job(&self, spec: &JobSpec, id: u64) -> Job {
+    fn artifacts_file(&self, job_name: &str) -> PathBuf {
+        self.store
+            .artifacts_dir()
+            .join(artifacts_dir_name(job_name))
+            .join(ARTIFACTS_FILE)
+    }
+
+    /// The job as GitLab would hand it to the runner, and notes for the summary about the
+    /// artifacts it gets.
+    fn job(&self, spec: &JobSpec, pipeline: &Pipeline) -> (Job, Vec<String>) {
         let p = &self.project;
-        let mut job = Job::new(id, LOCAL_JOB_TOKEN, p.path.clone(), LOCAL_API_URL);
+        let mut job = Job::new(
+            job_id(pipeline, &spec.name),
+            LOCAL_JOB_TOKEN,
+            p.path.clone(),
+            LOCAL_API_URL,
+        );
         job.name = spec.name.clone();
         job.stage = spec.stage.clone();
         job.pipeline_id = p.pipeline_id;
-        job.git_ref = p.git_ref.clone().unwrap_or_default();
-        job.sha = p.sha.clone().unwrap_or_default();
-        job.variables = spec.variables.clone();
+        if let Some(g) = &p.git {
+            job.git_ref = g.ref_name.clone();
+            job.sha = g.sha.clone();
+        } else {
+            job.git_ref = String::new();
+            job.sha = String::new();
+        }
+        // GitLab's default: fetch, unless the job sets GIT_STRATEGY.
+        job.git_strategy = None;
+        job.variables = p.variables(&job.server_url());
+        job.variables.extend(spec.variables.iter().cloned());
         job.variables.extend(
             self.vars
                 .iter()
@@ -453,76 +567,124 @@ impl Local {
         job.before_script = spec.before_script.clone();
         job.script = spec.script.clone();
         job.after_script = spec.after_script.clone();
-        job
+        job.cache = spec.cache.clone();
+        job.artifacts = spec.artifacts.clone();
+
+        let explicit = spec.dependencies.is_some() || spec.needs.is_some();
+        let started = self.started.lock().map(|s| s.clone()).unwrap_or_default();
+        let mut got = Vec::new();
+        let mut notes = Vec::new();
+        for name in pipeline.artifact_sources(spec) {
+            let file = self.artifacts_file(name);
+            let exists = file.is_file();
+            if exists {
+                job.dependencies.push(Dependency {
+                    id: job_id(pipeline, name),
+                    name: name.to_string(),
+                    token: LOCAL_JOB_TOKEN.to_string(),
+                    artifacts_file: Some(ARTIFACTS_FILE.to_string()),
+                });
+                if started.contains(name) {
+                    got.push(name.to_string());
+                } else {
+                    got.push(format!("{name} (from an earlier run)"));
+                }
+            } else if explicit && !started.contains(name) {
+                notes.push(format!("no artifacts of {name} (it has not run yet)"));
+            }
+        }
+        if !got.is_empty() {
+            notes.insert(0, format!("artifacts of {}", got.join(", ")));
+        }
+        (job, notes)
     }
-}
 
-/// Runs the planned jobs stage by stage, printing each log; returns the summary rows.
-pub fn run_pipeline(
-    plan: &[Planned<'_>],
-    local: &Local,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> Result<Vec<Row>, ExecError> {
-    let mut rows = Vec::with_capacity(plan.len());
-    let mut failed_before = false;
-    let mut stage_failed = false;
-    let mut current_stage: Option<&str> = None;
-    for (index, planned) in plan.iter().enumerate() {
-        let spec = planned.spec;
-        if current_stage != Some(spec.stage.as_str()) {
-            failed_before |= stage_failed;
-            stage_failed = false;
-            current_stage = Some(spec.stage.as_str());
-        }
-        let not_run = |status: Status| Row {
-            job: spec.name.clone(),
-            stage: spec.stage.clone(),
-            status,
-            duration: None,
-            phases: Vec::new(),
-        };
-        if local.is_interrupted() {
-            let _ = writeln!(
-                out,
-                "--- {} (stage {}): skipped (interrupted)",
-                spec.name, spec.stage
-            );
-            rows.push(not_run(Status::Skipped));
-            continue;
-        }
-        if let Err(status) = decide(spec.when, planned.named, failed_before) {
-            let why = match status {
-                Status::Manual => {
-                    format!("manual job, not run (run it with: pogo exec {})", spec.name)
-                }
-                _ if spec.when == When::OnFailure => {
-                    "skipped (when: on_failure, and nothing failed)".to_string()
-                }
-                _ => "skipped (an earlier stage failed)".to_string(),
+    /// The job log on its way to `out`: as it is on a terminal, else plain; with `prefix`
+    /// before every line when jobs run side by side.
+    fn sink(&self, out: &Out, prefix: Option<String>) -> LogSink {
+        let out = Arc::clone(out);
+        let colour = self.colour;
+        let at_line_start = Mutex::new(true);
+        LogSink::new(move |text| {
+            let text = match (colour, &prefix) {
+                (false, _) => report::plain_log(text),
+                (true, Some(_)) => report::strip_sections(text),
+                (true, None) => text.to_string(),
             };
-            let _ = writeln!(out, "--- {} (stage {}): {why}", spec.name, spec.stage);
-            rows.push(not_run(status));
-            continue;
-        }
+            let Ok(mut w) = out.lock() else { return };
+            match &prefix {
+                None => {
+                    let _ = w.write_all(text.as_bytes());
+                }
+                Some(p) => {
+                    let Ok(mut start) = at_line_start.lock() else {
+                        return;
+                    };
+                    for piece in text.split_inclusive('\n') {
+                        if *start {
+                            let _ = w.write_all(p.as_bytes());
+                        }
+                        let _ = w.write_all(piece.as_bytes());
+                        *start = piece.ends_with('\n');
+                    }
+                }
+            }
+            let _ = w.flush();
+        })
+    }
 
-        let id = u64::try_from(index + 1).unwrap_or(u64::MAX);
-        let tags = local.tags(spec);
-        let job = local.job(spec, id);
-        let mut driver = local.driver.clone();
+    /// Runs one job, its log streamed to `out`; returns its summary row.
+    fn run_one(
+        &self,
+        spec: &JobSpec,
+        pipeline: &Pipeline,
+        prefix: Option<String>,
+        out: &Out,
+        err: &Out,
+    ) -> Result<Row, ExecError> {
+        // This run's artifacts replace the last run's, even when the job makes none.
+        let own_dir = self
+            .store
+            .artifacts_dir()
+            .join(artifacts_dir_name(&spec.name));
+        if let Err(e) = std::fs::remove_dir_all(&own_dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                say(
+                    err,
+                    &format!(
+                        "pogo: {}: cannot remove the last run's artifacts {}: {e}\n",
+                        spec.name,
+                        own_dir.display()
+                    ),
+                );
+            }
+        }
+        if let Ok(mut s) = self.started.lock() {
+            s.insert(spec.name.clone());
+        }
+        let (job, mut notes) = self.job(spec, pipeline);
+        let tags = self.tags(spec);
+        let mut driver = self.driver.clone();
         driver.env.push((
             "POGO_JOB_TAGS".to_string(),
             serde_json::to_string(&tags).unwrap_or_else(|_| "[]".to_string()),
         ));
+        driver
+            .env
+            .push((LOCAL_MOUNTS.to_string(), self.mounts.clone()));
+        driver.log_sink = Some(self.sink(out, prefix));
         let tag_note = if tags.is_empty() {
             String::new()
         } else {
             format!(", tags {}", tags.join(","))
         };
-        let _ = writeln!(out, "\n==> {} (stage {}{tag_note})", spec.name, spec.stage);
-        let _ = out.flush();
+        say(
+            out,
+            &format!("\n==> {} (stage {}{tag_note})\n", spec.name, spec.stage),
+        );
 
         let started = Instant::now();
+        let started_at = SystemTime::now();
         let result = driver
             .run_job(&job, None)
             .map_err(|source| ExecError::Driver {
@@ -530,49 +692,271 @@ pub fn run_pipeline(
                 source,
             })?;
         let duration = started.elapsed();
-        if local.colour {
-            let _ = write!(out, "{}", result.log);
-        } else {
-            let _ = write!(out, "{}", report::plain_log(&result.log));
-        }
-        let _ = out.flush();
+        let mut warnings = String::new();
         for w in &result.warnings {
-            let _ = writeln!(err, "pogo: {}: runner warning: {w}", spec.name);
+            warnings.push_str(&format!("pogo: {}: runner warning: {w}\n", spec.name));
         }
         if result
             .warnings
             .iter()
             .any(|w| w.starts_with("cleanup_exec"))
         {
-            let _ = writeln!(
-                err,
-                "pogo: {}: cleanup output:\n{}",
+            warnings.push_str(&format!(
+                "pogo: {}: cleanup output:\n{}\n",
                 spec.name,
                 result.cleanup_output.trim_end()
-            );
+            ));
         }
+        say(err, &warnings);
 
         let status = match Failure::from_outcome(&result.outcome) {
             None => Status::Passed,
             Some(f) if f.allowed_by(&spec.allow_failure) => Status::AllowedToFail(f),
             Some(f) => Status::Failed(f),
         };
-        let _ = writeln!(
+        notes.extend(self.cache_notes(&job, &result.log, started_at));
+        if let Ok(m) = std::fs::metadata(self.artifacts_file(&spec.name)) {
+            notes.push(format!("artifacts saved ({})", human_size(m.len())));
+        }
+        say(
             out,
-            "<== {}: {status} in {}",
-            spec.name,
-            report::format_duration(duration)
+            &format!(
+                "<== {}: {status} in {}\n",
+                spec.name,
+                report::format_duration(duration)
+            ),
         );
-        stage_failed |= status.is_blocking_failure();
-        rows.push(Row {
+        Ok(Row {
             job: spec.name.clone(),
             stage: spec.stage.clone(),
             status,
             duration: Some(duration),
             phases: result.phase_times,
-        });
+            notes,
+        })
     }
-    Ok(rows)
+
+    /// `cache 'KEY': hit|miss[, saved]` for each cache of the job.
+    fn cache_notes(&self, job: &Job, log: &str, started_at: SystemTime) -> Vec<String> {
+        let Some(stages) = &self.driver.local else {
+            return Vec::new();
+        };
+        let mut notes = Vec::new();
+        for c in job.cache.iter().filter(|c| !c.paths.is_empty()) {
+            let Ok(key) = job.cache_key(c) else { continue };
+            let (_, host) = stages.cache_file(&key);
+            let mut parts = Vec::new();
+            if c.policy != CachePolicy::Push {
+                let hit = log.contains(&local::cache_extracted_message(&key, &host));
+                parts.push(if hit { "hit" } else { "miss" });
+            }
+            let saved = std::fs::metadata(&host)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t >= started_at);
+            if c.policy != CachePolicy::Pull && saved {
+                parts.push("saved");
+            }
+            if !parts.is_empty() {
+                notes.push(format!("cache '{key}': {}", parts.join(", ")));
+            }
+        }
+        notes
+    }
+}
+
+/// Runs the planned jobs stage by stage (up to `local.parallel` at a time within a stage),
+/// streaming their logs; returns the summary rows in plan order.
+pub fn run_pipeline(
+    plan: &[Planned<'_>],
+    pipeline: &Pipeline,
+    local: &Local,
+    out: &Out,
+    err: &Out,
+) -> Result<Vec<Row>, ExecError> {
+    let mut rows: Vec<Option<Row>> = vec![None; plan.len()];
+    let mut failed_before = false;
+    let mut start = 0;
+    while start < plan.len() {
+        let stage = plan[start].spec.stage.as_str();
+        let end = start
+            + plan[start..]
+                .iter()
+                .take_while(|p| p.spec.stage == stage)
+                .count();
+        let mut runnable = Vec::new();
+        for (i, planned) in plan.iter().enumerate().take(end).skip(start) {
+            let spec = planned.spec;
+            if local.is_interrupted() {
+                say(out, &skipped_line(spec, "skipped (interrupted)"));
+                rows[i] = Some(not_run(spec, Status::Skipped));
+                continue;
+            }
+            if let Err(status) = decide(spec.when, planned.named, failed_before) {
+                let why = match status {
+                    Status::Manual => {
+                        format!("manual job, not run (run it with: pogo exec {})", spec.name)
+                    }
+                    _ if spec.when == When::OnFailure => {
+                        "skipped (when: on_failure, and nothing failed)".to_string()
+                    }
+                    _ => "skipped (an earlier stage failed)".to_string(),
+                };
+                say(out, &skipped_line(spec, &why));
+                rows[i] = Some(not_run(spec, status));
+                continue;
+            }
+            runnable.push(i);
+        }
+        for (i, row) in run_stage(plan, &runnable, pipeline, local, out, err)? {
+            failed_before |= row.status.is_blocking_failure();
+            rows[i] = Some(row);
+        }
+        start = end;
+    }
+    Ok(rows.into_iter().flatten().collect())
+}
+
+fn skipped_line(spec: &JobSpec, why: &str) -> String {
+    format!("--- {} (stage {}): {why}\n", spec.name, spec.stage)
+}
+
+fn not_run(spec: &JobSpec, status: Status) -> Row {
+    Row {
+        job: spec.name.clone(),
+        stage: spec.stage.clone(),
+        status,
+        duration: None,
+        phases: Vec::new(),
+        notes: Vec::new(),
+    }
+}
+
+/// What the workers of one stage share.
+struct StageState {
+    /// Plan indices not started yet, in order.
+    pending: Vec<usize>,
+    running: usize,
+    /// Finished jobs of this stage: whether each passed (or was allowed to fail).
+    finished: HashMap<String, bool>,
+    rows: Vec<(usize, Row)>,
+    error: Option<ExecError>,
+}
+
+/// Runs the jobs `runnable` (plan indices) of one stage with up to `local.parallel`
+/// workers. A job that needs another job of the same stage starts after it, and is skipped
+/// when that one failed.
+fn run_stage(
+    plan: &[Planned<'_>],
+    runnable: &[usize],
+    pipeline: &Pipeline,
+    local: &Local,
+    out: &Out,
+    err: &Out,
+) -> Result<Vec<(usize, Row)>, ExecError> {
+    if runnable.is_empty() {
+        return Ok(Vec::new());
+    }
+    let here: HashSet<&str> = runnable
+        .iter()
+        .map(|&i| plan[i].spec.name.as_str())
+        .collect();
+    let same_stage_needs = |i: usize| -> Vec<&str> {
+        plan[i]
+            .spec
+            .needs
+            .iter()
+            .flatten()
+            .map(|n| n.job.as_str())
+            .filter(|n| here.contains(n))
+            .collect()
+    };
+    let workers = local.parallel.clamp(1, runnable.len());
+    let width = runnable
+        .iter()
+        .map(|&i| plan[i].spec.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    let state = Mutex::new(StageState {
+        pending: runnable.to_vec(),
+        running: 0,
+        finished: HashMap::new(),
+        rows: Vec::new(),
+        error: None,
+    });
+    let wake = Condvar::new();
+
+    let worker = || loop {
+        let Ok(mut s) = state.lock() else { return };
+        let (i, failed_need) = loop {
+            if s.error.is_some() || s.pending.is_empty() {
+                return;
+            }
+            let ready = s.pending.iter().position(|&i| {
+                same_stage_needs(i)
+                    .iter()
+                    .all(|n| s.finished.contains_key(*n))
+            });
+            // Nothing ready and nothing running: a cycle of needs; start one anyway.
+            let pick = match ready {
+                Some(p) => Some(p),
+                None if s.running == 0 => Some(0),
+                None => None,
+            };
+            if let Some(p) = pick {
+                let i = s.pending.remove(p);
+                let failed = same_stage_needs(i)
+                    .into_iter()
+                    .find(|n| s.finished.get(*n) == Some(&false))
+                    .map(str::to_string);
+                break (i, failed);
+            }
+            s = match wake.wait(s) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+        };
+        s.running += 1;
+        drop(s);
+
+        let spec = plan[i].spec;
+        let result = if local.is_interrupted() {
+            say(out, &skipped_line(spec, "skipped (interrupted)"));
+            Ok(not_run(spec, Status::Skipped))
+        } else if let Some(need) = failed_need {
+            say(
+                out,
+                &skipped_line(spec, &format!("skipped (it needs '{need}', which failed)")),
+            );
+            Ok(not_run(spec, Status::Skipped))
+        } else {
+            let prefix = (workers > 1).then(|| format!("[{:<width$}] ", spec.name));
+            local.run_one(spec, pipeline, prefix, out, err)
+        };
+
+        let Ok(mut s) = state.lock() else { return };
+        s.running -= 1;
+        match result {
+            Ok(row) => {
+                let ok = matches!(row.status, Status::Passed | Status::AllowedToFail(_));
+                s.finished.insert(spec.name.clone(), ok);
+                s.rows.push((i, row));
+            }
+            Err(e) => s.error = Some(e),
+        }
+        wake.notify_all();
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(worker);
+        }
+    });
+    let state = state
+        .into_inner()
+        .map_err(|_| ExecError::Store("a job thread panicked".into()))?;
+    match state.error {
+        Some(e) => Err(e),
+        None => Ok(state.rows),
+    }
 }
 
 #[cfg(test)]
@@ -601,10 +985,34 @@ mod tests {
         })
     }
 
+    /// A writer the test can read afterwards.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Buffer {
+        fn out(&self) -> Out {
+            Arc::new(Mutex::new(self.clone()))
+        }
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
     #[test]
     fn command_line() {
         let a = parse_args(&[
-            "build", "test", "--dir", "example", "--var", "A=1=2", "--var", "B=", "--tags", "t1,t2",
+            "build", "test", "--dir", "example", "--var", "A=1=2", "--var", "B=", "--tags",
+            "t1,t2", "-j", "3", "--dirty",
         ])
         .unwrap();
         assert_eq!(a.jobs, vec!["build", "test"]);
@@ -614,16 +1022,22 @@ mod tests {
             vec![("A".into(), "1=2".into()), ("B".into(), String::new())]
         );
         assert_eq!(a.tags, vec!["t1", "t2"]);
-        let a = parse_args(&[]).unwrap();
+        assert_eq!(a.parallel, 3);
+        assert!(a.dirty && !a.clean);
+        let a = parse_args(&["--clean"]).unwrap();
+        assert!(a.clean);
         assert_eq!(a.dir, PathBuf::from("."));
+        assert_eq!(a.parallel, 1);
         let e = parse_args(&["--var", "NOVALUE"]).unwrap_err().to_string();
         assert!(e.contains("'NOVALUE' is not KEY=VALUE"), "{e}");
         let e = parse_args(&["--var", "A-B=1"]).unwrap_err().to_string();
         assert!(e.contains("not a valid variable name"), "{e}");
+        assert!(parse_args(&["-j", "0"]).is_err());
         let help = TestCli::try_parse_from(["pogo", "exec", "--help"])
             .unwrap_err()
             .to_string();
-        assert!(help.contains("GIT_STRATEGY=none"), "{help}");
+        assert!(help.contains("committed HEAD"), "{help}");
+        assert!(help.contains("--clean"), "{help}");
     }
 
     #[test]
@@ -665,41 +1079,40 @@ mod tests {
         assert!(e.contains("hidden job"), "{e}");
     }
 
+    fn exec_in(
+        dir: &Path,
+        args: &[&str],
+        config: Option<&Path>,
+    ) -> (Result<i32, String>, String, String) {
+        let mut argv = args.to_vec();
+        let d = dir.display().to_string();
+        argv.extend(["--dir", d.as_str()]);
+        let args = parse_args(&argv).unwrap();
+        let (out, err) = (Buffer::default(), Buffer::default());
+        let r = exec(
+            &args,
+            config,
+            Path::new("/nonexistent/pogo"),
+            false,
+            None,
+            &out.out(),
+            &err.out(),
+        );
+        (r.map_err(|e| e.to_string()), out.text(), err.text())
+    }
+
     /// Everything that stops `pogo exec` before a job runs, with the messages users see.
     #[test]
     fn errors_before_anything_runs() {
         let dir = tempfile::tempdir().unwrap();
-        let run = |jobs: &[&str], config: Option<&Path>| {
-            let args = ExecArgs {
-                jobs: jobs.iter().map(|j| j.to_string()).collect(),
-                dir: dir.path().to_path_buf(),
-                vars: vec![],
-                tags: vec![],
-            };
-            let mut out = Vec::new();
-            let mut err = Vec::new();
-            let r = exec(
-                &args,
-                config,
-                Path::new("/nonexistent/pogo"),
-                false,
-                None,
-                &mut out,
-                &mut err,
-            );
-            (
-                r.map_err(|e| e.to_string()),
-                String::from_utf8(err).unwrap(),
-            )
-        };
-        let (r, _) = run(&[], None);
+        let (r, _, _) = exec_in(dir.path(), &[], None);
         let e = r.unwrap_err();
         assert!(e.starts_with("cannot read "), "{e}");
         assert!(e.contains("pass --dir DIR"), "{e}");
 
         let file = dir.path().join(".gitlab-ci.yml");
         std::fs::write(&file, "job:\n  script: [echo\n").unwrap();
-        let e = run(&[], None).0.unwrap_err();
+        let e = exec_in(dir.path(), &[], None).0.unwrap_err();
         let prefix = format!("{}:", file.display());
         assert!(e.starts_with(&prefix), "{e}");
         let pos: Vec<&str> = e[prefix.len()..].splitn(3, ':').collect();
@@ -708,60 +1121,71 @@ mod tests {
             "{e}"
         );
 
-        std::fs::write(&file, "job:\n  script: echo\n  cache: {paths: [x]}\n").unwrap();
-        let (r, err) = run(&["jobs"], None);
-        assert_eq!(err, "pogo: ignored locally: cache\n");
+        std::fs::write(&file, "job:\n  script: echo\n  retry: 2\n").unwrap();
+        let (r, _, err) = exec_in(dir.path(), &["jobs"], None);
+        assert_eq!(err, "pogo: ignored locally: retry\n");
         let e = r.unwrap_err();
         assert!(e.contains("has no job 'jobs' (did you mean 'job'?)"), "{e}");
 
         let missing = dir.path().join("missing.yaml");
-        let e = run(&[], Some(&missing)).0.unwrap_err();
+        let e = exec_in(dir.path(), &[], Some(&missing)).0.unwrap_err();
         assert!(e.contains("does not exist"), "{e}");
         assert!(e.contains("fix the pogo config"), "{e}");
+
+        // include: local files are read from the project directory
+        std::fs::write(&file, "include: ci/jobs.yml\n").unwrap();
+        let e = exec_in(dir.path(), &[], None).0.unwrap_err();
+        assert!(e.contains("include: 'ci/jobs.yml': No such file"), "{e}");
+        std::fs::create_dir_all(dir.path().join("ci")).unwrap();
+        std::fs::write(dir.path().join("ci/jobs.yml"), "a: {script: x}\n").unwrap();
+        let e = exec_in(dir.path(), &["b"], None).0.unwrap_err();
+        assert!(e.contains("has no job 'b'"), "{e}");
+        assert!(e.ends_with("jobs: a"), "{e}");
+        assert!(
+            !dir.path().join(".pogo").exists(),
+            "nothing created before a job can run"
+        );
+    }
+
+    #[test]
+    fn clean_removes_the_store_and_runs_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, out, _) = exec_in(dir.path(), &["--clean"], None);
+        assert_eq!(r, Ok(0));
+        assert!(out.contains("nothing to clean"), "{out}");
+        let store = Store::open(dir.path()).unwrap();
+        std::fs::write(store.cache_dir().join("x"), "1").unwrap();
+        let (r, out, _) = exec_in(dir.path(), &["--clean"], None);
+        assert_eq!(r, Ok(0));
+        assert!(out.contains("removed "), "{out}");
+        assert!(!store.root.exists());
+        let e = exec_in(dir.path(), &["--clean", "build"], None)
+            .0
+            .unwrap_err();
+        assert!(e.contains("then `pogo exec build`"), "{e}");
     }
 
     /// example/.gitlab-ci.yml uses only what `pogo exec` implements.
     #[test]
     fn the_example_parses_without_ignored_keys() {
-        let text = include_str!("../../example/.gitlab-ci.yml");
-        let p = pipeline::parse(text, "example/.gitlab-ci.yml").unwrap();
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("example");
+        let text = std::fs::read_to_string(dir.join(".gitlab-ci.yml")).unwrap();
+        let p = pipeline::parse_with(&text, "example/.gitlab-ci.yml", &mut |rel: &str| {
+            let path = dir.join(rel);
+            std::fs::read_to_string(&path)
+                .map(|t| (path.display().to_string(), t))
+                .map_err(|e| e.to_string())
+        })
+        .unwrap();
         assert!(p.ignored.is_empty(), "{:?}", p.ignored);
-        let names: Vec<(&str, &str)> = p
-            .jobs
-            .iter()
-            .map(|j| (j.name.as_str(), j.stage.as_str()))
-            .collect();
-        assert_eq!(
-            names,
-            vec![
-                ("build", "build"),
-                ("flaky-check", "test"),
-                ("test-fixtures", "test"),
-                ("test-web", "test"),
-                ("deploy", "deploy"),
-            ]
-        );
-        let web = p.job("test-web").unwrap();
-        assert_eq!(web.services[0].alias, "web");
-        assert_eq!(p.job("test-fixtures").unwrap().tags, vec!["fixtures"]);
-        assert_eq!(p.job("deploy").unwrap().when, When::Manual);
-        assert_eq!(
-            p.job("flaky-check").unwrap().allow_failure,
-            pipeline::AllowFailure::Yes
-        );
         for j in &p.jobs {
             assert_eq!(
                 j.image.as_ref().map(|i| i.name.as_str()),
-                Some("localhost/pogo-test/bash:latest")
+                Some("localhost/pogo-test/bash:latest"),
+                "{}",
+                j.name
             );
         }
-    }
-
-    #[test]
-    fn project_names() {
-        assert_eq!(sanitize_project_name("my project!"), "my-project");
-        assert_eq!(sanitize_project_name("..."), "project");
-        assert_eq!(sanitize_project_name("pogo_ex.1"), "pogo_ex.1");
     }
 
     #[test]
@@ -769,6 +1193,7 @@ mod tests {
         let env = vec![
             ("PATH".to_string(), "/bin".to_string()),
             ("POGO_JOB_KEY".to_string(), "leak".to_string()),
+            ("POGO_LOCAL_MOUNTS".to_string(), "[]".to_string()),
             ("CUSTOM_ENV_CI_JOB_ID".to_string(), "9".to_string()),
             ("POGO_CONFIG".to_string(), "rel/pogo.yaml".to_string()),
         ];
@@ -779,59 +1204,117 @@ mod tests {
         assert!(out[1].1.ends_with("rel/pogo.yaml"));
     }
 
-    #[test]
-    fn nothing_starts_after_an_interrupt() {
-        let p = pipeline::parse("a: {script: x}\nb: {script: y}\n", "ci.yml").unwrap();
-        let plan = select(&p, &[], "ci.yml").unwrap();
-        let local = Local {
-            driver: Driver::new("/nonexistent/pogo"),
-            project: Project {
-                path: "local/x".into(),
-                pipeline_id: 1,
-                git_ref: None,
-                sha: None,
-            },
-            extra_tags: vec![],
-            vars: vec![],
-            colour: false,
-            interrupted: Some(Arc::new(AtomicBool::new(true))),
-        };
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let rows = run_pipeline(&plan, &local, &mut out, &mut err).unwrap();
-        assert!(rows.iter().all(|r| r.status == Status::Skipped));
-        let out = String::from_utf8(out).unwrap();
-        assert!(
-            out.contains("--- a (stage test): skipped (interrupted)"),
-            "{out}"
-        );
-    }
-
-    /// The whole flow against a fake executor: stage order, allow_failure, a failure that
-    /// skips later stages, on_failure, manual, tags handed to `config`, predefined variables.
-    #[test]
-    fn pipeline_flow_with_fake_executor() {
-        let dir = tempfile::tempdir().unwrap();
-        let fake = dir.path().join("fake");
-        let record = dir.path().join("record");
+    /// A `Local` whose executor is a bash script running each stage on the host, with the
+    /// "container" side of the local stages on host paths too.
+    fn fake_local(dir: &Path, record: &Path) -> Local {
+        let fake = dir.join("fake");
         std::fs::write(
             &fake,
             format!(
                 r#"#!/bin/bash
-echo "$1 ${{3:-}} tags=${{POGO_JOB_TAGS:-unset}} job=$CUSTOM_ENV_CI_JOB_NAME" >> {rec}
+echo "$1 ${{3:-}} tags=${{POGO_JOB_TAGS:-unset}} job=$CUSTOM_ENV_CI_JOB_NAME mounts=${{POGO_LOCAL_MOUNTS:+set}} t=$(date +%s.%N)" >> {rec}
 case "$1" in
-  config) echo '{{"builds_dir":"{b}","cache_dir":"/c","driver":{{"name":"fake","version":"1"}}}}' ;;
+  config) printf '{{"builds_dir":"%s","cache_dir":"/c","driver":{{"name":"fake","version":"1"}}}}' "{b}/$CUSTOM_ENV_CI_JOB_NAME" ;;
   run) bash "$2"; rc=$?; if [ $rc -ne 0 ]; then echo $rc > "$BUILD_EXIT_CODE_FILE"; exit 1; fi ;;
 esac
 "#,
                 rec = record.display(),
-                b = dir.path().join("builds").display()
+                b = dir.join("builds").display()
             ),
         )
         .unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let project_dir = dir.join("project");
+        std::fs::create_dir_all(&project_dir).unwrap();
+        std::fs::write(project_dir.join("committed.txt"), "from the sources\n").unwrap();
+        let project = Project {
+            dir: project_dir.clone(),
+            path: "local/demo".into(),
+            pipeline_id: 77,
+            git: Some(project::Git {
+                sha: "a".repeat(40),
+                ref_name: "main".into(),
+                branch: Some("main".into()),
+                ..project::Git::default()
+            }),
+            in_git: false,
+        };
+        let store = Store::open(&project_dir).unwrap();
+        let sources = project::pack_sources(&project, false, &dir.join("sources.tar")).unwrap();
+        let mut driver = Driver::new(&fake);
+        driver.tmp_root = dir.to_path_buf();
+        let host = |p: PathBuf| LocalDir {
+            host: p.display().to_string(),
+            container: p.display().to_string(),
+        };
+        driver.local = Some(LocalStages {
+            sources_tar: Some(sources.tar.display().to_string()),
+            sources_note: sources.note,
+            cache: host(store.cache_dir()),
+            artifacts: host(store.artifacts_dir()),
+        });
+        Local {
+            driver,
+            project,
+            store,
+            mounts: "[]".into(),
+            extra_tags: vec![],
+            vars: vec![],
+            colour: false,
+            interrupted: None,
+            parallel: 1,
+            started: Mutex::new(HashSet::new()),
+        }
+    }
 
-        let p = pipeline::parse(
+    fn run(local: &Local, yaml: &str, names: &[&str]) -> (Vec<Row>, String) {
+        let p = pipeline::parse(yaml, "ci.yml").unwrap();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let plan = select(&p, &names, "ci.yml").unwrap();
+        let (out, err) = (Buffer::default(), Buffer::default());
+        let rows = run_pipeline(&plan, &p, local, &out.out(), &err.out()).unwrap();
+        (rows, out.text())
+    }
+
+    fn statuses(rows: &[Row]) -> Vec<(String, String)> {
+        rows.iter()
+            .map(|r| (r.job.clone(), r.status.to_string()))
+            .collect()
+    }
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn nothing_starts_after_an_interrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut local = fake_local(dir.path(), &dir.path().join("record"));
+        local.interrupted = Some(Arc::new(AtomicBool::new(true)));
+        let (rows, out) = run(&local, "a: {script: x}\nb: {script: y}\n", &[]);
+        assert!(rows.iter().all(|r| r.status == Status::Skipped));
+        assert!(
+            out.contains("--- a (stage test): skipped (interrupted)"),
+            "{out}"
+        );
+        assert!(!dir.path().join("record").exists(), "no phase ran");
+    }
+
+    /// The whole flow against a fake executor: stage order, allow_failure, a failure that
+    /// skips later stages, on_failure, manual, tags and mounts handed to the phases,
+    /// predefined variables, sources.
+    #[test]
+    fn pipeline_flow_with_fake_executor() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join("record");
+        let mut local = fake_local(dir.path(), &record);
+        local.extra_tags = vec!["extra".into()];
+        local.vars = vec![("FROM_CLI".into(), "yes".into())];
+        let (rows, out) = run(
+            &local,
             r#"
 stages: [build, test, deploy]
 variables: {GREETING: hello}
@@ -840,49 +1323,20 @@ build:
   tags: [fixtures]
   script:
     - echo "$GREETING from $CI_JOB_NAME/$CI_JOB_STAGE in $CI_PROJECT_PATH pipeline $CI_PIPELINE_ID cli=$FROM_CLI"
-lint: {stage: test, script: exit 3, allow_failure: true}
-unit: {stage: test, script: exit 4}
+    - echo "ref $CI_COMMIT_REF_NAME slug $CI_COMMIT_REF_SLUG short $CI_COMMIT_SHORT_SHA"
+    - cat committed.txt
+lint: {stage: test, script: exit 3, allow_failure: {exit_codes: [3]}}
+unit: {stage: test, script: exit 4, allow_failure: {exit_codes: [3]}}
 zpkg: {stage: test, script: echo pkg-ran}
 ship: {stage: deploy, script: echo shipped}
 notify: {stage: deploy, script: echo notified, when: on_failure}
 release: {stage: deploy, script: echo released, when: manual}
 "#,
-            "ci.yml",
-        )
-        .unwrap();
-        let plan = select(&p, &[], "ci.yml").unwrap();
-        let mut driver = Driver::new(&fake);
-        driver.tmp_root = dir.path().to_path_buf();
-        let local = Local {
-            driver,
-            project: Project {
-                path: "local/demo".into(),
-                pipeline_id: 77,
-                git_ref: Some("main".into()),
-                sha: None,
-            },
-            extra_tags: vec!["extra".into()],
-            vars: vec![("FROM_CLI".into(), "yes".into())],
-            colour: false,
-            interrupted: None,
-        };
-        let mut out = Vec::new();
-        let mut err = Vec::new();
-        let rows = run_pipeline(&plan, &local, &mut out, &mut err).unwrap();
-        let out = String::from_utf8(out).unwrap();
-        let statuses: Vec<(String, String)> = rows
-            .iter()
-            .map(|r| (r.job.clone(), r.status.to_string()))
-            .collect();
-        let expect = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-            pairs
-                .iter()
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .collect()
-        };
+            &[],
+        );
         assert_eq!(
-            statuses,
-            expect(&[
+            statuses(&rows),
+            pairs(&[
                 ("build", "passed"),
                 ("lint", "allowed to fail (exit 3)"),
                 ("unit", "failed (exit 4)"),
@@ -897,6 +1351,8 @@ release: {stage: deploy, script: echo released, when: manual}
             out.contains("hello from build/build in local/demo pipeline 77 cli=yes"),
             "{out}"
         );
+        assert!(out.contains("ref main slug main short aaaaaaaa"), "{out}");
+        assert!(out.contains("\nfrom the sources\n"), "{out}");
         assert!(!out.contains("\x1b["), "plain output has no colour codes");
         assert!(
             out.contains("==> build (stage build, tags fixtures,extra)"),
@@ -911,7 +1367,7 @@ release: {stage: deploy, script: echo released, when: manual}
         let rec = std::fs::read_to_string(&record).unwrap();
         let config_line = rec.lines().find(|l| l.starts_with("config ")).unwrap();
         assert!(
-            config_line.contains(r#"tags=["fixtures","extra"] job=build"#),
+            config_line.contains(r#"tags=["fixtures","extra"] job=build mounts=set"#),
             "{config_line}"
         );
         assert!(!rec.contains("job=ship"), "{rec}");
@@ -924,5 +1380,132 @@ release: {stage: deploy, script: echo released, when: manual}
             .filter(|c| !c.is_empty())
             .collect();
         assert_eq!(cells[..3], ["unit", "test", "failed (exit 4)"], "{summary}");
+    }
+
+    #[test]
+    fn cache_and_artifacts_flow_between_jobs_and_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = fake_local(dir.path(), &dir.path().join("record"));
+        let yaml = r#"
+stages: [build, test]
+cache: {key: deps-$CI_COMMIT_REF_SLUG, paths: [.deps/]}
+build:
+  stage: build
+  script:
+    - mkdir -p out .deps
+    - echo "built" > out/result.txt
+    - test -f .deps/lib && echo "deps were cached" || echo "fresh deps" > .deps/lib
+  artifacts: {paths: [out/]}
+check:
+  stage: test
+  script:
+    - echo "consumer sees $(cat out/result.txt)"
+    - cat .deps/lib
+  cache: {key: deps-$CI_COMMIT_REF_SLUG, paths: [.deps/], policy: pull}
+other:
+  stage: test
+  dependencies: []
+  cache: []
+  script:
+    - test ! -e out/result.txt && echo "no artifacts here"
+"#;
+        let (rows, out) = run(&local, yaml, &[]);
+        assert!(rows.iter().all(|r| r.status == Status::Passed), "{out}");
+        assert!(out.contains("consumer sees built"), "{out}");
+        assert!(out.contains("\nfresh deps\n"), "{out}");
+        assert!(out.contains("no artifacts here"), "{out}");
+        assert_eq!(rows[0].notes[0], "cache 'deps-main': miss, saved");
+        assert!(
+            rows[0].notes[1].starts_with("artifacts saved ("),
+            "{:?}",
+            rows[0].notes
+        );
+        assert_eq!(
+            rows[1].notes,
+            vec!["artifacts of build", "cache 'deps-main': hit"]
+        );
+        assert!(rows[2].notes.is_empty(), "{:?}", rows[2].notes);
+
+        // A later run of `check` alone uses build's artifacts and cache from this run.
+        local.started.lock().unwrap().clear();
+        let (rows, out) = run(&local, yaml, &["check"]);
+        assert_eq!(statuses(&rows), pairs(&[("check", "passed")]), "{out}");
+        assert!(out.contains("consumer sees built"), "{out}");
+        assert_eq!(
+            rows[0].notes,
+            vec![
+                "artifacts of build (from an earlier run)",
+                "cache 'deps-main': hit"
+            ]
+        );
+    }
+
+    #[test]
+    fn parallel_jobs_of_a_stage_run_side_by_side_with_prefixed_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut local = fake_local(dir.path(), &dir.path().join("record"));
+        local.parallel = 2;
+        let started = Instant::now();
+        let (rows, out) = run(
+            &local,
+            "a: {script: [sleep 1, echo from-a]}\nb: {script: [sleep 1, echo from-b]}\n",
+            &[],
+        );
+        let took = started.elapsed();
+        assert_eq!(statuses(&rows), pairs(&[("a", "passed"), ("b", "passed")]));
+        assert!(
+            took < std::time::Duration::from_millis(1900),
+            "two 1 s jobs took {took:?}: not side by side"
+        );
+        assert!(out.contains("\n[a] from-a\n"), "{out}");
+        assert!(out.contains("\n[b] from-b\n"), "{out}");
+    }
+
+    #[test]
+    fn a_job_needing_one_of_its_own_stage_waits_for_it_and_is_skipped_when_it_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join("record");
+        let mut local = fake_local(dir.path(), &record);
+        local.parallel = 3;
+        let (rows, out) = run(
+            &local,
+            r#"
+first: {script: [sleep 0.5, mkdir -p out, echo made > out/f], artifacts: {paths: [out/]}}
+second: {script: [cat out/f], needs: [first]}
+broken: {script: [exit 1]}
+after-broken: {script: [echo never], needs: [broken]}
+"#,
+            &[],
+        );
+        assert_eq!(
+            statuses(&rows),
+            pairs(&[
+                ("after-broken", "skipped"),
+                ("broken", "failed (exit 1)"),
+                ("first", "passed"),
+                ("second", "passed"),
+            ]),
+            "{out}"
+        );
+        assert!(out.contains("[second      ] made"), "{out}");
+        assert!(
+            out.contains(
+                "--- after-broken (stage test): skipped (it needs 'broken', which failed)"
+            ),
+            "{out}"
+        );
+        let rec = std::fs::read_to_string(&record).unwrap();
+        let time = |prefix: &str| -> f64 {
+            rec.lines()
+                .find(|l| l.starts_with(prefix))
+                .and_then(|l| l.rsplit("t=").next())
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        assert!(
+            time("config  tags=[] job=second") > time("run build_script tags=[] job=first"),
+            "{rec}"
+        );
     }
 }

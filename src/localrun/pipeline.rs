@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::config::yaml;
-use crate::driver::{Image, Service, Variable};
+use super::compose::{self, ReadInclude};
+use crate::driver::{
+    Artifacts, ArtifactsWhen, Cache, CachePolicy, CacheWhen, Image, Service, Variable,
+};
 
 /// GitLab's stages when `stages:` is not given.
 pub const DEFAULT_STAGES: &[&str] = &["build", "test", "deploy"];
@@ -15,7 +17,7 @@ pub const DEFAULT_STAGES: &[&str] = &["build", "test", "deploy"];
 pub const DEFAULT_STAGE: &str = "test";
 
 /// Top-level keys that are not jobs and that `pogo exec` does not implement.
-const IGNORED_TOP_LEVEL: &[&str] = &["include", "workflow", "cache", "types", "spec"];
+const IGNORED_TOP_LEVEL: &[&str] = &["workflow", "types", "spec"];
 /// Keys of `default:` that are applied to jobs.
 const DEFAULT_KEYS: &[&str] = &[
     "image",
@@ -24,7 +26,19 @@ const DEFAULT_KEYS: &[&str] = &[
     "after_script",
     "tags",
     "variables",
+    "cache",
+    "artifacts",
 ];
+/// The deprecated top-level forms of `default:` keys.
+const GLOBAL_KEYS: &[&str] = &[
+    "image",
+    "services",
+    "before_script",
+    "after_script",
+    "cache",
+];
+/// GitLab's cache key when `cache:key` is not given.
+pub const DEFAULT_CACHE_KEY: &str = "default";
 /// Keys of a job that are implemented.
 const JOB_KEYS: &[&str] = &[
     "stage",
@@ -37,6 +51,12 @@ const JOB_KEYS: &[&str] = &[
     "tags",
     "when",
     "allow_failure",
+    "cache",
+    "artifacts",
+    "dependencies",
+    "needs",
+    // Resolved before jobs are read (see compose); kept to explain a missing `script:`.
+    "extends",
 ];
 
 /// How deep GitLab lets script lists nest.
@@ -72,6 +92,16 @@ pub enum AllowFailure {
     ExitCodes(Vec<i32>),
 }
 
+/// One entry of `needs:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Need {
+    pub job: String,
+    /// Download its artifacts (`artifacts: false` turns it off).
+    pub artifacts: bool,
+    /// `optional: true`: dropped when the job does not exist.
+    pub optional: bool,
+}
+
 /// One runnable job, with `default:` and global variables already applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobSpec {
@@ -87,6 +117,13 @@ pub struct JobSpec {
     pub tags: Vec<String>,
     pub when: When,
     pub allow_failure: AllowFailure,
+    /// Keys are as written (`default` when not given); variables are expanded per job.
+    pub cache: Vec<Cache>,
+    pub artifacts: Option<Artifacts>,
+    /// `dependencies:`: whose artifacts to download (`None`: not given).
+    pub dependencies: Option<Vec<String>>,
+    /// `needs:` (`None`: not given; `optional` needs of jobs that do not exist are dropped).
+    pub needs: Option<Vec<Need>>,
 }
 
 /// What `.gitlab-ci.yml` describes, as far as `pogo exec` understands it.
@@ -106,26 +143,115 @@ impl Pipeline {
     pub fn job(&self, name: &str) -> Option<&JobSpec> {
         self.jobs.iter().find(|j| j.name == name)
     }
+
+    fn stage_index(&self, stage: &str) -> usize {
+        self.stages
+            .iter()
+            .position(|s| s == stage)
+            .unwrap_or(usize::MAX)
+    }
+
+    /// The jobs whose artifacts `job` downloads, like GitLab: `dependencies:` when given,
+    /// else the `needs:` with `artifacts: true`, else every job of an earlier stage.
+    pub fn artifact_sources<'a>(&'a self, job: &'a JobSpec) -> Vec<&'a str> {
+        if let Some(deps) = &job.dependencies {
+            return deps.iter().map(String::as_str).collect();
+        }
+        if let Some(needs) = &job.needs {
+            return needs
+                .iter()
+                .filter(|n| n.artifacts)
+                .map(|n| n.job.as_str())
+                .collect();
+        }
+        let stage = self.stage_index(&job.stage);
+        self.jobs
+            .iter()
+            .filter(|j| self.stage_index(&j.stage) < stage)
+            .map(|j| j.name.as_str())
+            .collect()
+    }
+
+    /// `needs:` and `dependencies:` name jobs that exist, in the right stages.
+    fn check_references(&self) -> Result<(), String> {
+        for job in &self.jobs {
+            let stage = self.stage_index(&job.stage);
+            let find = |name: &str| self.jobs.iter().find(|j| j.name == name);
+            for dep in job.dependencies.iter().flatten() {
+                match find(dep) {
+                    Some(d) if self.stage_index(&d.stage) < stage => {}
+                    Some(d) => {
+                        return Err(format!(
+                            "job '{}': dependencies: '{dep}' is in stage '{}', not in an earlier \
+                             stage than '{}'",
+                            job.name, d.stage, job.stage
+                        ))
+                    }
+                    None => {
+                        return Err(format!(
+                            "job '{}': dependencies: '{dep}' is not a job of this pipeline",
+                            job.name
+                        ))
+                    }
+                }
+            }
+            for need in job.needs.iter().flatten() {
+                match find(&need.job) {
+                    _ if need.job == job.name => {
+                        return Err(format!(
+                            "job '{}': needs: a job cannot need itself",
+                            job.name
+                        ))
+                    }
+                    Some(n) if self.stage_index(&n.stage) <= stage => {}
+                    Some(n) => {
+                        return Err(format!(
+                            "job '{}': needs: '{}' is in the later stage '{}'",
+                            job.name, need.job, n.stage
+                        ))
+                    }
+                    None => {
+                        return Err(format!(
+                            "job '{}': needs: '{}' is not a job of this pipeline (mark the need \
+                             `optional: true` if it may be missing)",
+                            job.name, need.job
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
-/// Parses the text of `.gitlab-ci.yml`; `file` is only used in messages.
+/// Parses the text of `.gitlab-ci.yml` without a project directory (an `include: local`
+/// is an error); `file` is only used in messages.
 pub fn parse(text: &str, file: &str) -> Result<Pipeline, ParseError> {
-    let mut root: Value = yaml::from_str(text).map_err(|e| ParseError::Syntax {
-        at: match (e.line, e.column) {
-            (Some(l), Some(c)) => format!("{file}:{l}:{c}"),
-            (Some(l), None) => format!("{file}:{l}"),
-            _ => file.to_string(),
-        },
-        message: e.message,
-    })?;
-    apply_merge_keys(&mut root);
+    parse_with(text, file, &mut |path: &str| {
+        Err(format!("cannot read {path}: no project directory"))
+    })
+}
+
+/// Parses the text of `.gitlab-ci.yml`, reading `include: local` files with `read`.
+pub fn parse_with(
+    text: &str,
+    file: &str,
+    read: &mut ReadInclude<'_>,
+) -> Result<Pipeline, ParseError> {
+    let invalid = |message: String| ParseError::Invalid {
+        file: file.to_string(),
+        message,
+    };
+    let root = compose::load_yaml(text, file)?;
     let mut parser = Parser::default();
-    parser
-        .pipeline(&root)
-        .map_err(|message| ParseError::Invalid {
-            file: file.to_string(),
-            message,
-        })
+    let mut root =
+        compose::resolve_includes(root, file, read, &mut parser.ignored, &mut Vec::new())?;
+    if let Value::Object(top) = &mut root {
+        compose::resolve_extends(top).map_err(invalid)?;
+    }
+    let pipeline = parser.pipeline(&root).map_err(invalid)?;
+    pipeline.check_references().map_err(invalid)?;
+    Ok(pipeline)
 }
 
 /// YAML merge keys (`<<: *anchor`, `<<: [*a, *b]`): the parser resolves the aliases but
@@ -193,6 +319,8 @@ struct Defaults {
     after_script: Option<Vec<String>>,
     tags: Option<Vec<String>>,
     variables: Vec<Variable>,
+    cache: Option<Vec<Cache>>,
+    artifacts: Option<Option<Artifacts>>,
 }
 
 impl Parser {
@@ -225,16 +353,9 @@ impl Parser {
         let mut jobs = Vec::new();
         let mut hidden = Vec::new();
         for (name, value) in top {
-            if matches!(
-                name.as_str(),
-                "stages"
-                    | "variables"
-                    | "default"
-                    | "image"
-                    | "services"
-                    | "before_script"
-                    | "after_script"
-            ) {
+            if matches!(name.as_str(), "stages" | "variables" | "default")
+                || GLOBAL_KEYS.contains(&name.as_str())
+            {
                 continue;
             }
             if IGNORED_TOP_LEVEL.contains(&name.as_str()) {
@@ -256,6 +377,12 @@ impl Parser {
             }
         }
         jobs.sort_by_key(|j| stages.iter().position(|s| *s == j.stage));
+        let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
+        for job in &mut jobs {
+            if let Some(needs) = &mut job.needs {
+                needs.retain(|n| !n.optional || names.contains(&n.job));
+            }
+        }
         Ok(Pipeline {
             stages,
             jobs,
@@ -282,12 +409,7 @@ impl Parser {
     fn defaults(&mut self, top: &Map<String, Value>) -> Result<Defaults, String> {
         let mut d = Defaults::default();
         // The deprecated global keywords first; `default:` overrides them.
-        self.default_keys(
-            top,
-            &mut d,
-            "",
-            &["image", "services", "before_script", "after_script"],
-        )?;
+        self.default_keys(top, &mut d, "", GLOBAL_KEYS)?;
         match get(top, "default") {
             None => {}
             Some(Value::Object(m)) => {
@@ -322,6 +444,8 @@ impl Parser {
                 "after_script" => d.after_script = Some(script(v).map_err(ctx)?),
                 "tags" => d.tags = Some(string_list(v).map_err(ctx)?),
                 "variables" => d.variables = variables(v).map_err(ctx)?,
+                "cache" => d.cache = Some(self.caches(v).map_err(ctx)?),
+                "artifacts" => d.artifacts = Some(self.artifacts(v).map_err(ctx)?),
                 _ => {}
             }
         }
@@ -352,12 +476,11 @@ impl Parser {
                 return Ok(None);
             }
             let hint = if m.contains_key("extends") {
-                " (it uses `extends:`, which `pogo exec` does not support yet: copy the keys it \
-                 needs into the job)"
+                " (nor do the jobs it extends)"
             } else {
                 ""
             };
-            return Err(format!("job '{name}' has no `script:`; add one{hint}"));
+            return Err(format!("job '{name}' has no `script:`{hint}; add one"));
         };
         let script_lines = script(script_value).map_err(ctx("script"))?;
 
@@ -436,6 +559,24 @@ impl Parser {
             None => AllowFailure::No,
             Some(v) => allow_failure(v).map_err(ctx("allow_failure"))?,
         };
+        let cache = match get(m, "cache") {
+            Some(v) => self.caches(v).map_err(ctx("cache"))?,
+            None => d.cache.clone().unwrap_or_default(),
+        };
+        let artifacts = match get(m, "artifacts") {
+            Some(v) => self.artifacts(v).map_err(ctx("artifacts"))?,
+            None => d.artifacts.clone().flatten(),
+        };
+        let dependencies = match m.get("dependencies") {
+            None => None,
+            Some(Value::Null) => Some(Vec::new()),
+            Some(v) => Some(string_list(v).map_err(ctx("dependencies"))?),
+        };
+        let needs = match m.get("needs") {
+            None => None,
+            Some(Value::Null) => Some(Vec::new()),
+            Some(v) => Some(self.needs(v).map_err(ctx("needs"))?),
+        };
         Ok(Some(JobSpec {
             name: name.to_string(),
             stage,
@@ -448,7 +589,160 @@ impl Parser {
             tags,
             when,
             allow_failure,
+            cache,
+            artifacts,
+            dependencies,
+            needs,
         }))
+    }
+
+    /// `cache:`: one mapping or a list of them (`[]` or `{}`: no cache).
+    fn caches(&mut self, v: &Value) -> Result<Vec<Cache>, String> {
+        let items: Vec<&Value> = match v {
+            Value::Array(items) => items.iter().collect(),
+            Value::Object(m) if m.is_empty() => Vec::new(),
+            other => vec![other],
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            let c = self.cache(item).map_err(|e| {
+                if matches!(v, Value::Array(_)) {
+                    format!("entry {}: {e}", i + 1)
+                } else {
+                    e
+                }
+            })?;
+            out.push(c);
+        }
+        Ok(out)
+    }
+
+    fn cache(&mut self, v: &Value) -> Result<Cache, String> {
+        let Value::Object(m) = v else {
+            return Err(format!(
+                "must be a mapping with `key:` and `paths:`, found {}",
+                kind(v)
+            ));
+        };
+        for key in m.keys() {
+            if !matches!(key.as_str(), "key" | "paths" | "policy" | "when") {
+                self.ignore(format!("cache:{key}"));
+            }
+        }
+        let mut c = Cache {
+            key: DEFAULT_CACHE_KEY.to_string(),
+            ..Cache::default()
+        };
+        match get(m, "key") {
+            None => {}
+            Some(Value::Object(k)) => {
+                // `key: {files, prefix}`: GitLab hashes the files' last commit; not done here.
+                self.ignore("cache:key:files");
+                if let Some(prefix) = get(k, "prefix").and_then(scalar) {
+                    c.key = format!("{prefix}-{DEFAULT_CACHE_KEY}");
+                }
+            }
+            Some(other) => {
+                c.key = scalar(other).ok_or_else(|| {
+                    format!("key: must be a string or a mapping, found {}", kind(other))
+                })?;
+            }
+        }
+        if let Some(p) = get(m, "paths") {
+            c.paths = string_list(p).map_err(|e| format!("paths: {e}"))?;
+        }
+        c.policy = match get(m, "policy") {
+            None => CachePolicy::PullPush,
+            Some(Value::String(s)) => match s.as_str() {
+                "pull-push" => CachePolicy::PullPush,
+                "pull" => CachePolicy::Pull,
+                "push" => CachePolicy::Push,
+                other => {
+                    return Err(format!(
+                        "policy: '{other}' is not supported; use pull, push or pull-push"
+                    ))
+                }
+            },
+            Some(other) => return Err(format!("policy: must be a string, found {}", kind(other))),
+        };
+        c.when = upload_when(get(m, "when")).map_err(|e| format!("when: {e}"))?;
+        Ok(c)
+    }
+
+    /// `artifacts:`; `None` when it has no paths.
+    fn artifacts(&mut self, v: &Value) -> Result<Option<Artifacts>, String> {
+        let Value::Object(m) = v else {
+            return Err(format!(
+                "must be a mapping with `paths:`, found {}",
+                kind(v)
+            ));
+        };
+        for key in m.keys() {
+            if !matches!(key.as_str(), "paths" | "when") {
+                self.ignore(format!("artifacts:{key}"));
+            }
+        }
+        let paths = match get(m, "paths") {
+            Some(p) => string_list(p).map_err(|e| format!("paths: {e}"))?,
+            None => Vec::new(),
+        };
+        let when = upload_when(get(m, "when")).map_err(|e| format!("when: {e}"))?;
+        Ok((!paths.is_empty()).then_some(Artifacts { paths, when }))
+    }
+
+    /// `needs:`: job names or `{job, artifacts, optional}`; other kinds are reported.
+    fn needs(&mut self, v: &Value) -> Result<Vec<Need>, String> {
+        let Value::Array(items) = v else {
+            return Err(format!("must be a list, found {}", kind(v)));
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                Value::String(job) => out.push(Need {
+                    job: job.clone(),
+                    artifacts: true,
+                    optional: false,
+                }),
+                Value::Object(m) => {
+                    let Some(job) = get(m, "job") else {
+                        let kind = ["pipeline", "project"]
+                            .into_iter()
+                            .find(|k| m.contains_key(*k))
+                            .unwrap_or("entry");
+                        self.ignore(format!("needs:{kind}"));
+                        continue;
+                    };
+                    let Value::String(job) = job else {
+                        return Err(format!("job: must be a job name, found {}", kind(job)));
+                    };
+                    for key in m.keys() {
+                        if !matches!(key.as_str(), "job" | "artifacts" | "optional") {
+                            self.ignore(format!("needs:{key}"));
+                        }
+                    }
+                    let flag = |key: &str, default: bool| match get(m, key) {
+                        None => Ok(default),
+                        Some(Value::Bool(b)) => Ok(*b),
+                        Some(other) => Err(format!(
+                            "{key}: must be true or false, found {}",
+                            kind(other)
+                        )),
+                    };
+                    out.push(Need {
+                        job: job.clone(),
+                        artifacts: flag("artifacts", true)?,
+                        optional: flag("optional", false)?,
+                    });
+                }
+                other => {
+                    return Err(format!(
+                        "must be a list of job names or mappings with `job:`, found {} in it",
+                        kind(other)
+                    ))
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// `image: NAME` or `image: {name, entrypoint}`.
@@ -670,6 +964,22 @@ fn string_list(v: &Value) -> Result<Vec<String>, String> {
         .collect()
 }
 
+/// `when:` of `cache:` and `artifacts:`.
+fn upload_when(v: Option<&Value>) -> Result<ArtifactsWhen, String> {
+    match v {
+        None => Ok(CacheWhen::OnSuccess),
+        Some(Value::String(s)) => match s.as_str() {
+            "on_success" => Ok(CacheWhen::OnSuccess),
+            "on_failure" => Ok(CacheWhen::OnFailure),
+            "always" => Ok(CacheWhen::Always),
+            other => Err(format!(
+                "'{other}' is not supported; use on_success, on_failure or always"
+            )),
+        },
+        Some(other) => Err(format!("must be a string, found {}", kind(other))),
+    }
+}
+
 fn allow_failure(v: &Value) -> Result<AllowFailure, String> {
     match v {
         Value::Bool(true) => Ok(AllowFailure::Yes),
@@ -863,59 +1173,342 @@ c-build: {stage: build, script: x}
     fn unknown_keys_are_reported_once() {
         let p = parse_ok(
             r#"
-include: other.yml
+include:
+  - remote: https://example.com/ci.yml
+  - https://example.com/other.yml
+  - template: Auto-DevOps.gitlab-ci.yml
 workflow: {rules: [{when: always}]}
 default:
   image: i
-  cache: {paths: [x]}
   retry: 2
 a:
   script: x
-  cache: {paths: [y]}
-  needs: []
   rules: [{when: always}]
   image: {name: i, pull_policy: always}
+  cache: {paths: [y], untracked: true, key: {files: [Gemfile.lock]}}
+  needs: [{pipeline: other}]
 b:
   script: x
-  artifacts: {paths: [z]}
-  needs: [a]
+  retry: 1
+  artifacts: {paths: [z], expire_in: 1 week, reports: {junit: r.xml}}
   only: [main]
   except: [tags]
 c:
-  extends: .t
   script: x
   services: [{name: s, pull_policy: never}]
-.t:
-  variables: {A: 1}
 "#,
         );
         assert_eq!(
             p.ignored,
             vec![
-                "cache",
+                "include:remote",
+                "include:template",
                 "retry",
-                "needs",
                 "rules",
                 "image:pull_policy",
-                "artifacts",
+                "cache:untracked",
+                "cache:key:files",
+                "needs:pipeline",
                 "except",
                 "only",
-                "extends",
+                "artifacts:expire_in",
+                "artifacts:reports",
                 "services:pull_policy",
-                "include",
                 "workflow"
             ]
         );
-        assert_eq!(p.hidden, vec![".t"]);
         assert_eq!(p.jobs.len(), 3);
-
-        let e = parse_err("j:\n  extends: .t\n.t: {script: x}\n");
-        assert!(e.contains("job 'j' has no `script:`"), "{e}");
-        assert!(e.contains("`extends:`"), "{e}");
         // trigger jobs start other pipelines: skipped, but reported
         let p = parse_ok("t: {trigger: other/project}\nj: {script: x}\n");
         assert_eq!(p.jobs.len(), 1);
         assert_eq!(p.ignored, vec!["trigger"]);
+    }
+
+    #[test]
+    fn cache_keys_paths_policies_and_defaults() {
+        let p = parse_ok(
+            r#"
+cache:
+  paths: [global/]
+default:
+  cache: {key: from-default, paths: [.deps/]}
+a:
+  script: x
+b:
+  script: x
+  cache:
+    key: $CI_COMMIT_REF_SLUG
+    paths: [vendor/, "*.o"]
+    policy: pull
+    when: always
+c:
+  script: x
+  cache:
+    - {key: one, paths: [a], policy: push}
+    - {paths: [b]}
+d:
+  script: x
+  cache: []
+e:
+  script: x
+  cache: {key: 42, paths: [n], policy: pull-push, when: on_failure}
+"#,
+        );
+        let a = &p.job("a").unwrap().cache;
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].key, "from-default", "default: wins over the global");
+        assert_eq!(a[0].paths, vec![".deps/"]);
+        let b = &p.job("b").unwrap().cache[0];
+        assert_eq!(b.key, "$CI_COMMIT_REF_SLUG", "expanded per job, later");
+        assert_eq!(b.paths, vec!["vendor/", "*.o"]);
+        assert_eq!(b.policy, CachePolicy::Pull);
+        assert_eq!(b.when, CacheWhen::Always);
+        let c = &p.job("c").unwrap().cache;
+        assert_eq!((c[0].key.as_str(), c[0].policy), ("one", CachePolicy::Push));
+        assert_eq!(c[1].key, DEFAULT_CACHE_KEY);
+        assert_eq!(c[1].policy, CachePolicy::PullPush);
+        assert!(p.job("d").unwrap().cache.is_empty());
+        let e = &p.job("e").unwrap().cache[0];
+        assert_eq!((e.key.as_str(), e.when), ("42", CacheWhen::OnFailure));
+        assert!(p.ignored.is_empty(), "{:?}", p.ignored);
+
+        let e = parse_err("j: {script: x, cache: {paths: [a], policy: sometimes}}\n");
+        assert!(
+            e.contains(
+                "job 'j': cache: policy: 'sometimes' is not supported; use pull, push or pull-push"
+            ),
+            "{e}"
+        );
+        let e = parse_err("j: {script: x, cache: [{paths: [a]}, {paths: a}]}\n");
+        assert!(
+            e.contains("job 'j': cache: entry 2: paths: must be a list"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn artifacts_paths_and_when() {
+        let p = parse_ok(
+            r#"
+default:
+  artifacts: {paths: [default-out/]}
+a: {script: x}
+b: {script: x, artifacts: {paths: [out/, "**/*.log"], when: always}}
+c: {script: x, artifacts: {when: on_failure}}
+"#,
+        );
+        assert_eq!(
+            p.job("a").unwrap().artifacts,
+            Some(Artifacts {
+                paths: vec!["default-out/".into()],
+                when: CacheWhen::OnSuccess
+            })
+        );
+        let b = p.job("b").unwrap().artifacts.clone().unwrap();
+        assert_eq!(b.paths, vec!["out/", "**/*.log"]);
+        assert_eq!(b.when, CacheWhen::Always);
+        assert_eq!(
+            p.job("c").unwrap().artifacts,
+            None,
+            "no paths, no artifacts"
+        );
+        let e = parse_err("j: {script: x, artifacts: {paths: [a], when: later}}\n");
+        assert!(
+            e.contains("job 'j': artifacts: when: 'later' is not supported"),
+            "{e}"
+        );
+        let e = parse_err("j: {script: x, artifacts: [a]}\n");
+        assert!(e.contains("job 'j': artifacts: must be a mapping"), "{e}");
+    }
+
+    #[test]
+    fn artifacts_come_from_dependencies_needs_or_all_earlier_stages() {
+        let p = parse_ok(
+            r#"
+stages: [build, test, deploy]
+b1: {stage: build, script: x}
+b2: {stage: build, script: x}
+t-default: {stage: test, script: x}
+t-deps: {stage: test, script: x, dependencies: [b2]}
+t-none: {stage: test, script: x, dependencies: []}
+t-needs: {stage: test, script: x, needs: [b1, {job: b2, artifacts: false}, {job: gone, optional: true}]}
+t-same-stage: {stage: test, script: x, needs: [t-default]}
+d: {stage: deploy, script: x}
+"#,
+        );
+        let sources = |n: &str| p.artifact_sources(p.job(n).unwrap());
+        assert_eq!(sources("b1"), Vec::<&str>::new());
+        assert_eq!(sources("t-default"), vec!["b1", "b2"]);
+        assert_eq!(sources("t-deps"), vec!["b2"]);
+        assert_eq!(sources("t-none"), Vec::<&str>::new());
+        assert_eq!(
+            sources("t-needs"),
+            vec!["b1"],
+            "artifacts: false, optional dropped"
+        );
+        assert_eq!(sources("t-same-stage"), vec!["t-default"]);
+        assert_eq!(
+            sources("d"),
+            vec![
+                "b1",
+                "b2",
+                "t-default",
+                "t-deps",
+                "t-needs",
+                "t-none",
+                "t-same-stage"
+            ]
+        );
+
+        let e = parse_err(
+            "a: {stage: test, script: x, dependencies: [b]}\nb: {stage: deploy, script: x}\n",
+        );
+        assert!(
+            e.contains("job 'a': dependencies: 'b' is in stage 'deploy', not in an earlier stage than 'test'"),
+            "{e}"
+        );
+        let e = parse_err("a: {script: x, needs: [nope]}\n");
+        assert!(
+            e.contains("job 'a': needs: 'nope' is not a job of this pipeline"),
+            "{e}"
+        );
+        let e =
+            parse_err("a: {stage: build, script: x, needs: [b]}\nb: {stage: test, script: x}\n");
+        assert!(
+            e.contains("job 'a': needs: 'b' is in the later stage 'test'"),
+            "{e}"
+        );
+        let e = parse_err("a: {script: x, needs: [{job: 1}]}\n");
+        assert!(e.contains("job 'a': needs: job: must be a job name"), "{e}");
+    }
+
+    #[test]
+    fn extends_merges_templates_deeply_and_the_job_wins() {
+        let p = parse_ok(
+            r#"
+.base:
+  image: base-img
+  variables: {A: base, B: base}
+  script: [echo base]
+  tags: [t1]
+.more:
+  extends: .base
+  variables: {B: more, C: more}
+  tags: [t2]
+job:
+  extends: [.more]
+  variables: {C: job}
+other:
+  extends: [.base, .more]
+  script: echo other
+"#,
+        );
+        let j = p.job("job").unwrap();
+        assert_eq!(j.image, Some(Image::new("base-img")));
+        assert_eq!(var(j, "A"), Some("base"));
+        assert_eq!(var(j, "B"), Some("more"));
+        assert_eq!(var(j, "C"), Some("job"));
+        assert_eq!(j.tags, vec!["t2"], "lists are replaced, not merged");
+        assert_eq!(j.script, vec!["echo base"]);
+        assert_eq!(p.job("other").unwrap().script, vec!["echo other"]);
+        assert!(p.ignored.is_empty(), "{:?}", p.ignored);
+
+        let e = parse_err("j:\n  extends: .t\n");
+        assert!(e.contains("job 'j': extends: '.t' is not defined"), "{e}");
+        let e = parse_err(".a: {extends: .b}\n.b: {extends: .a}\nj: {extends: .a}\n");
+        assert!(e.contains("extends: circular: "), "{e}");
+        let e = parse_err("j:\n  extends: .t\n.t: {image: x}\n");
+        assert!(
+            e.contains("job 'j' has no `script:` (nor do the jobs it extends)"),
+            "{e}"
+        );
+    }
+
+    fn reader(files: &[(&str, &str)]) -> impl FnMut(&str) -> Result<(String, String), String> {
+        let files: Vec<(String, String)> = files
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect();
+        move |path: &str| {
+            files
+                .iter()
+                .find(|(n, _)| n == path)
+                .map(|(n, t)| (format!("proj/{n}"), t.clone()))
+                .ok_or_else(|| "No such file or directory".to_string())
+        }
+    }
+
+    #[test]
+    fn include_local_merges_files_and_the_including_file_wins() {
+        let mut read = reader(&[
+            (
+                "ci/templates.yml",
+                ".tpl: {image: tpl-img, script: [echo tpl]}\nvariables: {A: inc, B: inc}\n",
+            ),
+            (
+                "ci/jobs.yaml",
+                "include: ci/templates.yml\nlint: {extends: .tpl, stage: test}\n",
+            ),
+        ]);
+        let p = parse_with(
+            "include:\n  - local: /ci/jobs.yaml\nvariables: {B: main}\nbuild: {extends: .tpl, stage: build}\n",
+            "proj/.gitlab-ci.yml",
+            &mut read,
+        )
+        .unwrap();
+        let names: Vec<&str> = p.jobs.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(names, vec!["build", "lint"]);
+        let b = p.job("build").unwrap();
+        assert_eq!(b.image, Some(Image::new("tpl-img")));
+        assert_eq!(var(b, "A"), Some("inc"));
+        assert_eq!(var(b, "B"), Some("main"));
+        assert!(p.ignored.is_empty(), "{:?}", p.ignored);
+
+        let err = |text: &str, read: &mut ReadInclude<'_>| {
+            parse_with(text, "proj/.gitlab-ci.yml", read)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err("include: missing.yml\n", &mut reader(&[]));
+        assert_eq!(
+            e,
+            "proj/.gitlab-ci.yml: include: 'missing.yml': No such file or directory"
+        );
+        let e = err("include: ../up.yml\n", &mut reader(&[]));
+        assert!(e.contains("leaves the project directory"), "{e}");
+        let e = err("include: 'ci/*.yml'\n", &mut reader(&[]));
+        assert!(e.contains("wildcards"), "{e}");
+        let e = err("include: ci/x.txt\n", &mut reader(&[]));
+        assert!(e.contains("YAML extension"), "{e}");
+        let e = err(
+            "include: a.yml\n",
+            &mut reader(&[("a.yml", "include: b.yml\n"), ("b.yml", "include: a.yml\n")]),
+        );
+        assert!(
+            e.contains("'a.yml' includes itself (through a.yml -> b.yml)"),
+            "{e}"
+        );
+        // A syntax error in an included file names that file, line and column.
+        let e = err(
+            "include: ci/bad.yml\nj: {script: x}\n",
+            &mut reader(&[("ci/bad.yml", "a:\n  script: [x\n")]),
+        );
+        assert!(e.starts_with("proj/ci/bad.yml:"), "{e}");
+        let pos: Vec<&str> = e["proj/ci/bad.yml:".len()..].splitn(3, ':').collect();
+        assert!(
+            pos[0].parse::<usize>().is_ok() && pos[1].parse::<usize>().is_ok(),
+            "{e}"
+        );
+        // Without a project directory (plain `parse`), an include cannot be read.
+        let e = parse_err("include: a.yml\n");
+        assert!(e.contains("no project directory"), "{e}");
+    }
+
+    #[test]
+    fn reference_tags_are_named_in_the_error() {
+        let e = parse_err(".t: {script: [x]}\nj:\n  script: !reference [.t, script]\n");
+        assert!(e.contains("`!reference` tags are not supported"), "{e}");
+        assert!(e.starts_with(".gitlab-ci.yml:"), "{e}");
     }
 
     #[test]

@@ -98,6 +98,8 @@ pub struct Row {
     pub duration: Option<Duration>,
     /// The driver's phase times: config, prepare, each run stage, cleanup.
     pub phases: Vec<(String, Duration)>,
+    /// What happened to its cache and artifacts (`cache 'deps': hit`, ...).
+    pub notes: Vec<String>,
 }
 
 /// `1.23s`, `2m03s`.
@@ -137,7 +139,8 @@ pub fn format_phases(phases: &[(String, Duration)]) -> String {
         .join(", ")
 }
 
-/// The summary table; each job that ran gets a second line with its phase times.
+/// The summary table; each job that ran gets a second line with its phase times, and a
+/// third with what happened to its cache and artifacts.
 pub fn summary(rows: &[Row]) -> String {
     let header = ["JOB", "STAGE", "STATUS", "DURATION"];
     let cells: Vec<[String; 4]> = rows
@@ -181,6 +184,9 @@ pub fn summary(rows: &[Row]) -> String {
         if !row.phases.is_empty() {
             out.push_str(&format!("    {}\n", format_phases(&row.phases)));
         }
+        if !row.notes.is_empty() {
+            out.push_str(&format!("    {}\n", row.notes.join("; ")));
+        }
     }
     out
 }
@@ -188,17 +194,23 @@ pub fn summary(rows: &[Row]) -> String {
 /// The job log for a reader that is not a terminal: GitLab's section markers and ANSI
 /// colour codes removed.
 pub fn plain_log(log: &str) -> String {
+    strip_ansi(&strip_sections(log))
+}
+
+/// The job log without GitLab's section markers (a section start keeps its title). On a
+/// terminal the markers hide themselves with `\r` and a line erase, which would also erase
+/// a prefix written before them.
+pub fn strip_sections(log: &str) -> String {
     let mut out = String::with_capacity(log.len());
     for line in log.split_inclusive('\n') {
-        let line = match line.strip_prefix("section_end:") {
-            Some(_) => continue,
-            None => line,
-        };
+        if line.starts_with("section_end:") {
+            continue;
+        }
         let line = match line.strip_prefix("section_start:") {
             Some(rest) => rest.split_once("\r\x1b[0K").map(|(_, r)| r).unwrap_or(rest),
             None => line,
         };
-        out.push_str(&strip_ansi(line));
+        out.push_str(line);
     }
     out
 }
@@ -265,6 +277,10 @@ mod tests {
                     ("build_script".into(), ms(400)),
                     ("cleanup".into(), ms(90)),
                 ],
+                notes: vec![
+                    "cache 'deps': hit, saved".into(),
+                    "artifacts saved (2 KiB)".into(),
+                ],
             },
             Row {
                 job: "deploy-production".into(),
@@ -272,6 +288,7 @@ mod tests {
                 status: Status::Manual,
                 duration: None,
                 phases: vec![],
+                notes: vec![],
             },
         ];
         let s = summary(&rows);
@@ -282,8 +299,12 @@ mod tests {
             lines[2],
             "    config 0.01s, prepare 1.00s, build_script 0.40s, cleanup 0.09s"
         );
-        assert_eq!(lines[3], "deploy-production  deploy  manual  -");
-        assert_eq!(lines.len(), 4);
+        assert_eq!(
+            lines[3],
+            "    cache 'deps': hit, saved; artifacts saved (2 KiB)"
+        );
+        assert_eq!(lines[4], "deploy-production  deploy  manual  -");
+        assert_eq!(lines.len(), 5);
     }
 
     #[test]
@@ -311,5 +332,8 @@ mod tests {
             plain_log(log),
             "Running with gitlab-runner\nPreparing the \"custom\" executor\nUsing Custom executor...\nJob succeeded\n"
         );
+        let kept = strip_sections(log);
+        assert!(kept.contains("\x1b[0K\x1b[36;1mPreparing the"), "{kept:?}");
+        assert!(!kept.contains("section_"), "{kept:?}");
     }
 }

@@ -1,0 +1,256 @@
+//! What GitLab does to `.gitlab-ci.yml` before it reads any job: `include: local` files are
+//! merged in (the including file wins), then `extends:` is resolved (the extending job wins).
+//! Both merge mappings key by key, recursively, and replace everything else (lists included).
+
+use serde_json::{Map, Value};
+
+use super::pipeline::{apply_merge_keys, ParseError};
+use crate::config::yaml;
+
+/// How deep `extends:` may chain (GitLab's limit).
+const MAX_EXTENDS_DEPTH: usize = 11;
+/// How deep `include:` may nest (GitLab's limit).
+const MAX_INCLUDE_DEPTH: usize = 100;
+
+/// Reads an included file: the path is relative to the project directory; returns the name
+/// to show in messages and the text.
+pub type ReadInclude<'a> = dyn FnMut(&str) -> Result<(String, String), String> + 'a;
+
+/// Parses one YAML file of the pipeline, anchors and merge keys resolved. A syntax error
+/// names `file`, line and column.
+pub fn load_yaml(text: &str, file: &str) -> Result<Value, ParseError> {
+    let mut root: Value = yaml::from_str(text).map_err(|e| ParseError::Syntax {
+        at: match (e.line, e.column) {
+            (Some(l), Some(c)) => format!("{file}:{l}:{c}"),
+            (Some(l), None) => format!("{file}:{l}"),
+            _ => file.to_string(),
+        },
+        message: if e.message.contains("enum") && text.contains("!reference") {
+            format!(
+                "{} (`!reference` tags are not supported by pogo exec yet: use `extends:` or \
+                 YAML anchors)",
+                e.message
+            )
+        } else {
+            e.message
+        },
+    })?;
+    apply_merge_keys(&mut root);
+    Ok(root)
+}
+
+/// `a` with `b` merged over it: mappings key by key, recursively; anything else replaced.
+pub fn deep_merge(a: &mut Map<String, Value>, b: Map<String, Value>) {
+    for (key, value) in b {
+        match (a.get_mut(&key), value) {
+            (Some(Value::Object(into)), Value::Object(from)) => deep_merge(into, from),
+            (_, value) => {
+                a.insert(key, value);
+            }
+        }
+    }
+}
+
+/// One entry of `include:`: a local path, or the kind of include that is not supported
+/// (reported as `include:KIND`).
+fn include_entry(entry: &Value, ignored: &mut Vec<String>) -> Result<Option<String>, String> {
+    let mut ignore = |k: &str| {
+        let k = format!("include:{k}");
+        if !ignored.contains(&k) {
+            ignored.push(k);
+        }
+    };
+    match entry {
+        Value::String(s) if s.starts_with("http://") || s.starts_with("https://") => {
+            ignore("remote");
+            Ok(None)
+        }
+        Value::String(s) => Ok(Some(s.clone())),
+        Value::Object(m) => {
+            let Some(local) = m.get("local") else {
+                let kind = ["remote", "template", "project", "component"]
+                    .into_iter()
+                    .find(|k| m.contains_key(*k));
+                return match kind {
+                    Some(k) => {
+                        ignore(k);
+                        Ok(None)
+                    }
+                    None => Err(format!(
+                        "an entry is neither a path nor a mapping with local, remote, \
+                         template, project or component: {}",
+                        serde_json::to_string(entry).unwrap_or_default()
+                    )),
+                };
+            };
+            for key in m.keys().filter(|k| *k != "local") {
+                ignore(key);
+            }
+            match local {
+                Value::String(s) => Ok(Some(s.clone())),
+                _ => Err("local: must be a path".into()),
+            }
+        }
+        _ => Err("must be a path, a mapping or a list of them".into()),
+    }
+}
+
+/// A local include path relative to the project directory, or why it cannot be used.
+fn local_path(path: &str) -> Result<String, String> {
+    let rel = path.trim_start_matches('/');
+    if rel.contains('*') {
+        return Err(format!(
+            "'{path}': wildcards in include paths are not supported by pogo exec yet; list the files"
+        ));
+    }
+    if rel.split('/').any(|c| c == "..") {
+        return Err(format!(
+            "'{path}' leaves the project directory; include files inside the project"
+        ));
+    }
+    if !(rel.ends_with(".yml") || rel.ends_with(".yaml")) {
+        return Err(format!(
+            "'{path}' does not have a YAML extension (.yml or .yaml)"
+        ));
+    }
+    Ok(rel.to_string())
+}
+
+/// `root` (parsed from `file`) with its `include:` files merged in, recursively.
+/// `chain` holds the files being included, to refuse cycles.
+pub fn resolve_includes(
+    root: Value,
+    file: &str,
+    read: &mut ReadInclude<'_>,
+    ignored: &mut Vec<String>,
+    chain: &mut Vec<String>,
+) -> Result<Value, ParseError> {
+    let invalid = |message: String| ParseError::Invalid {
+        file: file.to_string(),
+        message,
+    };
+    let Value::Object(mut top) = root else {
+        return Ok(root);
+    };
+    let Some(include) = top.remove("include") else {
+        return Ok(Value::Object(top));
+    };
+    let entries = match include {
+        Value::Null => Vec::new(),
+        Value::Array(items) => items,
+        other => vec![other],
+    };
+    if chain.len() >= MAX_INCLUDE_DEPTH {
+        return Err(invalid(format!(
+            "include: nested more than {MAX_INCLUDE_DEPTH} levels deep"
+        )));
+    }
+    let mut merged = Map::new();
+    for entry in &entries {
+        let Some(path) =
+            include_entry(entry, ignored).map_err(|e| invalid(format!("include: {e}")))?
+        else {
+            continue;
+        };
+        let rel = local_path(&path).map_err(|e| invalid(format!("include: {e}")))?;
+        if chain.contains(&rel) {
+            return Err(invalid(format!(
+                "include: '{rel}' includes itself (through {})",
+                chain.join(" -> ")
+            )));
+        }
+        let (shown, text) = read(&rel).map_err(|e| invalid(format!("include: '{rel}': {e}")))?;
+        let value = match load_yaml(&text, &shown)? {
+            Value::Null => continue,
+            v @ Value::Object(_) => v,
+            _ => {
+                return Err(ParseError::Invalid {
+                    file: shown,
+                    message: "an included file must be a mapping of keywords and jobs".into(),
+                })
+            }
+        };
+        chain.push(rel);
+        let resolved = resolve_includes(value, &shown, read, ignored, chain);
+        chain.pop();
+        if let Value::Object(m) = resolved? {
+            deep_merge(&mut merged, m);
+        }
+    }
+    deep_merge(&mut merged, top);
+    Ok(Value::Object(merged))
+}
+
+/// Resolves `extends:` in every job of `top` (hidden ones included).
+pub fn resolve_extends(top: &mut Map<String, Value>) -> Result<(), String> {
+    let names: Vec<String> = top
+        .iter()
+        .filter(|(_, v)| v.get("extends").is_some())
+        .map(|(k, _)| k.clone())
+        .collect();
+    let mut resolved: Vec<(String, Map<String, Value>)> = Vec::new();
+    for name in &names {
+        let job = resolve_job(top, name, &mut Vec::new())?;
+        resolved.push((name.clone(), job));
+    }
+    for (name, job) in resolved {
+        top.insert(name, Value::Object(job));
+    }
+    Ok(())
+}
+
+fn resolve_job(
+    top: &Map<String, Value>,
+    name: &str,
+    chain: &mut Vec<String>,
+) -> Result<Map<String, Value>, String> {
+    if chain.iter().any(|c| c == name) {
+        chain.push(name.to_string());
+        return Err(format!("extends: circular: {}", chain.join(" -> ")));
+    }
+    if chain.len() >= MAX_EXTENDS_DEPTH {
+        return Err(format!(
+            "job '{}': extends: more than {MAX_EXTENDS_DEPTH} levels deep",
+            chain[0]
+        ));
+    }
+    let Some(Value::Object(job)) = top.get(name) else {
+        let from = chain.last().map(String::as_str).unwrap_or(name);
+        return Err(format!(
+            "job '{from}': extends: '{name}' is not defined (or is not a mapping)"
+        ));
+    };
+    let mut own = job.clone();
+    let parents = match own.remove("extends") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => vec![s],
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|i| match i {
+                Value::String(s) => Ok(s),
+                _ => Err(format!(
+                    "job '{name}': extends: must be a job name or a list of job names"
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(format!(
+                "job '{name}': extends: must be a job name or a list of job names"
+            ))
+        }
+    };
+    chain.push(name.to_string());
+    let mut merged = Map::new();
+    for parent in &parents {
+        let p = resolve_job(top, parent, chain)?;
+        deep_merge(&mut merged, p);
+    }
+    chain.pop();
+    deep_merge(&mut merged, own);
+    if !parents.is_empty() {
+        // Already applied; left for messages about the job.
+        let names = parents.into_iter().map(Value::String).collect();
+        merged.insert("extends".into(), Value::Array(names));
+    }
+    Ok(merged)
+}

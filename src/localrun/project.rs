@@ -1,0 +1,618 @@
+//! The project `pogo exec` runs: facts from its git repository (for the predefined
+//! variables), the sources its jobs get, and `.pogo/`, where cache and artifacts are kept
+//! between runs.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::driver::Variable;
+
+/// The directory under the project where `pogo exec` keeps its state.
+pub const STORE_DIR: &str = ".pogo";
+
+/// What the local git repository says about HEAD.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Git {
+    pub sha: String,
+    /// The branch, else the tag pointing at HEAD, else `HEAD` (detached).
+    pub ref_name: String,
+    pub branch: Option<String>,
+    pub tag: Option<String>,
+    pub message: String,
+    pub author: String,
+    /// ISO 8601.
+    pub timestamp: String,
+    pub default_branch: Option<String>,
+    pub user_name: Option<String>,
+    pub user_email: Option<String>,
+}
+
+/// Everything a local job needs to know about the project and this run.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// Absolute.
+    pub dir: PathBuf,
+    /// `local/<directory name>`.
+    pub path: String,
+    pub pipeline_id: u64,
+    /// `None`: not in a git repository, or no commit yet.
+    pub git: Option<Git>,
+    /// Whether `dir` is inside a git work tree (even without commits).
+    pub in_git: bool,
+}
+
+fn git(dir: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let s = String::from_utf8(out.stdout).ok()?.trim_end().to_string();
+    (!s.is_empty()).then_some(s)
+}
+
+impl Project {
+    pub fn discover(dir: &Path) -> Self {
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| absolute(dir));
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let pipeline_id = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(1);
+        let in_git = git(&dir, &["rev-parse", "--is-inside-work-tree"]).as_deref() == Some("true");
+        let git = if in_git { read_git(&dir) } else { None };
+        Project {
+            path: format!("local/{}", sanitize_project_name(&name)),
+            pipeline_id,
+            git,
+            in_git,
+            dir,
+        }
+    }
+
+    /// GitLab's predefined variables that the driver does not set itself, from the local
+    /// repository where they make sense. Job and command-line variables come after them.
+    pub fn variables(&self, server_url: &str) -> Vec<Variable> {
+        let mut v = vec![
+            Variable::new("CI_PIPELINE_SOURCE", "push"),
+            Variable::new("CI_PIPELINE_IID", self.pipeline_id.to_string()),
+            Variable::new("CI_PROJECT_PATH_SLUG", slug(&self.path, usize::MAX)),
+            Variable::new(
+                "CI_PROJECT_TITLE",
+                self.path.rsplit('/').next().unwrap_or(&self.path),
+            ),
+            Variable::new("CI_PROJECT_URL", format!("{server_url}/{}", self.path)),
+            Variable::new("CI_NODE_TOTAL", "1"),
+        ];
+        let Some(g) = &self.git else {
+            return v;
+        };
+        let title = g.message.lines().next().unwrap_or("").to_string();
+        let description = g
+            .message
+            .split_once('\n')
+            .map(|(_, rest)| rest.trim_start_matches('\n').to_string())
+            .unwrap_or_default();
+        v.extend([
+            Variable::new(
+                "CI_COMMIT_SHORT_SHA",
+                g.sha.chars().take(8).collect::<String>(),
+            ),
+            Variable::new("CI_COMMIT_REF_SLUG", slug(&g.ref_name, 63)),
+            Variable::new("CI_COMMIT_BEFORE_SHA", "0".repeat(40)),
+            Variable::new("CI_COMMIT_MESSAGE", g.message.clone()),
+            Variable::new("CI_COMMIT_TITLE", title),
+            Variable::new("CI_COMMIT_DESCRIPTION", description),
+            Variable::new("CI_COMMIT_AUTHOR", g.author.clone()),
+            Variable::new("CI_COMMIT_TIMESTAMP", g.timestamp.clone()),
+        ]);
+        if let Some(b) = &g.branch {
+            v.push(Variable::new("CI_COMMIT_BRANCH", b.clone()));
+        }
+        if let Some(t) = &g.tag {
+            v.push(Variable::new("CI_COMMIT_TAG", t.clone()));
+        }
+        if let Some(d) = &g.default_branch {
+            v.push(Variable::new("CI_DEFAULT_BRANCH", d.clone()));
+        }
+        if let Some(n) = &g.user_name {
+            v.push(Variable::new("GITLAB_USER_NAME", n.clone()));
+        }
+        if let Some(e) = &g.user_email {
+            v.push(Variable::new("GITLAB_USER_EMAIL", e.clone()));
+        }
+        for var in &mut v {
+            // Commit messages may hold `$`: never expand them.
+            var.raw = true;
+        }
+        v
+    }
+}
+
+fn read_git(dir: &Path) -> Option<Git> {
+    // sha, author, timestamp, message; NUL-separated (the message may have anything else).
+    let log = git(dir, &["log", "-1", "--format=%H%x00%an <%ae>%x00%cI%x00%B"])?;
+    let mut parts = log.splitn(4, '\0');
+    let sha = parts.next()?.to_string();
+    let author = parts.next().unwrap_or_default().to_string();
+    let timestamp = parts.next().unwrap_or_default().to_string();
+    let message = parts.next().unwrap_or_default().trim_end().to_string();
+    let branch = git(dir, &["symbolic-ref", "--quiet", "--short", "HEAD"]);
+    let tag = git(dir, &["describe", "--tags", "--exact-match", "HEAD"]);
+    let ref_name = branch
+        .clone()
+        .or_else(|| tag.clone())
+        .unwrap_or_else(|| "HEAD".to_string());
+    let default_branch = git(
+        dir,
+        &[
+            "symbolic-ref",
+            "--quiet",
+            "--short",
+            "refs/remotes/origin/HEAD",
+        ],
+    )
+    .map(|r| r.trim_start_matches("origin/").to_string());
+    Some(Git {
+        sha,
+        ref_name,
+        branch,
+        tag,
+        message,
+        author,
+        timestamp,
+        default_branch,
+        user_name: git(dir, &["config", "user.name"]),
+        user_email: git(dir, &["config", "user.email"]),
+    })
+}
+
+/// `CI_COMMIT_REF_SLUG`'s rule: lower case, anything but `[a-z0-9]` becomes `-`, at most
+/// `max` characters, no `-` at either end.
+pub fn slug(s: &str, max: usize) -> String {
+    let mapped: String = s
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(max)
+        .collect();
+    mapped.trim_matches('-').to_string()
+}
+
+/// A GitLab-like project path component: `[A-Za-z0-9_.-]`, other characters become `-`.
+pub fn sanitize_project_name(name: &str) -> String {
+    let mapped: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let trimmed = mapped.trim_matches(|c| matches!(c, '-' | '.' | '_'));
+    if trimmed.is_empty() {
+        "project".to_string()
+    } else {
+        trimmed.to_string()
+    }
+}
+
+pub fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        return p.to_path_buf();
+    }
+    std::env::current_dir()
+        .map(|cwd| cwd.join(p))
+        .unwrap_or_else(|_| p.to_path_buf())
+}
+
+// ----- sources ---------------------------------------------------------------------------
+
+/// The sources the jobs get, packed once per run.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    pub tar: PathBuf,
+    /// What they are, for the user and the job log.
+    pub note: String,
+    /// Changes in the work tree that are not in the sources (committed HEAD only).
+    pub left_out: usize,
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {what}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Packs the project's sources into `tar`: the committed HEAD (`git archive`), or with
+/// `dirty` every file of the work tree git does not ignore; outside git, a copy of the
+/// directory without `.pogo/` and `.git/`.
+pub fn pack_sources(project: &Project, dirty: bool, tar: &Path) -> Result<Sources, String> {
+    let dir = &project.dir;
+    let shown = dir.display();
+    if !project.in_git {
+        run(
+            Command::new("tar")
+                .arg("-C")
+                .arg(dir)
+                .arg(format!("--exclude=./{STORE_DIR}"))
+                .arg("--exclude=./.git")
+                .arg("-cf")
+                .arg(tar)
+                .arg("."),
+            "tar (packing the project directory)",
+        )?;
+        return Ok(Sources {
+            tar: tar.to_path_buf(),
+            note: format!("a copy of {shown} (not a git repository)"),
+            left_out: 0,
+        });
+    }
+    if dirty {
+        let listed = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args([
+                "ls-files",
+                "-z",
+                "--cached",
+                "--others",
+                "--exclude-standard",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run git: {e}"))?;
+        if !listed.status.success() {
+            return Err(format!(
+                "git ls-files failed: {}",
+                String::from_utf8_lossy(&listed.stderr).trim()
+            ));
+        }
+        // Tracked files deleted in the work tree are still listed: leave them out.
+        let mut list = Vec::new();
+        let mut count = 0usize;
+        for name in listed.stdout.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+            let rel = String::from_utf8_lossy(name);
+            if std::fs::symlink_metadata(dir.join(rel.as_ref())).is_ok() {
+                list.extend_from_slice(name);
+                list.push(0);
+                count += 1;
+            }
+        }
+        let mut child = Command::new("tar")
+            .arg("-C")
+            .arg(dir)
+            .args(["--null", "--no-recursion", "-T", "-", "-cf"])
+            .arg(tar)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run tar to pack the sources: {e}"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(&list)
+                .map_err(|e| format!("cannot hand the file list to tar: {e}"))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| format!("tar (packing the sources) failed: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "tar (packing the sources) failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let head = project
+            .git
+            .as_ref()
+            .map(|g| format!("HEAD {} plus ", &g.sha[..g.sha.len().min(8)]))
+            .unwrap_or_default();
+        return Ok(Sources {
+            tar: tar.to_path_buf(),
+            note: format!(
+                "the work tree of {shown} ({head}uncommitted changes: {count} files, --dirty)"
+            ),
+            left_out: 0,
+        });
+    }
+    let Some(g) = &project.git else {
+        return Err(format!(
+            "{shown} is in a git repository without commits: commit, or run with --dirty to use the work tree"
+        ));
+    };
+    run(
+        Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["archive", "--format=tar", "-o"])
+            .arg(tar)
+            .arg("HEAD"),
+        "git archive",
+    )?;
+    let left_out = git(dir, &["status", "--porcelain", "--", "."])
+        .map(|s| s.lines().count())
+        .unwrap_or(0);
+    Ok(Sources {
+        tar: tar.to_path_buf(),
+        note: format!(
+            "committed HEAD {} ({}) of {shown}",
+            &g.sha[..g.sha.len().min(8)],
+            g.ref_name
+        ),
+        left_out,
+    })
+}
+
+// ----- .pogo/ ----------------------------------------------------------------------------
+
+/// `DIR/.pogo/`: `cache/<key>/cache.tgz`, `artifacts/<job>/artifacts.tgz`, and a `run-<pid>/`
+/// directory per running `pogo exec` (its sources; removed at the end).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub root: PathBuf,
+}
+
+impl Store {
+    /// Creates `.pogo/` (git-ignored through its own `.gitignore`) and its directories.
+    pub fn open(project_dir: &Path) -> Result<Self, String> {
+        let root = project_dir.join(STORE_DIR);
+        let shown = root.display().to_string();
+        if shown.contains([':', ',']) {
+            return Err(format!(
+                "the project directory {} contains ':' or ',', which podman cannot mount: \
+                 run pogo exec on a copy in a directory without them",
+                project_dir.display()
+            ));
+        }
+        let store = Store { root };
+        for d in [store.root.clone(), store.cache_dir(), store.artifacts_dir()] {
+            std::fs::create_dir_all(&d)
+                .map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+        }
+        let ignore = store.root.join(".gitignore");
+        if !ignore.exists() {
+            std::fs::write(&ignore, "*\n")
+                .map_err(|e| format!("cannot write {}: {e}", ignore.display()))?;
+        }
+        Ok(store)
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.join("cache")
+    }
+
+    pub fn artifacts_dir(&self) -> PathBuf {
+        self.root.join("artifacts")
+    }
+
+    /// This run's own directory.
+    pub fn run_dir(&self) -> Result<PathBuf, String> {
+        let d = self.root.join(format!("run-{}", std::process::id()));
+        std::fs::create_dir_all(&d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+        Ok(d)
+    }
+}
+
+/// `pogo exec --clean`: removes `DIR/.pogo/`. Returns what was removed, or `None` when
+/// there was nothing.
+pub fn clean(project_dir: &Path) -> Result<Option<PathBuf>, String> {
+    let root = project_dir.join(STORE_DIR);
+    match std::fs::symlink_metadata(&root) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot look at {}: {e}", root.display())),
+        Ok(m) if !m.is_dir() => {
+            return Err(format!(
+                "{} is not a directory pogo exec made; remove it yourself",
+                root.display()
+            ))
+        }
+        Ok(_) => {}
+    }
+    std::fs::remove_dir_all(&root).map_err(|e| {
+        format!(
+            "cannot remove {}: {e} (files a job wrote as another user in a rootless container: \
+             `podman unshare rm -rf {}`)",
+            root.display(),
+            root.display()
+        )
+    })?;
+    Ok(Some(root))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn sh(dir: &Path, script: &str) {
+        let ok = Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .current_dir(dir)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_AUTHOR_NAME", "Ada")
+            .env("GIT_AUTHOR_EMAIL", "ada@example.com")
+            .env("GIT_COMMITTER_NAME", "Ada")
+            .env("GIT_COMMITTER_EMAIL", "ada@example.com")
+            .status()
+            .unwrap();
+        assert!(ok.success(), "{script}");
+    }
+
+    fn listing(tar: &Path) -> Vec<String> {
+        let out = Command::new("tar").arg("-tf").arg(tar).output().unwrap();
+        let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim_start_matches("./").to_string())
+            .filter(|l| !l.is_empty() && !l.ends_with('/'))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// A repository with a committed file, a modified one, a deleted one, an untracked
+    /// one and an ignored one, in the subdirectory `proj` of the repository.
+    fn repo() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        sh(
+            dir.path(),
+            "git init -q -b main && mkdir -p proj/src other && echo c > proj/src/committed \
+             && echo m > proj/modified && echo d > proj/deleted && echo o > other/file \
+             && echo '*.log' > proj/.gitignore && git add -A && git commit -q -m 'Title line' -m 'Body $HOME' \
+             && echo changed > proj/modified && rm proj/deleted && echo u > proj/untracked \
+             && echo i > proj/ignored.log",
+        );
+        let proj = dir.path().join("proj");
+        (dir, proj)
+    }
+
+    #[test]
+    fn sources_are_committed_head_by_default_and_the_work_tree_with_dirty() {
+        let (_d, proj) = repo();
+        let p = Project::discover(&proj);
+        let store = Store::open(&p.dir).unwrap();
+        let run = store.run_dir().unwrap();
+        let head = pack_sources(&p, false, &run.join("head.tar")).unwrap();
+        assert_eq!(
+            listing(&head.tar),
+            vec![".gitignore", "deleted", "modified", "src/committed"]
+        );
+        assert!(head.note.starts_with("committed HEAD "), "{}", head.note);
+        assert!(head
+            .note
+            .ends_with(&format!("(main) of {}", p.dir.display())));
+        assert_eq!(head.left_out, 3, "modified, deleted, untracked");
+
+        let dirty = pack_sources(&p, true, &run.join("dirty.tar")).unwrap();
+        assert_eq!(
+            listing(&dirty.tar),
+            vec![".gitignore", "modified", "src/committed", "untracked"],
+            "no deleted file, no ignored file, nothing of .pogo/"
+        );
+        assert!(
+            dirty.note.contains("uncommitted changes: 4 files, --dirty"),
+            "{}",
+            dirty.note
+        );
+        let out = Command::new("tar")
+            .arg("-xOf")
+            .arg(&dirty.tar)
+            .arg("modified")
+            .output()
+            .unwrap();
+        assert_eq!(out.stdout, b"changed\n");
+    }
+
+    #[test]
+    fn sources_outside_git_are_a_copy_without_pogo_and_git_dirs() {
+        let dir = tempfile::tempdir().unwrap();
+        sh(
+            dir.path(),
+            "mkdir -p a .git sub/.pogo && echo 1 > a/f && echo 2 > .git/config && echo 3 > sub/.pogo/kept",
+        );
+        let p = Project::discover(dir.path());
+        assert!(p.git.is_none() && !p.in_git);
+        let store = Store::open(&p.dir).unwrap();
+        std::fs::write(store.cache_dir().join("x"), "cached").unwrap();
+        let s = pack_sources(&p, false, &store.run_dir().unwrap().join("s.tar")).unwrap();
+        assert_eq!(listing(&s.tar), vec!["a/f", "sub/.pogo/kept"]);
+        assert!(s.note.contains("not a git repository"), "{}", s.note);
+    }
+
+    #[test]
+    fn a_repository_without_commits_needs_dirty() {
+        let dir = tempfile::tempdir().unwrap();
+        sh(dir.path(), "git init -q && echo x > f");
+        let p = Project::discover(dir.path());
+        assert!(p.in_git && p.git.is_none());
+        let store = Store::open(&p.dir).unwrap();
+        let run = store.run_dir().unwrap();
+        let e = pack_sources(&p, false, &run.join("a.tar")).unwrap_err();
+        assert!(
+            e.contains("without commits: commit, or run with --dirty"),
+            "{e}"
+        );
+        let s = pack_sources(&p, true, &run.join("b.tar")).unwrap();
+        assert_eq!(listing(&s.tar), vec!["f"]);
+    }
+
+    #[test]
+    fn predefined_variables_come_from_the_repository() {
+        let (_d, proj) = repo();
+        sh(&proj, "git tag v1.0 && git checkout -q -b Feature/X_1");
+        let p = Project::discover(&proj);
+        assert_eq!(p.path, "local/proj");
+        let vars = p.variables("https://gitlab.invalid");
+        let get = |k: &str| {
+            vars.iter()
+                .find(|v| v.key == k)
+                .map(|v| v.value.clone())
+                .unwrap_or_else(|| panic!("{k} missing"))
+        };
+        let g = p.git.clone().unwrap();
+        assert_eq!(g.sha.len(), 40);
+        assert_eq!(get("CI_COMMIT_SHORT_SHA"), g.sha[..8]);
+        assert_eq!(get("CI_COMMIT_BRANCH"), "Feature/X_1");
+        assert_eq!(get("CI_COMMIT_REF_SLUG"), "feature-x-1");
+        assert_eq!(get("CI_COMMIT_TAG"), "v1.0");
+        assert_eq!(get("CI_COMMIT_TITLE"), "Title line");
+        assert_eq!(get("CI_COMMIT_DESCRIPTION"), "Body $HOME");
+        assert_eq!(get("CI_COMMIT_AUTHOR"), "Ada <ada@example.com>");
+        assert!(get("CI_COMMIT_TIMESTAMP").contains('T'));
+        assert_eq!(get("CI_PROJECT_PATH_SLUG"), "local-proj");
+        assert!(vars.iter().all(|v| v.raw), "never expanded");
+        assert_eq!(g.ref_name, "Feature/X_1");
+    }
+
+    #[test]
+    fn store_is_git_ignored_and_clean_removes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(clean(dir.path()).unwrap(), None);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(store.root.join(".gitignore")).unwrap(),
+            "*\n"
+        );
+        std::fs::create_dir_all(store.cache_dir().join("k")).unwrap();
+        std::fs::write(store.cache_dir().join("k/cache.tgz"), "x").unwrap();
+        assert_eq!(clean(dir.path()).unwrap(), Some(store.root.clone()));
+        assert!(!store.root.exists());
+        let odd = tempfile::tempdir().unwrap();
+        let named = odd.path().join("a:b");
+        std::fs::create_dir_all(&named).unwrap();
+        let e = Store::open(&named).unwrap_err();
+        assert!(e.contains("which podman cannot mount"), "{e}");
+    }
+
+    #[test]
+    fn slugs() {
+        assert_eq!(slug("Feature/ABC_1", 63), "feature-abc-1");
+        assert_eq!(slug(&"a".repeat(80), 63).len(), 63);
+        assert_eq!(slug("--x--", 63), "x");
+        assert_eq!(sanitize_project_name("my project!"), "my-project");
+        assert_eq!(sanitize_project_name("..."), "project");
+    }
+}

@@ -1,0 +1,331 @@
+//! The example project (`example/`) through `pogo exec` on real podman: the pipeline
+//! `make example` runs, checked from what a user sees (job logs and the summary).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+/// A copy of `example/` committed to a fresh git repository, and a pogo config for it
+/// made from `example/pogo.yaml` the way `example/run.sh` makes it.
+struct Example {
+    _tmp: tempfile::TempDir,
+    project: PathBuf,
+    config: PathBuf,
+    /// Run `pogo exec` as this user (rootless podman), with this copy of pogo.
+    run_as: Option<(RootlessUser, PathBuf)>,
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "Example Author")
+        .env("GIT_AUTHOR_EMAIL", "author@example.com")
+        .env("GIT_COMMITTER_NAME", "Example Author")
+        .env("GIT_COMMITTER_EMAIL", "author@example.com")
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+impl Example {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("example");
+        // A name no other run uses: it is in the containers' project label.
+        let project = tmp.path().join(format!("example-{}", unique_id()));
+        let ok = Command::new("cp")
+            .arg("-a")
+            .arg(&source)
+            .arg(&project)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let _ = std::fs::remove_dir_all(project.join(".pogo"));
+        git(&project, &["init", "-q", "-b", "main"]);
+        git(&project, &["add", "-A"]);
+        git(&project, &["commit", "-q", "-m", "The example project"]);
+
+        let state = tmp.path().join("state");
+        let template = std::fs::read_to_string(source.join("pogo.yaml")).unwrap();
+        let config_text = template
+            .replace("@POGO_EXAMPLE_STATE@", &state.display().to_string())
+            .replace("@EXAMPLE_DIR@", &project.display().to_string());
+        let config = tmp.path().join("pogo.yaml");
+        std::fs::write(&config, config_text).unwrap();
+        Example {
+            _tmp: tmp,
+            project,
+            config,
+            run_as: None,
+        }
+    }
+
+    /// Hands everything to `user`, who runs `pogo exec` from now on (like a developer
+    /// with rootless podman).
+    fn hand_to(&mut self, user: RootlessUser) {
+        let bin = self._tmp.path().join("pogo");
+        std::fs::copy(env!("CARGO_BIN_EXE_pogo"), &bin).unwrap();
+        let ok = Command::new("chown")
+            .arg("-R")
+            .arg(format!("{}:{}", user.uid, user.gid))
+            .arg(self._tmp.path())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        self.run_as = Some((user, bin));
+    }
+
+    /// `pogo --config CONFIG exec --dir PROJECT ARGS...`: exit code, stdout, stderr.
+    fn exec(&self, args: &[&str]) -> (i32, String, String) {
+        let mut cmd = match &self.run_as {
+            None => Command::new(env!("CARGO_BIN_EXE_pogo")),
+            Some((user, bin)) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", &user.user, "--", "env", "-i"]);
+                c.args(user.env().iter().map(|(k, v)| format!("{k}={v}")));
+                c.arg(bin);
+                c.current_dir("/");
+                c
+            }
+        };
+        let out = cmd
+            .arg("--config")
+            .arg(&self.config)
+            .arg("exec")
+            .arg("--dir")
+            .arg(&self.project)
+            .args(args)
+            .env_remove("POGO_CONFIG")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn label(&self) -> String {
+        let name = self.project.file_name().unwrap().to_string_lossy();
+        format!("io.pogo.project=local/{name}")
+    }
+}
+
+/// One job's line in the summary: (status, notes line or "").
+fn summary_row(out: &str, job: &str) -> (String, String) {
+    let summary = &out[out.rfind("\nJOB ").expect("a summary") + 1..];
+    let lines: Vec<&str> = summary.lines().collect();
+    let i = lines
+        .iter()
+        .position(|l| l.split("  ").next() == Some(job))
+        .unwrap_or_else(|| panic!("no summary row for {job}:\n{summary}"));
+    let cells: Vec<&str> = lines[i]
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    // The row, its phase times, then (if any) its notes.
+    let notes = lines
+        .get(i + 2)
+        .filter(|l| l.starts_with("    "))
+        .map(|l| l.trim().to_string())
+        .unwrap_or_default();
+    (cells[2].to_string(), notes)
+}
+
+#[test]
+fn example_pipeline_passes_with_its_cache_artifact_service_and_allowed_failure() {
+    require_podman!();
+    let ex = Example::new();
+    let sha = git(&ex.project, &["rev-parse", "--short=8", "HEAD"]);
+    // An uncommitted change: without --dirty the jobs get the committed HEAD.
+    std::fs::write(ex.project.join("VERSION"), "9.9.9-uncommitted\n").unwrap();
+
+    let (code, out, err) = ex.exec(&["-j", "3"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(!err.contains("ignored locally"), "{err}");
+    assert!(
+        out.contains(&format!(
+            "pogo exec: sources: committed HEAD {sha} (main) of "
+        )),
+        "{out}"
+    );
+    assert!(out.contains("1 uncommitted change(s)"), "{out}");
+    assert!(out.ends_with("Pipeline passed.\n"), "{out}");
+
+    for (job, status) in [
+        ("build", "passed"),
+        ("test-cache", "passed"),
+        ("test-artifact", "passed"),
+        ("test-web", "passed"),
+        ("test-fixtures", "passed"),
+        ("flaky-check", "allowed to fail (exit 3)"),
+        ("deploy", "manual"),
+    ] {
+        assert_eq!(summary_row(&out, job).0, status, "{job}:\n{out}");
+    }
+
+    // build: sources of HEAD, cache filled, artifact saved.
+    assert!(
+        out.contains(&format!("app 1.0.0 built by build from commit {sha}")),
+        "{out}"
+    );
+    let (_, notes) = summary_row(&out, "build");
+    assert!(
+        notes.starts_with("cache 'deps': miss, saved; artifacts saved ("),
+        "{notes}"
+    );
+
+    // test-cache: the second job restores the cache the first one saved.
+    let (_, notes) = summary_row(&out, "test-cache");
+    assert!(notes.contains("cache 'deps': hit"), "{notes}");
+    assert!(out.contains("deps: restored from the cache (lib 2.3 fetched by build)"));
+    assert!(
+        out.contains("cached dependency - lib 2.3 fetched by build"),
+        "{out}"
+    );
+
+    // test-artifact: the consumer sees what build wrote; its after_script runs.
+    let (_, notes) = summary_row(&out, "test-artifact");
+    assert_eq!(notes, "artifacts of build");
+    assert!(
+        out.contains(&format!(
+            "artifact says - app 1.0.0 built by build from commit {sha}"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("after_script ran for test-artifact with CI_JOB_STATUS=success"),
+        "{out}"
+    );
+
+    // test-web: the service answered by its alias and on localhost.
+    assert!(out.contains("web answered 'pogo-service-ok'"), "{out}");
+    assert!(out.contains("localhost answered too"), "{out}");
+
+    // flaky-check: failed with an allowed exit code; after_script saw the failure.
+    assert!(
+        out.contains("after_script runs anyway, with CI_JOB_STATUS=failed"),
+        "{out}"
+    );
+
+    // Jobs of one stage ran side by side (-j 3): their lines carry the job name.
+    assert!(out.contains("[test-web     ] web answered"), "{out}");
+
+    // .pogo/ keeps cache and artifacts, git-ignored.
+    let store = ex.project.join(".pogo");
+    assert!(store.join("cache/deps/cache.tgz").is_file());
+    assert!(store.join("artifacts/build/artifacts.tgz").is_file());
+    assert_eq!(
+        git(&ex.project, &["status", "--porcelain"]),
+        "M VERSION",
+        "only the edit shows, not .pogo/"
+    );
+
+    // A later run of one job uses the cache and artifacts this run left.
+    let (code, out, err) = ex.exec(&["test-cache"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let (_, notes) = summary_row(&out, "test-cache");
+    assert_eq!(
+        notes,
+        "artifacts of build (from an earlier run); cache 'deps': hit"
+    );
+
+    // --clean removes them; with --dirty the jobs get the uncommitted change.
+    let (code, out, _) = ex.exec(&["--clean"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!store.exists());
+    let (code, out, err) = ex.exec(&["--dirty", "build"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        out.contains("app 9.9.9-uncommitted built by build"),
+        "{out}"
+    );
+    assert!(out.contains("deps: fetched"), "{out}");
+    let (_, notes) = summary_row(&out, "build");
+    assert!(notes.starts_with("cache 'deps': miss, saved"), "{notes}");
+
+    PodmanCmd::default().assert_nothing_labelled(&ex.label());
+}
+
+/// The rootless test user of `scripts/setup-test-env.sh`, when this test can switch to it.
+fn rootless_user() -> Option<RootlessUser> {
+    let path = Path::new(ROOTLESS_ENV_FILE);
+    let in_ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
+    if !path.exists() || !nix::unistd::Uid::effective().is_root() {
+        assert!(
+            !in_ci,
+            "CI is set: run as root after scripts/setup-test-env.sh ({ROOTLESS_ENV_FILE})"
+        );
+        eprintln!("SKIPPED: needs root and {ROOTLESS_ENV_FILE} (set up with `make test` as root)");
+        return None;
+    }
+    Some(RootlessUser::load(path).unwrap_or_else(|e| panic!("{e}")))
+}
+
+#[test]
+fn example_pipeline_passes_as_an_unprivileged_user_with_rootless_podman() {
+    require_podman!();
+    let Some(user) = rootless_user() else {
+        return;
+    };
+    let podman = user.podman();
+    let mut ex = Example::new();
+    ex.hand_to(user);
+    let (code, out, err) = ex.exec(&["-j", "2"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    for (job, status) in [
+        ("build", "passed"),
+        ("test-cache", "passed"),
+        ("test-artifact", "passed"),
+        ("test-web", "passed"),
+        ("test-fixtures", "passed"),
+        ("flaky-check", "allowed to fail (exit 3)"),
+    ] {
+        assert_eq!(summary_row(&out, job).0, status, "{job}:\n{out}");
+    }
+    assert!(summary_row(&out, "test-cache")
+        .1
+        .contains("cache 'deps': hit"));
+    assert!(
+        out.contains("artifact says - app 1.0.0 built by build"),
+        "{out}"
+    );
+    // What the jobs left in .pogo/ belongs to the user, so --clean can remove it.
+    let (code, out, err) = ex.exec(&["--clean"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(!ex.project.join(".pogo").exists());
+    podman.assert_nothing_labelled(&ex.label());
+}
+
+#[test]
+fn a_failing_job_fails_the_pipeline_and_skips_later_stages() {
+    require_podman!();
+    let ex = Example::new();
+    // flaky-check now exits 4, which its `allow_failure: exit_codes: [3]` does not cover.
+    let ci = std::fs::read_to_string(ex.project.join(".gitlab-ci.yml")).unwrap();
+    std::fs::write(
+        ex.project.join(".gitlab-ci.yml"),
+        ci.replace("    - exit 3\n", "    - exit 4\n"),
+    )
+    .unwrap();
+    let (code, out, err) = ex.exec(&["--dirty", "build", "flaky-check", "deploy"]);
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(summary_row(&out, "build").0, "passed");
+    assert_eq!(summary_row(&out, "flaky-check").0, "failed (exit 4)");
+    assert_eq!(summary_row(&out, "deploy").0, "skipped", "{out}");
+    assert!(out.ends_with("Pipeline failed: flaky-check.\n"), "{out}");
+    PodmanCmd::default().assert_nothing_labelled(&ex.label());
+}
