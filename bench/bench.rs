@@ -808,7 +808,7 @@ fn default_pogo() -> Result<PathBuf> {
 fn keep_alive_args() -> (Vec<String>, String) {
     let keep_alive = pogo::podman::detect_keep_alive();
     let what = match keep_alive {
-        KeepAlive::Init(_) => "catatonit -P",
+        KeepAlive::Init(_) | KeepAlive::InitWithAgent { .. } => "catatonit -P",
         KeepAlive::Shell => "sh sleep loop",
     };
     (keep_alive.args(), what.into())

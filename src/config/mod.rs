@@ -8,7 +8,7 @@ pub mod yaml;
 
 pub use model::{
     Config, ExtraArgs, ExtraArgsEntry, ExtraArgsRule, Globs, Mount, MountRule, PullPolicy,
-    RawConfig,
+    RawConfig, StageRunner,
 };
 
 use std::collections::HashMap;
@@ -180,6 +180,14 @@ pub fn apply_env(
             "runner_binary" => raw.runner_binary = v.map(PathBuf::from),
             "podman" => raw.podman = v,
             "podman_args" => raw.podman_args = v,
+            "stage_runner" => {
+                raw.stage_runner = match v {
+                    None => None,
+                    Some(s) => Some(StageRunner::parse(&s).ok_or_else(|| {
+                        invalid(format!("'{s}' is not a stage runner; use agent or exec"))
+                    })?),
+                }
+            }
             "pull_policy" => {
                 raw.pull_policy = match v {
                     None => None,
@@ -324,6 +332,7 @@ pub fn finalize(
         services_wait_timeout,
         podman,
         podman_args,
+        stage_runner: raw.stage_runner.unwrap_or_default(),
         mounts,
         extra_arguments,
         allowed_images,
@@ -497,6 +506,7 @@ pub fn to_yaml(config: &Config) -> Result<String, yaml::YamlError> {
         services_wait_timeout: Some(config.services_wait_timeout),
         podman: Some(config.podman.clone()),
         podman_args: Some(redact(&config.podman_args)),
+        stage_runner: Some(config.stage_runner),
         mounts: config
             .mounts
             .iter()

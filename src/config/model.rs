@@ -30,6 +30,8 @@ pub struct RawConfig {
     pub podman: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub podman_args: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage_runner: Option<StageRunner>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<MountRule>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -114,6 +116,7 @@ pub const SCALAR_KEYS: &[&str] = &[
     "services_wait_timeout",
     "podman",
     "podman_args",
+    "stage_runner",
 ];
 
 /// Top-level keys holding lists or maps.
@@ -179,6 +182,28 @@ impl PullPolicy {
 impl fmt::Display for PullPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// How `pogo run` executes a stage in the job container.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StageRunner {
+    /// pogo's static agent inside the container, falling back to `podman exec` where it
+    /// cannot run.
+    #[default]
+    Agent,
+    /// Always `podman exec` (one process per stage).
+    Exec,
+}
+
+impl StageRunner {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "agent" => Some(Self::Agent),
+            "exec" => Some(Self::Exec),
+            _ => None,
+        }
     }
 }
 
@@ -283,6 +308,7 @@ pub struct Config {
     pub services_wait_timeout: u64,
     pub podman: String,
     pub podman_args: Vec<String>,
+    pub stage_runner: StageRunner,
     pub mounts: Vec<Mount>,
     pub extra_arguments: Vec<ExtraArgs>,
     pub allowed_images: Globs,

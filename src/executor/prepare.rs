@@ -4,13 +4,14 @@
 use super::config_stage::job_tags;
 use super::{log_info, log_warning, Context, Failure};
 use crate::config::{resolve, PullPolicy};
-use crate::podman::args::{self, JobContainer, RUNNER_BINARY_PATH};
+use crate::podman::args::{self, JobContainer, KeepAlive, RUNNER_BINARY_PATH};
 use crate::podman::{ImageInspect, Podman};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub async fn run(ctx: &Context) -> Result<(), Failure> {
-    // Leftovers of this runner's killed jobs: a background gc at most every 10 minutes.
+    let state = crate::state::hooks::Prepare::start(ctx); // pogo tui: job state record
+                                                          // Leftovers of this runner's killed jobs: a background gc at most every 10 minutes.
     super::gc::maybe_start_background(&ctx.config, &ctx.job.runner_short_token);
     let tags = job_tags(&ctx.job)?;
     let image = pick_image(
@@ -55,14 +56,20 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     if let Some(v) = cache_volume(&ctx.config.cache_dir, &ctx.job.project_path)? {
         volumes.push(v);
     }
+    // `pogo exec` only: sources, cache and artifacts dirs (see executor::local).
+    let local = super::local::volumes(&ctx.env).map_err(Failure::system)?;
     match runner_binary(ctx.config.runner_binary.as_deref(), &ctx.env)? {
         Some(bin) => volumes.push(format!("{}:{RUNNER_BINARY_PATH}:ro", bin.display())),
+        None if !local.is_empty() => {} // pogo exec's stages use tar, not gitlab-runner
         None => log_warning(
             "no gitlab-runner binary found on this host (PATH) and `runner_binary` is not set: \
              cache and artifact stages will be skipped; set runner_binary in the pogo config",
         ),
     }
-    let keep_alive = crate::podman::detect_keep_alive();
+    volumes.extend(local);
+    let keep_alive = with_agent(ctx, crate::podman::detect_keep_alive());
+    let agent_socket = matches!(keep_alive, KeepAlive::InitWithAgent { .. })
+        .then(|| super::agent::socket_path(&ctx.config.working_dir, &ctx.job.names.key));
     let spec = JobContainer {
         name: &ctx.job.names.container,
         pod: pod.as_deref(),
@@ -84,6 +91,12 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     if pod.is_some() {
         wait_for_services(ctx).await?;
     }
+    if let Some(socket) = agent_socket {
+        if !super::agent::wait_ready(&socket).await {
+            log_info("the stage agent did not start in this image (a non-root USER?); stages use podman exec");
+        }
+    }
+    state.succeeded(); // pogo tui: prepare finished
     Ok(())
 }
 
@@ -119,6 +132,43 @@ pub fn check_allowed(
         ));
     }
     Ok(())
+}
+
+/// The fast stage path when the config allows it, this pogo has a static agent and podman's
+/// catatonit is there to be PID 1 ; otherwise the plain keep-alive (stages via `podman exec`).
+fn with_agent(ctx: &Context, keep_alive: KeepAlive) -> KeepAlive {
+    let KeepAlive::Init(init) = &keep_alive else {
+        return keep_alive;
+    };
+    if ctx.config.stage_runner != crate::config::StageRunner::Agent {
+        return keep_alive;
+    }
+    let working_dir = &ctx.config.working_dir;
+    let prepared = super::agent::install(working_dir).and_then(|agent| {
+        let dir = super::agent::socket_dir(working_dir, &ctx.job.names.key);
+        super::agent::prepare_socket_dir(&dir)?;
+        Ok(agent.map(|a| (a, dir)))
+    });
+    match prepared {
+        Ok(Some((agent, dir)))
+            if !agent.display().to_string().contains([':', ','])
+                && !dir.display().to_string().contains([':', ',']) =>
+        {
+            KeepAlive::InitWithAgent {
+                init: init.clone(),
+                agent: agent.display().to_string(),
+                socket_dir: dir.display().to_string(),
+            }
+        }
+        Ok(_) => keep_alive,
+        Err(e) => {
+            log_warning(&format!(
+                "cannot set up the stage agent under {}: {e}; stages use podman exec",
+                working_dir.display()
+            ));
+            keep_alive
+        }
+    }
 }
 
 /// The job's image, else the configured default, else a message saying how to get one.
@@ -201,6 +251,12 @@ pub async fn ensure_image(
         Some(f) => format!("with auth_file {f}"),
         None => "without credentials (no auth_file configured)".to_string(),
     };
+    // podman's final "Error: …" line says it all (its retries were shown above)
+    let tail = tail
+        .rsplit("; ")
+        .find_map(|l| l.strip_prefix("Error: "))
+        .map(str::to_string)
+        .unwrap_or(tail);
     Err(Failure::system(format!(
         "pulling image {image} failed {auth}: {tail}; check the image name, that the registry is reachable, and the credentials"
     )))

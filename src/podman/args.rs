@@ -220,6 +220,13 @@ pub fn valid_env_name(k: &str) -> bool {
 pub enum KeepAlive {
     /// A static init (catatonit) from the host, bind-mounted read-only, in pause mode.
     Init(String),
+    /// catatonit as init running pogo's static stage agent (the fast stage path): host paths
+    /// of catatonit, of the agent, and of the per-job directory for the agent's socket.
+    InitWithAgent {
+        init: String,
+        agent: String,
+        socket_dir: String,
+    },
     /// A shell loop, when no static init is available on the host.
     Shell,
 }
@@ -232,6 +239,24 @@ impl KeepAlive {
                 "--volume".into(),
                 format!("{host}:{INIT_PATH}:ro"),
                 format!("--entrypoint=[\"{INIT_PATH}\",\"-P\"]"),
+            ],
+            KeepAlive::InitWithAgent {
+                init,
+                agent,
+                socket_dir,
+            } => vec![
+                "--volume".into(),
+                format!("{init}:{INIT_PATH}:ro"),
+                "--volume".into(),
+                format!("{agent}:{}:ro", crate::executor::agent::AGENT_PATH),
+                "--volume".into(),
+                format!("{socket_dir}:{}", crate::executor::agent::SOCKET_DIR),
+                format!(
+                    "--entrypoint=[\"{INIT_PATH}\",\"--\",\"{}\",\"serve\",\"{}/{}\"]",
+                    crate::executor::agent::AGENT_PATH,
+                    crate::executor::agent::SOCKET_DIR,
+                    crate::executor::agent::SOCKET_NAME
+                ),
             ],
             KeepAlive::Shell => vec![
                 "--entrypoint=[\"/bin/sh\",\"-c\",\"trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done\"]"

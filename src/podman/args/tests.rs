@@ -218,7 +218,7 @@ fn hostile_job_values_never_become_options_or_leave_their_argv_slot() {
         // as an alias or image-derived host name: only valid host names reach --add-host
         for name in service_hostnames(&svc) {
             assert!(valid_hostname(&name), "{name:?}");
-            let pod = pod_create("p", &[], &[name.clone()]);
+            let pod = pod_create("p", &[], std::slice::from_ref(&name));
             assert_eq!(pod.last().unwrap(), &format!("{name}:127.0.0.1"));
         }
 
