@@ -2,7 +2,7 @@
 CARGO ?= cargo
 ARGS ?= help
 
-.PHONY: help build run test setup lint bench example
+.PHONY: help build run test setup lint bench soak example dist
 
 help:
 	@echo "make build            build the release binary (target/release/pogo)"
@@ -11,7 +11,9 @@ help:
 	@echo "make test             setup + the whole test suite against real podman"
 	@echo "make lint             rustfmt and clippy, warnings are errors"
 	@echo "make bench            benchmark a trivial job against plain podman"
+	@echo "make soak             200 mixed jobs, 4 at once, then leftover checks (ARGS=\"--jobs 20\")"
 	@echo "make example          run example/ through pogo's executor phases"
+	@echo "make dist             release tarball (binary, configs, unit, completions, man, install.sh)"
 
 build:
 	$(CARGO) build --release
@@ -24,6 +26,8 @@ setup:
 
 test: setup
 	$(CARGO) test --all-targets
+	@echo "== the executor scenarios again on the podman exec stage path =="
+	POGO_STAGE_RUNNER=exec $(CARGO) test --test executor
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -32,5 +36,12 @@ lint:
 bench: setup
 	bash bench/run.sh
 
+# ARGS only when given (its default, help, is for `make run`).
+soak: setup
+	bash bench/soak.sh $(if $(filter-out default file,$(origin ARGS)),$(ARGS))
+
 example: setup
 	bash example/run.sh
+
+dist:
+	CARGO="$(CARGO)" bash packaging/dist.sh

@@ -37,7 +37,7 @@ IMAGES=("$IMG_BUSYBOX" "$IMG_BASH" "$IMG_HTTPD")
 
 # Debian packages, and a command or file that proves each is present on other distros.
 REQUIRED_PACKAGES=(podman runc uidmap slirp4netns fuse-overlayfs catatonit
-                   busybox-static bash-static docker-registry apache2-utils)
+                   busybox-static bash-static docker-registry apache2-utils tmux)
 
 # Applets the tests may rely on; the images link every applet busybox has, and
 # fail the build if one of these is missing.

@@ -46,6 +46,28 @@ pub enum Command {
     Print,
     /// Print pogo's version
     Version,
+    /// Add a runner to gitlab-runner's config.toml that hands its jobs to pogo
+    Register(crate::setup::register::RegisterArgs),
+    /// Remove a runner from gitlab-runner's config.toml (and tell GitLab)
+    Unregister(crate::setup::register::UnregisterArgs),
+    /// Install and enable the systemd user unit that runs gitlab-runner for this user
+    Install(crate::setup::install::InstallArgs),
+    /// Check this machine for running jobs in rootless Podman through pogo
+    Doctor(crate::setup::doctor::DoctorArgs),
+    /// Print the shell completion script for SHELL
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Print pogo's man page (or write one page per command into --dir)
+    Man {
+        /// Write pogo.1 and pogo-COMMAND.1 into this directory instead
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// The dashboard: live jobs and their logs, the config with a preview, the runners (also
+    /// plain `pogo` on a terminal)
+    Tui(crate::tui::TuiArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -77,7 +99,7 @@ fn env_map() -> HashMap<String, String> {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = crate::tui::parse_cli_or_dashboard();
     crate::logging::init();
     let env = env_map();
     let code = dispatch(cli, env);
@@ -139,6 +161,27 @@ fn dispatch(cli: Cli, env: HashMap<String, String>) -> i32 {
             println!("pogo {}", env!("CARGO_PKG_VERSION"));
             0
         }
+        Command::Register(args) => crate::setup::register::register_main(args, flag),
+        Command::Unregister(args) => crate::setup::register::unregister_main(args),
+        Command::Install(args) => crate::setup::install::install_main(args),
+        Command::Doctor(args) => crate::setup::doctor::doctor_main(args, flag),
+        Command::Completions { shell } => {
+            crate::setup::completions(shell, &mut std::io::stdout());
+            0
+        }
+        Command::Man { dir } => match crate::setup::man(dir.as_deref(), &mut std::io::stdout()) {
+            Ok(files) => {
+                for f in files {
+                    println!("{}", f.display());
+                }
+                0
+            }
+            Err(e) => {
+                eprintln!("pogo man: {e}");
+                1
+            }
+        },
+        Command::Tui(args) => crate::tui::main(flag, &args, env),
     }
 }
 
@@ -191,7 +234,7 @@ fn gc_command(flag: Option<&Path>, env: &HashMap<String, String>, args: GcArgs) 
         Ok(rt) => rt,
         Err(e) => return executor::exit_code(Err(e), env),
     };
-    match rt.block_on(executor::gc::run(&podman, &opts)) {
+    match rt.block_on(executor::gc::run(&podman, &opts, &config.working_dir)) {
         Ok(0) => 0,
         Ok(_) => 1,
         Err(e) => {

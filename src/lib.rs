@@ -11,3 +11,6 @@ pub mod gitlab;
 pub mod localrun;
 pub mod logging;
 pub mod podman;
+pub mod setup;
+pub mod state;
+pub mod tui;

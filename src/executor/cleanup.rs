@@ -44,7 +44,9 @@ pub async fn remove_job(podman: &Podman, key: &str) -> Vec<String> {
 }
 
 pub async fn run(ctx: &Context) -> Result<(), Failure> {
+    crate::state::hooks::job_finished(ctx); // pogo tui: job state record
     let errors = remove_job(&ctx.podman, &ctx.job.names.key).await;
+    super::agent::remove_socket_dir(&ctx.config.working_dir, &ctx.job.names.key);
     if errors.is_empty() {
         Ok(())
     } else {

@@ -204,7 +204,7 @@ fn now_secs() -> u64 {
 }
 
 /// Run a gc; returns the number of errors (0 = everything abandoned is gone).
-pub async fn run(podman: &Podman, opts: &GcOptions) -> Result<usize, String> {
+pub async fn run(podman: &Podman, opts: &GcOptions, working_dir: &Path) -> Result<usize, String> {
     let jobs = list_jobs(podman, opts.runner.as_deref()).await?;
     let live = live_job_keys();
     let now = now_secs();
@@ -221,6 +221,7 @@ pub async fn run(podman: &Podman, opts: &GcOptions) -> Result<usize, String> {
             continue;
         }
         let errs = remove_job(podman, &job.key).await;
+        super::agent::remove_socket_dir(working_dir, &job.key);
         if errs.is_empty() {
             removed += 1;
             if !opts.quiet {

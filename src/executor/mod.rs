@@ -2,10 +2,12 @@
 //! One file per phase; this module holds what they share: the context they start from and
 //! how a failure becomes an exit code gitlab-runner understands.
 
+pub mod agent;
 pub mod cleanup;
 pub mod config_stage;
 pub mod env;
 pub mod gc;
+pub mod local;
 pub mod prepare;
 pub mod run;
 

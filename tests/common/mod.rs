@@ -479,6 +479,8 @@ impl TestEnv {
             "CONTAINERS_REGISTRIES_CONF",
             "XDG_RUNTIME_DIR",
             "RUST_BACKTRACE",
+            // `make test` runs the executor suite once per stage path (agent, exec)
+            "POGO_STAGE_RUNNER",
         ] {
             if let Ok(v) = std::env::var(k) {
                 env.push((k.to_string(), v));
