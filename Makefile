@@ -25,7 +25,7 @@ setup:
 	bash scripts/setup-test-env.sh
 
 test: setup
-	$(CARGO) test --all-targets
+	POGO_TEST_SUITE_START=$$(date +%s) $(CARGO) test --all-targets
 	@echo "== the executor scenarios again on the podman exec stage path =="
 	POGO_STAGE_RUNNER=exec $(CARGO) test --test executor
 
