@@ -5,7 +5,9 @@
 #   1. the system packages are installed (podman, runc, busybox-static, ...);
 #   2. in CI only, the container engine settings sandboxed CI machines need are in place;
 #   3. the offline test images localhost/pogo-test/{busybox,bash,httpd}:latest exist
-#      (nothing is ever pulled: the CI machines cannot reach any registry);
+#      (nothing is ever pulled: the CI machines cannot reach any registry), and the helper
+#      image localhost/pogo-test/helper:latest (Debian with git, git-lfs and the stand-in
+#      gitlab-runner, built with debootstrap from the Debian mirror, ~1 min, once);
 #   4. when run as root, an unprivileged user (pogo-ci) with working rootless Podman
 #      exists for the rootless part of the suite, described in /etc/pogo-test-rootless.env.
 #
@@ -19,6 +21,10 @@
 #   POGO_TEST_BUSYBOX, POGO_TEST_BASH_STATIC
 #                                      static binaries copied into the images
 #                                      (default: Debian's /bin/busybox and /bin/bash-static)
+#   POGO_TEST_DEBIAN_MIRROR            mirror for the helper image's debootstrap
+#                                      (default: http://deb.debian.org/debian)
+#   POGO_TEST_NO_HELPER=1              do not build the helper image (its tests then skip,
+#                                      except in CI)
 
 set -euo pipefail
 
@@ -34,10 +40,16 @@ IMG_BUSYBOX=localhost/pogo-test/busybox:latest
 IMG_BASH=localhost/pogo-test/bash:latest
 IMG_HTTPD=localhost/pogo-test/httpd:latest
 IMAGES=("$IMG_BUSYBOX" "$IMG_BASH" "$IMG_HTTPD")
+# The helper image for the predefined stages (helper_image): a Debian base with git, built
+# once and kept, plus the stand-in gitlab-runner as a thin layer, rebuilt when it changes.
+IMG_DEBIAN_GIT=localhost/pogo-test/debian-git:bookworm
+IMG_HELPER=localhost/pogo-test/helper:latest
+RUNNER_STAND_IN="$REPO_ROOT/tests/fixtures/gitlab-runner"
+DEBIAN_MIRROR=${POGO_TEST_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 # Debian packages, and a command or file that proves each is present on other distros.
 REQUIRED_PACKAGES=(podman runc uidmap slirp4netns fuse-overlayfs catatonit
-                   busybox-static bash-static docker-registry apache2-utils tmux)
+                   busybox-static bash-static docker-registry apache2-utils tmux debootstrap)
 
 # Applets the tests may rely on; the images link every applet busybox has, and
 # fail the build if one of these is missing.
@@ -95,6 +107,7 @@ missing_packages() {
     [ -x "$BASH_STATIC" ] || echo bash-static
     have docker-registry || have registry || echo docker-registry
     have htpasswd       || echo apache2-utils
+    have debootstrap    || echo debootstrap
 }
 
 ensure_packages() {
@@ -284,6 +297,59 @@ ensure_images() {
     done
 }
 
+# ensure_helper_image: the Debian base (debootstrap, ~1 min) only when missing; the helper
+# layer (the stand-in gitlab-runner at /usr/local/bin/gitlab-runner) when missing or when
+# the stand-in changed (its checksum is a label of the image).
+ensure_helper_image() {
+    local sum current rootfs ctx out
+    [ "${POGO_TEST_NO_HELPER:-}" = 1 ] && return 0
+    sum=$(sha256sum "$RUNNER_STAND_IN" | cut -d' ' -f1)
+    current=$(podman image inspect --format '{{index .Labels "io.pogo.test.stand-in"}}' \
+        "$IMG_HELPER" 2>/dev/null || true)
+    [ "$current" = "$sum" ] && return 0
+
+    if ! podman image exists "$IMG_DEBIAN_GIT"; then
+        if [ -z "$ROOTFS_DIR" ]; then
+            ROOTFS_DIR=$(mktemp -d "${TMPDIR:-/tmp}/pogo-test-rootfs.XXXXXX")
+        fi
+        rootfs=$ROOTFS_DIR/debian-git
+        log "building $IMG_DEBIAN_GIT with debootstrap from $DEBIAN_MIRROR (about a minute, once)"
+        if ! out=$(as_root debootstrap --variant=minbase --include=git,git-lfs,ca-certificates \
+            bookworm "$rootfs" "$DEBIAN_MIRROR" 2>&1); then
+            printf '%s\n' "$out" | tail -n 20 >&2
+            as_root rm -rf "$rootfs"
+            warn "debootstrap failed: the helper image is missing (set POGO_TEST_DEBIAN_MIRROR?)"
+            return 1
+        fi
+        as_root rm -rf "$rootfs/var/cache/apt/archives"/*.deb "$rootfs/var/lib/apt/lists"/*
+        as_root tar --numeric-owner -C "$rootfs" -c . |
+            podman import --quiet --change "$IMAGE_PATH_ENV" --change 'CMD ["/bin/bash"]' \
+                - "$IMG_DEBIAN_GIT" >/dev/null
+        as_root rm -rf "$rootfs"
+    fi
+
+    log "building $IMG_HELPER (stand-in gitlab-runner $sum)"
+    ctx=$(mktemp -d "${TMPDIR:-/tmp}/pogo-test-helper.XXXXXX")
+    install -m 0755 "$RUNNER_STAND_IN" "$ctx/gitlab-runner"
+    printf '%s\n' "FROM $IMG_DEBIAN_GIT" \
+        'COPY gitlab-runner /usr/local/bin/gitlab-runner' \
+        "LABEL io.pogo.test.stand-in=$sum" >"$ctx/Containerfile"
+    if ! out=$(podman build --pull=never -q -t "$IMG_HELPER" -f "$ctx/Containerfile" "$ctx" 2>&1); then
+        rm -rf "$ctx"
+        printf '%s\n' "$out" >&2
+        warn "building $IMG_HELPER failed"
+        return 1
+    fi
+    rm -rf "$ctx"
+    if ! out=$(podman run --rm --network none "$IMG_HELPER" \
+        sh -c 'git --version && git lfs version && gitlab-runner --version | head -n 1' 2>&1); then
+        printf '%s\n' "$out" >&2
+        warn "$IMG_HELPER was built but does not run"
+        return 1
+    fi
+    log "  $IMG_HELPER works: $(printf '%s' "$out" | tr '\n' ';')"
+}
+
 engine_hint() {
     may_change_machine && return 0
     warn "podman cannot run containers here with its current settings. On sandboxed machines" \
@@ -431,10 +497,14 @@ main() {
         engine_hint
     fi
 
+    if ! ensure_helper_image && may_change_machine; then
+        die "the helper image $IMG_HELPER could not be built"
+    fi
+
     ensure_rootless_user
 
     version=$(podman version --format '{{.Client.Version}}' 2>/dev/null || echo unknown)
-    for image in "${IMAGES[@]}"; do
+    for image in "${IMAGES[@]}" "$IMG_HELPER"; do
         if podman image exists "$image"; then present+=("${image#localhost/pogo-test/}"); fi
     done
     log "test environment: podman $version; images: ${present[*]:-none};" \

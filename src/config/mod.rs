@@ -8,7 +8,7 @@ pub mod yaml;
 
 pub use model::{
     Config, ExtraArgs, ExtraArgsEntry, ExtraArgsRule, Globs, Mount, MountRule, PullPolicy,
-    RawConfig, StageRunner,
+    RawConfig, Shell, StageRunner,
 };
 
 use std::collections::HashMap;
@@ -180,6 +180,25 @@ pub fn apply_env(
             "runner_binary" => raw.runner_binary = v.map(PathBuf::from),
             "podman" => raw.podman = v,
             "podman_args" => raw.podman_args = v,
+            "helper_image" => raw.helper_image = v,
+            "persistent_builds_days" => {
+                raw.persistent_builds_days = match v {
+                    None => None,
+                    Some(s) => Some(
+                        s.parse()
+                            .map_err(|_| invalid(format!("'{s}' is not a number of days")))?,
+                    ),
+                }
+            }
+            "shell" => {
+                raw.shell =
+                    match v {
+                        None => None,
+                        Some(s) => Some(Shell::parse(&s).ok_or_else(|| {
+                            invalid(format!("'{s}' is not a shell; use bash or sh"))
+                        })?),
+                    }
+            }
             "stage_runner" => {
                 raw.stage_runner = match v {
                     None => None,
@@ -196,6 +215,15 @@ pub fn apply_env(
                             "'{s}' is not a pull policy; use if-not-present, always or never"
                         ))
                     })?),
+                }
+            }
+            "keep_failed" => {
+                raw.keep_failed = match v {
+                    None => None,
+                    Some(s) => Some(
+                        s.parse()
+                            .map_err(|_| invalid(format!("'{s}' is not a number of minutes")))?,
+                    ),
                 }
             }
             "services_wait_timeout" => {
@@ -320,6 +348,27 @@ pub fn finalize(
     }
     let allowed_images = globs("allowed_images", &raw.allowed_images)?;
     let allowed_services = globs("allowed_services", &raw.allowed_services)?;
+    let pull_policy = raw.pull_policy.unwrap_or_default();
+    let mut allowed_pull_policies: Vec<PullPolicy> = Vec::new();
+    for p in raw.allowed_pull_policies {
+        if !allowed_pull_policies.contains(&p) {
+            allowed_pull_policies.push(p);
+        }
+    }
+    if allowed_pull_policies.is_empty() {
+        allowed_pull_policies.push(pull_policy);
+    } else if !allowed_pull_policies.contains(&pull_policy) {
+        return Err(invalid(
+            "allowed_pull_policies",
+            format!(
+                "must include pull_policy ({pull_policy}): jobs that choose no pull_policy use it"
+            ),
+        ));
+    }
+    let helper_image = raw.helper_image.filter(|s| !s.is_empty());
+    if let Some(h) = &helper_image {
+        crate::podman::args::validate_image(h).map_err(|m| invalid("helper_image", m))?;
+    }
 
     Ok(Config {
         default_image: raw.default_image.filter(|s| !s.is_empty()),
@@ -327,16 +376,21 @@ pub fn finalize(
         cache_dir,
         builds_dir,
         auth_file,
-        pull_policy: raw.pull_policy.unwrap_or_default(),
+        pull_policy,
         runner_binary,
         services_wait_timeout,
         podman,
         podman_args,
         stage_runner: raw.stage_runner.unwrap_or_default(),
+        shell: raw.shell.unwrap_or_default(),
+        helper_image,
+        persistent_builds_days: raw.persistent_builds_days.unwrap_or(0),
+        keep_failed: raw.keep_failed.unwrap_or(0),
         mounts,
         extra_arguments,
         allowed_images,
         allowed_services,
+        allowed_pull_policies,
         source,
     })
 }
@@ -507,6 +561,11 @@ pub fn to_yaml(config: &Config) -> Result<String, yaml::YamlError> {
         podman: Some(config.podman.clone()),
         podman_args: Some(redact(&config.podman_args)),
         stage_runner: Some(config.stage_runner),
+        shell: Some(config.shell),
+        helper_image: config.helper_image.clone(),
+        persistent_builds_days: (config.persistent_builds_days > 0)
+            .then_some(config.persistent_builds_days),
+        keep_failed: (config.keep_failed > 0).then_some(config.keep_failed),
         mounts: config
             .mounts
             .iter()
@@ -536,6 +595,12 @@ pub fn to_yaml(config: &Config) -> Result<String, yaml::YamlError> {
             .collect(),
         allowed_images: config.allowed_images.patterns.clone(),
         allowed_services: config.allowed_services.patterns.clone(),
+        // the default (only the configured policy) is left out
+        allowed_pull_policies: if config.allowed_pull_policies == [config.pull_policy] {
+            Vec::new()
+        } else {
+            config.allowed_pull_policies.clone()
+        },
     };
     yaml::to_string(&raw)
 }

@@ -32,6 +32,18 @@ pub struct RawConfig {
     pub podman_args: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage_runner: Option<StageRunner>,
+    /// The shell gitlab-runner writes stage scripts for (reported by `pogo config`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<Shell>,
+    /// Image for the predefined stages (git, cache, artifacts); unset: the job image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helper_image: Option<String>,
+    /// Days an unused persistent builds volume is kept (0: a fresh builds dir per job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent_builds_days: Option<u64>,
+    /// Minutes to keep a failed job's containers for debugging (0: remove at cleanup).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_failed: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<MountRule>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -42,6 +54,9 @@ pub struct RawConfig {
     /// Service image globs jobs may use (empty: any service).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_services: Vec<String>,
+    /// Pull policies a job may ask for (`image: pull_policy`); empty: only `pull_policy`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_pull_policies: Vec<PullPolicy>,
 }
 
 /// One `extra_arguments` entry: either just the arguments (`tag: '--env A=1'`), or a map
@@ -117,6 +132,10 @@ pub const SCALAR_KEYS: &[&str] = &[
     "podman",
     "podman_args",
     "stage_runner",
+    "shell",
+    "helper_image",
+    "persistent_builds_days",
+    "keep_failed",
 ];
 
 /// Top-level keys holding lists or maps.
@@ -125,6 +144,7 @@ pub const COLLECTION_KEYS: &[&str] = &[
     "extra_arguments",
     "allowed_images",
     "allowed_services",
+    "allowed_pull_policies",
 ];
 
 /// Keys of a map-form `extra_arguments` entry.
@@ -204,6 +224,40 @@ impl StageRunner {
             "exec" => Some(Self::Exec),
             _ => None,
         }
+    }
+}
+
+/// The shell of the stage scripts: what `pogo config` reports to gitlab-runner and what
+/// `pogo run` feeds them to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Shell {
+    /// gitlab-runner's default: the image needs bash.
+    #[default]
+    Bash,
+    /// POSIX sh scripts: images without bash (busybox, alpine) work.
+    Sh,
+}
+
+impl Shell {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "bash" => Some(Self::Bash),
+            "sh" => Some(Self::Sh),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bash => "bash",
+            Self::Sh => "sh",
+        }
+    }
+}
+
+impl fmt::Display for Shell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -309,10 +363,19 @@ pub struct Config {
     pub podman: String,
     pub podman_args: Vec<String>,
     pub stage_runner: StageRunner,
+    pub shell: Shell,
+    pub helper_image: Option<String>,
+    /// Keep a builds volume per runner + project + slot, removed by `pogo gc` after this many
+    /// days unused (0: off).
+    pub persistent_builds_days: u64,
+    /// Minutes a failed job's containers are kept after cleanup (0 = off).
+    pub keep_failed: u64,
     pub mounts: Vec<Mount>,
     pub extra_arguments: Vec<ExtraArgs>,
     pub allowed_images: Globs,
     pub allowed_services: Globs,
+    /// Pull policies a job may choose; never empty (default: `[pull_policy]`).
+    pub allowed_pull_policies: Vec<PullPolicy>,
     /// The file this came from, if any.
     pub source: Option<PathBuf>,
 }

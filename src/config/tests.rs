@@ -357,3 +357,69 @@ fn a_config_pogo_would_reject_is_never_written() {
         "default_image: alpine\n"
     );
 }
+
+#[test]
+fn shell_helper_image_and_allowed_pull_policies_parse_print_and_override() {
+    let c = load_str("", &env(&[])).unwrap();
+    assert_eq!(c.shell, Shell::Bash);
+    assert_eq!(c.helper_image, None);
+    assert_eq!(
+        c.allowed_pull_policies,
+        vec![PullPolicy::IfNotPresent],
+        "default: only the configured policy"
+    );
+    let text = "shell: sh\nhelper_image: localhost/pogo-test/helper:latest\npull_policy: always\nallowed_pull_policies: [always, if-not-present, always]\n";
+    let c = load_str(text, &env(&[])).unwrap();
+    assert_eq!(c.shell, Shell::Sh);
+    assert_eq!(
+        c.helper_image.as_deref(),
+        Some("localhost/pogo-test/helper:latest")
+    );
+    assert_eq!(
+        c.allowed_pull_policies,
+        vec![PullPolicy::Always, PullPolicy::IfNotPresent]
+    );
+    // `pogo print` shows them and loads back to the same config
+    let printed = to_yaml(&c).unwrap();
+    assert!(printed.contains("shell: sh"), "{printed}");
+    assert!(printed.contains("allowed_pull_policies:"), "{printed}");
+    let back = load_str(&printed, &env(&[])).unwrap();
+    assert_eq!(
+        (back.shell, back.helper_image, back.allowed_pull_policies),
+        (
+            c.shell,
+            c.helper_image.clone(),
+            c.allowed_pull_policies.clone()
+        )
+    );
+    // the default list is not printed
+    let plain = to_yaml(&load_str("", &env(&[])).unwrap()).unwrap();
+    assert!(!plain.contains("allowed_pull_policies"), "{plain}");
+
+    let e = env(&[("POGO_SHELL", "bash"), ("POGO_HELPER_IMAGE", "")]);
+    let c = load_str(text, &e).unwrap();
+    assert_eq!((c.shell, c.helper_image), (Shell::Bash, None));
+    let err = load_str("", &env(&[("POGO_SHELL", "zsh")])).unwrap_err();
+    assert!(err.to_string().contains("$POGO_SHELL"), "{err}");
+    assert!(err.to_string().contains("use bash or sh"), "{err}");
+}
+
+#[test]
+fn bad_shell_helper_image_and_pull_policy_lists_are_refused_with_the_fix() {
+    let err = load_str("shell: fish\n", &env(&[])).unwrap_err();
+    assert!(err.to_string().contains("fish"), "{err}");
+    let err = load_str("helper_image: '--privileged'\n", &env(&[])).unwrap_err();
+    assert!(err.to_string().contains("helper_image"), "{err}");
+    let err = load_str("allowed_pull_policies: [sometimes]\n", &env(&[])).unwrap_err();
+    assert!(err.to_string().contains("sometimes"), "{err}");
+    let err = load_str(
+        "pull_policy: always\nallowed_pull_policies: [never]\n",
+        &env(&[]),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("allowed_pull_policies: must include pull_policy (always)"),
+        "{err}"
+    );
+}

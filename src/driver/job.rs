@@ -205,6 +205,14 @@ pub struct Job {
     pub api_url: String,
     /// `CI_JOB_URL`; empty means `<server>/<project path>/-/jobs/<id>`.
     pub job_url: String,
+    /// The repository `get_sources` fetches for `GIT_STRATEGY` `fetch`/`clone` (a URL git
+    /// understands, e.g. `file:///repos/p.git` mounted into the container). `None`: those
+    /// strategies are skipped with a warning, as before.
+    pub repo_url: Option<String>,
+    /// Merged into the job description (`response.json`) last, for fields this imitation does
+    /// not model (an image's `pull_policy`, a service's `ports`, `credentials`, ...): objects
+    /// merge key by key, arrays element by element, anything else replaces.
+    pub description_patch: Option<Value>,
 }
 
 impl Job {
@@ -238,6 +246,8 @@ impl Job {
             timeout: Duration::from_secs(3600),
             api_url: api_url.into(),
             job_url: String::new(),
+            repo_url: None,
+            description_patch: None,
         }
     }
 
@@ -275,6 +285,24 @@ impl Job {
             Some(i) => &self.project_path[..i],
             None => "",
         }
+    }
+
+    /// The refspecs `get_sources` fetches (`git_info.refspecs`).
+    pub fn refspecs(&self) -> Vec<String> {
+        vec![format!(
+            "+refs/heads/{0}:refs/remotes/origin/{0}",
+            self.git_ref
+        )]
+    }
+
+    /// `GIT_DEPTH` of the payload's variables, else GitLab's default of 20.
+    pub fn git_depth(&self) -> u32 {
+        self.payload_variables()
+            .iter()
+            .rev()
+            .find(|v| v.key == "GIT_DEPTH")
+            .and_then(|v| v.value.trim().parse().ok())
+            .unwrap_or(20)
     }
 
     /// The image name, or "" when the job has none.
@@ -442,7 +470,7 @@ impl Job {
                 json!({"id": d.id, "token": d.token, "name": d.name, "artifacts_file": file})
             })
             .collect();
-        json!({
+        let mut description = json!({
             "id": self.id,
             "token": self.token,
             "allow_git_fetch": false,
@@ -454,13 +482,13 @@ impl Job {
                 "project_name": self.project_name(),
             },
             "git_info": {
-                "repo_url": format!("{}/{}.git", self.server_url(), self.project_path),
+                "repo_url": self.repo_url.clone().unwrap_or_else(|| format!("{}/{}.git", self.server_url(), self.project_path)),
                 "ref": self.git_ref,
                 "sha": self.sha,
                 "before_sha": "0000000000000000000000000000000000000000",
                 "ref_type": "branch",
-                "refspecs": [format!("+refs/heads/{0}:refs/remotes/origin/{0}", self.git_ref)],
-                "depth": 20,
+                "refspecs": self.refspecs(),
+                "depth": self.git_depth(),
             },
             "runner_info": {"timeout": timeout},
             "variables": self.payload_variables(),
@@ -475,7 +503,37 @@ impl Job {
                 "trace_sections": true,
                 "failure_reasons": ["script_failure", "runner_system_failure", "job_execution_timeout"],
             },
-        })
+        });
+        if let Some(patch) = &self.description_patch {
+            merge_json(&mut description, patch);
+        }
+        description
+    }
+}
+
+/// Merge `patch` into `base`: objects key by key, arrays element by element (extra elements
+/// appended), anything else replaced.
+pub fn merge_json(base: &mut Value, patch: &Value) {
+    match (base, patch) {
+        (Value::Object(b), Value::Object(p)) => {
+            for (k, v) in p {
+                match b.get_mut(k) {
+                    Some(existing) => merge_json(existing, v),
+                    None => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (Value::Array(b), Value::Array(p)) => {
+            for (i, v) in p.iter().enumerate() {
+                match b.get_mut(i) {
+                    Some(existing) => merge_json(existing, v),
+                    None => b.push(v.clone()),
+                }
+            }
+        }
+        (b, p) => *b = p.clone(),
     }
 }
 
@@ -634,6 +692,24 @@ mod tests {
         assert!(vars
             .iter()
             .any(|v| v["key"] == "CI_JOB_TOKEN" && v["masked"] == true));
+    }
+
+    #[test]
+    fn a_description_patch_adds_what_the_imitation_does_not_model() {
+        let mut j = job();
+        j.image = Some(Image::new("img"));
+        j.services.push(Service::new("db"));
+        j.description_patch = Some(json!({
+            "image": {"pull_policy": ["never"]},
+            "services": [{"ports": [{"number": 5432}]}],
+            "credentials": [{"type": "registry", "url": "r", "username": "u", "password": "p"}],
+        }));
+        let r = j.response_json(&[]);
+        assert_eq!(r["image"]["name"], "img");
+        assert_eq!(r["image"]["pull_policy"], json!(["never"]));
+        assert_eq!(r["services"][0]["name"], "db");
+        assert_eq!(r["services"][0]["ports"][0]["number"], 5432);
+        assert_eq!(r["credentials"][0]["url"], "r");
     }
 
     #[test]

@@ -1199,7 +1199,22 @@ impl<'a> Run<'a> {
         let local = self.d.local.clone();
         let sources = match &local {
             Some(l) => info.local_get_sources(&git_strategy, l),
-            None => info.get_sources(&git_strategy),
+            None => match (&job.repo_url, git_strategy.as_str()) {
+                (Some(url), "fetch" | "clone") => {
+                    let refspecs = job.refspecs();
+                    info.get_sources_git(
+                        &git_strategy,
+                        &script::GitSource {
+                            url,
+                            git_ref: &job.git_ref,
+                            sha: &job.sha,
+                            refspecs: &refspecs,
+                            depth: job.git_depth(),
+                        },
+                    )
+                }
+                _ => info.get_sources(&git_strategy),
+            },
         };
         let Some(mut sources_ok) = self.run_pre_stage(exec, "get_sources", &sources, jd) else {
             return;

@@ -204,8 +204,69 @@ impl ScriptInfo<'_> {
         w
     }
 
-    /// Stage `get_sources` for `GIT_STRATEGY=none` (the only strategy the
-    /// driver implements).
+    /// Stage `get_sources` for `GIT_STRATEGY` `fetch` or `clone` from a repository, in the
+    /// shape of gitlab-runner's bash writer: `clone` removes the project directory first,
+    /// `fetch` reuses what is there; then `git init` (an existing repository is kept),
+    /// `origin` set, the refspecs fetched (shallow with `depth` > 0), the commit checked out
+    /// and the work tree cleaned with `git clean -ffdx`.
+    pub fn get_sources_git(&self, git_strategy: &str, git: &GitSource<'_>) -> Writer {
+        let mut w = Writer::new();
+        self.write_exports(&mut w);
+        let dir = self.project_dir;
+        if git_strategy == "clone" {
+            w.line(format!("rm -rf {}", ansi_c_escape(dir)));
+        }
+        if git.depth > 0 {
+            w.notice(&format!(
+                "Fetching changes with git depth set to {}...",
+                git.depth
+            ));
+        } else {
+            w.notice("Fetching changes...");
+        }
+        let template = format!("{}/git-template", self.tmp_project_dir());
+        w.mkdir(&template);
+        w.line(format!(
+            "git -c init.defaultBranch=main init {} --template {}",
+            ansi_c_escape(dir),
+            ansi_c_escape(&template)
+        ));
+        w.cd(dir);
+        w.line("rm -f .git/index.lock .git/shallow.lock .git/HEAD.lock .git/hooks/post-checkout .git/config.lock");
+        let url = ansi_c_escape(git.url);
+        w.line(format!(
+            "if git remote add origin {url} >/dev/null 2>&1; then"
+        ));
+        w.notice("Created fresh repository.");
+        w.line("else");
+        w.line(format!("git remote set-url origin {url}"));
+        w.line("fi");
+        let mut fetch = "git fetch origin".to_string();
+        for r in git.refspecs {
+            fetch.push(' ');
+            fetch.push_str(&ansi_c_escape(r));
+        }
+        if git.depth > 0 {
+            fetch.push_str(&format!(" --depth {}", git.depth));
+        }
+        fetch.push_str(" --prune --quiet");
+        w.line(fetch);
+        w.notice(&format!(
+            "Checking out {} as detached HEAD (ref is {})...",
+            git.sha.get(..8).unwrap_or(git.sha),
+            git.git_ref
+        ));
+        w.line(format!(
+            "git -c advice.detachedHead=false checkout -f -q {}",
+            ansi_c_escape(git.sha)
+        ));
+        w.notice("Skipping Git submodules setup");
+        w.line("git clean -ffdx");
+        w
+    }
+
+    /// Stage `get_sources` for `GIT_STRATEGY=none`, or for a job without a repository the
+    /// imitation can fetch from (see [`ScriptInfo::get_sources_git`]).
     pub fn get_sources(&self, git_strategy: &str) -> Writer {
         let mut w = Writer::new();
         self.write_exports(&mut w);
@@ -357,6 +418,16 @@ impl ScriptInfo<'_> {
         }
         w
     }
+}
+
+/// Where `get_sources` fetches from (the job's `git_info`).
+pub struct GitSource<'a> {
+    pub url: &'a str,
+    pub git_ref: &'a str,
+    pub sha: &'a str,
+    pub refspecs: &'a [String],
+    /// `GIT_DEPTH`; 0 fetches the whole history.
+    pub depth: u32,
 }
 
 /// One cache to extract or archive.
@@ -564,6 +635,83 @@ mod tests {
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         assert!(stdout.contains("K=V w\n"), "{stdout}");
         assert_eq!(out.status.code(), Some(7), "the subshell's code propagates");
+    }
+
+    /// get_sources for fetch and clone, run by real bash and git against a local repository.
+    #[test]
+    fn git_get_sources_fetches_into_an_existing_clone_and_clone_starts_fresh() {
+        let git_ok = Command::new("git").arg("--version").output().is_ok();
+        if !git_ok {
+            eprintln!("SKIPPED: git not installed");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let git = |args: &[&str]| {
+            let out = Command::new("git")
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{args:?}: {out:?}");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        let bare = dir.path().join("r.git");
+        let work = dir.path().join("w");
+        git(&["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()]);
+        git(&["init", "-q", "-b", "main", work.to_str().unwrap()]);
+        std::fs::write(work.join("f.txt"), "content\n").unwrap();
+        let w = work.to_str().unwrap();
+        git(&["-C", w, "add", "."]);
+        git(&["-C", w, "commit", "-q", "-m", "one"]);
+        git(&["-C", w, "push", "-q", bare.to_str().unwrap(), "main"]);
+        let sha = git(&["-C", w, "rev-parse", "HEAD"]);
+
+        let project = dir.path().join("builds/g/p");
+        let project = project.to_str().unwrap();
+        let url = format!("file://{}", bare.display());
+        let refspecs = vec!["+refs/heads/main:refs/remotes/origin/main".to_string()];
+        let run = |strategy: &str| {
+            let v = vec![];
+            let info = ScriptInfo {
+                variables: &v,
+                project_dir: project,
+                hostname: "h",
+            };
+            let source = GitSource {
+                url: &url,
+                git_ref: "main",
+                sha: &sha,
+                refspecs: &refspecs,
+                depth: 20,
+            };
+            let file = dir.path().join(format!("script-{strategy}"));
+            std::fs::write(&file, info.get_sources_git(strategy, &source).finish()).unwrap();
+            let out = Command::new("bash").arg(&file).output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            assert!(out.status.success(), "{text} {:?}", out.stderr);
+            text
+        };
+        let first = run("clone");
+        assert!(first.contains("Created fresh repository."), "{first}");
+        assert_eq!(
+            std::fs::read_to_string(format!("{project}/f.txt")).unwrap(),
+            "content\n"
+        );
+        let marker = format!("{project}/.git/marker");
+        std::fs::write(&marker, "").unwrap();
+        std::fs::write(format!("{project}/untracked"), "").unwrap();
+        let second = run("fetch");
+        assert!(!second.contains("Created fresh repository."), "{second}");
+        assert!(std::path::Path::new(&marker).exists(), "fetch keeps .git");
+        assert!(
+            !std::path::Path::new(&format!("{project}/untracked")).exists(),
+            "git clean -ffdx"
+        );
+        run("clone");
+        assert!(
+            !std::path::Path::new(&marker).exists(),
+            "clone starts fresh"
+        );
     }
 
     #[test]

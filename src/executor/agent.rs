@@ -221,17 +221,18 @@ pub struct StageEnd {
     pub canceled: bool,
 }
 
-/// Run a stage script through the agent: `shell` with the script on stdin. Every output chunk
+/// Run a stage script through the agent: `argv` (the shell, after the entrypoint that wraps
+/// it) with the script on stdin. Every output chunk
 /// goes to `sink` as it arrives. SIGTERM/SIGINT to pogo become SIGTERM to the stage's process
 /// group in the container, then SIGKILL 5 s later; the container itself stays for after_script.
 pub async fn run_stage(
     socket: &Path,
-    shell: &str,
+    argv: &[&str],
     script: std::fs::File,
     sink: &mut dyn FnMut(Output, &[u8]),
 ) -> Result<StageEnd, AgentError> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut session = Session::start(socket, &[shell], script).await?;
+    let mut session = Session::start(socket, argv, script).await?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut canceled = false;

@@ -50,7 +50,7 @@ pub fn output(
             name: "pogo".to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
         },
-        shell: "bash".to_string(),
+        shell: config.shell.as_str().to_string(),
         job_env,
     }
 }

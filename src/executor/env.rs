@@ -76,6 +76,9 @@ pub struct JobEnv {
     pub pipeline_id: String,
     pub runner_short_token: String,
     pub concurrent_id: String,
+    /// `CI_CONCURRENT_PROJECT_ID` (the slot among the runner's jobs of this project), else
+    /// `CI_CONCURRENT_ID`.
+    pub concurrent_project_id: String,
     /// `CI_JOB_TIMEOUT` in seconds (GitLab's default, 1 h, when missing).
     pub timeout_secs: u64,
     /// Tags handed on by the config phase (`POGO_JOB_TAGS`), if it ran.
@@ -111,7 +114,37 @@ impl Names {
     pub fn service(&self, index: usize) -> String {
         format!("{}-svc{index}", self.key)
     }
+
+    /// The helper container (the predefined stages, when `helper_image` is set).
+    pub fn helper(&self) -> String {
+        format!("{}-helper", self.key)
+    }
+
+    /// The builds volume the job and helper containers share.
+    pub fn builds_volume(&self) -> String {
+        format!("{}-builds", self.key)
+    }
 }
+
+/// The persistent builds volume of a runner + project + project slot
+/// (`persistent_builds_days`): readable, and unique through a hash of the exact project path.
+pub fn persistent_builds_volume(runner: &str, project_path: &str, slot: &str) -> String {
+    let hash = project_path
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+    format!(
+        "pogo-builds-{}-{}-{:012x}-{}",
+        sanitize_name(runner, "runner"),
+        sanitize_name(&project_path.replace('/', "-"), "project"),
+        hash & 0xffff_ffff_ffff,
+        sanitize_name(slot, "0")
+    )
+}
+
+/// Marks a persistent builds volume; its value is the days it is kept unused.
+pub const LABEL_BUILDS_VOLUME: &str = "io.pogo.builds-volume";
 
 /// Keep `[A-Za-z0-9_.-]`, at most 40 characters; `fallback` when nothing is left.
 pub fn sanitize_name(s: &str, fallback: &str) -> String {
@@ -209,6 +242,9 @@ impl JobEnv {
             project_path: get("CI_PROJECT_PATH"),
             pipeline_id: get("CI_PIPELINE_ID"),
             runner_short_token: runner,
+            concurrent_project_id: custom(env, "CI_CONCURRENT_PROJECT_ID")
+                .map(str::to_string)
+                .unwrap_or_else(|| slot.clone()),
             concurrent_id: slot,
             timeout_secs: custom(env, "CI_JOB_TIMEOUT")
                 .and_then(|t| t.trim().parse().ok())
@@ -298,6 +334,24 @@ mod tests {
         assert_ne!(a.container, b.container);
         assert_ne!(a.container, c.container);
         assert_eq!(a.key, "pogo-abc-10-0");
+    }
+
+    #[test]
+    fn persistent_builds_volumes_are_per_runner_project_and_slot() {
+        let a = persistent_builds_volume("abc", "group/app", "0");
+        assert!(a.starts_with("pogo-builds-abc-group-app-"), "{a}");
+        assert!(a.ends_with("-0"));
+        assert_ne!(a, persistent_builds_volume("abc", "group/app", "1"));
+        assert_ne!(a, persistent_builds_volume("abd", "group/app", "0"));
+        // same sanitised name, different project
+        assert_ne!(
+            persistent_builds_volume("r", "a-b/c", "0"),
+            persistent_builds_volume("r", "a/b-c", "0")
+        );
+        let hostile = persistent_builds_volume("--x", "../../$(id)", "-v");
+        assert!(hostile
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')));
     }
 
     #[test]

@@ -3,12 +3,15 @@
 //! how a failure becomes an exit code gitlab-runner understands.
 
 pub mod agent;
+pub mod auth;
 pub mod cleanup;
 pub mod config_stage;
 pub mod env;
 pub mod gc;
+pub mod jobdata;
 pub mod local;
 pub mod prepare;
+pub mod response;
 pub mod run;
 
 use crate::config::{self, Config};

@@ -1,11 +1,17 @@
-//! `pogo prepare`: pull the image(s), start the services in a pod, start the job container
-//! with the tag mounts, extra arguments, cache and gitlab-runner binary, wait for services.
+//! `pogo prepare`: read the job description, pull the image(s) per the job's (allowed) pull
+//! policies with the job's registry credentials, start the services in a pod, start the job
+//! container with the tag mounts, extra arguments, cache and gitlab-runner binary, record how
+//! stages start (the image's entrypoint), wait for the services' ports.
 
 use super::config_stage::job_tags;
-use super::{log_info, log_warning, Context, Failure};
-use crate::config::{resolve, PullPolicy};
+use super::env::Service;
+use super::response::{ImageSpec, JobResponse};
+use super::{auth, jobdata, log_info, log_warning, Context, Failure};
+use crate::config::{resolve, Config, PullPolicy};
 use crate::podman::args::{self, JobContainer, KeepAlive, RUNNER_BINARY_PATH};
-use crate::podman::{ImageInspect, Podman};
+use crate::podman::Podman;
+use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -36,13 +42,85 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
         }
     }
     check_allowed(&image, &ctx.job.services, &ctx.config)?;
-    let auth_file = check_auth_file(ctx.config.auth_file.as_deref())?;
+
+    // What only the job description carries: entrypoint, pull policies, ports, credentials.
+    let response = job_response(ctx)?;
+    let image_spec = job_image_spec(ctx.job.image.as_deref(), &response.image);
+    let entrypoint_override = match image_spec.and_then(|s| s.entrypoint.as_deref()) {
+        Some(ep) => Some(check_entrypoint(ep, "the job's image")?),
+        None => None,
+    };
+    let image_pull = pull_policies(
+        image_spec.map(|s| s.pull_policy.as_slice()).unwrap_or(&[]),
+        &format!("image {image}"),
+        &ctx.config,
+    )?;
+    let service_specs = service_specs(&ctx.job.services, &response.services);
+    let mut service_pulls = Vec::with_capacity(service_specs.len());
+    let mut service_ports = Vec::with_capacity(service_specs.len());
+    for (svc, spec) in ctx.job.services.iter().zip(&service_specs) {
+        let what = format!("service {}", svc.name);
+        service_pulls.push(pull_policies(&spec.pull_policy, &what, &ctx.config)?);
+        service_ports.push(readiness_ports(svc, spec)?);
+    }
+    let configured_auth = check_auth_file(ctx.config.auth_file.as_deref())?;
+    let job_dir = jobdata::create(&ctx.config.working_dir, &ctx.job.names.key).map_err(|e| {
+        Failure::system(format!(
+            "cannot create pogo's job directory under {}: {e}; check working_dir in the pogo config",
+            ctx.config.working_dir.display()
+        ))
+    })?;
+    let mut pull_auth = PullAuth::for_job(ctx, configured_auth, &response, &job_dir)?;
 
     let labels = ctx.job.labels(&unix_now().to_string());
-    let policy = ctx.config.pull_policy;
-    ensure_image(&ctx.podman, &image, policy, auth_file.as_deref()).await?;
-    for svc in &ctx.job.services {
-        ensure_image(&ctx.podman, &svc.name, policy, auth_file.as_deref()).await?;
+    let image_info = ensure_image(&ctx.podman, &image, &image_pull, &mut pull_auth).await?;
+    let mut service_images = Vec::with_capacity(ctx.job.services.len());
+    for (svc, pull) in ctx.job.services.iter().zip(&service_pulls) {
+        service_images.push(ensure_image(&ctx.podman, &svc.name, pull, &mut pull_auth).await?);
+    }
+    // The helper image: the runner's own choice, pulled per the runner's policy and login.
+    let helper = match &ctx.config.helper_image {
+        None => None,
+        Some(helper_image) => {
+            let pull = Pull {
+                policies: vec![ctx.config.pull_policy],
+                chosen_by_job: false,
+            };
+            let mut runner_auth = PullAuth::configured(pull_auth.configured.clone());
+            let info = ensure_image(&ctx.podman, helper_image, &pull, &mut runner_auth)
+                .await
+                .map_err(|f| match f {
+                    Failure::System(m) => Failure::system(format!("helper_image: {m}")),
+                    Failure::Build { message, .. } => {
+                        Failure::system(format!("helper_image: {}", message.unwrap_or_default()))
+                    }
+                })?;
+            let entrypoint = check_entrypoint(
+                info.config.entrypoint.as_deref().unwrap_or(&[]),
+                &format!("helper image {helper_image}"),
+            )
+            .map_err(|_| {
+                Failure::system(format!(
+                    "the entrypoint of helper_image {helper_image} is not usable; fix the image"
+                ))
+            })?;
+            Some((helper_image.clone(), entrypoint))
+        }
+    };
+    // Each stage starts through the entrypoint, as the Docker executor starts each of its
+    // stage containers; pogo's own init replaces it as the container's main process.
+    let entrypoint = match entrypoint_override {
+        Some(ep) => ep,
+        None => check_entrypoint(
+            image_info.config.entrypoint.as_deref().unwrap_or(&[]),
+            &format!("image {image}"),
+        )?,
+    };
+    if !entrypoint.is_empty() {
+        log_info(&format!(
+            "stages start through the entrypoint {} (set `image: entrypoint: [\"\"]` in the job to start the shell directly)",
+            serde_json::to_string(&entrypoint).unwrap_or_default()
+        ));
     }
 
     let pod = if ctx.job.services.is_empty() {
@@ -58,23 +136,45 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     }
     // `pogo exec` only: sources, cache and artifacts dirs (see executor::local).
     let local = super::local::volumes(&ctx.env).map_err(Failure::system)?;
-    match runner_binary(ctx.config.runner_binary.as_deref(), &ctx.env)? {
-        Some(bin) => volumes.push(format!("{}:{RUNNER_BINARY_PATH}:ro", bin.display())),
-        None if !local.is_empty() => {} // pogo exec's stages use tar, not gitlab-runner
-        None => log_warning(
-            "no gitlab-runner binary found on this host (PATH) and `runner_binary` is not set: \
-             cache and artifact stages will be skipped; set runner_binary in the pogo config",
-        ),
+    volumes.extend(local.iter().cloned());
+    let mut job_volumes = volumes.clone();
+    // The builds directory: a volume kept per runner + project + slot (`fetch` finds the last
+    // clone), else one per job when the helper container shares it, else the job container's.
+    let builds_volume = if ctx.config.persistent_builds_days > 0 {
+        Some(persistent_builds_volume(ctx).await?)
+    } else if helper.is_some() {
+        Some(create_builds_volume(ctx, &labels).await?)
+    } else {
+        None
+    };
+    if let Some(volume) = builds_volume {
+        let mount = format!("{volume}:{}", ctx.config.builds_dir);
+        volumes.push(mount.clone());
+        job_volumes.push(mount);
     }
-    volumes.extend(local);
-    let keep_alive = with_agent(ctx, crate::podman::detect_keep_alive());
+    if helper.is_some() {
+        if ctx.config.runner_binary.is_some() {
+            log_info("runner_binary is not mounted: the helper image brings gitlab-runner");
+        }
+    } else {
+        match runner_binary(ctx.config.runner_binary.as_deref(), &ctx.env)? {
+            Some(bin) => job_volumes.push(format!("{}:{RUNNER_BINARY_PATH}:ro", bin.display())),
+            None if !local.is_empty() => {} // pogo exec's stages use tar, not gitlab-runner
+            None => log_warning(
+                "no gitlab-runner binary found on this host (PATH) and `runner_binary` is not set: \
+                 cache and artifact stages will be skipped; set runner_binary in the pogo config, \
+                 or set helper_image",
+            ),
+        }
+    }
+    let keep_alive = with_agent(ctx, crate::podman::detect_keep_alive(), &ctx.job.names.key);
     let agent_socket = matches!(keep_alive, KeepAlive::InitWithAgent { .. })
         .then(|| super::agent::socket_path(&ctx.config.working_dir, &ctx.job.names.key));
     let spec = JobContainer {
         name: &ctx.job.names.container,
         pod: pod.as_deref(),
         labels: &labels,
-        volumes,
+        volumes: job_volumes,
         extra_args: &grants.extra_args,
         keep_alive,
         image: &image,
@@ -84,20 +184,535 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
         "starting job container: {}",
         ctx.podman.display(&argv)
     ));
-    create(ctx, Kind::Container, spec.name, &argv, None)
-        .await
-        .map_err(|e| Failure::system(format!("cannot start the job container: {e}")))?;
+    let job_container = async {
+        create(ctx, Kind::Container, spec.name, &argv, None)
+            .await
+            .map_err(|e| Failure::system(format!("cannot start the job container: {e}")))
+    };
+
+    // The helper container: the same builds volume, cache and mounts; no tag arguments.
+    // (its name also names its agent's socket directory)
+    let helper_name = ctx.job.names.helper();
+    let mut helper_file = None;
+    let mut helper_socket = None;
+    let helper_argv = helper.as_ref().map(|(helper_image, helper_entrypoint)| {
+        let keep_alive = with_agent(ctx, crate::podman::detect_keep_alive(), &helper_name);
+        let agent = matches!(keep_alive, KeepAlive::InitWithAgent { .. });
+        if agent {
+            helper_socket = Some(super::agent::socket_path(
+                &ctx.config.working_dir,
+                &helper_name,
+            ));
+        }
+        helper_file = Some(jobdata::HelperFile {
+            container: helper_name.clone(),
+            entrypoint: helper_entrypoint.clone(),
+            agent_key: agent.then(|| helper_name.clone()),
+        });
+        let argv = args::job_run(&JobContainer {
+            name: &helper_name,
+            pod: pod.as_deref(),
+            labels: &labels,
+            volumes: volumes.clone(),
+            extra_args: &[],
+            keep_alive,
+            image: helper_image,
+        });
+        log_info(&format!(
+            "starting helper container: {}",
+            ctx.podman.display(&argv)
+        ));
+        argv
+    });
+    let helper_container = async {
+        match &helper_argv {
+            None => Ok(()),
+            Some(argv) => create(ctx, Kind::Container, &helper_name, argv, None)
+                .await
+                .map_err(|e| Failure::system(format!("cannot start the helper container: {e}"))),
+        }
+    };
+    let (job_started, helper_started) = tokio::join!(job_container, helper_container);
+    job_started?;
+    helper_started?;
+    jobdata::write_job_file(
+        &job_dir,
+        &jobdata::JobFile {
+            entrypoint,
+            helper: helper_file,
+        },
+    )
+    .map_err(|e| {
+        Failure::system(format!(
+            "cannot write {}: {e}",
+            job_dir.join(jobdata::JOB_FILE).display()
+        ))
+    })?;
 
     if pod.is_some() {
-        wait_for_services(ctx).await?;
+        let waits: Vec<Vec<u16>> = service_ports
+            .into_iter()
+            .zip(&service_images)
+            .map(|(ports, info)| ports.unwrap_or_else(|| exposed_tcp_ports(info)))
+            .collect();
+        wait_for_services(ctx, &waits).await?;
     }
     if let Some(socket) = agent_socket {
         if !super::agent::wait_ready(&socket).await {
             log_info("the stage agent did not start in this image (a non-root USER?); stages use podman exec");
         }
     }
+    if let Some(socket) = helper_socket {
+        if !super::agent::wait_ready(&socket).await {
+            log_info(
+                "the stage agent did not start in the helper image; its stages use podman exec",
+            );
+        }
+    }
     state.succeeded(); // pogo tui: prepare finished
     Ok(())
+}
+
+/// The job description, or an empty one when gitlab-runner gave none (older than 14.1).
+fn job_response(ctx: &Context) -> Result<JobResponse, Failure> {
+    match &ctx.job.job_response_file {
+        None => Ok(JobResponse::default()),
+        Some(path) => super::response::load(path)
+            .map_err(|e| Failure::system(format!("{e}; the job can be retried"))),
+    }
+}
+
+/// The description of the job's own image (not of a default image pogo picked).
+fn job_image_spec<'a>(job_image: Option<&str>, described: &'a ImageSpec) -> Option<&'a ImageSpec> {
+    let job_image = job_image.filter(|i| !i.is_empty())?;
+    if described.name.is_empty() || described.name == job_image {
+        Some(described)
+    } else {
+        log_warning(&format!(
+            "the job description names image {:?}, the job's variables {job_image:?}; ignoring the \
+             description's entrypoint and pull_policy",
+            described.name
+        ));
+        None
+    }
+}
+
+/// The description of each service of `CUSTOM_ENV_CI_JOB_SERVICES`, matched by position and
+/// name (an empty description when there is none).
+pub fn service_specs(services: &[Service], described: &[ImageSpec]) -> Vec<ImageSpec> {
+    let mut used = vec![false; described.len()];
+    services
+        .iter()
+        .enumerate()
+        .map(|(i, svc)| {
+            let at = if described.get(i).is_some_and(|d| d.name == svc.name) && !used[i] {
+                Some(i)
+            } else {
+                (0..described.len()).find(|&j| !used[j] && described[j].name == svc.name)
+            };
+            match at {
+                Some(j) => {
+                    used[j] = true;
+                    described[j].clone()
+                }
+                None => ImageSpec::default(),
+            }
+        })
+        .collect()
+}
+
+/// An entrypoint as the Docker executor takes it: `[]` and `[""]` mean none. Refuses what
+/// cannot be a command (an empty program with arguments, NUL bytes).
+pub fn check_entrypoint(ep: &[String], what: &str) -> Result<Vec<String>, Failure> {
+    if ep.is_empty() || (ep.len() == 1 && ep[0].is_empty()) {
+        return Ok(Vec::new());
+    }
+    if ep[0].is_empty() {
+        return Err(Failure::build(
+            1,
+            format!(
+                "the entrypoint of {what} starts with an empty program name; use `entrypoint: [\"\"]` \
+                 to clear it, or name the program first"
+            ),
+        ));
+    }
+    if ep.iter().any(|a| a.contains('\0')) {
+        return Err(Failure::build(
+            1,
+            format!("the entrypoint of {what} contains a NUL byte"),
+        ));
+    }
+    Ok(ep.to_vec())
+}
+
+/// The ports to wait for: `HEALTHCHECK_TCP_PORT` among the service's variables (as the Docker
+/// executor), else its `ports:` from the job description; `None`: the image's EXPOSEd ports.
+pub fn readiness_ports(svc: &Service, spec: &ImageSpec) -> Result<Option<Vec<u16>>, Failure> {
+    let bad = |p: &str, from: &str| {
+        Failure::build(
+            1,
+            format!(
+                "service {}: {from} {p:?} is not a TCP port number (1-65535)",
+                svc.name
+            ),
+        )
+    };
+    if let Some(p) = svc
+        .variables
+        .as_ref()
+        .and_then(|v| v.get("HEALTHCHECK_TCP_PORT"))
+    {
+        let port: u16 = p
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| bad(p, "HEALTHCHECK_TCP_PORT"))?;
+        return Ok(Some(vec![port]));
+    }
+    if spec.ports.is_empty() {
+        return Ok(None);
+    }
+    let mut ports = Vec::with_capacity(spec.ports.len());
+    for n in &spec.ports {
+        let port = u16::try_from(*n)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| bad(&n.to_string(), "port"))?;
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    Ok(Some(ports))
+}
+
+/// The pull policies to try, in order, and whether the job chose them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pull {
+    pub policies: Vec<PullPolicy>,
+    pub chosen_by_job: bool,
+}
+
+/// The job's `pull_policy` for an image (`what`), limited to the runner's
+/// `allowed_pull_policies`; the runner's `pull_policy` when the job gives none. A job asking
+/// only for refused policies fails as a build failure naming the rule (as the Docker
+/// executor: "pull_policy ([always]) ... is not one of the allowed_pull_policies").
+pub fn pull_policies(requested: &[String], what: &str, config: &Config) -> Result<Pull, Failure> {
+    if requested.is_empty() {
+        return Ok(Pull {
+            policies: vec![config.pull_policy],
+            chosen_by_job: false,
+        });
+    }
+    let mut wanted: Vec<PullPolicy> = Vec::new();
+    for r in requested {
+        let p = PullPolicy::parse(r.trim()).ok_or_else(|| {
+            Failure::build(
+                1,
+                format!(
+                    "{what}: pull_policy {:?} is not a pull policy; use always, if-not-present or never",
+                    r.chars().take(40).collect::<String>()
+                ),
+            )
+        })?;
+        if !wanted.contains(&p) {
+            wanted.push(p);
+        }
+    }
+    let names = |v: &[PullPolicy]| v.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ");
+    let allowed: Vec<PullPolicy> = wanted
+        .iter()
+        .copied()
+        .filter(|p| config.allowed_pull_policies.contains(p))
+        .collect();
+    if allowed.is_empty() {
+        return Err(Failure::build(
+            1,
+            format!(
+                "pull_policy [{}] of {what} is not allowed on this runner (allowed_pull_policies: {}); \
+                 use one of those in .gitlab-ci.yml, or ask the runner's owner",
+                names(&wanted),
+                names(&config.allowed_pull_policies)
+            ),
+        ));
+    }
+    if allowed.len() < wanted.len() {
+        let refused: Vec<PullPolicy> = wanted
+            .iter()
+            .copied()
+            .filter(|p| !allowed.contains(p))
+            .collect();
+        log_info(&format!(
+            "{what}: ignoring pull_policy {} (not in allowed_pull_policies: {})",
+            names(&refused),
+            names(&config.allowed_pull_policies)
+        ));
+    }
+    Ok(Pull {
+        policies: allowed,
+        chosen_by_job: true,
+    })
+}
+
+/// The auth file the job's pulls use: the configured `auth_file`, or — when the job brings
+/// registry credentials — a per-job merge written (0600) into pogo's job directory the first
+/// time a pull needs it.
+pub struct PullAuth {
+    configured: Option<String>,
+    merged: Option<auth::MergedFile>,
+    path: PathBuf,
+    written: bool,
+}
+
+impl PullAuth {
+    /// Only the runner's own auth file (the helper image's pulls).
+    pub fn configured(configured: Option<String>) -> Self {
+        Self {
+            configured,
+            merged: None,
+            path: PathBuf::new(),
+            written: false,
+        }
+    }
+
+    fn for_job(
+        ctx: &Context,
+        configured: Option<String>,
+        response: &JobResponse,
+        job_dir: &Path,
+    ) -> Result<Self, Failure> {
+        let custom = |k: &str| {
+            ctx.env
+                .get(&format!("CUSTOM_ENV_{k}"))
+                .filter(|v| !v.is_empty())
+                .cloned()
+        };
+        let docker_auth_config = custom("DOCKER_AUTH_CONFIG");
+        let ci_registry = custom("CI_REGISTRY").map(|registry| {
+            let user = custom("CI_REGISTRY_USER").unwrap_or_else(|| "gitlab-ci-token".into());
+            let password = custom("CI_REGISTRY_PASSWORD")
+                .map(super::env::Secret::new)
+                .unwrap_or_else(|| ctx.job.job_token.clone());
+            (registry, user, password)
+        });
+        let job = auth::JobAuth {
+            docker_auth_config: docker_auth_config.as_deref(),
+            credentials: &response.credentials,
+            ci_registry,
+        };
+        let mut this = Self::configured(configured);
+        if !job.has_any() {
+            return Ok(this);
+        }
+        let configured_text = match &this.configured {
+            None => None,
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .map_err(|e| Failure::system(format!("cannot read auth_file {p}: {e}")))?,
+            ),
+        };
+        let merged = auth::merge(configured_text.as_deref(), &job).map_err(|e| {
+            Failure::system(format!(
+                "auth_file {} cannot be merged with the job's registry credentials: {}; fix it \
+                 (`podman login --authfile {}` writes a valid one)",
+                this.configured.as_deref().unwrap_or(""),
+                e.0,
+                this.configured.as_deref().unwrap_or("")
+            ))
+        })?;
+        for w in &merged.warnings {
+            log_warning(w);
+        }
+        this.merged = merged.file;
+        this.path = job_dir.join(jobdata::AUTH_FILE);
+        Ok(this)
+    }
+
+    /// The `--authfile` for a pull, writing the per-job file on first use.
+    fn path(&mut self) -> Result<Option<String>, Failure> {
+        let Some(merged) = &self.merged else {
+            return Ok(self.configured.clone());
+        };
+        let shown = self.path.display().to_string();
+        if !self.written {
+            let dir = self.path.parent().unwrap_or(Path::new("/"));
+            jobdata::write_private(dir, jobdata::AUTH_FILE, merged.json.as_bytes())
+                .map_err(|e| Failure::system(format!("cannot write {shown}: {e}")))?;
+            self.written = true;
+            let registries: Vec<String> = merged
+                .registries
+                .iter()
+                .map(|(r, source)| format!("{r} ({})", source.describe()))
+                .collect();
+            let configured = self.configured.as_deref().unwrap_or("");
+            if registries.is_empty() {
+                log_info(&format!(
+                    "the job's registry credentials are all for registries auth_file {configured} covers; using those"
+                ));
+            } else {
+                log_info(&format!(
+                    "registry credentials for this job: {}{}",
+                    registries.join(", "),
+                    if configured.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", merged with auth_file {configured}")
+                    }
+                ));
+            }
+        }
+        Ok(Some(shown))
+    }
+
+    fn describe(&self) -> String {
+        match (&self.merged, &self.configured) {
+            (Some(_), Some(c)) => {
+                format!("with the job's registry credentials merged with auth_file {c}")
+            }
+            (Some(_), None) => "with the job's registry credentials".to_string(),
+            (None, Some(c)) => format!("with auth_file {c}"),
+            (None, None) => "without credentials (no auth_file configured)".to_string(),
+        }
+    }
+}
+
+/// What pogo reads from `podman image inspect`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct InspectedImage {
+    #[serde(rename = "Config", default)]
+    pub config: InspectedConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct InspectedConfig {
+    #[serde(rename = "Entrypoint", default)]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(rename = "ExposedPorts", default)]
+    pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+/// The image's configuration when it is in local storage, `None` when it is not.
+async fn inspect_local(podman: &Podman, image: &str) -> Result<Option<InspectedImage>, Failure> {
+    let argv = args::inspect_image(image);
+    let out = podman
+        .output(&argv)
+        .await
+        .map_err(|e| Failure::system(format!("cannot inspect image {image}: {e}")))?;
+    if out.status.success() {
+        let list: Vec<InspectedImage> = serde_json::from_str(out.stdout.trim()).map_err(|e| {
+            Failure::system(format!(
+                "cannot read `podman image inspect` of {image}: {e}"
+            ))
+        })?;
+        return Ok(Some(list.into_iter().next().unwrap_or_default()));
+    }
+    // missing, or podman failing? (only on this slow path: a pull follows anyway)
+    match podman.image_exists(image).await {
+        Ok(false) => Ok(None),
+        Ok(true) => Err(Failure::system(format!(
+            "cannot inspect image {image}: {}",
+            crate::podman::last_lines(&out.stderr, 3)
+        ))),
+        Err(e) => Err(Failure::system(format!(
+            "cannot check for image {image}: {e}"
+        ))),
+    }
+}
+
+/// Make `image` available locally, trying the pull policies in order (as the Docker executor:
+/// when one fails the next is tried); returns its configuration. Pull progress goes to the log.
+pub async fn ensure_image(
+    podman: &Podman,
+    image: &str,
+    pull: &Pull,
+    auth: &mut PullAuth,
+) -> Result<InspectedImage, Failure> {
+    let mut last = Failure::system(format!("no pull policy for image {image}"));
+    for (i, policy) in pull.policies.iter().enumerate() {
+        if i > 0 {
+            log_info(&format!(
+                "attempt #{}: trying pull_policy {policy} for {image}",
+                i + 1
+            ));
+        }
+        match ensure_with(podman, image, *policy, pull.chosen_by_job, auth).await {
+            Ok(info) => return Ok(info),
+            Err(e) => {
+                if i + 1 < pull.policies.len() {
+                    let m = match &e {
+                        Failure::System(m) => m.clone(),
+                        Failure::Build { message, .. } => message.clone().unwrap_or_default(),
+                    };
+                    log_warning(&format!("pull_policy {policy} failed for {image}: {m}"));
+                }
+                last = e;
+            }
+        }
+    }
+    Err(last)
+}
+
+async fn ensure_with(
+    podman: &Podman,
+    image: &str,
+    policy: PullPolicy,
+    chosen_by_job: bool,
+    auth: &mut PullAuth,
+) -> Result<InspectedImage, Failure> {
+    match policy {
+        PullPolicy::Never => {
+            if let Some(info) = inspect_local(podman, image).await? {
+                return Ok(info);
+            }
+            if chosen_by_job {
+                return Err(Failure::build(
+                    1,
+                    format!(
+                        "image {image} is not in podman's local storage and the job's pull_policy is \
+                         never (image: pull_policy in .gitlab-ci.yml): allow a pull in the job, or \
+                         ask the runner's owner to pull the image"
+                    ),
+                ));
+            }
+            return Err(Failure::system(format!(
+                "image {image} is not in podman's local storage and pull_policy is never: \
+                 pull it as the runner's user (`podman pull {image}`) or set pull_policy: if-not-present"
+            )));
+        }
+        PullPolicy::IfNotPresent => {
+            if let Some(info) = inspect_local(podman, image).await? {
+                log_info(&format!(
+                    "using local image {image} (pull_policy if-not-present)"
+                ));
+                return Ok(info);
+            }
+        }
+        PullPolicy::Always => {}
+    }
+    log_info(&format!("pulling image {image} (pull_policy {policy})"));
+    let auth_file = auth.path()?;
+    let argv = args::pull(image, auth_file.as_deref());
+    let (ok, tail) = podman
+        .run_tee(&argv)
+        .await
+        .map_err(|e| Failure::system(format!("cannot pull {image}: {e}")))?;
+    if ok {
+        return inspect_local(podman, image).await?.ok_or_else(|| {
+            Failure::system(format!(
+                "image {image} was pulled but podman cannot find it"
+            ))
+        });
+    }
+    // podman's final "Error: …" line says it all (its retries were shown above)
+    let tail = tail
+        .rsplit("; ")
+        .find_map(|l| l.strip_prefix("Error: "))
+        .map(str::to_string)
+        .unwrap_or(tail);
+    Err(Failure::system(format!(
+        "pulling image {image} failed {}: {tail}; check the image name, that the registry is reachable, and the credentials",
+        auth.describe()
+    )))
 }
 
 /// The runner owner's `allowed_images` / `allowed_services`: a job outside them fails as a
@@ -136,7 +751,7 @@ pub fn check_allowed(
 
 /// The fast stage path when the config allows it, this pogo has a static agent and podman's
 /// catatonit is there to be PID 1 ; otherwise the plain keep-alive (stages via `podman exec`).
-fn with_agent(ctx: &Context, keep_alive: KeepAlive) -> KeepAlive {
+fn with_agent(ctx: &Context, keep_alive: KeepAlive, agent_key: &str) -> KeepAlive {
     let KeepAlive::Init(init) = &keep_alive else {
         return keep_alive;
     };
@@ -145,7 +760,7 @@ fn with_agent(ctx: &Context, keep_alive: KeepAlive) -> KeepAlive {
     }
     let working_dir = &ctx.config.working_dir;
     let prepared = super::agent::install(working_dir).and_then(|agent| {
-        let dir = super::agent::socket_dir(working_dir, &ctx.job.names.key);
+        let dir = super::agent::socket_dir(working_dir, agent_key);
         super::agent::prepare_socket_dir(&dir)?;
         Ok(agent.map(|a| (a, dir)))
     });
@@ -205,63 +820,6 @@ fn check_auth_file(auth: Option<&Path>) -> Result<Option<String>, Failure> {
     }
 }
 
-/// Make `image` available locally according to the pull policy; pull progress goes to the log.
-pub async fn ensure_image(
-    podman: &Podman,
-    image: &str,
-    policy: PullPolicy,
-    auth_file: Option<&str>,
-) -> Result<(), Failure> {
-    let exists = || async {
-        podman
-            .image_exists(image)
-            .await
-            .map_err(|e| Failure::system(format!("cannot check for image {image}: {e}")))
-    };
-    match policy {
-        PullPolicy::Never => {
-            if exists().await? {
-                return Ok(());
-            }
-            return Err(Failure::system(format!(
-                "image {image} is not in podman's local storage and pull_policy is never: \
-                 pull it as the runner's user (`podman pull {image}`) or set pull_policy: if-not-present"
-            )));
-        }
-        PullPolicy::IfNotPresent => {
-            if exists().await? {
-                log_info(&format!(
-                    "using local image {image} (pull_policy if-not-present)"
-                ));
-                return Ok(());
-            }
-        }
-        PullPolicy::Always => {}
-    }
-    log_info(&format!("pulling image {image} (pull_policy {policy})"));
-    let argv = args::pull(image, auth_file);
-    let (ok, tail) = podman
-        .run_tee(&argv)
-        .await
-        .map_err(|e| Failure::system(format!("cannot pull {image}: {e}")))?;
-    if ok {
-        return Ok(());
-    }
-    let auth = match auth_file {
-        Some(f) => format!("with auth_file {f}"),
-        None => "without credentials (no auth_file configured)".to_string(),
-    };
-    // podman's final "Error: …" line says it all (its retries were shown above)
-    let tail = tail
-        .rsplit("; ")
-        .find_map(|l| l.strip_prefix("Error: "))
-        .map(str::to_string)
-        .unwrap_or(tail);
-    Err(Failure::system(format!(
-        "pulling image {image} failed {auth}: {tail}; check the image name, that the registry is reachable, and the credentials"
-    )))
-}
-
 async fn start_services(ctx: &Context, labels: &[(String, String)]) -> Result<String, Failure> {
     let pod = ctx.job.names.pod.clone();
     let mut hosts: Vec<String> = Vec::new();
@@ -289,6 +847,128 @@ async fn start_services(ctx: &Context, labels: &[(String, String)]) -> Result<St
             .map_err(|e| Failure::system(format!("cannot start service {}: {e}", svc.name)))?;
     }
     Ok(pod)
+}
+
+/// The persistent builds volume of this runner + project + slot: reused when it is there
+/// (one `podman volume inspect`), created otherwise. It carries pogo's and the runner's
+/// labels but no job's, so cleanup keeps it; `pogo gc` removes it after
+/// `persistent_builds_days` unused (the stamp under `working_dir` says when it was last used).
+async fn persistent_builds_volume(ctx: &Context) -> Result<String, Failure> {
+    use super::env::LABEL_BUILDS_VOLUME;
+    let name = super::env::persistent_builds_volume(
+        &ctx.job.runner_short_token,
+        &ctx.job.project_path,
+        &ctx.job.concurrent_project_id,
+    );
+    let failed = |e: &dyn std::fmt::Display| {
+        Failure::system(format!("cannot use the builds volume {name}: {e}"))
+    };
+    let inspect = ctx
+        .podman
+        .output(&args::volume_inspect(&name))
+        .await
+        .map_err(|e| failed(&e))?;
+    if inspect.status.success() {
+        #[derive(Deserialize)]
+        struct Volume {
+            #[serde(rename = "Labels", default)]
+            labels: Option<BTreeMap<String, String>>,
+        }
+        let list: Vec<Volume> =
+            serde_json::from_str(inspect.stdout.trim()).map_err(|e| failed(&e))?;
+        let labels = list
+            .into_iter()
+            .next()
+            .and_then(|v| v.labels)
+            .unwrap_or_default();
+        let ours = labels.get(super::env::LABEL_MANAGED_BY).map(String::as_str) == Some("pogo")
+            && labels.contains_key(LABEL_BUILDS_VOLUME);
+        if !ours {
+            return Err(failed(
+                &"a volume of that name exists that pogo did not make; remove or rename it",
+            ));
+        }
+        log_info(&format!(
+            "using the builds volume {name} (persistent_builds_days)"
+        ));
+    } else {
+        let labels = [
+            (super::env::LABEL_MANAGED_BY.to_string(), "pogo".to_string()),
+            (
+                super::env::LABEL_RUNNER.to_string(),
+                ctx.job.runner_short_token.clone(),
+            ),
+            ("io.pogo.project".to_string(), ctx.job.project_path.clone()),
+            (
+                LABEL_BUILDS_VOLUME.to_string(),
+                ctx.config.persistent_builds_days.to_string(),
+            ),
+            (
+                super::env::LABEL_CREATED.to_string(),
+                unix_now().to_string(),
+            ),
+        ]
+        .map(|(k, v)| (k, super::env::sanitize_label_value(&v)));
+        match ctx.podman.run(&args::volume_create(&name, &labels)).await {
+            Ok(_) => log_info(&format!(
+                "created the builds volume {name} (persistent_builds_days: kept for later jobs)"
+            )),
+            // a job of the same slot made it a moment ago
+            Err(e) if e.to_string().contains("already exists") => {}
+            Err(e) => return Err(failed(&e)),
+        }
+    }
+    if let Err(e) = super::gc::touch_builds_volume(
+        &ctx.config.working_dir,
+        &name,
+        ctx.config.persistent_builds_days,
+    ) {
+        log_warning(&format!(
+            "cannot note the use of {name} under {}: {e}; `pogo gc` may remove it early",
+            ctx.config.working_dir.display()
+        ));
+    }
+    Ok(name)
+}
+
+/// The job's builds volume (labelled like its containers: cleanup removes it). A leftover of
+/// an earlier attempt of the same job is replaced; a same-named volume pogo did not make for
+/// this job is never touched.
+async fn create_builds_volume(
+    ctx: &Context,
+    labels: &[(String, String)],
+) -> Result<String, Failure> {
+    let name = ctx.job.names.builds_volume();
+    let argv = args::volume_create(&name, labels);
+    let err = match ctx.podman.run(&argv).await {
+        Ok(_) => return Ok(name),
+        Err(e) => e,
+    };
+    let failed = |e: &dyn std::fmt::Display| {
+        Failure::system(format!("cannot create the builds volume {name}: {e}"))
+    };
+    if !err.to_string().contains("already exists") {
+        return Err(failed(&err));
+    }
+    let ours = ctx
+        .podman
+        .run(&args::volume_names(&ctx.job.names.key))
+        .await
+        .is_ok_and(|out| out.lines().any(|l| l.trim() == name));
+    if !ours {
+        return Err(failed(&format!(
+            "{err}; it was not made by pogo for this job: remove or rename it"
+        )));
+    }
+    log_info(&format!(
+        "removing a leftover volume named {name} from an earlier attempt"
+    ));
+    ctx.podman
+        .run(&args::volume_rm(std::slice::from_ref(&name)))
+        .await
+        .map_err(|e| failed(&e))?;
+    ctx.podman.run(&argv).await.map_err(|e| failed(&e))?;
+    Ok(name)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -345,20 +1025,13 @@ async fn is_pogo_leftover(ctx: &Context, kind: Kind, name: &str) -> bool {
         .is_ok_and(|out| out.lines().any(|l| l.trim() == name))
 }
 
-/// Wait until every exposed TCP port of every service accepts connections (is listening in
-/// the pod's network namespace), or fail with the service's log.
-async fn wait_for_services(ctx: &Context) -> Result<(), Failure> {
+/// Wait until each service's ports (`ports[i]`: its readiness ports, from the job or the
+/// image) accept connections (are listening in the pod's network namespace), or fail with the
+/// service's log.
+async fn wait_for_services(ctx: &Context, ports: &[Vec<u16>]) -> Result<(), Failure> {
     let deadline = Instant::now() + Duration::from_secs(ctx.config.services_wait_timeout);
-    for (i, svc) in ctx.job.services.iter().enumerate() {
+    for (i, (svc, ports)) in ctx.job.services.iter().zip(ports).enumerate() {
         let name = ctx.job.names.service(i);
-        let inspect: Vec<ImageInspect> = ctx
-            .podman
-            .json(&args::inspect_image(&svc.name))
-            .await
-            .map_err(|e| {
-                Failure::system(format!("cannot inspect service image {}: {e}", svc.name))
-            })?;
-        let ports = exposed_tcp_ports(inspect.first());
         if ports.is_empty() {
             log_info(&format!(
                 "service {} exposes no TCP port; not waiting for it",
@@ -420,9 +1093,11 @@ async fn service_failure(ctx: &Context, container: &str, image: &str, message: &
     Failure::system(message)
 }
 
-fn exposed_tcp_ports(image: Option<&ImageInspect>) -> Vec<u16> {
+fn exposed_tcp_ports(image: &InspectedImage) -> Vec<u16> {
     let mut ports: Vec<u16> = image
-        .and_then(|i| i.config.exposed_ports.as_ref())
+        .config
+        .exposed_ports
+        .as_ref()
         .map(|m| {
             m.keys()
                 .filter_map(|k| {
@@ -572,6 +1247,129 @@ mod tests {
             }) => assert!(m.contains("default_image")),
             other => panic!("{other:?}"),
         }
+    }
+
+    fn config(text: &str) -> Config {
+        let env: std::collections::HashMap<String, String> =
+            [("HOME".to_string(), "/h".to_string())].into();
+        let raw = crate::config::parse(text, Path::new("/p.yaml")).unwrap();
+        crate::config::finalize(raw, None, &env).unwrap()
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn message(f: Failure) -> (i32, String) {
+        match f {
+            Failure::Build { exit_code, message } => (exit_code, message.unwrap_or_default()),
+            Failure::System(m) => (-1, m),
+        }
+    }
+
+    #[test]
+    fn a_job_pull_policy_is_limited_to_the_allowed_ones() {
+        let c = config("pull_policy: always\nallowed_pull_policies: [always, if-not-present]\n");
+        assert_eq!(
+            pull_policies(&[], "image x", &c).unwrap(),
+            Pull {
+                policies: vec![PullPolicy::Always],
+                chosen_by_job: false
+            }
+        );
+        let p = pull_policies(
+            &strings(&["never", "if-not-present", "always"]),
+            "image x",
+            &c,
+        )
+        .unwrap();
+        assert_eq!(
+            p.policies,
+            vec![PullPolicy::IfNotPresent, PullPolicy::Always]
+        );
+        assert!(p.chosen_by_job);
+        let (code, m) = message(pull_policies(&strings(&["never"]), "image x", &c).unwrap_err());
+        assert_eq!(code, 1, "a build failure: retrying cannot help");
+        assert_eq!(
+            m,
+            "pull_policy [never] of image x is not allowed on this runner (allowed_pull_policies: \
+             always, if-not-present); use one of those in .gitlab-ci.yml, or ask the runner's owner"
+        );
+        let (code, m) =
+            message(pull_policies(&strings(&["--privileged"]), "image x", &c).unwrap_err());
+        assert_eq!(code, 1);
+        assert!(m.contains("\"--privileged\" is not a pull policy"), "{m}");
+    }
+
+    #[test]
+    fn entrypoints_follow_the_docker_executors_rules() {
+        assert_eq!(check_entrypoint(&[], "x").unwrap(), Vec::<String>::new());
+        assert_eq!(
+            check_entrypoint(&strings(&[""]), "x").unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            check_entrypoint(&strings(&["/e", "--"]), "x").unwrap(),
+            strings(&["/e", "--"])
+        );
+        assert_eq!(
+            message(check_entrypoint(&strings(&["", "a"]), "x").unwrap_err()).0,
+            1
+        );
+        assert_eq!(
+            message(check_entrypoint(&strings(&["/e", "a\0b"]), "x").unwrap_err()).0,
+            1
+        );
+    }
+
+    #[test]
+    fn readiness_ports_come_from_healthcheck_tcp_port_then_ports_then_the_image() {
+        let mut svc = Service {
+            name: "db".into(),
+            ..Service::default()
+        };
+        let spec = ImageSpec {
+            ports: vec![5432, 8080, 5432],
+            ..ImageSpec::default()
+        };
+        assert_eq!(readiness_ports(&svc, &ImageSpec::default()).unwrap(), None);
+        assert_eq!(
+            readiness_ports(&svc, &spec).unwrap(),
+            Some(vec![5432, 8080])
+        );
+        svc.variables = Some([("HEALTHCHECK_TCP_PORT".to_string(), "6379".to_string())].into());
+        assert_eq!(readiness_ports(&svc, &spec).unwrap(), Some(vec![6379]));
+        svc.variables = Some([("HEALTHCHECK_TCP_PORT".to_string(), "0".to_string())].into());
+        assert!(readiness_ports(&svc, &spec).is_err());
+        svc.variables = None;
+        for bad in [0, -1, 65536] {
+            let spec = ImageSpec {
+                ports: vec![bad],
+                ..ImageSpec::default()
+            };
+            let (code, m) = message(readiness_ports(&svc, &spec).unwrap_err());
+            assert_eq!(code, 1);
+            assert!(m.contains("is not a TCP port number"), "{m}");
+        }
+    }
+
+    #[test]
+    fn services_are_matched_to_their_description_by_position_and_name() {
+        let svc = |n: &str| Service {
+            name: n.into(),
+            ..Service::default()
+        };
+        let spec = |n: &str, port: i64| ImageSpec {
+            name: n.into(),
+            ports: vec![port],
+            ..ImageSpec::default()
+        };
+        let got = service_specs(
+            &[svc("a"), svc("b"), svc("a"), svc("c")],
+            &[spec("a", 1), spec("a", 3), spec("b", 2)],
+        );
+        let ports: Vec<Vec<i64>> = got.iter().map(|s| s.ports.clone()).collect();
+        assert_eq!(ports, vec![vec![1], vec![2], vec![3], vec![]]);
     }
 
     #[test]

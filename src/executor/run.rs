@@ -1,18 +1,75 @@
 //! `pogo run SCRIPT STAGE`: feed gitlab-runner's stage script to the shell in the job
-//! container, stream its output unbuffered, and map its exit code to the protocol.
+//! container (or the helper container, for the predefined stages when `helper_image` is set),
+//! through the image's entrypoint as the Docker executor does, stream its output unbuffered,
+//! and map its exit code to the protocol.
 
 use super::{log_info, log_warning, Context, Failure};
 use crate::podman::args;
 use crate::state::{self, hooks, LogCopy, StateDir, Stream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::signal::unix::{signal, SignalKind};
 
-/// The shell gitlab-runner's scripts are written for (config reports `shell: bash`).
-pub const SHELL: &str = "bash";
+/// Where and how one stage runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageTarget {
+    pub container: String,
+    /// The shell gitlab-runner wrote the script for (`bash` or `sh`).
+    pub shell: String,
+    /// What the stage starts: the entrypoint that wraps the shell (if any), then the shell.
+    pub command: Vec<String>,
+    /// The container's stage agent, when it runs one.
+    pub agent_socket: Option<PathBuf>,
+    /// Which container, for messages: "job" or "helper".
+    pub role: &'static str,
+}
+
+/// The stages the Docker executor runs in the job image; every other (predefined) stage runs
+/// in the helper container when there is one.
+pub fn is_user_stage(stage: &str) -> bool {
+    stage == "build_script" || stage == "after_script" || stage.starts_with("step_")
+}
+
+/// The shell command of a stage: `entrypoint... shell`.
+pub fn stage_command(entrypoint: &[String], shell: &str) -> Vec<String> {
+    let mut c = entrypoint.to_vec();
+    c.push(shell.to_string());
+    c
+}
+
+/// Where `stage` runs, from what `prepare` recorded (a job prepared without a record — an
+/// older pogo — runs everything in the job container with the shell alone).
+pub fn stage_target(ctx: &Context, stage: &str) -> Result<StageTarget, Failure> {
+    let shell = ctx.config.shell.as_str().to_string();
+    let job = super::jobdata::read_job_file(&ctx.config.working_dir, &ctx.job.names.key)
+        .map_err(|e| Failure::system(format!("{e}; the job can be retried")))?
+        .unwrap_or_default();
+    if let Some(helper) = job.helper.as_ref().filter(|_| !is_user_stage(stage)) {
+        let agent_socket = helper
+            .agent_key
+            .as_deref()
+            .filter(|_| ctx.config.stage_runner == crate::config::StageRunner::Agent)
+            .map(|key| super::agent::socket_path(&ctx.config.working_dir, key))
+            .filter(|s| s.exists());
+        return Ok(StageTarget {
+            container: helper.container.clone(),
+            command: stage_command(&helper.entrypoint, &shell),
+            shell,
+            agent_socket,
+            role: "helper",
+        });
+    }
+    Ok(StageTarget {
+        container: ctx.job.names.container.clone(),
+        command: stage_command(&job.entrypoint, &shell),
+        shell,
+        agent_socket: agent_socket(ctx),
+        role: "job",
+    })
+}
 
 /// How a stage ended, whichever runner ran it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +89,7 @@ pub trait StageRunner {
     async fn run_stage(
         &self,
         ctx: &Context,
+        target: &StageTarget,
         script: &Path,
         stage: &str,
     ) -> Result<StageExit, Failure>;
@@ -56,8 +114,9 @@ impl StageRunner for Agent {
     async fn run_stage(
         &self,
         ctx: &Context,
+        target: &StageTarget,
         script: &Path,
-        _stage: &str,
+        stage: &str,
     ) -> Result<StageExit, Failure> {
         use super::agent::Output;
         use std::io::Write;
@@ -82,7 +141,8 @@ impl StageRunner for Agent {
             };
             copy.write(stream, chunk);
         };
-        let end = super::agent::run_stage(&self.socket, SHELL, file, &mut sink).await;
+        let argv: Vec<&str> = target.command.iter().map(String::as_str).collect();
+        let end = super::agent::run_stage(&self.socket, &argv, file, &mut sink).await;
         copy.finish();
         match end {
             Ok(e) => Ok(StageExit {
@@ -90,14 +150,12 @@ impl StageRunner for Agent {
                 canceled: e.canceled,
             }),
             // the agent went away mid-stage: the container died (classify says how)
-            Err(e) => Err(
-                match ctx.podman.container_state(&ctx.job.names.container).await {
-                    Ok(Some(state)) if state.running => Failure::system(format!(
-                        "the stage agent failed: {e}; the job can be retried"
-                    )),
-                    _ => classify(ctx, 137, _stage).await,
-                },
-            ),
+            Err(e) => Err(match ctx.podman.container_state(&target.container).await {
+                Ok(Some(state)) if state.running => Failure::system(format!(
+                    "the stage agent failed: {e}; the job can be retried"
+                )),
+                _ => classify(ctx, target, 137, stage).await,
+            }),
         }
     }
 }
@@ -129,11 +187,12 @@ impl StageRunner for PodmanExec {
     async fn run_stage(
         &self,
         ctx: &Context,
+        target: &StageTarget,
         script: &Path,
         _stage: &str,
     ) -> Result<StageExit, Failure> {
         let file = open_script(script)?;
-        let argv = args::exec_stage(&ctx.job.names.container, SHELL);
+        let argv = args::exec_stage(&target.container, &target.command);
         let mut cmd = ctx.podman.command(&argv);
         // Output goes through pogo: each chunk is written on at once (unbuffered) and to the
         // job's log copy for `pogo tui`.
@@ -160,8 +219,8 @@ impl StageRunner for PodmanExec {
         let mut int = signal(SignalKind::interrupt()).map_err(Failure::system)?;
         let status = tokio::select! {
             s = child.wait() => s.map_err(Failure::system),
-            _ = term.recv() => cancel(ctx, &mut child, "SIGTERM").await.inspect(|_| self.canceled()),
-            _ = int.recv() => cancel(ctx, &mut child, "SIGINT").await.inspect(|_| self.canceled()),
+            _ = term.recv() => cancel(ctx, target, &mut child, "SIGTERM").await.inspect(|_| self.canceled()),
+            _ = int.recv() => cancel(ctx, target, &mut child, "SIGINT").await.inspect(|_| self.canceled()),
         };
         // podman exec is gone: the pipes end with it. A process that kept them open (a
         // daemon started by the script) must not hold the stage up.
@@ -250,20 +309,21 @@ where
 /// upload stages still need it), first politely, then for good.
 async fn cancel(
     ctx: &Context,
+    target: &StageTarget,
     child: &mut tokio::process::Child,
     signame: &str,
 ) -> Result<ExitStatus, Failure> {
     log_info(&format!(
-        "received {signame}: stopping the stage's processes in the job container"
+        "received {signame}: stopping the stage's processes in the {} container",
+        target.role
     ));
-    let container = &ctx.job.names.container;
     for (sig, grace) in [
         ("TERM", Duration::from_secs(5)),
         ("KILL", Duration::from_secs(3)),
     ] {
         let _ = ctx
             .podman
-            .output(&args::exec_kill_all(container, SHELL, sig))
+            .output(&args::exec_kill_all(&target.container, &target.shell, sig))
             .await;
         if let Ok(r) = tokio::time::timeout(grace, child.wait()).await {
             return r.map_err(Failure::system);
@@ -285,17 +345,26 @@ pub async fn run(ctx: &Context, script: &Path, stage: &str) -> Result<(), Failur
             }
         }
     }
+    let target = stage_target(ctx, stage)?;
     hooks::stage_started(ctx, stage);
-    let exit = match agent_socket(ctx) {
-        Some(socket) => Agent { socket }.run_stage(ctx, script, stage).await,
-        None => PodmanExec::default().run_stage(ctx, script, stage).await,
+    let exit = match target.agent_socket.clone() {
+        Some(socket) => {
+            Agent { socket }
+                .run_stage(ctx, &target, script, stage)
+                .await
+        }
+        None => {
+            PodmanExec::default()
+                .run_stage(ctx, &target, script, stage)
+                .await
+        }
     };
     let canceled = exit.as_ref().is_ok_and(|e| e.canceled);
     let result = match exit {
         Ok(StageExit { code: Some(0), .. }) => Ok(()),
         Ok(StageExit {
             code: Some(code), ..
-        }) => Err(classify(ctx, code, stage).await),
+        }) => Err(classify(ctx, &target, code, stage).await),
         Ok(StageExit { code: None, .. }) => Err(Failure::system(format!(
             "`podman exec` for stage {stage} was killed by a signal"
         ))),
@@ -312,13 +381,15 @@ pub async fn run(ctx: &Context, script: &Path, stage: &str) -> Result<(), Failur
 }
 
 /// A non-zero exit: the script's own failure (build failure), or the container/podman gone
-/// (system failure)?
-async fn classify(ctx: &Context, code: i32, stage: &str) -> Failure {
-    let container = &ctx.job.names.container;
+/// (system failure)? 126/127 may also mean the image lacks the shell, or its entrypoint
+/// cannot start one: then the message says which and how to fix it.
+async fn classify(ctx: &Context, target: &StageTarget, code: i32, stage: &str) -> Failure {
+    let container = &target.container;
+    let what = format!("the {} container {container}", target.role);
     match ctx.podman.container_state(container).await {
         Ok(None) => {
             return Failure::system(format!(
-                "the job container {container} disappeared during stage {stage}: it was removed \
+                "{what} disappeared during stage {stage}: it was removed \
                  outside pogo (podman rm?); the job can be retried"
             ))
         }
@@ -329,43 +400,116 @@ async fn classify(ctx: &Context, code: i32, stage: &str) -> Failure {
                 ""
             };
             return Failure::system(format!(
-                "the job container {container} stopped during stage {stage} (state {}, exit code {}{oom}); \
+                "{what} stopped during stage {stage} (state {}, exit code {}{oom}); \
                  it was stopped outside pogo or ran out of resources",
                 state.status, state.exit_code
             ));
         }
         Ok(Some(_)) => {}
-        Err(e) => {
-            return Failure::system(format!(
-                "podman failed while checking the job container: {e}"
-            ))
-        }
+        Err(e) => return Failure::system(format!("podman failed while checking {what}: {e}")),
     }
     if code == 126 || code == 127 {
-        let probe = ctx
-            .podman
-            .output(&[
-                "exec".to_string(),
-                container.clone(),
-                SHELL.to_string(),
-                "-c".to_string(),
-                "exit 0".to_string(),
-            ])
-            .await;
-        if let Ok(o) = probe {
-            if matches!(o.status.code(), Some(126) | Some(127)) {
-                return Failure::build(
-                    code,
-                    format!(
-                        "the job image has no {SHELL}, which gitlab-runner's scripts need: use an image \
-                         that has {SHELL} (e.g. debian, ubuntu, fedora, or alpine with `apk add bash`)"
-                    ),
-                );
-            }
+        let shell = target.shell.as_str();
+        let probe = |command: Vec<String>| async move {
+            let mut argv = vec!["exec".to_string(), container.clone()];
+            argv.extend(command);
+            argv.extend(["-c".to_string(), "exit 0".to_string()]);
+            ctx.podman
+                .output(&argv)
+                .await
+                .ok()
+                .and_then(|o| o.status.code())
+        };
+        if matches!(probe(vec![shell.to_string()]).await, Some(126) | Some(127)) {
+            return Failure::build(code, missing_shell_message(shell, target.role));
+        }
+        if target.command.len() > 1
+            && matches!(probe(target.command.clone()).await, Some(126) | Some(127))
+        {
+            let entrypoint = &target.command[..target.command.len() - 1];
+            return Failure::build(
+                code,
+                format!(
+                    "the image's entrypoint {} could not start the job's shell ({shell}): the \
+                     Docker executor starts every stage through it, so it must run its arguments \
+                     (`exec \"$@\"`); fix the entrypoint, or override it in .gitlab-ci.yml with \
+                     `image: {{name: ..., entrypoint: [\"\"]}}`",
+                    serde_json::to_string(entrypoint).unwrap_or_default()
+                ),
+            );
         }
     }
     Failure::Build {
         exit_code: code,
         message: None,
+    }
+}
+
+/// What to say when the image has no `shell`.
+pub fn missing_shell_message(shell: &str, role: &str) -> String {
+    if role == "helper" {
+        return format!(
+            "the helper image (helper_image in the pogo config) has no {shell}: use a helper image \
+             with {shell}, git, git-lfs and gitlab-runner (see the README)"
+        );
+    }
+    match shell {
+        "bash" => "the job image has no bash, which gitlab-runner's scripts need: use an image \
+                   that has bash (e.g. debian, ubuntu, fedora, or alpine with `apk add bash`), or \
+                   set `shell: sh` in the pogo config so gitlab-runner writes POSIX sh scripts"
+            .to_string(),
+        other => format!(
+            "the job image has no {other} (/bin/{other}), which the stage scripts need: use an \
+             image with a POSIX shell"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_stages_run_in_the_job_image_everything_else_may_go_to_the_helper() {
+        for s in [
+            "build_script",
+            "after_script",
+            "step_script",
+            "step_release",
+        ] {
+            assert!(is_user_stage(s), "{s}");
+        }
+        for s in [
+            "prepare_script",
+            "get_sources",
+            "clear_worktree",
+            "restore_cache",
+            "download_artifacts",
+            "archive_cache",
+            "archive_cache_on_failure",
+            "upload_artifacts_on_success",
+            "upload_artifacts_on_failure",
+            "cleanup_file_variables",
+        ] {
+            assert!(!is_user_stage(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn the_stage_command_is_the_entrypoint_then_the_shell() {
+        assert_eq!(stage_command(&[], "bash"), vec!["bash"]);
+        assert_eq!(
+            stage_command(&["/entry.sh".into(), "--".into()], "sh"),
+            vec!["/entry.sh", "--", "sh"]
+        );
+        let argv = args::exec_stage("c", &stage_command(&["--privileged".into()], "bash"));
+        assert_eq!(argv, vec!["exec", "-i", "c", "--privileged", "bash"]);
+    }
+
+    #[test]
+    fn a_missing_shell_message_says_how_to_fix_it() {
+        assert!(missing_shell_message("bash", "job").contains("set `shell: sh`"));
+        assert!(missing_shell_message("sh", "job").contains("no sh"));
+        assert!(missing_shell_message("bash", "helper").contains("helper_image"));
     }
 }

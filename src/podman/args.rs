@@ -298,9 +298,13 @@ pub fn job_run(c: &JobContainer<'_>) -> Vec<String> {
     a
 }
 
-/// `podman exec -i CONTAINER SHELL`: the stage script arrives on stdin.
-pub fn exec_stage(container: &str, shell: &str) -> Vec<String> {
-    vec!["exec".into(), "-i".into(), container.into(), shell.into()]
+/// `podman exec -i CONTAINER COMMAND...`: the stage script arrives on stdin. `command` is
+/// the shell, after the entrypoint that wraps it; everything after the container name is the
+/// command (podman reads no options there), so entrypoint values from the job stay arguments.
+pub fn exec_stage(container: &str, command: &[String]) -> Vec<String> {
+    let mut a = vec!["exec".into(), "-i".into(), container.into()];
+    a.extend(command.iter().cloned());
+    a
 }
 
 /// Signal every process of the job container except its init (stage scripts and their
@@ -433,6 +437,44 @@ pub fn volume_list(key: &str) -> Vec<String> {
         "--format".into(),
         "json".into(),
     ]
+}
+
+/// `podman volume create --label ... -- NAME`.
+pub fn volume_create(name: &str, labels: &[(String, String)]) -> Vec<String> {
+    let mut a: Vec<String> = vec!["volume".into(), "create".into()];
+    a.extend(label_args(labels));
+    a.push("--".into());
+    a.push(name.into());
+    a
+}
+
+/// `podman volume inspect --format json -- NAME`.
+pub fn volume_inspect(name: &str) -> Vec<String> {
+    vec![
+        "volume".into(),
+        "inspect".into(),
+        "--format".into(),
+        "json".into(),
+        "--".into(),
+        name.into(),
+    ]
+}
+
+/// Names of the volumes carrying the job's label.
+pub fn volume_names(key: &str) -> Vec<String> {
+    vec![
+        "volume".into(),
+        "ls".into(),
+        "--filter".into(),
+        key_filter(key),
+        "--format".into(),
+        "{{.Name}}".into(),
+    ]
+}
+
+/// `podman volume rm -- NAME` without `-f`: fails while a container uses it.
+pub fn volume_rm_unused(name: &str) -> Vec<String> {
+    vec!["volume".into(), "rm".into(), "--".into(), name.into()]
 }
 
 pub fn volume_rm(names: &[String]) -> Vec<String> {

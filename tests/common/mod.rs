@@ -76,6 +76,62 @@ pub fn podman_ready() -> bool {
     true
 }
 
+pub const IMG_HELPER: &str = "localhost/pogo-test/helper:latest";
+
+/// `true` when the helper image (Debian + git + the stand-in gitlab-runner, built by
+/// scripts/setup-test-env.sh) is there; skipped with a message otherwise, except in CI.
+pub fn helper_ready() -> bool {
+    if !podman_ready() {
+        return false;
+    }
+    if image_exists(IMG_HELPER) {
+        return true;
+    }
+    if in_ci() {
+        panic!("{IMG_HELPER} missing in CI (scripts/setup-test-env.sh builds it)");
+    }
+    eprintln!("SKIPPED: {IMG_HELPER} missing (set up with `make test`)");
+    false
+}
+
+/// A bare git repository with one commit on `main` holding `files`: (its path, the commit).
+pub fn bare_repo(parent: &Path, files: &[(&str, &str)]) -> (PathBuf, String) {
+    let bare = parent.join("repo.git");
+    let work = parent.join("work");
+    let git = |dir: &Path, args: &[&str]| {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args([
+                "-c",
+                "user.name=pogo",
+                "-c",
+                "user.email=pogo@example.invalid",
+            ])
+            .args(args)
+            .output()
+            .expect("git");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    std::fs::create_dir_all(&bare).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    git(&bare, &["init", "-q", "--bare", "-b", "main"]);
+    git(&work, &["init", "-q", "-b", "main"]);
+    for (name, content) in files {
+        std::fs::write(work.join(name), content).unwrap();
+    }
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "first"]);
+    git(&work, &["push", "-q", bare.to_str().unwrap(), "main"]);
+    let sha = git(&work, &["rev-parse", "HEAD"]);
+    (bare, sha)
+}
+
 /// Returns early from the test when Podman is not usable.
 #[macro_export]
 macro_rules! require_podman {
@@ -686,6 +742,63 @@ pub fn plain_log(r: &JobResult) -> String {
 }
 
 // ---------------------------------------------------------------------------
+// Derived test images
+// ---------------------------------------------------------------------------
+
+static DERIVED_IMAGES: Mutex<()> = Mutex::new(());
+
+/// `localhost/pogo-test/NAME:latest`: `base` (an image without ENTRYPOINT) after `setup` (a
+/// shell command run in it with `/bin/sh -c`) and the image `changes` (`ENTRYPOINT [...]`,
+/// ...). Built once per machine (skipped when present, so change NAME when the recipe
+/// changes), by `podman run` + `podman commit`: offline, about a second.
+pub fn derived_image(name: &str, base: &str, setup: &str, changes: &[&str]) -> String {
+    let image = format!("localhost/pogo-test/{name}:latest");
+    let _guard = DERIVED_IMAGES.lock().unwrap_or_else(|e| e.into_inner());
+    if image_exists(&image) {
+        return image;
+    }
+    let tmp = format!("pogo-test-build-{name}-{}", std::process::id());
+    let _ = Command::new("podman")
+        .args(["rm", "-f", "-t", "0", &tmp])
+        .output();
+    let out = Command::new("podman")
+        .args([
+            "run",
+            "--name",
+            &tmp,
+            "--network",
+            "none",
+            base,
+            "/bin/sh",
+            "-c",
+            setup,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "building {image}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut commit = Command::new("podman");
+    // the setup command must not stay the image's CMD
+    commit.args(["commit", "-q", "--change", "CMD [\"/bin/sh\"]"]);
+    for c in changes {
+        commit.arg("--change").arg(c);
+    }
+    let out = commit.arg(&tmp).arg(&image).output().unwrap();
+    let _ = Command::new("podman")
+        .args(["rm", "-f", "-t", "0", &tmp])
+        .output();
+    assert!(
+        out.status.success(),
+        "committing {image}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    image
+}
+
+// ---------------------------------------------------------------------------
 // Private registry
 // ---------------------------------------------------------------------------
 
@@ -714,6 +827,12 @@ impl Registry {
     /// Starts a registry; `None` (with a message) when the tools are missing
     /// outside CI.
     pub fn start() -> Option<Self> {
+        Self::start_with_users(&[])
+    }
+
+    /// Like [`Registry::start`], with more `(user, password)` logins besides pogo's (each
+    /// password goes to `htpasswd` on stdin, never on a command line).
+    pub fn start_with_users(users: &[(&str, &str)]) -> Option<Self> {
         let binary = ["/usr/bin/docker-registry", "/usr/bin/registry"]
             .into_iter()
             .find(|p| Path::new(p).exists());
@@ -744,6 +863,23 @@ impl Registry {
             .output()
             .unwrap();
         assert!(st.status.success(), "htpasswd: {st:?}");
+        for (user, password) in users {
+            let mut child = Command::new("htpasswd")
+                .args(["-iB"])
+                .arg(&htpasswd)
+                .arg(user)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(password.as_bytes())
+                .unwrap();
+            assert!(child.wait().unwrap().success(), "htpasswd -iB {user}");
+        }
         for attempt in 0..5 {
             let port = free_port();
             let config = dir.path().join("config.yml");
@@ -966,6 +1102,69 @@ impl RootlessUser {
             as_user: Some((self.user.clone(), self.env())),
         }
     }
+}
+
+/// Watches every readable `/proc/*/cmdline` for `markers` until [`CmdlineWatch::stop`].
+pub struct CmdlineWatch {
+    stop: Arc<AtomicBool>,
+    handle: thread::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl CmdlineWatch {
+    pub fn start(markers: Vec<String>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let handle = thread::spawn(move || {
+            let (mut scans, mut seen) = (0, Vec::new());
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok(dir) = std::fs::read_dir("/proc") {
+                    for e in dir.flatten() {
+                        if let Ok(raw) = std::fs::read(e.path().join("cmdline")) {
+                            let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+                            if markers.iter().any(|m| cmd.contains(m.as_str())) {
+                                seen.push(cmd);
+                            }
+                        }
+                    }
+                }
+                scans += 1;
+                thread::sleep(Duration::from_millis(10));
+            }
+            (scans, seen)
+        });
+        CmdlineWatch { stop, handle }
+    }
+
+    /// How many scans ran, and the command lines that held a marker.
+    pub fn stop(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().unwrap()
+    }
+}
+
+/// Files under `dir` (recursively) whose contents hold one of `markers`.
+pub fn files_containing(dir: &Path, markers: &[String]) -> Vec<String> {
+    let mut hits = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return hits;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if meta.is_dir() {
+            hits.extend(files_containing(&p, markers));
+        } else if meta.is_file() {
+            let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap_or_default()).to_string();
+            for m in markers {
+                if text.contains(m.as_str()) {
+                    hits.push(format!("{} contains {m}", p.display()));
+                }
+            }
+        }
+    }
+    hits
 }
 
 /// Reads the whole output of a child's pipe (helper for ad-hoc commands).

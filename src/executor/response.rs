@@ -1,0 +1,208 @@
+//! The job description gitlab-runner writes to `JOB_RESPONSE_FILE` (GitLab's `spec.Job`, mode
+//! 0600): what the environment does not carry — the image's entrypoint and pull policy, the
+//! services' ports and pull policies, and the registry credentials GitLab sends with the job.
+//!
+//! Only these fields are read; everything else in the file is ignored. Parsing is pure
+//! ([`parse`]); values the job controls are validated where they are used (prepare).
+
+use super::env::Secret;
+use serde::Deserialize;
+
+/// The parts of the job description pogo uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobResponse {
+    pub image: ImageSpec,
+    pub services: Vec<ImageSpec>,
+    pub credentials: Vec<Credential>,
+}
+
+/// `image:` or one entry of `services:`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageSpec {
+    pub name: String,
+    /// `None`: the image's own ENTRYPOINT; `Some` overrides it (`[]` or `[""]` clears it).
+    pub entrypoint: Option<Vec<String>>,
+    /// `ports:` (port numbers as the job wrote them; checked before use).
+    pub ports: Vec<i64>,
+    /// `pull_policy:` as the job wrote it (empty: the runner's policy).
+    pub pull_policy: Vec<String>,
+}
+
+/// One entry of `credentials:` (GitLab sends the job's registry login here).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// `registry` for container registries.
+    pub kind: String,
+    /// The registry, e.g. `registry.example.com` or `registry.example.com:5050`.
+    pub url: String,
+    pub username: String,
+    pub password: Secret,
+}
+
+#[derive(Deserialize)]
+struct Raw {
+    #[serde(default)]
+    image: Option<RawImage>,
+    #[serde(default)]
+    services: Option<Vec<RawImage>>,
+    #[serde(default)]
+    credentials: Option<Vec<RawCredential>>,
+}
+
+#[derive(Deserialize)]
+struct RawImage {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    entrypoint: Option<Vec<String>>,
+    #[serde(default)]
+    ports: Option<Vec<RawPort>>,
+    #[serde(default)]
+    pull_policy: Option<OneOrMany>,
+}
+
+#[derive(Deserialize)]
+struct RawPort {
+    number: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+// No Debug: it holds the password.
+#[derive(Deserialize)]
+struct RawCredential {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+impl From<RawImage> for ImageSpec {
+    fn from(r: RawImage) -> Self {
+        ImageSpec {
+            name: r.name.unwrap_or_default(),
+            entrypoint: r.entrypoint,
+            ports: r
+                .ports
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| p.number)
+                .collect(),
+            pull_policy: match r.pull_policy {
+                None => Vec::new(),
+                Some(OneOrMany::One(s)) => vec![s],
+                Some(OneOrMany::Many(v)) => v,
+            },
+        }
+    }
+}
+
+/// Parse the job description. The error never quotes the file (it holds the job token and
+/// every variable's value).
+pub fn parse(text: &str) -> Result<JobResponse, String> {
+    let raw: Raw = serde_json::from_str(text).map_err(|e| redacted_json_error(&e))?;
+    Ok(JobResponse {
+        image: raw.image.map(ImageSpec::from).unwrap_or_default(),
+        services: raw
+            .services
+            .unwrap_or_default()
+            .into_iter()
+            .map(ImageSpec::from)
+            .collect(),
+        credentials: raw
+            .credentials
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| Credential {
+                kind: c.kind.unwrap_or_default(),
+                url: c.url.unwrap_or_default(),
+                username: c.username.unwrap_or_default(),
+                password: Secret::new(c.password.unwrap_or_default()),
+            })
+            .collect(),
+    })
+}
+
+/// Read and parse `JOB_RESPONSE_FILE`.
+pub fn load(path: &std::path::Path) -> Result<JobResponse, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "cannot read the job description {} (JOB_RESPONSE_FILE): {e}",
+            path.display()
+        )
+    })?;
+    parse(&text).map_err(|e| {
+        format!(
+            "the job description {} (JOB_RESPONSE_FILE) is not what gitlab-runner writes: {e}",
+            path.display()
+        )
+    })
+}
+
+/// A serde_json error without the values it may quote (`invalid type: string "…"`): JSON that
+/// fails to parse here can hold secrets.
+pub fn redacted_json_error(e: &serde_json::Error) -> String {
+    let what = match e.classify() {
+        serde_json::error::Category::Io => "cannot be read",
+        serde_json::error::Category::Syntax => "is not valid JSON",
+        serde_json::error::Category::Eof => "ends too early",
+        serde_json::error::Category::Data => "has a value of an unexpected type or shape",
+    };
+    format!("it {what} (line {}, column {})", e.line(), e.column())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fields_pogo_uses_are_read_and_the_rest_ignored() {
+        let r = parse(
+            r#"{"id":1,"token":"t","image":{"name":"alpine:3","alias":"","entrypoint":[""],
+                "ports":[{"number":8080,"protocol":"http","name":"web"}],
+                "pull_policy":["if-not-present","always"],"executor_opts":{}},
+               "services":[{"name":"postgres:15","entrypoint":null,"ports":null,"pull_policy":null},
+                           {"name":"redis","ports":[{"number":6379}],"pull_policy":"never"}],
+               "credentials":[{"type":"registry","url":"registry.example.com","username":"gitlab-ci-token","password":"glcbt-123"}],
+               "variables":[{"key":"A","value":"secret"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(r.image.entrypoint, Some(vec![String::new()]));
+        assert_eq!(r.image.ports, vec![8080]);
+        assert_eq!(r.image.pull_policy, vec!["if-not-present", "always"]);
+        assert_eq!(r.services.len(), 2);
+        assert_eq!(r.services[0].entrypoint, None);
+        assert!(r.services[0].ports.is_empty() && r.services[0].pull_policy.is_empty());
+        assert_eq!(r.services[1].ports, vec![6379]);
+        assert_eq!(r.services[1].pull_policy, vec!["never"]);
+        assert_eq!(r.credentials[0].url, "registry.example.com");
+        assert_eq!(r.credentials[0].password.expose(), "glcbt-123");
+        assert!(!format!("{r:?}").contains("glcbt-123"));
+    }
+
+    #[test]
+    fn a_minimal_or_null_description_is_fine() {
+        assert_eq!(parse("{}").unwrap(), JobResponse::default());
+        let r = parse(r#"{"image":null,"services":null,"credentials":null}"#).unwrap();
+        assert_eq!(r, JobResponse::default());
+    }
+
+    #[test]
+    fn errors_never_quote_the_file() {
+        let e = parse(r#"{"image":{"name":"x","entrypoint":"glcbt-secret-value"}}"#).unwrap_err();
+        assert!(!e.contains("glcbt-secret-value"), "{e}");
+        assert!(e.contains("line 1"), "{e}");
+        let e = parse(r#"{"credentials":[{"password":123456789}]}"#).unwrap_err();
+        assert!(!e.contains("123456789"), "{e}");
+        assert!(parse("{").unwrap_err().contains("ends too early"));
+    }
+}

@@ -1,0 +1,973 @@
+//! Docker-executor parity: what a job's description (`JOB_RESPONSE_FILE`) asks for —
+//! `image: entrypoint`, `pull_policy` within the runner's `allowed_pull_policies`, service
+//! `ports` — is honoured the way GitLab's Docker executor honours it, on both stage paths.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use pogo::driver::{Image, Job, JobResult, Outcome, Service};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// An image whose ENTRYPOINT wraps the command it is given (like many official images'
+/// `docker-entrypoint.sh`): it exports a variable naming its first argument, then execs it.
+fn wrapper_image() -> String {
+    derived_image(
+        "entrypoint-wrapper-v1",
+        IMG_BASH,
+        "mkdir -p /usr/local/bin && printf '#!/bin/sh\\nexport POGO_ENTRY=\"ran-before-$1\"\\nexec \"$@\"\\n' \
+         > /usr/local/bin/entry.sh && chmod 755 /usr/local/bin/entry.sh",
+        &["ENTRYPOINT [\"/usr/local/bin/entry.sh\"]"],
+    )
+}
+
+/// An image whose ENTRYPOINT is a program, not a wrapper: it never starts its arguments.
+fn not_a_wrapper_image() -> String {
+    derived_image(
+        "entrypoint-not-a-wrapper-v1",
+        IMG_BASH,
+        "mkdir -p /usr/local/bin && printf '#!/bin/sh\\necho \"not-a-wrapper: $*\"\\nexit 3\\n' \
+         > /usr/local/bin/nowrap && chmod 755 /usr/local/bin/nowrap",
+        &["ENTRYPOINT [\"/usr/local/bin/nowrap\"]"],
+    )
+}
+
+/// A test environment whose stages run on `runner` (`agent` or `exec`).
+fn env_on(runner: &str, config: PogoConfig) -> TestEnv {
+    let mut env = TestEnv::new(&PogoConfig {
+        extra_yaml: Some(format!(
+            "stage_runner: {runner}\n{}",
+            config.extra_yaml.clone().unwrap_or_default()
+        )),
+        ..config
+    });
+    // POGO_STAGE_RUNNER in the test's environment would override the file
+    env.extra_env
+        .push(("POGO_STAGE_RUNNER".into(), runner.into()));
+    env
+}
+
+fn image_with_entrypoint(name: &str, entrypoint: &[&str]) -> Image {
+    Image {
+        name: name.to_string(),
+        entrypoint: Some(entrypoint.iter().map(|s| s.to_string()).collect()),
+    }
+}
+
+fn run_checked(env: &TestEnv, job: &Job) -> JobResult {
+    let r = env.run(job);
+    env.assert_no_leftovers();
+    r
+}
+
+#[test]
+fn an_images_entrypoint_wraps_every_stage_on_both_stage_paths() {
+    require_podman!();
+    let image = wrapper_image();
+    for runner in ["agent", "exec"] {
+        let env = env_on(runner, PogoConfig::default());
+        let mut job = env.job(&[], &["echo \"entry=$POGO_ENTRY\""]);
+        job.image = Some(Image::new(&image));
+        job.after_script = vec!["echo \"after-entry=$POGO_ENTRY\"".into()];
+        let r = run_checked(&env, &job);
+        assert_success(&r);
+        let log = plain_log(&r);
+        assert!(log.contains("\nentry=ran-before-bash\n"), "{runner}: {log}");
+        assert!(
+            log.contains("\nafter-entry=ran-before-bash\n"),
+            "{runner}: {log}"
+        );
+        assert!(
+            log.contains("stages start through the entrypoint [\"/usr/local/bin/entry.sh\"]"),
+            "{runner}: {log}"
+        );
+    }
+}
+
+#[test]
+fn entrypoint_empty_string_clears_the_images_entrypoint() {
+    require_podman!();
+    let image = not_a_wrapper_image();
+    for runner in ["agent", "exec"] {
+        let env = env_on(runner, PogoConfig::default());
+        // as with the Docker executor, an entrypoint that does not start its arguments
+        // breaks the job ...
+        let mut job = env.job(&[], &["echo never-runs"]);
+        job.image = Some(Image::new(&image));
+        let r = run_checked(&env, &job);
+        assert_eq!(
+            r.outcome,
+            Outcome::BuildFailure { exit_code: 3 },
+            "{runner}: {}",
+            r.log
+        );
+        let log = plain_log(&r);
+        // (`podman exec -i` 4.3 often drops the output of a program that exits without
+        // reading its stdin: only the agent's log is certain to show it)
+        if runner == "agent" {
+            assert!(log.contains("\nnot-a-wrapper: bash\n"), "{runner}: {log}");
+        }
+        assert!(!log.contains("\nnever-runs\n"), "{runner}: {log}");
+
+        // ... and `entrypoint: [""]` is the fix
+        let mut job = env.job(&[], &["echo cleared-$((20+1))"]);
+        job.image = Some(image_with_entrypoint(&image, &[""]));
+        let r = run_checked(&env, &job);
+        assert_success(&r);
+        let log = plain_log(&r);
+        assert!(log.contains("\ncleared-21\n"), "{runner}: {log}");
+        assert!(!log.contains("not-a-wrapper: "), "{runner}: {log}");
+        assert!(!log.contains("stages start through"), "{runner}: {log}");
+    }
+}
+
+#[test]
+fn a_jobs_entrypoint_replaces_the_images() {
+    require_podman!();
+    let image = wrapper_image();
+    for runner in ["agent", "exec"] {
+        let env = env_on(runner, PogoConfig::default());
+        let mut job = env.job(&[], &["echo \"entry=$POGO_ENTRY\""]);
+        job.image = Some(image_with_entrypoint(
+            &image,
+            &[
+                "/bin/sh",
+                "-c",
+                "export POGO_ENTRY=custom-$0; exec \"$0\" \"$@\"",
+            ],
+        ));
+        let r = run_checked(&env, &job);
+        assert_success(&r);
+        assert!(
+            plain_log(&r).contains("\nentry=custom-bash\n"),
+            "{runner}: {}",
+            r.log
+        );
+    }
+}
+
+#[test]
+fn an_entrypoint_that_cannot_start_the_shell_fails_the_job_saying_how_to_fix_it() {
+    require_podman!();
+    for runner in ["agent", "exec"] {
+        let env = env_on(runner, PogoConfig::default());
+        let mut job = env.job(&[], &["echo never-runs"]);
+        job.image = Some(image_with_entrypoint(IMG_BASH, &["/no/such/entrypoint"]));
+        let r = run_checked(&env, &job);
+        assert_eq!(
+            r.outcome,
+            Outcome::BuildFailure { exit_code: 127 },
+            "{runner}: {}",
+            r.log
+        );
+        let log = plain_log(&r);
+        assert!(
+            log.contains("the image's entrypoint [\"/no/such/entrypoint\"] could not start the job's shell (bash)"),
+            "{runner}: {log}"
+        );
+        assert!(log.contains("entrypoint: [\"\"]"), "{runner}: {log}");
+        assert_eq!(
+            r.phase_count("prepare"),
+            1,
+            "a build failure is not retried"
+        );
+    }
+}
+
+/// `image: pull_policy` (and the services') of the job description.
+fn with_pull_policy(job: &mut Job, image: &[&str], services: &[&[&str]]) {
+    let services: Vec<serde_json::Value> = services
+        .iter()
+        .map(|p| json!({ "pull_policy": p }))
+        .collect();
+    job.description_patch = Some(json!({
+        "image": { "pull_policy": image },
+        "services": services,
+    }));
+}
+
+#[test]
+fn a_job_pull_policy_outside_allowed_pull_policies_fails_naming_the_rule() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    let mut job = env.job(&[], &["echo never-runs"]);
+    with_pull_policy(&mut job, &["always"], &[]);
+    let r = run_checked(&env, &job);
+    assert_eq!(
+        r.outcome,
+        Outcome::BuildFailure { exit_code: 1 },
+        "{}",
+        r.log
+    );
+    let log = plain_log(&r);
+    assert!(
+        log.contains(&format!(
+            "pull_policy [always] of image {IMG_BASH} is not allowed on this runner (allowed_pull_policies: if-not-present)"
+        )),
+        "{log}"
+    );
+    assert_eq!(r.phase_count("prepare"), 1, "not retried");
+
+    // the same rule for a service's pull_policy
+    let mut job = env.job(&[], &["echo never-runs"]);
+    job.services = vec![Service::new(IMG_HTTPD)];
+    with_pull_policy(&mut job, &[], &[&["never"]]);
+    let r = run_checked(&env, &job);
+    assert_eq!(
+        r.outcome,
+        Outcome::BuildFailure { exit_code: 1 },
+        "{}",
+        r.log
+    );
+    assert!(
+        plain_log(&r).contains(&format!(
+            "pull_policy [never] of service {IMG_HTTPD} is not allowed on this runner"
+        )),
+        "{}",
+        r.log
+    );
+}
+
+#[test]
+fn a_job_pull_policy_never_on_a_missing_image_is_a_clear_build_failure() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig {
+        extra_yaml: Some("allowed_pull_policies: [if-not-present, never]\n".into()),
+        ..PogoConfig::default()
+    });
+    let mut job = env.job(&[], &["echo never-runs"]);
+    job.image = Some(Image::new(format!(
+        "localhost/pogo-test/absent-{}:latest",
+        job.id
+    )));
+    with_pull_policy(&mut job, &["never"], &[]);
+    let r = run_checked(&env, &job);
+    assert_eq!(
+        r.outcome,
+        Outcome::BuildFailure { exit_code: 1 },
+        "{}",
+        r.log
+    );
+    let log = plain_log(&r);
+    assert!(
+        log.contains("is not in podman's local storage and the job's pull_policy is never"),
+        "{log}"
+    );
+    assert!(!log.contains("pulling image"), "never must not pull: {log}");
+    assert_eq!(r.phase_count("prepare"), 1, "not retried");
+}
+
+#[test]
+fn a_job_may_choose_an_allowed_policy_and_falls_back_along_its_list() {
+    require_podman!();
+    // the runner always pulls; a local-only image can then only be used when the job asks
+    // for if-not-present (allowed here)
+    let env = TestEnv::new(&PogoConfig {
+        pull_policy: Some("always".into()),
+        extra_yaml: Some("allowed_pull_policies: [always, if-not-present]\n".into()),
+        ..PogoConfig::default()
+    });
+    let mut job = env.job(&[], &["echo chosen-$((4*4))"]);
+    with_pull_policy(&mut job, &["if-not-present"], &[]);
+    let r = run_checked(&env, &job);
+    assert_success(&r);
+    let log = plain_log(&r);
+    assert!(log.contains("\nchosen-16\n"), "{log}");
+    assert!(log.contains("using local image"), "{log}");
+    assert!(!log.contains("pulling image"), "{log}");
+
+    // [always, if-not-present]: the pull fails (no registry serves localhost/), the next
+    // policy is tried, as the Docker executor does
+    let mut job = env.job(&[], &["echo fell-back"]);
+    with_pull_policy(&mut job, &["always", "if-not-present"], &[]);
+    let r = run_checked(&env, &job);
+    assert_success(&r);
+    let log = plain_log(&r);
+    assert!(log.contains("pull_policy always failed for"), "{log}");
+    assert!(
+        log.contains("attempt #2: trying pull_policy if-not-present"),
+        "{log}"
+    );
+    assert!(log.contains("\nfell-back\n"), "{log}");
+}
+
+fn httpd_on_8080(variables: &[(&str, &str)]) -> Service {
+    Service {
+        name: IMG_HTTPD.into(),
+        alias: "web".into(),
+        entrypoint: None,
+        // the image EXPOSEs 80; this service listens on 8080 only
+        command: Some(
+            ["/bin/httpd", "-f", "-p", "8080", "-h", "/www"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        ),
+        variables: variables
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
+    }
+}
+
+#[test]
+fn service_ports_from_the_job_are_what_pogo_waits_for() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig {
+        services_wait_timeout: Some(10),
+        ..PogoConfig::default()
+    });
+    let script = ["wget -qO- http://web:8080/; echo"];
+
+    let mut job = env.job(&[], &script);
+    job.services = vec![httpd_on_8080(&[])];
+    job.description_patch =
+        Some(json!({"services": [{"ports": [{"number": 8080, "protocol": "http"}]}]}));
+    let r = run_checked(&env, &job);
+    assert_success(&r);
+    let log = plain_log(&r);
+    assert!(log.contains("on port(s) [8080]"), "{log}");
+    assert!(log.contains("\npogo-service-ok\n"), "{log}");
+
+    // the Docker executor's HEALTHCHECK_TCP_PORT service variable
+    let mut job = env.job(&[], &script);
+    job.services = vec![httpd_on_8080(&[("HEALTHCHECK_TCP_PORT", "8080")])];
+    let r = run_checked(&env, &job);
+    assert_success(&r);
+    assert!(plain_log(&r).contains("on port(s) [8080]"), "{}", r.log);
+
+    // a port that is no port is the job's mistake
+    let mut job = env.job(&[], &script);
+    job.services = vec![httpd_on_8080(&[])];
+    job.description_patch = Some(json!({"services": [{"ports": [{"number": 70000}]}]}));
+    let r = run_checked(&env, &job);
+    assert_eq!(
+        r.outcome,
+        Outcome::BuildFailure { exit_code: 1 },
+        "{}",
+        r.log
+    );
+    assert!(
+        plain_log(&r).contains("port \"70000\" is not a TCP port number"),
+        "{}",
+        r.log
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Registry credentials of the job
+// ---------------------------------------------------------------------------------------
+
+/// The job's own registry logins reach podman through a per-job auth file only: no command
+/// line ever holds them, and nothing pogo leaves behind does.
+fn pull_with_job_credentials(
+    env: &mut TestEnv,
+    registry: &Registry,
+    job: &Job,
+    secret: &str,
+    expect_source: &str,
+) {
+    env.extra_env.push((
+        "CONTAINERS_REGISTRIES_CONF".into(),
+        registry.registries_conf.to_string_lossy().into_owned(),
+    ));
+    let remote = job.image_name().to_string();
+    let watch = CmdlineWatch::start(vec![secret.to_string()]);
+    let r = env.run(job);
+    let (scans, seen) = watch.stop();
+    assert_success(&r);
+    assert!(scans > 20, "the scanner ran only {scans} times");
+    assert!(seen.is_empty(), "credentials on a command line: {seen:?}");
+    let log = plain_log(&r);
+    assert!(log.contains("\nfrom-the-registry\n"), "{log}");
+    assert!(
+        log.contains(&format!(
+            "registry credentials for this job: {} ({expect_source})",
+            registry.host()
+        )),
+        "{log}"
+    );
+    assert!(!log.contains(secret), "{log}");
+    assert!(
+        env.podman.image_exists(&remote),
+        "pogo should have pulled {remote}"
+    );
+    let key = job_key(&r).unwrap();
+    assert!(
+        !env.working_dir.join("jobdata").join(&key).exists(),
+        "the per-job auth file is removed at cleanup"
+    );
+    let hits = files_containing(&env.working_dir, &[secret.to_string()]);
+    assert!(hits.is_empty(), "{hits:?}");
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn an_image_in_the_jobs_gitlab_registry_is_pulled_with_the_job_token() {
+    require_podman!();
+    let mut env = TestEnv::new(&PogoConfig::default()); // no auth_file
+    let mut job = env.job(&[], &["echo from-the-registry"]);
+    let token = job.token.clone();
+    let Some(mut registry) = Registry::start_with_users(&[("gitlab-ci-token", &token)]) else {
+        return;
+    };
+    let remote = registry.push(IMG_BASH, "group/project/ci-image", &format!("t{}", job.id));
+    job.image = Some(Image::new(&remote));
+    // what GitLab sends with every job of a project with a container registry
+    job.description_patch = Some(json!({"credentials": [{
+        "type": "registry",
+        "url": registry.host(),
+        "username": "gitlab-ci-token",
+        "password": token,
+    }]}));
+    pull_with_job_credentials(
+        &mut env,
+        &registry,
+        &job,
+        &token,
+        "the job's GitLab registry credentials (job token)",
+    );
+}
+
+#[test]
+fn ci_registry_variables_and_the_job_token_are_enough_without_credentials() {
+    require_podman!();
+    let mut env = TestEnv::new(&PogoConfig::default());
+    let mut job = env.job(&[], &["echo from-the-registry"]);
+    let token = job.token.clone();
+    let Some(mut registry) = Registry::start_with_users(&[("gitlab-ci-token", &token)]) else {
+        return;
+    };
+    let remote = registry.push(IMG_BASH, "group/project/ci-image", &format!("t{}", job.id));
+    job.image = Some(Image::new(&remote));
+    job.variables
+        .push(pogo::driver::Variable::new("CI_REGISTRY", registry.host()));
+    job.variables.push(pogo::driver::Variable::new(
+        "CI_REGISTRY_USER",
+        "gitlab-ci-token",
+    ));
+    pull_with_job_credentials(
+        &mut env,
+        &registry,
+        &job,
+        &token,
+        "the job's GitLab registry credentials (job token)",
+    );
+}
+
+#[test]
+fn docker_auth_config_of_the_job_logs_in_to_a_private_registry() {
+    require_podman!();
+    let Some(mut registry) = Registry::start() else {
+        return;
+    };
+    let mut env = TestEnv::new(&PogoConfig::default());
+    let mut job = env.job(&[], &["echo from-the-registry"]);
+    let remote = registry.push(IMG_BUSYBOX, "pogo/private-busybox", &format!("t{}", job.id));
+    // the job's image is busybox (no bash): use the registry image as a service instead and
+    // keep the job image local; the pull of the service needs the credentials
+    let auth = {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("a.json");
+        registry.write_auth_file(&f);
+        std::fs::read_to_string(&f).unwrap()
+    };
+    let secret = auth
+        .split("\"auth\":\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_string();
+    job.variables
+        .push(pogo::driver::Variable::masked("DOCKER_AUTH_CONFIG", auth));
+    job.services = vec![Service {
+        name: remote.clone(),
+        alias: "busy".into(),
+        entrypoint: None,
+        command: Some(vec!["sleep".into(), "300".into()]),
+        variables: BTreeMap::new(),
+    }];
+    env.extra_env.push((
+        "CONTAINERS_REGISTRIES_CONF".into(),
+        registry.registries_conf.to_string_lossy().into_owned(),
+    ));
+    let watch = CmdlineWatch::start(vec![secret.clone(), REGISTRY_PASS.to_string()]);
+    let r = env.run(&job);
+    let (_, seen) = watch.stop();
+    assert_success(&r);
+    assert!(seen.is_empty(), "credentials on a command line: {seen:?}");
+    let log = plain_log(&r);
+    assert!(
+        log.contains(&format!(
+            "registry credentials for this job: {} (the job's DOCKER_AUTH_CONFIG)",
+            registry.host()
+        )),
+        "{log}"
+    );
+    assert!(env.podman.image_exists(&remote));
+    assert!(files_containing(&env.working_dir, &[secret]).is_empty());
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn the_runners_auth_file_wins_over_the_jobs_gitlab_credentials() {
+    require_podman!();
+    let Some(mut registry) = Registry::start() else {
+        return;
+    };
+    let auth = registry.dir.path().join("runner-auth.json");
+    registry.write_auth_file(&auth);
+    let mut env = TestEnv::new(&PogoConfig {
+        auth_file: Some(auth),
+        ..PogoConfig::default()
+    });
+    env.extra_env.push((
+        "CONTAINERS_REGISTRIES_CONF".into(),
+        registry.registries_conf.to_string_lossy().into_owned(),
+    ));
+    let mut job = env.job(&[], &["echo merged-ok"]);
+    let remote = registry.push(IMG_BASH, "pogo/private-bash", &format!("t{}", job.id));
+    job.image = Some(Image::new(&remote));
+    // GitLab's credentials for the same registry are wrong here: the runner's own login
+    // comes first, as ~/.docker/config.json does for the Docker executor
+    job.description_patch = Some(json!({"credentials": [
+        {"type": "registry", "url": registry.host(), "username": "gitlab-ci-token", "password": job.token},
+        {"type": "registry", "url": "registry.other.example", "username": "gitlab-ci-token", "password": job.token},
+    ]}));
+    let r = env.run(&job);
+    assert_success(&r);
+    let log = plain_log(&r);
+    assert!(log.contains("\nmerged-ok\n"), "{log}");
+    assert!(
+        log.contains(
+            "registry credentials for this job: registry.other.example (the job's GitLab registry credentials (job token)), merged with auth_file"
+        ),
+        "{log}"
+    );
+    env.assert_no_leftovers();
+}
+
+// ---------------------------------------------------------------------------------------
+// shell: sh
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_job_image_without_bash_runs_with_shell_sh_on_both_stage_paths() {
+    require_podman!();
+    for runner in ["agent", "exec"] {
+        let env = env_on(
+            runner,
+            PogoConfig {
+                extra_yaml: Some("shell: sh\n".into()),
+                ..PogoConfig::default()
+            },
+        );
+        let mut job = env.job(
+            &[],
+            &["test ! -e /bin/bash", "echo \"busybox-$((2+2)) in $0\""],
+        );
+        job.image = Some(Image::new(IMG_BUSYBOX));
+        job.after_script = vec!["echo \"after=$CI_JOB_STATUS\"".into()];
+        let r = run_checked(&env, &job);
+        assert_success(&r);
+        let cfg = r.config_output.as_ref().unwrap();
+        assert_eq!(cfg["shell"], "sh", "config_exec reports the shell: {cfg}");
+        let log = plain_log(&r);
+        assert!(log.contains("\nbusybox-4 in sh\n"), "{runner}: {log}");
+        assert!(log.contains("\nafter=success\n"), "{runner}: {log}");
+
+        // a canceled stage stops as quickly as with bash
+        let mut job = env.job(&[], &["echo started", "sleep 300"]);
+        job.image = Some(Image::new(IMG_BUSYBOX));
+        let r = env.run_with(
+            &env.driver(),
+            &job,
+            Some(pogo::driver::CancelAfter(std::time::Duration::from_secs(2))),
+        );
+        assert_eq!(r.outcome, Outcome::Canceled, "{runner}: {}", r.log);
+        let kill = r.kill_report("build_script").expect("signalled");
+        assert!(
+            kill.exited_after_sigterm
+                .is_some_and(|d| d < std::time::Duration::from_secs(10)),
+            "{runner}: {kill:?}"
+        );
+        env.assert_no_leftovers();
+    }
+}
+
+#[test]
+fn with_shell_bash_an_image_without_bash_says_to_use_shell_sh() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    let mut job = env.job(&[], &["echo never-runs"]);
+    job.image = Some(Image::new(IMG_BUSYBOX));
+    let r = run_checked(&env, &job);
+    assert_eq!(
+        r.outcome,
+        Outcome::BuildFailure { exit_code: 127 },
+        "{}",
+        r.log
+    );
+    let log = plain_log(&r);
+    assert!(log.contains("the job image has no bash"), "{log}");
+    assert!(log.contains("set `shell: sh` in the pogo config"), "{log}");
+    assert_eq!(r.config_output.as_ref().unwrap()["shell"], "bash");
+}
+
+// ---------------------------------------------------------------------------------------
+// helper_image: the predefined stages in a helper container
+// ---------------------------------------------------------------------------------------
+
+/// A config with the helper image and the bare repository mounted at `/repos/p.git`.
+fn helper_config(repo: &std::path::Path) -> PogoConfig {
+    PogoConfig {
+        mounts: vec![MountSpec {
+            volume: format!("{}:/repos/p.git", repo.display()),
+            tags: vec![],
+            readonly: true,
+        }],
+        extra_yaml: Some(format!("helper_image: {IMG_HELPER}\n")),
+        ..PogoConfig::default()
+    }
+}
+
+fn git_job(env: &TestEnv, sha: &str, strategy: &str, script: &[&str]) -> Job {
+    let mut job = env.job(&[], script);
+    job.git_strategy = Some(strategy.to_string());
+    job.repo_url = Some("file:///repos/p.git".to_string());
+    job.sha = sha.to_string();
+    job.git_ref = "main".to_string();
+    job
+}
+
+#[test]
+fn a_job_image_without_git_clones_through_the_helper_and_runs_its_script() {
+    if !helper_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, sha) = bare_repo(dir.path(), &[("hello.txt", "hello-from-the-repo\n")]);
+    for runner in ["agent", "exec"] {
+        let env = env_on(runner, helper_config(&repo));
+        let job = git_job(
+            &env,
+            &sha,
+            "clone",
+            &[
+                "cat hello.txt",
+                "if command -v git; then exit 9; fi",
+                "test ! -e /usr/local/bin/gitlab-runner",
+                "echo \"no-git-here in $PWD\"",
+            ],
+        );
+        let r = run_checked(&env, &job);
+        assert_success(&r);
+        let log = plain_log(&r);
+        assert!(log.contains("Created fresh repository."), "{runner}: {log}");
+        assert!(
+            log.contains(&format!("Checking out {} as detached HEAD", &sha[..8])),
+            "{runner}: {log}"
+        );
+        assert!(log.contains("\nhello-from-the-repo\n"), "{runner}: {log}");
+        assert!(
+            log.contains(&format!("\nno-git-here in /builds/{}\n", job.project_path)),
+            "{runner}: {log}"
+        );
+        assert!(log.contains("starting helper container"), "{runner}: {log}");
+    }
+}
+
+#[test]
+fn the_helper_container_joins_the_jobs_pod_when_it_has_services() {
+    if !helper_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, sha) = bare_repo(dir.path(), &[("page.txt", "from-git\n")]);
+    let env = TestEnv::new(&helper_config(&repo));
+    let mut job = git_job(
+        &env,
+        &sha,
+        "fetch",
+        &["cat page.txt", "wget -qO- http://web:80/; echo"],
+    );
+    job.services = vec![Service {
+        name: IMG_HTTPD.into(),
+        alias: "web".into(),
+        entrypoint: None,
+        command: None,
+        variables: BTreeMap::new(),
+    }];
+    let r = run_checked(&env, &job);
+    assert_success(&r);
+    let log = plain_log(&r);
+    assert!(log.contains("\nfrom-git\n"), "{log}");
+    assert!(log.contains("\npogo-service-ok\n"), "{log}");
+    assert!(log.contains("--name pogo-pogotest-"), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with("pogo: starting helper container") && l.contains("--pod")),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_cache_round_trip_works_with_a_job_image_without_gitlab_runner() {
+    if !helper_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, _) = bare_repo(dir.path(), &[("x", "x")]);
+    let env = TestEnv::new(&helper_config(&repo)); // no runner_binary: the helper has its own
+    let cache = pogo::driver::Cache {
+        key: String::new(),
+        paths: vec!["vendor".into()],
+        policy: pogo::driver::CachePolicy::PullPush,
+        ..pogo::driver::Cache::default()
+    };
+    let mut first = env.job(
+        &[],
+        &[
+            "test ! -e /usr/local/bin/gitlab-runner",
+            "mkdir -p vendor",
+            "echo cached-by-$CI_JOB_ID > vendor/marker",
+        ],
+    );
+    first.cache = vec![cache.clone()];
+    let r1 = run_checked(&env, &first);
+    assert_success(&r1);
+    let log1 = plain_log(&r1);
+    assert!(log1.contains("Created cache"), "{log1}");
+    assert!(!log1.contains("Missing gitlab-runner"), "{log1}");
+
+    let mut second = env.job(&[], &["cat vendor/marker"]);
+    second.project_path = first.project_path.clone();
+    second.cache = vec![pogo::driver::Cache {
+        policy: pogo::driver::CachePolicy::Pull,
+        ..cache
+    }];
+    let r2 = run_checked(&env, &second);
+    assert_success(&r2);
+    let log2 = plain_log(&r2);
+    assert!(log2.contains("Successfully extracted cache"), "{log2}");
+    assert!(
+        log2.contains(&format!("\ncached-by-{}\n", first.id)),
+        "{log2}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// persistent_builds_days: GIT_STRATEGY fetch finds the last clone
+// ---------------------------------------------------------------------------------------
+
+/// `pogo gc ARGS` with the env's config.
+fn pogo_gc(env: &TestEnv, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_pogo"))
+        .arg("--config")
+        .arg(&env.config_path)
+        .arg("gc")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn builds_volumes_of(env: &TestEnv, runner: &str) -> Vec<String> {
+    let out = env.podman.output(&[
+        "volume",
+        "ls",
+        "--filter",
+        &format!("label=io.pogo.runner={runner}"),
+        "--filter",
+        "label=io.pogo.builds-volume",
+        "--format",
+        "{{.Name}}",
+    ]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn fetch_reuses_the_clone_in_the_persistent_builds_volume_and_clone_starts_fresh() {
+    if !helper_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, sha) = bare_repo(dir.path(), &[("hello.txt", "hello\n")]);
+    let mut config = helper_config(&repo);
+    config.extra_yaml = Some(format!(
+        "{}persistent_builds_days: 7\n",
+        config.extra_yaml.unwrap_or_default()
+    ));
+    let env = TestEnv::new(&config);
+    let mut driver = env.driver();
+    let runner = format!("pogopb{}", unique_id());
+    driver.runner_short_token = runner.clone();
+
+    let first = git_job(
+        &env,
+        &sha,
+        "fetch",
+        &["touch .git/pogo-marker", "echo first"],
+    );
+    let r = env.run_with(&driver, &first, None);
+    assert_success(&r);
+    let log = plain_log(&r);
+    assert!(log.contains("Created fresh repository."), "{log}");
+    assert!(
+        log.contains("created the builds volume pogo-builds-"),
+        "{log}"
+    );
+
+    // fetch: the same clone, with what the first job left inside .git/ (git clean keeps it)
+    let mut second = git_job(
+        &env,
+        &sha,
+        "fetch",
+        &["test -e .git/pogo-marker && echo marker-kept"],
+    );
+    second.project_path = first.project_path.clone();
+    let r = env.run_with(&driver, &second, None);
+    assert_success(&r);
+    let log = plain_log(&r);
+    assert!(log.contains("\nmarker-kept\n"), "{log}");
+    assert!(
+        log.contains("Reinitialized existing Git repository"),
+        "{log}"
+    );
+    assert!(!log.contains("Created fresh repository."), "{log}");
+    assert!(
+        log.contains("using the builds volume pogo-builds-"),
+        "{log}"
+    );
+
+    // clone: a fresh directory
+    let mut third = git_job(
+        &env,
+        &sha,
+        "clone",
+        &["test ! -e .git/pogo-marker && echo marker-gone"],
+    );
+    third.project_path = first.project_path.clone();
+    let r = env.run_with(&driver, &third, None);
+    assert_success(&r);
+    assert!(plain_log(&r).contains("\nmarker-gone\n"), "{}", r.log);
+    env.assert_no_leftovers();
+
+    // cleanup keeps the volume; gc removes it once unused for long enough
+    let volumes = builds_volumes_of(&env, &runner);
+    assert_eq!(volumes.len(), 1, "{volumes:?}");
+    let out = pogo_gc(&env, &["--runner", &runner]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        builds_volumes_of(&env, &runner),
+        volumes,
+        "7 days are not over"
+    );
+    let out = pogo_gc(&env, &["--runner", &runner, "--older-than", "0s"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("removed builds volume pogo-builds-"),
+        "{out:?}"
+    );
+    assert!(builds_volumes_of(&env, &runner).is_empty());
+}
+
+/// A repository with `commits` commits on `main`, each adding a 1 KiB file (git fast-import).
+fn big_repo(parent: &std::path::Path, commits: usize) -> (std::path::PathBuf, String) {
+    let bare = parent.join("big.git");
+    let out = std::process::Command::new("git")
+        .args(["init", "-q", "--bare", "-b", "main"])
+        .arg(&bare)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut stream = String::new();
+    for i in 1..=commits {
+        let body = format!("{i}\n").repeat(1024 / (i.to_string().len() + 1));
+        let message = format!("commit {i}");
+        stream.push_str(&format!(
+            "commit refs/heads/main\ncommitter pogo <pogo@example.invalid> {} +0000\ndata {}\n{message}\nM 644 inline f/{i}.txt\ndata {}\n{body}\n",
+            1_700_000_000 + i,
+            message.len(),
+            body.len()
+        ));
+    }
+    let mut child = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&bare)
+        .args(["fast-import", "--quiet"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stream.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&bare)
+        .args(["rev-parse", "main"])
+        .output()
+        .unwrap();
+    (
+        bare,
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    )
+}
+
+/// The README's figures: `cargo test --test parity -- --ignored --nocapture measure`.
+#[test]
+#[ignore = "a measurement for the README, not a check"]
+fn measure_get_sources_fetch_vs_clone_on_a_2000_commit_repository() {
+    if !helper_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, sha) = big_repo(dir.path(), 2000);
+    let mut config = helper_config(&repo);
+    config.extra_yaml = Some(format!(
+        "{}persistent_builds_days: 7\n",
+        config.extra_yaml.unwrap_or_default()
+    ));
+    let env = TestEnv::new(&config);
+    let mut driver = env.driver();
+    let runner = format!("pogome{}", unique_id());
+    driver.runner_short_token = runner.clone();
+    let mut rows = Vec::new();
+    for depth in ["0", "20"] {
+        let mut project = None;
+        for (round, strategy) in ["clone", "fetch"].repeat(5).iter().enumerate() {
+            let mut job = git_job(&env, &sha, strategy, &["true"]);
+            job.variables
+                .push(pogo::driver::Variable::new("GIT_DEPTH", depth));
+            if let Some(p) = &project {
+                job.project_path.clone_from(p);
+            }
+            project.get_or_insert_with(|| job.project_path.clone());
+            let r = env.run_with(&driver, &job, None);
+            assert_success(&r);
+            let t = r
+                .phase_times
+                .iter()
+                .find(|(n, _)| n == "get_sources")
+                .map(|(_, d)| *d)
+                .unwrap();
+            rows.push((depth, round, *strategy, t));
+        }
+    }
+    for (depth, round, strategy, t) in &rows {
+        eprintln!(
+            "MEASURE GIT_DEPTH={depth:<2} round {round}: {strategy:<5} get_sources {:>7.1} ms",
+            t.as_secs_f64() * 1000.0
+        );
+    }
+    let _ = pogo_gc(&env, &["--runner", &runner, "--older-than", "0s"]);
+    env.assert_no_leftovers();
+}
