@@ -234,7 +234,13 @@ fn gc_command(flag: Option<&Path>, env: &HashMap<String, String>, args: GcArgs) 
         Ok(rt) => rt,
         Err(e) => return executor::exit_code(Err(e), env),
     };
-    match rt.block_on(executor::gc::run(&podman, &opts, &config.working_dir)) {
+    let state_dir = crate::state::state_dir(&config.working_dir, env);
+    match rt.block_on(executor::gc::run(
+        &podman,
+        &opts,
+        &config.working_dir,
+        &state_dir,
+    )) {
         Ok(0) => 0,
         Ok(_) => 1,
         Err(e) => {

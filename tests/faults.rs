@@ -96,6 +96,19 @@ fn pogo_killed_during_prepare_leaves_nothing_after_gc() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 finished job(s) cleaned up"));
     assert_eq!(env.podman.labelled(&label), Vec::<String>::new());
+    // the job's state record is closed, so `pogo tui` does not show it as running forever
+    let record = env
+        .working_dir
+        .join("jobs")
+        .join(format!("pogo-{runner}-{job_id}-0.json"));
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    assert!(record["ended"].as_u64().is_some(), "{record}");
+    assert_eq!(record["result"], "failed", "{record}");
+    assert_eq!(
+        record["failure"], "abandoned: removed by pogo gc",
+        "{record}"
+    );
 }
 
 #[test]
@@ -149,4 +162,112 @@ fn gc_never_touches_containers_without_pogos_labels() {
         .status
         .success());
     env.podman.output(&["rm", "-f", "-t", "0", &name]);
+}
+
+#[test]
+fn a_failed_job_is_kept_for_debugging_with_keep_failed_then_gc_removes_it() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig {
+        extra_yaml: Some("keep_failed: 30\n".into()),
+        ..PogoConfig::default()
+    });
+    let job = env.job(&[], &["echo failing-on-purpose", "exit 5"]);
+    // its own runner token: the gc calls below must not see other tests' jobs
+    let runner = format!("kept{}", unique_id());
+    let mut driver = env.driver();
+    driver.runner_short_token = runner.clone();
+    let r = env.run_with(&driver, &job, None);
+    assert_eq!(
+        r.outcome,
+        pogo::driver::Outcome::BuildFailure { exit_code: 5 },
+        "{}",
+        r.log
+    );
+    assert!(
+        r.cleanup_output.contains("keeping failed job"),
+        "{}",
+        r.cleanup_output
+    );
+    let key = job_key(&r).expect("job key");
+    let label = format!("{LABEL_JOB_KEY}={key}");
+    let kept = env.podman.labelled(&label);
+    assert!(
+        kept.iter().any(|k| k.ends_with("-build")),
+        "the failed job's container is kept: {kept:?}"
+    );
+    let container = format!("{key}-build");
+    let out = env
+        .podman
+        .output(&["exec", &container, "cat", "/proc/1/comm"]);
+    assert!(out.status.success(), "the kept container still runs");
+
+    // within its time, even an aggressive gc keeps it
+    let out = pogo_gc(&env, &["--older-than", "0s", "--runner", &runner]);
+    assert!(out.status.success());
+    assert!(!env.podman.labelled(&label).is_empty());
+
+    // once its time is up (the record says until when), gc removes it
+    let record_path = env.working_dir.join("jobs").join(format!("{key}.json"));
+    let mut record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&record_path).unwrap()).unwrap();
+    assert!(record["kept_until"].as_u64().is_some(), "{record}");
+    record["kept_until"] = serde_json::json!(1);
+    std::fs::write(&record_path, record.to_string()).unwrap();
+    let out = pogo_gc(&env, &["--runner", &runner]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(env.podman.labelled(&label), Vec::<String>::new());
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn a_passing_job_is_not_kept() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig {
+        extra_yaml: Some("keep_failed: 30\n".into()),
+        ..PogoConfig::default()
+    });
+    let r = env.run(&env.job(&[], &["true"]));
+    assert_success(&r);
+    assert!(!r.cleanup_output.contains("keeping"));
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn a_full_disk_for_the_log_copy_does_not_affect_the_job() {
+    require_podman!();
+    let state_dir = tempfile::tempdir().unwrap();
+    let mut env = TestEnv::new(&PogoConfig::default());
+    env.extra_env.push((
+        "POGO_STATE_DIR".into(),
+        state_dir.path().display().to_string(),
+    ));
+    let job = env.job(
+        &[],
+        &[
+            "for i in $(seq 1 2000); do echo line-$i; done",
+            "echo done-$((6*7))",
+        ],
+    );
+    // every write of the log copy fails with ENOSPC, as on a full disk
+    let key = format!("pogo-pogotest-{}-0", job.id);
+    std::os::unix::fs::symlink("/dev/full", state_dir.path().join(format!("{key}.log"))).unwrap();
+    let r = env.run(&job);
+    assert_success(&r);
+    let log = plain_log(&r);
+    assert!(
+        log.contains("\nline-2000\n") && log.contains("\ndone-42\n"),
+        "{log}"
+    );
+    let warnings = log.matches("cannot write the job's log copy").count();
+    assert!(
+        warnings >= 1,
+        "the user is told once per stage at most:\n{log}"
+    );
+    assert!(warnings <= r.phases().len(), "{log}");
+    assert!(log.contains("No space left on device"), "{log}");
+    env.assert_no_leftovers();
 }

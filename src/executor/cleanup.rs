@@ -45,8 +45,26 @@ pub async fn remove_job(podman: &Podman, key: &str) -> Vec<String> {
 
 pub async fn run(ctx: &Context) -> Result<(), Failure> {
     crate::state::hooks::job_finished(ctx); // pogo tui: job state record
+
+    // pogo's private job files (the job's registry credentials among them) go first, also
+    // when the containers are kept for debugging
+    if let Err(e) = super::jobdata::remove(&ctx.config.working_dir, &ctx.job.names.key) {
+        super::log_warning(&format!(
+            "cannot remove {}: {e}",
+            super::jobdata::dir(&ctx.config.working_dir, &ctx.job.names.key).display()
+        ));
+    }
+    if let Some(until) = keep_failed(ctx) {
+        eprintln!(
+            "pogo: keeping failed job {}'s containers for {} min for debugging (`podman exec -it {} bash`, \
+             or `e` in pogo tui); `pogo gc` removes them after {until} (unix time)",
+            ctx.job.job_id, ctx.config.keep_failed, ctx.job.names.container
+        );
+        return Ok(());
+    }
     let errors = remove_job(&ctx.podman, &ctx.job.names.key).await;
     super::agent::remove_socket_dir(&ctx.config.working_dir, &ctx.job.names.key);
+    super::agent::remove_socket_dir(&ctx.config.working_dir, &ctx.job.names.helper());
     if errors.is_empty() {
         Ok(())
     } else {
@@ -58,4 +76,26 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
             ctx.job.names.key
         )))
     }
+}
+
+/// With `keep_failed: MINUTES`, a failed job (per its state record) keeps its containers:
+/// returns until when, after noting it in the record for `pogo gc` and `pogo tui`.
+fn keep_failed(ctx: &Context) -> Option<u64> {
+    if ctx.config.keep_failed == 0 {
+        return None;
+    }
+    let dir =
+        crate::state::StateDir::new(crate::state::state_dir(&ctx.config.working_dir, &ctx.env));
+    let record = dir.read(&ctx.job.names.key)?;
+    if record.result != Some(crate::state::Outcome::Failed) || !record.prepared {
+        return None;
+    }
+    let until = crate::state::now() + ctx.config.keep_failed.saturating_mul(60);
+    dir.update(
+        &ctx.job.names.key,
+        || record.clone(),
+        |r| r.kept_until = Some(until),
+    )
+    .ok()
+    .map(|_| until)
 }

@@ -42,6 +42,9 @@ pub struct JobObjects {
     pub containers: Vec<String>,
     pub pods: Vec<String>,
     pub volumes: Vec<String>,
+    /// From the job's state record: when cleanup ran, and until when a failed job is kept.
+    pub ended: Option<u64>,
+    pub kept_until: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,16 +110,22 @@ fn group(lists: Vec<(ObjectKind, Vec<Listed>)>) -> Vec<JobObjects> {
     jobs.into_values().collect()
 }
 
-/// Is this job over? No live pogo process for it, and older than `older_than` (default: its
-/// timeout plus `GRACE_SECS`). Pure.
+/// Is this job over? Not while a pogo process for it is alive or a failed job is kept
+/// (`keep_failed`); yes once its state record says cleanup ran; otherwise when it is older
+/// than `older_than` (default: its timeout plus `GRACE_SECS`). Pure.
 pub fn is_abandoned(
     job: &JobObjects,
     now: u64,
     older_than: Option<Duration>,
     live: &HashSet<String>,
 ) -> bool {
-    if live.contains(&job.key) {
+    if live.contains(&job.key) || job.kept_until.is_some_and(|t| t > now) {
         return false;
+    }
+    if job.ended.is_some() {
+        // its cleanup ran: anything left is either a kept failed job past its time, or
+        // what a failed cleanup left behind
+        return true;
     }
     match (job.created, older_than) {
         (Some(created), None) => {
@@ -204,8 +213,23 @@ fn now_secs() -> u64 {
 }
 
 /// Run a gc; returns the number of errors (0 = everything abandoned is gone).
-pub async fn run(podman: &Podman, opts: &GcOptions, working_dir: &Path) -> Result<usize, String> {
-    let jobs = list_jobs(podman, opts.runner.as_deref()).await?;
+pub async fn run(
+    podman: &Podman,
+    opts: &GcOptions,
+    working_dir: &Path,
+    state_dir: &Path,
+) -> Result<usize, String> {
+    let mut jobs = list_jobs(podman, opts.runner.as_deref()).await?;
+    let states = crate::state::StateDir::new(state_dir);
+    for job in &mut jobs {
+        if let Some(r) = states.read(&job.key) {
+            job.ended = r.ended;
+            job.kept_until = r.kept_until;
+        }
+    }
+    if !opts.dry_run {
+        states.prune(crate::state::RETENTION, now_secs());
+    }
     let live = live_job_keys();
     let now = now_secs();
     let mut errors = 0;
@@ -222,8 +246,22 @@ pub async fn run(podman: &Podman, opts: &GcOptions, working_dir: &Path) -> Resul
         }
         let errs = remove_job(podman, &job.key).await;
         super::agent::remove_socket_dir(working_dir, &job.key);
+        super::agent::remove_socket_dir(working_dir, &format!("{}-helper", job.key));
+        let _ = super::jobdata::remove(working_dir, &job.key);
         if errs.is_empty() {
             removed += 1;
+            // a job whose cleanup never ran (pogo killed): close its record for `pogo tui`
+            if states.read(&job.key).is_some_and(|r| r.ended.is_none()) {
+                let _ = states.update(&job.key, crate::state::JobRecord::default, |r| {
+                    if r.ended.is_none() {
+                        r.key.clone_from(&job.key);
+                        r.ended = Some(now);
+                        r.result.get_or_insert(crate::state::Outcome::Failed);
+                        r.failure
+                            .get_or_insert_with(|| "abandoned: removed by pogo gc".to_string());
+                    }
+                });
+            }
             if !opts.quiet {
                 println!("removed {what}");
             }
@@ -232,6 +270,8 @@ pub async fn run(podman: &Podman, opts: &GcOptions, working_dir: &Path) -> Resul
             eprintln!("pogo gc: could not remove {what}: {}", errs.join("; "));
         }
     }
+    // persistent builds volumes (persistent_builds_days) unused for too long
+    errors += remove_unused_builds_volumes(podman, opts, working_dir, now).await;
     if !opts.quiet && !opts.dry_run {
         let kept = jobs.len() - abandoned.len();
         println!(
@@ -259,6 +299,108 @@ fn describe(job: &JobObjects, now: u64) -> String {
         None => "unknown".to_string(),
     };
     format!("job {} ({}), age {age}", job.key, parts.join(", "))
+}
+
+/// Where `prepare` notes the last use of a persistent builds volume: the file's mtime is the
+/// time, its content the days it is kept unused.
+pub fn builds_volume_stamp(working_dir: &Path, volume: &str) -> PathBuf {
+    working_dir
+        .join("builds-volumes")
+        .join(super::env::sanitize_name(volume, "volume"))
+}
+
+/// Note that a job uses `volume` now.
+pub fn touch_builds_volume(working_dir: &Path, volume: &str, days: u64) -> std::io::Result<()> {
+    let stamp = builds_volume_stamp(working_dir, volume);
+    if let Some(dir) = stamp.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&stamp, days.to_string())
+}
+
+/// Is a persistent builds volume last used at `last_use` (unix seconds) over? After its days
+/// (`--older-than` instead, when given). Pure.
+pub fn builds_volume_expired(
+    last_use: u64,
+    days: u64,
+    now: u64,
+    older_than: Option<Duration>,
+) -> bool {
+    let keep = older_than.map_or(days.saturating_mul(86_400), |d| d.as_secs());
+    now.saturating_sub(last_use) >= keep
+}
+
+/// Remove the persistent builds volumes (label `io.pogo.builds-volume`) unused for their
+/// `persistent_builds_days`; one still mounted by a job stays. Returns the number of errors.
+async fn remove_unused_builds_volumes(
+    podman: &Podman,
+    opts: &GcOptions,
+    working_dir: &Path,
+    now: u64,
+) -> usize {
+    use super::env::LABEL_BUILDS_VOLUME;
+    let mut argv: Vec<String> = ["volume", "ls"].iter().map(|s| s.to_string()).collect();
+    argv.extend(label_filters(opts.runner.as_deref()));
+    argv.extend([
+        "--filter".to_string(),
+        format!("label={LABEL_BUILDS_VOLUME}"),
+        "--format".to_string(),
+        "json".to_string(),
+    ]);
+    let volumes = match podman.json::<Vec<Listed>>(&argv).await {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("pogo gc: cannot list builds volumes: {e}");
+            return 1;
+        }
+    };
+    let mut errors = 0;
+    for v in volumes {
+        let name = v.display_name();
+        let labels = v.labels.clone().unwrap_or_default();
+        let stamp = builds_volume_stamp(working_dir, &name);
+        let stamped = std::fs::metadata(&stamp)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_secs());
+        let days = std::fs::read_to_string(&stamp)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .or_else(|| labels.get(LABEL_BUILDS_VOLUME).and_then(|d| d.parse().ok()))
+            .unwrap_or(7);
+        let Some(last_use) =
+            stamped.or_else(|| labels.get(LABEL_CREATED).and_then(|c| c.parse().ok()))
+        else {
+            continue;
+        };
+        if !builds_volume_expired(last_use, days, now, opts.older_than) {
+            continue;
+        }
+        let unused = humantime::format_duration(Duration::from_secs(now.saturating_sub(last_use)));
+        if opts.dry_run {
+            println!("would remove builds volume {name} (unused for {unused})");
+            continue;
+        }
+        // without -f: a volume a running job mounts stays
+        match podman
+            .run(&crate::podman::args::volume_rm_unused(&name))
+            .await
+        {
+            Ok(_) => {
+                let _ = std::fs::remove_file(&stamp);
+                if !opts.quiet {
+                    println!("removed builds volume {name} (unused for {unused})");
+                }
+            }
+            Err(e) if e.to_string().contains("in use") || e.to_string().contains("being used") => {}
+            Err(e) => {
+                errors += 1;
+                eprintln!("pogo gc: could not remove builds volume {name}: {e}");
+            }
+        }
+    }
+    errors
 }
 
 /// The stamp file that rate-limits the background gc `prepare` starts.
@@ -377,6 +519,27 @@ mod tests {
         );
         assert!(is_abandoned(&job, 1_000, Some(Duration::ZERO), &none));
         assert!(!is_abandoned(&job, 1_000, Some(Duration::ZERO), &live));
+        let kept = JobObjects {
+            kept_until: Some(5_000),
+            ended: Some(1_100),
+            ..job.clone()
+        };
+        assert!(
+            !is_abandoned(&kept, 4_999, Some(Duration::ZERO), &none),
+            "kept for debugging"
+        );
+        assert!(
+            is_abandoned(&kept, 5_000, None, &none),
+            "removed once its time is up"
+        );
+        let ended = JobObjects {
+            ended: Some(1_100),
+            ..job.clone()
+        };
+        assert!(
+            is_abandoned(&ended, 1_200, None, &none),
+            "cleanup ran: over at once"
+        );
         let unknown = JobObjects {
             created: None,
             ..job
@@ -398,6 +561,28 @@ mod tests {
         let env = b"PATH=/bin\0POGO_JOB_KEY=pogo-r-1-0\0HOME=/root\0";
         assert_eq!(job_keys_in_environ(env, "POGO_JOB_KEY="), ["pogo-r-1-0"]);
         assert!(job_keys_in_environ(b"A=1\0", "POGO_JOB_KEY=").is_empty());
+    }
+
+    #[test]
+    fn a_builds_volume_goes_after_its_days_unused_or_older_than() {
+        let day = 86_400;
+        assert!(!builds_volume_expired(1_000, 7, 1_000 + 7 * day - 1, None));
+        assert!(builds_volume_expired(1_000, 7, 1_000 + 7 * day, None));
+        assert!(builds_volume_expired(1_000, 7, 1_000, Some(Duration::ZERO)));
+        assert!(!builds_volume_expired(
+            1_000,
+            0,
+            1_010,
+            Some(Duration::from_secs(60))
+        ));
+        let w = tempfile::tempdir().unwrap();
+        touch_builds_volume(w.path(), "pogo-builds-r-g-p-0", 3).unwrap();
+        let stamp = builds_volume_stamp(w.path(), "pogo-builds-r-g-p-0");
+        assert_eq!(std::fs::read_to_string(stamp).unwrap(), "3");
+        assert_eq!(
+            builds_volume_stamp(Path::new("/w"), "../../etc"),
+            PathBuf::from("/w/builds-volumes/etc")
+        );
     }
 
     #[test]

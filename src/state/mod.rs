@@ -76,6 +76,10 @@ pub struct JobRecord {
     /// The stage that failed, or a system failure's message.
     #[serde(default)]
     pub failure: Option<String>,
+    /// A failed job's containers are kept until then (`keep_failed`); `pogo gc` removes them
+    /// afterwards.
+    #[serde(default)]
+    pub kept_until: Option<u64>,
 }
 
 /// Stages whose failure does not fail the job (gitlab-runner runs them after a failure or
