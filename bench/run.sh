@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# pogo's benchmark: a trivial job as plain `podman run --rm`, as a minimal shell driver
-# (podman run -d / exec / rm) and through pogo, interleaved, in one run.
+# pogo's benchmark (issue 7): a trivial job as plain `podman run --rm` (the floor), as a
+# minimal shell driver (podman run -d / exec / rm) and through pogo on both stage paths
+# (`stage_runner: exec` and the fast path, `agent`), interleaved, in one run; plus per-stage
+# overhead, log throughput and `pogo run`'s memory on a 100 MB stage, and `pogo config`.
 #
-#   bash bench/run.sh [--runs N] [--warmup N] [--markdown] [--image IMAGE]
+#   bash bench/run.sh [--runs N] [--warmup N] [--markdown] [--image IMAGE] [--log-mb MB]
 #
-# Builds the release binary (target/release/pogo) and the bench example, then runs it.
-# Needs podman and the offline test image (`make setup` builds it). Progress goes to stderr,
-# the report to stdout (`--markdown`: tables to paste into README.md).
+# Builds the release binary (target/release/pogo) and the bench example, then runs it (on a
+# copy of the binary, so a concurrent build cannot swap it mid-run). Needs podman and the
+# offline test image (`make setup` builds it). Progress goes to stderr, the report to stdout
+# (`--markdown`: tables to paste into README.md). Everything it starts is labelled and
+# removed at the end, also on errors and Ctrl-C; it never prunes.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

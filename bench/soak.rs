@@ -186,7 +186,6 @@ fn run(args: &Args, started: Instant) -> Result<bool> {
         dir: dir.clone(),
         done: Mutex::new(false),
     });
-    // Before any other thread exists, so that every thread inherits the mask.
     cleanup_on_signals(Arc::clone(&cleanup))?;
     let _guard = Guard(Arc::clone(&cleanup));
 
@@ -290,31 +289,64 @@ impl Drop for Guard {
     }
 }
 
-/// SIGINT, SIGTERM and SIGHUP are blocked in every thread and taken by one thread that
-/// cleans up and exits. (Children start with an empty mask: `std::process` resets it.)
+/// SIGINT, SIGTERM and SIGHUP are caught (tokio's handlers, process-wide) and waited for by
+/// one thread that cleans up and exits. They are not blocked with a signal mask: the mask
+/// would be inherited by the pogo phases the driver starts, and a pogo that cannot see SIGTERM
+/// cannot be canceled. Handlers, unlike the mask, are reset by `exec`.
 fn cleanup_on_signals(cleanup: Arc<Cleanup>) -> Result<()> {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut set = SigSet::empty();
-    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        set.add(s);
-    }
-    set.thread_block().context("blocking signals")?;
+    use tokio::signal::unix::{signal, SignalKind};
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            if let Ok(sig) = set.wait() {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let streams = (|| {
+                    Ok::<_, std::io::Error>((
+                        signal(SignalKind::interrupt())?,
+                        signal(SignalKind::terminate())?,
+                        signal(SignalKind::hangup())?,
+                    ))
+                })();
+                let (mut int, mut term, mut hup) = match streams {
+                    Ok(s) => {
+                        let _ = ready_tx.send(Ok(()));
+                        s
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let (name, number) = tokio::select! {
+                    _ = int.recv() => ("SIGINT", 2),
+                    _ = term.recv() => ("SIGTERM", 15),
+                    _ = hup.recv() => ("SIGHUP", 1),
+                };
                 STOP.store(true, Ordering::SeqCst);
                 eprintln!(
-                    "\nsoak: {sig}: stopping the soak's pogo processes, removing everything \
+                    "\nsoak: {name}: stopping the soak's pogo processes, removing everything \
                      labelled {LABEL_RUNNER}={} and the temp dir",
                     cleanup.runner
                 );
                 cleanup.abort();
-                std::process::exit(128 + sig as i32);
-            }
+                std::process::exit(128 + number);
+            });
         })
         .context("starting the signal thread")?;
-    Ok(())
+    ready_rx
+        .recv()
+        .context("the signal thread ended")?
+        .context("installing the signal handlers")
 }
 
 /// The soak's processes: its pogo copy, and anything whose environment names the soak's
@@ -687,6 +719,9 @@ impl Soak {
                         }
                         let d = self.one_job(&driver, i);
                         let n = finished.fetch_add(1, Ordering::SeqCst) + 1;
+                        if STOP.load(Ordering::SeqCst) {
+                            break; // killed by the soak's own Ctrl-C handling: not a result
+                        }
                         eprintln!(
                             "soak: [{n:>4}/{total}] job {:>3} {:<20} {:<16} {:>6.1} s  {}",
                             d.index + 1,
@@ -1352,6 +1387,9 @@ fn sample_loop(pogo: &Path, stop: &AtomicBool) -> Rss {
                     continue;
                 };
                 let (hwm, cur) = (vm_kb(&status, "VmHWM:"), vm_kb(&status, "VmRSS:"));
+                if hwm == 0 {
+                    continue; // a zombie: no memory, no command line
+                }
                 let Some(start) = start_time(&path) else {
                     continue;
                 };
@@ -1675,39 +1713,47 @@ impl Report<'_> {
             && self.done.len() == self.args.jobs as usize
     }
 
-    fn rss_line(&self) -> String {
+    /// (measure, value) rows about pogo's memory.
+    fn rss_rows(&self) -> Vec<(String, String)> {
         let r = self.rss;
         let phases: Vec<String> = r
             .by_phase
             .iter()
             .map(|(p, kb)| {
                 format!(
-                    "{p} {} ({} proc.)",
+                    "{p} {} ({} processes)",
                     mib(*kb),
                     r.seen_by_phase.get(p).copied().unwrap_or(0)
                 )
             })
             .collect();
-        format!(
-            "{} (VmHWM, in {}); by phase: {}; max VmRSS {}; up to {} pogo processes at once; \
-             {} scans of /proc every {} ms (mean scan {:.2} ms)",
-            mib(r.max_hwm_kb),
-            if r.max_hwm_phase.is_empty() {
-                "?"
-            } else {
-                &r.max_hwm_phase
-            },
-            phases.join(", "),
-            mib(r.max_rss_kb),
-            r.max_at_once,
-            r.scans,
-            SAMPLE_EVERY.as_millis(),
-            if r.scans == 0 {
-                0.0
-            } else {
-                r.scan_time.as_secs_f64() * 1000.0 / r.scans as f64
-            }
-        )
+        let phase = if r.max_hwm_phase.is_empty() {
+            "?"
+        } else {
+            &r.max_hwm_phase
+        };
+        let mean_scan = if r.scans == 0 {
+            0.0
+        } else {
+            r.scan_time.as_secs_f64() * 1000.0 / r.scans as f64
+        };
+        vec![
+            (
+                "pogo peak RSS (max VmHWM of any pogo process)".into(),
+                format!("{} (a {phase})", mib(r.max_hwm_kb)),
+            ),
+            ("peak RSS by phase".into(), phases.join(", ")),
+            (
+                "sampling".into(),
+                format!(
+                    "{} scans of /proc, every {} ms (mean scan {mean_scan:.1} ms); up to {} pogo \
+                     processes at once; short-lived ones (config: ~2 ms) are caught only sometimes",
+                    r.scans,
+                    SAMPLE_EVERY.as_millis(),
+                    r.max_at_once
+                ),
+            ),
+        ]
     }
 
     fn per_minute(&self) -> f64 {
@@ -1774,7 +1820,9 @@ impl Report<'_> {
             let _ = writeln!(o, "[{mark:<6}] {name}: {value}");
         }
         let _ = writeln!(o);
-        let _ = writeln!(o, "pogo peak RSS: {}", self.rss_line());
+        for (name, value) in self.rss_rows() {
+            let _ = writeln!(o, "{name}: {value}");
+        }
         let _ = writeln!(
             o,
             "wall time: jobs {:.1} s ({:.1} jobs/min), whole soak {:.1} s",
@@ -1845,7 +1893,9 @@ impl Report<'_> {
                 value.replace('|', "\\|")
             );
         }
-        let _ = writeln!(o, "| pogo peak RSS | {} | |", self.rss_line());
+        for (name, value) in self.rss_rows() {
+            let _ = writeln!(o, "| {name} | {value} | |");
+        }
         let _ = writeln!(
             o,
             "| wall time | jobs {:.0} s, whole soak {:.0} s | |",
