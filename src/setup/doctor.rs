@@ -604,7 +604,25 @@ fn config_checks(cfg: &Config, image_present: Option<bool>) -> Vec<Check> {
     if let Some(auth) = &cfg.auth_file {
         checks.push(auth_file_check(auth));
     }
+    checks.push(helper_image_check(cfg));
     checks
+}
+
+/// Without a helper image every job image needs git and gitlab-runner for the predefined
+/// stages (clone, cache, artifacts); with one, any image works.
+fn helper_image_check(cfg: &Config) -> Check {
+    match &cfg.helper_image {
+        Some(h) => ok(
+            "helper_image",
+            format!("{h}: clone, cache and artifact stages run there"),
+        ),
+        None => warn(
+            "helper_image",
+            "not set: job images need git and gitlab-runner for clone, cache and artifacts",
+            "set helper_image in the pogo config (README: \"Any job image\") so that images \
+             without git (python:slim, node:alpine, distroless) work",
+        ),
+    }
 }
 
 fn auth_file_check(auth: &Path) -> Check {
@@ -866,6 +884,20 @@ pub fn doctor_main(args: DoctorArgs, global_config: Option<&Path>) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn doctor_recommends_a_helper_image_until_one_is_set() {
+        let env: HashMap<String, String> = [("HOME".to_string(), "/h".to_string())].into();
+        let mut cfg =
+            crate::config::finalize(crate::config::RawConfig::default(), None, &env).unwrap();
+        let c = helper_image_check(&cfg);
+        assert!(
+            c.fix.as_deref().is_some_and(|f| f.contains("helper_image")),
+            "{c:?}"
+        );
+        cfg.helper_image = Some("localhost/helper:1".into());
+        assert!(helper_image_check(&cfg).fix.is_none());
+    }
 
     #[test]
     fn sub_ids_are_counted_by_name_or_uid() {
