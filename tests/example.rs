@@ -260,25 +260,10 @@ fn example_pipeline_passes_with_its_cache_artifact_service_and_allowed_failure()
     PodmanCmd::default().assert_nothing_labelled(&ex.label());
 }
 
-/// The rootless test user of `scripts/setup-test-env.sh`, when this test can switch to it.
-fn rootless_user() -> Option<RootlessUser> {
-    let path = Path::new(ROOTLESS_ENV_FILE);
-    let in_ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
-    if !path.exists() || !nix::unistd::Uid::effective().is_root() {
-        assert!(
-            !in_ci,
-            "CI is set: run as root after scripts/setup-test-env.sh ({ROOTLESS_ENV_FILE})"
-        );
-        eprintln!("SKIPPED: needs root and {ROOTLESS_ENV_FILE} (set up with `make test` as root)");
-        return None;
-    }
-    Some(RootlessUser::load(path).unwrap_or_else(|e| panic!("{e}")))
-}
-
 #[test]
 fn example_pipeline_passes_as_an_unprivileged_user_with_rootless_podman() {
     require_podman!();
-    let Some(user) = rootless_user() else {
+    let Some(user) = rootless_user(true) else {
         return;
     };
     let podman = user.podman();

@@ -4,16 +4,18 @@
 //! up in pogo's output.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread;
+use std::sync::Mutex;
 use std::time::Duration;
+
+use common::{read_request, HttpServer};
 
 const POGO: &str = env!("CARGO_BIN_EXE_pogo");
 const RUNNER_TOKEN: &str = "glrt-t3st-S3cret-runner-token";
@@ -60,40 +62,23 @@ struct State {
 /// A GitLab that answers configured `(method, path)` routes, 404 otherwise, and records every
 /// request. A TLS ClientHello gets a plain-HTTP answer, so https:// clients fail the handshake.
 struct FakeGitlab {
-    port: u16,
-    state: Arc<Mutex<State>>,
-    stop: Arc<AtomicBool>,
+    server: HttpServer<State>,
 }
 
 impl FakeGitlab {
     fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let state = Arc::new(Mutex::new(State::default()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (st, sp) = (Arc::clone(&state), Arc::clone(&stop));
-        thread::spawn(move || {
-            for conn in listener.incoming() {
-                if sp.load(Ordering::SeqCst) {
-                    break;
-                }
-                if let Ok(stream) = conn {
-                    let st = Arc::clone(&st);
-                    thread::spawn(move || {
-                        let _ = serve(stream, &st);
-                    });
-                }
-            }
-        });
-        FakeGitlab { port, state, stop }
+        FakeGitlab {
+            server: HttpServer::start(serve),
+        }
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.server.port)
     }
 
     fn route(&self, method: &str, path: &str, r: Reply) -> &Self {
-        self.state
+        self.server
+            .state
             .lock()
             .unwrap()
             .routes
@@ -102,14 +87,7 @@ impl FakeGitlab {
     }
 
     fn requests(&self) -> Vec<Request> {
-        self.state.lock().unwrap().requests.clone()
-    }
-}
-
-impl Drop for FakeGitlab {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        self.server.state.lock().unwrap().requests.clone()
     }
 }
 
@@ -125,28 +103,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         return out.flush();
     }
     let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    let mut headers = HashMap::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            break;
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-    }
-    let len: usize = headers
-        .get("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; len.min(1 << 20)];
-    reader.read_exact(&mut body)?;
+    let (request_line, headers, body) = read_request(&mut reader)?;
     let mut parts = request_line.split_whitespace();
     let method = parts.next().unwrap_or("").to_string();
     let path = parts.next().unwrap_or("").to_string();
@@ -568,7 +525,7 @@ fn unreachable_gitlab_is_reported_as_connection_refused() {
 fn https_to_a_server_without_tls_is_reported_as_a_tls_failure() {
     let gl = FakeGitlab::start();
     let s = Setup::new();
-    let r = s.register(&format!("https://127.0.0.1:{}", gl.port), &[]);
+    let r = s.register(&format!("https://127.0.0.1:{}", gl.server.port), &[]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("TLS"), "{}", r.stderr);
     assert!(!s.runner_config().exists());

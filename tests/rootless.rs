@@ -10,31 +10,6 @@ use std::path::Path;
 
 use common::*;
 
-fn in_ci() -> bool {
-    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
-}
-
-/// The rootless user, or `None` (with a message) when this test cannot run.
-fn rootless_user() -> Option<RootlessUser> {
-    let path = Path::new(ROOTLESS_ENV_FILE);
-    if !path.exists() {
-        if in_ci() {
-            panic!(
-                "{ROOTLESS_ENV_FILE} is missing, but CI is set: run scripts/setup-test-env.sh as root first"
-            );
-        }
-        eprintln!("SKIPPED: {ROOTLESS_ENV_FILE} missing (set up with `make test` as root)");
-        return None;
-    }
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!(
-            "SKIPPED: the rootless test switches to the test user and must run as root (like gitlab-runner as a system service)"
-        );
-        return None;
-    }
-    Some(RootlessUser::load(path).unwrap_or_else(|e| panic!("{e}")))
-}
-
 /// chown -R
 fn chown_tree(path: &Path, uid: u32, gid: u32) {
     std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
@@ -48,7 +23,7 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) {
 #[test]
 fn trivial_job_runs_as_unprivileged_user_with_rootless_podman() {
     require_podman!();
-    let Some(user) = rootless_user() else {
+    let Some(user) = rootless_user(false) else {
         return;
     };
     let podman = user.podman();

@@ -387,6 +387,14 @@ mod tests {
         (out.status.code().unwrap_or(-1), text)
     }
 
+    /// [`run`], which must exit 0; the output.
+    #[track_caller]
+    fn run_ok(root: &Path, w: &Writer) -> String {
+        let (code, log) = run(root, w);
+        assert_eq!(code, 0, "{log}");
+        log
+    }
+
     /// The whole local round trip in the host's bash and tar: sources in, cache and
     /// artifacts out, then into a second "job".
     #[test]
@@ -411,8 +419,7 @@ mod tests {
             project_dir: &s.project,
             hostname: "h",
         };
-        let (code, log) = run(&s.root, &info.local_get_sources("fetch", &s.local));
-        assert_eq!(code, 0, "{log}");
+        let log = run_ok(&s.root, &info.local_get_sources("fetch", &s.local));
         assert!(log.contains("Fetching the sources: a test tree"), "{log}");
         assert_eq!(
             std::fs::read_to_string(Path::new(&s.project).join("src/main.txt")).unwrap(),
@@ -442,11 +449,10 @@ mod tests {
         std::fs::write(p.join("out/a.txt"), "artifact a\n").unwrap();
         std::fs::write(p.join("out/sub/b.txt"), "artifact b\n").unwrap();
         std::fs::write(p.join("-dash.txt"), "dash\n").unwrap();
-        let (code, log) = run(
+        let log = run_ok(
             &s.root,
             &info.local_archive_cache(std::slice::from_ref(&cache), &s.local),
         );
-        assert_eq!(code, 0, "{log}");
         assert!(
             log.contains(".deps/: found 1 matching artifact files and directories"),
             "{log}"
@@ -466,11 +472,10 @@ mod tests {
             ],
             when: Default::default(),
         };
-        let (code, log) = run(
+        let log = run_ok(
             &s.root,
             &info.local_upload_artifacts(&artifacts, "build:x", &s.local),
         );
-        assert_eq!(code, 0, "{log}");
         assert!(
             log.contains("out/**/*.txt: found 2 matching artifact files and directories"),
             "{log}"
@@ -487,11 +492,10 @@ mod tests {
         // A second job in a fresh project directory.
         std::fs::remove_dir_all(p).unwrap();
         std::fs::create_dir_all(p).unwrap();
-        let (code, log) = run(
+        let log = run_ok(
             &s.root,
             &info.local_restore_cache(std::slice::from_ref(&cache), &s.local),
         );
-        assert_eq!(code, 0, "{log}");
         assert!(
             log.contains("Successfully extracted cache deps/main"),
             "{log}"
@@ -506,8 +510,7 @@ mod tests {
             token: String::new(),
             artifacts_file: Some(ARTIFACTS_FILE.into()),
         };
-        let (code, log) = run(&s.root, &info.local_download_artifacts(&[&dep], &s.local));
-        assert_eq!(code, 0, "{log}");
+        run_ok(&s.root, &info.local_download_artifacts(&[&dep], &s.local));
         assert_eq!(
             std::fs::read_to_string(p.join("out/sub/b.txt")).unwrap(),
             "artifact b\n"
@@ -537,8 +540,7 @@ mod tests {
             paths: vec!["nothing/".into()],
             when: Default::default(),
         };
-        let (code, log) = run(&s.root, &info.local_upload_artifacts(&a, "j", &s.local));
-        assert_eq!(code, 0, "{log}");
+        let log = run_ok(&s.root, &info.local_upload_artifacts(&a, "j", &s.local));
         assert!(log.contains("ERROR: No files to upload"), "{log}");
         assert!(!s.root.join("artifacts/j").exists());
     }
@@ -551,8 +553,7 @@ mod tests {
             project_dir: &s.project,
             hostname: "h",
         };
-        let (code, log) = run(&s.root, &info.local_get_sources("none", &s.local));
-        assert_eq!(code, 0, "{log}");
+        let log = run_ok(&s.root, &info.local_get_sources("none", &s.local));
         assert!(log.contains("Skipping Git repository setup"), "{log}");
         assert!(Path::new(&s.project).is_dir());
         let (code, log) = run(&s.root, &info.local_get_sources("rsync", &s.local));

@@ -869,19 +869,7 @@ impl<'a> Run<'a> {
         exec.shell = "bash".into();
 
         // config_exec
-        let vars = self.all_variables(exec, "running");
-        let env = self.env_for(exec, false, &vars);
-        let cmd = self.command(exec, vec!["config".into()], env, StdoutMode::Separate);
-        let deadline = self.exec_deadline(EXEC_TIMEOUT);
-        let out = self
-            .phase("config", &cmd, Some(deadline), true)
-            .map_err(|f| sys(f.message().to_string()))?;
-        self.log_output(&out.output);
-        if out.kill.is_some() {
-            return Err(sys("config_exec timed out".into()));
-        }
-        interpret_exit(out.termination, &tmp.join("build_exit_code"))
-            .map_err(|f| self.prepare_error(f))?;
+        let out = self.prepare_phase(exec, "config", false, StdoutMode::Separate)?;
         let mut driver_line = "Using Custom executor".to_string();
         if !out.stdout.is_empty() {
             let value: Value = serde_json::from_slice(&out.stdout)
@@ -940,19 +928,37 @@ impl<'a> Run<'a> {
         );
 
         // prepare_exec
+        self.prepare_phase(exec, "prepare", true, StdoutMode::Combined)
+            .map(|_| ())
+    }
+
+    /// Runs config_exec or prepare_exec (`name`: "config" or "prepare") and logs its
+    /// output; a timeout or a failing exit is a `PrepareError`.
+    fn prepare_phase(
+        &mut self,
+        exec: &Exec,
+        name: &str,
+        job_env: bool,
+        stdout: StdoutMode,
+    ) -> Result<PhaseOutput, PrepareError> {
+        let sys = |message: String| PrepareError {
+            message,
+            build_error: None,
+        };
         let vars = self.all_variables(exec, "running");
-        let env = self.env_for(exec, true, &vars);
-        let cmd = self.command(exec, vec!["prepare".into()], env, StdoutMode::Combined);
+        let env = self.env_for(exec, job_env, &vars);
+        let cmd = self.command(exec, vec![name.into()], env, stdout);
         let deadline = self.exec_deadline(EXEC_TIMEOUT);
         let out = self
-            .phase("prepare", &cmd, Some(deadline), true)
+            .phase(name, &cmd, Some(deadline), true)
             .map_err(|f| sys(f.message().to_string()))?;
         self.log_output(&out.output);
         if out.kill.is_some() {
-            return Err(sys("prepare_exec timed out".into()));
+            return Err(sys(format!("{name}_exec timed out")));
         }
-        interpret_exit(out.termination, &tmp.join("build_exit_code"))
-            .map_err(|f| self.prepare_error(f))
+        interpret_exit(out.termination, &exec.tmp.join("build_exit_code"))
+            .map_err(|f| self.prepare_error(f))?;
+        Ok(out)
     }
 
     fn prepare_error(&self, f: PhaseFailure) -> PrepareError {
@@ -1147,6 +1153,35 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// Runs archive_cache or upload_artifacts (and their `_on_failure` forms): a failure
+    /// or a passed deadline sets the outcome only when `counts`. `false` when the deadline
+    /// passed (the job ends).
+    fn run_post_stage(
+        &mut self,
+        exec: &Exec,
+        stage: &str,
+        writer: &Writer,
+        status: &str,
+        deadline: Option<Deadline>,
+        counts: bool,
+    ) -> bool {
+        match self.run_stage(exec, stage, writer, status, deadline) {
+            StageResult::Ok => true,
+            StageResult::Failed(f) => {
+                if counts {
+                    self.outcome = Self::failure_outcome(&f);
+                }
+                true
+            }
+            StageResult::Stopped(_) => {
+                if counts {
+                    self.outcome = Outcome::TimedOut;
+                }
+                false
+            }
+        }
+    }
+
     /// `executeScript`: all run_exec stages in order.
     fn run_stages(&mut self, exec: &mut Exec, cancel: Option<CancelAfter>) {
         let job = self.job;
@@ -1335,19 +1370,8 @@ impl<'a> Run<'a> {
                 Some(l) => final_info.local_archive_cache(&caches, l),
                 None => final_info.archive_cache(&caches),
             };
-            match self.run_stage(exec, stage, &archive, status, after_job) {
-                StageResult::Ok => {}
-                StageResult::Failed(f) => {
-                    if job_ok {
-                        self.outcome = Self::failure_outcome(&f);
-                    }
-                }
-                StageResult::Stopped(_) => {
-                    if job_ok {
-                        self.outcome = Outcome::TimedOut;
-                    }
-                    return;
-                }
+            if !self.run_post_stage(exec, stage, &archive, status, after_job, job_ok) {
+                return;
             }
         }
 
@@ -1370,19 +1394,9 @@ impl<'a> Run<'a> {
                     final_info.upload_artifacts(artifacts, &job.server_url(), &job.token, job.id)
                 }
             };
-            match self.run_stage(exec, stage, &script, status, after_job) {
-                StageResult::Ok => {}
-                StageResult::Failed(f) => {
-                    if self.outcome.is_success() {
-                        self.outcome = Self::failure_outcome(&f);
-                    }
-                }
-                StageResult::Stopped(_) => {
-                    if self.outcome.is_success() {
-                        self.outcome = Outcome::TimedOut;
-                    }
-                    return;
-                }
+            let counts = self.outcome.is_success();
+            if !self.run_post_stage(exec, stage, &script, status, after_job, counts) {
+                return;
             }
         }
 

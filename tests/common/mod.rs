@@ -169,18 +169,19 @@ struct GitlabState {
     log: Vec<String>,
 }
 
-/// A minimal GitLab answering `GET /api/v4/job` (header `JOB-TOKEN`).
-pub struct FakeGitlab {
-    port: u16,
-    state: Arc<Mutex<GitlabState>>,
+/// A loopback HTTP server for tests: every connection is answered on its own thread by
+/// `serve`, with the shared `state`. Stops accepting when dropped.
+pub struct HttpServer<S> {
+    pub port: u16,
+    pub state: Arc<Mutex<S>>,
     stop: Arc<AtomicBool>,
 }
 
-impl FakeGitlab {
-    pub fn start() -> Self {
+impl<S: Default + Send + 'static> HttpServer<S> {
+    pub fn start(serve: fn(TcpStream, &Mutex<S>) -> std::io::Result<()>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake gitlab");
         let port = listener.local_addr().unwrap().port();
-        let state = Arc::new(Mutex::new(GitlabState::default()));
+        let state = Arc::new(Mutex::new(S::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let (st, sp) = (Arc::clone(&state), Arc::clone(&stop));
         thread::spawn(move || {
@@ -191,22 +192,42 @@ impl FakeGitlab {
                 if let Ok(stream) = conn {
                     let st = Arc::clone(&st);
                     thread::spawn(move || {
-                        let _ = handle(stream, &st);
+                        let _ = serve(stream, &st);
                     });
                 }
             }
         });
-        FakeGitlab { port, state, stop }
+        HttpServer { port, state, stop }
+    }
+}
+
+impl<S> Drop for HttpServer<S> {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// A minimal GitLab answering `GET /api/v4/job` (header `JOB-TOKEN`).
+pub struct FakeGitlab {
+    server: HttpServer<GitlabState>,
+}
+
+impl FakeGitlab {
+    pub fn start() -> Self {
+        FakeGitlab {
+            server: HttpServer::start(handle),
+        }
     }
 
     /// `CI_API_V4_URL`.
     pub fn api_url(&self) -> String {
-        format!("http://127.0.0.1:{}/api/v4", self.port)
+        format!("http://127.0.0.1:{}/api/v4", self.server.port)
     }
 
     /// Makes `token` a valid job token for job `id` with `tags`.
     pub fn register(&self, id: u64, token: &str, tags: &[&str]) {
-        self.state.lock().unwrap().jobs.insert(
+        self.server.state.lock().unwrap().jobs.insert(
             token.to_string(),
             (id, tags.iter().map(|t| t.to_string()).collect()),
         );
@@ -214,12 +235,13 @@ impl FakeGitlab {
 
     /// Answer every request with `status` (None: normal behaviour).
     pub fn force_status(&self, status: Option<u16>) {
-        self.state.lock().unwrap().forced_status = status;
+        self.server.state.lock().unwrap().forced_status = status;
     }
 
     /// How many `GET /api/v4/job` requests carried `token`.
     pub fn requests(&self, token: &str) -> usize {
-        self.state
+        self.server
+            .state
             .lock()
             .unwrap()
             .requests
@@ -229,15 +251,39 @@ impl FakeGitlab {
     }
 
     pub fn request_log(&self) -> Vec<String> {
-        self.state.lock().unwrap().log.clone()
+        self.server.state.lock().unwrap().log.clone()
     }
 }
 
-impl Drop for FakeGitlab {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+/// Reads one HTTP/1.1 request: the request line (with its line end), the headers (names
+/// in lower case, values trimmed; the last of a name wins) and the body (`Content-Length`
+/// bytes, at most 1 MiB).
+pub fn read_request(
+    reader: &mut impl BufRead,
+) -> std::io::Result<(String, HashMap<String, String>, Vec<u8>)> {
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut headers = HashMap::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            break;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
     }
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len.min(1 << 20)];
+    reader.read_exact(&mut body)?;
+    Ok((request_line, headers, body))
 }
 
 fn reason(status: u16) -> &'static str {
@@ -256,32 +302,8 @@ fn reason(status: u16) -> &'static str {
 fn handle(stream: TcpStream, state: &Mutex<GitlabState>) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    let mut token = None;
-    let mut content_length = 0usize;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            break;
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            let k = k.trim().to_ascii_lowercase();
-            if k == "job-token" {
-                token = Some(v.trim().to_string());
-            } else if k == "content-length" {
-                content_length = v.trim().parse().unwrap_or(0);
-            }
-        }
-    }
-    if content_length > 0 {
-        let mut body = vec![0u8; content_length.min(1 << 20)];
-        reader.read_exact(&mut body)?;
-    }
+    let (request_line, headers, _) = read_request(&mut reader)?;
+    let token = headers.get("job-token").cloned();
     let mut parts = request_line.split_whitespace();
     let method = parts.next().unwrap_or("");
     let target = parts.next().unwrap_or("");
@@ -1032,6 +1054,24 @@ fn base64_matches_reference() {
 // ---------------------------------------------------------------------------
 
 pub const ROOTLESS_ENV_FILE: &str = "/etc/pogo-test-rootless.env";
+
+/// The rootless test user, or `None` (with a message) when the test cannot run here: it
+/// needs [`ROOTLESS_ENV_FILE`] and root (the driver switches to the user, like
+/// gitlab-runner as a system service). With `CI` set, a missing file fails the test, and
+/// so does not being root when `ci_needs_root`.
+pub fn rootless_user(ci_needs_root: bool) -> Option<RootlessUser> {
+    let path = Path::new(ROOTLESS_ENV_FILE);
+    let missing = !path.exists();
+    if missing || !nix::unistd::Uid::effective().is_root() {
+        assert!(
+            !(in_ci() && (missing || ci_needs_root)),
+            "CI is set: run as root after scripts/setup-test-env.sh ({ROOTLESS_ENV_FILE})"
+        );
+        eprintln!("SKIPPED: needs root and {ROOTLESS_ENV_FILE} (set up with `make test` as root)");
+        return None;
+    }
+    Some(RootlessUser::load(path).unwrap_or_else(|e| panic!("{e}")))
+}
 
 /// The rootless test user described by `/etc/pogo-test-rootless.env`.
 #[derive(Debug, Clone)]
