@@ -12,7 +12,7 @@
 //!    timing shim (this executable again): where pogo's time goes (podman vs pogo's own), the
 //!    stage scripts' own time inside the job container, an empty stage, and N MB of log
 //!    through one stage (`pogo run`, stdout to /dev/null) against a raw `podman exec` of the
-//!    same script, with the peak RSS of `pogo run` (VmHWM, sampled every 2 ms).
+//!    same script, with the peak RSS (VmHWM, sampled every 2 ms) and CPU time of `pogo run`.
 //!
 //! It also times `pogo config` alone. Run it with `bash bench/run.sh [--runs N] [--markdown]`.
 //! Everything it creates (containers labelled `io.pogo.bench=PID` or carrying its runner
