@@ -204,7 +204,11 @@ fn cleanup_phase(flag: Option<&Path>, env: &HashMap<String, String>) -> Result<(
             executor::log_warning(&format!("{m}; cleaning up with plain `podman`"));
             let job = JobEnv::from_env(env).map_err(Failure::system)?;
             let podman = Podman::new("podman", Vec::new());
-            let errors = rt.block_on(cleanup::remove_job(&podman, &job.names.key));
+            let errors = rt.block_on(cleanup::remove_job(
+                &podman,
+                &job.names.key,
+                cleanup::Scope::ALL,
+            ));
             if errors.is_empty() {
                 Ok(())
             } else {

@@ -4,16 +4,53 @@
 use super::{Context, Failure};
 use crate::podman::{args, NamedEntry, Podman};
 
+/// What a job may have besides containers, so cleanup can skip the look-ups it does not need
+/// (each podman call costs tens of milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scope {
+    pub pods: bool,
+    pub volumes: bool,
+}
+
+impl Scope {
+    /// Everything: for `pogo gc` and whenever the job's shape is unknown.
+    pub const ALL: Scope = Scope {
+        pods: true,
+        volumes: true,
+    };
+
+    /// A pod only for a job with services; a labelled per-job volume only with a helper image.
+    pub fn of_job(ctx: &Context) -> Scope {
+        Scope {
+            pods: !ctx.job.services.is_empty(),
+            volumes: ctx.config.helper_image.is_some(),
+        }
+    }
+}
+
 /// Remove the job's pod, containers and volumes, found by the `io.pogo.job-key` label.
-/// Pods and volumes are looked up at once (each podman call costs tens of milliseconds); the
-/// pod goes first, since its infra container carries the labels too but can only leave with it.
-/// Returns what went wrong (empty when everything is gone).
-pub async fn remove_job(podman: &Podman, key: &str) -> Vec<String> {
+/// Pods and volumes are looked up at once; the pod goes first, since its infra container
+/// carries the labels too but can only leave with it. Returns what went wrong (empty when
+/// everything is gone).
+pub async fn remove_job(podman: &Podman, key: &str, scope: Scope) -> Vec<String> {
     let mut errors = Vec::new();
     let (pod_list, volume_list) = (args::pod_list(key), args::volume_list(key));
+    let none = || async { Ok(Vec::new()) };
     let (pods, volumes) = tokio::join!(
-        podman.json::<Vec<NamedEntry>>(&pod_list),
-        podman.json::<Vec<NamedEntry>>(&volume_list),
+        async {
+            if scope.pods {
+                podman.json::<Vec<NamedEntry>>(&pod_list).await
+            } else {
+                none().await
+            }
+        },
+        async {
+            if scope.volumes {
+                podman.json::<Vec<NamedEntry>>(&volume_list).await
+            } else {
+                none().await
+            }
+        },
     );
     let mut names = |r: Result<Vec<NamedEntry>, crate::podman::PodmanError>| -> Vec<String> {
         match r {
@@ -62,7 +99,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
         );
         return Ok(());
     }
-    let errors = remove_job(&ctx.podman, &ctx.job.names.key).await;
+    let errors = remove_job(&ctx.podman, &ctx.job.names.key, Scope::of_job(ctx)).await;
     super::agent::remove_socket_dir(&ctx.config.working_dir, &ctx.job.names.key);
     super::agent::remove_socket_dir(&ctx.config.working_dir, &ctx.job.names.helper());
     if errors.is_empty() {

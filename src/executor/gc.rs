@@ -244,7 +244,7 @@ pub async fn run(
             println!("would remove {what}");
             continue;
         }
-        let errs = remove_job(podman, &job.key).await;
+        let errs = remove_job(podman, &job.key, super::cleanup::Scope::ALL).await;
         super::agent::remove_socket_dir(working_dir, &job.key);
         super::agent::remove_socket_dir(working_dir, &format!("{}-helper", job.key));
         let _ = super::jobdata::remove(working_dir, &job.key);
