@@ -19,15 +19,17 @@
 //! token, one temp dir) is removed at the end, on errors and on SIGINT/SIGTERM/SIGHUP; it
 //! never prunes.
 
+#[path = "fake_gitlab.rs"]
+mod fake_gitlab;
+use fake_gitlab::FakeGitlab;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -229,83 +231,6 @@ fn cleanup_on_signals(cleanup: Arc<Cleanup>) -> Result<()> {
         })
         .context("starting the signal thread")?;
     Ok(())
-}
-
-// ----- fake GitLab API -----------------------------------------------------------------
-
-/// Answers `GET /api/v4/job` (with a `JOB-TOKEN` header) like GitLab: the job's tags.
-struct FakeGitlab {
-    api_url: String,
-    hits: Arc<AtomicUsize>,
-}
-
-impl FakeGitlab {
-    fn start() -> Result<Self> {
-        let listener =
-            TcpListener::bind(("127.0.0.1", 0)).context("binding the fake GitLab API")?;
-        let addr = listener.local_addr()?;
-        let hits = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&hits);
-        std::thread::Builder::new()
-            .name("fake-gitlab".into())
-            .spawn(move || {
-                for stream in listener.incoming().flatten() {
-                    if let Err(e) = serve(stream, &counter) {
-                        eprintln!("bench: fake GitLab: {e}");
-                    }
-                }
-            })
-            .context("starting the fake GitLab API")?;
-        Ok(FakeGitlab {
-            api_url: format!("http://{addr}/api/v4"),
-            hits,
-        })
-    }
-
-    fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
-    }
-}
-
-fn serve(mut s: TcpStream, hits: &AtomicUsize) -> std::io::Result<()> {
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.set_nodelay(true)?;
-    let mut head = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = s.read(&mut chunk)?;
-        if n == 0 {
-            return Ok(());
-        }
-        head.extend_from_slice(&chunk[..n]);
-        if head.len() > 64 * 1024 {
-            break;
-        }
-    }
-    let head = String::from_utf8_lossy(&head);
-    let mut request_line = head.lines().next().unwrap_or("").split_whitespace();
-    let method = request_line.next().unwrap_or("");
-    let path = request_line
-        .next()
-        .unwrap_or("")
-        .split('?')
-        .next()
-        .unwrap_or("");
-    let has_token = head
-        .lines()
-        .any(|l| l.to_ascii_lowercase().starts_with("job-token:"));
-    let (status, body) = if method == "GET" && path == "/api/v4/job" && has_token {
-        hits.fetch_add(1, Ordering::SeqCst);
-        ("200 OK", r#"{"id":1,"tag_list":[]}"#)
-    } else {
-        ("404 Not Found", r#"{"message":"404 Not Found"}"#)
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(response.as_bytes())?;
-    s.flush()
 }
 
 // ----- measuring one process -----------------------------------------------------------
@@ -699,7 +624,7 @@ impl Bench {
         let agent_driver = drivers.pop().context("driver")?;
         let exec_driver = drivers.pop().context("driver")?;
 
-        let gitlab = FakeGitlab::start()?;
+        let gitlab = FakeGitlab::start("bench")?;
         let (keep_alive, keep_alive_desc) = keep_alive_args();
         Ok(Bench {
             pid,

@@ -20,11 +20,12 @@
 //! Everything it creates carries its own runner token (`soak<pid>`) and is removed on exit,
 //! on errors and on SIGINT/SIGTERM/SIGHUP; nothing else on the machine is touched.
 
+#[path = "fake_gitlab.rs"]
+mod fake_gitlab;
+use fake_gitlab::FakeGitlab;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -507,78 +508,6 @@ impl Labelled {
     }
 }
 
-// ----- fake GitLab API -----------------------------------------------------------------
-
-/// Answers `GET /api/v4/job` (with a `JOB-TOKEN` header) like GitLab: the job's tags (none).
-struct FakeGitlab {
-    api_url: String,
-    hits: Arc<AtomicUsize>,
-}
-
-impl FakeGitlab {
-    fn start() -> Result<Self> {
-        let listener =
-            TcpListener::bind(("127.0.0.1", 0)).context("binding the fake GitLab API")?;
-        let addr = listener.local_addr()?;
-        let hits = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&hits);
-        std::thread::Builder::new()
-            .name("fake-gitlab".into())
-            .spawn(move || {
-                for stream in listener.incoming().flatten() {
-                    if let Err(e) = serve(stream, &counter) {
-                        eprintln!("soak: fake GitLab: {e}");
-                    }
-                }
-            })
-            .context("starting the fake GitLab API")?;
-        Ok(FakeGitlab {
-            api_url: format!("http://{addr}/api/v4"),
-            hits,
-        })
-    }
-}
-
-fn serve(mut s: TcpStream, hits: &AtomicUsize) -> std::io::Result<()> {
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut head = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = s.read(&mut chunk)?;
-        if n == 0 {
-            return Ok(());
-        }
-        head.extend_from_slice(&chunk[..n]);
-        if head.len() > 64 * 1024 {
-            break;
-        }
-    }
-    let head = String::from_utf8_lossy(&head);
-    let mut request_line = head.lines().next().unwrap_or("").split_whitespace();
-    let method = request_line.next().unwrap_or("");
-    let path = request_line
-        .next()
-        .unwrap_or("")
-        .split('?')
-        .next()
-        .unwrap_or("");
-    let has_token = head
-        .lines()
-        .any(|l| l.to_ascii_lowercase().starts_with("job-token:"));
-    let (status, body) = if method == "GET" && path == "/api/v4/job" && has_token {
-        hits.fetch_add(1, Ordering::SeqCst);
-        ("200 OK", r#"{"id":1,"tag_list":[]}"#)
-    } else {
-        ("404 Not Found", r#"{"message":"404 Not Found"}"#)
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(response.as_bytes())?;
-    s.flush()
-}
-
 // ----- the soak ------------------------------------------------------------------------
 
 /// One job's result.
@@ -666,7 +595,7 @@ impl Soak {
         )?;
         let pogo_args = vec!["--config".to_string(), config.display().to_string()];
 
-        let gitlab = FakeGitlab::start()?;
+        let gitlab = FakeGitlab::start("soak")?;
         let mut driver = Driver::new(&pogo_copy);
         driver.pogo_args = pogo_args.clone();
         // gitlab-runner hands its own environment to every phase; so does the soak, minus
@@ -1194,7 +1123,7 @@ impl Soak {
             temp_dirs_used,
             procs_left: procs.into_iter().map(|(p, c)| format!("{p} {c}")).collect(),
             states,
-            api_requests: self.gitlab.hits.load(Ordering::SeqCst),
+            api_requests: self.gitlab.hits(),
         })
     }
 
