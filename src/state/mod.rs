@@ -280,10 +280,9 @@ pub mod hooks {
         }
     }
 
-    /// Prepare begins: a fresh record (an earlier attempt's is replaced); old jobs are pruned.
+    /// Prepare begins: a fresh record (an earlier attempt's is replaced). Old records are
+    /// pruned by `pogo gc`, which prepare starts in the background, not on every job.
     pub fn prepare_started(ctx: &Context) {
-        let d = dir(ctx);
-        d.prune(RETENTION, now());
         let fresh = init(ctx);
         let stamp = fresh.started;
         record(ctx, |r| {
