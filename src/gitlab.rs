@@ -170,7 +170,7 @@ pub fn parse_gitlab_url(input: &str) -> Result<url::Url, RunnerApiError> {
             url.scheme()
         )));
     }
-    if url.host_str().map_or(true, str::is_empty) {
+    if url.host_str().is_none_or(str::is_empty) {
         return Err(bad("it has no host name"));
     }
     if !url.username().is_empty() || url.password().is_some() {

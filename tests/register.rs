@@ -845,9 +845,7 @@ fn unregister_of_a_legacy_runner_deletes_it_in_gitlab() {
     assert_eq!(gl.requests()[0].json()["token"], "legacy-token");
     assert!(parse(&s.read_runner_config())
         .get("runners")
-        .map_or(true, |r| r
-            .as_array_of_tables()
-            .is_some_and(|a| a.is_empty())));
+        .is_none_or(|r| r.as_array_of_tables().is_some_and(|a| a.is_empty())));
 }
 
 #[test]

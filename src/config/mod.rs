@@ -1,6 +1,7 @@
 //! Loading pogo's configuration: file location, YAML parsing with positions, environment
 //! overrides (`POGO_<KEY>`), defaults and validation. Everything but `load` is pure.
 
+pub mod edit;
 pub mod model;
 pub mod policy;
 pub mod resolve;

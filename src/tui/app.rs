@@ -83,7 +83,7 @@ impl Due {
 
 fn soon(slot: &mut Option<Instant>, after: Duration) {
     let at = Instant::now() + after;
-    if slot.map_or(true, |t| t > at) {
+    if slot.is_none_or(|t| t > at) {
         *slot = Some(at);
     }
 }
@@ -122,7 +122,7 @@ async fn run_async(
     args: &TuiArgs,
     env: HashMap<String, String>,
 ) -> Result<(), String> {
-    let color = env.get("NO_COLOR").map_or(true, |v| v.is_empty());
+    let color = env.get("NO_COLOR").is_none_or(|v| v.is_empty());
     let mut model = Model::new(state::now(), color);
     model.config.path = config_path(flag, &env);
     model.config.keep_alive = Some(crate::podman::detect_keep_alive());

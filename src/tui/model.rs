@@ -239,7 +239,7 @@ pub fn merge_jobs(
         if !by_key.contains_key(r.key.as_str()) {
             let recent = r
                 .ended
-                .map_or(true, |e| now.saturating_sub(e) <= KEEP_FINISHED_SECS);
+                .is_none_or(|e| now.saturating_sub(e) <= KEEP_FINISHED_SECS);
             if recent {
                 keys.push(r.key.as_str());
             }
