@@ -75,6 +75,11 @@ impl Tmux {
         self.cmd(&["send-keys", "-t", "e2e", "-l", keys]);
     }
 
+    /// A named key: `Enter`, `Escape`, `Tab`...
+    fn key(&self, name: &str) {
+        self.cmd(&["send-keys", "-t", "e2e", name]);
+    }
+
     /// Wait until `pred` holds for the screen; the screen, or a panic showing the last one.
     fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();
@@ -220,12 +225,42 @@ fn the_dashboard_shows_a_running_job_with_its_stage_and_live_log_and_reloads_the
     );
     assert!(s.contains("e2e-reloaded:1"), "last good config kept:\n{s}");
 
-    // Fixed again: the banner goes away.
-    std::fs::write(&env.config_path, &good).unwrap();
+    // Fixed again (with a comment of the user's): the banner goes away.
+    let commented = format!("# e2e: the user's comment\n{good}");
+    std::fs::write(&env.config_path, &commented).unwrap();
     let s = t.wait_for("the banner to go", Duration::from_secs(3), |s| {
         !s.contains("config not reloaded")
     });
     assert!(s.contains(IMG_BASH), "{s}");
+
+    // A mount added in the form is saved into the file, the comment kept, and shown.
+    let host = env.config_path.parent().unwrap().display().to_string();
+    t.keys("a");
+    t.wait_for("the mount form", Duration::from_secs(3), |s| {
+        s.contains("add a mount")
+    });
+    t.keys(&host);
+    t.key("Enter");
+    t.keys("/e2e-data");
+    t.key("Enter");
+    t.key("Enter");
+    t.keys("e2e");
+    t.key("C-s");
+    let s = t.wait_for("the saved mount", Duration::from_secs(5), |s| {
+        s.contains("saved ") && s.contains("/e2e-data")
+    });
+    assert!(!s.contains("add a mount"), "the form closes:\n{s}");
+    let saved = std::fs::read_to_string(&env.config_path).unwrap();
+    assert!(saved.starts_with(&commented), "only added to:\n{saved}");
+    assert!(
+        saved.contains(&format!("volume: {host}:/e2e-data")) && saved.contains("tags: [e2e]"),
+        "{saved}"
+    );
+    // our own write is not reported as a change, nor reloaded in a loop
+    std::thread::sleep(Duration::from_millis(600));
+    let s = t.screen();
+    assert!(!s.contains("config not reloaded"), "{s}");
+    std::fs::write(&env.config_path, &good).unwrap();
 
     // q quits and gives the terminal back.
     t.keys("q");

@@ -419,7 +419,8 @@ fn default_working_dir(home: Option<&Path>) -> PathBuf {
     }
 }
 
-fn validate_tags(tags: &[String]) -> Result<(), String> {
+/// Tags must be non-empty words without spaces or commas (as GitLab stores them).
+pub fn validate_tags(tags: &[String]) -> Result<(), String> {
     for t in tags {
         if t.is_empty()
             || t.chars()
@@ -433,8 +434,8 @@ fn validate_tags(tags: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// Parse `HOST:CONTAINER[:OPTIONS]` as `podman run --volume` does.
-fn parse_volume(spec: &str, home: Option<&Path>) -> Result<Mount, String> {
+/// Parse `HOST:CONTAINER[:OPTIONS]` as `podman run --volume` does (`~/` expanded with `home`).
+pub fn parse_volume(spec: &str, home: Option<&Path>) -> Result<Mount, String> {
     let parts: Vec<&str> = spec.split(':').collect();
     let (host, container, options) = match parts.as_slice() {
         [h, c] => (*h, *c, ""),

@@ -3,6 +3,7 @@
 //! what happens into [`Msg`]s for `update`, runs the [`Effect`]s `update` asks for, and draws
 //! only when the model says something changed.
 
+use super::configform::SaveProblem;
 use super::model::Model;
 use super::update::{update, Effect, Msg};
 use super::{logview, runners, sources, TuiArgs};
@@ -97,11 +98,15 @@ fn take_due(slot: &mut Option<Instant>, now: Instant) -> bool {
     }
 }
 
-/// The config file pogo reads with these flags and environment, if there is one.
+/// The config file pogo reads with these flags and environment; without one, `~/.pogo.yaml`,
+/// which the first save (or `E`) creates and pogo then reads.
 fn config_path(flag: Option<&Path>, env: &HashMap<String, String>) -> Option<PathBuf> {
     match config::locate(flag, env) {
         ConfigSource::Flag(p) | ConfigSource::Env(p) | ConfigSource::Found(p) => Some(p),
-        ConfigSource::Defaults => None,
+        ConfigSource::Defaults => env
+            .get("HOME")
+            .filter(|h| !h.is_empty())
+            .map(|h| Path::new(h).join(".pogo.yaml")),
     }
 }
 
@@ -125,6 +130,8 @@ async fn run_async(
     let color = env.get("NO_COLOR").is_none_or(|v| v.is_empty());
     let mut model = Model::new(state::now(), color);
     model.config.path = config_path(flag, &env);
+    model.config.home = env.get("HOME").map(PathBuf::from);
+    model.config.missing = config::locate(flag, &env) == ConfigSource::Defaults;
     model.config.keep_alive = Some(crate::podman::detect_keep_alive());
     let loaded = load_config(flag, &env);
     let (podman, working_dir) = match &loaded {
@@ -307,9 +314,12 @@ fn load_config(
     flag: Option<&Path>,
     env: &HashMap<String, String>,
 ) -> Result<(crate::config::Config, String), String> {
-    let text = config_path(flag, env)
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .unwrap_or_default();
+    // A file pogo does not read (none found: built-in defaults) has no text.
+    let text = match config::locate(flag, env) {
+        ConfigSource::Defaults => None,
+        _ => config_path(flag, env).and_then(|p| std::fs::read_to_string(p).ok()),
+    }
+    .unwrap_or_default();
     config::load(flag, env)
         .map(|c| (c, text))
         .map_err(|e| e.to_string())
@@ -506,6 +516,8 @@ async fn run_effect(rtm: &mut Runtime, model: &mut Model, e: Effect) -> Option<L
         }
         Effect::ReloadConfig => {
             let r = load_config(rtm.flag.as_deref(), &rtm.env);
+            model.config.missing =
+                config::locate(rtm.flag.as_deref(), &rtm.env) == ConfigSource::Defaults;
             let unchanged = matches!(&r, Ok((_, text)) if model.config.error.is_none()
                 && model.config.text.as_deref() == Some(text.as_str()));
             if !unchanged {
@@ -685,6 +697,31 @@ async fn run_effect(rtm: &mut Runtime, model: &mut Model, e: Effect) -> Option<L
             });
             None
         }
+        Effect::SaveConfig {
+            edit,
+            base,
+            check_host,
+        } => {
+            let Some(path) = model.config.path.clone() else {
+                update(
+                    model,
+                    Msg::ConfigSaved(Err(SaveProblem::Refused(
+                        "no config file to save to: set HOME or pass --config PATH".into(),
+                    ))),
+                );
+                return None;
+            };
+            let saved = save_config(&path, &rtm.env, &edit, &base, check_host.as_deref());
+            if saved.is_ok() {
+                // read back now, so the watcher's event for our own write changes nothing
+                let r = load_config(rtm.flag.as_deref(), &rtm.env);
+                model.config.missing =
+                    config::locate(rtm.flag.as_deref(), &rtm.env) == ConfigSource::Defaults;
+                update(model, Msg::Config(r.map(Box::new)));
+            }
+            update(model, Msg::ConfigSaved(saved));
+            None
+        }
         Effect::EditConfig(path) => {
             let editor = ["VISUAL", "EDITOR"]
                 .iter()
@@ -704,6 +741,44 @@ async fn run_effect(rtm: &mut Runtime, model: &mut Model, e: Effect) -> Option<L
     }
 }
 
+/// Apply a form's edit to the config file: only if the file still reads `base` (no edit made
+/// elsewhere meanwhile is overwritten), comments and layout kept, written atomically, never
+/// in a form pogo would reject.
+fn save_config(
+    path: &Path,
+    env: &HashMap<String, String>,
+    edit: &config::edit::Edit,
+    base: &str,
+    check_host: Option<&Path>,
+) -> Result<String, SaveProblem> {
+    if let Some(h) = check_host.filter(|h| !h.exists()) {
+        return Err(SaveProblem::Warning(format!(
+            "{} does not exist on this machine: jobs that get this mount fail to start until it does. Enter saves anyway",
+            h.display()
+        )));
+    }
+    let current = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            return Err(SaveProblem::Refused(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )))
+        }
+    };
+    if current != base {
+        return Err(SaveProblem::Refused(format!(
+            "{} changed on disk since this form opened: Esc, look at the change, then edit again",
+            path.display()
+        )));
+    }
+    let new = config::edit::apply(&current, path, edit)
+        .map_err(|e| SaveProblem::Refused(e.to_string()))?;
+    config::write_atomic(path, &new, env).map_err(|e| SaveProblem::Refused(e.to_string()))?;
+    Ok(format!("saved {}", path.display()))
+}
+
 /// Copy the job's log copy to `./pogo-job-ID.log` (`-N` added if taken).
 fn save_log(state: &StateDir, key: &str, id: &str) -> String {
     let from = state.log_path(key);
@@ -721,5 +796,123 @@ fn save_log(state: &StateDir, key: &str, id: &str) -> String {
     match std::fs::copy(&from, &to) {
         Ok(_) => format!("log saved to {}", to.display()),
         Err(e) => format!("cannot save the log to {}: {e}", to.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::edit::Edit;
+    use crate::config::model::{ExtraArgsRule, MountRule};
+
+    const FILE: &str =
+        "# laptop runner\ndefault_image: alpine   # small\nmounts:\n  - volume: /srv:/srv\n";
+
+    fn env(home: &Path) -> HashMap<String, String> {
+        HashMap::from([("HOME".to_string(), home.display().to_string())])
+    }
+
+    fn add_mount(volume: &str) -> Edit {
+        Edit::Mount {
+            index: None,
+            rule: Some(MountRule {
+                volume: volume.into(),
+                tags: vec!["data".into()],
+                projects: vec![],
+                readonly: false,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_saved_form_keeps_the_files_comments_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".pogo.yaml");
+        std::fs::write(&path, FILE).unwrap();
+        let host = dir.path().display().to_string();
+        let edit = add_mount(&format!("{host}:/data"));
+        let msg = save_config(&path, &env(dir.path()), &edit, FILE, Some(dir.path())).unwrap();
+        assert!(msg.starts_with("saved "), "{msg}");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            format!("{FILE}  - volume: {host}:/data\n    tags: [data]\n")
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(".pogo.yaml")]);
+    }
+
+    #[test]
+    fn a_save_is_refused_when_the_file_changed_on_disk_since_the_form_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".pogo.yaml");
+        let elsewhere = format!("{FILE}pull_policy: always\n");
+        std::fs::write(&path, &elsewhere).unwrap();
+        let e = save_config(&path, &env(dir.path()), &add_mount("/a:/a"), FILE, None).unwrap_err();
+        assert!(
+            matches!(&e, SaveProblem::Refused(m) if m.contains("changed on disk")),
+            "{e:?}"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), elsewhere);
+    }
+
+    #[test]
+    fn a_missing_host_directory_is_a_warning_and_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".pogo.yaml");
+        std::fs::write(&path, FILE).unwrap();
+        let missing = dir.path().join("nope");
+        let e = save_config(
+            &path,
+            &env(dir.path()),
+            &add_mount(&format!("{}:/x", missing.display())),
+            FILE,
+            Some(&missing),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, SaveProblem::Warning(m) if m.contains("does not exist")),
+            "{e:?}"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), FILE);
+    }
+
+    #[test]
+    fn the_first_save_creates_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".pogo.yaml");
+        let edit = Edit::Scalar {
+            key: "default_image".into(),
+            value: Some("debian:13".into()),
+        };
+        save_config(&path, &env(dir.path()), &edit, "", None).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "default_image: debian:13\n"
+        );
+    }
+
+    #[test]
+    fn a_save_pogo_would_reject_leaves_the_file_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".pogo.yaml");
+        std::fs::write(&path, FILE).unwrap();
+        // reach-widening arguments without `privileged: true` (the form refuses this too)
+        let edit = Edit::Extra {
+            tag: None,
+            new: Some((
+                "fuse".into(),
+                ExtraArgsRule::Args("--device /dev/fuse".into()),
+            )),
+        };
+        let e = save_config(&path, &env(dir.path()), &edit, FILE, None).unwrap_err();
+        assert!(
+            matches!(&e, SaveProblem::Refused(m) if m.contains("privileged")),
+            "{e:?}"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), FILE);
     }
 }

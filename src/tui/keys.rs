@@ -29,6 +29,9 @@ pub enum Action {
     EditTags,
     EditProject,
     EditConfig,
+    EditEntry,
+    AddEntry,
+    DeleteEntry,
     Register,
     Unregister,
     ServiceStart,
@@ -67,8 +70,8 @@ pub const BINDINGS: &[Binding] = &[
     Binding { keys: &[K::Char('1')], label: "1", scope: Global, action: A::GoTo(Jobs), help: "Jobs" },
     Binding { keys: &[K::Char('2')], label: "2", scope: Global, action: A::GoTo(Config), help: "Config" },
     Binding { keys: &[K::Char('3')], label: "3", scope: Global, action: A::GoTo(Runners), help: "Runners" },
-    Binding { keys: &[K::Up, K::Char('k')], label: "↑ k", scope: Global, action: A::Up, help: "previous job or runner" },
-    Binding { keys: &[K::Down, K::Char('j')], label: "↓ j", scope: Global, action: A::Down, help: "next job or runner" },
+    Binding { keys: &[K::Up, K::Char('k')], label: "↑ k", scope: Global, action: A::Up, help: "previous row" },
+    Binding { keys: &[K::Down, K::Char('j')], label: "↓ j", scope: Global, action: A::Down, help: "next row" },
     Binding { keys: &[K::PageUp, K::Char('u')], label: "PgUp u", scope: On(Jobs), action: A::PageUp, help: "scroll the log up" },
     Binding { keys: &[K::PageDown, K::Char('d')], label: "PgDn d", scope: On(Jobs), action: A::PageDown, help: "scroll the log down" },
     Binding { keys: &[K::Home, K::Char('g')], label: "Home g", scope: On(Jobs), action: A::Top, help: "start of the log" },
@@ -84,6 +87,9 @@ pub const BINDINGS: &[Binding] = &[
     Binding { keys: &[K::Char('o')], label: "o", scope: On(Jobs), action: A::OpenUrl, help: "open the job in the browser" },
     Binding { keys: &[K::Char('t')], label: "t", scope: On(Config), action: A::EditTags, help: "preview: type the job's tags" },
     Binding { keys: &[K::Char('p')], label: "p", scope: On(Config), action: A::EditProject, help: "preview: type the job's project" },
+    Binding { keys: &[K::Enter], label: "Enter", scope: On(Config), action: A::EditEntry, help: "edit the selected setting, mount or tag" },
+    Binding { keys: &[K::Char('a')], label: "a", scope: On(Config), action: A::AddEntry, help: "add a mount (extra arguments when on a tag)" },
+    Binding { keys: &[K::Char('D'), K::Delete], label: "D Del", scope: On(Config), action: A::DeleteEntry, help: "delete the selected entry (asks first)" },
     Binding { keys: &[K::Char('E')], label: "E", scope: On(Config), action: A::EditConfig, help: "edit the config file in $EDITOR" },
     Binding { keys: &[K::Char('a')], label: "a", scope: On(Runners), action: A::Register, help: "register a runner (URL + glrt- token)" },
     Binding { keys: &[K::Char('D')], label: "D", scope: On(Runners), action: A::Unregister, help: "unregister the runner (asks first)" },
@@ -115,7 +121,7 @@ pub fn help_for(screen: Screen) -> Vec<&'static Binding> {
 pub fn footer_hint(screen: Screen) -> &'static str {
     match screen {
         Jobs => "↑↓ job  f follow  / search  e shell  x stop  i inspect  s save  ? help  q quit",
-        Config => "t tags  p project  E edit  r reload  ? help  q quit",
+        Config => "↑↓ select  Enter edit  a add  D delete  t/p preview  E $EDITOR  ? help",
         Runners => "↑↓ runner  a register  D unregister  S/T start/stop service  ? help  q quit",
     }
 }

@@ -58,6 +58,14 @@ pub enum Mode {
     Register(RegisterForm),
     /// `D` on Runners: remove this runner?
     ConfirmUnregister(String),
+    /// Enter or `a` on Config: a form for a setting, a mount or a tag's extra arguments.
+    ConfigForm(super::configform::ConfigForm),
+    /// `D` on Config: remove this entry from the config file?
+    ConfirmDelete {
+        what: String,
+        edit: crate::config::edit::Edit,
+        base: String,
+    },
 }
 
 /// The register form. The token is kept as a [`Secret`]: never shown, never in debug output.
@@ -126,10 +134,16 @@ pub struct ConfigState {
     pub error: Option<String>,
     /// Text of the file last read, to tell real changes from touch/own writes.
     pub text: Option<String>,
+    /// The file's settings as written (what the forms edit); `None` while the file is invalid.
+    pub raw: Option<crate::config::RawConfig>,
+    /// The file does not exist yet: built-in defaults; the first save creates it.
+    pub missing: bool,
+    /// `~/` in the forms' paths expands to this.
+    pub home: Option<PathBuf>,
+    /// The selected row (see `configform::rows`).
+    pub selected: usize,
     pub preview_tags: String,
     pub preview_project: String,
-    /// Lines scrolled in the config view.
-    pub scroll: u16,
     /// How prepare keeps job containers alive on this host (part of the previewed argv).
     pub keep_alive: Option<crate::podman::args::KeepAlive>,
 }

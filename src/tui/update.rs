@@ -1,6 +1,7 @@
 //! `update`: the only place the model changes. Pure: a message in, the model changed, and the
 //! side effects to run (podman calls, leaving the terminal for a shell or an editor) out.
 
+use super::configform::{self, ConfigForm, FormKind, Row, SaveProblem};
 use super::keys::{action_for, Action};
 use super::model::{Banner, Mode, Model, PreviewField, RegisterForm, Screen};
 use super::runners::RunnersState;
@@ -48,6 +49,8 @@ pub enum Msg {
     Status(String),
     /// `systemctl --user is-active gitlab-runner.service` answered.
     Service(String),
+    /// A form's or a delete's save finished: what was saved, or why not.
+    ConfigSaved(Result<String, SaveProblem>),
 }
 
 /// Work for the runtime; it reports back with messages.
@@ -80,6 +83,13 @@ pub enum Effect {
     /// `systemctl --user start|stop gitlab-runner.service`.
     Service {
         start: bool,
+    },
+    /// Apply `edit` to the config file, if it still reads `base`, and write it atomically;
+    /// first check that `check_host` exists (a mount's host directory), when given.
+    SaveConfig {
+        edit: crate::config::edit::Edit,
+        base: String,
+        check_host: Option<std::path::PathBuf>,
     },
 }
 
@@ -148,9 +158,17 @@ pub fn update(m: &mut Model, msg: Msg) -> Vec<Effect> {
             match r {
                 Ok(b) => {
                     let (c, text) = *b;
+                    let path = m.config.path.clone().unwrap_or_default();
+                    m.config.raw = crate::config::parse(&text, &path).ok();
                     m.config.good = Some(c);
                     m.config.text = Some(text);
                     m.config.error = None;
+                    let n = m
+                        .config
+                        .raw
+                        .as_ref()
+                        .map_or(0, |r| configform::rows(r).len());
+                    m.config.selected = m.config.selected.min(n.saturating_sub(1));
                 }
                 Err(e) => m.config.error = Some(e),
             }
@@ -185,7 +203,97 @@ pub fn update(m: &mut Model, msg: Msg) -> Vec<Effect> {
             m.dirty = true;
             Vec::new()
         }
+        Msg::ConfigSaved(r) => {
+            m.dirty = true;
+            match (r, &mut m.mode) {
+                (Ok(done), _) => {
+                    if matches!(m.mode, Mode::ConfigForm(_)) {
+                        m.mode = Mode::Normal;
+                    }
+                    m.status = Some(done);
+                }
+                (Err(SaveProblem::Warning(w)), Mode::ConfigForm(f)) => {
+                    f.saving = false;
+                    f.warning = Some(w);
+                }
+                (Err(SaveProblem::Refused(e)), Mode::ConfigForm(f)) => {
+                    f.saving = false;
+                    f.error = Some(e);
+                }
+                (Err(SaveProblem::Warning(e) | SaveProblem::Refused(e)), _) => {
+                    m.status = Some(format!("not saved: {e}"));
+                }
+            }
+            Vec::new()
+        }
     }
+}
+
+/// Keys in a Config form; a submit that passes the checks becomes a save.
+fn config_form_key(m: &mut Model, mut f: ConfigForm, k: KeyEvent) -> Vec<Effect> {
+    if f.saving {
+        m.mode = Mode::ConfigForm(f);
+        return Vec::new();
+    }
+    match configform::key(&mut f, k) {
+        configform::Outcome::Cancel => {
+            m.mode = Mode::Normal;
+            Vec::new()
+        }
+        configform::Outcome::Stay => {
+            m.mode = Mode::ConfigForm(f);
+            Vec::new()
+        }
+        configform::Outcome::Submit => match f.check() {
+            Err((field, why)) => {
+                f.focus = field;
+                f.error = Some(why);
+                m.mode = Mode::ConfigForm(f);
+                Vec::new()
+            }
+            Ok(edit) => {
+                // a warning already shown is not asked again
+                let check_host = if f.warning.is_some() {
+                    None
+                } else {
+                    f.host_path()
+                };
+                let base = f.base.clone();
+                f.saving = true;
+                f.error = None;
+                m.mode = Mode::ConfigForm(f);
+                vec![Effect::SaveConfig {
+                    edit,
+                    base,
+                    check_host,
+                }]
+            }
+        },
+    }
+}
+
+/// The selected Config row, if the file's settings are known (the file loads).
+fn selected_row(m: &mut Model) -> Option<(Row, crate::config::RawConfig, String)> {
+    let refuse = |m: &mut Model, why: &str| {
+        m.status = Some(why.to_string());
+        None
+    };
+    if m.config.error.is_some() {
+        return refuse(
+            m,
+            "the config file has an error: fix it first (E opens it); forms only edit a file pogo accepts",
+        );
+    }
+    let (Some(raw), Some(text)) = (m.config.raw.clone(), m.config.text.clone()) else {
+        return refuse(m, "the config file is not loaded yet");
+    };
+    let rows = configform::rows(&raw);
+    let row = rows.get(m.config.selected).cloned()?;
+    Some((row, raw, text))
+}
+
+fn open_form(m: &mut Model, kind: FormKind, raw: &crate::config::RawConfig, text: &str) {
+    m.mode = Mode::ConfigForm(ConfigForm::open(kind, raw, text, m.config.home.as_deref()));
 }
 
 /// Keys in the register form: type into the focused field, Tab/↑/↓ move, Enter on the last
@@ -297,7 +405,12 @@ fn mouse(m: &mut Model, e: MouseEvent) -> Vec<Effect> {
             }
             Vec::new()
         }
-        (MouseEventKind::Down(MouseButton::Left), Screen::Config) => Vec::new(),
+        (MouseEventKind::Down(MouseButton::Left), Screen::Config) => {
+            if let Some(i) = super::views::config::row_at(m, body, e.row) {
+                m.config.selected = i;
+            }
+            Vec::new()
+        }
         _ => return Vec::new(),
     };
     m.dirty = true;
@@ -337,7 +450,14 @@ fn move_selection(m: &mut Model, delta: isize) -> Vec<Effect> {
             Vec::new()
         }
         Screen::Config => {
-            m.config.scroll = m.config.scroll.saturating_add_signed(delta as i16);
+            let n = m
+                .config
+                .raw
+                .as_ref()
+                .map_or(0, |r| configform::rows(r).len());
+            if n > 0 {
+                m.config.selected = m.config.selected.saturating_add_signed(delta).min(n - 1);
+            }
             Vec::new()
         }
     }
@@ -377,6 +497,20 @@ fn key(m: &mut Model, k: KeyEvent) -> Vec<Effect> {
             Vec::new()
         }
         Mode::Register(f) => register_key(m, f, k),
+        Mode::ConfigForm(f) => config_form_key(m, f, k),
+        Mode::ConfirmDelete { what, edit, base } => {
+            m.mode = Mode::Normal;
+            if matches!(k.code, KeyCode::Char('y') | KeyCode::Char('Y')) {
+                m.status = Some(format!("deleting {what}…"));
+                return vec![Effect::SaveConfig {
+                    edit,
+                    base,
+                    check_host: None,
+                }];
+            }
+            m.status = Some("kept".to_string());
+            Vec::new()
+        }
         Mode::ConfirmUnregister(name) => {
             m.mode = Mode::Normal;
             if matches!(k.code, KeyCode::Char('y') | KeyCode::Char('Y')) {
@@ -572,6 +706,70 @@ fn action(m: &mut Model, a: Action) -> Vec<Effect> {
                 Vec::new()
             }
         },
+        Action::EditEntry => {
+            if let Some((row, raw, text)) = selected_row(m) {
+                let kind = match row {
+                    Row::Setting(k) => FormKind::Setting(k),
+                    Row::Mount(i) => FormKind::Mount(Some(i)),
+                    Row::Extra(t) => FormKind::Extra(Some(t)),
+                };
+                open_form(m, kind, &raw, &text);
+            }
+            Vec::new()
+        }
+        Action::AddEntry => {
+            if let Some((row, raw, text)) = selected_row(m) {
+                let kind = match row {
+                    Row::Extra(_) => FormKind::Extra(None),
+                    _ => FormKind::Mount(None),
+                };
+                open_form(m, kind, &raw, &text);
+            }
+            Vec::new()
+        }
+        Action::DeleteEntry => {
+            use crate::config::edit::Edit;
+            let Some((row, raw, base)) = selected_row(m) else {
+                return Vec::new();
+            };
+            let (what, edit) = match row {
+                Row::Setting(k) => {
+                    if configform::setting_value(&raw, k).is_none() {
+                        m.status = Some(format!(
+                            "{} is not set in the file",
+                            configform::setting_label(k)
+                        ));
+                        return Vec::new();
+                    }
+                    (
+                        format!("the {} setting", configform::setting_label(k)),
+                        Edit::Scalar {
+                            key: k.to_string(),
+                            value: None,
+                        },
+                    )
+                }
+                Row::Mount(i) => (
+                    format!(
+                        "the mount {}",
+                        raw.mounts.get(i).map_or("", |r| r.volume.as_str())
+                    ),
+                    Edit::Mount {
+                        index: Some(i),
+                        rule: None,
+                    },
+                ),
+                Row::Extra(t) => (
+                    format!("the extra arguments of tag {t}"),
+                    Edit::Extra {
+                        tag: Some(t),
+                        new: None,
+                    },
+                ),
+            };
+            m.mode = Mode::ConfirmDelete { what, edit, base };
+            Vec::new()
+        }
         Action::Register => {
             m.mode = Mode::Register(RegisterForm {
                 name: m.default_runner_name.clone(),
@@ -869,6 +1067,130 @@ mod tests {
         let mut m = fixtures::model();
         assert_eq!(press(&mut m, "3S"), vec![Effect::Service { start: true }]);
         assert_eq!(press(&mut m, "T"), vec![Effect::Service { start: false }]);
+    }
+
+    fn form(m: &Model) -> &ConfigForm {
+        match &m.mode {
+            Mode::ConfigForm(f) => f,
+            other => panic!("no form open: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn arrows_select_config_rows_and_enter_opens_the_selected_mount_filled_in() {
+        let mut m = fixtures::model();
+        press(&mut m, "2jjjjj");
+        assert_eq!(m.config.selected, 5, "settings 0-3, then mount 1 and 2");
+        press(&mut m, "\n");
+        let f = form(&m);
+        assert_eq!(f.kind, FormKind::Mount(Some(1)));
+        assert_eq!(
+            f.fields[0].value,
+            configform::Value::Text("/home/me/fixtures".into())
+        );
+        assert_eq!(f.fields[5].value, configform::Value::Flag(true));
+        press(&mut m, "jjjjjjjjjj\x1b");
+        assert_eq!(
+            m.mode,
+            Mode::Normal,
+            "Esc closes the form; typing went into it"
+        );
+        assert!(!m.quit);
+    }
+
+    #[test]
+    fn a_new_mount_is_saved_through_the_runtime_with_its_host_path_checked() {
+        let mut m = fixtures::model();
+        let fx = press(&mut m, "2a/srv/data\n/data\n\nbig\n\n\n");
+        match fx.as_slice() {
+            [Effect::SaveConfig {
+                edit,
+                base,
+                check_host,
+            }] => {
+                assert_eq!(base, fixtures::CONFIG_YAML);
+                assert_eq!(
+                    check_host.as_deref(),
+                    Some(std::path::Path::new("/srv/data"))
+                );
+                assert!(matches!(
+                    edit,
+                    crate::config::edit::Edit::Mount { index: None, .. }
+                ));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(form(&m).saving, "the form stays until the save is done");
+        assert!(press(&mut m, "x").is_empty(), "no typing while saving");
+        update(
+            &mut m,
+            Msg::ConfigSaved(Ok("saved /home/me/.pogo.yaml".into())),
+        );
+        assert_eq!(m.mode, Mode::Normal);
+        assert_eq!(m.status.as_deref(), Some("saved /home/me/.pogo.yaml"));
+    }
+
+    #[test]
+    fn a_missing_host_directory_warns_once_and_enter_saves_anyway() {
+        let mut m = fixtures::model();
+        press(&mut m, "2a/nope\n/data\n\n\n\n\n");
+        update(
+            &mut m,
+            Msg::ConfigSaved(Err(SaveProblem::Warning("/nope does not exist".into()))),
+        );
+        assert_eq!(form(&m).warning.as_deref(), Some("/nope does not exist"));
+        assert!(!form(&m).saving);
+        match press(&mut m, "\n").as_slice() {
+            [Effect::SaveConfig { check_host, .. }] => assert_eq!(*check_host, None),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_refused_form_points_at_the_wrong_field() {
+        let mut m = fixtures::model();
+        let fx = press(&mut m, "2a/srv\nrelative\n\n\n\n\n");
+        assert!(fx.is_empty());
+        let f = form(&m);
+        assert_eq!(f.focus, 1);
+        assert!(f.error.as_deref().unwrap().contains("must be absolute"));
+    }
+
+    #[test]
+    fn a_on_a_tag_adds_extra_arguments_and_d_deletes_after_asking() {
+        let mut m = fixtures::model();
+        press(&mut m, "2G");
+        // G is not bound on Config; walk down to the last row (the `ci` tag)
+        press(&mut m, "jjjjjjjj");
+        press(&mut m, "a");
+        assert_eq!(form(&m).kind, FormKind::Extra(None));
+        press(&mut m, "\x1b");
+        assert!(press(&mut m, "D").is_empty());
+        assert!(matches!(&m.mode, Mode::ConfirmDelete { what, .. } if what.contains("tag ci")));
+        match press(&mut m, "y").as_slice() {
+            [Effect::SaveConfig { edit, .. }] => assert_eq!(
+                *edit,
+                crate::config::edit::Edit::Extra {
+                    tag: Some("ci".into()),
+                    new: None
+                }
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(press(&mut m, "Dn").is_empty());
+        assert_eq!(m.status.as_deref(), Some("kept"));
+    }
+
+    #[test]
+    fn forms_do_not_open_while_the_file_has_an_error() {
+        let mut m = fixtures::model();
+        update(
+            &mut m,
+            Msg::Config(Err("/home/me/.pogo.yaml:3:1: invalid YAML".into())),
+        );
+        assert!(press(&mut m, "2\n").is_empty());
+        assert_eq!(m.mode, Mode::Normal);
+        assert!(m.status.as_deref().unwrap().contains("fix it first"));
     }
 
     fn click(m: &mut Model, kind: MouseEventKind, row: u16) -> Vec<Effect> {

@@ -3,12 +3,14 @@
 //! built by the same code as `pogo prepare` (`config::resolve::grants`, `podman::args::job_run`).
 
 use super::Theme;
+use crate::config::model::{ExtraArgsEntry, ExtraArgsRule, MountRule, RawConfig};
 use crate::config::{resolve, Config};
 use crate::podman::args::{self, JobContainer, KeepAlive};
+use crate::tui::configform::{self, ConfigForm, Note, Row, Value};
 use crate::tui::model::{Mode, Model, PreviewField};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
 /// Tags as typed: words separated by spaces or commas.
@@ -49,9 +51,13 @@ pub fn preview(
 pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
     let [settings, prev] =
         Layout::vertical([Constraint::Percentage(55), Constraint::Min(6)]).areas(area);
-    let title = match &m.config.path {
-        Some(p) => format!(" Config · {} ", p.display()),
-        None => " Config · no file: built-in defaults ".to_string(),
+    let title = match (&m.config.path, m.config.missing) {
+        (Some(p), false) => format!(" Config · {} ", p.display()),
+        (Some(p), true) => format!(
+            " Config · {} not created yet: built-in defaults, a save creates it ",
+            p.display()
+        ),
+        (None, _) => " Config · no file: built-in defaults ".to_string(),
     };
     let Some(c) = &m.config.good else {
         let why = m
@@ -67,14 +73,42 @@ pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
         );
         return;
     };
+    let list = settings_list(m, c, t);
+    let top = list_top(&list, settings);
     f.render_widget(
-        Paragraph::new(settings_lines(c, t))
-            .wrap(Wrap { trim: false })
-            .scroll((m.config.scroll, 0))
+        Paragraph::new(list.lines)
+            .scroll((top as u16, 0))
             .block(Block::default().borders(Borders::ALL).title(title)),
         settings,
     );
     draw_preview(f, prev, m, c, t);
+}
+
+/// The settings pane's lines and, for each, the row it shows (headers and notes: none).
+struct SettingsList {
+    lines: Vec<Line<'static>>,
+    rows: Vec<Option<usize>>,
+    selected_line: Option<usize>,
+}
+
+/// The first line shown, so that the selected row is on screen.
+fn list_top(list: &SettingsList, area: Rect) -> usize {
+    let inner = usize::from(area.height.saturating_sub(2)).max(1);
+    list.selected_line
+        .map_or(0, |s| (s + 1).saturating_sub(inner))
+}
+
+/// The Config row under screen row `y` of the body `area` (for mouse clicks).
+pub fn row_at(m: &Model, area: Rect, y: u16) -> Option<usize> {
+    let c = m.config.good.as_ref()?;
+    let [settings, _] =
+        Layout::vertical([Constraint::Percentage(55), Constraint::Min(6)]).areas(area);
+    let list = settings_list(m, c, Theme { color: false });
+    let line = usize::from(y.checked_sub(settings.y + 1)?) + list_top(&list, settings);
+    if y + 1 >= settings.y + settings.height {
+        return None;
+    }
+    list.rows.get(line).copied().flatten()
 }
 
 fn kv<'a>(k: &'a str, v: String, t: Theme) -> Line<'a> {
@@ -84,80 +118,211 @@ fn kv<'a>(k: &'a str, v: String, t: Theme) -> Line<'a> {
     ])
 }
 
-fn settings_lines(c: &Config, t: Theme) -> Vec<Line<'static>> {
-    let none = || "(none)".to_string();
-    let mut v = vec![
-        kv(
-            "default image",
-            c.default_image.clone().unwrap_or_else(none),
-            t,
-        ),
-        kv("pull policy", c.pull_policy.to_string(), t),
-        kv(
-            "auth file",
-            c.auth_file
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(none),
-            t,
-        ),
-        kv(
-            "podman",
-            std::iter::once(c.podman.clone())
-                .chain(c.podman_args.iter().cloned())
-                .collect::<Vec<_>>()
-                .join(" "),
-            t,
-        ),
-    ];
+/// The effective value of a setting the file leaves out (the default, or the environment's).
+fn effective(c: &Config, key: &str) -> String {
+    match key {
+        "default_image" => c.default_image.clone().unwrap_or_else(|| "none".into()),
+        "pull_policy" => c.pull_policy.to_string(),
+        "auth_file" => c
+            .auth_file
+            .as_ref()
+            .map_or_else(|| "none".into(), |p| p.display().to_string()),
+        "keep_failed" => match c.keep_failed {
+            0 => "off".into(),
+            n => format!("{n} min"),
+        },
+        _ => String::new(),
+    }
+}
+
+fn settings_list(m: &Model, c: &Config, t: Theme) -> SettingsList {
+    let mut list = SettingsList {
+        lines: Vec::new(),
+        rows: Vec::new(),
+        selected_line: None,
+    };
+    let empty = RawConfig::default();
+    let raw = m.config.raw.as_ref().unwrap_or(&empty);
+    let push = |list: &mut SettingsList, line: Line<'static>, row: Option<usize>| {
+        let selected = row.is_some() && row == Some(m.config.selected);
+        if selected {
+            list.selected_line = Some(list.lines.len());
+        }
+        let mut spans = vec![Span::raw(if selected { "› " } else { "  " })];
+        spans.extend(line.spans);
+        let line = Line::from(spans);
+        list.lines.push(if selected {
+            line.style(t.selected())
+        } else {
+            line
+        });
+        list.rows.push(row);
+    };
+    let header = |s: &'static str| Line::from(Span::styled(s, t.title()));
+    let none = || Line::from(Span::styled("  (none)", t.dim()));
+    let mut seen = (false, false);
+    for (i, row) in configform::rows(raw).into_iter().enumerate() {
+        let line = match row {
+            Row::Setting(k) => {
+                let label = format!("{:<16}", configform::setting_label(k));
+                let value = match configform::setting_value(raw, k) {
+                    Some(v) => Span::raw(v),
+                    None => Span::styled(format!("(not set: {})", effective(c, k)), t.dim()),
+                };
+                Line::from(vec![Span::styled(label, t.title()), value])
+            }
+            Row::Mount(i) => {
+                if !seen.0 {
+                    push(&mut list, header("mounts"), None);
+                    seen.0 = true;
+                }
+                mount_line(&raw.mounts[i], t)
+            }
+            Row::Extra(tag) => {
+                if !seen.0 {
+                    push(&mut list, header("mounts"), None);
+                    push(&mut list, none(), None);
+                    seen.0 = true;
+                }
+                if !seen.1 {
+                    push(&mut list, header("extra arguments"), None);
+                    seen.1 = true;
+                }
+                let rule = raw.extra_arguments.get(&tag).cloned();
+                extra_line(&tag, rule.map(ExtraArgsRule::entry).unwrap_or_default(), t)
+            }
+        };
+        push(&mut list, line, Some(i));
+    }
+    if !seen.0 {
+        push(&mut list, header("mounts"), None);
+        push(&mut list, none(), None);
+    }
+    if !seen.1 {
+        push(&mut list, header("extra arguments"), None);
+        push(&mut list, none(), None);
+    }
+    let podman = std::iter::once(c.podman.clone())
+        .chain(c.podman_args.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    push(&mut list, kv("podman", podman, t), None);
     if !c.allowed_images.patterns.is_empty() {
-        v.push(kv(
-            "allowed images",
-            c.allowed_images.patterns.join(", "),
-            t,
+        let allowed = c.allowed_images.patterns.join(", ");
+        push(&mut list, kv("allowed images", allowed, t), None);
+    }
+    list
+}
+
+fn mount_line(r: &MountRule, t: Theme) -> Line<'static> {
+    let mut spans = vec![Span::raw(format!("  {}", r.volume))];
+    if r.readonly {
+        spans.push(Span::styled(" ro", t.warn()));
+    }
+    let who = if r.tags.is_empty() {
+        "every job".to_string()
+    } else {
+        format!("tags {}", r.tags.join(", "))
+    };
+    spans.push(Span::styled(format!("  ← {who}"), t.dim()));
+    if !r.projects.is_empty() {
+        spans.push(Span::styled(
+            format!("; projects {}", r.projects.join(", ")),
+            t.dim(),
         ));
     }
-    v.push(Line::from(Span::styled("mounts", t.title())));
-    if c.mounts.is_empty() {
-        v.push(Line::from(Span::styled("  (none)", t.dim())));
+    Line::from(spans)
+}
+
+fn extra_line(tag: &str, e: ExtraArgsEntry, t: Theme) -> Line<'static> {
+    let mut spans = vec![Span::styled(format!("  {tag:<10}"), t.key())];
+    match crate::config::split_args(&e.args) {
+        Ok(tokens) => spans.push(Span::raw(token_text(&tokens))),
+        Err(_) => spans.push(Span::raw(e.args.clone())),
     }
-    for mnt in &c.mounts {
-        let mut spans = vec![Span::raw(format!("  {}", mnt.volume_arg()))];
-        let who = if mnt.tags.is_empty() {
-            "every job".to_string()
-        } else {
-            format!("tags {}", mnt.tags.join(", "))
+    if e.privileged {
+        spans.push(Span::styled("privileged ", t.warn()));
+    }
+    if !e.projects.is_empty() {
+        spans.push(Span::styled(
+            format!(" projects {}", e.projects.join(", ")),
+            t.dim(),
+        ));
+    }
+    Line::from(spans)
+}
+
+/// Arguments one by one, as podman gets them: `[--env] [A=two words] `.
+pub fn token_text(tokens: &[String]) -> String {
+    tokens.iter().map(|a| format!("[{a}] ")).collect()
+}
+
+/// The add / edit form, over the screen.
+pub fn draw_form(f: &mut Frame, area: Rect, form: &ConfigForm, t: Theme) {
+    let mut lines = Vec::new();
+    for (i, field) in form.fields.iter().enumerate() {
+        let focused = i == form.focus;
+        let value = match &field.value {
+            Value::Text(s) if focused => format!("{s}█"),
+            Value::Text(s) => s.clone(),
+            Value::Flag(on) => if *on { "[x]" } else { "[ ]" }.to_string(),
         };
-        spans.push(Span::styled(format!("  ← {who}"), t.dim()));
-        if !mnt.projects.patterns.is_empty() {
-            spans.push(Span::styled(
-                format!("; projects {}", mnt.projects.patterns.join(", ")),
+        let label = Span::styled(
+            format!("{:<15} ", field.label),
+            if focused { t.key() } else { t.title() },
+        );
+        lines.push(Line::from(vec![
+            label,
+            Span::styled(
+                value,
+                if focused {
+                    t.selected()
+                } else {
+                    ratatui::style::Style::default()
+                },
+            ),
+        ]));
+        if focused {
+            lines.push(Line::from(Span::styled(
+                format!("{:16}{}", "", field.hint),
                 t.dim(),
-            ));
+            )));
         }
-        v.push(Line::from(spans));
     }
-    v.push(Line::from(Span::styled("extra arguments", t.title())));
-    if c.extra_arguments.is_empty() {
-        v.push(Line::from(Span::styled("  (none)", t.dim())));
+    lines.push(Line::from(""));
+    for note in form.notes() {
+        lines.push(match note {
+            Note::Info(s) => Line::from(Span::styled(s, t.dim())),
+            Note::Tokens(tokens) => Line::from(vec![
+                Span::styled("podman gets: ", t.dim()),
+                Span::raw(token_text(&tokens)),
+            ]),
+            Note::Warn(s) => Line::from(Span::styled(s, t.warn())),
+            Note::Bad(s) => Line::from(Span::styled(s, t.bad())),
+        });
     }
-    for e in &c.extra_arguments {
-        let mut spans = vec![Span::styled(format!("  {:<10}", e.tag), t.key())];
-        for a in &e.args {
-            spans.push(Span::raw(format!("[{a}] ")));
-        }
-        if e.privileged {
-            spans.push(Span::styled("privileged ", t.warn()));
-        }
-        if !e.projects.patterns.is_empty() {
-            spans.push(Span::styled(
-                format!(" projects {}", e.projects.patterns.join(", ")),
-                t.dim(),
-            ));
-        }
-        v.push(Line::from(spans));
+    if let Some(w) = &form.warning {
+        lines.push(Line::from(Span::styled(format!("! {w}"), t.warn())));
     }
-    v
+    if let Some(e) = &form.error {
+        lines.push(Line::from(Span::styled(format!("✗ {e}"), t.bad())));
+    }
+    if form.saving {
+        lines.push(Line::from(Span::styled("saving…", t.dim())));
+    }
+    let inner = usize::from(area.width.min(76).saturating_sub(2)).max(1);
+    let rows: usize = lines.iter().map(|l| l.width().div_ceil(inner).max(1)).sum();
+    let r = super::popup_fixed(area, 76, (rows + 2).min(usize::from(u16::MAX)) as u16);
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(format!(" {} ", form.title()))
+                .title_bottom(" Tab next · Enter on the last field or Ctrl-S saves · Esc cancels "),
+        ),
+        r,
+    );
 }
 
 fn draw_preview(f: &mut Frame, area: Rect, m: &Model, c: &Config, t: Theme) {
@@ -272,5 +437,53 @@ mod tests {
         m.mode = Mode::PreviewInput(PreviewField::Tags);
         m.config.preview_tags = "bui".into();
         insta::assert_snapshot!(render(&m, 100, 30));
+    }
+
+    #[test]
+    fn the_extra_arguments_form_shows_the_tokens_podman_gets_at_80x24() {
+        let mut m = model();
+        m.screen = crate::tui::model::Screen::Config;
+        m.config.selected = 6;
+        update(
+            &mut m,
+            Msg::Key(crossterm::event::KeyEvent::from(
+                crossterm::event::KeyCode::Enter,
+            )),
+        );
+        assert!(matches!(m.mode, Mode::ConfigForm(_)));
+        insta::assert_snapshot!(render(&m, 80, 24));
+    }
+
+    #[test]
+    fn a_refused_mount_form_says_why_under_its_fields() {
+        let mut m = model();
+        m.screen = crate::tui::model::Screen::Config;
+        let raw = m.config.raw.clone().unwrap();
+        let mut f = ConfigForm::open(
+            configform::FormKind::Mount(None),
+            &raw,
+            "",
+            Some(std::path::Path::new("/home/me")),
+        );
+        f.fields[0].value = Value::Text("~/data".into());
+        f.fields[1].value = Value::Text("data".into());
+        f.focus = 1;
+        f.error = f.check().err().map(|(_, why)| why);
+        m.mode = Mode::ConfigForm(f);
+        insta::assert_snapshot!(render(&m, 80, 24));
+    }
+
+    #[test]
+    fn deleting_a_mount_asks_first() {
+        let mut m = model();
+        m.screen = crate::tui::model::Screen::Config;
+        m.config.selected = 4;
+        update(
+            &mut m,
+            Msg::Key(crossterm::event::KeyEvent::from(
+                crossterm::event::KeyCode::Char('D'),
+            )),
+        );
+        insta::assert_snapshot!(render(&m, 80, 24));
     }
 }

@@ -133,47 +133,68 @@ pub fn draw(f: &mut Frame, m: &Model) {
             );
         }
         Mode::Register(form) => runners::draw_form(f, area, form, t),
-        Mode::ConfirmUnregister(name) => {
-            let r = popup_fixed(area, 60, 6);
-            f.render_widget(Clear, r);
-            f.render_widget(
-                Paragraph::new(vec![
-                    Line::from(format!("Unregister runner {name}?")),
-                    Line::from(Span::styled(
-                        "GitLab is told first; the entry leaves config.toml",
-                        t.dim(),
-                    )),
-                    Line::from(vec![
-                        Span::styled("y", t.key()),
-                        Span::raw(" unregister   "),
-                        Span::styled("any other key", t.key()),
-                        Span::raw(" keep it"),
-                    ]),
-                ])
-                .block(Block::default().borders(Borders::ALL).title(" unregister ")),
-                r,
-            );
-        }
-        Mode::ConfirmStop { container, job } => {
-            let r = popup_fixed(area, 56, 5);
-            f.render_widget(Clear, r);
-            f.render_widget(
-                Paragraph::new(vec![
-                    Line::from(format!("Stop job {job}?")),
-                    Line::from(Span::styled(container.as_str(), t.dim())),
-                    Line::from(vec![
-                        Span::styled("y", t.key()),
-                        Span::raw(" stop   "),
-                        Span::styled("any other key", t.key()),
-                        Span::raw(" keep running"),
-                    ]),
-                ])
-                .block(Block::default().borders(Borders::ALL).title(" stop ")),
-                r,
-            );
-        }
+        Mode::ConfigForm(form) => config::draw_form(f, area, form, t),
+        Mode::ConfirmUnregister(name) => confirm(
+            f,
+            area,
+            t,
+            " unregister ",
+            format!("Unregister runner {name}?"),
+            "GitLab is told first; the entry leaves config.toml",
+            ("unregister", "keep it"),
+        ),
+        Mode::ConfirmStop { container, job } => confirm(
+            f,
+            area,
+            t,
+            " stop ",
+            format!("Stop job {job}?"),
+            container,
+            ("stop", "keep running"),
+        ),
+        Mode::ConfirmDelete { what, .. } => confirm(
+            f,
+            area,
+            t,
+            " delete ",
+            format!("Delete {what}?"),
+            "only its lines leave the file; comments and the rest stay",
+            ("delete", "keep it"),
+        ),
         _ => {}
     }
+}
+
+/// A yes/no question in a popup: `y` does it, any other key does not.
+fn confirm(
+    f: &mut Frame,
+    area: Rect,
+    t: Theme,
+    title: &str,
+    question: String,
+    detail: &str,
+    (yes, no): (&str, &str),
+) {
+    let r = popup_fixed(area, 60, 5);
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(vec![
+            Line::from(question),
+            Line::from(Span::styled(detail.to_string(), t.dim())),
+            Line::from(vec![
+                Span::styled("y", t.key()),
+                Span::raw(format!(" {yes}   ")),
+                Span::styled("any other key", t.key()),
+                Span::raw(format!(" {no}")),
+            ]),
+        ])
+        .block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(title.to_string()),
+        ),
+        r,
+    );
 }
 
 /// Problems shown on every screen: podman unusable; the config file invalid (on Config it is
@@ -223,6 +244,10 @@ fn draw_footer(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
         Mode::Register(_) => {
             Line::from(Span::styled("registering a runner · Esc cancels", t.dim()))
         }
+        Mode::ConfigForm(_) => Line::from(Span::styled(
+            "editing the config file · saved with its comments kept · Esc cancels",
+            t.dim(),
+        )),
         _ => match &m.status {
             Some(s) => Line::from(Span::styled(s.clone(), t.warn())),
             None => Line::from(Span::styled(footer_hint(m.screen), t.dim())),
@@ -282,14 +307,17 @@ pub mod fixtures {
         }
     }
 
-    pub fn config() -> crate::config::Config {
-        let yaml = "default_image: fedora:41\n\
+    /// The fixture's config file, with a comment the forms must keep.
+    pub const CONFIG_YAML: &str = "# my laptop\n\
+            default_image: fedora:41\n\
             pull_policy: always\n\
             auth_file: /home/me/.docker-auth.json\n\
             working_dir: /home/me/.local/share/pogo\n\
             mounts:\n  - volume: /srv/cache:/cache\n  - volume: /home/me/fixtures:/mnt/fixtures\n    tags: [test]\n    readonly: true\n\
             extra_arguments:\n  buildah:\n    args: '--device /dev/fuse:rw --security-opt \"label=disable\"'\n    privileged: true\n  ci: '--env CI_LOCAL=1'\n";
-        let raw = crate::config::parse(yaml, std::path::Path::new("/home/me/.pogo.yaml"))
+
+    pub fn config() -> crate::config::Config {
+        let raw = crate::config::parse(CONFIG_YAML, std::path::Path::new("/home/me/.pogo.yaml"))
             .expect("fixture config parses");
         crate::config::finalize(
             raw,
@@ -392,6 +420,9 @@ pub mod fixtures {
         );
         m.config.path = Some("/home/me/.pogo.yaml".into());
         m.config.good = Some(config());
+        m.config.text = Some(CONFIG_YAML.to_string());
+        m.config.raw = crate::config::parse(CONFIG_YAML, std::path::Path::new("/p")).ok();
+        m.config.home = Some("/home/me".into());
         m.runners = RunnersState {
             path: Some("/home/me/.gitlab-runner/config.toml".into()),
             rows: vec![
