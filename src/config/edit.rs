@@ -140,15 +140,7 @@ fn edit_key(edit: &Edit) -> &str {
 
 /// The smallest change: only the value or entry the edit is about.
 fn splice(text: &str, root: Option<&Node>, edit: &Edit) -> Option<String> {
-    let entries = match root {
-        Some(Node::Map {
-            flow: false,
-            entries,
-            ..
-        }) => entries.as_slice(),
-        None => &[],
-        Some(_) => return None,
-    };
+    let entries = top_entries(root)?;
     let entry = find(entries, edit_key(edit));
     match edit {
         Edit::Scalar { key, value } => match (entry, value) {
@@ -266,15 +258,7 @@ fn splice(text: &str, root: Option<&Node>, edit: &Edit) -> Option<String> {
 /// The fallback: the edited top-level entry written out again in block style (comments
 /// inside that entry are lost; the rest of the file stays as it was).
 fn rewrite_key(text: &str, root: Option<&Node>, key: &str, expected: &RawConfig) -> Option<String> {
-    let entries = match root {
-        Some(Node::Map {
-            flow: false,
-            entries,
-            ..
-        }) => entries.as_slice(),
-        None => &[],
-        Some(_) => return None,
-    };
+    let entries = top_entries(root)?;
     let new = match key {
         "mounts" => (!expected.mounts.is_empty()).then(|| {
             let items: Vec<_> = expected.mounts.iter().map(mount_lines).collect();
@@ -328,6 +312,19 @@ fn value_text(key: &str, v: &str) -> String {
         v.trim().to_string()
     } else {
         scalar(v)
+    }
+}
+
+/// The entries of the document's top-level block mapping (none in an empty document).
+fn top_entries(root: Option<&Node>) -> Option<&[(Node, Node)]> {
+    match root {
+        Some(Node::Map {
+            flow: false,
+            entries,
+            ..
+        }) => Some(entries),
+        None => Some(&[]),
+        Some(_) => None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The job description gitlab-runner writes to `JOB_RESPONSE_FILE` (GitLab's `spec.Job`, mode
 //! 0600): what the environment does not carry — the image's entrypoint and pull policy, the
-//! services' ports and pull policies, and the registry credentials GitLab sends with the job.
+//! services' ports and pull policies, the registry credentials GitLab sends with the job, and
+//! which variables are masked (their values are redacted from the log copy `pogo run` keeps).
 //!
 //! Only these fields are read; everything else in the file is ignored. Parsing is pure
 //! ([`parse`]); values the job controls are validated where they are used (prepare).
@@ -14,6 +15,8 @@ pub struct JobResponse {
     pub image: ImageSpec,
     pub services: Vec<ImageSpec>,
     pub credentials: Vec<Credential>,
+    /// The values of the variables with `masked: true` (empty ones left out).
+    pub masked: Vec<Secret>,
 }
 
 /// `image:` or one entry of `services:`.
@@ -47,6 +50,17 @@ struct Raw {
     services: Option<Vec<RawImage>>,
     #[serde(default)]
     credentials: Option<Vec<RawCredential>>,
+    #[serde(default)]
+    variables: Option<Vec<RawVariable>>,
+}
+
+// No Debug: it holds the values.
+#[derive(Deserialize)]
+struct RawVariable {
+    #[serde(default)]
+    value: Option<String>,
+    #[serde(default)]
+    masked: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -129,6 +143,14 @@ pub fn parse(text: &str) -> Result<JobResponse, String> {
                 password: Secret::new(c.password.unwrap_or_default()),
             })
             .collect(),
+        masked: raw
+            .variables
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|v| v.masked == Some(true))
+            .filter_map(|v| v.value.filter(|s| !s.is_empty()))
+            .map(Secret::new)
+            .collect(),
     })
 }
 
@@ -190,9 +212,26 @@ mod tests {
     }
 
     #[test]
+    fn masked_values_are_read_and_kept_out_of_debug_output() {
+        let r = parse(
+            r#"{"id":1,"variables":[
+                {"key":"CI_JOB_TOKEN","value":"glcbt-abcdefgh","masked":true,"public":false},
+                {"key":"PLAIN","value":"visible-value","public":true},
+                {"key":"EMPTY","value":"","masked":true},
+                {"key":"NULL","value":null,"masked":true}
+            ]}"#,
+        )
+        .unwrap();
+        let masked: Vec<&str> = r.masked.iter().map(Secret::expose).collect();
+        assert_eq!(masked, vec!["glcbt-abcdefgh"]);
+        assert!(!format!("{r:?}").contains("glcbt-abcdefgh"));
+    }
+
+    #[test]
     fn a_minimal_or_null_description_is_fine() {
         assert_eq!(parse("{}").unwrap(), JobResponse::default());
-        let r = parse(r#"{"image":null,"services":null,"credentials":null}"#).unwrap();
+        let r =
+            parse(r#"{"image":null,"services":null,"credentials":null,"variables":null}"#).unwrap();
         assert_eq!(r, JobResponse::default());
     }
 

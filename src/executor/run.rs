@@ -243,8 +243,12 @@ const OUTPUT_DRAIN: Duration = Duration::from_secs(5);
 /// The job's log copy, or a disabled one (with one warning) when it cannot be opened.
 pub(crate) fn open_log_copy(ctx: &Context) -> LogCopy {
     let dir = StateDir::new(state::state_dir(&ctx.config.working_dir, &ctx.env));
-    let secrets = match state::job_secrets(ctx.job.job_response_file.as_deref()) {
-        Ok(s) => s,
+    let masked = match ctx.job.job_response_file.as_deref() {
+        Some(path) => super::response::load(path).map(|r| r.masked),
+        None => Ok(Vec::new()),
+    };
+    let secrets: Vec<String> = match masked {
+        Ok(s) => s.iter().map(|v| v.expose().to_string()).collect(),
         Err(e) => {
             log_warning(&format!(
                 "no log copy for `pogo tui`: masked variables unknown ({e}); the job is not affected"

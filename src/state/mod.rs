@@ -483,15 +483,6 @@ impl LogCopy {
     }
 }
 
-/// The masked values of the job, from `JOB_RESPONSE_FILE`; none when it cannot be read.
-pub fn job_secrets(job_response_file: Option<&Path>) -> Result<Vec<String>, String> {
-    let Some(p) = job_response_file else {
-        return Ok(Vec::new());
-    };
-    let text = fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-    redact::masked_values(&text)
-}
-
 #[cfg(test)]
 mod tests {
     use super::hooks::{apply_stage_end, finish, StageEnd};

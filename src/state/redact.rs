@@ -5,8 +5,6 @@
 //! Pure: bytes in, bytes out. The only state carried between chunks is the tail that could still
 //! be the beginning of a secret (at most the longest secret's length minus one byte).
 
-use serde::Deserialize;
-
 /// GitLab only masks values of 8 characters or more.
 pub const MIN_MASKED_LEN: usize = 8;
 
@@ -105,32 +103,6 @@ impl Redactor {
     }
 }
 
-#[derive(Deserialize)]
-struct JobResponse {
-    #[serde(default)]
-    variables: Vec<ResponseVariable>,
-}
-
-#[derive(Deserialize)]
-struct ResponseVariable {
-    #[serde(default)]
-    value: String,
-    #[serde(default)]
-    masked: bool,
-}
-
-/// The values of the masked variables in gitlab-runner's `JOB_RESPONSE_FILE` (the job payload
-/// GitLab sent: `variables[]` with `masked: true`).
-pub fn masked_values(job_response_json: &str) -> Result<Vec<String>, String> {
-    let r: JobResponse = serde_json::from_str(job_response_json)
-        .map_err(|e| format!("the job response is not the JSON gitlab-runner writes: {e}"))?;
-    Ok(r.variables
-        .into_iter()
-        .filter(|v| v.masked && !v.value.is_empty())
-        .map(|v| v.value)
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,16 +195,5 @@ mod tests {
         r.push(b"xxxx012345678", &mut out);
         assert_eq!(out, b"xxxx");
         assert!(r.pending.len() < 10);
-    }
-
-    #[test]
-    fn masked_values_come_from_the_job_response_file() {
-        let json = r#"{"id":1,"variables":[
-            {"key":"CI_JOB_TOKEN","value":"glcbt-abcdefgh","masked":true,"public":false},
-            {"key":"PLAIN","value":"visible-value","public":true},
-            {"key":"EMPTY","value":"","masked":true}
-        ]}"#;
-        assert_eq!(masked_values(json).unwrap(), vec!["glcbt-abcdefgh"]);
-        assert!(masked_values("not json").is_err());
     }
 }
