@@ -38,8 +38,11 @@ impl Screen {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
     Normal,
-    /// Typing a log search (`/`).
+    /// Typing a log search (`/` with the log focused).
     Search(String),
+    /// Typing the list's filter (`/` in a list): it applies as it is typed, into
+    /// [`Model::filters`] for the current screen.
+    Filter,
     /// `x` asked: stop this container?
     ConfirmStop {
         container: String,
@@ -134,6 +137,69 @@ pub struct ConfigState {
     pub keep_alive: Option<crate::podman::args::KeepAlive>,
 }
 
+/// Which pane of the Jobs screen keys go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Focus {
+    /// The job list: ↑↓ pick a job, `/` filters the list.
+    #[default]
+    List,
+    /// The log: ↑↓ scroll it, `/` searches it.
+    Log,
+}
+
+/// The `/` filter of each screen's list (empty: everything shows).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filters {
+    pub jobs: String,
+    pub runners: String,
+}
+
+impl Filters {
+    /// The filter of `screen`'s list, if that screen has one.
+    pub fn of(&self, screen: Screen) -> Option<&String> {
+        match screen {
+            Screen::Jobs => Some(&self.jobs),
+            Screen::Runners => Some(&self.runners),
+            Screen::Config => None,
+        }
+    }
+
+    pub fn of_mut(&mut self, screen: Screen) -> Option<&mut String> {
+        match screen {
+            Screen::Jobs => Some(&mut self.jobs),
+            Screen::Runners => Some(&mut self.runners),
+            Screen::Config => None,
+        }
+    }
+}
+
+/// Whether a row with these `fields` passes the filter `query`: every word of the query occurs
+/// in one of the fields, ignoring case. An empty query matches everything.
+pub fn filter_matches(query: &str, fields: &[&str]) -> bool {
+    let fields: Vec<String> = fields.iter().map(|f| f.to_lowercase()).collect();
+    query
+        .split_whitespace()
+        .map(str::to_lowercase)
+        .all(|word| fields.iter().any(|f| f.contains(&word)))
+}
+
+impl JobRow {
+    /// What the Jobs filter looks at: id, project, job name, stage, image and state.
+    pub fn matches(&self, query: &str) -> bool {
+        filter_matches(
+            query,
+            &[
+                &self.id,
+                &self.project,
+                &self.name,
+                &self.stage,
+                &self.image,
+                &self.state,
+            ],
+        )
+    }
+}
+
 /// A problem shown as a banner on top of every screen, with the fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Banner {
@@ -148,7 +214,12 @@ pub struct Model {
     /// Stats by container name.
     pub stats: HashMap<String, StatEntry>,
     pub jobs: Vec<JobRow>,
+    /// Index in `jobs` of the selected job; always a row the filter shows, when there is one.
     pub selected: usize,
+    /// The Jobs screen's focused pane.
+    pub focus: Focus,
+    /// The `/` filters of the lists.
+    pub filters: Filters,
     pub log: LogView,
     pub podman_error: Option<Banner>,
     /// Set once the first `podman ps` answered.
@@ -178,6 +249,8 @@ impl Model {
             stats: HashMap::new(),
             jobs: Vec::new(),
             selected: 0,
+            focus: Focus::List,
+            filters: Filters::default(),
             log: LogView::default(),
             podman_error: None,
             podman_seen: false,
@@ -193,8 +266,55 @@ impl Model {
         }
     }
 
+    /// The selected job, unless the filter hides every job.
     pub fn selected_job(&self) -> Option<&JobRow> {
-        self.jobs.get(self.selected)
+        self.jobs
+            .get(self.selected)
+            .filter(|j| j.matches(&self.filters.jobs))
+    }
+
+    /// Indices in `jobs` of the rows the filter shows, in order.
+    pub fn visible_jobs(&self) -> Vec<usize> {
+        let q = &self.filters.jobs;
+        (0..self.jobs.len())
+            .filter(|&i| self.jobs[i].matches(q))
+            .collect()
+    }
+
+    /// Indices in `runners.rows` of the runners the filter shows (name, URL, executor).
+    pub fn visible_runners(&self) -> Vec<usize> {
+        let q = &self.filters.runners;
+        (0..self.runners.rows.len())
+            .filter(|&i| {
+                let r = &self.runners.rows[i];
+                filter_matches(q, &[&r.name, &r.url, &r.executor])
+            })
+            .collect()
+    }
+
+    /// The selected runner, unless the filter hides every runner.
+    pub fn selected_runner(&self) -> Option<&super::runners::RunnerRow> {
+        let i = self.runners.selected;
+        self.visible_runners()
+            .contains(&i)
+            .then(|| &self.runners.rows[i])
+    }
+
+    /// Keep the selections on rows the filters show: a hidden selection moves to the first
+    /// visible row (and stays put when nothing is visible).
+    pub fn keep_selection_visible(&mut self) {
+        let jobs = self.visible_jobs();
+        if !jobs.contains(&self.selected) {
+            if let Some(&first) = jobs.first() {
+                self.selected = first;
+            }
+        }
+        let runners = self.visible_runners();
+        if !runners.contains(&self.runners.selected) {
+            if let Some(&first) = runners.first() {
+                self.runners.selected = first;
+            }
+        }
     }
 
     /// Any job still running (elapsed times move, stats are worth polling).
@@ -210,6 +330,7 @@ impl Model {
             .and_then(|k| self.jobs.iter().position(|j| j.key == k))
             .unwrap_or(0)
             .min(self.jobs.len().saturating_sub(1));
+        self.keep_selection_visible();
     }
 }
 
@@ -422,6 +543,41 @@ mod tests {
         assert_eq!(rows[0].project, "g/p");
         assert_eq!(rows[0].state, "running");
         assert_eq!(rows[0].container.as_deref(), Some("pogo-r-7-0-build"));
+    }
+
+    #[test]
+    fn the_filter_ignores_case_and_needs_every_word_somewhere() {
+        assert!(filter_matches("", &["anything"]));
+        assert!(filter_matches("  ", &[]));
+        assert!(filter_matches("APP", &["group/app", "build"]));
+        assert!(filter_matches("app build", &["group/app", "build"]));
+        assert!(!filter_matches("app deploy", &["group/app", "build"]));
+        assert!(!filter_matches("x", &[]));
+    }
+
+    #[test]
+    fn the_jobs_filter_looks_at_id_project_name_stage_image_and_state() {
+        let mut r = rec("k", 1, None);
+        r.id = "1201".into();
+        r.project = "group/app".into();
+        r.name = "lint".into();
+        r.stage = Some("build_script".into());
+        r.image = Some("node:22".into());
+        r.result = Some(Outcome::Failed);
+        r.exit_code = Some(2);
+        let row = &merge_jobs(&[r], &[], &HashMap::new(), 2)[0];
+        for q in [
+            "120",
+            "Group/App",
+            "lint",
+            "build_s",
+            "node",
+            "exit 2",
+            "failed",
+        ] {
+            assert!(row.matches(q), "{q}");
+        }
+        assert!(!row.matches("python"));
     }
 
     #[test]

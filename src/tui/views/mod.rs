@@ -217,6 +217,12 @@ fn draw_footer(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
             Span::styled("█", t.dim()),
             Span::styled("   Enter search · Esc cancel", t.dim()),
         ]),
+        Mode::Filter => Line::from(vec![
+            Span::styled("filter /", t.key()),
+            Span::raw(m.filters.of(m.screen).cloned().unwrap_or_default()),
+            Span::styled("█", t.dim()),
+            Span::styled("   Enter keep · Esc clear · ↑↓ move", t.dim()),
+        ]),
         Mode::PreviewInput(_) => {
             Line::from(Span::styled("typing the preview · Enter/Esc done", t.dim()))
         }
@@ -225,7 +231,7 @@ fn draw_footer(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
         }
         _ => match &m.status {
             Some(s) => Line::from(Span::styled(s.clone(), t.warn())),
-            None => Line::from(Span::styled(footer_hint(m.screen), t.dim())),
+            None => Line::from(Span::styled(footer_hint(m.screen, m.focus), t.dim())),
         },
     };
     f.render_widget(Paragraph::new(line), area);
