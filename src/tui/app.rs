@@ -500,6 +500,14 @@ async fn run_effect(rtm: &mut Runtime, model: &mut Model, e: Effect) -> Option<L
             }
             None
         }
+        Effect::FindOtherRunner => {
+            let tx = rtm.tx.clone();
+            tokio::task::spawn_blocking(move || {
+                let found = super::procs::find_other_runner();
+                let _ = tx.send(Input::Msg(Msg::OtherRunner(found)));
+            });
+            None
+        }
         Effect::ReloadLog => {
             read_log(rtm, model, true);
             None

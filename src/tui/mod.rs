@@ -7,6 +7,7 @@ pub mod app;
 pub mod keys;
 pub mod logview;
 pub mod model;
+pub mod procs;
 pub mod runners;
 pub mod sources;
 pub mod update;

@@ -222,6 +222,9 @@ pub struct Model {
     pub filters: Filters,
     pub log: LogView,
     pub podman_error: Option<Banner>,
+    /// A gitlab-runner of another user, looked for while the job list is empty: its jobs are in
+    /// that user's rootless podman.
+    pub other_runner: Option<super::procs::OtherRunner>,
     /// Set once the first `podman ps` answered.
     pub podman_seen: bool,
     pub config: ConfigState,
@@ -253,6 +256,7 @@ impl Model {
             filters: Filters::default(),
             log: LogView::default(),
             podman_error: None,
+            other_runner: None,
             podman_seen: false,
             config: ConfigState::default(),
             runners: RunnersState::default(),

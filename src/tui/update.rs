@@ -48,12 +48,16 @@ pub enum Msg {
     Status(String),
     /// `systemctl --user is-active gitlab-runner.service` answered.
     Service(String),
+    /// Whether gitlab-runner runs as another user (looked for while no job is listed).
+    OtherRunner(Option<super::procs::OtherRunner>),
 }
 
 /// Work for the runtime; it reports back with messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     RefreshJobs,
+    /// Look for a gitlab-runner of another user (`/proc`); answers with [`Msg::OtherRunner`].
+    FindOtherRunner,
     /// Read the selected job's log from its start (another job was selected).
     ReloadLog,
     ReloadConfig,
@@ -121,7 +125,16 @@ pub fn update(m: &mut Model, msg: Msg) -> Vec<Effect> {
             m.records = records;
             m.rebuild_jobs();
             m.dirty = true;
-            select_log(m, before)
+            let mut fx = select_log(m, before);
+            if m.jobs.is_empty() {
+                fx.push(Effect::FindOtherRunner);
+            }
+            fx
+        }
+        Msg::OtherRunner(r) => {
+            m.dirty |= m.other_runner != r;
+            m.other_runner = r;
+            Vec::new()
         }
         Msg::Stats(s) => {
             m.stats = s.into_iter().map(|e| (e.name.clone(), e)).collect();
@@ -1117,6 +1130,36 @@ mod tests {
             },
         );
         assert!(m.podman_error.is_none());
+    }
+
+    #[test]
+    fn an_empty_job_list_asks_who_runs_gitlab_runner_and_a_full_one_does_not() {
+        let mut m = fixtures::model();
+        let (containers, records) = (m.containers.clone(), m.records.clone());
+        let fx = update(
+            &mut m,
+            Msg::Jobs {
+                containers: Ok(containers),
+                records,
+            },
+        );
+        assert!(!fx.contains(&Effect::FindOtherRunner));
+        let fx = update(
+            &mut m,
+            Msg::Jobs {
+                containers: Ok(Vec::new()),
+                records: Vec::new(),
+            },
+        );
+        assert_eq!(fx, vec![Effect::FindOtherRunner]);
+        let other = crate::tui::procs::OtherRunner {
+            user: "gitlab-runner".into(),
+            uid: 998,
+        };
+        update(&mut m, Msg::OtherRunner(Some(other.clone())));
+        assert_eq!(m.other_runner, Some(other));
+        update(&mut m, Msg::OtherRunner(None));
+        assert_eq!(m.other_runner, None, "gone again: nothing to say");
     }
 
     #[test]

@@ -93,13 +93,23 @@ fn draw_empty(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
         Line::from(
             "Jobs appear here as soon as gitlab-runner (or `pogo exec`) runs them through pogo.",
         ),
-        Line::from(""),
-        Line::from(Span::styled(
-            "Rootless podman is per user: the jobs of a gitlab-runner that runs as another \
-             user show only in that user's `pogo tui`.",
-            t.dim(),
-        )),
     ];
+    // Only when it is so: gitlab-runner runs, as someone else.
+    if let Some(o) = &m.other_runner {
+        lines.push(Line::from(""));
+        lines.push(Line::from(Span::styled(
+            format!(
+                "gitlab-runner runs as user {} (uid {}): its jobs are in that user's rootless \
+                 podman, not yours. Run the dashboard as that user:",
+                o.user, o.uid
+            ),
+            t.warn(),
+        )));
+        lines.push(Line::from(Span::styled(
+            format!("sudo -iu {} pogo tui", o.user),
+            t.key(),
+        )));
+    }
     if !m.podman_seen && m.podman_error.is_none() {
         lines.insert(1, Line::from(Span::styled("asking podman…", t.dim())));
     }
@@ -298,6 +308,20 @@ mod tests {
     fn no_jobs_explains_where_jobs_come_from() {
         let mut m = Model::new(0, true);
         m.podman_seen = true;
+        insta::assert_snapshot!(render(&m, 80, 24));
+    }
+
+    #[test]
+    fn no_jobs_and_gitlab_runner_running_as_another_user_says_whose_podman_has_them() {
+        let mut m = Model::new(0, true);
+        m.podman_seen = true;
+        update(
+            &mut m,
+            Msg::OtherRunner(Some(crate::tui::procs::OtherRunner {
+                user: "gitlab-runner".into(),
+                uid: 998,
+            })),
+        );
         insta::assert_snapshot!(render(&m, 80, 24));
     }
 
