@@ -16,18 +16,21 @@ pub struct OtherRunner {
     pub uid: u32,
 }
 
-/// The process name and real uid of a `/proc/PID/status` text.
+/// The process name and real uid of a `/proc/PID/status` text; none for a zombie (it has
+/// exited, only its parent has not reaped it yet).
 pub fn parse_status(text: &str) -> Option<(&str, u32)> {
     let mut name = None;
     let mut uid = None;
     for line in text.lines() {
         if let Some(v) = line.strip_prefix("Name:") {
             name = Some(v.trim());
+        } else if let Some(v) = line.strip_prefix("State:") {
+            if v.trim_start().starts_with('Z') {
+                return None;
+            }
         } else if let Some(v) = line.strip_prefix("Uid:") {
-            // real, effective, saved, filesystem
+            // real, effective, saved, filesystem (State comes before Uid)
             uid = v.split_whitespace().next().and_then(|u| u.parse().ok());
-        }
-        if name.is_some() && uid.is_some() {
             break;
         }
     }
@@ -106,6 +109,12 @@ mod tests {
         let t = "Name:\tsudo\nUid:\t1000\t0\t0\t0\n";
         assert_eq!(parse_status(t), Some(("sudo", 1000)));
         assert_eq!(parse_status("Name:\tx\n"), None);
+        let zombie = status("gitlab-runner", 998).replace("S (sleeping)", "Z (zombie)");
+        assert_eq!(
+            parse_status(&zombie),
+            None,
+            "an exited process runs nothing"
+        );
         assert_eq!(parse_status(""), None);
     }
 
