@@ -20,6 +20,7 @@ pub enum Action {
     Top,
     Bottom,
     ToggleFollow,
+    ToggleTimes,
     /// `/` on Jobs: filter the list or search the log, whichever pane is focused.
     Search,
     /// `/` on a list screen: filter it.
@@ -87,6 +88,7 @@ pub const BINDINGS: &[Binding] = &[
     Binding { keys: &[K::Home, K::Char('g')], label: "Home g", scope: On(Jobs), action: A::Top, help: "start of the log" },
     Binding { keys: &[K::End, K::Char('G')], label: "End G", scope: On(Jobs), action: A::Bottom, help: "end of the log, following" },
     Binding { keys: &[K::Char('f')], label: "f", scope: On(Jobs), action: A::ToggleFollow, help: "follow the log on/off" },
+    Binding { keys: &[K::Char('t')], label: "t", scope: On(Jobs), action: A::ToggleTimes, help: "log timestamps on/off" },
     Binding { keys: &[K::Char('s')], label: "s", scope: On(Jobs), action: A::SaveLog, help: "save the log to a file" },
     Binding { keys: &[K::Char('e')], label: "e", scope: On(Jobs), action: A::Shell, help: "shell in the job container" },
     Binding { keys: &[K::Char('x')], label: "x", scope: On(Jobs), action: A::Stop, help: "stop the job (asks first)" },
@@ -129,7 +131,7 @@ pub fn footer_hint(screen: Screen, focus: Focus) -> &'static str {
             "↑↓ job  → log  / filter  e shell  x stop  i inspect  s save  ? help  q quit"
         }
         (Jobs, Focus::Log) => {
-            "↑↓ scroll  ← list  / search  n/N match  f follow  s save  ? help  Esc back"
+            "↑↓ scroll  ← list  / search  n/N match  f follow  t times  ? help  Esc back"
         }
         (Config, _) => "t tags  p project  E edit  r reload  ? help  q quit",
         (Runners, _) => {

@@ -221,6 +221,10 @@ pub struct Model {
     /// The `/` filters of the lists.
     pub filters: Filters,
     pub log: LogView,
+    /// `t`: each log line starts with the time it was written.
+    pub show_times: bool,
+    /// Seconds east of UTC that times are shown in (the local zone's offset, 0 in tests).
+    pub utc_offset: i32,
     pub podman_error: Option<Banner>,
     /// A gitlab-runner of another user, looked for while the job list is empty: its jobs are in
     /// that user's rootless podman.
@@ -255,6 +259,8 @@ impl Model {
             focus: Focus::List,
             filters: Filters::default(),
             log: LogView::default(),
+            show_times: false,
+            utc_offset: 0,
             podman_error: None,
             other_runner: None,
             podman_seen: false,
@@ -491,9 +497,64 @@ pub fn format_elapsed(secs: u64) -> String {
     }
 }
 
+/// `2027-01-15T08:00:00Z` for Unix milliseconds `millis` shifted by `utc_offset` seconds (so the
+/// digits are local time; the `Z` is not to be shown).
+fn shifted_rfc3339(millis: u64, utc_offset: i32) -> String {
+    let secs = (millis / 1000).saturating_add_signed(i64::from(utc_offset));
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .to_string()
+}
+
+/// `HH:MM:SS` of Unix milliseconds `millis`, `utc_offset` seconds east of UTC.
+pub fn clock(millis: u64, utc_offset: i32) -> String {
+    shifted_rfc3339(millis, utc_offset)[11..19].to_string()
+}
+
+/// `YYYY-MM-DD` of Unix milliseconds `millis`, `utc_offset` seconds east of UTC.
+pub fn day(millis: u64, utc_offset: i32) -> String {
+    shifted_rfc3339(millis, utc_offset)[..10].to_string()
+}
+
+/// The offset `date +%z` prints (`+0100`, `-0530`) in seconds east of UTC.
+pub fn parse_utc_offset(z: &str) -> Option<i32> {
+    let z = z.trim();
+    let (sign, digits) = match z.as_bytes().first()? {
+        b'+' => (1, &z[1..]),
+        b'-' => (-1, &z[1..]),
+        _ => return None,
+    };
+    if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let h: i32 = digits[..2].parse().ok()?;
+    let m: i32 = digits[2..].parse().ok()?;
+    (h <= 14 && m < 60).then_some(sign * (h * 3600 + m * 60))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_show_as_a_clock_in_the_given_zone() {
+        // 2027-01-15T08:00:00Z
+        let t = 1_800_000_000_000 + 999;
+        assert_eq!(clock(t, 0), "08:00:00");
+        assert_eq!(clock(t, 3600), "09:00:00");
+        assert_eq!(clock(t, -(8 * 3600 + 30 * 60)), "23:30:00");
+        assert_eq!(day(t, 0), "2027-01-15");
+        assert_eq!(day(t, -(9 * 3600)), "2027-01-14");
+    }
+
+    #[test]
+    fn the_local_offset_is_read_from_date_plus_z() {
+        assert_eq!(parse_utc_offset("+0100\n"), Some(3600));
+        assert_eq!(parse_utc_offset("-0530"), Some(-(5 * 3600 + 30 * 60)));
+        assert_eq!(parse_utc_offset("+0000"), Some(0));
+        assert_eq!(parse_utc_offset("CET"), None);
+        assert_eq!(parse_utc_offset("+1"), None);
+        assert_eq!(parse_utc_offset(""), None);
+    }
 
     fn rec(key: &str, started: u64, ended: Option<u64>) -> JobRecord {
         JobRecord {

@@ -30,11 +30,19 @@ pub enum Msg {
     Stats(Vec<StatEntry>),
     /// The podman event stream ended or failed.
     PodmanFailed(String),
-    /// Bytes appended to the selected job's log copy (`reset`: read from the start again).
+    /// Bytes appended to the selected job's log copy, from file position `start` (`reset`: the
+    /// file was read from the start again).
     Log {
         key: String,
+        start: u64,
         data: Vec<u8>,
         reset: bool,
+    },
+    /// Bytes appended to the selected job's `.times` file, from file position `start`.
+    LogTimes {
+        key: String,
+        start: u64,
+        data: Vec<u8>,
     },
     /// The config file was read again: the new config with its text, or why it is invalid.
     Config(Result<Box<(Config, String)>, String>),
@@ -147,13 +155,25 @@ pub fn update(m: &mut Model, msg: Msg) -> Vec<Effect> {
             m.dirty = true;
             Vec::new()
         }
-        Msg::Log { key, data, reset } => {
+        Msg::Log {
+            key,
+            start,
+            data,
+            reset,
+        } => {
             if m.log.key.as_deref() == Some(key.as_str()) {
                 if reset {
                     m.log.reset(Some(key));
                 }
-                m.log.append(&data);
+                m.log.append(start, &data);
                 m.dirty = true;
+            }
+            Vec::new()
+        }
+        Msg::LogTimes { key, start, data } => {
+            if m.log.key.as_deref() == Some(key.as_str()) {
+                m.log.append_times(start, &data);
+                m.dirty |= m.show_times;
             }
             Vec::new()
         }
@@ -599,6 +619,10 @@ fn action(m: &mut Model, a: Action) -> Vec<Effect> {
             m.log.follow = !m.log.follow;
             Vec::new()
         }
+        Action::ToggleTimes => {
+            m.show_times = !m.show_times;
+            Vec::new()
+        }
         Action::Search if m.focus == Focus::Log => {
             m.mode = Mode::Search(String::new());
             Vec::new()
@@ -961,7 +985,8 @@ mod tests {
         let mut m = fixtures::model();
         let job = m.selected_job().unwrap().key.clone();
         for _ in 0..10 {
-            m.log.append(b"more\n");
+            let at = m.log.offset;
+            m.log.append(at, b"more\n");
         }
         press(&mut m, "l");
         let bottom = m.log.first_visible(LOG_HEIGHT);
@@ -979,6 +1004,48 @@ mod tests {
             job,
             "the selection did not move"
         );
+    }
+
+    #[test]
+    fn t_on_jobs_toggles_log_timestamps_in_either_pane_and_stays_for_the_next_job() {
+        let mut m = fixtures::model();
+        assert!(!m.show_times);
+        press(&mut m, "t");
+        assert!(m.show_times);
+        press(&mut m, "j");
+        assert!(m.show_times, "another job's log shows times too");
+        press(&mut m, "lt");
+        assert!(!m.show_times);
+        // on Config, t still types the preview's tags
+        press(&mut m, "2t");
+        assert_eq!(m.mode, Mode::PreviewInput(PreviewField::Tags));
+        assert!(!m.show_times);
+    }
+
+    #[test]
+    fn the_times_of_the_log_arrive_for_the_job_shown_only() {
+        let mut m = fixtures::model();
+        let key = m.log.key.clone().unwrap();
+        let before = m.log.times.clone();
+        update(
+            &mut m,
+            Msg::LogTimes {
+                key: "another-job".into(),
+                start: 0,
+                data: b"0 1\n".to_vec(),
+            },
+        );
+        assert_eq!(m.log.times, before);
+        let (at, end) = (m.log.times_offset, m.log.offset);
+        update(
+            &mut m,
+            Msg::LogTimes {
+                key,
+                start: at,
+                data: format!("{end} 1800000000000\n").into_bytes(),
+            },
+        );
+        assert_eq!(m.log.times.len(), before.len() + 1);
     }
 
     #[test]

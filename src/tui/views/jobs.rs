@@ -2,7 +2,7 @@
 
 use super::Theme;
 use crate::state::Outcome;
-use crate::tui::model::{format_elapsed, Focus, JobRow, Model};
+use crate::tui::model::{clock, day, format_elapsed, Focus, JobRow, Model};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
@@ -236,6 +236,20 @@ fn short_image(image: &str) -> String {
         .to_string()
 }
 
+/// `HH:MM:SS ` before each log line with `t`.
+const TIME_WIDTH: usize = 9;
+
+/// ` · times`, with the day when the log's first known time is not today.
+fn times_label(m: &Model) -> String {
+    let today = day(m.now.saturating_mul(1000), m.utc_offset);
+    match m.log.times.first() {
+        Some(&(_, ms)) if day(ms, m.utc_offset) != today => {
+            format!(" · times of {}", day(ms, m.utc_offset))
+        }
+        _ => " · times".to_string(),
+    }
+}
+
 fn draw_log(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
     let Some(j) = m.selected_job() else {
         f.render_widget(pane(" log ".to_string(), m.focus == Focus::Log, t), area);
@@ -254,12 +268,21 @@ fn draw_log(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
             let hit = needle
                 .as_deref()
                 .is_some_and(|n| !n.is_empty() && l.to_lowercase().contains(n));
-            if Some(i) == m.log.hit {
-                Line::from(Span::styled(l, t.selected()))
+            let text = if Some(i) == m.log.hit {
+                Span::styled(l, t.selected())
             } else if hit {
-                Line::from(Span::styled(l, t.key()))
+                Span::styled(l, t.key())
             } else {
-                Line::from(l)
+                Span::raw(l)
+            };
+            if m.show_times {
+                let stamp = match m.log.time_of(i) {
+                    Some(ms) => format!("{} ", clock(ms, m.utc_offset)),
+                    None => " ".repeat(TIME_WIDTH),
+                };
+                Line::from(vec![Span::styled(stamp, t.dim()), text])
+            } else {
+                Line::from(text)
             }
         })
         .collect();
@@ -270,7 +293,12 @@ fn draw_log(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
         .as_deref()
         .map(|s| format!(" · /{s}"))
         .unwrap_or_default();
-    let title = format!(" log · job {} {} · {mode}{search} ", j.id, j.stage);
+    let times = if m.show_times {
+        times_label(m)
+    } else {
+        String::new()
+    };
+    let title = format!(" log · job {} {} · {mode}{search}{times} ", j.id, j.stage);
     let body = if m.log.is_empty() {
         let why = if j.running {
             "waiting for output…"
@@ -390,6 +418,24 @@ mod tests {
         let mut m = model();
         keys(&mut m, "l");
         insta::assert_snapshot!(render(&m, 80, 24));
+    }
+
+    #[test]
+    fn t_prefixes_each_log_line_with_the_time_it_was_written() {
+        let mut m = model();
+        keys(&mut m, "t");
+        insta::assert_snapshot!(render(&m, 80, 24));
+    }
+
+    #[test]
+    fn timestamps_of_an_older_day_say_which_day_in_the_title() {
+        let mut m = model();
+        keys(&mut m, "t");
+        m.now += 86_400;
+        m.utc_offset = 3600;
+        let out = render(&m, 80, 24).to_string();
+        assert!(out.contains("· times of 2027-01-15 "), "{out}");
+        assert!(out.contains("08:58:59 $ echo step 1"), "{out}");
     }
 
     #[test]

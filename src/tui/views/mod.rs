@@ -392,10 +392,25 @@ pub mod fixtures {
         m.podman_seen = true;
         m.rebuild_jobs();
         m.log.reset(m.selected_job().map(|j| j.key.clone()));
-        m.log.append(
-            b"\x1b[0Ksection_start:1800000000:step_script\r\x1b[0K\x1b[32;1mExecuting \"step_script\" stage of the job script\x1b[0;m\n\
-              $ echo step 1\nstep 1\n$ cargo build --release\n   Compiling pogo v0.1.0\n$ echo step 2\nstep 2\n",
+        let log: &[u8] = b"\x1b[0Ksection_start:1800000000:step_script\r\x1b[0K\x1b[32;1mExecuting \"step_script\" stage of the job script\x1b[0;m\n\
+              $ echo step 1\nstep 1\n$ cargo build --release\n   Compiling pogo v0.1.0\n$ echo step 2\nstep 2\n";
+        m.log.append(0, log);
+        // When the parts were written (the first line's time is unknown).
+        let at = |s: &str| {
+            log.windows(s.len())
+                .position(|w| w == s.as_bytes())
+                .expect("in the fixture log")
+        };
+        let times = format!(
+            "{} {}\n{} {}\n{} {}\n",
+            at("$ echo step 1"),
+            (NOW - 61) * 1000 + 250,
+            at("$ cargo build"),
+            (NOW - 45) * 1000,
+            at("$ echo step 2"),
+            (NOW - 3) * 1000 + 999,
         );
+        m.log.append_times(0, times.as_bytes());
         m.config.path = Some("/home/me/.pogo.yaml".into());
         m.config.good = Some(config());
         m.runners = RunnersState {
