@@ -193,6 +193,35 @@ fn the_dashboard_shows_a_running_job_with_its_stage_and_live_log_and_reloads_the
     });
     assert!(s.contains(&format!("log · job {id} ")), "{s}");
 
+    // `/` in the job list filters it as typed; the list's title says so.
+    t.keys(&format!("/{id}"));
+    t.wait_for("the filtered job list", Duration::from_secs(5), |s| {
+        s.contains(&format!("filter: {id} (1 of "))
+    });
+    t.keys("\r");
+    // The log focused, `t` shows when each line was written (from the log copy's .times): the
+    // script slept 10 s between its two lines.
+    t.keys("lt");
+    let s = t.wait_for("timestamps in the log", Duration::from_secs(5), |s| {
+        stamp_of(s, "tui-e2e-start").is_some() && stamp_of(s, "tui-e2e-end").is_some()
+    });
+    let (start, end) = (
+        stamp_of(&s, "tui-e2e-start").unwrap(),
+        stamp_of(&s, "tui-e2e-end").unwrap(),
+    );
+    let slept = (end + 86_400 - start) % 86_400;
+    assert!((9..=60).contains(&slept), "{start} → {end}:\n{s}");
+    // Esc in the log goes back to the list (it does not quit); Esc again clears the filter.
+    t.keys("\x1b");
+    t.wait_for("the list focused again", Duration::from_secs(5), |s| {
+        s.contains("→ log  / filter")
+    });
+    t.keys("\x1b");
+    let s = t.wait_for("the filter cleared", Duration::from_secs(5), |s| {
+        !s.contains("filter:")
+    });
+    assert!(!t.pane_dead(), "Esc quit the dashboard:\n{s}");
+
     // An external edit of the config shows up on the Config screen.
     t.keys("2");
     t.wait_for("the Config screen", Duration::from_secs(5), |s| {
@@ -275,6 +304,22 @@ fn the_dashboard_shows_a_running_job_with_its_stage_and_live_log_and_reloads_the
     env.assert_no_leftovers();
 }
 
+/// The `HH:MM:SS` before the log line `text` (a line showing just it), in seconds of the day.
+fn stamp_of(screen: &str, text: &str) -> Option<u32> {
+    screen.lines().find_map(|line| {
+        let at = line.find(text)?;
+        let stamp = line[..at].trim_end().rsplit([' ', '┃', '│']).next()?;
+        let parts: Vec<u32> = stamp
+            .split(':')
+            .map(|p| p.parse().ok())
+            .collect::<Option<_>>()?;
+        match parts[..] {
+            [h, m, s] if stamp.len() == 8 => Some(h * 3600 + m * 60 + s),
+            _ => None,
+        }
+    })
+}
+
 fn state_dir(env: &TestEnv) -> PathBuf {
     env.working_dir.join("jobs")
 }
@@ -299,12 +344,32 @@ fn the_log_copy_redacts_masked_variables_and_the_record_says_success() {
     assert_success(&r);
     let key = job_key(&r).expect("job key");
 
+    use std::os::unix::fs::PermissionsExt;
     let log_path = state_dir(&env).join(format!("{key}.log"));
     let log = std::fs::read_to_string(&log_path).expect("the job's log copy");
+    // Its timestamps: rising offsets into the log copy, each at the start of a write.
+    let times_path = state_dir(&env).join(format!("{key}.times"));
+    let times = std::fs::read_to_string(&times_path).expect("the log copy's timestamps");
+    let mut last = None;
+    for l in times.lines() {
+        let (offset, millis) = l.split_once(' ').expect("OFFSET MILLIS");
+        let offset: usize = offset.parse().unwrap();
+        let millis: u64 = millis.parse().unwrap();
+        assert!(offset < log.len(), "{l}");
+        assert!(last < Some(offset), "{times}");
+        assert!(millis > 1_700_000_000_000, "{l}");
+        last = Some(offset);
+    }
+    assert_eq!(
+        times.lines().next().map(|l| l.starts_with("0 ")),
+        Some(true),
+        "{times}"
+    );
+    let mode = std::fs::metadata(&times_path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
     assert!(log.contains("visible-line"), "{log}");
     assert!(log.contains("the secret is [MASKED]."), "{log}");
     assert!(!log.contains(secret), "the masked value leaked:\n{log}");
-    use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&log_path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
 

@@ -1,10 +1,11 @@
 //! What the executor leaves behind for the dashboard: one small JSON record per job (stage,
 //! times, result) and a copy of the job's log with masked variables redacted.
 //!
-//! Layout: `<state dir>/<job key>.json` and `<state dir>/<job key>.log` (mode 0600), where the
-//! state dir is `$POGO_STATE_DIR`, else `<working_dir>/jobs` (`working_dir` defaults to the
-//! `directories` data dir, `~/.local/share/pogo`). Records are replaced atomically (temp file +
-//! rename), so a reader never sees half a record. Old records and logs are removed by age.
+//! Layout: `<state dir>/<job key>.json`, `<state dir>/<job key>.log` and its timestamps
+//! `<state dir>/<job key>.times` (mode 0600), where the state dir is `$POGO_STATE_DIR`, else
+//! `<working_dir>/jobs` (`working_dir` defaults to the `directories` data dir,
+//! `~/.local/share/pogo`). Records are replaced atomically (temp file + rename), so a reader never
+//! sees half a record. Old records, logs and timestamps are removed by age.
 //!
 //! Everything here is best-effort for the executor: a job never fails because its record or log
 //! copy could not be written.
@@ -129,6 +130,12 @@ impl StateDir {
         self.root.join(format!("{key}.log"))
     }
 
+    /// When each part of the log copy was written: lines `OFFSET UNIX_MILLIS`, OFFSET the byte
+    /// of the log copy where a write began (see [`LogCopy`]).
+    pub fn times_path(&self, key: &str) -> PathBuf {
+        self.root.join(format!("{key}.times"))
+    }
+
     fn ensure(&self) -> std::io::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
         fs::DirBuilder::new()
@@ -204,8 +211,8 @@ impl StateDir {
         v
     }
 
-    /// Remove records and logs whose job ended, or that were last written, more than `max_age`
-    /// ago. Returns how many files were removed.
+    /// Remove records, logs and their timestamps whose job ended, or that were last written,
+    /// more than `max_age` ago. Returns how many files were removed.
     pub fn prune(&self, max_age: Duration, now: u64) -> usize {
         let Ok(entries) = fs::read_dir(&self.root) else {
             return 0;
@@ -217,7 +224,10 @@ impl StateDir {
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
-            let ext_ok = name.ends_with(".json") || name.ends_with(".log") || name.contains(".tmp");
+            let ext_ok = name.ends_with(".json")
+                || name.ends_with(".log")
+                || name.ends_with(".times")
+                || name.contains(".tmp");
             if !ext_ok {
                 continue;
             }
@@ -393,8 +403,18 @@ pub mod hooks {
 
 /// The job's log copy: what `pogo run` streams, redacted, appended to `<key>.log` (0600).
 /// Best-effort: the first write error is reported once on stderr and the copy stops.
+///
+/// Beside it, `<key>.times` (0600) says when each part was written, for the dashboard's
+/// timestamps: a line `OFFSET UNIX_MILLIS` for a write that starts at byte OFFSET of the log copy
+/// (after redaction). Writes within the same second as the last line add none (the dashboard
+/// shows seconds). Failing to write it only stops the timestamps, silently.
 pub struct LogCopy {
     file: Option<fs::File>,
+    times: Option<fs::File>,
+    /// Length of the log copy: where the next write lands.
+    pos: u64,
+    /// The second of the last timestamp line written.
+    stamped: Option<u64>,
     out: redact::Redactor,
     err: redact::Redactor,
     buf: Vec<u8>,
@@ -406,6 +426,14 @@ pub struct LogCopy {
 pub enum Stream {
     Stdout,
     Stderr,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 impl LogCopy {
@@ -424,8 +452,18 @@ impl LogCopy {
             .mode(0o600)
             .open(&path)
             .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let pos = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let times = fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(dir.times_path(key))
+            .ok();
         Ok(Self {
             file: Some(file),
+            times,
+            pos,
+            stamped: None,
             out: redact::Redactor::new(secrets),
             err: redact::Redactor::new(secrets),
             buf: Vec::new(),
@@ -437,6 +475,9 @@ impl LogCopy {
     pub fn disabled() -> Self {
         Self {
             file: None,
+            times: None,
+            pos: 0,
+            stamped: None,
             out: redact::Redactor::default(),
             err: redact::Redactor::default(),
             buf: Vec::new(),
@@ -445,6 +486,11 @@ impl LogCopy {
     }
 
     pub fn write(&mut self, stream: Stream, chunk: &[u8]) {
+        self.write_at(stream, chunk, now_millis());
+    }
+
+    /// [`LogCopy::write`] at a given time (Unix milliseconds).
+    pub fn write_at(&mut self, stream: Stream, chunk: &[u8], millis: u64) {
         if self.file.is_none() {
             return;
         }
@@ -453,7 +499,7 @@ impl LogCopy {
             Stream::Stdout => self.out.push(chunk, &mut self.buf),
             Stream::Stderr => self.err.push(chunk, &mut self.buf),
         }
-        self.flush_buf();
+        self.flush_buf(millis);
     }
 
     /// End of the stage: write what the redactors held back.
@@ -464,10 +510,10 @@ impl LogCopy {
         self.buf.clear();
         self.out.finish(&mut self.buf);
         self.err.finish(&mut self.buf);
-        self.flush_buf();
+        self.flush_buf(now_millis());
     }
 
-    fn flush_buf(&mut self) {
+    fn flush_buf(&mut self, millis: u64) {
         if self.buf.is_empty() {
             return;
         }
@@ -478,6 +524,27 @@ impl LogCopy {
                     self.path.display()
                 ));
                 self.file = None;
+                return;
+            }
+            let start = self.pos;
+            self.pos += self.buf.len() as u64;
+            self.stamp(start, millis);
+        }
+    }
+
+    /// Say in the timestamps that the log copy's bytes from `offset` on were written at `millis`.
+    fn stamp(&mut self, offset: u64, millis: u64) {
+        let second = millis / 1000;
+        if self.stamped == Some(second) {
+            return;
+        }
+        if let Some(t) = &mut self.times {
+            if t.write_all(format!("{offset} {millis}\n").as_bytes())
+                .is_ok()
+            {
+                self.stamped = Some(second);
+            } else {
+                self.times = None;
             }
         }
     }
@@ -531,12 +598,14 @@ mod tests {
         old.ended = Some(1);
         s.write(&old).unwrap();
         fs::write(s.log_path("pogo-old"), "x").unwrap();
+        fs::write(s.times_path("pogo-old"), "0 1000\n").unwrap();
         s.write(&rec("pogo-new", now())).unwrap();
         // the files were just written: only an age of zero removes them
         assert_eq!(s.prune(RETENTION, now()), 0);
         let far_future = now() + RETENTION.as_secs() + 10;
-        assert_eq!(s.prune(RETENTION, far_future), 3);
+        assert_eq!(s.prune(RETENTION, far_future), 4);
         assert!(s.list().is_empty());
+        assert!(!s.times_path("pogo-old").exists(), "the timestamps go too");
     }
 
     #[test]
@@ -556,6 +625,50 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn the_log_copy_says_when_each_part_was_written_at_its_offset_after_redaction() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let s = StateDir::new(d.path());
+        let mut c = LogCopy::open(&s, "pogo-k", &["supersecret123".to_string()]).unwrap();
+        c.write_at(Stream::Stdout, b"one\n", 1_000);
+        // "supers" may begin the secret: held back, only "pw=" is written now
+        c.write_at(Stream::Stdout, b"pw=supers", 2_000);
+        c.write_at(Stream::Stdout, b"ecret123!\n", 3_000);
+        // the same second as the last line: no new line
+        c.write_at(Stream::Stderr, b"three\n", 3_900);
+        c.write_at(Stream::Stdout, b"four\n", 4_000);
+        drop(c);
+        // the next stage appends to both
+        let mut c = LogCopy::open(&s, "pogo-k", &[]).unwrap();
+        c.write_at(Stream::Stdout, b"five\n", 9_000);
+        let log = fs::read_to_string(s.log_path("pogo-k")).unwrap();
+        assert_eq!(log, "one\npw=[MASKED]!\nthree\nfour\nfive\n");
+        let times = fs::read_to_string(s.times_path("pogo-k")).unwrap();
+        assert_eq!(times, "0 1000\n4 2000\n7 3000\n23 4000\n28 9000\n");
+        for (offset, text) in [(4, "pw="), (7, "[MASKED]"), (23, "four"), (28, "five")] {
+            assert!(log[offset..].starts_with(text), "{offset}: {text}");
+        }
+        let mode = fs::metadata(s.times_path("pogo-k"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn timestamps_that_cannot_be_written_do_not_stop_the_log_copy() {
+        let d = tempfile::tempdir().unwrap();
+        let s = StateDir::new(d.path());
+        // a directory where the timestamps file would be: it cannot be opened
+        fs::create_dir(s.times_path("pogo-k")).unwrap();
+        let mut c = LogCopy::open(&s, "pogo-k", &[]).unwrap();
+        c.write_at(Stream::Stdout, b"still copied\n", 1_000);
+        c.finish();
+        let log = fs::read_to_string(s.log_path("pogo-k")).unwrap();
+        assert_eq!(log, "still copied\n");
     }
 
     #[test]

@@ -129,6 +129,7 @@ async fn run_async(
 ) -> Result<(), String> {
     let color = env.get("NO_COLOR").is_none_or(|v| v.is_empty());
     let mut model = Model::new(state::now(), color);
+    model.utc_offset = local_utc_offset();
     model.config.path = config_path(flag, &env);
     model.config.home = env.get("HOME").map(PathBuf::from);
     model.config.missing = config::locate(flag, &env) == ConfigSource::Defaults;
@@ -359,11 +360,14 @@ fn watch(
 fn on_files(rtm: &Runtime, model: &Model, due: &mut Due, paths: &[PathBuf]) {
     let config_name = model.config.path.as_deref().and_then(Path::file_name);
     let selected_log = model.log.key.as_deref().map(|k| rtm.state.log_path(k));
+    let selected_times = model.log.key.as_deref().map(|k| rtm.state.times_path(k));
     for p in paths {
         if p.parent() == Some(rtm.state.root.as_path()) {
             if p.extension().is_some_and(|e| e == "json") {
                 soon(&mut due.jobs, DEBOUNCE);
-            } else if selected_log.as_deref() == Some(p.as_path()) {
+            } else if selected_log.as_deref() == Some(p.as_path())
+                || selected_times.as_deref() == Some(p.as_path())
+            {
                 soon(&mut due.log, DEBOUNCE);
             }
         } else if config_name.is_some() && p.file_name() == config_name {
@@ -372,24 +376,53 @@ fn on_files(rtm: &Runtime, model: &Model, due: &mut Due, paths: &[PathBuf]) {
     }
 }
 
-/// Read what was appended to the selected job's log (or all of it, `from_start`).
+/// Read what was appended to the selected job's log (or all of it, `from_start`), and to its
+/// `.times` file.
 fn read_log(rtm: &Runtime, model: &mut Model, from_start: bool) {
     let Some(key) = model.log.key.clone() else {
         return;
     };
     let offset = if from_start { 0 } else { model.log.offset };
-    if let Ok((data, _len, reset)) = logview::read_new(&rtm.state.log_path(&key), offset) {
+    if let Ok((data, len, reset)) = logview::read_new(&rtm.state.log_path(&key), offset) {
         if !data.is_empty() || reset || from_start {
             update(
                 model,
                 Msg::Log {
-                    key,
+                    key: key.clone(),
+                    // read_new reads up to `len`
+                    start: len - data.len() as u64,
                     data,
                     reset: reset || from_start,
                 },
             );
         }
     }
+    // after the log: a reset log starts its times over too
+    let offset = model.log.times_offset;
+    if let Ok((data, len, _)) = logview::read_new(&rtm.state.times_path(&key), offset) {
+        if !data.is_empty() {
+            update(
+                model,
+                Msg::LogTimes {
+                    key,
+                    start: len - data.len() as u64,
+                    data,
+                },
+            );
+        }
+    }
+}
+
+/// The local zone's offset from UTC now, as `date +%z` says (0, UTC, when it cannot).
+fn local_utc_offset() -> i32 {
+    std::process::Command::new("date")
+        .arg("+%z")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .and_then(|o| super::model::parse_utc_offset(&String::from_utf8_lossy(&o.stdout)))
+        .unwrap_or(0)
 }
 
 /// `podman events` for pogo's containers; every line says "look again".
@@ -508,6 +541,14 @@ async fn run_effect(rtm: &mut Runtime, model: &mut Model, e: Effect) -> Option<L
                     }));
                 });
             }
+            None
+        }
+        Effect::FindOtherRunner => {
+            let tx = rtm.tx.clone();
+            tokio::task::spawn_blocking(move || {
+                let found = super::procs::find_other_runner();
+                let _ = tx.send(Input::Msg(Msg::OtherRunner(found)));
+            });
             None
         }
         Effect::ReloadLog => {

@@ -51,6 +51,38 @@ pub fn rows(raw: &RawConfig) -> Vec<Row> {
         .collect()
 }
 
+/// What the `/` filter looks at in a row: the label and value of a setting; a mount's volume,
+/// tags and projects; a tag with its arguments and projects.
+pub fn row_fields(raw: &RawConfig, row: &Row) -> Vec<String> {
+    match row {
+        Row::Setting(k) => vec![
+            setting_label(k).to_string(),
+            setting_value(raw, k).unwrap_or_default(),
+        ],
+        Row::Mount(i) => raw
+            .mounts
+            .get(*i)
+            .map(|m| {
+                let mut v = vec![m.volume.clone()];
+                v.extend(m.tags.iter().cloned());
+                v.extend(m.projects.iter().cloned());
+                v
+            })
+            .unwrap_or_default(),
+        Row::Extra(tag) => {
+            let e = raw
+                .extra_arguments
+                .get(tag)
+                .cloned()
+                .map(ExtraArgsRule::entry)
+                .unwrap_or_default();
+            let mut v = vec![tag.clone(), e.args];
+            v.extend(e.projects);
+            v
+        }
+    }
+}
+
 /// A top-level setting as written in the file (numbers as digits), if set.
 pub fn setting_value(raw: &RawConfig, key: &str) -> Option<String> {
     let v = serde_json::to_value(raw).ok()?;

@@ -1,12 +1,14 @@
 //! The key map: one table that both dispatches keys (in `update`) and generates the `?` help.
 
-use super::model::Screen;
+use super::model::{Focus, Screen};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 /// What a key does in normal mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Quit,
+    /// Esc: back out one level (log → job list, kept filter → none), else quit.
+    Back,
     Help,
     NextScreen,
     PrevScreen,
@@ -18,7 +20,13 @@ pub enum Action {
     Top,
     Bottom,
     ToggleFollow,
+    ToggleTimes,
+    /// `/` on Jobs: filter the list or search the log, whichever pane is focused.
     Search,
+    /// `/` on a list screen: filter it.
+    Filter,
+    FocusLog,
+    FocusList,
     NextHit,
     PrevHit,
     SaveLog,
@@ -63,34 +71,40 @@ use Screen::{Config, Jobs, Runners};
 
 #[rustfmt::skip]
 pub const BINDINGS: &[Binding] = &[
-    Binding { keys: &[K::Char('q'), K::Esc], label: "q Esc", scope: Global, action: A::Quit, help: "quit (Esc closes popups)" },
+    Binding { keys: &[K::Char('q')], label: "q", scope: Global, action: A::Quit, help: "quit" },
+    Binding { keys: &[K::Esc], label: "Esc", scope: Global, action: A::Back, help: "back out a level, or quit" },
     Binding { keys: &[K::Char('?')], label: "?", scope: Global, action: A::Help, help: "this help" },
     Binding { keys: &[K::Tab], label: "Tab", scope: Global, action: A::NextScreen, help: "next screen" },
     Binding { keys: &[K::BackTab], label: "S-Tab", scope: Global, action: A::PrevScreen, help: "previous screen" },
     Binding { keys: &[K::Char('1')], label: "1", scope: Global, action: A::GoTo(Jobs), help: "Jobs" },
     Binding { keys: &[K::Char('2')], label: "2", scope: Global, action: A::GoTo(Config), help: "Config" },
     Binding { keys: &[K::Char('3')], label: "3", scope: Global, action: A::GoTo(Runners), help: "Runners" },
-    Binding { keys: &[K::Up, K::Char('k')], label: "↑ k", scope: Global, action: A::Up, help: "previous row" },
-    Binding { keys: &[K::Down, K::Char('j')], label: "↓ j", scope: Global, action: A::Down, help: "next row" },
+    Binding { keys: &[K::Up, K::Char('k')], label: "↑ k", scope: Global, action: A::Up, help: "previous row (log: line)" },
+    Binding { keys: &[K::Down, K::Char('j')], label: "↓ j", scope: Global, action: A::Down, help: "next row (log: line)" },
+    Binding { keys: &[K::Right, K::Char('l'), K::Enter], label: "→ l Enter", scope: On(Jobs), action: A::FocusLog, help: "focus the log" },
+    Binding { keys: &[K::Left, K::Char('h')], label: "← h", scope: On(Jobs), action: A::FocusList, help: "focus the job list" },
+    Binding { keys: &[K::Char('/')], label: "/", scope: On(Jobs), action: A::Search, help: "filter list / search log" },
+    Binding { keys: &[K::Char('n')], label: "n", scope: On(Jobs), action: A::NextHit, help: "next match" },
+    Binding { keys: &[K::Char('N')], label: "N", scope: On(Jobs), action: A::PrevHit, help: "previous match" },
     Binding { keys: &[K::PageUp, K::Char('u')], label: "PgUp u", scope: On(Jobs), action: A::PageUp, help: "scroll the log up" },
     Binding { keys: &[K::PageDown, K::Char('d')], label: "PgDn d", scope: On(Jobs), action: A::PageDown, help: "scroll the log down" },
     Binding { keys: &[K::Home, K::Char('g')], label: "Home g", scope: On(Jobs), action: A::Top, help: "start of the log" },
     Binding { keys: &[K::End, K::Char('G')], label: "End G", scope: On(Jobs), action: A::Bottom, help: "end of the log, following" },
     Binding { keys: &[K::Char('f')], label: "f", scope: On(Jobs), action: A::ToggleFollow, help: "follow the log on/off" },
-    Binding { keys: &[K::Char('/')], label: "/", scope: On(Jobs), action: A::Search, help: "search the log" },
-    Binding { keys: &[K::Char('n')], label: "n", scope: On(Jobs), action: A::NextHit, help: "next match" },
-    Binding { keys: &[K::Char('N')], label: "N", scope: On(Jobs), action: A::PrevHit, help: "previous match" },
+    Binding { keys: &[K::Char('t')], label: "t", scope: On(Jobs), action: A::ToggleTimes, help: "log timestamps on/off" },
     Binding { keys: &[K::Char('s')], label: "s", scope: On(Jobs), action: A::SaveLog, help: "save the log to a file" },
     Binding { keys: &[K::Char('e')], label: "e", scope: On(Jobs), action: A::Shell, help: "shell in the job container" },
     Binding { keys: &[K::Char('x')], label: "x", scope: On(Jobs), action: A::Stop, help: "stop the job (asks first)" },
     Binding { keys: &[K::Char('i')], label: "i", scope: On(Jobs), action: A::Inspect, help: "podman inspect the job" },
-    Binding { keys: &[K::Char('o')], label: "o", scope: On(Jobs), action: A::OpenUrl, help: "open the job in the browser" },
+    Binding { keys: &[K::Char('o')], label: "o", scope: On(Jobs), action: A::OpenUrl, help: "open the job's web page" },
     Binding { keys: &[K::Char('t')], label: "t", scope: On(Config), action: A::EditTags, help: "preview: type the job's tags" },
     Binding { keys: &[K::Char('p')], label: "p", scope: On(Config), action: A::EditProject, help: "preview: type the job's project" },
     Binding { keys: &[K::Enter], label: "Enter", scope: On(Config), action: A::EditEntry, help: "edit the selected setting, mount or tag" },
     Binding { keys: &[K::Char('a')], label: "a", scope: On(Config), action: A::AddEntry, help: "add a mount (extra arguments when on a tag)" },
     Binding { keys: &[K::Char('D'), K::Delete], label: "D Del", scope: On(Config), action: A::DeleteEntry, help: "delete the selected entry (asks first)" },
     Binding { keys: &[K::Char('E')], label: "E", scope: On(Config), action: A::EditConfig, help: "edit the config file in $EDITOR" },
+    Binding { keys: &[K::Char('/')], label: "/", scope: On(Config), action: A::Filter, help: "filter the settings, mounts and tags" },
+    Binding { keys: &[K::Char('/')], label: "/", scope: On(Runners), action: A::Filter, help: "filter the runners" },
     Binding { keys: &[K::Char('a')], label: "a", scope: On(Runners), action: A::Register, help: "register a runner (URL + glrt- token)" },
     Binding { keys: &[K::Char('D')], label: "D", scope: On(Runners), action: A::Unregister, help: "unregister the runner (asks first)" },
     Binding { keys: &[K::Char('S')], label: "S", scope: On(Runners), action: A::ServiceStart, help: "start the gitlab-runner user service" },
@@ -117,12 +131,21 @@ pub fn help_for(screen: Screen) -> Vec<&'static Binding> {
     global.chain(own).collect()
 }
 
-/// A short hint line for the footer.
-pub fn footer_hint(screen: Screen) -> &'static str {
-    match screen {
-        Jobs => "↑↓ job  f follow  / search  e shell  x stop  i inspect  s save  ? help  q quit",
-        Config => "↑↓ select  Enter edit  a add  D delete  t/p preview  E $EDITOR  ? help",
-        Runners => "↑↓ runner  a register  D unregister  S/T start/stop service  ? help  q quit",
+/// A short hint line for the footer; on Jobs it depends on the focused pane.
+pub fn footer_hint(screen: Screen, focus: Focus) -> &'static str {
+    match (screen, focus) {
+        (Jobs, Focus::List) => {
+            "↑↓ job  → log  / filter  e shell  x stop  i inspect  s save  ? help  q quit"
+        }
+        (Jobs, Focus::Log) => {
+            "↑↓ scroll  ← list  / search  n/N match  f follow  t times  ? help  Esc back"
+        }
+        (Config, _) => {
+            "↑↓ select  Enter edit  a add  D delete  / filter  t/p preview  E $EDITOR  ?"
+        }
+        (Runners, _) => {
+            "↑↓ runner  / filter  a register  D unregister  S/T service  ? help  q quit"
+        }
     }
 }
 

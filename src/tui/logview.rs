@@ -1,6 +1,7 @@
 //! The detail pane's log: the job's log copy read incrementally (only what was appended since
 //! the last read), cleaned of terminal escapes and GitLab's section markers, bounded in memory,
-//! with follow, scrolling and search. Pure apart from [`read_new`].
+//! with follow, scrolling and search; each line knows where it starts in the file, and so when it
+//! was written (from the log copy's `.times` file). Pure apart from [`read_new`].
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
@@ -15,10 +16,21 @@ pub struct LogView {
     /// The job key whose log this is.
     pub key: Option<String>,
     pub lines: Vec<String>,
+    /// Byte offset in the file where each of `lines` starts.
+    pub starts: Vec<u64>,
     /// A line still being written (no newline yet).
     pub partial: String,
-    /// Bytes of the file consumed so far.
+    /// Where `partial` starts in the file.
+    partial_start: u64,
+    /// The file position after the last byte read.
     pub offset: u64,
+    /// From the `.times` file: (offset, Unix milliseconds), offsets rising: the bytes from
+    /// `offset` on were written at that time.
+    pub times: Vec<(u64, u64)>,
+    /// The `.times` file position after the last byte read.
+    pub times_offset: u64,
+    /// An incomplete line of the `.times` file.
+    times_partial: String,
     /// Bytes of an incomplete UTF-8 sequence carried to the next read.
     carry: Vec<u8>,
     /// Stick to the end as lines arrive.
@@ -37,8 +49,13 @@ impl Default for LogView {
         Self {
             key: None,
             lines: Vec::new(),
+            starts: Vec::new(),
             partial: String::new(),
+            partial_start: 0,
             offset: 0,
+            times: Vec::new(),
+            times_offset: 0,
+            times_partial: String::new(),
             carry: Vec::new(),
             follow: true,
             top: 0,
@@ -102,35 +119,92 @@ impl LogView {
         };
     }
 
-    /// Append bytes read from the file at `self.offset`.
-    pub fn append(&mut self, data: &[u8]) {
-        self.offset += data.len() as u64;
+    /// Append `data`, read from the file at byte `start`. A `start` other than where the last
+    /// read ended (the first read of a big file skips to its end) begins afresh there.
+    pub fn append(&mut self, start: u64, data: &[u8]) {
+        if start != self.offset {
+            self.carry.clear();
+            self.partial.clear();
+            self.partial_start = start;
+        }
         let mut bytes = std::mem::take(&mut self.carry);
+        // file position of bytes[0]
+        let base = start - bytes.len() as u64;
         bytes.extend_from_slice(data);
+        self.offset = start + data.len() as u64;
         let valid_up_to = match std::str::from_utf8(&bytes) {
             Ok(_) => bytes.len(),
             Err(e) if e.error_len().is_none() => e.valid_up_to(),
             Err(_) => bytes.len(),
         };
         self.carry = bytes.split_off(valid_up_to);
-        let text = String::from_utf8_lossy(&bytes);
-        let mut pieces = text.split('\n').peekable();
-        while let Some(piece) = pieces.next() {
-            if pieces.peek().is_none() {
-                self.partial.push_str(piece);
-            } else {
-                let mut line = std::mem::take(&mut self.partial);
-                line.push_str(piece);
-                self.lines.push(clean_line(&line));
-            }
+        // '\n' is never part of a multi-byte character: split the bytes, keep their positions.
+        let mut from = 0;
+        for (i, _) in bytes.iter().enumerate().filter(|(_, &b)| b == b'\n') {
+            let mut line = std::mem::take(&mut self.partial);
+            line.push_str(&String::from_utf8_lossy(&bytes[from..i]));
+            self.lines.push(clean_line(&line));
+            self.starts.push(self.partial_start);
+            from = i + 1;
+            self.partial_start = base + from as u64;
         }
+        self.partial
+            .push_str(&String::from_utf8_lossy(&bytes[from..]));
         if self.lines.len() > MAX_LINES {
             let drop = self.lines.len() - MAX_LINES;
             self.lines.drain(..drop);
+            self.starts.drain(..drop);
             self.dropped += drop;
             self.top = self.top.saturating_sub(drop);
             self.hit = self.hit.and_then(|h| h.checked_sub(drop));
+            self.forget_old_times();
         }
+    }
+
+    /// Append `data`, read from the `.times` file at byte `start`: lines `OFFSET MILLIS`.
+    pub fn append_times(&mut self, start: u64, data: &[u8]) {
+        if start != self.times_offset {
+            self.times_partial.clear();
+        }
+        self.times_offset = start + data.len() as u64;
+        self.times_partial.push_str(&String::from_utf8_lossy(data));
+        let Some(end) = self.times_partial.rfind('\n') else {
+            return;
+        };
+        let rest = self.times_partial.split_off(end + 1);
+        let complete = std::mem::replace(&mut self.times_partial, rest);
+        for line in complete.lines() {
+            let mut it = line.split_whitespace().map(str::parse::<u64>);
+            if let (Some(Ok(offset)), Some(Ok(millis))) = (it.next(), it.next()) {
+                if self.times.last().is_none_or(|&(o, _)| o < offset) {
+                    self.times.push((offset, millis));
+                }
+            }
+        }
+        self.forget_old_times();
+    }
+
+    /// Drop the times of bytes before the first line kept (all but the last of them).
+    fn forget_old_times(&mut self) {
+        let Some(&first) = self.starts.first() else {
+            return;
+        };
+        let before = self.times.partition_point(|&(o, _)| o <= first);
+        if before > 1 {
+            self.times.drain(..before - 1);
+        }
+    }
+
+    /// When line `i` (of [`LogView::all_lines`]) was written, in Unix milliseconds: the time of
+    /// the write its first byte came with; none when the `.times` file does not say.
+    pub fn time_of(&self, i: usize) -> Option<u64> {
+        let start = match self.starts.get(i) {
+            Some(&s) => s,
+            None if i == self.lines.len() && !self.partial.is_empty() => self.partial_start,
+            None => return None,
+        };
+        let n = self.times.partition_point(|&(o, _)| o <= start);
+        n.checked_sub(1).map(|k| self.times[k].1)
     }
 
     /// Every line including the one being written.
@@ -245,28 +319,30 @@ mod tests {
     #[test]
     fn lines_arriving_in_pieces_are_joined() {
         let mut v = LogView::default();
-        v.append(b"hel");
+        v.append(0, b"hel");
         assert_eq!(v.all_lines().collect::<Vec<_>>(), vec!["hel"]);
-        v.append(b"lo\nwor");
-        v.append(b"ld\n");
+        v.append(3, b"lo\nwor");
+        v.append(9, b"ld\n");
         assert_eq!(v.lines, vec!["hello", "world"]);
+        assert_eq!(v.starts, vec![0, 6]);
         assert_eq!(v.offset, 12);
     }
 
     #[test]
     fn a_utf8_character_split_across_reads_is_kept_whole() {
         let mut v = LogView::default();
-        let s = "été\n".as_bytes();
-        v.append(&s[..1]);
-        v.append(&s[1..]);
-        assert_eq!(v.lines, vec!["été"]);
+        let s = "été\nà\n".as_bytes();
+        v.append(0, &s[..1]);
+        v.append(1, &s[1..]);
+        assert_eq!(v.lines, vec!["été", "à"]);
+        assert_eq!(v.starts, vec![0, 6]);
     }
 
     #[test]
     fn memory_is_bounded_by_dropping_the_oldest_lines() {
         let mut v = LogView::default();
         let text: String = (0..MAX_LINES + 5).map(|i| format!("{i}\n")).collect();
-        v.append(text.as_bytes());
+        v.append(0, text.as_bytes());
         assert_eq!(v.lines.len(), MAX_LINES);
         assert_eq!(v.dropped, 5);
         assert_eq!(v.lines[0], "5");
@@ -275,19 +351,19 @@ mod tests {
     #[test]
     fn following_shows_the_end_and_scrolling_up_stops_following() {
         let mut v = LogView::default();
-        v.append(b"1\n2\n3\n4\n5\n");
+        v.append(0, b"1\n2\n3\n4\n5\n");
         assert_eq!(v.first_visible(2), 3);
         v.scroll(-2, 2);
         assert!(!v.follow);
         assert_eq!(v.first_visible(2), 1);
-        v.append(b"6\n");
+        v.append(10, b"6\n");
         assert_eq!(v.first_visible(2), 1, "a scrolled view stays where it is");
     }
 
     #[test]
     fn search_jumps_forward_and_back_and_wraps() {
         let mut v = LogView::default();
-        v.append(b"a ERROR\nb\nc error\nd\n");
+        v.append(0, b"a ERROR\nb\nc error\nd\n");
         v.search = Some("error".into());
         assert!(v.find(true, 2));
         assert_eq!(v.hit, Some(0));
@@ -299,6 +375,52 @@ mod tests {
         assert_eq!(v.hit, Some(2));
         v.search = Some("absent".into());
         assert!(!v.find(true, 2));
+    }
+
+    #[test]
+    fn each_line_gets_the_time_of_the_write_it_starts_in() {
+        let mut v = LogView::default();
+        // writes: "one\ntw" at 0 (t=1000), "o\nthree\n" at 6 (t=2000), "four\n" at 14 (t=3000)
+        v.append(0, b"one\ntwo\nthree\nfour\nfi");
+        assert_eq!(v.time_of(0), None, "no times read yet");
+        v.append_times(0, b"0 1000\n6 20");
+        v.append_times(11, b"00\n14 3000\n");
+        assert_eq!(v.times, vec![(0, 1000), (6, 2000), (14, 3000)]);
+        assert_eq!(v.starts, vec![0, 4, 8, 14]);
+        assert_eq!(v.time_of(0), Some(1000));
+        assert_eq!(v.time_of(1), Some(1000), "two began in the first write");
+        assert_eq!(v.time_of(2), Some(2000));
+        assert_eq!(v.time_of(3), Some(3000));
+        assert_eq!(v.time_of(4), Some(3000), "the line being written");
+        assert_eq!(v.time_of(5), None);
+    }
+
+    #[test]
+    fn lines_before_the_first_time_have_none() {
+        let mut v = LogView::default();
+        v.append(0, b"old\nnew\n");
+        v.append_times(0, b"4 5000\ngarbage\n");
+        assert_eq!(v.time_of(0), None);
+        assert_eq!(v.time_of(1), Some(5000));
+    }
+
+    #[test]
+    fn a_big_log_read_from_its_end_keeps_true_offsets() {
+        let mut v = LogView::default();
+        // the first read of a big file starts at byte 1000 (after the dropped partial line)
+        v.append(1000, b"tail\nend\n");
+        v.append_times(0, b"0 1000\n990 2000\n1005 3000\n");
+        assert_eq!(v.starts, vec![1000, 1005]);
+        assert_eq!(v.offset, 1009, "the next read goes on from the file's end");
+        assert_eq!(v.time_of(0), Some(2000));
+        assert_eq!(v.time_of(1), Some(3000));
+        v.append(1009, b"more\n");
+        assert_eq!(v.starts, vec![1000, 1005, 1009]);
+        assert_eq!(
+            v.times.first(),
+            Some(&(990, 2000)),
+            "older times are forgotten"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod configform;
 pub mod keys;
 pub mod logview;
 pub mod model;
+pub mod procs;
 pub mod runners;
 pub mod sources;
 pub mod update;

@@ -38,8 +38,11 @@ impl Screen {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
     Normal,
-    /// Typing a log search (`/`).
+    /// Typing a log search (`/` with the log focused).
     Search(String),
+    /// Typing the list's filter (`/` in a list): it applies as it is typed, into
+    /// [`Model::filters`] for the current screen.
+    Filter,
     /// `x` asked: stop this container?
     ConfirmStop {
         container: String,
@@ -148,6 +151,70 @@ pub struct ConfigState {
     pub keep_alive: Option<crate::podman::args::KeepAlive>,
 }
 
+/// Which pane of the Jobs screen keys go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Focus {
+    /// The job list: ↑↓ pick a job, `/` filters the list.
+    #[default]
+    List,
+    /// The log: ↑↓ scroll it, `/` searches it.
+    Log,
+}
+
+/// The `/` filter of each screen's list (empty: everything shows).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filters {
+    pub jobs: String,
+    pub config: String,
+    pub runners: String,
+}
+
+impl Filters {
+    /// The filter of `screen`'s list, if that screen has one.
+    pub fn of(&self, screen: Screen) -> Option<&String> {
+        match screen {
+            Screen::Jobs => Some(&self.jobs),
+            Screen::Runners => Some(&self.runners),
+            Screen::Config => Some(&self.config),
+        }
+    }
+
+    pub fn of_mut(&mut self, screen: Screen) -> Option<&mut String> {
+        match screen {
+            Screen::Jobs => Some(&mut self.jobs),
+            Screen::Runners => Some(&mut self.runners),
+            Screen::Config => Some(&mut self.config),
+        }
+    }
+}
+
+/// Whether a row with these `fields` passes the filter `query`: every word of the query occurs
+/// in one of the fields, ignoring case. An empty query matches everything.
+pub fn filter_matches(query: &str, fields: &[&str]) -> bool {
+    let fields: Vec<String> = fields.iter().map(|f| f.to_lowercase()).collect();
+    query
+        .split_whitespace()
+        .map(str::to_lowercase)
+        .all(|word| fields.iter().any(|f| f.contains(&word)))
+}
+
+impl JobRow {
+    /// What the Jobs filter looks at: id, project, job name, stage, image and state.
+    pub fn matches(&self, query: &str) -> bool {
+        filter_matches(
+            query,
+            &[
+                &self.id,
+                &self.project,
+                &self.name,
+                &self.stage,
+                &self.image,
+                &self.state,
+            ],
+        )
+    }
+}
+
 /// A problem shown as a banner on top of every screen, with the fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Banner {
@@ -162,9 +229,21 @@ pub struct Model {
     /// Stats by container name.
     pub stats: HashMap<String, StatEntry>,
     pub jobs: Vec<JobRow>,
+    /// Index in `jobs` of the selected job; always a row the filter shows, when there is one.
     pub selected: usize,
+    /// The Jobs screen's focused pane.
+    pub focus: Focus,
+    /// The `/` filters of the lists.
+    pub filters: Filters,
     pub log: LogView,
+    /// `t`: each log line starts with the time it was written.
+    pub show_times: bool,
+    /// Seconds east of UTC that times are shown in (the local zone's offset, 0 in tests).
+    pub utc_offset: i32,
     pub podman_error: Option<Banner>,
+    /// A gitlab-runner of another user, looked for while the job list is empty: its jobs are in
+    /// that user's rootless podman.
+    pub other_runner: Option<super::procs::OtherRunner>,
     /// Set once the first `podman ps` answered.
     pub podman_seen: bool,
     pub config: ConfigState,
@@ -192,8 +271,13 @@ impl Model {
             stats: HashMap::new(),
             jobs: Vec::new(),
             selected: 0,
+            focus: Focus::List,
+            filters: Filters::default(),
             log: LogView::default(),
+            show_times: false,
+            utc_offset: 0,
             podman_error: None,
+            other_runner: None,
             podman_seen: false,
             config: ConfigState::default(),
             runners: RunnersState::default(),
@@ -207,8 +291,78 @@ impl Model {
         }
     }
 
+    /// The selected job, unless the filter hides every job.
     pub fn selected_job(&self) -> Option<&JobRow> {
-        self.jobs.get(self.selected)
+        self.jobs
+            .get(self.selected)
+            .filter(|j| j.matches(&self.filters.jobs))
+    }
+
+    /// Indices in `jobs` of the rows the filter shows, in order.
+    pub fn visible_jobs(&self) -> Vec<usize> {
+        let q = &self.filters.jobs;
+        (0..self.jobs.len())
+            .filter(|&i| self.jobs[i].matches(q))
+            .collect()
+    }
+
+    /// Indices in `runners.rows` of the runners the filter shows (name, URL, executor).
+    pub fn visible_runners(&self) -> Vec<usize> {
+        let q = &self.filters.runners;
+        (0..self.runners.rows.len())
+            .filter(|&i| {
+                let r = &self.runners.rows[i];
+                filter_matches(q, &[&r.name, &r.url, &r.executor])
+            })
+            .collect()
+    }
+
+    /// Indices in `configform::rows` of the Config rows the filter shows.
+    pub fn visible_config_rows(&self) -> Vec<usize> {
+        let Some(raw) = &self.config.raw else {
+            return Vec::new();
+        };
+        let q = &self.filters.config;
+        super::configform::rows(raw)
+            .iter()
+            .enumerate()
+            .filter(|(_, row)| {
+                let fields = super::configform::row_fields(raw, row);
+                filter_matches(q, &fields.iter().map(String::as_str).collect::<Vec<_>>())
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// The selected runner, unless the filter hides every runner.
+    pub fn selected_runner(&self) -> Option<&super::runners::RunnerRow> {
+        let i = self.runners.selected;
+        self.visible_runners()
+            .contains(&i)
+            .then(|| &self.runners.rows[i])
+    }
+
+    /// Keep the selections on rows the filters show: a hidden selection moves to the first
+    /// visible row (and stays put when nothing is visible).
+    pub fn keep_selection_visible(&mut self) {
+        let jobs = self.visible_jobs();
+        if !jobs.contains(&self.selected) {
+            if let Some(&first) = jobs.first() {
+                self.selected = first;
+            }
+        }
+        let runners = self.visible_runners();
+        if !runners.contains(&self.runners.selected) {
+            if let Some(&first) = runners.first() {
+                self.runners.selected = first;
+            }
+        }
+        let rows = self.visible_config_rows();
+        if !rows.contains(&self.config.selected) {
+            if let Some(&first) = rows.first() {
+                self.config.selected = first;
+            }
+        }
     }
 
     /// Any job still running (elapsed times move, stats are worth polling).
@@ -224,6 +378,7 @@ impl Model {
             .and_then(|k| self.jobs.iter().position(|j| j.key == k))
             .unwrap_or(0)
             .min(self.jobs.len().saturating_sub(1));
+        self.keep_selection_visible();
     }
 }
 
@@ -380,9 +535,64 @@ pub fn format_elapsed(secs: u64) -> String {
     }
 }
 
+/// `2027-01-15T08:00:00Z` for Unix milliseconds `millis` shifted by `utc_offset` seconds (so the
+/// digits are local time; the `Z` is not to be shown).
+fn shifted_rfc3339(millis: u64, utc_offset: i32) -> String {
+    let secs = (millis / 1000).saturating_add_signed(i64::from(utc_offset));
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .to_string()
+}
+
+/// `HH:MM:SS` of Unix milliseconds `millis`, `utc_offset` seconds east of UTC.
+pub fn clock(millis: u64, utc_offset: i32) -> String {
+    shifted_rfc3339(millis, utc_offset)[11..19].to_string()
+}
+
+/// `YYYY-MM-DD` of Unix milliseconds `millis`, `utc_offset` seconds east of UTC.
+pub fn day(millis: u64, utc_offset: i32) -> String {
+    shifted_rfc3339(millis, utc_offset)[..10].to_string()
+}
+
+/// The offset `date +%z` prints (`+0100`, `-0530`) in seconds east of UTC.
+pub fn parse_utc_offset(z: &str) -> Option<i32> {
+    let z = z.trim();
+    let (sign, digits) = match z.as_bytes().first()? {
+        b'+' => (1, &z[1..]),
+        b'-' => (-1, &z[1..]),
+        _ => return None,
+    };
+    if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let h: i32 = digits[..2].parse().ok()?;
+    let m: i32 = digits[2..].parse().ok()?;
+    (h <= 14 && m < 60).then_some(sign * (h * 3600 + m * 60))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_show_as_a_clock_in_the_given_zone() {
+        // 2027-01-15T08:00:00Z
+        let t = 1_800_000_000_000 + 999;
+        assert_eq!(clock(t, 0), "08:00:00");
+        assert_eq!(clock(t, 3600), "09:00:00");
+        assert_eq!(clock(t, -(8 * 3600 + 30 * 60)), "23:30:00");
+        assert_eq!(day(t, 0), "2027-01-15");
+        assert_eq!(day(t, -(9 * 3600)), "2027-01-14");
+    }
+
+    #[test]
+    fn the_local_offset_is_read_from_date_plus_z() {
+        assert_eq!(parse_utc_offset("+0100\n"), Some(3600));
+        assert_eq!(parse_utc_offset("-0530"), Some(-(5 * 3600 + 30 * 60)));
+        assert_eq!(parse_utc_offset("+0000"), Some(0));
+        assert_eq!(parse_utc_offset("CET"), None);
+        assert_eq!(parse_utc_offset("+1"), None);
+        assert_eq!(parse_utc_offset(""), None);
+    }
 
     fn rec(key: &str, started: u64, ended: Option<u64>) -> JobRecord {
         JobRecord {
@@ -436,6 +646,41 @@ mod tests {
         assert_eq!(rows[0].project, "g/p");
         assert_eq!(rows[0].state, "running");
         assert_eq!(rows[0].container.as_deref(), Some("pogo-r-7-0-build"));
+    }
+
+    #[test]
+    fn the_filter_ignores_case_and_needs_every_word_somewhere() {
+        assert!(filter_matches("", &["anything"]));
+        assert!(filter_matches("  ", &[]));
+        assert!(filter_matches("APP", &["group/app", "build"]));
+        assert!(filter_matches("app build", &["group/app", "build"]));
+        assert!(!filter_matches("app deploy", &["group/app", "build"]));
+        assert!(!filter_matches("x", &[]));
+    }
+
+    #[test]
+    fn the_jobs_filter_looks_at_id_project_name_stage_image_and_state() {
+        let mut r = rec("k", 1, None);
+        r.id = "1201".into();
+        r.project = "group/app".into();
+        r.name = "lint".into();
+        r.stage = Some("build_script".into());
+        r.image = Some("node:22".into());
+        r.result = Some(Outcome::Failed);
+        r.exit_code = Some(2);
+        let row = &merge_jobs(&[r], &[], &HashMap::new(), 2)[0];
+        for q in [
+            "120",
+            "Group/App",
+            "lint",
+            "build_s",
+            "node",
+            "exit 2",
+            "failed",
+        ] {
+            assert!(row.matches(q), "{q}");
+        }
+        assert!(!row.matches("python"));
     }
 
     #[test]

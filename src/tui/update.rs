@@ -3,7 +3,7 @@
 
 use super::configform::{self, ConfigForm, FormKind, Row, SaveProblem};
 use super::keys::{action_for, Action};
-use super::model::{Banner, Mode, Model, PreviewField, RegisterForm, Screen};
+use super::model::{Banner, Focus, Mode, Model, PreviewField, RegisterForm, Screen};
 use super::runners::RunnersState;
 use super::sources::{PsContainer, StatEntry};
 use crate::config::Config;
@@ -31,11 +31,19 @@ pub enum Msg {
     Stats(Vec<StatEntry>),
     /// The podman event stream ended or failed.
     PodmanFailed(String),
-    /// Bytes appended to the selected job's log copy (`reset`: read from the start again).
+    /// Bytes appended to the selected job's log copy, from file position `start` (`reset`: the
+    /// file was read from the start again).
     Log {
         key: String,
+        start: u64,
         data: Vec<u8>,
         reset: bool,
+    },
+    /// Bytes appended to the selected job's `.times` file, from file position `start`.
+    LogTimes {
+        key: String,
+        start: u64,
+        data: Vec<u8>,
     },
     /// The config file was read again: the new config with its text, or why it is invalid.
     Config(Result<Box<(Config, String)>, String>),
@@ -51,12 +59,16 @@ pub enum Msg {
     Service(String),
     /// A form's or a delete's save finished: what was saved, or why not.
     ConfigSaved(Result<String, SaveProblem>),
+    /// Whether gitlab-runner runs as another user (looked for while no job is listed).
+    OtherRunner(Option<super::procs::OtherRunner>),
 }
 
 /// Work for the runtime; it reports back with messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     RefreshJobs,
+    /// Look for a gitlab-runner of another user (`/proc`); answers with [`Msg::OtherRunner`].
+    FindOtherRunner,
     /// Read the selected job's log from its start (another job was selected).
     ReloadLog,
     ReloadConfig,
@@ -131,7 +143,16 @@ pub fn update(m: &mut Model, msg: Msg) -> Vec<Effect> {
             m.records = records;
             m.rebuild_jobs();
             m.dirty = true;
-            select_log(m, before)
+            let mut fx = select_log(m, before);
+            if m.jobs.is_empty() {
+                fx.push(Effect::FindOtherRunner);
+            }
+            fx
+        }
+        Msg::OtherRunner(r) => {
+            m.dirty |= m.other_runner != r;
+            m.other_runner = r;
+            Vec::new()
         }
         Msg::Stats(s) => {
             m.stats = s.into_iter().map(|e| (e.name.clone(), e)).collect();
@@ -144,13 +165,25 @@ pub fn update(m: &mut Model, msg: Msg) -> Vec<Effect> {
             m.dirty = true;
             Vec::new()
         }
-        Msg::Log { key, data, reset } => {
+        Msg::Log {
+            key,
+            start,
+            data,
+            reset,
+        } => {
             if m.log.key.as_deref() == Some(key.as_str()) {
                 if reset {
                     m.log.reset(Some(key));
                 }
-                m.log.append(&data);
+                m.log.append(start, &data);
                 m.dirty = true;
+            }
+            Vec::new()
+        }
+        Msg::LogTimes { key, start, data } => {
+            if m.log.key.as_deref() == Some(key.as_str()) {
+                m.log.append_times(start, &data);
+                m.dirty |= m.show_times;
             }
             Vec::new()
         }
@@ -169,6 +202,7 @@ pub fn update(m: &mut Model, msg: Msg) -> Vec<Effect> {
                         .as_ref()
                         .map_or(0, |r| configform::rows(r).len());
                     m.config.selected = m.config.selected.min(n.saturating_sub(1));
+                    m.keep_selection_visible();
                 }
                 Err(e) => m.config.error = Some(e),
             }
@@ -181,6 +215,7 @@ pub fn update(m: &mut Model, msg: Msg) -> Vec<Effect> {
             m.runners = r;
             m.runners.service = m.runners.service.take().or(service);
             m.runners.selected = sel.min(m.runners.rows.len().saturating_sub(1));
+            m.keep_selection_visible();
             m.dirty = true;
             Vec::new()
         }
@@ -287,6 +322,12 @@ fn selected_row(m: &mut Model) -> Option<(Row, crate::config::RawConfig, String)
     let (Some(raw), Some(text)) = (m.config.raw.clone(), m.config.text.clone()) else {
         return refuse(m, "the config file is not loaded yet");
     };
+    if !m.visible_config_rows().contains(&m.config.selected) {
+        return refuse(
+            m,
+            "no row selected: the filter hides every row (Esc clears it)",
+        );
+    }
     let rows = configform::rows(&raw);
     let row = rows.get(m.config.selected).cloned()?;
     Some((row, raw, text))
@@ -367,7 +408,8 @@ fn register_key(m: &mut Model, mut f: RegisterForm, k: KeyEvent) -> Vec<Effect> 
 }
 
 /// Wheel: scroll the log (Jobs), the settings (Config), the selection (Runners). Click: select
-/// the job or runner under the pointer. Only in normal mode.
+/// the job or runner under the pointer; on Jobs a click also focuses the pane it lands in. Only
+/// in normal mode.
 fn mouse(m: &mut Model, e: MouseEvent) -> Vec<Effect> {
     if m.mode != Mode::Normal {
         return Vec::new();
@@ -386,21 +428,29 @@ fn mouse(m: &mut Model, e: MouseEvent) -> Vec<Effect> {
         (MouseEventKind::ScrollDown, _) => move_selection(m, 1),
         (MouseEventKind::ScrollUp, _) => move_selection(m, -1),
         (MouseEventKind::Down(MouseButton::Left), Screen::Jobs) => {
-            match super::views::jobs::job_at(m, body, e.row) {
-                Some(i) if i != m.selected => {
-                    let before = m.selected_job().map(|j| j.key.clone());
-                    m.selected = i;
-                    select_log(m, before)
+            if super::views::jobs::in_log(m, body, e.row) {
+                m.focus = Focus::Log;
+                Vec::new()
+            } else if super::views::jobs::in_list(m, body, e.row) {
+                m.focus = Focus::List;
+                match super::views::jobs::job_at(m, body, e.row) {
+                    Some(i) if i != m.selected => {
+                        let before = m.selected_job().map(|j| j.key.clone());
+                        m.selected = i;
+                        select_log(m, before)
+                    }
+                    _ => Vec::new(),
                 }
-                _ => Vec::new(),
+            } else {
+                Vec::new()
             }
         }
         (MouseEventKind::Down(MouseButton::Left), Screen::Runners) => {
             // border + header
             let first = body.y + 2;
             if let Some(i) = e.row.checked_sub(first).map(usize::from) {
-                if i < m.runners.rows.len() {
-                    m.runners.selected = i;
+                if let Some(&row) = m.visible_runners().get(i) {
+                    m.runners.selected = row;
                 }
             }
             Vec::new()
@@ -429,37 +479,90 @@ fn select_log(m: &mut Model, before: Option<String>) -> Vec<Effect> {
     Vec::new()
 }
 
+/// Move the selection by `delta` rows among the rows the filter shows.
 fn move_selection(m: &mut Model, delta: isize) -> Vec<Effect> {
+    let step = |visible: Vec<usize>, current: usize| -> Option<usize> {
+        let last = visible.len().checked_sub(1)?;
+        let at = visible.iter().position(|&i| i == current).unwrap_or(0);
+        visible
+            .get(at.saturating_add_signed(delta).min(last))
+            .copied()
+    };
     match m.screen {
         Screen::Jobs => {
-            if m.jobs.is_empty() {
-                return Vec::new();
-            }
             let before = m.selected_job().map(|j| j.key.clone());
-            m.selected = m
-                .selected
-                .saturating_add_signed(delta)
-                .min(m.jobs.len() - 1);
-            select_log(m, before)
+            match step(m.visible_jobs(), m.selected) {
+                Some(i) => {
+                    m.selected = i;
+                    select_log(m, before)
+                }
+                None => Vec::new(),
+            }
         }
         Screen::Runners => {
-            let n = m.runners.rows.len();
-            if n > 0 {
-                m.runners.selected = m.runners.selected.saturating_add_signed(delta).min(n - 1);
+            if let Some(i) = step(m.visible_runners(), m.runners.selected) {
+                m.runners.selected = i;
             }
             Vec::new()
         }
         Screen::Config => {
-            let n = m
-                .config
-                .raw
-                .as_ref()
-                .map_or(0, |r| configform::rows(r).len());
-            if n > 0 {
-                m.config.selected = m.config.selected.saturating_add_signed(delta).min(n - 1);
+            if let Some(i) = step(m.visible_config_rows(), m.config.selected) {
+                m.config.selected = i;
             }
             Vec::new()
         }
+    }
+}
+
+/// ↑/↓: on Jobs with the log focused they scroll the log a line, elsewhere they move the
+/// selection.
+fn up_down(m: &mut Model, delta: isize) -> Vec<Effect> {
+    if m.screen == Screen::Jobs && m.focus == Focus::Log {
+        m.log.scroll(delta, LOG_HEIGHT);
+        return Vec::new();
+    }
+    move_selection(m, delta)
+}
+
+/// The current screen's filter changed: keep the selection on a shown row.
+fn filter_changed(m: &mut Model) -> Vec<Effect> {
+    let before = m.log.key.clone();
+    m.keep_selection_visible();
+    if m.screen == Screen::Jobs {
+        return select_log(m, before);
+    }
+    Vec::new()
+}
+
+/// Keys while typing a list's filter: it applies as it is typed; Enter keeps it, Esc clears
+/// it, ↑/↓ move among the rows it shows.
+fn filter_key(m: &mut Model, k: KeyEvent) -> Vec<Effect> {
+    let screen = m.screen;
+    let Some(filter) = m.filters.of_mut(screen) else {
+        m.mode = Mode::Normal;
+        return Vec::new();
+    };
+    match k.code {
+        KeyCode::Enter => {
+            m.mode = Mode::Normal;
+            Vec::new()
+        }
+        KeyCode::Esc => {
+            filter.clear();
+            m.mode = Mode::Normal;
+            filter_changed(m)
+        }
+        KeyCode::Backspace => {
+            filter.pop();
+            filter_changed(m)
+        }
+        KeyCode::Char(c) if !c.is_control() => {
+            filter.push(c);
+            filter_changed(m)
+        }
+        KeyCode::Up => move_selection(m, -1),
+        KeyCode::Down => move_selection(m, 1),
+        _ => Vec::new(),
     }
 }
 
@@ -511,6 +614,7 @@ fn key(m: &mut Model, k: KeyEvent) -> Vec<Effect> {
             m.status = Some("kept".to_string());
             Vec::new()
         }
+        Mode::Filter => filter_key(m, k),
         Mode::ConfirmUnregister(name) => {
             m.mode = Mode::Normal;
             if matches!(k.code, KeyCode::Char('y') | KeyCode::Char('Y')) {
@@ -581,6 +685,33 @@ fn action(m: &mut Model, a: Action) -> Vec<Effect> {
             m.quit = true;
             Vec::new()
         }
+        Action::Back => {
+            if m.screen == Screen::Jobs && m.focus == Focus::Log {
+                m.focus = Focus::List;
+                return Vec::new();
+            }
+            match m.filters.of_mut(m.screen).filter(|f| !f.is_empty()) {
+                Some(f) => {
+                    f.clear();
+                    filter_changed(m)
+                }
+                None => {
+                    m.quit = true;
+                    Vec::new()
+                }
+            }
+        }
+        Action::FocusLog => match job {
+            Some(_) => {
+                m.focus = Focus::Log;
+                Vec::new()
+            }
+            None => no_job(m),
+        },
+        Action::FocusList => {
+            m.focus = Focus::List;
+            Vec::new()
+        }
         Action::Help => {
             m.mode = Mode::Help;
             Vec::new()
@@ -598,8 +729,8 @@ fn action(m: &mut Model, a: Action) -> Vec<Effect> {
             m.screen = s;
             Vec::new()
         }
-        Action::Up => move_selection(m, -1),
-        Action::Down => move_selection(m, 1),
+        Action::Up => up_down(m, -1),
+        Action::Down => up_down(m, 1),
         Action::PageUp => {
             m.log.scroll(-(PAGE as isize), LOG_HEIGHT);
             Vec::new()
@@ -624,8 +755,16 @@ fn action(m: &mut Model, a: Action) -> Vec<Effect> {
             m.log.follow = !m.log.follow;
             Vec::new()
         }
-        Action::Search => {
+        Action::ToggleTimes => {
+            m.show_times = !m.show_times;
+            Vec::new()
+        }
+        Action::Search if m.focus == Focus::Log => {
             m.mode = Mode::Search(String::new());
+            Vec::new()
+        }
+        Action::Search | Action::Filter => {
+            m.mode = Mode::Filter;
             Vec::new()
         }
         Action::NextHit | Action::PrevHit => {
@@ -777,9 +916,9 @@ fn action(m: &mut Model, a: Action) -> Vec<Effect> {
             });
             Vec::new()
         }
-        Action::Unregister => match m.runners.rows.get(m.runners.selected) {
-            Some(r) => {
-                m.mode = Mode::ConfirmUnregister(r.name.clone());
+        Action::Unregister => match m.selected_runner().map(|r| r.name.clone()) {
+            Some(name) => {
+                m.mode = Mode::ConfirmUnregister(name);
                 Vec::new()
             }
             None => {
@@ -817,6 +956,11 @@ mod tests {
                 '\n' => KeyCode::Enter,
                 '\x1b' => KeyCode::Esc,
                 '\t' => KeyCode::Tab,
+                '\x08' => KeyCode::Backspace,
+                '←' => KeyCode::Left,
+                '→' => KeyCode::Right,
+                '↑' => KeyCode::Up,
+                '↓' => KeyCode::Down,
                 c => KeyCode::Char(c),
             };
             effects.extend(update(m, Msg::Key(KeyEvent::new(code, KeyModifiers::NONE))));
@@ -870,9 +1014,9 @@ mod tests {
     }
 
     #[test]
-    fn slash_searches_and_n_jumps_between_matches() {
+    fn slash_in_the_log_searches_and_n_jumps_between_matches() {
         let mut m = fixtures::model();
-        press(&mut m, "/step 2\n");
+        press(&mut m, "l/step 2\n");
         assert_eq!(m.mode, Mode::Normal);
         let first = m.log.hit.unwrap();
         assert!(m.log.lines[first].contains("step 2"));
@@ -890,12 +1034,259 @@ mod tests {
     #[test]
     fn typing_in_the_search_does_not_trigger_other_keys() {
         let mut m = fixtures::model();
-        press(&mut m, "/qx");
+        press(&mut m, "l/qx");
         assert!(!m.quit);
         assert_eq!(m.mode, Mode::Search("qx".into()));
         press(&mut m, "\x1b");
         assert_eq!(m.mode, Mode::Normal);
         assert!(!m.quit);
+    }
+
+    fn shown_ids(m: &Model) -> Vec<String> {
+        m.visible_jobs()
+            .into_iter()
+            .map(|i| m.jobs[i].id.clone())
+            .collect()
+    }
+
+    #[test]
+    fn slash_in_the_job_list_filters_jobs_as_you_type() {
+        let mut m = fixtures::model();
+        assert_eq!(shown_ids(&m), vec!["1201", "1202", "1190"]);
+        press(&mut m, "/a");
+        assert_eq!(m.mode, Mode::Filter);
+        assert_eq!(shown_ids(&m).len(), 3, "every job has an a somewhere");
+        press(&mut m, "pi");
+        assert_eq!(shown_ids(&m), vec!["1202"], "group/api only, while typing");
+        assert_eq!(m.selected_job().unwrap().id, "1202");
+        press(&mut m, "\x08\x08pp");
+        assert_eq!(shown_ids(&m), vec!["1201", "1190"], "backspace, then app");
+        assert!(!m.quit, "typing q or x in a filter is text, not a command");
+    }
+
+    #[test]
+    fn enter_keeps_the_filter_and_esc_while_typing_clears_it() {
+        let mut m = fixtures::model();
+        press(&mut m, "/LINT\n");
+        assert_eq!(m.mode, Mode::Normal);
+        assert_eq!(m.filters.jobs, "LINT");
+        assert_eq!(shown_ids(&m), vec!["1190"], "the filter ignores case");
+        press(&mut m, "/");
+        assert_eq!(m.mode, Mode::Filter, "/ again edits the kept filter");
+        press(&mut m, "\x1b");
+        assert_eq!(m.filters.jobs, "");
+        assert_eq!(shown_ids(&m).len(), 3);
+        assert!(!m.quit);
+    }
+
+    #[test]
+    fn the_filter_matches_stage_state_and_image_too() {
+        let mut m = fixtures::model();
+        press(&mut m, "/failed\n");
+        assert_eq!(shown_ids(&m), vec!["1190"]);
+        press(&mut m, "/\x1b/get_sources\n");
+        assert_eq!(shown_ids(&m), vec!["1202"]);
+        press(&mut m, "/\x1b/rust\n");
+        assert_eq!(shown_ids(&m), vec!["1201"]);
+    }
+
+    #[test]
+    fn filtering_moves_the_selection_to_a_shown_job_and_loads_its_log() {
+        let mut m = fixtures::model();
+        assert_eq!(m.selected_job().unwrap().id, "1201");
+        let fx = press(&mut m, "/lint");
+        assert_eq!(m.selected_job().unwrap().id, "1190");
+        assert_eq!(fx, vec![Effect::ReloadLog]);
+        assert_eq!(m.log.key.as_deref(), Some("pogo-laptop-1190-0"));
+        press(&mut m, "\n");
+        // actions act on the job shown and selected
+        assert_eq!(
+            press(&mut m, "s"),
+            vec![Effect::SaveLog {
+                key: "pogo-laptop-1190-0".into(),
+                id: "1190".into()
+            }]
+        );
+        // ↑↓ move among the shown jobs only
+        press(&mut m, "/\x1b/app\n");
+        assert_eq!(shown_ids(&m), vec!["1201", "1190"]);
+        press(&mut m, "k");
+        assert_eq!(m.selected_job().unwrap().id, "1201");
+        press(&mut m, "j");
+        assert_eq!(m.selected_job().unwrap().id, "1190", "1202 is skipped");
+    }
+
+    #[test]
+    fn a_filter_that_matches_nothing_leaves_no_job_to_act_on() {
+        let mut m = fixtures::model();
+        press(&mut m, "/zzz\n");
+        assert!(m.selected_job().is_none());
+        assert_eq!(m.log.key, None, "no log shown for a hidden job");
+        assert!(press(&mut m, "x").is_empty());
+        assert_eq!(m.status.as_deref(), Some("no job selected"));
+        let fx = press(&mut m, "/\x1b");
+        assert_eq!(m.selected_job().unwrap().id, "1201");
+        assert_eq!(fx, vec![Effect::ReloadLog]);
+    }
+
+    #[test]
+    fn a_refresh_keeps_the_selection_on_a_shown_job() {
+        let mut m = fixtures::model();
+        press(&mut m, "/api\n");
+        let (containers, records) = (m.containers.clone(), m.records.clone());
+        update(
+            &mut m,
+            Msg::Jobs {
+                containers: Ok(containers),
+                records,
+            },
+        );
+        assert_eq!(m.selected_job().unwrap().id, "1202");
+    }
+
+    #[test]
+    fn l_arrow_and_enter_focus_the_log_and_h_and_arrow_the_list() {
+        for keys in ["l", "→", "\n"] {
+            let mut m = fixtures::model();
+            assert_eq!(m.focus, Focus::List);
+            press(&mut m, keys);
+            assert_eq!(m.focus, Focus::Log, "{keys:?}");
+        }
+        for keys in ["h", "←"] {
+            let mut m = fixtures::model();
+            press(&mut m, "l");
+            press(&mut m, keys);
+            assert_eq!(m.focus, Focus::List, "{keys:?}");
+        }
+    }
+
+    #[test]
+    fn esc_in_the_log_goes_back_to_the_list_instead_of_quitting() {
+        let mut m = fixtures::model();
+        press(&mut m, "l\x1b");
+        assert!(!m.quit);
+        assert_eq!(m.focus, Focus::List);
+        press(&mut m, "\x1b");
+        assert!(m.quit, "Esc in the list (no filter) still quits");
+    }
+
+    #[test]
+    fn esc_clears_a_kept_filter_before_it_quits() {
+        let mut m = fixtures::model();
+        press(&mut m, "/api\n\x1b");
+        assert!(!m.quit);
+        assert_eq!(m.filters.jobs, "");
+        press(&mut m, "\x1b");
+        assert!(m.quit);
+    }
+
+    #[test]
+    fn j_and_k_scroll_the_focused_log_by_a_line_and_keep_the_job() {
+        let mut m = fixtures::model();
+        let job = m.selected_job().unwrap().key.clone();
+        for _ in 0..10 {
+            let at = m.log.offset;
+            m.log.append(at, b"more\n");
+        }
+        press(&mut m, "l");
+        let bottom = m.log.first_visible(LOG_HEIGHT);
+        assert!(bottom > 0);
+        let fx = press(&mut m, "k");
+        assert!(fx.is_empty());
+        assert!(!m.log.follow);
+        assert_eq!(m.log.first_visible(LOG_HEIGHT), bottom - 1);
+        press(&mut m, "↑");
+        assert_eq!(m.log.first_visible(LOG_HEIGHT), bottom - 2);
+        press(&mut m, "j↓");
+        assert_eq!(m.log.first_visible(LOG_HEIGHT), bottom);
+        assert_eq!(
+            m.selected_job().unwrap().key,
+            job,
+            "the selection did not move"
+        );
+    }
+
+    #[test]
+    fn t_on_jobs_toggles_log_timestamps_in_either_pane_and_stays_for_the_next_job() {
+        let mut m = fixtures::model();
+        assert!(!m.show_times);
+        press(&mut m, "t");
+        assert!(m.show_times);
+        press(&mut m, "j");
+        assert!(m.show_times, "another job's log shows times too");
+        press(&mut m, "lt");
+        assert!(!m.show_times);
+        // on Config, t still types the preview's tags
+        press(&mut m, "2t");
+        assert_eq!(m.mode, Mode::PreviewInput(PreviewField::Tags));
+        assert!(!m.show_times);
+    }
+
+    #[test]
+    fn the_times_of_the_log_arrive_for_the_job_shown_only() {
+        let mut m = fixtures::model();
+        let key = m.log.key.clone().unwrap();
+        let before = m.log.times.clone();
+        update(
+            &mut m,
+            Msg::LogTimes {
+                key: "another-job".into(),
+                start: 0,
+                data: b"0 1\n".to_vec(),
+            },
+        );
+        assert_eq!(m.log.times, before);
+        let (at, end) = (m.log.times_offset, m.log.offset);
+        update(
+            &mut m,
+            Msg::LogTimes {
+                key,
+                start: at,
+                data: format!("{end} 1800000000000\n").into_bytes(),
+            },
+        );
+        assert_eq!(m.log.times.len(), before.len() + 1);
+    }
+
+    #[test]
+    fn log_keys_work_whichever_pane_is_focused() {
+        for focus in ["", "l"] {
+            let mut m = fixtures::model();
+            press(&mut m, focus);
+            press(&mut m, "f");
+            assert!(!m.log.follow, "f with focus {focus:?}");
+            press(&mut m, "G");
+            assert!(m.log.follow);
+            press(&mut m, "g");
+            assert_eq!((m.log.follow, m.log.top), (false, 0));
+            assert_eq!(
+                press(&mut m, "s"),
+                vec![Effect::SaveLog {
+                    key: "pogo-laptop-1201-0".into(),
+                    id: "1201".into()
+                }]
+            );
+        }
+    }
+
+    #[test]
+    fn slash_on_runners_filters_by_name_url_and_executor() {
+        let mut m = fixtures::model();
+        press(&mut m, "3/DOCKER");
+        assert_eq!(m.visible_runners(), vec![1]);
+        assert_eq!(m.selected_runner().unwrap().name, "docker-old");
+        press(&mut m, "\n");
+        assert_eq!(
+            press(&mut m, "Dy"),
+            vec![Effect::Unregister("docker-old".into())],
+            "D acts on the runner shown"
+        );
+        press(&mut m, "/\x1b/gitlab.example\n");
+        assert_eq!(m.visible_runners(), vec![0, 1], "the URL counts");
+        press(&mut m, "/\x1b/nomatch\n");
+        assert!(press(&mut m, "D").is_empty());
+        assert_eq!(m.status.as_deref(), Some("no runner selected"));
+        assert!(m.filters.jobs.is_empty(), "each screen has its own filter");
     }
 
     #[test]
@@ -1006,6 +1397,36 @@ mod tests {
             },
         );
         assert!(m.podman_error.is_none());
+    }
+
+    #[test]
+    fn an_empty_job_list_asks_who_runs_gitlab_runner_and_a_full_one_does_not() {
+        let mut m = fixtures::model();
+        let (containers, records) = (m.containers.clone(), m.records.clone());
+        let fx = update(
+            &mut m,
+            Msg::Jobs {
+                containers: Ok(containers),
+                records,
+            },
+        );
+        assert!(!fx.contains(&Effect::FindOtherRunner));
+        let fx = update(
+            &mut m,
+            Msg::Jobs {
+                containers: Ok(Vec::new()),
+                records: Vec::new(),
+            },
+        );
+        assert_eq!(fx, vec![Effect::FindOtherRunner]);
+        let other = crate::tui::procs::OtherRunner {
+            user: "gitlab-runner".into(),
+            uid: 998,
+        };
+        update(&mut m, Msg::OtherRunner(Some(other.clone())));
+        assert_eq!(m.other_runner, Some(other));
+        update(&mut m, Msg::OtherRunner(None));
+        assert_eq!(m.other_runner, None, "gone again: nothing to say");
     }
 
     #[test]
@@ -1182,6 +1603,23 @@ mod tests {
     }
 
     #[test]
+    fn enter_after_a_config_filter_edits_the_row_the_filter_shows() {
+        let mut m = fixtures::model();
+        press(&mut m, "2/ci\n");
+        assert_eq!(m.mode, Mode::Normal);
+        press(&mut m, "\n");
+        assert_eq!(form(&m).kind, FormKind::Extra(Some("ci".into())));
+        press(&mut m, "\x1b/zzz");
+        assert!(m.visible_config_rows().is_empty());
+        press(&mut m, "\n\n");
+        assert!(m
+            .status
+            .as_deref()
+            .unwrap()
+            .contains("filter hides every row"));
+    }
+
+    #[test]
     fn forms_do_not_open_while_the_file_has_an_error() {
         let mut m = fixtures::model();
         update(
@@ -1203,6 +1641,40 @@ mod tests {
                 modifiers: KeyModifiers::NONE,
             }),
         )
+    }
+
+    #[test]
+    fn a_click_in_the_log_focuses_it_and_a_click_in_the_list_focuses_the_list() {
+        let mut m = fixtures::model();
+        m.size = (80, 24);
+        // rows: tabs(0), list 1..=7, log from 8
+        click(&mut m, MouseEventKind::Down(MouseButton::Left), 12);
+        assert_eq!(m.focus, Focus::Log);
+        assert_eq!(
+            m.selected_job().unwrap().id,
+            "1201",
+            "the job stays selected"
+        );
+        click(&mut m, MouseEventKind::Down(MouseButton::Left), 1);
+        assert_eq!(m.focus, Focus::List, "the list's border is the list too");
+        press(&mut m, "l");
+        let fx = click(&mut m, MouseEventKind::Down(MouseButton::Left), 4);
+        assert_eq!(m.focus, Focus::List);
+        assert_eq!(m.selected_job().unwrap().id, "1202");
+        assert_eq!(fx, vec![Effect::ReloadLog]);
+    }
+
+    #[test]
+    fn clicking_a_filtered_list_selects_the_row_shown_there() {
+        let mut m = fixtures::model();
+        m.size = (80, 24);
+        press(&mut m, "/app\n");
+        // rows: 1201 at 3, 1190 at 4
+        click(&mut m, MouseEventKind::Down(MouseButton::Left), 4);
+        assert_eq!(m.selected_job().unwrap().id, "1190");
+        press(&mut m, "3/docker\n");
+        click(&mut m, MouseEventKind::Down(MouseButton::Left), 3);
+        assert_eq!(m.selected_runner().unwrap().name, "docker-old");
     }
 
     #[test]

@@ -75,6 +75,18 @@ pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
     };
     let list = settings_list(m, c, t);
     let top = list_top(&list, settings);
+    let q = m.filters.config.trim();
+    let title = if q.is_empty() {
+        title
+    } else {
+        let total = m
+            .config
+            .raw
+            .as_ref()
+            .map_or(0, |r| configform::rows(r).len());
+        let shown = m.visible_config_rows().len();
+        format!("{} · filter: {q} ({shown} of {total}) ", title.trim_end())
+    };
     f.render_widget(
         Paragraph::new(list.lines)
             .scroll((top as u16, 0))
@@ -160,8 +172,46 @@ fn settings_list(m: &Model, c: &Config, t: Theme) -> SettingsList {
     };
     let header = |s: &'static str| Line::from(Span::styled(s, t.title()));
     let none = || Line::from(Span::styled("  (none)", t.dim()));
-    let mut seen = (false, false);
-    for (i, row) in configform::rows(raw).into_iter().enumerate() {
+    let visible = m.visible_config_rows();
+    // While filtering, sections without a match are left out rather than shown empty.
+    let filtering = !m.filters.config.trim().is_empty();
+    let rows = configform::rows(raw);
+    let section = |want: fn(&Row) -> bool| {
+        let shown = rows
+            .iter()
+            .enumerate()
+            .any(|(i, r)| want(r) && visible.contains(&i));
+        (shown, !filtering && !rows.iter().any(want))
+    };
+    let mounts = section(|r| matches!(r, Row::Mount(_)));
+    let extras = section(|r| matches!(r, Row::Extra(_)));
+    let mut headed = (false, false);
+    let mut head = |list: &mut SettingsList, which: usize| {
+        let (done, (shown, empty), title) = if which == 0 {
+            (&mut headed.0, mounts, "mounts")
+        } else {
+            (&mut headed.1, extras, "extra arguments")
+        };
+        if !*done && (shown || empty) {
+            push(list, header(title), None);
+            if empty {
+                push(list, none(), None);
+            }
+        }
+        *done = true;
+    };
+    for (i, row) in rows.iter().enumerate() {
+        match row {
+            Row::Mount(_) => head(&mut list, 0),
+            Row::Extra(_) => {
+                head(&mut list, 0);
+                head(&mut list, 1);
+            }
+            Row::Setting(_) => {}
+        }
+        if !visible.contains(&i) {
+            continue;
+        }
         let line = match row {
             Row::Setting(k) => {
                 let label = format!("{:<16}", configform::setting_label(k));
@@ -171,37 +221,16 @@ fn settings_list(m: &Model, c: &Config, t: Theme) -> SettingsList {
                 };
                 Line::from(vec![Span::styled(label, t.title()), value])
             }
-            Row::Mount(i) => {
-                if !seen.0 {
-                    push(&mut list, header("mounts"), None);
-                    seen.0 = true;
-                }
-                mount_line(&raw.mounts[i], t)
-            }
+            Row::Mount(i) => mount_line(&raw.mounts[*i], t),
             Row::Extra(tag) => {
-                if !seen.0 {
-                    push(&mut list, header("mounts"), None);
-                    push(&mut list, none(), None);
-                    seen.0 = true;
-                }
-                if !seen.1 {
-                    push(&mut list, header("extra arguments"), None);
-                    seen.1 = true;
-                }
-                let rule = raw.extra_arguments.get(&tag).cloned();
-                extra_line(&tag, rule.map(ExtraArgsRule::entry).unwrap_or_default(), t)
+                let rule = raw.extra_arguments.get(tag).cloned();
+                extra_line(tag, rule.map(ExtraArgsRule::entry).unwrap_or_default(), t)
             }
         };
         push(&mut list, line, Some(i));
     }
-    if !seen.0 {
-        push(&mut list, header("mounts"), None);
-        push(&mut list, none(), None);
-    }
-    if !seen.1 {
-        push(&mut list, header("extra arguments"), None);
-        push(&mut list, none(), None);
-    }
+    head(&mut list, 0);
+    head(&mut list, 1);
     let podman = std::iter::once(c.podman.clone())
         .chain(c.podman_args.iter().cloned())
         .collect::<Vec<_>>()
@@ -483,6 +512,26 @@ mod tests {
             Msg::Key(crossterm::event::KeyEvent::from(
                 crossterm::event::KeyCode::Char('D'),
             )),
+        );
+        insta::assert_snapshot!(render(&m, 80, 24));
+    }
+
+    #[test]
+    fn slash_filters_the_config_rows_and_hides_sections_without_a_match() {
+        let mut m = model();
+        m.screen = crate::tui::model::Screen::Config;
+        for c in "/fix".chars() {
+            update(
+                &mut m,
+                Msg::Key(crossterm::event::KeyEvent::from(
+                    crossterm::event::KeyCode::Char(c),
+                )),
+            );
+        }
+        assert_eq!(m.visible_config_rows(), vec![5]);
+        assert_eq!(
+            m.config.selected, 5,
+            "the selection moves to what the filter shows"
         );
         insta::assert_snapshot!(render(&m, 80, 24));
     }

@@ -21,7 +21,7 @@ pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
             last_scope = Some(b.scope);
         }
         lines.push(Line::from(vec![
-            Span::styled(format!("  {:<8}", b.label), t.key()),
+            Span::styled(format!(" {:<9} ", b.label), t.key()),
             Span::raw(b.help),
         ]));
     }

@@ -2,11 +2,11 @@
 
 use super::Theme;
 use crate::state::Outcome;
-use crate::tui::model::{format_elapsed, JobRow, Model};
+use crate::tui::model::{clock, day, format_elapsed, Focus, JobRow, Model};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
+use ratatui::widgets::{Block, BorderType, Borders, Cell, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 
 pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
@@ -19,19 +19,33 @@ pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
     draw_log(f, log, m, t);
 }
 
+/// A pane's frame: the focused one drawn thick (and in the title colour).
+pub fn pane(title: String, focused: bool, t: Theme) -> Block<'static> {
+    let b = Block::default().borders(Borders::ALL).title(title);
+    if focused {
+        b.border_type(BorderType::Thick).border_style(t.title())
+    } else {
+        b
+    }
+}
+
+/// Screen lines each shown job takes (its row and its services').
+fn shown_heights(m: &Model) -> Vec<(usize, u16)> {
+    m.visible_jobs()
+        .into_iter()
+        .map(|i| (i, 1 + m.jobs[i].services.len() as u16))
+        .collect()
+}
+
 /// The job table and the log pane.
 pub fn split(m: &Model, area: Rect) -> [Rect; 2] {
-    let rows_needed: u16 = m
-        .jobs
-        .iter()
-        .map(|j| 1 + j.services.len() as u16)
-        .sum::<u16>()
-        + 3;
+    let rows_needed: u16 = shown_heights(m).iter().map(|(_, h)| h).sum::<u16>().max(1) + 3;
     let table_h = rows_needed.min(area.height / 2).max(4);
     Layout::vertical([Constraint::Length(table_h), Constraint::Min(3)]).areas(area)
 }
 
-/// The job whose row (or service row) is at screen line `y` of the Jobs body `area`.
+/// The job (index in `m.jobs`) whose row or service row is at screen line `y` of the Jobs
+/// body `area`.
 pub fn job_at(m: &Model, area: Rect, y: u16) -> Option<usize> {
     let [table, _] = split(m, area);
     // border + header
@@ -40,8 +54,7 @@ pub fn job_at(m: &Model, area: Rect, y: u16) -> Option<usize> {
         return None;
     }
     let mut line = first;
-    for (i, j) in m.jobs.iter().enumerate() {
-        let h = 1 + j.services.len() as u16;
+    for (i, h) in shown_heights(m) {
         if y < line + h {
             return Some(i);
         }
@@ -50,10 +63,26 @@ pub fn job_at(m: &Model, area: Rect, y: u16) -> Option<usize> {
     None
 }
 
+/// Whether screen line `y` is in the job list pane.
+pub fn in_list(m: &Model, area: Rect, y: u16) -> bool {
+    let [table, _] = split(m, area);
+    !m.jobs.is_empty() && y >= table.y && y < table.y + table.height
+}
+
 /// Whether screen line `y` is in the log pane.
 pub fn in_log(m: &Model, area: Rect, y: u16) -> bool {
     let [_, log] = split(m, area);
     !m.jobs.is_empty() && y >= log.y && y < log.y + log.height
+}
+
+/// ` Jobs ` or ` Jobs · filter: app (2 of 5) `.
+fn list_title(m: &Model) -> String {
+    let q = &m.filters.jobs;
+    if q.is_empty() {
+        return " Jobs ".to_string();
+    }
+    let shown = m.visible_jobs().len();
+    format!(" Jobs · filter: {q} ({shown} of {}) ", m.jobs.len())
 }
 
 fn draw_empty(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
@@ -64,13 +93,23 @@ fn draw_empty(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
         Line::from(
             "Jobs appear here as soon as gitlab-runner (or `pogo exec`) runs them through pogo.",
         ),
-        Line::from(""),
-        Line::from(Span::styled(
-            "Rootless podman is per user: the jobs of a gitlab-runner that runs as another \
-             user show only in that user's `pogo tui`.",
-            t.dim(),
-        )),
     ];
+    // Only when it is so: gitlab-runner runs, as someone else.
+    if let Some(o) = &m.other_runner {
+        lines.push(Line::from(""));
+        lines.push(Line::from(Span::styled(
+            format!(
+                "gitlab-runner runs as user {} (uid {}): its jobs are in that user's rootless \
+                 podman, not yours. Run the dashboard as that user:",
+                o.user, o.uid
+            ),
+            t.warn(),
+        )));
+        lines.push(Line::from(Span::styled(
+            format!("sudo -iu {} pogo tui", o.user),
+            t.key(),
+        )));
+    }
     if !m.podman_seen && m.podman_error.is_none() {
         lines.insert(1, Line::from(Span::styled("asking podman…", t.dim())));
     }
@@ -111,10 +150,11 @@ fn draw_table(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
     }
     let header = Row::new(head).style(t.title());
     let mut rows = Vec::new();
-    let mut selected_row = 0;
-    for (i, j) in m.jobs.iter().enumerate() {
+    let mut selected_row = None;
+    for i in m.visible_jobs() {
+        let j = &m.jobs[i];
         if i == m.selected {
-            selected_row = rows.len();
+            selected_row = Some(rows.len());
         }
         let style = if i == m.selected {
             t.selected()
@@ -169,12 +209,19 @@ fn draw_table(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
         widths[7] = Constraint::Length(9);
         widths.push(Constraint::Fill(3));
     }
-    let mut state = ratatui::widgets::TableState::default().with_selected(Some(selected_row));
+    if rows.is_empty() {
+        rows.push(Row::new(vec![Cell::from(Span::styled(
+            "no job matches the filter (/ then Esc clears it)",
+            t.dim(),
+        ))]));
+        widths = vec![Constraint::Fill(1)];
+    }
+    let mut state = ratatui::widgets::TableState::default().with_selected(selected_row);
     f.render_stateful_widget(
         Table::new(rows, widths)
             .header(header)
             .column_spacing(1)
-            .block(Block::default().borders(Borders::ALL).title(" Jobs ")),
+            .block(pane(list_title(m), m.focus == Focus::List, t)),
         area,
         &mut state,
     );
@@ -189,8 +236,25 @@ fn short_image(image: &str) -> String {
         .to_string()
 }
 
+/// `HH:MM:SS ` before each log line with `t`.
+const TIME_WIDTH: usize = 9;
+
+/// ` · times`, with the day when the log's first known time is not today.
+fn times_label(m: &Model) -> String {
+    let today = day(m.now.saturating_mul(1000), m.utc_offset);
+    match m.log.times.first() {
+        Some(&(_, ms)) if day(ms, m.utc_offset) != today => {
+            format!(" · times of {}", day(ms, m.utc_offset))
+        }
+        _ => " · times".to_string(),
+    }
+}
+
 fn draw_log(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
-    let Some(j) = m.selected_job() else { return };
+    let Some(j) = m.selected_job() else {
+        f.render_widget(pane(" log ".to_string(), m.focus == Focus::Log, t), area);
+        return;
+    };
     let height = usize::from(area.height.saturating_sub(2));
     let first = m.log.first_visible(height);
     let needle = m.log.search.as_deref().map(str::to_lowercase);
@@ -204,12 +268,21 @@ fn draw_log(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
             let hit = needle
                 .as_deref()
                 .is_some_and(|n| !n.is_empty() && l.to_lowercase().contains(n));
-            if Some(i) == m.log.hit {
-                Line::from(Span::styled(l, t.selected()))
+            let text = if Some(i) == m.log.hit {
+                Span::styled(l, t.selected())
             } else if hit {
-                Line::from(Span::styled(l, t.key()))
+                Span::styled(l, t.key())
             } else {
-                Line::from(l)
+                Span::raw(l)
+            };
+            if m.show_times {
+                let stamp = match m.log.time_of(i) {
+                    Some(ms) => format!("{} ", clock(ms, m.utc_offset)),
+                    None => " ".repeat(TIME_WIDTH),
+                };
+                Line::from(vec![Span::styled(stamp, t.dim()), text])
+            } else {
+                Line::from(text)
             }
         })
         .collect();
@@ -220,7 +293,12 @@ fn draw_log(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
         .as_deref()
         .map(|s| format!(" · /{s}"))
         .unwrap_or_default();
-    let title = format!(" log · job {} {} · {mode}{search} ", j.id, j.stage);
+    let times = if m.show_times {
+        times_label(m)
+    } else {
+        String::new()
+    };
+    let title = format!(" log · job {} {} · {mode}{search}{times} ", j.id, j.stage);
     let body = if m.log.is_empty() {
         let why = if j.running {
             "waiting for output…"
@@ -232,7 +310,7 @@ fn draw_log(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
         lines
     };
     f.render_widget(
-        Paragraph::new(body).block(Block::default().borders(Borders::ALL).title(title)),
+        Paragraph::new(body).block(pane(title, m.focus == Focus::Log, t)),
         area,
     );
 }
@@ -262,6 +340,20 @@ mod tests {
     }
 
     #[test]
+    fn no_jobs_and_gitlab_runner_running_as_another_user_says_whose_podman_has_them() {
+        let mut m = Model::new(0, true);
+        m.podman_seen = true;
+        update(
+            &mut m,
+            Msg::OtherRunner(Some(crate::tui::procs::OtherRunner {
+                user: "gitlab-runner".into(),
+                uid: 998,
+            })),
+        );
+        insta::assert_snapshot!(render(&m, 80, 24));
+    }
+
+    #[test]
     fn podman_missing_shows_a_banner_with_the_fix() {
         let mut m = Model::new(0, true);
         update(
@@ -277,7 +369,7 @@ mod tests {
     #[test]
     fn a_search_highlights_the_hit_in_the_log() {
         let mut m = model();
-        for c in "/cargo".chars() {
+        for c in "l/cargo".chars() {
             update(
                 &mut m,
                 Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)),
@@ -288,6 +380,62 @@ mod tests {
             Msg::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
         );
         insta::assert_snapshot!(render(&m, 80, 24));
+    }
+
+    fn keys(m: &mut Model, keys: &str) {
+        for c in keys.chars() {
+            let code = match c {
+                '\n' => KeyCode::Enter,
+                c => KeyCode::Char(c),
+            };
+            update(m, Msg::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+        }
+    }
+
+    #[test]
+    fn a_filtered_list_shows_the_filter_and_how_many_jobs_it_keeps_at_80x24() {
+        let mut m = model();
+        keys(&mut m, "/app\n");
+        insta::assert_snapshot!(render(&m, 80, 24));
+    }
+
+    #[test]
+    fn typing_a_filter_shows_it_in_the_footer_as_it_applies() {
+        let mut m = model();
+        keys(&mut m, "/lin");
+        insta::assert_snapshot!(render(&m, 80, 24));
+    }
+
+    #[test]
+    fn a_filter_matching_nothing_says_so() {
+        let mut m = model();
+        keys(&mut m, "/zzz\n");
+        insta::assert_snapshot!(render(&m, 80, 24));
+    }
+
+    #[test]
+    fn the_focused_log_has_the_thick_frame_and_the_footer_shows_its_keys() {
+        let mut m = model();
+        keys(&mut m, "l");
+        insta::assert_snapshot!(render(&m, 80, 24));
+    }
+
+    #[test]
+    fn t_prefixes_each_log_line_with_the_time_it_was_written() {
+        let mut m = model();
+        keys(&mut m, "t");
+        insta::assert_snapshot!(render(&m, 80, 24));
+    }
+
+    #[test]
+    fn timestamps_of_an_older_day_say_which_day_in_the_title() {
+        let mut m = model();
+        keys(&mut m, "t");
+        m.now += 86_400;
+        m.utc_offset = 3600;
+        let out = render(&m, 80, 24).to_string();
+        assert!(out.contains("· times of 2027-01-15 "), "{out}");
+        assert!(out.contains("08:58:59 $ echo step 1"), "{out}");
     }
 
     #[test]
@@ -301,6 +449,8 @@ mod tests {
         assert_eq!(super::job_at(&m, body, 6), Some(2));
         assert_eq!(super::job_at(&m, body, 2), None, "the header");
         assert!(super::in_log(&m, body, 12));
+        assert!(!super::in_list(&m, body, 12));
+        assert!(super::in_list(&m, body, 1), "the list's border");
     }
 
     #[test]

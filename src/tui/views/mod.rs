@@ -238,6 +238,12 @@ fn draw_footer(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
             Span::styled("█", t.dim()),
             Span::styled("   Enter search · Esc cancel", t.dim()),
         ]),
+        Mode::Filter => Line::from(vec![
+            Span::styled("filter /", t.key()),
+            Span::raw(m.filters.of(m.screen).cloned().unwrap_or_default()),
+            Span::styled("█", t.dim()),
+            Span::styled("   Enter keep · Esc clear · ↑↓ move", t.dim()),
+        ]),
         Mode::PreviewInput(_) => {
             Line::from(Span::styled("typing the preview · Enter/Esc done", t.dim()))
         }
@@ -250,7 +256,7 @@ fn draw_footer(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
         )),
         _ => match &m.status {
             Some(s) => Line::from(Span::styled(s.clone(), t.warn())),
-            None => Line::from(Span::styled(footer_hint(m.screen), t.dim())),
+            None => Line::from(Span::styled(footer_hint(m.screen, m.focus), t.dim())),
         },
     };
     f.render_widget(Paragraph::new(line), area);
@@ -414,10 +420,25 @@ pub mod fixtures {
         m.podman_seen = true;
         m.rebuild_jobs();
         m.log.reset(m.selected_job().map(|j| j.key.clone()));
-        m.log.append(
-            b"\x1b[0Ksection_start:1800000000:step_script\r\x1b[0K\x1b[32;1mExecuting \"step_script\" stage of the job script\x1b[0;m\n\
-              $ echo step 1\nstep 1\n$ cargo build --release\n   Compiling pogo v0.1.0\n$ echo step 2\nstep 2\n",
+        let log: &[u8] = b"\x1b[0Ksection_start:1800000000:step_script\r\x1b[0K\x1b[32;1mExecuting \"step_script\" stage of the job script\x1b[0;m\n\
+              $ echo step 1\nstep 1\n$ cargo build --release\n   Compiling pogo v0.1.0\n$ echo step 2\nstep 2\n";
+        m.log.append(0, log);
+        // When the parts were written (the first line's time is unknown).
+        let at = |s: &str| {
+            log.windows(s.len())
+                .position(|w| w == s.as_bytes())
+                .expect("in the fixture log")
+        };
+        let times = format!(
+            "{} {}\n{} {}\n{} {}\n",
+            at("$ echo step 1"),
+            (NOW - 61) * 1000 + 250,
+            at("$ cargo build"),
+            (NOW - 45) * 1000,
+            at("$ echo step 2"),
+            (NOW - 3) * 1000 + 999,
         );
+        m.log.append_times(0, times.as_bytes());
         m.config.path = Some("/home/me/.pogo.yaml".into());
         m.config.good = Some(config());
         m.config.text = Some(CONFIG_YAML.to_string());

@@ -11,10 +11,19 @@ use ratatui::Frame;
 
 pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
     let r = &m.runners;
-    let title = match &r.path {
+    let mut title = match &r.path {
         Some(p) => format!(" Runners · {} ", p.display()),
         None => " Runners ".to_string(),
     };
+    let visible = m.visible_runners();
+    if !m.filters.runners.is_empty() {
+        title.push_str(&format!(
+            "· filter: {} ({} of {}) ",
+            m.filters.runners,
+            visible.len(),
+            r.rows.len()
+        ));
+    }
     if let Some(e) = &r.error {
         f.render_widget(
             Paragraph::new(vec![Line::from(""), Line::from(e.as_str())])
@@ -26,10 +35,9 @@ pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
     }
     let [list, detail] = Layout::vertical([Constraint::Min(4), Constraint::Length(5)]).areas(area);
     let header = Row::new(["NAME", "EXECUTOR", "POGO", "TOKEN", "URL"]).style(t.title());
-    let rows: Vec<Row> = r
-        .rows
+    let rows: Vec<Row> = visible
         .iter()
-        .enumerate()
+        .map(|&i| (i, &r.rows[i]))
         .map(|(i, row)| {
             let pogo = if row.uses_pogo {
                 Span::styled("yes", t.ok())
@@ -58,11 +66,13 @@ pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
         Constraint::Fill(1),
     ];
     let body = if rows.is_empty() {
+        let why = if r.rows.is_empty() {
+            "no [[runners]] in this file"
+        } else {
+            "no runner matches the filter (/ then Esc clears it)"
+        };
         Table::new(
-            vec![Row::new(vec![Cell::from(Span::styled(
-                "no [[runners]] in this file",
-                t.dim(),
-            ))])],
+            vec![Row::new(vec![Cell::from(Span::styled(why, t.dim()))])],
             [Constraint::Fill(1)],
         )
     } else {
@@ -72,7 +82,7 @@ pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
         body.block(Block::default().borders(Borders::ALL).title(title)),
         list,
     );
-    let sel = r.rows.get(r.selected);
+    let sel = m.selected_runner();
     let service = Line::from(vec![
         Span::styled("gitlab-runner service: ", t.title()),
         Span::raw(r.service.clone().unwrap_or_else(|| "…".to_string())),
@@ -94,6 +104,10 @@ pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
         Some(row) => vec![Line::from(format!(
             "{} uses the {} executor, not pogo",
             row.name, row.executor
+        ))],
+        None if !r.rows.is_empty() => vec![Line::from(Span::styled(
+            "No runner shown: / then Esc clears the filter.",
+            t.dim(),
         ))],
         None => vec![Line::from(Span::styled(
             "No runner yet: press a to register one (as `pogo register` does).",
@@ -171,6 +185,15 @@ mod tests {
         m.screen = Screen::Runners;
         let out = render(&m, 80, 24);
         insta::assert_snapshot!(out);
+    }
+
+    #[test]
+    fn filtered_runners_show_the_filter_in_the_title() {
+        let mut m = model();
+        m.screen = Screen::Runners;
+        m.filters.runners = "docker".into();
+        m.keep_selection_visible();
+        insta::assert_snapshot!(render(&m, 80, 24));
     }
 
     #[test]
