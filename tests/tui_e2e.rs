@@ -336,7 +336,7 @@ fn the_log_copy_redacts_masked_variables_and_the_record_says_success() {
     let env = TestEnv::new(&PogoConfig::default());
     let secret = "s3cr3t-Value-4711";
     let mut job = env.job(
-        &[],
+        &["e2e", "small"],
         &["echo \"the secret is $MY_SECRET.\"", "echo visible-line"],
     );
     job.variables.push(Variable::masked("MY_SECRET", secret));
@@ -378,6 +378,8 @@ fn the_log_copy_redacts_masked_variables_and_the_record_says_success() {
     assert_eq!(rec["id"], job.id.to_string());
     assert_eq!(rec["prepared"], true);
     assert!(rec["ended"].as_u64().is_some(), "{rec}");
+    // the tags GitLab gave the job, for the dashboard's preview (J)
+    assert_eq!(rec["tags"], serde_json::json!(["e2e", "small"]), "{rec}");
     env.assert_no_leftovers();
 }
 

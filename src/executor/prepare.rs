@@ -16,10 +16,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub async fn run(ctx: &Context) -> Result<(), Failure> {
-    let state = crate::state::hooks::Prepare::start(ctx); // pogo tui: job state record
-                                                          // Leftovers of this runner's killed jobs: a background gc at most every 10 minutes.
+    // pogo tui: the job's state record
+    let state = crate::state::hooks::Prepare::start(ctx);
+    // Leftovers of this runner's killed jobs: a background gc at most every 10 minutes.
     super::gc::maybe_start_background(&ctx.config, &ctx.job.runner_short_token);
     let tags = job_tags(&ctx.job)?;
+    crate::state::hooks::tags_known(ctx, &tags);
     let image = pick_image(
         ctx.job.image.as_deref(),
         ctx.config.default_image.as_deref(),

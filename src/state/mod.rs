@@ -81,6 +81,9 @@ pub struct JobRecord {
     /// afterwards.
     #[serde(default)]
     pub kept_until: Option<u64>,
+    /// The job's tags (what chose its mounts and extra arguments), once prepare knows them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 /// Stages whose failure does not fail the job (gitlab-runner runs them after a failure or
@@ -324,6 +327,11 @@ pub mod hooks {
         fn drop(&mut self) {
             prepare_finished(self.ctx, self.ok);
         }
+    }
+
+    /// Prepare learnt the job's tags (the dashboard's preview can show what they grant).
+    pub fn tags_known(ctx: &Context, tags: &[String]) {
+        record(ctx, |r| r.tags = tags.to_vec());
     }
 
     /// Prepare ended; `ok` false records the job as failed at prepare.

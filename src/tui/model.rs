@@ -124,6 +124,8 @@ pub struct JobRow {
     pub cpu: Option<String>,
     pub mem: Option<String>,
     pub services: Vec<ServiceRow>,
+    /// The job's tags, from its record (empty until prepare asked GitLab).
+    pub tags: Vec<String>,
 }
 
 /// The configuration as the Config screen shows it.
@@ -147,6 +149,8 @@ pub struct ConfigState {
     pub selected: usize,
     pub preview_tags: String,
     pub preview_project: String,
+    /// The job whose tags and project the preview shows (`J`), if one was picked.
+    pub preview_job: Option<String>,
     /// How prepare keeps job containers alive on this host (part of the previewed argv).
     pub keep_alive: Option<crate::podman::args::KeepAlive>,
 }
@@ -517,6 +521,7 @@ fn row(
         cpu: job_ctr.and_then(|c| stat(c.name())).map(|s| s.cpu.clone()),
         mem: job_ctr.and_then(|c| stat(c.name())).map(|s| s.mem.clone()),
         services,
+        tags: record.map(|r| r.tags.clone()).unwrap_or_default(),
     }
 }
 

@@ -845,6 +845,39 @@ fn action(m: &mut Model, a: Action) -> Vec<Effect> {
                 Vec::new()
             }
         },
+        Action::PreviewJob => {
+            let running: Vec<&super::model::JobRow> = m.jobs.iter().filter(|j| j.running).collect();
+            let at = m
+                .config
+                .preview_job
+                .as_ref()
+                .and_then(|k| running.iter().position(|j| &j.key == k))
+                .map_or(0, |i| i + 1);
+            match running.get(at).or(running.first()).copied() {
+                Some(j) => {
+                    m.config.preview_tags = j.tags.join(" ");
+                    m.config.preview_project = j.project.clone();
+                    m.config.preview_job = Some(j.key.clone());
+                    m.status = Some(format!(
+                        "preview: job {} ({}), tags {}",
+                        j.id,
+                        j.project,
+                        if j.tags.is_empty() {
+                            "none".to_string()
+                        } else {
+                            j.tags.join(", ")
+                        }
+                    ));
+                }
+                None => {
+                    m.status = Some(
+                        "no running job to preview: type tags with t (and a project with p)"
+                            .to_string(),
+                    );
+                }
+            }
+            Vec::new()
+        }
         Action::EditEntry => {
             if let Some((row, raw, text)) = selected_row(m) {
                 let kind = match row {
@@ -1600,6 +1633,25 @@ mod tests {
         }
         assert!(press(&mut m, "Dn").is_empty());
         assert_eq!(m.status.as_deref(), Some("kept"));
+    }
+
+    #[test]
+    fn capital_j_previews_the_running_jobs_in_turn() {
+        let mut m = fixtures::model();
+        for (i, tags) in [vec!["build", "big"], vec!["test"]].into_iter().enumerate() {
+            m.jobs[i].tags = tags.into_iter().map(String::from).collect();
+        }
+        press(&mut m, "2J");
+        assert_eq!(m.config.preview_tags, "build big");
+        assert_eq!(m.config.preview_project, "group/app");
+        press(&mut m, "J");
+        assert_eq!(m.config.preview_tags, "test");
+        assert_eq!(m.config.preview_project, "group/api");
+        press(&mut m, "J");
+        assert_eq!(m.config.preview_tags, "build big", "back to the first");
+        let mut idle = Model::new(0, false);
+        press(&mut idle, "2J");
+        assert!(idle.status.as_deref().unwrap().contains("no running job"));
     }
 
     #[test]
