@@ -475,7 +475,8 @@ pub fn parse_volume(spec: &str, home: Option<&Path>) -> Result<Mount, String> {
 /// Write a config file atomically: the text is checked first (a file pogo would reject is
 /// never written), then written to a temporary file in the same directory, flushed to disk
 /// and renamed over `path`. Readers — the executor, an editor, another writer — see the old
-/// file or the new one, never a mix or a truncated file. Keeps the old file's permissions.
+/// file or the new one, never a mix or a truncated file. Keeps the old file's permissions,
+/// and a symlink stays a symlink (the file it points to is replaced).
 pub fn write_atomic(
     path: &Path,
     text: &str,
@@ -486,6 +487,15 @@ pub fn write_atomic(
     let io_err = |e: std::io::Error| ConfigError::Read {
         path: path.to_path_buf(),
         message: format!("cannot write: {e}"),
+    };
+    // A symlinked config (dotfiles kept in a repository) stays a symlink: the file it points
+    // to is replaced, not the link.
+    let resolved;
+    let path = if path.is_symlink() {
+        resolved = std::fs::canonicalize(path).map_err(io_err)?;
+        resolved.as_path()
+    } else {
+        path
     };
     let dir = path
         .parent()

@@ -423,3 +423,18 @@ fn bad_shell_helper_image_and_pull_policy_lists_are_refused_with_the_fix() {
         "{err}"
     );
 }
+
+#[test]
+fn a_symlinked_config_stays_a_symlink_and_its_target_gets_the_new_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("dotfiles-pogo.yaml");
+    std::fs::write(&real, "default_image: a\n").unwrap();
+    let link = dir.path().join(".pogo.yaml");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    write_atomic(&link, "default_image: b\n", &env(&[])).unwrap();
+    assert!(link.is_symlink(), "the link was replaced by a file");
+    assert_eq!(
+        std::fs::read_to_string(&real).unwrap(),
+        "default_image: b\n"
+    );
+}

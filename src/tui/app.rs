@@ -341,9 +341,11 @@ fn watch(
         }
     })
     .map_err(|e| e.to_string())?;
-    if let Some(dir) = model.config.path.as_deref().and_then(Path::parent) {
-        w.watch(dir, RecursiveMode::NonRecursive)
-            .map_err(|e| format!("{}: {e}", dir.display()))?;
+    for file in config_files(model) {
+        if let Some(dir) = file.parent() {
+            w.watch(dir, RecursiveMode::NonRecursive)
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
     }
     {
         use std::os::unix::fs::DirBuilderExt;
@@ -357,8 +359,21 @@ fn watch(
     Ok(w)
 }
 
+/// The config file, and the file it points to when it is a symlink (dotfiles in a repository):
+/// an edit of either is an edit of the config.
+fn config_files(model: &Model) -> Vec<PathBuf> {
+    let Some(path) = model.config.path.clone() else {
+        return Vec::new();
+    };
+    let target = std::fs::canonicalize(&path).ok().filter(|t| *t != path);
+    std::iter::once(path).chain(target).collect()
+}
+
 fn on_files(rtm: &Runtime, model: &Model, due: &mut Due, paths: &[PathBuf]) {
-    let config_name = model.config.path.as_deref().and_then(Path::file_name);
+    let config_names: Vec<std::ffi::OsString> = config_files(model)
+        .iter()
+        .filter_map(|f| f.file_name().map(ToOwned::to_owned))
+        .collect();
     let selected_log = model.log.key.as_deref().map(|k| rtm.state.log_path(k));
     let selected_times = model.log.key.as_deref().map(|k| rtm.state.times_path(k));
     for p in paths {
@@ -370,7 +385,10 @@ fn on_files(rtm: &Runtime, model: &Model, due: &mut Due, paths: &[PathBuf]) {
             {
                 soon(&mut due.log, DEBOUNCE);
             }
-        } else if config_name.is_some() && p.file_name() == config_name {
+        } else if p
+            .file_name()
+            .is_some_and(|n| config_names.iter().any(|c| c == n))
+        {
             soon(&mut due.config, DEBOUNCE);
         }
     }
