@@ -23,6 +23,10 @@ pub enum GitlabError {
     Body { url: String, message: String },
     #[error("CUSTOM_ENV_CI_API_V4_URL is not set, so pogo cannot ask GitLab for the job's tags")]
     NoApiUrl,
+    #[error("GitLab's certificate at {url} is not trusted ({message}); with a private CA, set tls-ca-file in the runner's config.toml (gitlab-runner hands it to pogo as CI_SERVER_TLS_CA_FILE) or add the CA to this machine's store (update-ca-certificates)")]
+    Untrusted { url: String, message: String },
+    #[error("CI_SERVER_TLS_CA_FILE (the runner's tls-ca-file) is unusable: {0}; fix tls-ca-file in the runner's config.toml")]
+    BadCaFile(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -44,13 +48,14 @@ fn hint(status: u16) -> &'static str {
 pub fn job_tags(
     api_url: &str,
     token: &Secret,
+    extra_ca_pem: Option<&str>,
     timeout: Duration,
 ) -> Result<Vec<String>, GitlabError> {
     if api_url.is_empty() {
         return Err(GitlabError::NoApiUrl);
     }
     let url = format!("{}/job", api_url.trim_end_matches('/'));
-    let agent = ureq::AgentBuilder::new().timeout(timeout).build();
+    let agent = agent(&url, timeout, extra_ca_pem).map_err(GitlabError::BadCaFile)?;
     match agent
         .get(&url)
         .set("JOB-TOKEN", token.expose())
@@ -69,11 +74,14 @@ pub fn job_tags(
             url,
             hint: hint(status),
         }),
-        Err(ureq::Error::Transport(t)) => Err(GitlabError::Transport {
-            url,
-            message: match std::error::Error::source(&t) {
-                Some(cause) => format!("{}: {cause}", t.kind()),
-                None => t.kind().to_string(),
+        Err(ureq::Error::Transport(t)) => Err(match tls_error(&t) {
+            Some(message) => GitlabError::Untrusted { url, message },
+            None => GitlabError::Transport {
+                url,
+                message: match std::error::Error::source(&t) {
+                    Some(cause) => format!("{}: {cause}", t.kind()),
+                    None => t.kind().to_string(),
+                },
             },
         }),
     }
@@ -89,8 +97,10 @@ pub fn job_tags(
 pub enum RunnerApiError {
     #[error("'{url}' is not a usable GitLab URL: {reason}")]
     BadUrl { url: String, reason: String },
-    #[error("TLS failure talking to {url}: {message}; check that the server speaks HTTPS there (use http:// if it does not) and that its certificate is valid for that name")]
+    #[error("TLS failure talking to {url}: {message}; check that the server speaks HTTPS there (use http:// if it does not) and that its certificate is valid for that name (a private CA: pass it with --tls-ca-file, or add it to this machine's store)")]
     Tls { url: String, message: String },
+    #[error("the --tls-ca-file (tls-ca-file in config.toml) is unusable: {message}")]
+    BadCaFile { message: String },
     #[error("cannot reach GitLab at {url}: {message}; check the URL, the network and that GitLab is running")]
     Unreachable { url: String, message: String },
     #[error("GitLab answered HTTP {status} to {method} {url}{}: {hint}", detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
@@ -200,11 +210,46 @@ fn api_url(base: &url::Url, endpoint: &str) -> String {
     format!("{}/api/v4/{endpoint}", base.as_str().trim_end_matches('/'))
 }
 
-fn agent(timeout: Duration) -> ureq::Agent {
-    ureq::AgentBuilder::new()
+/// An HTTP client for `url` that trusts what gitlab-runner trusts: the system's CA store
+/// (`/etc/ssl/certs`, or `SSL_CERT_FILE`/`SSL_CERT_DIR`), the bundled Mozilla roots when the
+/// system has none, and the PEM certificates of the runner's `tls-ca-file` when given. (Plain
+/// `http://` skips reading the store.)
+pub fn agent(
+    url: &str,
+    timeout: Duration,
+    extra_ca_pem: Option<&str>,
+) -> Result<ureq::Agent, String> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let builder = ureq::AgentBuilder::new()
         .timeout_connect(timeout.min(Duration::from_secs(15)))
-        .timeout(timeout)
-        .build()
+        .timeout(timeout);
+    if !url.starts_with("https://") {
+        return Ok(builder.build());
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if roots.is_empty() {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+    if let Some(pem) = extra_ca_pem {
+        let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("it is not PEM ({e})"))?;
+        if certs.is_empty() {
+            return Err("it holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
+        }
+        let (added, _) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            return Err("none of its certificates can be used as a CA".into());
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(builder.tls_config(std::sync::Arc::new(tls)).build())
 }
 
 /// The TLS error inside `err` (or anything it wraps), if there is one.
@@ -296,6 +341,14 @@ fn status_hint(status: u16, what: Endpoint) -> String {
     }
 }
 
+/// How to talk to GitLab's runner API: the timeout, and the PEM of a private CA (the
+/// runner's `tls-ca-file`) when GitLab's certificate comes from one.
+#[derive(Debug, Clone)]
+pub struct Http {
+    pub timeout: Duration,
+    pub ca_pem: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Endpoint {
     Verify,
@@ -310,9 +363,11 @@ fn send(
     extra_header: Option<(&str, &str)>,
     body: &serde_json::Value,
     what: Endpoint,
-    timeout: Duration,
+    http: &Http,
 ) -> Result<ureq::Response, RunnerApiError> {
-    let mut req = agent(timeout)
+    let agent = agent(url, http.timeout, http.ca_pem.as_deref())
+        .map_err(|message| RunnerApiError::BadCaFile { message })?;
+    let mut req = agent
         .request(method, url)
         .set("Accept", "application/json")
         .set("User-Agent", concat!("pogo/", env!("CARGO_PKG_VERSION")));
@@ -375,7 +430,7 @@ pub fn verify_runner(
     base: &url::Url,
     token: &Secret,
     system_id: &str,
-    timeout: Duration,
+    http: &Http,
 ) -> Result<RunnerCredentials, RunnerApiError> {
     let url = api_url(base, "runners/verify");
     let body = serde_json::json!({
@@ -389,7 +444,7 @@ pub fn verify_runner(
         Some(("RUNNER-TOKEN", token.expose())),
         &body,
         Endpoint::Verify,
-        timeout,
+        http,
     )?;
     if !is_runner_authentication_token(token.expose()) {
         // Older tokens: GitLab may answer 200 with a plain body; any 2xx verifies them.
@@ -421,7 +476,7 @@ pub fn register_runner(
     base: &url::Url,
     registration_token: &Secret,
     options: &LegacyRunnerOptions,
-    timeout: Duration,
+    http: &Http,
 ) -> Result<RunnerCredentials, RunnerApiError> {
     let url = api_url(base, "runners");
     let body = serde_json::json!({
@@ -432,7 +487,7 @@ pub fn register_runner(
         "locked": true,
         "info": runner_info(),
     });
-    let resp = send("POST", &url, None, &body, Endpoint::Register, timeout)?;
+    let resp = send("POST", &url, None, &body, Endpoint::Register, http)?;
     let details = read_details(resp, "POST", &url)?;
     match details.token.filter(|t| !t.is_empty()) {
         Some(token) if details.id != 0 => Ok(RunnerCredentials {
@@ -455,7 +510,7 @@ pub fn unregister_runner(
     base: &url::Url,
     token: &Secret,
     system_id: Option<&str>,
-    timeout: Duration,
+    http: &Http,
 ) -> Result<(), RunnerApiError> {
     let (url, body) = if is_runner_authentication_token(token.expose()) {
         (
@@ -468,5 +523,5 @@ pub fn unregister_runner(
             serde_json::json!({"token": token.expose()}),
         )
     };
-    send("DELETE", &url, None, &body, Endpoint::Unregister, timeout).map(|_| ())
+    send("DELETE", &url, None, &body, Endpoint::Unregister, http).map(|_| ())
 }

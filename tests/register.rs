@@ -927,3 +927,46 @@ fn unregister_of_a_runner_gitlab_already_deleted_still_removes_it() {
         r.stdout
     );
 }
+
+#[test]
+fn a_gitlab_with_a_private_ca_is_registered_and_unregistered_through_tls_ca_file() {
+    let gl = FakeGitlab::start();
+    gl.route("POST", "/api/v4/runners/verify", verified(42));
+    gl.route("DELETE", "/api/v4/runners/managers", reply(204, ""));
+    let front = common::TlsFront::start(gl.server.port);
+    let url = format!("https://127.0.0.1:{}", front.port);
+    let s = Setup::new();
+
+    // Without the CA: refused, saying what to pass; nothing written.
+    let r = s.register(&url, &["--name", "ca"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("--tls-ca-file"), "{}", r.stderr);
+    assert!(!s.runner_config().exists());
+
+    let ca = s.home().join("company-ca.pem");
+    std::fs::write(&ca, &front.ca_pem).unwrap();
+    let r = s.register(
+        &url,
+        &["--name", "ca", "--tls-ca-file", ca.to_str().unwrap()],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc = parse(&s.read_runner_config());
+    assert_eq!(
+        doc["runners"][0]["tls-ca-file"].as_str(),
+        Some(ca.to_str().unwrap()),
+        "gitlab-runner needs the CA too"
+    );
+
+    // unregister finds the CA in the entry
+    let rc = s.runner_config();
+    let r = s.pogo(
+        &["unregister", "ca", "--runner-config", rc.to_str().unwrap()],
+        &[],
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(gl
+        .requests()
+        .iter()
+        .any(|q| q.method == "DELETE" && q.path == "/api/v4/runners/managers"));
+}

@@ -61,8 +61,13 @@ pub fn job_tags(job: &JobEnv) -> Result<Vec<String>, Failure> {
     if let Some(tags) = &job.tags {
         return Ok(tags.clone());
     }
-    crate::gitlab::job_tags(&job.api_url, &job.job_token, Duration::from_secs(30))
-        .map_err(Failure::system)
+    crate::gitlab::job_tags(
+        &job.api_url,
+        &job.job_token,
+        job.tls_ca.as_deref(),
+        Duration::from_secs(30),
+    )
+    .map_err(Failure::system)
 }
 
 pub fn hostname() -> String {

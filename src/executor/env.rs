@@ -83,6 +83,9 @@ pub struct JobEnv {
     pub timeout_secs: u64,
     /// Tags handed on by the config phase (`POGO_JOB_TAGS`), if it ran.
     pub tags: Option<Vec<String>>,
+    /// `CI_SERVER_TLS_CA_FILE`: the PEM certificates gitlab-runner trusts for GitLab (its
+    /// `tls-ca-file`, or the chain it saw); a file variable, so the text itself.
+    pub tls_ca: Option<String>,
     pub names: Names,
 }
 
@@ -250,6 +253,9 @@ impl JobEnv {
                 .and_then(|t| t.trim().parse().ok())
                 .unwrap_or(DEFAULT_JOB_TIMEOUT_SECS),
             tags,
+            tls_ca: custom(env, "CI_SERVER_TLS_CA_FILE")
+                .filter(|v| !v.trim().is_empty())
+                .map(str::to_string),
             names,
             job_id,
         })

@@ -89,6 +89,10 @@ pub struct RegisterArgs {
     /// Replace an existing runner with the same name
     #[arg(long)]
     pub replace: bool,
+    /// PEM file of the CA that signed GitLab's certificate (a private CA); also written to
+    /// config.toml as the runner's tls-ca-file, so gitlab-runner (and pogo's jobs) trust it
+    #[arg(long, value_name = "PATH")]
+    pub tls_ca_file: Option<PathBuf>,
     /// Legacy registration only: comma-separated tags
     #[arg(long, value_name = "TAGS", value_delimiter = ',')]
     pub tag_list: Vec<String>,
@@ -149,6 +153,8 @@ pub struct RegisterRequest {
     /// Absolute.
     pub pogo_binary: PathBuf,
     pub replace: bool,
+    /// Absolute: the runner's `tls-ca-file`.
+    pub tls_ca_file: Option<PathBuf>,
     pub timeout: Duration,
 }
 
@@ -255,12 +261,14 @@ pub fn register(
     runner_config::check_can_add(&text, &req.runner_config, &req.name, req.replace)?;
     let (system_id, new_system_id) = system_id(&req.runner_config);
 
+    let http = gitlab::Http {
+        timeout: req.timeout,
+        ca_pem: read_ca_file(req.tls_ca_file.as_deref())?,
+    };
     let credentials = match &req.credential {
-        Credential::RunnerToken(token) => {
-            gitlab::verify_runner(&base, token, &system_id, req.timeout)?
-        }
+        Credential::RunnerToken(token) => gitlab::verify_runner(&base, token, &system_id, &http)?,
         Credential::RegistrationToken(token, options) => {
-            gitlab::register_runner(&base, token, options, req.timeout)?
+            gitlab::register_runner(&base, token, options, &http)?
         }
     };
 
@@ -276,6 +284,7 @@ pub fn register(
         cache_dir: pogo.cache_dir.to_string_lossy().into_owned(),
         pogo: req.pogo_binary.clone(),
         pogo_config: req.pogo_config.clone(),
+        tls_ca_file: req.tls_ca_file.clone(),
     };
     let (out, added) = runner_config::add(&text, &req.runner_config, &runner, req.replace)?;
 
@@ -312,6 +321,19 @@ pub fn register(
         created_pogo_config: !pogo_exists,
         created_runner_config,
     })
+}
+
+/// The PEM text of a runner's `tls-ca-file`, if it has one.
+fn read_ca_file(path: Option<&Path>) -> Result<Option<String>, RegisterError> {
+    path.map(|p| {
+        std::fs::read_to_string(p).map_err(|e| {
+            RegisterError::Usage(format!(
+                "cannot read the CA file {} (--tls-ca-file / tls-ca-file): {e}",
+                p.display()
+            ))
+        })
+    })
+    .transpose()
 }
 
 /// What [`unregister`] did.
@@ -351,7 +373,11 @@ pub fn unregister(
             ));
         } else {
             let base = gitlab::parse_gitlab_url(&removed.url)?;
-            match gitlab::unregister_runner(&base, &removed.token, sid.as_deref(), timeout) {
+            let http = gitlab::Http {
+                timeout,
+                ca_pem: read_ca_file(removed.tls_ca_file.as_deref())?,
+            };
+            match gitlab::unregister_runner(&base, &removed.token, sid.as_deref(), &http) {
                 Ok(()) if glrt => notes.push(format!(
                     "GitLab forgot this machine for runner '{name}'; the runner itself stays in GitLab (delete it there if it is no longer needed)"
                 )),
@@ -560,6 +586,7 @@ pub fn register_main(args: RegisterArgs, global_config: Option<&Path>) -> i32 {
         ),
         pogo_binary,
         replace: args.replace,
+        tls_ca_file: args.tls_ca_file.as_deref().map(super::absolute),
         timeout: API_TIMEOUT,
     };
     let legacy = matches!(req.credential, Credential::RegistrationToken(..));

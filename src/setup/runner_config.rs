@@ -53,6 +53,8 @@ pub struct RunnerEntry {
     pub run_exec: Option<String>,
     /// The `--config PATH` in `run_args`, when there is one.
     pub pogo_config: Option<PathBuf>,
+    /// `tls-ca-file`: the private CA GitLab's certificate comes from.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl RunnerEntry {
@@ -87,6 +89,8 @@ pub struct NewRunner {
     pub pogo: PathBuf,
     /// The absolute path of the pogo config the runner uses.
     pub pogo_config: PathBuf,
+    /// `tls-ca-file` (absolute), for a GitLab whose certificate comes from a private CA.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 /// What gitlab-runner creates for a new file (plus a comment saying who wrote it).
@@ -116,6 +120,12 @@ pub fn render_runner(r: &NewRunner) -> String {
     s.push_str("[[runners]]\n");
     s.push_str(&format!("  name = {}\n", toml_string(&r.name)));
     s.push_str(&format!("  url = {}\n", toml_string(&r.url)));
+    if let Some(ca) = &r.tls_ca_file {
+        s.push_str(&format!(
+            "  tls-ca-file = {}\n",
+            toml_string(&ca.to_string_lossy())
+        ));
+    }
     if r.id != 0 {
         s.push_str(&format!("  id = {}\n", r.id));
     }
@@ -196,6 +206,9 @@ fn entry_of(t: &Table) -> RunnerEntry {
         executor: str_of(t, "executor"),
         run_exec,
         pogo_config,
+        tls_ca_file: Some(str_of(t, "tls-ca-file"))
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from),
     }
 }
 
@@ -403,7 +416,24 @@ mod tests {
             cache_dir: "/home/r/cache".to_string(),
             pogo: PathBuf::from("/usr/local/bin/pogo"),
             pogo_config: PathBuf::from("/home/r/.pogo.yaml"),
+            tls_ca_file: None,
         }
+    }
+
+    #[test]
+    fn a_private_ca_is_written_as_the_runners_tls_ca_file_and_read_back() {
+        let mut r = runner("ca", "glrt-x");
+        r.tls_ca_file = Some(PathBuf::from("/etc/gitlab-runner/certs/company-ca.crt"));
+        let (out, _) = add("", Path::new("/c.toml"), &r, false).unwrap();
+        assert!(
+            out.contains("  tls-ca-file = \"/etc/gitlab-runner/certs/company-ca.crt\"\n"),
+            "{out}"
+        );
+        let listed = list(&out, Path::new("/c.toml")).unwrap();
+        assert_eq!(
+            listed[0].tls_ca_file.as_deref(),
+            Some(Path::new("/etc/gitlab-runner/certs/company-ca.crt"))
+        );
     }
 
     const EXISTING: &str = "\

@@ -682,6 +682,8 @@ async fn run_effect(rtm: &mut Runtime, model: &mut Model, e: Effect) -> Option<L
                     .clone()
                     .unwrap_or_else(|| PathBuf::from("pogo")),
                 replace: false,
+                // a private CA: `pogo register --tls-ca-file` (the form has no field for it)
+                tls_ca_file: None,
                 timeout: crate::setup::register::API_TIMEOUT,
             };
             let env = rtm.env.clone();

@@ -208,6 +208,104 @@ impl<S> Drop for HttpServer<S> {
     }
 }
 
+/// HTTPS in front of a local HTTP server, with a certificate for 127.0.0.1 from a private CA:
+/// a self-hosted GitLab behind a company CA. One request per connection, as the fake servers
+/// answer.
+pub struct TlsFront {
+    pub port: u16,
+    /// The CA's certificate, PEM: what a runner's `tls-ca-file` holds.
+    pub ca_pem: String,
+    stop: Arc<AtomicBool>,
+}
+
+impl TlsFront {
+    pub fn start(backend_port: u16) -> Self {
+        use rustls::pki_types::{pem::PemObject, PrivateKeyDer};
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "pogo test private CA");
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
+            )
+            .unwrap();
+        let config = Arc::new(config);
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind tls front");
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let sp = Arc::clone(&stop);
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                if sp.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(stream) = conn {
+                    let config = Arc::clone(&config);
+                    thread::spawn(move || {
+                        let _ = Self::relay(stream, config, backend_port);
+                    });
+                }
+            }
+        });
+        TlsFront {
+            port,
+            ca_pem: ca.pem(),
+            stop,
+        }
+    }
+
+    /// One request: decrypt it, pass it to the backend, encrypt its whole answer.
+    fn relay(
+        stream: TcpStream,
+        config: Arc<rustls::ServerConfig>,
+        backend_port: u16,
+    ) -> std::io::Result<()> {
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let conn = rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
+        let mut tls = rustls::StreamOwned::new(conn, stream);
+        let (request_line, headers, body) = read_request(&mut BufReader::new(&mut tls))?;
+        let mut backend = TcpStream::connect(("127.0.0.1", backend_port))?;
+        let mut req = request_line.clone();
+        for (k, v) in &headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        backend.write_all(req.as_bytes())?;
+        backend.write_all(&body)?;
+        let mut answer = Vec::new();
+        backend.read_to_end(&mut answer)?;
+        tls.write_all(&answer)?;
+        tls.conn.send_close_notify();
+        tls.flush()
+    }
+
+    /// The API URL of the fake GitLab behind this front.
+    pub fn api_url(&self) -> String {
+        format!("https://127.0.0.1:{}/api/v4", self.port)
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
 /// A minimal GitLab answering `GET /api/v4/job` (header `JOB-TOKEN`).
 pub struct FakeGitlab {
     server: HttpServer<GitlabState>,
@@ -223,6 +321,10 @@ impl FakeGitlab {
     /// `CI_API_V4_URL`.
     pub fn api_url(&self) -> String {
         format!("http://127.0.0.1:{}/api/v4", self.server.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.server.port
     }
 
     /// Makes `token` a valid job token for job `id` with `tags`.
