@@ -664,7 +664,12 @@ async fn run_effect(rtm: &mut Runtime, model: &mut Model, e: Effect) -> Option<L
                 ),
             })
         }
-        Effect::Register { url, token, name } => {
+        Effect::Register {
+            url,
+            token,
+            name,
+            ca_file,
+        } => {
             let home = rtm.env.get("HOME").map(PathBuf::from).unwrap_or_default();
             let req = crate::setup::register::RegisterRequest {
                 url,
@@ -682,8 +687,7 @@ async fn run_effect(rtm: &mut Runtime, model: &mut Model, e: Effect) -> Option<L
                     .clone()
                     .unwrap_or_else(|| PathBuf::from("pogo")),
                 replace: false,
-                // a private CA: `pogo register --tls-ca-file` (the form has no field for it)
-                tls_ca_file: None,
+                tls_ca_file: ca_file.map(|p| crate::setup::absolute(&p)),
                 timeout: crate::setup::register::API_TIMEOUT,
             };
             let env = rtm.env.clone();

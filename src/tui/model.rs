@@ -77,14 +77,16 @@ pub struct RegisterForm {
     pub url: String,
     pub token: crate::executor::env::Secret,
     pub name: String,
-    /// 0 URL, 1 token, 2 name.
+    /// Optional: the PEM file of a private CA GitLab's certificate comes from.
+    pub ca_file: String,
+    /// 0 URL, 1 token, 2 name, 3 CA file.
     pub focus: usize,
     /// Why the last submit was refused.
     pub error: Option<String>,
 }
 
 impl RegisterForm {
-    pub const FIELDS: usize = 3;
+    pub const FIELDS: usize = 4;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -89,6 +89,8 @@ pub enum Effect {
         url: String,
         token: crate::executor::env::Secret,
         name: String,
+        /// The private CA's PEM file (`--tls-ca-file`), if given.
+        ca_file: Option<std::path::PathBuf>,
     },
     /// Remove a runner through `setup::register::unregister` (tells GitLab first).
     Unregister(String),
@@ -362,10 +364,14 @@ fn register_key(m: &mut Model, mut f: RegisterForm, k: KeyEvent) -> Vec<Effect> 
         }
         m.mode = Mode::Normal;
         m.status = Some(format!("registering {name} with {url}…"));
+        let ca_file = Some(f.ca_file.trim())
+            .filter(|c| !c.is_empty())
+            .map(std::path::PathBuf::from);
         return vec![Effect::Register {
             url,
             token: f.token,
             name,
+            ca_file,
         }];
     }
     match k.code {
@@ -388,8 +394,11 @@ fn register_key(m: &mut Model, mut f: RegisterForm, k: KeyEvent) -> Vec<Effect> 
                 t.pop();
                 f.token = crate::executor::env::Secret::new(t);
             }
-            _ => {
+            2 => {
                 f.name.pop();
+            }
+            _ => {
+                f.ca_file.pop();
             }
         },
         KeyCode::Char(c) if !c.is_control() => match f.focus {
@@ -398,7 +407,8 @@ fn register_key(m: &mut Model, mut f: RegisterForm, k: KeyEvent) -> Vec<Effect> 
                 let t = format!("{}{c}", f.token.expose());
                 f.token = crate::executor::env::Secret::new(t);
             }
-            _ => f.name.push(c),
+            2 => f.name.push(c),
+            _ => f.ca_file.push(c),
         },
         _ => {}
     }
@@ -1475,12 +1485,21 @@ mod tests {
             assert_eq!(f.token.expose(), "glrt-secret-token");
             assert!(!format!("{f:?}").contains("glrt-secret-token"));
         }
-        let fx = press(&mut m, "\t\n");
+        let fx = press(&mut m, "\t\n/etc/company-ca.pem\n");
         match fx.as_slice() {
-            [Effect::Register { url, token, name }] => {
+            [Effect::Register {
+                url,
+                token,
+                name,
+                ca_file,
+            }] => {
                 assert_eq!(url, "https://gitlab.example.com");
                 assert_eq!(token.expose(), "glrt-secret-token");
                 assert_eq!(name, "laptop-2");
+                assert_eq!(
+                    ca_file.as_deref(),
+                    Some(std::path::Path::new("/etc/company-ca.pem"))
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -1491,8 +1510,8 @@ mod tests {
     fn registering_without_a_token_says_what_is_missing() {
         let mut m = fixtures::model();
         press(&mut m, "3ahttps://gitlab.example.com\n\n");
-        // on the name field now; submit
-        let fx = press(&mut m, "x\n");
+        // on the name field now; then the CA file (empty), submit
+        let fx = press(&mut m, "x\n\n");
         assert!(fx.is_empty());
         match &m.mode {
             Mode::Register(f) => assert!(f.error.as_deref().unwrap().contains("token")),

@@ -125,13 +125,14 @@ pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
 
 /// The register form, over the screen. The token shows as asterisks.
 pub fn draw_form(f: &mut Frame, area: Rect, form: &RegisterForm, t: Theme) {
-    let r = super::popup_fixed(area, 70, 10);
+    let r = super::popup_fixed(area, 70, 9);
     f.render_widget(Clear, r);
     let token_shown = "*".repeat(form.token.expose().chars().count());
     let fields = [
         ("GitLab URL ", form.url.as_str()),
         ("token      ", token_shown.as_str()),
         ("name       ", form.name.as_str()),
+        ("CA file    ", form.ca_file.as_str()),
     ];
     let mut lines: Vec<Line> = fields
         .iter()
@@ -160,7 +161,7 @@ pub fn draw_form(f: &mut Frame, area: Rect, form: &RegisterForm, t: Theme) {
     match &form.error {
         Some(e) => lines.push(Line::from(Span::styled(e.clone(), t.bad()))),
         None => lines.push(Line::from(Span::styled(
-            "Tab/↑↓ field · Enter on name registers · Esc cancels",
+            "CA file: private CA only (PEM) · Enter there registers · Esc cancels",
             t.dim(),
         ))),
     }
@@ -207,6 +208,7 @@ mod tests {
             url: "https://gitlab.example.com".into(),
             token: Secret::new("glrt-verysecret"),
             name: "laptop".into(),
+            ca_file: String::new(),
             focus: 1,
             error: None,
         });
