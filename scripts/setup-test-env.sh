@@ -413,18 +413,16 @@ ensure_rootless_user() {
     # nobody creates it (and /run is a tmpfs, so it is recreated after each reboot).
     install -d -m 0700 -o "$ROOTLESS_UID" -g "$ROOTLESS_GID" "$ROOTLESS_XDG"
 
-    # The user's podman needs the same engine settings. The checkout may sit where the
-    # user cannot read (e.g. under /root); then give the user its own copy.
-    if as_rootless test -r "$FIXTURE_CONF"; then
-        ROOTLESS_CONF=$FIXTURE_CONF
-    else
-        conf_copy=$ROOTLESS_HOME/.config/containers/containers.conf
-        if ! cmp -s "$FIXTURE_CONF" "$conf_copy"; then
-            as_rootless mkdir -p "$ROOTLESS_HOME/.config/containers"
-            install -m 0644 -o "$ROOTLESS_UID" -g "$ROOTLESS_GID" "$FIXTURE_CONF" "$conf_copy"
-        fi
-        ROOTLESS_CONF=$conf_copy
+    # The user's podman needs the same engine settings: give the user its own copy. Not the
+    # checkout's file: the checkout may sit where the user cannot read (e.g. under /root),
+    # and the machine-wide description below outlives it (another checkout, or a checkout
+    # seen at another path, would then point the user's podman at a file that is not there).
+    conf_copy=$ROOTLESS_HOME/.config/containers/containers.conf
+    if ! cmp -s "$FIXTURE_CONF" "$conf_copy"; then
+        as_rootless mkdir -p "$ROOTLESS_HOME/.config/containers"
+        install -m 0644 -o "$ROOTLESS_UID" -g "$ROOTLESS_GID" "$FIXTURE_CONF" "$conf_copy"
     fi
+    ROOTLESS_CONF=$conf_copy
 
     # After subordinate ids change (or for a new user), podman must re-create its
     # user namespace.
