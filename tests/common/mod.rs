@@ -1120,6 +1120,28 @@ pub fn rootless_user(ci_needs_root: bool) -> Option<RootlessUser> {
     Some(RootlessUser::load(path).unwrap_or_else(|e| panic!("{e}")))
 }
 
+/// Like [`helper_ready`], for `user`'s storage (scripts/setup-test-env.sh copies root's
+/// helper image there).
+pub fn rootless_helper_ready(user: &RootlessUser) -> bool {
+    if !helper_ready() {
+        return false;
+    }
+    if user.podman().image_exists(IMG_HELPER) {
+        return true;
+    }
+    if in_ci() {
+        panic!(
+            "{IMG_HELPER} missing in {}'s storage in CI (scripts/setup-test-env.sh copies it)",
+            user.user
+        );
+    }
+    eprintln!(
+        "SKIPPED: {IMG_HELPER} missing in {}'s storage (set up with `make test` as root)",
+        user.user
+    );
+    false
+}
+
 /// The rootless test user described by `/etc/pogo-test-rootless.env`.
 #[derive(Debug, Clone)]
 pub struct RootlessUser {
