@@ -9,7 +9,8 @@
 #      image localhost/pogo-test/helper:latest (Debian with git, git-lfs and the stand-in
 #      gitlab-runner, built with debootstrap from the Debian mirror, ~1 min, once);
 #   4. when run as root, an unprivileged user (pogo-ci) with working rootless Podman
-#      exists for the rootless part of the suite, described in /etc/pogo-test-rootless.env.
+#      exists for the rootless part of the suite, described in /etc/pogo-test-rootless.env,
+#      with the test images and (copied from root's storage) the helper image.
 #
 # It is idempotent and quick when there is nothing to do.
 #
@@ -350,6 +351,38 @@ ensure_helper_image() {
     log "  $IMG_HELPER works: $(printf '%s' "$out" | tr '\n' ';')"
 }
 
+# ensure_rootless_helper_image: give the rootless user root's helper image (built above,
+# once) through `podman save | podman load` on stdin, so the user needs no access to root's
+# storage and nothing is built twice. Quick when the user already has the same image (same
+# image ID as root's); a stale copy (the stand-in changed) is replaced, its old ID removed.
+ensure_rootless_helper_image() {
+    local want current out
+    [ "${POGO_TEST_NO_HELPER:-}" = 1 ] && return 0
+    # Without root's helper image there is nothing to copy (ensure_helper_image said why).
+    want=$(podman image inspect --format '{{.Id}}' "$IMG_HELPER" 2>/dev/null) || return 0
+    current=$(pod rootless image inspect --format '{{.Id}}' "$IMG_HELPER" 2>/dev/null || true)
+    [ "$current" = "$want" ] && return 0
+
+    log "copying $IMG_HELPER to $ROOTLESS_USER's storage (podman save | podman load)"
+    if ! out=$({ podman save -q "$IMG_HELPER" | pod rootless load -q; } 2>&1); then
+        printf '%s\n' "$out" >&2
+        warn "copying $IMG_HELPER to $ROOTLESS_USER failed"
+        return 1
+    fi
+    current=$(pod rootless image inspect --format '{{.Id}}' "$IMG_HELPER" 2>/dev/null || true)
+    if [ "$current" != "$want" ]; then
+        warn "$IMG_HELPER in $ROOTLESS_USER's storage is ${current:-missing}, not root's $want"
+        return 1
+    fi
+    if ! out=$(pod rootless run --rm --network none "$IMG_HELPER" \
+        sh -c 'git --version && gitlab-runner --version | head -n 1' 2>&1); then
+        printf '%s\n' "$out" >&2
+        warn "$IMG_HELPER was copied but does not run ($ROOTLESS_USER)"
+        return 1
+    fi
+    log "  $IMG_HELPER works as $ROOTLESS_USER: $(printf '%s' "$out" | tr '\n' ';')"
+}
+
 engine_hint() {
     may_change_machine && return 0
     warn "podman cannot run containers here with its current settings. On sandboxed machines" \
@@ -413,18 +446,16 @@ ensure_rootless_user() {
     # nobody creates it (and /run is a tmpfs, so it is recreated after each reboot).
     install -d -m 0700 -o "$ROOTLESS_UID" -g "$ROOTLESS_GID" "$ROOTLESS_XDG"
 
-    # The user's podman needs the same engine settings. The checkout may sit where the
-    # user cannot read (e.g. under /root); then give the user its own copy.
-    if as_rootless test -r "$FIXTURE_CONF"; then
-        ROOTLESS_CONF=$FIXTURE_CONF
-    else
-        conf_copy=$ROOTLESS_HOME/.config/containers/containers.conf
-        if ! cmp -s "$FIXTURE_CONF" "$conf_copy"; then
-            as_rootless mkdir -p "$ROOTLESS_HOME/.config/containers"
-            install -m 0644 -o "$ROOTLESS_UID" -g "$ROOTLESS_GID" "$FIXTURE_CONF" "$conf_copy"
-        fi
-        ROOTLESS_CONF=$conf_copy
+    # The user's podman needs the same engine settings: give the user its own copy. Not the
+    # checkout's file: the checkout may sit where the user cannot read (e.g. under /root),
+    # and the machine-wide description below outlives it (another checkout, or a checkout
+    # seen at another path, would then point the user's podman at a file that is not there).
+    conf_copy=$ROOTLESS_HOME/.config/containers/containers.conf
+    if ! cmp -s "$FIXTURE_CONF" "$conf_copy"; then
+        as_rootless mkdir -p "$ROOTLESS_HOME/.config/containers"
+        install -m 0644 -o "$ROOTLESS_UID" -g "$ROOTLESS_GID" "$FIXTURE_CONF" "$conf_copy"
     fi
+    ROOTLESS_CONF=$conf_copy
 
     # After subordinate ids change (or for a new user), podman must re-create its
     # user namespace.
@@ -435,6 +466,12 @@ ensure_rootless_user() {
     if ! ensure_images rootless; then
         rootless_not_ready "its test images do not run"
         return 0
+    fi
+    # The helper image is optional like root's: its rootless tests skip without it (in CI
+    # they fail, so a failure to copy it is an error there).
+    if ! ensure_rootless_helper_image; then
+        may_change_machine && die "the helper image $IMG_HELPER could not be given to $ROOTLESS_USER"
+        warn "the rootless helper image tests will be skipped"
     fi
 
     # Write the description the Rust tests read, only when it changes.

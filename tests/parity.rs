@@ -619,28 +619,6 @@ fn with_shell_bash_an_image_without_bash_says_to_use_shell_sh() {
 // helper_image: the predefined stages in a helper container
 // ---------------------------------------------------------------------------------------
 
-/// A config with the helper image and the bare repository mounted at `/repos/p.git`.
-fn helper_config(repo: &std::path::Path) -> PogoConfig {
-    PogoConfig {
-        mounts: vec![MountSpec {
-            volume: format!("{}:/repos/p.git", repo.display()),
-            tags: vec![],
-            readonly: true,
-        }],
-        extra_yaml: Some(format!("helper_image: {IMG_HELPER}\n")),
-        ..PogoConfig::default()
-    }
-}
-
-fn git_job(env: &TestEnv, sha: &str, strategy: &str, script: &[&str]) -> Job {
-    let mut job = env.job(&[], script);
-    job.git_strategy = Some(strategy.to_string());
-    job.repo_url = Some("file:///repos/p.git".to_string());
-    job.sha = sha.to_string();
-    job.git_ref = "main".to_string();
-    job
-}
-
 #[test]
 fn a_job_image_without_git_clones_through_the_helper_and_runs_its_script() {
     if !helper_ready() {
@@ -770,23 +748,6 @@ fn pogo_gc(env: &TestEnv, args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .unwrap()
-}
-
-fn builds_volumes_of(env: &TestEnv, runner: &str) -> Vec<String> {
-    let out = env.podman.output(&[
-        "volume",
-        "ls",
-        "--filter",
-        &format!("label=io.pogo.runner={runner}"),
-        "--filter",
-        "label=io.pogo.builds-volume",
-        "--format",
-        "{{.Name}}",
-    ]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
 }
 
 #[test]

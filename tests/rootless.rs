@@ -6,9 +6,13 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
 
 use common::*;
+use pogo::driver::{Driver, Service};
 
 /// chown -R
 fn chown_tree(path: &Path, uid: u32, gid: u32) {
@@ -20,41 +24,141 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) {
     }
 }
 
+/// The tests share the user's storage, and each checks that nothing of pogo's is left in
+/// it: one at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// A test environment whose jobs the driver (root) runs as the rootless user, like
+/// gitlab-runner as a system service with `user = ...`.
+struct Rootless {
+    user: RootlessUser,
+    env: TestEnv,
+    driver: Driver,
+    /// A runner token of this test alone (see [`Rootless::own_runner`]).
+    own_runner: Option<String>,
+    _one_at_a_time: MutexGuard<'static, ()>,
+}
+
+impl Rootless {
+    /// Checks that `user`'s rootless Podman works, then makes the env: `setup` gets its
+    /// directory, puts there what the jobs need and returns the config; then the directory
+    /// (config, working and cache dirs, a copy of pogo) belongs to the user.
+    fn new(user: RootlessUser, setup: impl FnOnce(&Path) -> PogoConfig) -> Self {
+        let one_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let podman = user.podman();
+        let check = podman.output(&["info", "--format", "{{.Host.Security.Rootless}}"]);
+        assert!(
+            check.status.success(),
+            "rootless podman does not work for {}: {}",
+            user.user,
+            String::from_utf8_lossy(&check.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&check.stdout).trim(), "true");
+        assert!(
+            podman.image_exists(IMG_BASH),
+            "{IMG_BASH} missing in {}'s storage (scripts/setup-test-env.sh builds it)",
+            user.user
+        );
+
+        let mut env = TestEnv::new_in(&PogoConfig::default(), Some(Path::new("/tmp")));
+        env.write_config(&setup(env.dir.path()));
+        // The checkout may live where the test user cannot read (CI clones under /root): give
+        // the user its own copy of the binary next to its config.
+        let pogo_copy = env.dir.path().join("pogo");
+        std::fs::copy(env!("CARGO_BIN_EXE_pogo"), &pogo_copy).unwrap();
+        chown_tree(env.dir.path(), user.uid, user.gid);
+        env.podman = podman;
+
+        let mut driver = env.driver();
+        driver.pogo = pogo_copy;
+        driver.run_as = Some((user.uid, user.gid));
+        driver.env = user.env();
+        Rootless {
+            user,
+            env,
+            driver,
+            own_runner: None,
+            _one_at_a_time: one_at_a_time,
+        }
+    }
+
+    /// Gives the driver a runner token no other test uses (for what pogo keeps per runner),
+    /// and returns it.
+    fn own_runner(&mut self) -> String {
+        let runner = format!("pogorl{}", unique_id());
+        self.driver.runner_short_token.clone_from(&runner);
+        self.own_runner = Some(runner.clone());
+        runner
+    }
+
+    fn run(&self, job: &pogo::driver::Job) -> pogo::driver::JobResult {
+        self.env.run_with(&self.driver, job, None)
+    }
+
+    /// `pogo ARGS` as the user, with the env's config.
+    fn pogo(&self, args: &[&str]) -> Output {
+        let mut c = Command::new("runuser");
+        c.args(["-u", &self.user.user, "--", "env", "-i"]);
+        for (k, v) in self.user.env() {
+            c.arg(format!("{k}={v}"));
+        }
+        c.arg(&self.driver.pogo)
+            .arg("--config")
+            .arg(&self.env.config_path)
+            .args(args)
+            .current_dir("/");
+        c.output().unwrap()
+    }
+
+    /// Nothing of this env's jobs, and nothing pogo labels at all, is left in the user's
+    /// storage: no container, pod or volume.
+    fn assert_clean(&self) {
+        self.env.assert_no_leftovers();
+        self.env
+            .podman
+            .assert_nothing_labelled(&format!("{LABEL_MANAGED_BY}=pogo"));
+    }
+}
+
+impl Drop for Rootless {
+    /// A failed test may leave its own runner's persistent builds volume (job cleanup keeps it
+    /// by design): remove it, so later runs do not find it.
+    fn drop(&mut self) {
+        let Some(runner) = &self.own_runner else {
+            return;
+        };
+        let out = self.env.podman.output(&[
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("label=io.pogo.runner={runner}"),
+            "--filter",
+            "label=io.pogo.builds-volume",
+        ]);
+        for volume in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = self.env.podman.output(&["volume", "rm", "-f", volume]);
+        }
+    }
+}
+
+/// The bare repository (`hello.txt`) under `dir`, readable by the user once `dir` is its,
+/// and the config that mounts it into the jobs with the helper image: (config, commit).
+fn repo_with_helper(dir: &Path) -> (PogoConfig, String) {
+    let parent = dir.join("git");
+    std::fs::create_dir(&parent).unwrap();
+    let (repo, sha) = bare_repo(&parent, &[("hello.txt", "hello-from-the-repo\n")]);
+    (helper_config(&repo), sha)
+}
+
 #[test]
 fn trivial_job_runs_as_unprivileged_user_with_rootless_podman() {
     require_podman!();
     let Some(user) = rootless_user(false) else {
         return;
     };
-    let podman = user.podman();
-    let check = podman.output(&["info", "--format", "{{.Host.Security.Rootless}}"]);
-    assert!(
-        check.status.success(),
-        "rootless podman does not work for {}: {}",
-        user.user,
-        String::from_utf8_lossy(&check.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&check.stdout).trim(), "true");
-    assert!(
-        podman.image_exists(IMG_BASH),
-        "{IMG_BASH} missing in {}'s storage (scripts/setup-test-env.sh builds it)",
-        user.user
-    );
-
-    let mut env = TestEnv::new_in(&PogoConfig::default(), Some(Path::new("/tmp")));
-    // The checkout may live where the test user cannot read (CI clones under /root): give the
-    // user its own copy of the binary next to its config.
-    let pogo_copy = env.dir.path().join("pogo");
-    std::fs::copy(env!("CARGO_BIN_EXE_pogo"), &pogo_copy).unwrap();
-    chown_tree(env.dir.path(), user.uid, user.gid);
-    env.podman = podman.clone();
-
-    let mut driver = env.driver();
-    driver.pogo = pogo_copy;
-    driver.run_as = Some((user.uid, user.gid));
-    driver.env = user.env();
-
-    let job = env.job(
+    let r = Rootless::new(user, |_| PogoConfig::default());
+    let job = r.env.job(
         &["build"],
         &[
             "echo rootless-$((40+2))",
@@ -62,19 +166,165 @@ fn trivial_job_runs_as_unprivileged_user_with_rootless_podman() {
             "read -r inside outside count < /proc/self/uid_map; echo \"uid-map=$inside:$outside\"",
         ],
     );
-    let r = env.run_with(&driver, &job, None);
-    assert_success(&r);
-    let log = plain_log(&r);
+    let result = r.run(&job);
+    assert_success(&result);
+    let log = plain_log(&result);
     assert!(log.contains("\nrootless-42\n"), "{log}");
     assert!(
-        log.contains(&format!("\nuid-map=0:{}\n", user.uid)),
+        log.contains(&format!("\nuid-map=0:{}\n", r.user.uid)),
         "the job container is not running in {}'s rootless Podman:\n{log}",
-        user.user
+        r.user.user
     );
-    assert_eq!(env.gitlab.requests(&job.token), 1);
-    for d in &r.temp_dirs {
+    assert_eq!(r.env.gitlab.requests(&job.token), 1);
+    for d in &result.temp_dirs {
         assert!(!d.exists(), "{} not removed", d.display());
     }
-    env.assert_no_leftovers();
-    podman.assert_nothing_labelled(&format!("{LABEL_MANAGED_BY}=pogo"));
+    r.assert_clean();
+}
+
+#[test]
+fn a_job_clones_through_the_helper_container_with_rootless_podman() {
+    require_podman!();
+    let Some(user) = rootless_user(false) else {
+        return;
+    };
+    if !rootless_helper_ready(&user) {
+        return;
+    }
+    let mut sha = String::new();
+    let r = Rootless::new(user, |dir| {
+        let (config, commit) = repo_with_helper(dir);
+        sha = commit;
+        config
+    });
+    let job = git_job(
+        &r.env,
+        &sha,
+        "clone",
+        &[
+            "cat hello.txt",
+            "if command -v git; then exit 9; fi",
+            "echo \"no-git-here in $PWD\"",
+        ],
+    );
+    let result = r.run(&job);
+    assert_success(&result);
+    let log = plain_log(&result);
+    assert!(log.contains("starting helper container"), "{log}");
+    assert!(log.contains("Created fresh repository."), "{log}");
+    assert!(
+        log.contains(&format!("Checking out {} as detached HEAD", &sha[..8])),
+        "{log}"
+    );
+    assert!(log.contains("\nhello-from-the-repo\n"), "{log}");
+    assert!(
+        log.contains(&format!("\nno-git-here in /builds/{}\n", job.project_path)),
+        "{log}"
+    );
+    r.assert_clean();
+}
+
+#[test]
+fn fetch_finds_the_last_clone_in_a_persistent_builds_volume_with_rootless_podman() {
+    require_podman!();
+    let Some(user) = rootless_user(false) else {
+        return;
+    };
+    if !rootless_helper_ready(&user) {
+        return;
+    }
+    let mut sha = String::new();
+    let mut r = Rootless::new(user, |dir| {
+        let (mut config, commit) = repo_with_helper(dir);
+        sha = commit;
+        config.extra_yaml = Some(format!(
+            "{}persistent_builds_days: 7\n",
+            config.extra_yaml.unwrap_or_default()
+        ));
+        config
+    });
+    let runner = r.own_runner();
+
+    let first = git_job(
+        &r.env,
+        &sha,
+        "fetch",
+        &["touch .git/pogo-marker", "echo first"],
+    );
+    let result = r.run(&first);
+    assert_success(&result);
+    let log = plain_log(&result);
+    assert!(log.contains("Created fresh repository."), "{log}");
+    assert!(
+        log.contains("created the builds volume pogo-builds-"),
+        "{log}"
+    );
+
+    // fetch: the same clone, with what the first job left inside .git/ (git clean keeps it)
+    let mut second = git_job(
+        &r.env,
+        &sha,
+        "fetch",
+        &["test -e .git/pogo-marker && echo marker-kept"],
+    );
+    second.project_path.clone_from(&first.project_path);
+    let result = r.run(&second);
+    assert_success(&result);
+    let log = plain_log(&result);
+    assert!(log.contains("\nmarker-kept\n"), "{log}");
+    assert!(
+        log.contains("Reinitialized existing Git repository"),
+        "{log}"
+    );
+    assert!(!log.contains("Created fresh repository."), "{log}");
+    assert!(
+        log.contains("using the builds volume pogo-builds-"),
+        "{log}"
+    );
+    r.env.assert_no_leftovers();
+
+    // the volume is in the user's storage; the user's `pogo gc` removes it
+    let volumes = builds_volumes_of(&r.env, &runner);
+    assert_eq!(volumes.len(), 1, "{volumes:?}");
+    let out = r.pogo(&["gc", "--runner", &runner, "--older-than", "0s"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("removed builds volume {}", volumes[0])),
+        "{out:?}"
+    );
+    assert!(builds_volumes_of(&r.env, &runner).is_empty());
+    r.assert_clean();
+}
+
+#[test]
+fn a_job_reaches_its_service_on_localhost_and_by_alias_with_rootless_podman() {
+    require_podman!();
+    let Some(user) = rootless_user(false) else {
+        return;
+    };
+    let r = Rootless::new(user, |_| PogoConfig::default());
+    let mut job = r.env.job(
+        &[],
+        &[
+            "wget -qO- http://localhost:80/; echo",
+            "wget -qO- http://web:80/; echo",
+        ],
+    );
+    job.services = vec![Service {
+        name: IMG_HTTPD.into(),
+        alias: "web".into(),
+        entrypoint: None,
+        command: None,
+        variables: BTreeMap::new(),
+    }];
+    let result = r.run(&job);
+    assert_success(&result);
+    let log = plain_log(&result);
+    assert_eq!(
+        log.matches("\npogo-service-ok\n").count(),
+        2,
+        "both requests should reach the service:\n{log}"
+    );
+    r.assert_clean();
 }

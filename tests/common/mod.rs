@@ -132,6 +132,53 @@ pub fn bare_repo(parent: &Path, files: &[(&str, &str)]) -> (PathBuf, String) {
     (bare, sha)
 }
 
+/// A config with the helper image and the bare repository mounted at `/repos/p.git`.
+pub fn helper_config(repo: &Path) -> PogoConfig {
+    PogoConfig {
+        mounts: vec![MountSpec {
+            volume: format!("{}:/repos/p.git", repo.display()),
+            tags: vec![],
+            readonly: true,
+        }],
+        extra_yaml: Some(format!("helper_image: {IMG_HELPER}\n")),
+        ..PogoConfig::default()
+    }
+}
+
+/// A job with `GIT_STRATEGY` `strategy` checking out `sha` of the repository
+/// [`helper_config`] mounts.
+pub fn git_job(env: &TestEnv, sha: &str, strategy: &str, script: &[&str]) -> Job {
+    let mut job = env.job(&[], script);
+    job.git_strategy = Some(strategy.to_string());
+    job.repo_url = Some("file:///repos/p.git".to_string());
+    job.sha = sha.to_string();
+    job.git_ref = "main".to_string();
+    job
+}
+
+/// The persistent builds volumes (`persistent_builds_days`) of `runner` in `env.podman`'s storage.
+pub fn builds_volumes_of(env: &TestEnv, runner: &str) -> Vec<String> {
+    let out = env.podman.output(&[
+        "volume",
+        "ls",
+        "--filter",
+        &format!("label=io.pogo.runner={runner}"),
+        "--filter",
+        "label=io.pogo.builds-volume",
+        "--format",
+        "{{.Name}}",
+    ]);
+    assert!(
+        out.status.success(),
+        "podman volume ls: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 /// Returns early from the test when Podman is not usable.
 #[macro_export]
 macro_rules! require_podman {
@@ -1173,6 +1220,28 @@ pub fn rootless_user(ci_needs_root: bool) -> Option<RootlessUser> {
         return None;
     }
     Some(RootlessUser::load(path).unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// Like [`helper_ready`], for `user`'s storage (scripts/setup-test-env.sh copies root's
+/// helper image there).
+pub fn rootless_helper_ready(user: &RootlessUser) -> bool {
+    if !helper_ready() {
+        return false;
+    }
+    if user.podman().image_exists(IMG_HELPER) {
+        return true;
+    }
+    if in_ci() {
+        panic!(
+            "{IMG_HELPER} missing in {}'s storage in CI (scripts/setup-test-env.sh copies it)",
+            user.user
+        );
+    }
+    eprintln!(
+        "SKIPPED: {IMG_HELPER} missing in {}'s storage (set up with `make test` as root)",
+        user.user
+    );
+    false
 }
 
 /// The rootless test user described by `/etc/pogo-test-rootless.env`.
