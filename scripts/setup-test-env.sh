@@ -235,15 +235,19 @@ build_rootfs() {
     esac
 }
 
+# The temporary directory is made in this shell (never in a $(...) subshell), so that the
+# EXIT trap sees it and removes it.
+ensure_rootfs_dir() {
+    [ -n "$ROOTFS_DIR" ] || ROOTFS_DIR=$(mktemp -d "${TMPDIR:-/tmp}/pogo-test-rootfs.XXXXXX")
+}
+
+# rootfs_for KIND: the root filesystem of KIND, built on first use.
 rootfs_for() {
     local kind=$1
-    if [ -z "$ROOTFS_DIR" ]; then
-        ROOTFS_DIR=$(mktemp -d "${TMPDIR:-/tmp}/pogo-test-rootfs.XXXXXX")
-    fi
+    ensure_rootfs_dir
     if [ ! -d "$ROOTFS_DIR/$kind" ]; then
         build_rootfs "$ROOTFS_DIR/$kind" "$kind"
     fi
-    printf '%s\n' "$ROOTFS_DIR/$kind"
 }
 
 # import_image WHO IMAGE KIND: tar the rootfs (as the caller, who can read it) and import it
@@ -257,7 +261,8 @@ import_image() {
     httpd) changes+=(--change 'EXPOSE 80/tcp'
         --change 'CMD ["/bin/httpd","-f","-p","80","-h","/www"]') ;;
     esac
-    dir=$(rootfs_for "$kind")
+    rootfs_for "$kind"
+    dir=$ROOTFS_DIR/$kind
     tar --numeric-owner --owner=0 --group=0 -C "$dir" -c . |
         pod "$who" import --quiet "${changes[@]}" - "$image" >/dev/null
 }
@@ -310,9 +315,7 @@ ensure_helper_image() {
     [ "$current" = "$sum" ] && return 0
 
     if ! podman image exists "$IMG_DEBIAN_GIT"; then
-        if [ -z "$ROOTFS_DIR" ]; then
-            ROOTFS_DIR=$(mktemp -d "${TMPDIR:-/tmp}/pogo-test-rootfs.XXXXXX")
-        fi
+        ensure_rootfs_dir
         rootfs=$ROOTFS_DIR/debian-git
         log "building $IMG_DEBIAN_GIT with debootstrap from $DEBIAN_MIRROR (about a minute, once)"
         if ! out=$(as_root debootstrap --variant=minbase --include=git,git-lfs,ca-certificates \
