@@ -2,7 +2,7 @@
 CARGO ?= cargo
 ARGS ?= help
 
-.PHONY: help build run test setup lint bench soak example dist
+.PHONY: help build run test setup lint bench soak example screenshot dist
 
 help:
 	@echo "make build            build the release binary (target/release/pogo)"
@@ -13,6 +13,7 @@ help:
 	@echo "make bench            benchmark a trivial job against plain podman"
 	@echo "make soak             200 mixed jobs, 4 at once, then leftover checks (ARGS=\"--jobs 20\")"
 	@echo "make example          run example/ through pogo's executor phases"
+	@echo "make screenshot       the README's dashboard screenshots (assets/dashboard-*.png)"
 	@echo "make dist             release tarball (binary, configs, unit, completions, man, install.sh)"
 
 build:
@@ -42,6 +43,9 @@ soak: setup
 
 example: setup
 	bash example/run.sh
+
+screenshot: setup
+	bash bench/screenshot.sh
 
 dist:
 	CARGO="$(CARGO)" bash packaging/dist.sh
