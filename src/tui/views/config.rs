@@ -224,7 +224,19 @@ fn settings_list(m: &Model, c: &Config, t: Theme) -> SettingsList {
             Row::Mount(i) => mount_line(&raw.mounts[*i], t),
             Row::Extra(tag) => {
                 let rule = raw.extra_arguments.get(tag).cloned();
-                extra_line(tag, rule.map(ExtraArgsRule::entry).unwrap_or_default(), t)
+                let width = raw
+                    .extra_arguments
+                    .keys()
+                    .map(|k| k.chars().count())
+                    .max()
+                    .unwrap_or(0)
+                    .max(9);
+                extra_line(
+                    tag,
+                    width,
+                    rule.map(ExtraArgsRule::entry).unwrap_or_default(),
+                    t,
+                )
             }
         };
         push(&mut list, line, Some(i));
@@ -263,8 +275,9 @@ fn mount_line(r: &MountRule, t: Theme) -> Line<'static> {
     Line::from(spans)
 }
 
-fn extra_line(tag: &str, e: ExtraArgsEntry, t: Theme) -> Line<'static> {
-    let mut spans = vec![Span::styled(format!("  {tag:<10}"), t.key())];
+/// A tag's row: the tag in a column `width` wide (the longest tag's), then its arguments.
+fn extra_line(tag: &str, width: usize, e: ExtraArgsEntry, t: Theme) -> Line<'static> {
+    let mut spans = vec![Span::styled(format!("  {tag:<width$} "), t.key())];
     match crate::config::split_args(&e.args) {
         Ok(tokens) => spans.push(Span::raw(token_text(&tokens))),
         Err(_) => spans.push(Span::raw(e.args.clone())),
@@ -534,5 +547,16 @@ mod tests {
             "the selection moves to what the filter shows"
         );
         insta::assert_snapshot!(render(&m, 80, 24));
+    }
+
+    #[test]
+    fn a_long_tag_keeps_a_space_before_its_arguments() {
+        let e = ExtraArgsEntry {
+            args: "--env A=1".into(),
+            ..ExtraArgsEntry::default()
+        };
+        let line = extra_line("integration", 11, e, Theme { color: false });
+        let text: String = line.spans.iter().map(|s| s.content.as_ref()).collect();
+        assert_eq!(text.trim_end(), "  integration [--env] [A=1]");
     }
 }
