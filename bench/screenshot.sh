@@ -248,7 +248,8 @@ jobs_ready() {
 wait_for 120 "the test stage" jobs_ready
 
 # Select unit-tests (its id from its row): to the top, then down until the log is its own.
-SHOWN_JOB=$(pane | awk '/ unit-tests / {sub(/^│/, "", $1); print $1; exit}')
+# (the focused pane is framed ┃, the other │)
+SHOWN_JOB=$(pane | awk '/ unit-tests / {sub(/^(│|┃)/, "", $1); print $1; exit}')
 for _ in $(seq 1 8); do keys k; done
 for _ in $(seq 1 8); do
     sleep 0.3
@@ -265,7 +266,7 @@ log_ready() {
 wait_for 90 "unit-tests' log" log_ready
 # The dashboard lists every pogo job of this user, those of other runs (tests) too: wait a
 # little for them to end.
-others() { pane | awk -v p="$PROJECT" '/^│[0-9]/ && $2 != p {print $2}' | sort -u | tr '\n' ' '; }
+others() { pane | awk -v p="$PROJECT" '/^(│|┃)[0-9]/ && $2 != p {print $2}' | sort -u | tr '\n' ' '; }
 for _ in $(seq 1 40); do
     [ -z "$(others)" ] && break
     sleep 0.5
