@@ -793,16 +793,7 @@ fn fetch_reuses_the_clone_in_the_persistent_builds_volume_and_clone_starts_fresh
     let r = env.run_with(&driver, &second, None);
     assert_success(&r);
     let log = plain_log(&r);
-    assert!(log.contains("\nmarker-kept\n"), "{log}");
-    assert!(
-        log.contains("Reinitialized existing Git repository"),
-        "{log}"
-    );
-    assert!(!log.contains("Created fresh repository."), "{log}");
-    assert!(
-        log.contains("using the builds volume pogo-builds-"),
-        "{log}"
-    );
+    assert_fetch_reused_the_clone(&log);
 
     // clone: a fresh directory
     let mut third = git_job(

@@ -270,17 +270,7 @@ fn fetch_finds_the_last_clone_in_a_persistent_builds_volume_with_rootless_podman
     second.project_path.clone_from(&first.project_path);
     let result = r.run(&second);
     assert_success(&result);
-    let log = plain_log(&result);
-    assert!(log.contains("\nmarker-kept\n"), "{log}");
-    assert!(
-        log.contains("Reinitialized existing Git repository"),
-        "{log}"
-    );
-    assert!(!log.contains("Created fresh repository."), "{log}");
-    assert!(
-        log.contains("using the builds volume pogo-builds-"),
-        "{log}"
-    );
+    assert_fetch_reused_the_clone(&plain_log(&result));
     r.env.assert_no_leftovers();
 
     // the volume is in the user's storage; the user's `pogo gc` removes it

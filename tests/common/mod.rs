@@ -1384,3 +1384,18 @@ pub fn read_all(mut r: impl Read) -> String {
     let _ = r.read_to_string(&mut s);
     s
 }
+
+/// The log of a `GIT_STRATEGY: fetch` job that found the last job's clone (and the marker file
+/// it left in `.git/`) in the persistent builds volume.
+pub fn assert_fetch_reused_the_clone(log: &str) {
+    assert!(log.contains("\nmarker-kept\n"), "{log}");
+    assert!(
+        log.contains("Reinitialized existing Git repository"),
+        "{log}"
+    );
+    assert!(!log.contains("Created fresh repository."), "{log}");
+    assert!(
+        log.contains("using the builds volume pogo-builds-"),
+        "{log}"
+    );
+}
