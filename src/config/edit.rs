@@ -43,6 +43,16 @@ pub enum EditError {
 
 /// The text of `text` with `edit` applied. `path` names the file in error messages.
 pub fn apply(text: &str, path: &Path, edit: &Edit) -> Result<String, EditError> {
+    // A file written with CRLF line ends keeps them (new lines included).
+    let crlf = text.contains("\r\n") && !text.replace("\r\n", "").contains('\n');
+    if crlf {
+        let new = apply_lf(&text.replace("\r\n", "\n"), path, edit)?;
+        return Ok(new.replace('\n', "\r\n"));
+    }
+    apply_lf(text, path, edit)
+}
+
+fn apply_lf(text: &str, path: &Path, edit: &Edit) -> Result<String, EditError> {
     let raw = parse(text, path)?;
     let expected = apply_to_model(raw, edit)?;
     let root = yaml::layout(text).map_err(|e| EditError::Layout(e.message))?;

@@ -157,6 +157,11 @@ pub fn closest(key: &str, candidates: &[&str]) -> Option<String> {
         .map(|(_, c)| c.to_string())
 }
 
+/// The environment variable that overrides setting `key` (`POGO_DEFAULT_IMAGE`, ...).
+pub fn env_var(key: &str) -> String {
+    format!("POGO_{}", key.to_ascii_uppercase())
+}
+
 /// Apply `POGO_DEFAULT_IMAGE`, `POGO_CACHE_DIR`, ... over the file's values. An empty value
 /// unsets the key (back to the default).
 pub fn apply_env(
@@ -164,7 +169,7 @@ pub fn apply_env(
     env: &HashMap<String, String>,
 ) -> Result<RawConfig, ConfigError> {
     for key in model::SCALAR_KEYS {
-        let var = format!("POGO_{}", key.to_ascii_uppercase());
+        let var = env_var(key);
         let Some(value) = env.get(&var) else { continue };
         let v = (!value.is_empty()).then(|| value.clone());
         let invalid = |message: String| ConfigError::Invalid {

@@ -132,6 +132,11 @@ async fn run_async(
     model.utc_offset = local_utc_offset();
     model.config.path = config_path(flag, &env);
     model.config.home = env.get("HOME").map(PathBuf::from);
+    model.config.overridden = crate::config::model::SCALAR_KEYS
+        .iter()
+        .filter(|k| env.contains_key(&config::env_var(k)))
+        .map(|k| k.to_string())
+        .collect();
     model.config.missing = config::locate(flag, &env) == ConfigSource::Defaults;
     model.config.keep_alive = Some(crate::podman::detect_keep_alive());
     let loaded = load_config(flag, &env);

@@ -155,6 +155,8 @@ pub struct ConfigForm {
     pub home: Option<PathBuf>,
     /// Submitted; waiting for the runtime's answer.
     pub saving: bool,
+    /// The environment variable that overrides this setting while it is set, if one does.
+    pub overridden_by: Option<String>,
 }
 
 /// Why a save did not happen.
@@ -271,6 +273,7 @@ impl ConfigForm {
             base: base.to_string(),
             home: home.map(Path::to_path_buf),
             saving: false,
+            overridden_by: None,
         }
     }
 
@@ -426,6 +429,11 @@ impl ConfigForm {
     /// arguments token by token exactly as the executor splits them.
     pub fn notes(&self) -> Vec<Note> {
         let mut v = Vec::new();
+        if let Some(var) = &self.overridden_by {
+            v.push(Note::Warn(format!(
+                "${var} is set: it wins over the file while it is"
+            )));
+        }
         match &self.kind {
             FormKind::Setting(_) => {}
             FormKind::Mount(_) => {

@@ -147,6 +147,8 @@ pub struct ConfigState {
     pub missing: bool,
     /// `~/` in the forms' paths expands to this.
     pub home: Option<PathBuf>,
+    /// Settings the environment overrides (`POGO_<KEY>` is set): the file's value is not used.
+    pub overridden: Vec<String>,
     /// The selected row (see `configform::rows`).
     pub selected: usize,
     pub preview_tags: String,

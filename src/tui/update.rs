@@ -336,7 +336,15 @@ fn selected_row(m: &mut Model) -> Option<(Row, crate::config::RawConfig, String)
 }
 
 fn open_form(m: &mut Model, kind: FormKind, raw: &crate::config::RawConfig, text: &str) {
-    m.mode = Mode::ConfigForm(ConfigForm::open(kind, raw, text, m.config.home.as_deref()));
+    let overridden_by = match &kind {
+        FormKind::Setting(k) if m.config.overridden.iter().any(|o| o == k) => {
+            Some(crate::config::env_var(k))
+        }
+        _ => None,
+    };
+    let mut form = ConfigForm::open(kind, raw, text, m.config.home.as_deref());
+    form.overridden_by = overridden_by;
+    m.mode = Mode::ConfigForm(form);
 }
 
 /// Keys in the register form: type into the focused field, Tab/↑/↓ move, Enter on the last
@@ -1688,6 +1696,21 @@ mod tests {
             .as_deref()
             .unwrap()
             .contains("filter hides every row"));
+    }
+
+    #[test]
+    fn editing_a_setting_the_environment_overrides_warns_in_the_form() {
+        let mut m = fixtures::model();
+        m.config.overridden = vec!["default_image".into()];
+        press(&mut m, "2\n");
+        assert_eq!(
+            form(&m).notes(),
+            vec![configform::Note::Warn(
+                "$POGO_DEFAULT_IMAGE is set: it wins over the file while it is".into()
+            )]
+        );
+        press(&mut m, "\x1bj\n");
+        assert!(form(&m).notes().is_empty(), "pull policy is not overridden");
     }
 
     #[test]

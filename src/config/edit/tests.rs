@@ -405,6 +405,29 @@ fn non_ascii_text_before_the_edit_does_not_shift_it() {
 }
 
 #[test]
+fn a_file_with_crlf_line_ends_keeps_them_on_every_line() {
+    let text = FILE.replace('\n', "\r\n");
+    let new = edit(
+        &text,
+        Edit::Mount {
+            index: None,
+            rule: Some(mount("/data:/data", &["big"])),
+        },
+    );
+    assert!(!new.replace("\r\n", "").contains('\n'), "{new:?}");
+    assert_eq!(
+        new.replace("\r\n", "\n"),
+        edit(
+            FILE,
+            Edit::Mount {
+                index: None,
+                rule: Some(mount("/data:/data", &["big"])),
+            }
+        )
+    );
+}
+
+#[test]
 fn numbers_are_written_as_numbers() {
     let new = edit(FILE, set("keep_failed", "30"));
     assert!(new.contains("keep_failed: 30\n"));

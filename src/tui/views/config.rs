@@ -219,7 +219,18 @@ fn settings_list(m: &Model, c: &Config, t: Theme) -> SettingsList {
                     Some(v) => Span::raw(v),
                     None => Span::styled(format!("(not set: {})", effective(c, k)), t.dim()),
                 };
-                Line::from(vec![Span::styled(label, t.title()), value])
+                let mut spans = vec![Span::styled(label, t.title()), value];
+                if m.config.overridden.iter().any(|o| o == k) {
+                    spans.push(Span::styled(
+                        format!(
+                            "  ← ${} overrides it: {}",
+                            crate::config::env_var(k),
+                            effective(c, k)
+                        ),
+                        t.warn(),
+                    ));
+                }
+                Line::from(spans)
             }
             Row::Mount(i) => mount_line(&raw.mounts[*i], t),
             Row::Extra(tag) => {
@@ -558,5 +569,17 @@ mod tests {
         let line = extra_line("integration", 11, e, Theme { color: false });
         let text: String = line.spans.iter().map(|s| s.content.as_ref()).collect();
         assert_eq!(text.trim_end(), "  integration [--env] [A=1]");
+    }
+
+    #[test]
+    fn a_setting_the_environment_overrides_says_so_with_the_value_used() {
+        let mut m = model();
+        m.screen = crate::tui::model::Screen::Config;
+        m.config.overridden = vec!["pull_policy".into()];
+        let out = format!("{:?}", render(&m, 100, 24));
+        assert!(
+            out.contains("$POGO_PULL_POLICY overrides it: always"),
+            "{out}"
+        );
     }
 }
