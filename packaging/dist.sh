@@ -9,7 +9,7 @@
 #     share/zsh/site-functions/_pogo               `pogo completions zsh`
 #     share/fish/vendor_completions.d/pogo.fish    `pogo completions fish`
 #     share/pogo/gitlab-runner.service             systemd user unit (`pogo install` adapts it)
-#     share/doc/pogo/{README.md,pogo.yaml.example,config.toml.example}
+#     share/doc/pogo/{README.md,pogo.yaml.example,config.toml.example,assets/*.png}
 #
 # Environment: POGO_BIN (use this binary instead of building one with `cargo build --release`),
 # DIST_DIR (default target/dist; the files are also left in DIST_DIR/stage, where
@@ -44,6 +44,9 @@ install -m 755 "$POGO_BIN" "$STAGE/bin/pogo"
 install -m 644 "$ROOT/packaging/gitlab-runner.service" "$STAGE/share/pogo/"
 install -m 644 "$ROOT/README.md" "$ROOT/packaging/pogo.yaml.example" \
     "$ROOT/packaging/config.toml.example" "$STAGE/share/doc/pogo/"
+# the README's screenshots, where its image links expect them
+install -d "$STAGE/share/doc/pogo/assets"
+install -m 644 "$ROOT"/assets/*.png "$STAGE/share/doc/pogo/assets/"
 install -m 755 "$ROOT/packaging/install.sh" "$STAGE/install.sh"
 find "$STAGE/share" -type f -exec chmod 644 {} +
 

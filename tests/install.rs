@@ -454,6 +454,7 @@ fn dist_tarball_has_binary_configs_unit_completions_man_pages_and_installer() {
         "share/doc/pogo/README.md",
         "share/doc/pogo/pogo.yaml.example",
         "share/doc/pogo/config.toml.example",
+        "share/doc/pogo/assets/dashboard-jobs.png",
     ] {
         assert!(files.contains(f), "{f} missing from the tarball: {files:?}");
     }
@@ -622,11 +623,16 @@ fn rpm_spec_has_the_required_fields_and_packages_only_files_dist_builds() {
         if let Some(docs) = line.strip_prefix("%doc ") {
             for d in docs.split_whitespace() {
                 let name = Path::new(d).file_name().unwrap().to_string_lossy();
-                assert!(
-                    tarball.contains(&format!("share/doc/pogo/{name}")),
-                    "%doc {d} is not in the dist tarball"
-                );
-                assert!(Path::new(ROOT).join(d).is_file(), "%doc {d} does not exist");
+                let path = Path::new(ROOT).join(d);
+                // a directory (the README's screenshots) is copied whole, as `%doc` does
+                let in_tarball = if path.is_dir() {
+                    let prefix = format!("share/doc/pogo/{name}/");
+                    tarball.iter().any(|f| f.starts_with(&prefix))
+                } else {
+                    assert!(path.is_file(), "%doc {d} does not exist");
+                    tarball.contains(&format!("share/doc/pogo/{name}"))
+                };
+                assert!(in_tarball, "%doc {d} is not in the dist tarball");
                 checked += 1;
             }
             continue;
@@ -732,6 +738,14 @@ fn deb_metadata_lists_assets_that_exist_after_make_dist() {
                         .collect()
                 })
                 .unwrap_or_default()
+        } else if let Some((dir, pat)) = src.rsplit_once('/').filter(|(_, p)| p.contains('*')) {
+            std::fs::read_dir(Path::new(ROOT).join(dir))
+                .map(|rd| {
+                    rd.map(|e| e.unwrap().path())
+                        .filter(|p| glob_match(pat, &p.file_name().unwrap().to_string_lossy()))
+                        .collect()
+                })
+                .unwrap_or_default()
         } else {
             vec![Path::new(ROOT).join(src)]
                 .into_iter()
@@ -751,6 +765,7 @@ fn deb_metadata_lists_assets_that_exist_after_make_dist() {
         "usr/share/fish/vendor_completions.d/",
         "usr/lib/systemd/user/",
         "usr/share/doc/pogo/",
+        "usr/share/doc/pogo/assets/",
     ] {
         assert!(targets.contains(dest), "nothing goes to {dest}");
     }
