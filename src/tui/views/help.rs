@@ -62,4 +62,29 @@ mod tests {
         m.mode = Mode::Help;
         insta::assert_snapshot!(render(&m, 80, 24));
     }
+
+    #[test]
+    fn every_keys_help_is_shown_whole_at_80x24_on_every_screen() {
+        use crate::tui::keys::help_for;
+        use crate::tui::model::Screen;
+        for screen in Screen::ALL {
+            let mut m = model();
+            m.screen = screen;
+            m.mode = Mode::Help;
+            let out = render(&m, 80, 24);
+            let text: String = out
+                .buffer()
+                .content()
+                .chunks(80)
+                .map(|row| row.iter().map(|c| c.symbol()).collect::<String>() + "\n")
+                .collect();
+            for b in help_for(screen) {
+                assert!(
+                    text.contains(b.help),
+                    "{screen:?}: '{}' is cut or missing:\n{text}",
+                    b.help
+                );
+            }
+        }
+    }
 }
