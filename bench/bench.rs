@@ -22,6 +22,9 @@
 #[path = "fake_gitlab.rs"]
 mod fake_gitlab;
 use fake_gitlab::FakeGitlab;
+#[path = "machine.rs"]
+mod machine;
+use machine::PodmanInfo;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs;
@@ -35,9 +38,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use clap::Parser;
-use pogo::driver::job::{RUNNER_REVISION, RUNNER_VERSION};
 use pogo::driver::script::ScriptInfo;
-use pogo::driver::{dedup_env, go_arch, Driver, Image, Job, Variable};
+use pogo::driver::{all_variables, dedup_env, Driver, Image, Job, Slot, Variable};
 use pogo::podman::args::KeepAlive;
 use serde_json::Value;
 
@@ -1229,33 +1231,15 @@ impl Bench {
         Ok(job)
     }
 
-    /// The job's variables as gitlab-runner's `GetAllVariables` lists them (no `$` in the
-    /// values here, so no expansion).
+    /// The job's variables as gitlab-runner's `GetAllVariables` lists them (the driver's).
     fn variables(&self, job: &Job, builds_dir: &str, project_dir: &str) -> Vec<Variable> {
-        let mut v = vec![
-            Variable::new("CI_JOB_IMAGE", job.image_name()),
-            Variable::new("CI_RUNNER_SHORT_TOKEN", self.runner_token.clone()),
-            Variable::new("CI_BUILDS_DIR", builds_dir),
-            Variable::new("CI_PROJECT_DIR", project_dir),
-            Variable::new("CI_CONCURRENT_ID", "0"),
-            Variable::new("CI_CONCURRENT_PROJECT_ID", "0"),
-            Variable::new("CI_SERVER", "yes"),
-            Variable::new("CI_JOB_STATUS", "running"),
-            Variable::new("CI_JOB_TIMEOUT", job.timeout.as_secs().to_string()),
-        ];
-        v.extend(job.payload_variables());
-        v.push(Variable::new("CI_SHARED_ENVIRONMENT", "true"));
-        v.push(Variable::new("CI_RUNNER_VERSION", RUNNER_VERSION));
-        v.push(Variable::new("CI_RUNNER_REVISION", RUNNER_REVISION));
-        v.push(Variable::new(
-            "CI_RUNNER_EXECUTABLE_ARCH",
-            format!("linux/{}", go_arch()),
-        ));
-        v.push(Variable::new(
-            "RUNNER_TEMP_PROJECT_DIR",
-            format!("{project_dir}.tmp"),
-        ));
-        v
+        let slot = Slot {
+            runner_short_token: &self.runner_token,
+            concurrent_id: 0,
+            builds_dir,
+            project_dir,
+        };
+        all_variables(job, &slot, "running")
     }
 
     /// Writes the trivial job's stage scripts into `dir`, in the driver's order.
@@ -1405,37 +1389,8 @@ struct Facts {
 }
 
 fn machine_facts() -> Facts {
-    let mut f = Facts {
-        nproc: std::thread::available_parallelism()
-            .map(|n| n.to_string())
-            .unwrap_or_else(|_| "?".into()),
-        kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|_| "?".into()),
-        load: fs::read_to_string("/proc/loadavg")
-            .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-            .unwrap_or_else(|_| "?".into()),
-        ..Facts::default()
-    };
-    let info: Value = Command::new("podman")
-        .args(["info", "--format", "json"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| serde_json::from_slice(&o.stdout).ok())
-        .unwrap_or(Value::Null);
-    let s = |p: &str| {
-        info.pointer(p)
-            .map(|v| match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .unwrap_or_else(|| "?".into())
-    };
-    f.podman = s("/version/Version");
-    let runtime_version = s("/host/ociRuntime/version");
+    let info = PodmanInfo::load();
+    let runtime_version = info.get("/host/ociRuntime/version");
     let runtime_version = runtime_version
         .lines()
         .next()
@@ -1443,24 +1398,27 @@ fn machine_facts() -> Facts {
         .split_whitespace()
         .last()
         .unwrap_or("?");
-    f.runtime = format!("{} {runtime_version}", s("/host/ociRuntime/name"));
-    f.storage = s("/store/graphDriverName");
-    f.cgroups = format!(
-        "cgroup {}, {}",
-        s("/host/cgroupVersion"),
-        s("/host/cgroupManager")
-    );
-    f.rootless = match info.pointer("/host/security/rootless") {
-        Some(Value::Bool(true)) => "rootless".into(),
-        Some(Value::Bool(false)) => "rootful".into(),
-        _ => "?".into(),
-    };
-    f.os = format!(
-        "{} {}",
-        s("/host/distribution/distribution"),
-        s("/host/distribution/version")
-    );
-    f
+    Facts {
+        podman: info.get("/version/Version"),
+        runtime: format!("{} {runtime_version}", info.get("/host/ociRuntime/name")),
+        storage: info.get("/store/graphDriverName"),
+        cgroups: format!(
+            "cgroup {}, {}",
+            info.get("/host/cgroupVersion"),
+            info.get("/host/cgroupManager")
+        ),
+        rootless: info.mode().into(),
+        nproc: machine::nproc(),
+        kernel: machine::kernel(),
+        os: format!(
+            "{} {}",
+            info.get("/host/distribution/distribution"),
+            info.get("/host/distribution/version")
+        ),
+        load: fs::read_to_string("/proc/loadavg")
+            .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|_| "?".into()),
+    }
 }
 
 impl Facts {

@@ -23,6 +23,9 @@
 #[path = "fake_gitlab.rs"]
 mod fake_gitlab;
 use fake_gitlab::FakeGitlab;
+#[path = "machine.rs"]
+mod machine;
+use machine::PodmanInfo;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::fs;
@@ -35,9 +38,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
-use pogo::driver::job::{RUNNER_REVISION, RUNNER_VERSION};
 use pogo::driver::{
-    dedup_env, go_arch, CancelAfter, Driver, Image, Job, JobResult, Outcome, Service, Variable,
+    all_variables, dedup_env, CancelAfter, Driver, Image, Job, JobResult, Outcome, Service, Slot,
+    Variable,
 };
 use serde_json::Value;
 
@@ -860,38 +863,20 @@ impl Soak {
         p
     }
 
-    /// The job's variables as gitlab-runner's `GetAllVariables` lists them.
+    /// The job's variables as gitlab-runner's `GetAllVariables` lists them (the driver's).
     fn variables(&self, driver: &Driver, job: &Job, builds_dir: &str) -> Vec<Variable> {
         let project_dir = if builds_dir.is_empty() {
             String::new()
         } else {
             format!("{}/{}", builds_dir.trim_end_matches('/'), job.project_path)
         };
-        let slot = driver.concurrent_id.to_string();
-        let mut v = vec![
-            Variable::new("CI_JOB_IMAGE", job.image_name()),
-            Variable::new("CI_RUNNER_SHORT_TOKEN", driver.runner_short_token.clone()),
-            Variable::new("CI_BUILDS_DIR", builds_dir),
-            Variable::new("CI_PROJECT_DIR", project_dir.clone()),
-            Variable::new("CI_CONCURRENT_ID", slot.clone()),
-            Variable::new("CI_CONCURRENT_PROJECT_ID", slot),
-            Variable::new("CI_SERVER", "yes"),
-            Variable::new("CI_JOB_STATUS", "running"),
-            Variable::new("CI_JOB_TIMEOUT", job.timeout.as_secs().to_string()),
-        ];
-        v.extend(job.payload_variables());
-        v.push(Variable::new("CI_SHARED_ENVIRONMENT", "true"));
-        v.push(Variable::new("CI_RUNNER_VERSION", RUNNER_VERSION));
-        v.push(Variable::new("CI_RUNNER_REVISION", RUNNER_REVISION));
-        v.push(Variable::new(
-            "CI_RUNNER_EXECUTABLE_ARCH",
-            format!("linux/{}", go_arch()),
-        ));
-        v.push(Variable::new(
-            "RUNNER_TEMP_PROJECT_DIR",
-            format!("{project_dir}.tmp"),
-        ));
-        v
+        let slot = Slot {
+            runner_short_token: &driver.runner_short_token,
+            concurrent_id: driver.concurrent_id,
+            builds_dir,
+            project_dir: &project_dir,
+        };
+        all_variables(job, &slot, "running")
     }
 
     /// `pogo config` then `pogo prepare` as gitlab-runner starts them (same environment, own
@@ -1388,42 +1373,18 @@ fn phase_of(proc_dir: &Path) -> String {
 // ----- machine facts -------------------------------------------------------------------
 
 fn machine_facts() -> String {
-    let info: Value = Command::new("podman")
-        .args(["info", "--format", "json"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| serde_json::from_slice(&o.stdout).ok())
-        .unwrap_or(Value::Null);
-    let s = |p: &str| {
-        info.pointer(p)
-            .map(|v| match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .unwrap_or_else(|| "?".into())
-    };
-    let rootless = match info.pointer("/host/security/rootless") {
-        Some(Value::Bool(true)) => "rootless",
-        Some(Value::Bool(false)) => "rootful",
-        _ => "?",
-    };
-    let nproc = std::thread::available_parallelism()
-        .map(|n| n.to_string())
-        .unwrap_or_else(|_| "?".into());
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "?".into());
+    let info = PodmanInfo::load();
     format!(
-        "podman {} ({rootless}), runtime {}, storage {}, cgroup {}; {nproc} CPUs; Linux {kernel}; {} {}",
-        s("/version/Version"),
-        s("/host/ociRuntime/name"),
-        s("/store/graphDriverName"),
-        s("/host/cgroupVersion"),
-        s("/host/distribution/distribution"),
-        s("/host/distribution/version")
+        "podman {} ({}), runtime {}, storage {}, cgroup {}; {} CPUs; Linux {}; {} {}",
+        info.get("/version/Version"),
+        info.mode(),
+        info.get("/host/ociRuntime/name"),
+        info.get("/store/graphDriverName"),
+        info.get("/host/cgroupVersion"),
+        machine::nproc(),
+        machine::kernel(),
+        info.get("/host/distribution/distribution"),
+        info.get("/host/distribution/version")
     )
 }
 

@@ -398,7 +398,8 @@ fn runner_info() -> serde_json::Value {
     })
 }
 
-fn go_arch() -> &'static str {
+/// The architecture name gitlab-runner reports (Go's `GOARCH`).
+pub fn go_arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",

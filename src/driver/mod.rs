@@ -594,51 +594,13 @@ impl<'a> Run<'a> {
 
     /// `Build.GetAllVariables()` for the given state of the executor.
     fn all_variables(&self, exec: &Exec, job_status: &str) -> Vec<Variable> {
-        let job = self.job;
-        let payload = job.payload_variables();
-        let mut v = Vec::new();
-        let image = job::expand(job.image_name(), &payload);
-        if !image.is_empty() {
-            v.push(Variable::new("CI_JOB_IMAGE", image));
-        }
-        v.push(Variable::new(
-            "CI_RUNNER_SHORT_TOKEN",
-            self.d.runner_short_token.clone(),
-        ));
-        v.push(Variable::new("CI_BUILDS_DIR", exec.builds_dir_if_started()));
-        v.push(Variable::new("CI_PROJECT_DIR", exec.project_dir.clone()));
-        v.push(Variable::new(
-            "CI_CONCURRENT_ID",
-            self.d.concurrent_id.to_string(),
-        ));
-        v.push(Variable::new(
-            "CI_CONCURRENT_PROJECT_ID",
-            self.d.concurrent_id.to_string(),
-        ));
-        v.push(Variable::new("CI_SERVER", "yes"));
-        v.push(Variable::new("CI_JOB_STATUS", job_status));
-        v.push(Variable::new(
-            "CI_JOB_TIMEOUT",
-            job.timeout.as_secs().to_string(),
-        ));
-        v.extend(payload);
-        v.push(Variable::new("CI_SHARED_ENVIRONMENT", "true"));
-        v.push(Variable::new("CI_RUNNER_VERSION", job::RUNNER_VERSION));
-        v.push(Variable::new("CI_RUNNER_REVISION", job::RUNNER_REVISION));
-        v.push(Variable::new(
-            "CI_RUNNER_EXECUTABLE_ARCH",
-            format!("linux/{}", go_arch()),
-        ));
-        v.push(Variable::new(
-            "RUNNER_TEMP_PROJECT_DIR",
-            format!("{}.tmp", exec.project_dir),
-        ));
-        // Expansion: every non-raw value against the whole list.
-        let snapshot = v.clone();
-        for var in v.iter_mut().filter(|x| !x.raw && x.value.contains('$')) {
-            var.value = job::expand(&var.value, &snapshot);
-        }
-        v
+        let slot = Slot {
+            runner_short_token: &self.d.runner_short_token,
+            concurrent_id: self.d.concurrent_id,
+            builds_dir: &exec.builds_dir_if_started(),
+            project_dir: &exec.project_dir,
+        };
+        all_variables(self.job, &slot, job_status)
     }
 
     fn env_for(&self, exec: &Exec, job_env: bool, vars: &[Variable]) -> Vec<(String, String)> {
@@ -1445,15 +1407,57 @@ fn config_error(message: &str) -> PrepareError {
     }
 }
 
-/// The architecture name gitlab-runner reports (Go's `GOARCH`).
-pub fn go_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        other => other,
-    }
+/// Where a job runs, as far as its variables tell.
+pub struct Slot<'a> {
+    pub runner_short_token: &'a str,
+    /// `CI_CONCURRENT_ID` (and `CI_CONCURRENT_PROJECT_ID`).
+    pub concurrent_id: u32,
+    /// Empty until gitlab-runner knows it (before config_exec answered).
+    pub builds_dir: &'a str,
+    pub project_dir: &'a str,
 }
+
+/// `Build.GetAllVariables()` (common/build.go): the runner's variables around the job's, in
+/// gitlab-runner's order, every non-raw value expanded against the whole list.
+pub fn all_variables(job: &Job, slot: &Slot, job_status: &str) -> Vec<Variable> {
+    let payload = job.payload_variables();
+    let mut v = Vec::new();
+    let image = job::expand(job.image_name(), &payload);
+    if !image.is_empty() {
+        v.push(Variable::new("CI_JOB_IMAGE", image));
+    }
+    let slot_id = slot.concurrent_id.to_string();
+    v.extend([
+        Variable::new("CI_RUNNER_SHORT_TOKEN", slot.runner_short_token),
+        Variable::new("CI_BUILDS_DIR", slot.builds_dir),
+        Variable::new("CI_PROJECT_DIR", slot.project_dir),
+        Variable::new("CI_CONCURRENT_ID", slot_id.clone()),
+        Variable::new("CI_CONCURRENT_PROJECT_ID", slot_id),
+        Variable::new("CI_SERVER", "yes"),
+        Variable::new("CI_JOB_STATUS", job_status),
+        Variable::new("CI_JOB_TIMEOUT", job.timeout.as_secs().to_string()),
+    ]);
+    v.extend(payload);
+    v.extend([
+        Variable::new("CI_SHARED_ENVIRONMENT", "true"),
+        Variable::new("CI_RUNNER_VERSION", job::RUNNER_VERSION),
+        Variable::new("CI_RUNNER_REVISION", job::RUNNER_REVISION),
+        Variable::new("CI_RUNNER_EXECUTABLE_ARCH", format!("linux/{}", go_arch())),
+        Variable::new(
+            "RUNNER_TEMP_PROJECT_DIR",
+            format!("{}.tmp", slot.project_dir),
+        ),
+    ]);
+    // Expansion: every non-raw value against the whole list.
+    let snapshot = v.clone();
+    for var in v.iter_mut().filter(|x| !x.raw && x.value.contains('$')) {
+        var.value = job::expand(&var.value, &snapshot);
+    }
+    v
+}
+
+/// The architecture name gitlab-runner reports (Go's `GOARCH`).
+pub use crate::gitlab::go_arch;
 
 /// The fields of config_exec's JSON output (`api.ConfigExecOutput`).
 #[derive(Debug, Default, PartialEq, Eq)]
