@@ -51,6 +51,8 @@ struct Runtime {
     pogo_exe: Option<PathBuf>,
     tx: UnboundedSender<Input>,
     refresh_in_flight: bool,
+    /// File names of the config file (and of its symlink's target), for the watcher's events.
+    config_names: Vec<std::ffi::OsString>,
 }
 
 /// Timers: each is "do this at" or nothing.
@@ -165,6 +167,10 @@ async fn run_async(
         state: state_dir,
         tx: tx.clone(),
         refresh_in_flight: false,
+        config_names: config_files(&model)
+            .iter()
+            .filter_map(|f| f.file_name().map(ToOwned::to_owned))
+            .collect(),
     };
     update(
         &mut model,
@@ -375,10 +381,6 @@ fn config_files(model: &Model) -> Vec<PathBuf> {
 }
 
 fn on_files(rtm: &Runtime, model: &Model, due: &mut Due, paths: &[PathBuf]) {
-    let config_names: Vec<std::ffi::OsString> = config_files(model)
-        .iter()
-        .filter_map(|f| f.file_name().map(ToOwned::to_owned))
-        .collect();
     let selected_log = model.log.key.as_deref().map(|k| rtm.state.log_path(k));
     let selected_times = model.log.key.as_deref().map(|k| rtm.state.times_path(k));
     for p in paths {
@@ -392,7 +394,7 @@ fn on_files(rtm: &Runtime, model: &Model, due: &mut Due, paths: &[PathBuf]) {
             }
         } else if p
             .file_name()
-            .is_some_and(|n| config_names.iter().any(|c| c == n))
+            .is_some_and(|n| rtm.config_names.iter().any(|c| c == n))
         {
             soon(&mut due.config, DEBOUNCE);
         }

@@ -185,6 +185,14 @@ fn settings_list(m: &Model, c: &Config, t: Theme) -> SettingsList {
     };
     let mounts = section(|r| matches!(r, Row::Mount(_)));
     let extras = section(|r| matches!(r, Row::Extra(_)));
+    // the tags' column: as wide as the longest tag
+    let tag_width = raw
+        .extra_arguments
+        .keys()
+        .map(|k| k.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(9);
     let mut headed = (false, false);
     let mut head = |list: &mut SettingsList, which: usize| {
         let (done, (shown, empty), title) = if which == 0 {
@@ -235,16 +243,9 @@ fn settings_list(m: &Model, c: &Config, t: Theme) -> SettingsList {
             Row::Mount(i) => mount_line(&raw.mounts[*i], t),
             Row::Extra(tag) => {
                 let rule = raw.extra_arguments.get(tag).cloned();
-                let width = raw
-                    .extra_arguments
-                    .keys()
-                    .map(|k| k.chars().count())
-                    .max()
-                    .unwrap_or(0)
-                    .max(9);
                 extra_line(
                     tag,
-                    width,
+                    tag_width,
                     rule.map(ExtraArgsRule::entry).unwrap_or_default(),
                     t,
                 )
