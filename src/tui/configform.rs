@@ -176,8 +176,8 @@ pub enum Outcome {
     Submit,
 }
 
-/// Words separated by spaces or commas.
-fn words(s: &str) -> Vec<String> {
+/// Tags as typed (in the forms and the preview): words separated by spaces or commas.
+pub fn parse_tags(s: &str) -> Vec<String> {
     s.split([' ', ','])
         .filter(|w| !w.is_empty())
         .map(str::to_string)
@@ -370,7 +370,7 @@ impl ConfigForm {
                     let field = if e.starts_with("container") { 1 } else { 0 };
                     return Err((field, e));
                 }
-                let tags = words(self.text(3));
+                let tags = parse_tags(self.text(3));
                 config::validate_tags(&tags).map_err(|e| (3, e))?;
                 let projects = globs(self.text(4));
                 Globs::new(&projects).map_err(|e| (4, e))?;
@@ -441,7 +441,7 @@ impl ConfigForm {
                     let ro = if self.flag(5) { " (read-only)" } else { "" };
                     v.push(Note::Info(format!("--volume {}{ro}", self.volume())));
                 }
-                let tags = words(self.text(3));
+                let tags = parse_tags(self.text(3));
                 v.push(Note::Info(if tags.is_empty() {
                     "for every job".to_string()
                 } else {

@@ -6,20 +6,12 @@ use super::Theme;
 use crate::config::model::{ExtraArgsEntry, ExtraArgsRule, MountRule, RawConfig};
 use crate::config::{resolve, Config};
 use crate::podman::args::{self, JobContainer, KeepAlive};
-use crate::tui::configform::{self, ConfigForm, Note, Row, Value};
+use crate::tui::configform::{self, parse_tags, ConfigForm, Note, Row, Value};
 use crate::tui::model::{Mode, Model, PreviewField};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use ratatui::Frame;
-
-/// Tags as typed: words separated by spaces or commas.
-pub fn parse_tags(s: &str) -> Vec<String> {
-    s.split([' ', ','])
-        .filter(|w| !w.is_empty())
-        .map(str::to_string)
-        .collect()
-}
 
 /// What a job with `tags` in `project` gets: the `--volume` values from the tag mounts and
 /// the full `podman run` argv of the job container (as prepare builds it, with placeholders
