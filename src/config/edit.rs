@@ -56,14 +56,15 @@ fn apply_lf(text: &str, path: &Path, edit: &Edit) -> Result<String, EditError> {
     let raw = parse(text, path)?;
     let expected = apply_to_model(raw, edit)?;
     let root = yaml::layout(text).map_err(|e| EditError::Layout(e.message))?;
-    let candidates = [
-        splice(text, root.as_ref(), edit),
-        rewrite_key(text, root.as_ref(), edit_key(edit), &expected),
-    ];
-    for new in candidates.into_iter().flatten() {
-        if parse(&new, path).ok().as_ref() == Some(&expected) {
-            return Ok(new);
-        }
+    // the smallest change first; the rewrite of the whole entry only when that does not do
+    let reads_back = |new: &String| parse(new, path).ok().as_ref() == Some(&expected);
+    if let Some(new) = splice(text, root.as_ref(), edit).filter(reads_back) {
+        return Ok(new);
+    }
+    if let Some(new) =
+        rewrite_key(text, root.as_ref(), edit_key(edit), &expected).filter(reads_back)
+    {
+        return Ok(new);
     }
     Err(EditError::Layout(format!(
         "cannot change {} in {} without rewriting other parts of the file; press E to edit it in $EDITOR",
