@@ -275,8 +275,11 @@ fn the_dashboard_shows_a_running_job_with_its_stage_and_live_log_and_reloads_the
     t.key("Enter");
     t.keys("e2e");
     t.key("C-s");
+    // The status line names the file once written (the form's own footer also says "saved
+    // with its comments kept", so wait for the file name, not the word).
+    let saved_status = format!("saved {}", env.config_path.display());
     let s = t.wait_for("the saved mount", Duration::from_secs(5), |s| {
-        s.contains("saved ") && s.contains("/e2e-data")
+        s.contains(&saved_status) && s.contains("/e2e-data")
     });
     assert!(!s.contains("add a mount"), "the form closes:\n{s}");
     let saved = std::fs::read_to_string(&env.config_path).unwrap();
