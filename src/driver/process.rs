@@ -348,14 +348,26 @@ mod tests {
 
     #[test]
     fn live_output_arrives_while_the_phase_still_runs() {
-        let seen = Arc::new(Mutex::new(Vec::<(Duration, Vec<u8>)>::new()));
-        let started = Instant::now();
-        let s = Arc::clone(&seen);
+        // The script prints a line, then waits (up to 10 s) for a file that only the live
+        // callback creates on seeing that line: "second" is printed only if the first chunk
+        // was delivered while the phase still ran. No clock involved, so load cannot flake it.
+        let dir = tempfile::tempdir().unwrap();
+        let flag = dir.path().join("seen");
+        let seen = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
+        let (s, f) = (Arc::clone(&seen), flag.clone());
         let live: OutputCallback = Arc::new(move |b: &[u8]| {
-            s.lock().unwrap().push((started.elapsed(), b.to_vec()));
+            if b.starts_with(b"first") {
+                std::fs::write(&f, "").unwrap();
+            }
+            s.lock().unwrap().push(b.to_vec());
         });
+        let script = format!(
+            "echo first; i=0; while [ ! -e '{f}' ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; \
+             if [ -e '{f}' ]; then echo second >&2; else echo 'no live chunk' >&2; fi",
+            f = flag.display()
+        );
         let o = run_phase_live(
-            &sh("echo first; sleep 1; echo second >&2"),
+            &sh(&script),
             None,
             Duration::ZERO,
             Duration::ZERO,
@@ -363,13 +375,13 @@ mod tests {
         )
         .unwrap();
         let seen = seen.lock().unwrap();
-        let all: Vec<u8> = seen.iter().flat_map(|(_, b)| b.clone()).collect();
+        let all: Vec<u8> = seen.iter().flatten().copied().collect();
         assert_eq!(all, o.output, "the live chunks add up to the output");
-        assert_eq!(seen[0].1, b"first\n");
-        assert!(
-            seen[0].0 < Duration::from_millis(800),
-            "first chunk came after {:?}, not while the phase ran",
-            seen[0].0
+        assert_eq!(seen[0], b"first\n");
+        assert_eq!(
+            String::from_utf8_lossy(&o.output),
+            "first\nsecond\n",
+            "the first chunk must reach the callback while the phase runs"
         );
     }
 

@@ -1445,17 +1445,23 @@ other:
         let dir = tempfile::tempdir().unwrap();
         let mut local = fake_local(dir.path(), &dir.path().join("record"));
         local.parallel = 2;
-        let started = Instant::now();
+        // Each job marks that it started, then waits (up to 10 s) for the other's mark: both
+        // pass only if they run at the same time. One after the other, the first would fail.
+        let meet = |me: &str, other: &str| {
+            let d = dir.path().display();
+            format!(
+                "{me}:\n  script:\n    - touch '{d}/{me}.here'\n    - \"i=0; while [ ! -e '{d}/{other}.here' ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done\"\n    - test -e '{d}/{other}.here'\n    - echo from-{me}\n"
+            )
+        };
         let (rows, out) = run(
             &local,
-            "a: {script: [sleep 1, echo from-a]}\nb: {script: [sleep 1, echo from-b]}\n",
+            &format!("{}{}", meet("a", "b"), meet("b", "a")),
             &[],
         );
-        let took = started.elapsed();
-        assert_eq!(statuses(&rows), pairs(&[("a", "passed"), ("b", "passed")]));
-        assert!(
-            took < std::time::Duration::from_millis(1900),
-            "two 1 s jobs took {took:?}: not side by side"
+        assert_eq!(
+            statuses(&rows),
+            pairs(&[("a", "passed"), ("b", "passed")]),
+            "{out}"
         );
         assert!(out.contains("\n[a] from-a\n"), "{out}");
         assert!(out.contains("\n[b] from-b\n"), "{out}");
