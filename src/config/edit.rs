@@ -509,13 +509,21 @@ fn append(text: &str, block: &str) -> String {
     s
 }
 
+/// The start of the line that holds byte `pos`. Searched as bytes: `pos` may fall inside a
+/// multi-byte character (the last byte of a value), the newline never does.
 fn line_start(text: &str, pos: usize) -> usize {
-    text[..pos].rfind('\n').map_or(0, |i| i + 1)
+    text.as_bytes()[..pos]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1)
 }
 
-/// One past the newline ending the line that holds `pos` (or the end of the text).
+/// One past the newline ending the line that holds byte `pos` (or the end of the text).
 fn line_end(text: &str, pos: usize) -> usize {
-    text[pos..].find('\n').map_or(text.len(), |i| pos + i + 1)
+    text.as_bytes()[pos..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(text.len(), |i| pos + i + 1)
 }
 
 fn column(text: &str, pos: usize) -> usize {

@@ -198,6 +198,28 @@ fn deleting_a_mount_removes_its_lines_and_the_last_one_takes_the_key_along() {
 }
 
 #[test]
+fn deleting_an_entry_whose_value_ends_in_a_non_ascii_letter_removes_just_its_lines() {
+    let text =
+        "mounts:\n  - volume: /srv/été:/été\nextra_arguments:\n  ci: --env A=é\n  b: --env B=1\n";
+    let new = edit(
+        text,
+        Edit::Mount {
+            index: Some(0),
+            rule: None,
+        },
+    );
+    assert_eq!(new, "extra_arguments:\n  ci: --env A=é\n  b: --env B=1\n");
+    let new = edit(
+        &new,
+        Edit::Extra {
+            tag: Some("ci".into()),
+            new: None,
+        },
+    );
+    assert_eq!(new, "extra_arguments:\n  b: --env B=1\n");
+}
+
+#[test]
 fn the_first_mount_of_a_file_without_mounts_is_appended_as_a_block() {
     let text = "default_image: alpine # small\n";
     let new = edit(
@@ -475,7 +497,7 @@ proptest! {
     /// layouts people write.
     #[test]
     fn a_series_of_edits_keeps_the_comments_and_always_applies(
-        ops in proptest::collection::vec((0u8..6, 0usize..4, "[a-z]{1,6}"), 1..12)
+        ops in proptest::collection::vec((0u8..6, 0usize..4, "[a-zé日]{1,6}"), 1..12)
     ) {
         let mut text = FILE.to_string();
         for (op, i, word) in ops {
