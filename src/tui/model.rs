@@ -547,7 +547,12 @@ pub fn format_elapsed(secs: u64) -> String {
 /// `2027-01-15T08:00:00Z` for Unix milliseconds `millis` shifted by `utc_offset` seconds (so the
 /// digits are local time; the `Z` is not to be shown).
 fn shifted_rfc3339(millis: u64, utc_offset: i32) -> String {
-    let secs = (millis / 1000).saturating_add_signed(i64::from(utc_offset));
+    // RFC 3339 ends at year 9999 (humantime fails past it); a garbled `.times` line must not
+    // crash the dashboard, so such a time shows as the last second of 9999.
+    const LAST: u64 = 253_402_300_799;
+    let secs = (millis / 1000)
+        .saturating_add_signed(i64::from(utc_offset))
+        .min(LAST);
     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
         .to_string()
 }
@@ -591,6 +596,12 @@ mod tests {
         assert_eq!(clock(t, -(8 * 3600 + 30 * 60)), "23:30:00");
         assert_eq!(day(t, 0), "2027-01-15");
         assert_eq!(day(t, -(9 * 3600)), "2027-01-14");
+    }
+
+    #[test]
+    fn a_garbled_time_past_year_9999_shows_as_its_last_second_instead_of_crashing() {
+        assert_eq!(clock(u64::MAX, 0), "23:59:59");
+        assert_eq!(day(999_999_999_999_999, 3600), "9999-12-31");
     }
 
     #[test]
