@@ -317,8 +317,14 @@ fn init_terminal() -> std::io::Result<ratatui::DefaultTerminal> {
     Ok(t)
 }
 
+/// The terminal as it was: also for the shell (`e`) and `$EDITOR`, which need the cursor that
+/// drawing hid (ratatui's `restore` leaves it hidden until the `Terminal` is dropped).
 fn restore_terminal() {
-    let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
+    let _ = crossterm::execute!(
+        std::io::stdout(),
+        crossterm::event::DisableMouseCapture,
+        crossterm::cursor::Show
+    );
     ratatui::restore();
 }
 
