@@ -6,14 +6,13 @@ use super::keys::{action_for, Action};
 use super::model::{Banner, Focus, Mode, Model, PreviewField, RegisterForm, Screen};
 use super::runners::RunnersState;
 use super::sources::{PsContainer, StatEntry};
+use super::views::jobs::log_height;
 use crate::config::Config;
 use crate::state::JobRecord;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, MouseButton, MouseEvent, MouseEventKind};
 
-/// Lines of log a page scroll moves; the view's real height is not known here.
+/// Lines a page scroll of the inspect popup moves.
 pub const PAGE: usize = 20;
-/// The log pane's height assumed for search centring and scrolling.
-pub const LOG_HEIGHT: usize = 12;
 
 #[derive(Debug, Clone)]
 pub enum Msg {
@@ -436,11 +435,11 @@ fn mouse(m: &mut Model, e: MouseEvent) -> Vec<Effect> {
     let [_, _, body, _] = super::views::frame_layout(m, area);
     let fx = match (e.kind, m.screen) {
         (MouseEventKind::ScrollDown, Screen::Jobs) => {
-            m.log.scroll(3, LOG_HEIGHT);
+            m.log.scroll(3, log_height(m));
             Vec::new()
         }
         (MouseEventKind::ScrollUp, Screen::Jobs) => {
-            m.log.scroll(-3, LOG_HEIGHT);
+            m.log.scroll(-3, log_height(m));
             Vec::new()
         }
         (MouseEventKind::ScrollDown, _) => move_selection(m, 1),
@@ -532,11 +531,16 @@ fn move_selection(m: &mut Model, delta: isize) -> Vec<Effect> {
     }
 }
 
+/// PgUp/PgDn in the log: the pane's height less one line, kept on screen for context.
+fn log_page(m: &Model) -> isize {
+    log_height(m).saturating_sub(1).max(1) as isize
+}
+
 /// ↑/↓: on Jobs with the log focused they scroll the log a line, elsewhere they move the
 /// selection.
 fn up_down(m: &mut Model, delta: isize) -> Vec<Effect> {
     if m.screen == Screen::Jobs && m.focus == Focus::Log {
-        m.log.scroll(delta, LOG_HEIGHT);
+        m.log.scroll(delta, log_height(m));
         return Vec::new();
     }
     move_selection(m, delta)
@@ -658,7 +662,7 @@ fn key(m: &mut Model, k: KeyEvent) -> Vec<Effect> {
                     m.mode = Mode::Normal;
                     m.log.search = (!text.is_empty()).then_some(text);
                     m.log.hit = None;
-                    if !m.log.find(true, LOG_HEIGHT) && m.log.search.is_some() {
+                    if !m.log.find(true, log_height(m)) && m.log.search.is_some() {
                         m.status = Some("no match".to_string());
                     }
                 }
@@ -750,11 +754,11 @@ fn action(m: &mut Model, a: Action) -> Vec<Effect> {
         Action::Up => up_down(m, -1),
         Action::Down => up_down(m, 1),
         Action::PageUp => {
-            m.log.scroll(-(PAGE as isize), LOG_HEIGHT);
+            m.log.scroll(-log_page(m), log_height(m));
             Vec::new()
         }
         Action::PageDown => {
-            m.log.scroll(PAGE as isize, LOG_HEIGHT);
+            m.log.scroll(log_page(m), log_height(m));
             Vec::new()
         }
         Action::Top => {
@@ -768,7 +772,7 @@ fn action(m: &mut Model, a: Action) -> Vec<Effect> {
         }
         Action::ToggleFollow => {
             if m.log.follow {
-                m.log.top = m.log.first_visible(LOG_HEIGHT);
+                m.log.top = m.log.first_visible(log_height(&m));
             }
             m.log.follow = !m.log.follow;
             Vec::new()
@@ -788,7 +792,7 @@ fn action(m: &mut Model, a: Action) -> Vec<Effect> {
         Action::NextHit | Action::PrevHit => {
             if m.log.search.is_none() {
                 m.status = Some("no search: press / first".to_string());
-            } else if !m.log.find(a == Action::NextHit, LOG_HEIGHT) {
+            } else if !m.log.find(a == Action::NextHit, log_height(m)) {
                 m.status = Some("no match".to_string());
             }
             Vec::new()
@@ -1232,6 +1236,42 @@ mod tests {
     }
 
     #[test]
+    fn scrolling_the_log_reaches_its_last_line_whatever_the_pane_height() {
+        for (jobs, rows) in [(10, 24), (0, 24), (0, 50)] {
+            let mut m = fixtures::model();
+            fixtures::add_finished_jobs(&mut m, jobs);
+            m.size = (80, rows);
+            for n in 0..60 {
+                let at = m.log.offset;
+                m.log.append(at, format!("more {n}\n").as_bytes());
+            }
+            let shown = |m: &Model| {
+                crate::tui::views::fixtures::render(m, 80, rows)
+                    .to_string()
+                    .contains("more 59")
+            };
+            press(&mut m, "lg");
+            assert!(!shown(&m), "at the top");
+            // one page up from the top does nothing, one line down moves at once
+            let top = m.log.first_visible(log_height(&m));
+            press(&mut m, "j");
+            assert_eq!(m.log.first_visible(log_height(&m)), top + 1);
+            for _ in 0..80 {
+                press(&mut m, "j");
+            }
+            assert!(
+                shown(&m),
+                "{jobs} jobs, {rows} rows: j never shows the last line"
+            );
+            // `f` pauses where the view is: the last line stays on screen
+            press(&mut m, "G");
+            press(&mut m, "f");
+            assert!(!m.log.follow);
+            assert!(shown(&m), "{jobs} jobs, {rows} rows: f moved the view");
+        }
+    }
+
+    #[test]
     fn j_and_k_scroll_the_focused_log_by_a_line_and_keep_the_job() {
         let mut m = fixtures::model();
         let job = m.selected_job().unwrap().key.clone();
@@ -1240,16 +1280,16 @@ mod tests {
             m.log.append(at, b"more\n");
         }
         press(&mut m, "l");
-        let bottom = m.log.first_visible(LOG_HEIGHT);
+        let bottom = m.log.first_visible(log_height(&m));
         assert!(bottom > 0);
         let fx = press(&mut m, "k");
         assert!(fx.is_empty());
         assert!(!m.log.follow);
-        assert_eq!(m.log.first_visible(LOG_HEIGHT), bottom - 1);
+        assert_eq!(m.log.first_visible(log_height(&m)), bottom - 1);
         press(&mut m, "↑");
-        assert_eq!(m.log.first_visible(LOG_HEIGHT), bottom - 2);
+        assert_eq!(m.log.first_visible(log_height(&m)), bottom - 2);
         press(&mut m, "j↓");
-        assert_eq!(m.log.first_visible(LOG_HEIGHT), bottom);
+        assert_eq!(m.log.first_visible(log_height(&m)), bottom);
         assert_eq!(
             m.selected_job().unwrap().key,
             job,

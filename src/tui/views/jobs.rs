@@ -44,6 +44,15 @@ pub fn split(m: &Model, area: Rect) -> [Rect; 2] {
     Layout::vertical([Constraint::Length(table_h), Constraint::Min(3)]).areas(area)
 }
 
+/// How many log lines the log pane shows at the model's terminal size: what scrolling, `f` and
+/// search steps are measured against.
+pub fn log_height(m: &Model) -> usize {
+    let area = Rect::new(0, 0, m.size.0, m.size.1);
+    let [_, _, body, _] = super::frame_layout(m, area);
+    let [_, log] = split(m, body);
+    usize::from(log.height.saturating_sub(2)).max(1)
+}
+
 /// The job (index in `m.jobs`) whose row or service row is at screen line `y` of the Jobs
 /// body `area`.
 pub fn job_at(m: &Model, area: Rect, y: u16) -> Option<usize> {
@@ -53,8 +62,19 @@ pub fn job_at(m: &Model, area: Rect, y: u16) -> Option<usize> {
     if y < first || y + 1 >= table.y + table.height {
         return None;
     }
+    // The table scrolls so that the selected job's row is on screen (ratatui keeps the first
+    // line shown as low as it can): the rows above the pane count too.
+    let heights = shown_heights(m);
+    let selected_line: u16 = heights
+        .iter()
+        .take_while(|&&(i, _)| i != m.selected)
+        .map(|(_, h)| h)
+        .sum();
+    let shown = table.height.saturating_sub(3);
+    let scrolled = (selected_line + 1).saturating_sub(shown);
     let mut line = first;
-    for (i, h) in shown_heights(m) {
+    let y = y + scrolled;
+    for (i, h) in heights {
         if y < line + h {
             return Some(i);
         }
@@ -451,6 +471,43 @@ mod tests {
         assert!(super::in_log(&m, body, 12));
         assert!(!super::in_list(&m, body, 12));
         assert!(super::in_list(&m, body, 1), "the list's border");
+    }
+
+    #[test]
+    fn a_click_in_a_scrolled_job_list_finds_the_job_drawn_on_that_line() {
+        use crate::tui::views::frame_layout;
+        let mut m = model();
+        crate::tui::views::fixtures::add_finished_jobs(&mut m, 10);
+        // down to the last job: the list has scrolled
+        let down = "j".repeat(m.jobs.len());
+        keys(&mut m, &down);
+        let last = m.jobs.len() - 1;
+        assert_eq!(m.selected, last);
+        let screen = render(&m, 80, 24).to_string();
+        let lines: Vec<&str> = screen.lines().collect();
+        let [_, _, body, _] = frame_layout(&m, ratatui::layout::Rect::new(0, 0, 80, 24));
+        let mut found = Vec::new();
+        for y in body.y..body.y + body.height {
+            if let Some(i) = super::job_at(&m, body, y) {
+                let line = lines[usize::from(y)];
+                assert!(
+                    line.trim_start_matches(['"', '│', '┃'])
+                        .starts_with(&format!("{} ", m.jobs[i].id))
+                        || line.contains("└ service"),
+                    "line {y} is job {} by job_at but shows:\n{line}\n{screen}",
+                    m.jobs[i].id
+                );
+                found.push(i);
+            }
+        }
+        assert!(
+            found.contains(&last),
+            "the selected job is clickable: {found:?}"
+        );
+        assert!(
+            !found.contains(&0),
+            "the first job has scrolled away: {found:?}"
+        );
     }
 
     #[test]

@@ -472,6 +472,20 @@ pub mod fixtures {
         m
     }
 
+    /// `n` more finished jobs (copies of the failed `lint` job, ids 1100, 1101, …), enough to
+    /// make the job list scroll.
+    pub fn add_finished_jobs(m: &mut Model, n: u64) {
+        let finished = m.records[2].clone();
+        for k in 0..n {
+            let mut r = finished.clone();
+            r.id = format!("{}", 1100 + k);
+            r.key = format!("pogo-laptop-{}-0", 1100 + k);
+            r.started -= 10 * (k + 1);
+            m.records.push(r);
+        }
+        m.rebuild_jobs();
+    }
+
     /// Render `m` on a `w`×`h` test terminal.
     pub fn render(m: &Model, w: u16, h: u16) -> TestBackend {
         let mut t = Terminal::new(TestBackend::new(w, h)).expect("test terminal");
