@@ -93,21 +93,44 @@ pub fn clean_line(raw: &str) -> String {
             c => out.push(c),
         }
     }
-    // GitLab trace sections: "section_start:1700000000:name[collapsed=true]" then text.
-    for marker in ["section_start:", "section_end:"] {
-        while let Some(i) = out.find(marker) {
-            let rest = &out[i + marker.len()..];
-            let mut end = rest.len();
-            if let Some((_ts, tail)) = rest.split_once(':') {
+    // GitLab trace sections: "section_start:1700000000:name[collapsed=true]" then text. Only a
+    // marker with its timestamp is one: `grep section_start: …` in a script stays as typed.
+    let mut from = 0;
+    while let Some(found) = ["section_start:", "section_end:"]
+        .iter()
+        .filter_map(|m| out[from..].find(m).map(|i| (from + i, m.len())))
+        .min()
+    {
+        let (i, marker_len) = found;
+        let rest = &out[i + marker_len..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        match rest[digits..].strip_prefix(':') {
+            Some(tail) if digits > 0 => {
                 let name_len = tail
                     .find(|c: char| !(c.is_ascii_alphanumeric() || "_-.[]=,".contains(c)))
                     .unwrap_or(tail.len());
-                end = rest.len() - tail.len() + name_len;
+                out.replace_range(i..i + marker_len + digits + 1 + name_len, "");
+                from = i;
             }
-            out.replace_range(i..i + marker.len() + end, "");
+            _ => from = i + marker_len,
         }
     }
     out
+}
+
+/// Where the bytes stop being whole characters: a read may end inside one, whose first bytes
+/// wait for the next read (invalid bytes earlier on do not matter, they show as �).
+fn complete_up_to(bytes: &[u8]) -> usize {
+    // a character is at most 4 bytes: its start is among the last 3 if it is cut
+    for lead in (bytes.len().saturating_sub(3)..bytes.len()).rev() {
+        if bytes[lead] & 0xC0 != 0x80 {
+            return match std::str::from_utf8(&bytes[lead..]) {
+                Err(e) if e.error_len().is_none() => lead,
+                _ => bytes.len(),
+            };
+        }
+    }
+    bytes.len()
 }
 
 impl LogView {
@@ -132,12 +155,7 @@ impl LogView {
         let base = start - bytes.len() as u64;
         bytes.extend_from_slice(data);
         self.offset = start + data.len() as u64;
-        let valid_up_to = match std::str::from_utf8(&bytes) {
-            Ok(_) => bytes.len(),
-            Err(e) if e.error_len().is_none() => e.valid_up_to(),
-            Err(_) => bytes.len(),
-        };
-        self.carry = bytes.split_off(valid_up_to);
+        self.carry = bytes.split_off(complete_up_to(&bytes));
         // '\n' is never part of a multi-byte character: split the bytes, keep their positions.
         let mut from = 0;
         for (i, _) in bytes.iter().enumerate().filter(|(_, &b)| b == b'\n') {
@@ -314,6 +332,34 @@ mod tests {
         );
         assert_eq!(clean_line("50%\r100% done"), "100% done");
         assert_eq!(clean_line("line\r"), "line");
+        assert_eq!(
+            clean_line(
+                "a section_end:1700000001:step_script b section_start:1:x[collapsed=true] c"
+            ),
+            "a  b  c"
+        );
+    }
+
+    #[test]
+    fn text_that_only_mentions_a_section_marker_is_kept() {
+        for line in [
+            "$ grep -rn \"section_start:\" .",
+            "section_end: not a marker",
+            "section_start:12 no colon",
+            "section_start:section_end:",
+        ] {
+            assert_eq!(clean_line(line), line);
+        }
+    }
+
+    #[test]
+    fn a_character_split_between_two_reads_is_whole_even_after_invalid_bytes() {
+        let mut v = LogView::default();
+        // an invalid byte, then 'é' (c3 a9) cut after its first byte
+        v.append(0, b"\xff ok \xc3");
+        v.append(6, b"\xa9t\xe6\x97");
+        v.append(10, b"\xa5\n");
+        assert_eq!(v.lines, vec!["\u{fffd} ok ét日"]);
     }
 
     #[test]
