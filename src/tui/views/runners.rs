@@ -9,6 +9,29 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 
+/// The runner list and the detail pane below it.
+fn split(area: Rect) -> [Rect; 2] {
+    Layout::vertical([Constraint::Min(4), Constraint::Length(5)]).areas(area)
+}
+
+/// The runner (index in `m.runners.rows`) whose row is at screen line `y` of the Runners body
+/// `area`, counting the rows the table scrolled past to show the selected one.
+pub fn runner_at(m: &Model, area: Rect, y: u16) -> Option<usize> {
+    let [list, _] = split(area);
+    // border + header
+    let first = list.y + 2;
+    if y < first || y + 1 >= list.y + list.height {
+        return None;
+    }
+    let visible = m.visible_runners();
+    let selected = visible
+        .iter()
+        .position(|&i| i == m.runners.selected)
+        .unwrap_or(0);
+    let scrolled = (selected + 1).saturating_sub(usize::from(list.height.saturating_sub(3)));
+    visible.get(usize::from(y - first) + scrolled).copied()
+}
+
 pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
     let r = &m.runners;
     let mut title = match &r.path {
@@ -33,7 +56,7 @@ pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
         );
         return;
     }
-    let [list, detail] = Layout::vertical([Constraint::Min(4), Constraint::Length(5)]).areas(area);
+    let [list, detail] = split(area);
     let header = Row::new(["NAME", "EXECUTOR", "POGO", "TOKEN", "URL"]).style(t.title());
     let rows: Vec<Row> = visible
         .iter()
@@ -78,9 +101,13 @@ pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
     } else {
         Table::new(rows, widths).header(header)
     };
-    f.render_widget(
+    // stateful: with more runners than lines, the table scrolls to keep the selected one shown
+    let selected = visible.iter().position(|&i| i == r.selected);
+    let mut state = ratatui::widgets::TableState::default().with_selected(selected);
+    f.render_stateful_widget(
         body.block(Block::default().borders(Borders::ALL).title(title)),
         list,
+        &mut state,
     );
     let sel = m.selected_runner();
     let service = Line::from(vec![
@@ -186,6 +213,37 @@ mod tests {
         m.screen = Screen::Runners;
         let out = render(&m, 80, 24);
         insta::assert_snapshot!(out);
+    }
+
+    #[test]
+    fn with_more_runners_than_lines_the_selected_one_is_shown_and_clickable() {
+        use crate::tui::views::frame_layout;
+        let mut m = model();
+        m.screen = Screen::Runners;
+        let template = m.runners.rows[1].clone();
+        for n in 0..30 {
+            let mut r = template.clone();
+            r.name = format!("extra-{n:02}");
+            m.runners.rows.push(r);
+        }
+        m.runners.selected = m.runners.rows.len() - 1;
+        let screen = render(&m, 80, 24).to_string();
+        assert!(screen.contains("extra-29"), "{screen}");
+        let lines: Vec<&str> = screen.lines().collect();
+        let [_, _, body, _] = frame_layout(&m, ratatui::layout::Rect::new(0, 0, 80, 24));
+        let mut found = Vec::new();
+        for y in body.y..body.y + body.height {
+            if let Some(i) = super::runner_at(&m, body, y) {
+                let name = &m.runners.rows[i].name;
+                assert!(
+                    lines[usize::from(y)].contains(&format!("│{name} ")),
+                    "line {y} is {name} by runner_at:\n{screen}"
+                );
+                found.push(i);
+            }
+        }
+        assert!(found.contains(&m.runners.selected), "{found:?}");
+        assert!(!found.contains(&0), "scrolled past the first: {found:?}");
     }
 
     #[test]
