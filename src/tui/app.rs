@@ -650,7 +650,11 @@ async fn run_effect(rtm: &mut Runtime, model: &mut Model, e: Effect) -> Option<L
                 .stderr(Stdio::null())
                 .spawn()
             {
-                Ok(_) => format!("opening {url}"),
+                Ok(mut child) => {
+                    // reaped when it exits (xdg-open returns once the browser has it)
+                    std::thread::spawn(move || child.wait());
+                    format!("opening {url}")
+                }
                 Err(e) => format!("cannot run xdg-open ({e}): the job is at {url}"),
             };
             update(model, Msg::Status(msg));

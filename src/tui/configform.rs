@@ -482,7 +482,9 @@ pub enum Note {
 pub fn key(f: &mut ConfigForm, k: KeyEvent) -> Outcome {
     let n = f.fields.len();
     let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
-    if (ctrl && k.code == KeyCode::Char('s')) || (k.code == KeyCode::Enter && f.focus + 1 == n) {
+    // Enter saves on the last field, and on any while a warning asks "save anyway?"
+    let enter_saves = f.focus + 1 == n || f.warning.is_some();
+    if (ctrl && k.code == KeyCode::Char('s')) || (k.code == KeyCode::Enter && enter_saves) {
         return Outcome::Submit;
     }
     match k.code {

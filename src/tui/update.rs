@@ -9,7 +9,9 @@ use super::sources::{PsContainer, StatEntry};
 use super::views::jobs::log_height;
 use crate::config::Config;
 use crate::state::JobRecord;
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, MouseButton, MouseEvent, MouseEventKind};
+use crossterm::event::{
+    KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+};
 
 /// Lines a page scroll of the inspect popup moves.
 pub const PAGE: usize = 20;
@@ -221,11 +223,18 @@ pub fn update(m: &mut Model, msg: Msg) -> Vec<Effect> {
             Vec::new()
         }
         Msg::Inspected { title, text } => {
-            m.mode = Mode::Inspect {
-                title,
-                text,
-                scroll: 0,
-            };
+            // A slow `podman inspect` must not replace a form or question opened meanwhile.
+            if matches!(m.mode, Mode::Normal | Mode::Inspect { .. }) {
+                m.mode = Mode::Inspect {
+                    title,
+                    text,
+                    scroll: 0,
+                };
+            } else {
+                m.status = Some(format!(
+                    "podman inspect of {title} came back while a form was open: press i again to see it"
+                ));
+            }
             m.dirty = true;
             Vec::new()
         }
@@ -463,12 +472,8 @@ fn mouse(m: &mut Model, e: MouseEvent) -> Vec<Effect> {
             }
         }
         (MouseEventKind::Down(MouseButton::Left), Screen::Runners) => {
-            // border + header
-            let first = body.y + 2;
-            if let Some(i) = e.row.checked_sub(first).map(usize::from) {
-                if let Some(&row) = m.visible_runners().get(i) {
-                    m.runners.selected = row;
-                }
+            if let Some(i) = super::views::runners::runner_at(m, body, e.row) {
+                m.runners.selected = i;
             }
             Vec::new()
         }
@@ -590,6 +595,11 @@ fn filter_key(m: &mut Model, k: KeyEvent) -> Vec<Effect> {
 
 fn key(m: &mut Model, k: KeyEvent) -> Vec<Effect> {
     m.status = None;
+    // Ctrl-C quits from anywhere, as the help says: in a text field too (it never types a `c`).
+    if k.modifiers.contains(KeyModifiers::CONTROL) && k.code == KeyCode::Char('c') {
+        m.quit = true;
+        return Vec::new();
+    }
     match m.mode.clone() {
         Mode::Help => {
             // Any key closes the help; q still quits from there.
@@ -772,7 +782,7 @@ fn action(m: &mut Model, a: Action) -> Vec<Effect> {
         }
         Action::ToggleFollow => {
             if m.log.follow {
-                m.log.top = m.log.first_visible(log_height(&m));
+                m.log.top = m.log.first_visible(log_height(m));
             }
             m.log.follow = !m.log.follow;
             Vec::new()
@@ -1435,6 +1445,40 @@ mod tests {
     }
 
     #[test]
+    fn a_slow_inspect_does_not_replace_a_form_opened_meanwhile() {
+        let mut m = fixtures::model();
+        press(&mut m, "i2a/srv");
+        let inspected = || Msg::Inspected {
+            title: "pogo-laptop-1201-0-build".into(),
+            text: "[{}]".into(),
+        };
+        update(&mut m, inspected());
+        assert_eq!(
+            form(&m).fields[0].value,
+            configform::Value::Text("/srv".into()),
+            "the typing is kept"
+        );
+        assert!(m.status.as_deref().unwrap().contains("press i again"));
+        press(&mut m, "\x1b1");
+        update(&mut m, inspected());
+        assert!(matches!(m.mode, Mode::Inspect { .. }));
+    }
+
+    #[test]
+    fn ctrl_c_quits_from_a_form_a_filter_and_a_search_without_typing_a_c() {
+        for open in ["2a", "/", "l/", "3a"] {
+            let mut m = fixtures::model();
+            press(&mut m, open);
+            assert_ne!(m.mode, Mode::Normal, "{open}");
+            update(
+                &mut m,
+                Msg::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+            );
+            assert!(m.quit, "Ctrl-C after {open:?}");
+        }
+    }
+
+    #[test]
     fn question_mark_shows_help_and_any_key_closes_it() {
         let mut m = fixtures::model();
         press(&mut m, "?");
@@ -1661,6 +1705,9 @@ mod tests {
         );
         assert_eq!(form(&m).warning.as_deref(), Some("/nope does not exist"));
         assert!(!form(&m).saving);
+        // Enter on any field saves while the warning shows (Tab wraps to the first field)
+        press(&mut m, "\t");
+        assert_eq!(form(&m).focus, 0);
         match press(&mut m, "\n").as_slice() {
             [Effect::SaveConfig { check_host, .. }] => assert_eq!(*check_host, None),
             other => panic!("{other:?}"),
