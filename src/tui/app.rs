@@ -29,6 +29,9 @@ const STATS_EVERY: Duration = Duration::from_secs(3);
 /// podman's event stream is unavailable).
 const POLL: Duration = Duration::from_secs(5);
 const EVENTS_RETRY: Duration = Duration::from_secs(10);
+/// While log timestamps are shown, the zone's offset is read again this often: a dashboard
+/// left open across a daylight-saving change shows the new local time within this long.
+const UTC_OFFSET_EVERY: Duration = Duration::from_secs(600);
 
 /// What the background tasks and the watcher report to the loop.
 enum Input {
@@ -65,6 +68,7 @@ struct Due {
     stats: Option<Instant>,
     poll: Option<Instant>,
     events_restart: Option<Instant>,
+    utc_offset: Option<Instant>,
 }
 
 impl Due {
@@ -77,6 +81,7 @@ impl Due {
             self.stats,
             self.poll,
             self.events_restart,
+            self.utc_offset,
         ]
         .into_iter()
         .flatten()
@@ -131,7 +136,8 @@ async fn run_async(
 ) -> Result<(), String> {
     let color = env.get("NO_COLOR").is_none_or(|v| v.is_empty());
     let mut model = Model::new(state::now(), color);
-    model.utc_offset = local_utc_offset();
+    // UTC when the zone cannot be found
+    model.utc_offset = local_utc_offset().unwrap_or(0);
     model.config.path = config_path(flag, &env);
     model.config.home = env.get("HOME").map(PathBuf::from);
     model.config.overridden = crate::config::model::SCALAR_KEYS
@@ -276,6 +282,12 @@ async fn run_async(
         }
         if take_due(&mut due.poll, now) {
             effects.push(Effect::RefreshJobs);
+        }
+        if take_due(&mut due.utc_offset, now) && model.show_times {
+            effects.push(Effect::ReadUtcOffset);
+        }
+        if model.show_times && due.utc_offset.is_none() {
+            due.utc_offset = Some(now + UTC_OFFSET_EVERY);
         }
         if model.any_running() {
             if due.tick.is_none() {
@@ -444,8 +456,8 @@ fn read_log(rtm: &Runtime, model: &mut Model, from_start: bool) {
     }
 }
 
-/// The local zone's offset from UTC now, as `date +%z` says (0, UTC, when it cannot).
-fn local_utc_offset() -> i32 {
+/// The local zone's offset from UTC now, as `date +%z` says (`None` when it cannot).
+fn local_utc_offset() -> Option<i32> {
     std::process::Command::new("date")
         .arg("+%z")
         .stdin(Stdio::null())
@@ -453,7 +465,6 @@ fn local_utc_offset() -> i32 {
         .output()
         .ok()
         .and_then(|o| super::model::parse_utc_offset(&String::from_utf8_lossy(&o.stdout)))
-        .unwrap_or(0)
 }
 
 /// `podman events` for pogo's containers; every line says "look again".
@@ -572,6 +583,15 @@ async fn run_effect(rtm: &mut Runtime, model: &mut Model, e: Effect) -> Option<L
                     }));
                 });
             }
+            None
+        }
+        Effect::ReadUtcOffset => {
+            let tx = rtm.tx.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Some(o) = local_utc_offset() {
+                    let _ = tx.send(Input::Msg(Msg::UtcOffset(o)));
+                }
+            });
             None
         }
         Effect::FindOtherRunner => {

@@ -62,6 +62,8 @@ pub enum Msg {
     ConfigSaved(Result<String, SaveProblem>),
     /// Whether gitlab-runner runs as another user (looked for while no job is listed).
     OtherRunner(Option<super::procs::OtherRunner>),
+    /// The local zone's offset from UTC now, in seconds east (it changes with daylight saving).
+    UtcOffset(i32),
 }
 
 /// Work for the runtime; it reports back with messages.
@@ -72,6 +74,8 @@ pub enum Effect {
     FindOtherRunner,
     /// Read the selected job's log from its start (another job was selected).
     ReloadLog,
+    /// Find the local zone's offset from UTC again; answers with [`Msg::UtcOffset`].
+    ReadUtcOffset,
     ReloadConfig,
     ReloadRunners,
     /// Leave the TUI for `podman exec -it CONTAINER bash` (or `sh`), then come back.
@@ -155,6 +159,11 @@ pub fn update(m: &mut Model, msg: Msg) -> Vec<Effect> {
         Msg::OtherRunner(r) => {
             m.dirty |= m.other_runner != r;
             m.other_runner = r;
+            Vec::new()
+        }
+        Msg::UtcOffset(o) => {
+            m.dirty |= m.utc_offset != o && m.show_times;
+            m.utc_offset = o;
             Vec::new()
         }
         Msg::Stats(s) => {
@@ -789,7 +798,12 @@ fn action(m: &mut Model, a: Action) -> Vec<Effect> {
         }
         Action::ToggleTimes => {
             m.show_times = !m.show_times;
-            Vec::new()
+            // the offset read at start may be stale by now (daylight saving)
+            if m.show_times {
+                vec![Effect::ReadUtcOffset]
+            } else {
+                Vec::new()
+            }
         }
         Action::Search if m.focus == Focus::Log => {
             m.mode = Mode::Search(String::new());
@@ -1321,6 +1335,20 @@ mod tests {
         press(&mut m, "2t");
         assert_eq!(m.mode, Mode::PreviewInput(PreviewField::Tags));
         assert!(!m.show_times);
+    }
+
+    #[test]
+    fn turning_timestamps_on_reads_the_zone_offset_again_for_daylight_saving() {
+        let mut m = fixtures::model();
+        assert_eq!(press(&mut m, "t"), vec![Effect::ReadUtcOffset]);
+        m.dirty = false;
+        update(&mut m, Msg::UtcOffset(7200));
+        assert_eq!(m.utc_offset, 7200);
+        assert!(m.dirty, "the shown times change");
+        assert!(
+            press(&mut m, "t").is_empty(),
+            "turning them off reads nothing"
+        );
     }
 
     #[test]
