@@ -175,16 +175,7 @@ fn private_registry_image_is_pulled_with_the_auth_file() {
     };
     let tag = format!("t{}", unique_id());
     let remote = registry.push(IMG_BASH, "pogo/private-bash", &tag);
-    let auth = registry.dir.path().join("auth.json");
-    registry.write_auth_file(&auth);
-    let mut env = TestEnv::new(&PogoConfig {
-        auth_file: Some(auth),
-        ..PogoConfig::default()
-    });
-    env.extra_env.push((
-        "CONTAINERS_REGISTRIES_CONF".into(),
-        registry.registries_conf.to_string_lossy().into_owned(),
-    ));
+    let env = TestEnv::logged_in_to(&registry);
     let mut job = env.job(&[], &["echo private-$((3*3))"]);
     job.image = Some(Image::new(remote.clone()));
     let r = env.run(&job);
@@ -207,10 +198,7 @@ fn private_registry_image_fails_without_the_auth_file() {
     let tag = format!("t{}", unique_id());
     let remote = registry.push(IMG_BASH, "pogo/private-bash", &tag);
     let mut env = TestEnv::new(&PogoConfig::default());
-    env.extra_env.push((
-        "CONTAINERS_REGISTRIES_CONF".into(),
-        registry.registries_conf.to_string_lossy().into_owned(),
-    ));
+    env.use_plain_http_registry(&registry);
     let mut job = env.job(&[], &["echo never"]);
     job.image = Some(Image::new(remote.clone()));
     let r = env.run(&job);

@@ -241,10 +241,7 @@ fn a_full_disk_for_the_log_copy_does_not_affect_the_job() {
     require_podman!();
     let state_dir = tempfile::tempdir().unwrap();
     let mut env = TestEnv::new(&PogoConfig::default());
-    env.extra_env.push((
-        "POGO_STATE_DIR".into(),
-        state_dir.path().display().to_string(),
-    ));
+    env.use_state_dir(state_dir.path());
     let job = env.job(
         &[],
         &[

@@ -368,10 +368,7 @@ fn pull_with_job_credentials(
     secret: &str,
     expect_source: &str,
 ) {
-    env.extra_env.push((
-        "CONTAINERS_REGISTRIES_CONF".into(),
-        registry.registries_conf.to_string_lossy().into_owned(),
-    ));
+    env.use_plain_http_registry(registry);
     let remote = job.image_name().to_string();
     let watch = CmdlineWatch::start(vec![secret.to_string()]);
     let r = env.run(job);
@@ -488,10 +485,7 @@ fn docker_auth_config_of_the_job_logs_in_to_a_private_registry() {
         command: Some(vec!["sleep".into(), "300".into()]),
         variables: BTreeMap::new(),
     }];
-    env.extra_env.push((
-        "CONTAINERS_REGISTRIES_CONF".into(),
-        registry.registries_conf.to_string_lossy().into_owned(),
-    ));
+    env.use_plain_http_registry(&registry);
     let watch = CmdlineWatch::start(vec![secret.clone(), REGISTRY_PASS.to_string()]);
     let r = env.run(&job);
     let (_, seen) = watch.stop();
@@ -516,16 +510,7 @@ fn the_runners_auth_file_wins_over_the_jobs_gitlab_credentials() {
     let Some(mut registry) = Registry::start() else {
         return;
     };
-    let auth = registry.dir.path().join("runner-auth.json");
-    registry.write_auth_file(&auth);
-    let mut env = TestEnv::new(&PogoConfig {
-        auth_file: Some(auth),
-        ..PogoConfig::default()
-    });
-    env.extra_env.push((
-        "CONTAINERS_REGISTRIES_CONF".into(),
-        registry.registries_conf.to_string_lossy().into_owned(),
-    ));
+    let env = TestEnv::logged_in_to(&registry);
     let mut job = env.job(&[], &["echo merged-ok"]);
     let remote = registry.push(IMG_BASH, "pogo/private-bash", &format!("t{}", job.id));
     job.image = Some(Image::new(&remote));

@@ -55,10 +55,7 @@ fn variable_values_and_the_job_token_never_appear_on_a_command_line_or_in_pogos_
     require_podman!();
     let state_dir = tempfile::tempdir().unwrap();
     let mut env = TestEnv::new(&PogoConfig::default());
-    env.extra_env.push((
-        "POGO_STATE_DIR".into(),
-        state_dir.path().display().to_string(),
-    ));
+    env.use_state_dir(state_dir.path());
     let id = unique_id();
     let masked = format!("masked-marker-{id}-9f8e7d");
     let plain = format!("plain-marker-{id}-1a2b3c");

@@ -691,6 +691,34 @@ impl TestEnv {
         .unwrap();
     }
 
+    /// A TestEnv whose pogo config logs in to `registry` with an `auth_file` (written into
+    /// the registry's directory), and whose podman talks plain HTTP to it.
+    pub fn logged_in_to(registry: &Registry) -> Self {
+        let auth = registry.dir.path().join("auth.json");
+        registry.write_auth_file(&auth);
+        let mut env = TestEnv::new(&PogoConfig {
+            auth_file: Some(auth),
+            ..PogoConfig::default()
+        });
+        env.use_plain_http_registry(registry);
+        env
+    }
+
+    /// Points the runner's podman at `registry`'s registries.conf
+    /// (`CONTAINERS_REGISTRIES_CONF`), which lets it talk plain HTTP to the registry.
+    pub fn use_plain_http_registry(&mut self, registry: &Registry) {
+        self.extra_env.push((
+            "CONTAINERS_REGISTRIES_CONF".into(),
+            registry.registries_conf.to_string_lossy().into_owned(),
+        ));
+    }
+
+    /// Makes pogo keep its job records and log copies in `dir` (`POGO_STATE_DIR`).
+    pub fn use_state_dir(&mut self, dir: &Path) {
+        self.extra_env
+            .push(("POGO_STATE_DIR".into(), dir.display().to_string()));
+    }
+
     /// A driver set up like a gitlab-runner whose config.toml points at pogo.
     pub fn driver(&self) -> Driver {
         let mut d = Driver::new(env!("CARGO_BIN_EXE_pogo"));
