@@ -88,12 +88,7 @@ fn failing_command_fails_the_job_with_its_exit_code() {
         &["echo before-$((1+1))", "exit 3", "echo after-$((2+2))"],
     );
     let r = env.run(&job);
-    assert_eq!(
-        r.outcome,
-        Outcome::BuildFailure { exit_code: 3 },
-        "{}",
-        r.log
-    );
+    assert_build_failure(&r, 3);
     let log = plain_log(&r);
     assert!(log.contains("\nbefore-2\n"), "{log}");
     assert!(
@@ -573,12 +568,7 @@ fn image_without_bash_fails_as_a_build_failure_that_says_so() {
     let mut job = env.job(&[], &["echo never-runs"]);
     job.image = Some(Image::new(IMG_BUSYBOX));
     let r = env.run(&job);
-    assert_eq!(
-        r.outcome,
-        Outcome::BuildFailure { exit_code: 127 },
-        "{}",
-        r.log
-    );
+    assert_build_failure(&r, 127);
     let log = plain_log(&r);
     assert!(log.contains("the job image has no bash"), "{log}");
     assert!(!log.contains("\nnever-runs\n"), "{log}");
@@ -762,12 +752,7 @@ fn image_outside_allowed_images_fails_as_a_build_failure_naming_the_rule() {
     });
     let job = env.job(&[], &["echo never-runs"]);
     let r = env.run(&job);
-    assert_eq!(
-        r.outcome,
-        Outcome::BuildFailure { exit_code: 1 },
-        "{}",
-        r.log
-    );
+    assert_build_failure(&r, 1);
     let log = plain_log(&r);
     assert!(
         log.contains(
@@ -793,12 +778,7 @@ fn service_outside_allowed_services_is_refused() {
     let mut job = env.job(&[], &["echo never-runs"]);
     job.services = vec![Service::new(IMG_HTTPD)];
     let r = env.run(&job);
-    assert_eq!(
-        r.outcome,
-        Outcome::BuildFailure { exit_code: 1 },
-        "{}",
-        r.log
-    );
+    assert_build_failure(&r, 1);
     assert!(plain_log(&r).contains("allowed_services"), "{}", r.log);
     env.assert_no_leftovers();
 }

@@ -177,12 +177,7 @@ fn a_failed_job_is_kept_for_debugging_with_keep_failed_then_gc_removes_it() {
     let mut driver = env.driver();
     driver.runner_short_token = runner.clone();
     let r = env.run_with(&driver, &job, None);
-    assert_eq!(
-        r.outcome,
-        pogo::driver::Outcome::BuildFailure { exit_code: 5 },
-        "{}",
-        r.log
-    );
+    assert_build_failure(&r, 5);
     assert!(
         r.cleanup_output.contains("keeping failed job"),
         "{}",

@@ -194,12 +194,7 @@ fn a_job_pull_policy_outside_allowed_pull_policies_fails_naming_the_rule() {
     let mut job = env.job(&[], &["echo never-runs"]);
     with_pull_policy(&mut job, &["always"], &[]);
     let r = run_checked(&env, &job);
-    assert_eq!(
-        r.outcome,
-        Outcome::BuildFailure { exit_code: 1 },
-        "{}",
-        r.log
-    );
+    assert_build_failure(&r, 1);
     let log = plain_log(&r);
     assert!(
         log.contains(&format!(
@@ -214,12 +209,7 @@ fn a_job_pull_policy_outside_allowed_pull_policies_fails_naming_the_rule() {
     job.services = vec![Service::new(IMG_HTTPD)];
     with_pull_policy(&mut job, &[], &[&["never"]]);
     let r = run_checked(&env, &job);
-    assert_eq!(
-        r.outcome,
-        Outcome::BuildFailure { exit_code: 1 },
-        "{}",
-        r.log
-    );
+    assert_build_failure(&r, 1);
     assert!(
         plain_log(&r).contains(&format!(
             "pull_policy [never] of service {IMG_HTTPD} is not allowed on this runner"
@@ -243,12 +233,7 @@ fn a_job_pull_policy_never_on_a_missing_image_is_a_clear_build_failure() {
     )));
     with_pull_policy(&mut job, &["never"], &[]);
     let r = run_checked(&env, &job);
-    assert_eq!(
-        r.outcome,
-        Outcome::BuildFailure { exit_code: 1 },
-        "{}",
-        r.log
-    );
+    assert_build_failure(&r, 1);
     let log = plain_log(&r);
     assert!(
         log.contains("is not in podman's local storage and the job's pull_policy is never"),
@@ -342,12 +327,7 @@ fn service_ports_from_the_job_are_what_pogo_waits_for() {
     job.services = vec![httpd_on_8080(&[])];
     job.description_patch = Some(json!({"services": [{"ports": [{"number": 70000}]}]}));
     let r = run_checked(&env, &job);
-    assert_eq!(
-        r.outcome,
-        Outcome::BuildFailure { exit_code: 1 },
-        "{}",
-        r.log
-    );
+    assert_build_failure(&r, 1);
     assert!(
         plain_log(&r).contains("port \"70000\" is not a TCP port number"),
         "{}",
@@ -588,12 +568,7 @@ fn with_shell_bash_an_image_without_bash_says_to_use_shell_sh() {
     let mut job = env.job(&[], &["echo never-runs"]);
     job.image = Some(Image::new(IMG_BUSYBOX));
     let r = run_checked(&env, &job);
-    assert_eq!(
-        r.outcome,
-        Outcome::BuildFailure { exit_code: 127 },
-        "{}",
-        r.log
-    );
+    assert_build_failure(&r, 127);
     let log = plain_log(&r);
     assert!(log.contains("the job image has no bash"), "{log}");
     assert!(log.contains("set `shell: sh` in the pogo config"), "{log}");

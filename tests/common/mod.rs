@@ -919,6 +919,11 @@ pub fn assert_system_failure(r: &JobResult) -> String {
     }
 }
 
+/// The job failed as a script failure with `exit_code`.
+pub fn assert_build_failure(r: &JobResult, exit_code: i32) {
+    assert_eq!(r.outcome, Outcome::BuildFailure { exit_code }, "{}", r.log);
+}
+
 /// The job log without ANSI colour codes and section markers' `\r`.
 pub fn plain_log(r: &JobResult) -> String {
     let mut out = String::with_capacity(r.log.len());
