@@ -746,10 +746,10 @@ fn same_named_container_pogo_did_not_create_is_never_removed() {
 #[test]
 fn image_outside_allowed_images_fails_as_a_build_failure_naming_the_rule() {
     require_podman!();
-    let env = TestEnv::new(&PogoConfig {
-        extra_yaml: Some("allowed_images: ['localhost/pogo-test/busybox:*']\n".into()),
-        ..PogoConfig::default()
-    });
+    let env = TestEnv::new(
+        &PogoConfig::default()
+            .with_extra_yaml("allowed_images: ['localhost/pogo-test/busybox:*']\n"),
+    );
     let job = env.job(&[], &["echo never-runs"]);
     let r = env.run(&job);
     assert_build_failure(&r, 1);
@@ -771,10 +771,10 @@ fn image_outside_allowed_images_fails_as_a_build_failure_naming_the_rule() {
 #[test]
 fn service_outside_allowed_services_is_refused() {
     require_podman!();
-    let env = TestEnv::new(&PogoConfig {
-        extra_yaml: Some("allowed_services: ['docker.io/library/postgres:*']\n".into()),
-        ..PogoConfig::default()
-    });
+    let env = TestEnv::new(
+        &PogoConfig::default()
+            .with_extra_yaml("allowed_services: ['docker.io/library/postgres:*']\n"),
+    );
     let mut job = env.job(&[], &["echo never-runs"]);
     job.services = vec![Service::new(IMG_HTTPD)];
     let r = env.run(&job);
@@ -804,13 +804,10 @@ fn a_mount_limited_to_other_projects_is_not_granted_by_its_tag_alone() {
     require_podman!();
     let host = tempfile::tempdir().unwrap();
     std::fs::write(host.path().join("secret.txt"), "deploy-key").unwrap();
-    let env = TestEnv::new(&PogoConfig {
-        extra_yaml: Some(format!(
-            "mounts:\n  - volume: {}:/mnt/keys\n    tags: [deploy]\n    projects: ['ops/*']\n",
-            host.path().display()
-        )),
-        ..PogoConfig::default()
-    });
+    let env = TestEnv::new(&PogoConfig::default().with_extra_yaml(&format!(
+        "mounts:\n  - volume: {}:/mnt/keys\n    tags: [deploy]\n    projects: ['ops/*']\n",
+        host.path().display()
+    )));
     let job = env.job(
         &["deploy"],
         &["test ! -e /mnt/keys/secret.txt && echo no-keys-here"],

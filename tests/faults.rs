@@ -167,10 +167,7 @@ fn gc_never_touches_containers_without_pogos_labels() {
 #[test]
 fn a_failed_job_is_kept_for_debugging_with_keep_failed_then_gc_removes_it() {
     require_podman!();
-    let env = TestEnv::new(&PogoConfig {
-        extra_yaml: Some("keep_failed: 30\n".into()),
-        ..PogoConfig::default()
-    });
+    let env = TestEnv::new(&PogoConfig::default().with_extra_yaml("keep_failed: 30\n"));
     let job = env.job(&[], &["echo failing-on-purpose", "exit 5"]);
     // its own runner token: the gc calls below must not see other tests' jobs
     let runner = format!("kept{}", unique_id());
@@ -221,10 +218,7 @@ fn a_failed_job_is_kept_for_debugging_with_keep_failed_then_gc_removes_it() {
 #[test]
 fn a_passing_job_is_not_kept() {
     require_podman!();
-    let env = TestEnv::new(&PogoConfig {
-        extra_yaml: Some("keep_failed: 30\n".into()),
-        ..PogoConfig::default()
-    });
+    let env = TestEnv::new(&PogoConfig::default().with_extra_yaml("keep_failed: 30\n"));
     let r = env.run(&env.job(&[], &["true"]));
     assert_success(&r);
     assert!(!r.cleanup_output.contains("keeping"));

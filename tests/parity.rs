@@ -35,13 +35,7 @@ fn not_a_wrapper_image() -> String {
 
 /// A test environment whose stages run on `runner` (`agent` or `exec`).
 fn env_on(runner: &str, config: PogoConfig) -> TestEnv {
-    let mut env = TestEnv::new(&PogoConfig {
-        extra_yaml: Some(format!(
-            "stage_runner: {runner}\n{}",
-            config.extra_yaml.clone().unwrap_or_default()
-        )),
-        ..config
-    });
+    let mut env = TestEnv::new(&config.with_extra_yaml(&format!("stage_runner: {runner}\n")));
     // POGO_STAGE_RUNNER in the test's environment would override the file
     env.extra_env
         .push(("POGO_STAGE_RUNNER".into(), runner.into()));
@@ -222,10 +216,9 @@ fn a_job_pull_policy_outside_allowed_pull_policies_fails_naming_the_rule() {
 #[test]
 fn a_job_pull_policy_never_on_a_missing_image_is_a_clear_build_failure() {
     require_podman!();
-    let env = TestEnv::new(&PogoConfig {
-        extra_yaml: Some("allowed_pull_policies: [if-not-present, never]\n".into()),
-        ..PogoConfig::default()
-    });
+    let env = TestEnv::new(
+        &PogoConfig::default().with_extra_yaml("allowed_pull_policies: [if-not-present, never]\n"),
+    );
     let mut job = env.job(&[], &["echo never-runs"]);
     job.image = Some(Image::new(format!(
         "localhost/pogo-test/absent-{}:latest",
@@ -248,11 +241,13 @@ fn a_job_may_choose_an_allowed_policy_and_falls_back_along_its_list() {
     require_podman!();
     // the runner always pulls; a local-only image can then only be used when the job asks
     // for if-not-present (allowed here)
-    let env = TestEnv::new(&PogoConfig {
-        pull_policy: Some("always".into()),
-        extra_yaml: Some("allowed_pull_policies: [always, if-not-present]\n".into()),
-        ..PogoConfig::default()
-    });
+    let env = TestEnv::new(
+        &PogoConfig {
+            pull_policy: Some("always".into()),
+            ..PogoConfig::default()
+        }
+        .with_extra_yaml("allowed_pull_policies: [always, if-not-present]\n"),
+    );
     let mut job = env.job(&[], &["echo chosen-$((4*4))"]);
     with_pull_policy(&mut job, &["if-not-present"], &[]);
     let r = run_checked(&env, &job);
@@ -521,13 +516,7 @@ fn the_runners_auth_file_wins_over_the_jobs_gitlab_credentials() {
 fn a_job_image_without_bash_runs_with_shell_sh_on_both_stage_paths() {
     require_podman!();
     for runner in ["agent", "exec"] {
-        let env = env_on(
-            runner,
-            PogoConfig {
-                extra_yaml: Some("shell: sh\n".into()),
-                ..PogoConfig::default()
-            },
-        );
+        let env = env_on(runner, PogoConfig::default().with_extra_yaml("shell: sh\n"));
         let mut job = env.job(
             &[],
             &["test ! -e /bin/bash", "echo \"busybox-$((2+2)) in $0\""],
@@ -717,12 +706,7 @@ fn fetch_reuses_the_clone_in_the_persistent_builds_volume_and_clone_starts_fresh
     }
     let dir = tempfile::tempdir().unwrap();
     let (repo, sha) = bare_repo(dir.path(), &[("hello.txt", "hello\n")]);
-    let mut config = helper_config(&repo);
-    config.extra_yaml = Some(format!(
-        "{}persistent_builds_days: 7\n",
-        config.extra_yaml.unwrap_or_default()
-    ));
-    let env = TestEnv::new(&config);
+    let env = TestEnv::new(&helper_config(&repo).with_extra_yaml("persistent_builds_days: 7\n"));
     let mut driver = env.driver();
     let runner = format!("pogopb{}", unique_id());
     driver.runner_short_token = runner.clone();
@@ -843,12 +827,7 @@ fn measure_get_sources_fetch_vs_clone_on_a_2000_commit_repository() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (repo, sha) = big_repo(dir.path(), 2000);
-    let mut config = helper_config(&repo);
-    config.extra_yaml = Some(format!(
-        "{}persistent_builds_days: 7\n",
-        config.extra_yaml.unwrap_or_default()
-    ));
-    let env = TestEnv::new(&config);
+    let env = TestEnv::new(&helper_config(&repo).with_extra_yaml("persistent_builds_days: 7\n"));
     let mut driver = env.driver();
     let runner = format!("pogome{}", unique_id());
     driver.runner_short_token = runner.clone();

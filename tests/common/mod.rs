@@ -564,6 +564,14 @@ fn q(s: &str) -> String {
 }
 
 impl PogoConfig {
+    /// This config with `yaml` (whole lines) appended to its `extra_yaml`.
+    pub fn with_extra_yaml(self, yaml: &str) -> Self {
+        PogoConfig {
+            extra_yaml: Some(format!("{}{yaml}", self.extra_yaml.unwrap_or_default())),
+            ..self
+        }
+    }
+
     pub fn to_yaml(&self, working_dir: &Path, cache_dir: &Path) -> String {
         if let Some(raw) = &self.raw {
             return raw.clone();
