@@ -570,9 +570,7 @@ fn with_shell_bash_an_image_without_bash_says_to_use_shell_sh() {
 
 #[test]
 fn a_job_image_without_git_clones_through_the_helper_and_runs_its_script() {
-    if !helper_ready() {
-        return;
-    }
+    require_helper!();
     let dir = tempfile::tempdir().unwrap();
     let (repo, sha) = bare_repo(dir.path(), &[("hello.txt", "hello-from-the-repo\n")]);
     for runner in ["agent", "exec"] {
@@ -607,9 +605,7 @@ fn a_job_image_without_git_clones_through_the_helper_and_runs_its_script() {
 
 #[test]
 fn the_helper_container_joins_the_jobs_pod_when_it_has_services() {
-    if !helper_ready() {
-        return;
-    }
+    require_helper!();
     let dir = tempfile::tempdir().unwrap();
     let (repo, sha) = bare_repo(dir.path(), &[("page.txt", "from-git\n")]);
     let env = TestEnv::new(&helper_config(&repo));
@@ -641,9 +637,7 @@ fn the_helper_container_joins_the_jobs_pod_when_it_has_services() {
 
 #[test]
 fn a_cache_round_trip_works_with_a_job_image_without_gitlab_runner() {
-    if !helper_ready() {
-        return;
-    }
+    require_helper!();
     let dir = tempfile::tempdir().unwrap();
     let (repo, _) = bare_repo(dir.path(), &[("x", "x")]);
     let env = TestEnv::new(&helper_config(&repo)); // no runner_binary: the helper has its own
@@ -701,9 +695,7 @@ fn pogo_gc(env: &TestEnv, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn fetch_reuses_the_clone_in_the_persistent_builds_volume_and_clone_starts_fresh() {
-    if !helper_ready() {
-        return;
-    }
+    require_helper!();
     let dir = tempfile::tempdir().unwrap();
     let (repo, sha) = bare_repo(dir.path(), &[("hello.txt", "hello\n")]);
     let env = TestEnv::new(&helper_config(&repo).with_extra_yaml("persistent_builds_days: 7\n"));
@@ -822,9 +814,7 @@ fn big_repo(parent: &std::path::Path, commits: usize) -> (std::path::PathBuf, St
 #[test]
 #[ignore = "a measurement for the README, not a check"]
 fn measure_get_sources_fetch_vs_clone_on_a_2000_commit_repository() {
-    if !helper_ready() {
-        return;
-    }
+    require_helper!();
     let dir = tempfile::tempdir().unwrap();
     let (repo, sha) = big_repo(dir.path(), 2000);
     let env = TestEnv::new(&helper_config(&repo).with_extra_yaml("persistent_builds_days: 7\n"));

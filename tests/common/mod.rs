@@ -189,6 +189,16 @@ macro_rules! require_podman {
     };
 }
 
+/// Returns early from the test when the helper image (or Podman) is not usable.
+#[macro_export]
+macro_rules! require_helper {
+    () => {
+        if !$crate::common::helper_ready() {
+            return;
+        }
+    };
+}
+
 // ---------------------------------------------------------------------------
 // Unique ids
 // ---------------------------------------------------------------------------
