@@ -137,10 +137,7 @@ fn missing_image_is_a_system_failure_after_three_prepare_attempts() {
     require_podman!();
     let env = TestEnv::new(&PogoConfig::default());
     let mut job = env.job(&[], &["echo never"]);
-    job.image = Some(Image::new(format!(
-        "localhost/pogo-test/does-not-exist-{}:latest",
-        job.id
-    )));
+    job.image = Some(missing_image("does-not-exist", &job));
     let r = env.run(&job);
     assert_system_failure(&r);
     assert_eq!(
@@ -211,10 +208,7 @@ fn pull_policy_never_with_a_missing_image_fails_and_says_so() {
         ..PogoConfig::default()
     });
     let mut job = env.job(&[], &["echo never"]);
-    job.image = Some(Image::new(format!(
-        "localhost/pogo-test/absent-{}:latest",
-        job.id
-    )));
+    job.image = Some(missing_image("absent", &job));
     let r = env.run(&job);
     assert_system_failure(&r);
     assert!(

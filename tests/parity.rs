@@ -220,10 +220,7 @@ fn a_job_pull_policy_never_on_a_missing_image_is_a_clear_build_failure() {
         &PogoConfig::default().with_extra_yaml("allowed_pull_policies: [if-not-present, never]\n"),
     );
     let mut job = env.job(&[], &["echo never-runs"]);
-    job.image = Some(Image::new(format!(
-        "localhost/pogo-test/absent-{}:latest",
-        job.id
-    )));
+    job.image = Some(missing_image("absent", &job));
     with_pull_policy(&mut job, &["never"], &[]);
     let r = run_checked(&env, &job);
     assert_build_failure(&r, 1);

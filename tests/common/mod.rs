@@ -156,6 +156,11 @@ pub fn git_job(env: &TestEnv, sha: &str, strategy: &str, script: &[&str]) -> Job
     job
 }
 
+/// `localhost/pogo-test/WHAT-ID:latest`: an image name no storage or registry has.
+pub fn missing_image(what: &str, job: &Job) -> Image {
+    Image::new(format!("localhost/pogo-test/{what}-{}:latest", job.id))
+}
+
 /// The persistent builds volumes (`persistent_builds_days`) of `runner` in `env.podman`'s storage.
 pub fn builds_volumes_of(env: &TestEnv, runner: &str) -> Vec<String> {
     let out = env.podman.output(&[
