@@ -5,16 +5,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
 use pogo::driver::{Cache, CachePolicy, CancelAfter, Image, Outcome, Service};
-
-/// Count of non-overlapping occurrences of `needle` in the log.
-fn occurrences(haystack: &str, needle: &str) -> usize {
-    haystack.matches(needle).count()
-}
 
 #[test]
 fn trivial_job_succeeds_and_its_output_is_in_the_log() {
@@ -323,28 +317,8 @@ fn extra_arguments_for_a_tag_keep_their_shell_quoting() {
 fn service_is_reachable_on_localhost_and_by_its_alias() {
     require_podman!();
     let env = TestEnv::new(&PogoConfig::default());
-    let mut job = env.job(
-        &[],
-        &[
-            "wget -qO- http://localhost:80/; echo",
-            "wget -qO- http://web:80/; echo",
-        ],
-    );
-    job.services = vec![Service {
-        name: IMG_HTTPD.into(),
-        alias: "web".into(),
-        entrypoint: None,
-        command: None,
-        variables: BTreeMap::new(),
-    }];
-    let r = env.run(&job);
-    assert_success(&r);
-    assert_eq!(
-        occurrences(&plain_log(&r), "\npogo-service-ok\n"),
-        2,
-        "both requests should reach the service:\n{}",
-        r.log
-    );
+    let r = env.run(&job_calling_its_service(&env));
+    assert_both_requests_reached_the_service(&r);
     env.assert_no_leftovers();
 }
 
@@ -618,16 +592,13 @@ fn service_that_never_listens_fails_with_its_log_after_the_wait_timeout() {
     });
     let mut job = env.job(&[], &["echo never-runs"]);
     job.services = vec![Service {
-        name: IMG_HTTPD.into(),
-        alias: "web".into(),
-        entrypoint: None,
         // the image EXPOSEs 80, but this command never listens
         command: Some(vec![
             "sh".into(),
             "-c".into(),
             "echo service-booting-forever; sleep 300".into(),
         ]),
-        variables: BTreeMap::new(),
+        ..httpd_service("web")
     }];
     let r = env.run(&job);
     assert_system_failure(&r);

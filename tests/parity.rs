@@ -271,9 +271,6 @@ fn a_job_may_choose_an_allowed_policy_and_falls_back_along_its_list() {
 
 fn httpd_on_8080(variables: &[(&str, &str)]) -> Service {
     Service {
-        name: IMG_HTTPD.into(),
-        alias: "web".into(),
-        entrypoint: None,
         // the image EXPOSEs 80; this service listens on 8080 only
         command: Some(
             ["/bin/httpd", "-f", "-p", "8080", "-h", "/www"]
@@ -285,6 +282,7 @@ fn httpd_on_8080(variables: &[(&str, &str)]) -> Service {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect::<BTreeMap<_, _>>(),
+        ..httpd_service("web")
     }
 }
 
@@ -612,13 +610,7 @@ fn the_helper_container_joins_the_jobs_pod_when_it_has_services() {
         "fetch",
         &["cat page.txt", "wget -qO- http://web:80/; echo"],
     );
-    job.services = vec![Service {
-        name: IMG_HTTPD.into(),
-        alias: "web".into(),
-        entrypoint: None,
-        command: None,
-        variables: BTreeMap::new(),
-    }];
+    job.services = vec![httpd_service("web")];
     let r = run_checked(&env, &job);
     assert_success(&r);
     let log = plain_log(&r);

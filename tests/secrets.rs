@@ -4,8 +4,7 @@
 mod common;
 
 use common::*;
-use pogo::driver::{Service, Variable};
-use std::collections::BTreeMap;
+use pogo::driver::Variable;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -76,15 +75,11 @@ fn variable_values_and_the_job_token_never_appear_on_a_command_line_or_in_pogos_
         .push(Variable::new("PLAIN_SECRET", plain.clone()));
     job.variables
         .push(Variable::new("EXPECTED_MASKED", masked.clone()));
-    let mut vars = BTreeMap::new();
-    vars.insert("SERVICE_PASSWORD".to_string(), service_secret.clone());
-    job.services = vec![Service {
-        name: IMG_HTTPD.into(),
-        alias: "web".into(),
-        entrypoint: None,
-        command: None,
-        variables: vars,
-    }];
+    let mut service = httpd_service("web");
+    service
+        .variables
+        .insert("SERVICE_PASSWORD".to_string(), service_secret.clone());
+    job.services = vec![service];
     let markers = vec![
         masked.clone(),
         plain.clone(),

@@ -3,7 +3,7 @@
 //! registry, and leftover checks.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pogo::driver::{Driver, Image, Job, JobResult, Outcome};
+use pogo::driver::{Driver, Image, Job, JobResult, Outcome, Service};
 
 pub const IMG_BASH: &str = "localhost/pogo-test/bash:latest";
 pub const IMG_BUSYBOX: &str = "localhost/pogo-test/busybox:latest";
@@ -154,6 +154,42 @@ pub fn git_job(env: &TestEnv, sha: &str, strategy: &str, script: &[&str]) -> Job
     job.sha = sha.to_string();
     job.git_ref = "main".to_string();
     job
+}
+
+/// The httpd test image as a service reachable by `alias`, with the image's own command.
+pub fn httpd_service(alias: &str) -> Service {
+    Service {
+        name: IMG_HTTPD.into(),
+        alias: alias.into(),
+        entrypoint: None,
+        command: None,
+        variables: BTreeMap::new(),
+    }
+}
+
+/// A job with the httpd service `web` that requests its page on localhost and by the alias;
+/// see [`assert_both_requests_reached_the_service`].
+pub fn job_calling_its_service(env: &TestEnv) -> Job {
+    let mut job = env.job(
+        &[],
+        &[
+            "wget -qO- http://localhost:80/; echo",
+            "wget -qO- http://web:80/; echo",
+        ],
+    );
+    job.services = vec![httpd_service("web")];
+    job
+}
+
+/// Both requests of a [`job_calling_its_service`] got the service's page.
+pub fn assert_both_requests_reached_the_service(r: &JobResult) {
+    assert_success(r);
+    let log = plain_log(r);
+    assert_eq!(
+        log.matches("\npogo-service-ok\n").count(),
+        2,
+        "both requests should reach the service:\n{log}"
+    );
 }
 
 /// `localhost/pogo-test/WHAT-ID:latest`: an image name no storage or registry has.
