@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use pogo::driver::{Cache, CachePolicy, CancelAfter, Image, Outcome, Service};
+use pogo::driver::{CancelAfter, Image, Outcome, Service};
 
 #[test]
 fn trivial_job_succeeds_and_its_output_is_in_the_log() {
@@ -329,21 +329,7 @@ fn cache_written_by_one_job_is_restored_in_the_next() {
         runner_binary: Some(runner_stand_in()),
         ..PogoConfig::default()
     });
-    let cache = Cache {
-        key: String::new(), // default key: <job name>/<ref>
-        paths: vec!["vendor".into()],
-        policy: CachePolicy::PullPush,
-        ..Cache::default()
-    };
-
-    let mut first = env.job(
-        &[],
-        &[
-            "mkdir -p vendor",
-            "echo cached-by-$CI_JOB_ID > vendor/marker",
-        ],
-    );
-    first.cache = vec![cache.clone()];
+    let first = job_caching_a_marker(&env, &[]);
     let r1 = env.run(&first);
     assert_success(&r1);
     assert!(r1.phases().contains(&"restore_cache"));
@@ -360,20 +346,8 @@ fn cache_written_by_one_job_is_restored_in_the_next() {
         archive.display()
     );
 
-    let mut second = env.job(&[], &["cat vendor/marker"]);
-    second.project_path = first.project_path.clone();
-    second.cache = vec![Cache {
-        policy: CachePolicy::Pull,
-        ..cache
-    }];
-    let r2 = env.run(&second);
-    assert_success(&r2);
-    let log2 = plain_log(&r2);
-    assert!(log2.contains("Successfully extracted cache"), "{log2}");
-    assert!(
-        log2.contains(&format!("\ncached-by-{}\n", first.id)),
-        "{log2}"
-    );
+    let r2 = env.run(&job_reading_the_cached_marker(&env, &first));
+    assert_read_the_marker_cached_by(&r2, &first);
     assert!(
         !r2.phases().contains(&"archive_cache"),
         "policy pull must not archive: {:?}",

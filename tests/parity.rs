@@ -630,41 +630,15 @@ fn a_cache_round_trip_works_with_a_job_image_without_gitlab_runner() {
     let dir = tempfile::tempdir().unwrap();
     let (repo, _) = bare_repo(dir.path(), &[("x", "x")]);
     let env = TestEnv::new(&helper_config(&repo)); // no runner_binary: the helper has its own
-    let cache = pogo::driver::Cache {
-        key: String::new(),
-        paths: vec!["vendor".into()],
-        policy: pogo::driver::CachePolicy::PullPush,
-        ..pogo::driver::Cache::default()
-    };
-    let mut first = env.job(
-        &[],
-        &[
-            "test ! -e /usr/local/bin/gitlab-runner",
-            "mkdir -p vendor",
-            "echo cached-by-$CI_JOB_ID > vendor/marker",
-        ],
-    );
-    first.cache = vec![cache.clone()];
+    let first = job_caching_a_marker(&env, &["test ! -e /usr/local/bin/gitlab-runner"]);
     let r1 = run_checked(&env, &first);
     assert_success(&r1);
     let log1 = plain_log(&r1);
     assert!(log1.contains("Created cache"), "{log1}");
     assert!(!log1.contains("Missing gitlab-runner"), "{log1}");
 
-    let mut second = env.job(&[], &["cat vendor/marker"]);
-    second.project_path = first.project_path.clone();
-    second.cache = vec![pogo::driver::Cache {
-        policy: pogo::driver::CachePolicy::Pull,
-        ..cache
-    }];
-    let r2 = run_checked(&env, &second);
-    assert_success(&r2);
-    let log2 = plain_log(&r2);
-    assert!(log2.contains("Successfully extracted cache"), "{log2}");
-    assert!(
-        log2.contains(&format!("\ncached-by-{}\n", first.id)),
-        "{log2}"
-    );
+    let r2 = run_checked(&env, &job_reading_the_cached_marker(&env, &first));
+    assert_read_the_marker_cached_by(&r2, &first);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pogo::driver::{Driver, Image, Job, JobResult, Outcome, Service};
+use pogo::driver::{Cache, CachePolicy, Driver, Image, Job, JobResult, Outcome, Service};
 
 pub const IMG_BASH: &str = "localhost/pogo-test/bash:latest";
 pub const IMG_BUSYBOX: &str = "localhost/pogo-test/busybox:latest";
@@ -189,6 +189,52 @@ pub fn assert_both_requests_reached_the_service(r: &JobResult) {
         log.matches("\npogo-service-ok\n").count(),
         2,
         "both requests should reach the service:\n{log}"
+    );
+}
+
+/// `vendor/` cached under the default key (`<job name>/<ref>`), pulled and pushed.
+pub fn vendor_cache() -> Cache {
+    Cache {
+        key: String::new(),
+        paths: vec!["vendor".into()],
+        policy: CachePolicy::PullPush,
+        ..Cache::default()
+    }
+}
+
+/// A job that runs `checks`, then leaves `cached-by-<its id>` in `vendor/marker`, which
+/// [`vendor_cache`] keeps.
+pub fn job_caching_a_marker(env: &TestEnv, checks: &[&str]) -> Job {
+    let mut script = checks.to_vec();
+    script.extend([
+        "mkdir -p vendor",
+        "echo cached-by-$CI_JOB_ID > vendor/marker",
+    ]);
+    let mut job = env.job(&[], &script);
+    job.cache = vec![vendor_cache()];
+    job
+}
+
+/// A job of `first`'s project that prints the marker [`vendor_cache`] brings back, with the
+/// cache only pulled.
+pub fn job_reading_the_cached_marker(env: &TestEnv, first: &Job) -> Job {
+    let mut job = env.job(&[], &["cat vendor/marker"]);
+    job.project_path = first.project_path.clone();
+    job.cache = vec![Cache {
+        policy: CachePolicy::Pull,
+        ..vendor_cache()
+    }];
+    job
+}
+
+/// `r`, of a [`job_reading_the_cached_marker`], passed and printed the marker `first` cached.
+pub fn assert_read_the_marker_cached_by(r: &JobResult, first: &Job) {
+    assert_success(r);
+    let log = plain_log(r);
+    assert!(log.contains("Successfully extracted cache"), "{log}");
+    assert!(
+        log.contains(&format!("\ncached-by-{}\n", first.id)),
+        "{log}"
     );
 }
 
