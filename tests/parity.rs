@@ -370,57 +370,59 @@ fn pull_with_job_credentials(
     env.assert_no_leftovers();
 }
 
+/// A job whose image is in a new registry that lets `gitlab-ci-token` in with the job's token,
+/// as a project's GitLab container registry does: (the job, the registry). `None` (with a
+/// message) when no registry can start here.
+fn job_with_its_image_in_its_gitlab_registry(env: &TestEnv) -> Option<(Job, Registry)> {
+    let mut job = env.job(&[], &["echo from-the-registry"]);
+    let mut registry = Registry::start_with_users(&[("gitlab-ci-token", &job.token)])?;
+    let remote = registry.push(IMG_BASH, "group/project/ci-image", &format!("t{}", job.id));
+    job.image = Some(Image::new(&remote));
+    Some((job, registry))
+}
+
+/// [`pull_with_job_credentials`] with the job's token as the credentials.
+fn pull_with_the_job_token(env: &mut TestEnv, registry: &Registry, job: &Job) {
+    pull_with_job_credentials(
+        env,
+        registry,
+        job,
+        &job.token,
+        "the job's GitLab registry credentials (job token)",
+    );
+}
+
 #[test]
 fn an_image_in_the_jobs_gitlab_registry_is_pulled_with_the_job_token() {
     require_podman!();
     let mut env = TestEnv::new(&PogoConfig::default()); // no auth_file
-    let mut job = env.job(&[], &["echo from-the-registry"]);
-    let token = job.token.clone();
-    let Some(mut registry) = Registry::start_with_users(&[("gitlab-ci-token", &token)]) else {
+    let Some((mut job, registry)) = job_with_its_image_in_its_gitlab_registry(&env) else {
         return;
     };
-    let remote = registry.push(IMG_BASH, "group/project/ci-image", &format!("t{}", job.id));
-    job.image = Some(Image::new(&remote));
     // what GitLab sends with every job of a project with a container registry
     job.description_patch = Some(json!({"credentials": [{
         "type": "registry",
         "url": registry.host(),
         "username": "gitlab-ci-token",
-        "password": token,
+        "password": job.token,
     }]}));
-    pull_with_job_credentials(
-        &mut env,
-        &registry,
-        &job,
-        &token,
-        "the job's GitLab registry credentials (job token)",
-    );
+    pull_with_the_job_token(&mut env, &registry, &job);
 }
 
 #[test]
 fn ci_registry_variables_and_the_job_token_are_enough_without_credentials() {
     require_podman!();
     let mut env = TestEnv::new(&PogoConfig::default());
-    let mut job = env.job(&[], &["echo from-the-registry"]);
-    let token = job.token.clone();
-    let Some(mut registry) = Registry::start_with_users(&[("gitlab-ci-token", &token)]) else {
+    let Some((mut job, registry)) = job_with_its_image_in_its_gitlab_registry(&env) else {
         return;
     };
-    let remote = registry.push(IMG_BASH, "group/project/ci-image", &format!("t{}", job.id));
-    job.image = Some(Image::new(&remote));
     job.variables
         .push(pogo::driver::Variable::new("CI_REGISTRY", registry.host()));
     job.variables.push(pogo::driver::Variable::new(
         "CI_REGISTRY_USER",
         "gitlab-ci-token",
     ));
-    pull_with_job_credentials(
-        &mut env,
-        &registry,
-        &job,
-        &token,
-        "the job's GitLab registry credentials (job token)",
-    );
+    pull_with_the_job_token(&mut env, &registry, &job);
 }
 
 #[test]
