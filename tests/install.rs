@@ -4,10 +4,14 @@
 //! arguments, and the unit is checked with `systemd-analyze verify` when that is installed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use common::Run;
 
 const POGO: &str = env!("CARGO_BIN_EXE_pogo");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -100,27 +104,6 @@ impl Home {
         all.into_iter()
             .filter(|p| !p.starts_with(self.bin()))
             .collect()
-    }
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl From<Output> for Run {
-    fn from(o: Output) -> Self {
-        let r = Run {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        };
-        eprintln!(
-            "---- exit {}\n{}---- stderr:\n{}",
-            r.code, r.stdout, r.stderr
-        );
-        r
     }
 }
 

@@ -11,11 +11,11 @@ use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{read_request, HttpServer};
+use common::{read_request, HttpServer, Run};
 
 const POGO: &str = env!("CARGO_BIN_EXE_pogo");
 const RUNNER_TOKEN: &str = "glrt-t3st-S3cret-runner-token";
@@ -193,8 +193,9 @@ impl Setup {
                 .write_all(input.as_bytes())
                 .unwrap();
         }
-        let out = child.wait_with_output().unwrap();
-        Run::from(out)
+        let r = Run::from(child.wait_with_output().unwrap());
+        assert_no_token_printed(&r);
+        r
     }
 
     /// `pogo register --url URL --runner-config … --pogo-config …` plus `extra`, token in
@@ -216,30 +217,13 @@ impl Setup {
     }
 }
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl From<Output> for Run {
-    fn from(o: Output) -> Self {
-        let r = Run {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        };
-        eprintln!(
-            "---- exit {}\n---- stdout:\n{}---- stderr:\n{}",
-            r.code, r.stdout, r.stderr
+/// No token (nor a part of one) is in what pogo printed.
+fn assert_no_token_printed(r: &Run) {
+    for secret in [RUNNER_TOKEN, REGISTRATION_TOKEN, ISSUED_TOKEN, "S3cret"] {
+        assert!(
+            !r.stdout.contains(secret) && !r.stderr.contains(secret),
+            "a token was printed"
         );
-        for secret in [RUNNER_TOKEN, REGISTRATION_TOKEN, ISSUED_TOKEN, "S3cret"] {
-            assert!(
-                !r.stdout.contains(secret) && !r.stderr.contains(secret),
-                "a token was printed"
-            );
-        }
-        r
     }
 }
 

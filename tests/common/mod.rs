@@ -1051,6 +1051,33 @@ pub fn plain_log(r: &JobResult) -> String {
 }
 
 // ---------------------------------------------------------------------------
+// Commands' output
+// ---------------------------------------------------------------------------
+
+/// What a command printed and its exit code (-1: ended by a signal), shown in the test's
+/// output as it is read.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        let r = Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        };
+        eprintln!(
+            "---- exit {}\n---- stdout:\n{}---- stderr:\n{}",
+            r.code, r.stdout, r.stderr
+        );
+        r
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Derived test images
 // ---------------------------------------------------------------------------
 
