@@ -1151,7 +1151,8 @@ pub struct Registry {
     pushed: Vec<String>,
 }
 
-fn free_port() -> u16 {
+/// A loopback port nothing listens on (just now).
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
