@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
-use pogo::driver::{Cache, CachePolicy, Service};
-use std::collections::{BTreeMap, HashSet};
+use pogo::driver::{Cache, CachePolicy};
+use std::collections::HashSet;
 
 #[test]
 fn eight_concurrent_jobs_from_shared_and_separate_projects_all_pass_without_collisions() {
@@ -37,13 +37,7 @@ fn eight_concurrent_jobs_from_shared_and_separate_projects_all_pass_without_coll
             job.cache = vec![cache.clone()];
         }
         if slot == 7 {
-            job.services = vec![Service {
-                name: IMG_HTTPD.into(),
-                alias: "web".into(),
-                entrypoint: None,
-                command: None,
-                variables: BTreeMap::new(),
-            }];
+            job.services = vec![httpd_service("web")];
             job.script.push("wget -qO- http://web/; echo".into());
         }
         let mut driver = env.driver();

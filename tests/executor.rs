@@ -5,16 +5,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
-use pogo::driver::{Cache, CachePolicy, CancelAfter, Image, Outcome, Service};
-
-/// Count of non-overlapping occurrences of `needle` in the log.
-fn occurrences(haystack: &str, needle: &str) -> usize {
-    haystack.matches(needle).count()
-}
+use pogo::driver::{CancelAfter, Image, Outcome, Service};
 
 #[test]
 fn trivial_job_succeeds_and_its_output_is_in_the_log() {
@@ -88,12 +82,7 @@ fn failing_command_fails_the_job_with_its_exit_code() {
         &["echo before-$((1+1))", "exit 3", "echo after-$((2+2))"],
     );
     let r = env.run(&job);
-    assert_eq!(
-        r.outcome,
-        Outcome::BuildFailure { exit_code: 3 },
-        "{}",
-        r.log
-    );
+    assert_build_failure(&r, 3);
     let log = plain_log(&r);
     assert!(log.contains("\nbefore-2\n"), "{log}");
     assert!(
@@ -142,10 +131,7 @@ fn missing_image_is_a_system_failure_after_three_prepare_attempts() {
     require_podman!();
     let env = TestEnv::new(&PogoConfig::default());
     let mut job = env.job(&[], &["echo never"]);
-    job.image = Some(Image::new(format!(
-        "localhost/pogo-test/does-not-exist-{}:latest",
-        job.id
-    )));
+    job.image = Some(missing_image("does-not-exist", &job));
     let r = env.run(&job);
     assert_system_failure(&r);
     assert_eq!(
@@ -175,16 +161,7 @@ fn private_registry_image_is_pulled_with_the_auth_file() {
     };
     let tag = format!("t{}", unique_id());
     let remote = registry.push(IMG_BASH, "pogo/private-bash", &tag);
-    let auth = registry.dir.path().join("auth.json");
-    registry.write_auth_file(&auth);
-    let mut env = TestEnv::new(&PogoConfig {
-        auth_file: Some(auth),
-        ..PogoConfig::default()
-    });
-    env.extra_env.push((
-        "CONTAINERS_REGISTRIES_CONF".into(),
-        registry.registries_conf.to_string_lossy().into_owned(),
-    ));
+    let env = TestEnv::logged_in_to(&registry);
     let mut job = env.job(&[], &["echo private-$((3*3))"]);
     job.image = Some(Image::new(remote.clone()));
     let r = env.run(&job);
@@ -207,10 +184,7 @@ fn private_registry_image_fails_without_the_auth_file() {
     let tag = format!("t{}", unique_id());
     let remote = registry.push(IMG_BASH, "pogo/private-bash", &tag);
     let mut env = TestEnv::new(&PogoConfig::default());
-    env.extra_env.push((
-        "CONTAINERS_REGISTRIES_CONF".into(),
-        registry.registries_conf.to_string_lossy().into_owned(),
-    ));
+    env.use_plain_http_registry(&registry);
     let mut job = env.job(&[], &["echo never"]);
     job.image = Some(Image::new(remote.clone()));
     let r = env.run(&job);
@@ -228,10 +202,7 @@ fn pull_policy_never_with_a_missing_image_fails_and_says_so() {
         ..PogoConfig::default()
     });
     let mut job = env.job(&[], &["echo never"]);
-    job.image = Some(Image::new(format!(
-        "localhost/pogo-test/absent-{}:latest",
-        job.id
-    )));
+    job.image = Some(missing_image("absent", &job));
     let r = env.run(&job);
     assert_system_failure(&r);
     assert!(
@@ -346,28 +317,8 @@ fn extra_arguments_for_a_tag_keep_their_shell_quoting() {
 fn service_is_reachable_on_localhost_and_by_its_alias() {
     require_podman!();
     let env = TestEnv::new(&PogoConfig::default());
-    let mut job = env.job(
-        &[],
-        &[
-            "wget -qO- http://localhost:80/; echo",
-            "wget -qO- http://web:80/; echo",
-        ],
-    );
-    job.services = vec![Service {
-        name: IMG_HTTPD.into(),
-        alias: "web".into(),
-        entrypoint: None,
-        command: None,
-        variables: BTreeMap::new(),
-    }];
-    let r = env.run(&job);
-    assert_success(&r);
-    assert_eq!(
-        occurrences(&plain_log(&r), "\npogo-service-ok\n"),
-        2,
-        "both requests should reach the service:\n{}",
-        r.log
-    );
+    let r = env.run(&job_calling_its_service(&env));
+    assert_both_requests_reached_the_service(&r);
     env.assert_no_leftovers();
 }
 
@@ -378,21 +329,7 @@ fn cache_written_by_one_job_is_restored_in_the_next() {
         runner_binary: Some(runner_stand_in()),
         ..PogoConfig::default()
     });
-    let cache = Cache {
-        key: String::new(), // default key: <job name>/<ref>
-        paths: vec!["vendor".into()],
-        policy: CachePolicy::PullPush,
-        ..Cache::default()
-    };
-
-    let mut first = env.job(
-        &[],
-        &[
-            "mkdir -p vendor",
-            "echo cached-by-$CI_JOB_ID > vendor/marker",
-        ],
-    );
-    first.cache = vec![cache.clone()];
+    let first = job_caching_a_marker(&env, &[]);
     let r1 = env.run(&first);
     assert_success(&r1);
     assert!(r1.phases().contains(&"restore_cache"));
@@ -409,20 +346,8 @@ fn cache_written_by_one_job_is_restored_in_the_next() {
         archive.display()
     );
 
-    let mut second = env.job(&[], &["cat vendor/marker"]);
-    second.project_path = first.project_path.clone();
-    second.cache = vec![Cache {
-        policy: CachePolicy::Pull,
-        ..cache
-    }];
-    let r2 = env.run(&second);
-    assert_success(&r2);
-    let log2 = plain_log(&r2);
-    assert!(log2.contains("Successfully extracted cache"), "{log2}");
-    assert!(
-        log2.contains(&format!("\ncached-by-{}\n", first.id)),
-        "{log2}"
-    );
+    let r2 = env.run(&job_reading_the_cached_marker(&env, &first));
+    assert_read_the_marker_cached_by(&r2, &first);
     assert!(
         !r2.phases().contains(&"archive_cache"),
         "policy pull must not archive: {:?}",
@@ -585,12 +510,7 @@ fn image_without_bash_fails_as_a_build_failure_that_says_so() {
     let mut job = env.job(&[], &["echo never-runs"]);
     job.image = Some(Image::new(IMG_BUSYBOX));
     let r = env.run(&job);
-    assert_eq!(
-        r.outcome,
-        Outcome::BuildFailure { exit_code: 127 },
-        "{}",
-        r.log
-    );
+    assert_build_failure(&r, 127);
     let log = plain_log(&r);
     assert!(log.contains("the job image has no bash"), "{log}");
     assert!(!log.contains("\nnever-runs\n"), "{log}");
@@ -646,16 +566,13 @@ fn service_that_never_listens_fails_with_its_log_after_the_wait_timeout() {
     });
     let mut job = env.job(&[], &["echo never-runs"]);
     job.services = vec![Service {
-        name: IMG_HTTPD.into(),
-        alias: "web".into(),
-        entrypoint: None,
         // the image EXPOSEs 80, but this command never listens
         command: Some(vec![
             "sh".into(),
             "-c".into(),
             "echo service-booting-forever; sleep 300".into(),
         ]),
-        variables: BTreeMap::new(),
+        ..httpd_service("web")
     }];
     let r = env.run(&job);
     assert_system_failure(&r);
@@ -768,18 +685,13 @@ fn same_named_container_pogo_did_not_create_is_never_removed() {
 #[test]
 fn image_outside_allowed_images_fails_as_a_build_failure_naming_the_rule() {
     require_podman!();
-    let env = TestEnv::new(&PogoConfig {
-        extra_yaml: Some("allowed_images: ['localhost/pogo-test/busybox:*']\n".into()),
-        ..PogoConfig::default()
-    });
+    let env = TestEnv::new(
+        &PogoConfig::default()
+            .with_extra_yaml("allowed_images: ['localhost/pogo-test/busybox:*']\n"),
+    );
     let job = env.job(&[], &["echo never-runs"]);
     let r = env.run(&job);
-    assert_eq!(
-        r.outcome,
-        Outcome::BuildFailure { exit_code: 1 },
-        "{}",
-        r.log
-    );
+    assert_build_failure(&r, 1);
     let log = plain_log(&r);
     assert!(
         log.contains(
@@ -798,19 +710,14 @@ fn image_outside_allowed_images_fails_as_a_build_failure_naming_the_rule() {
 #[test]
 fn service_outside_allowed_services_is_refused() {
     require_podman!();
-    let env = TestEnv::new(&PogoConfig {
-        extra_yaml: Some("allowed_services: ['docker.io/library/postgres:*']\n".into()),
-        ..PogoConfig::default()
-    });
+    let env = TestEnv::new(
+        &PogoConfig::default()
+            .with_extra_yaml("allowed_services: ['docker.io/library/postgres:*']\n"),
+    );
     let mut job = env.job(&[], &["echo never-runs"]);
     job.services = vec![Service::new(IMG_HTTPD)];
     let r = env.run(&job);
-    assert_eq!(
-        r.outcome,
-        Outcome::BuildFailure { exit_code: 1 },
-        "{}",
-        r.log
-    );
+    assert_build_failure(&r, 1);
     assert!(plain_log(&r).contains("allowed_services"), "{}", r.log);
     env.assert_no_leftovers();
 }
@@ -836,13 +743,10 @@ fn a_mount_limited_to_other_projects_is_not_granted_by_its_tag_alone() {
     require_podman!();
     let host = tempfile::tempdir().unwrap();
     std::fs::write(host.path().join("secret.txt"), "deploy-key").unwrap();
-    let env = TestEnv::new(&PogoConfig {
-        extra_yaml: Some(format!(
-            "mounts:\n  - volume: {}:/mnt/keys\n    tags: [deploy]\n    projects: ['ops/*']\n",
-            host.path().display()
-        )),
-        ..PogoConfig::default()
-    });
+    let env = TestEnv::new(&PogoConfig::default().with_extra_yaml(&format!(
+        "mounts:\n  - volume: {}:/mnt/keys\n    tags: [deploy]\n    projects: ['ops/*']\n",
+        host.path().display()
+    )));
     let job = env.job(
         &["deploy"],
         &["test ! -e /mnt/keys/secret.txt && echo no-keys-here"],

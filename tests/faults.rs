@@ -30,6 +30,16 @@ fn start_prepare(env: &TestEnv, runner: &str, job_id: u64) -> std::process::Chil
         .unwrap()
 }
 
+/// [`start_prepare`] for a new job id on a new runner token: (the runner token, the job id,
+/// the label `io.pogo.job-id=ID` the job's containers, pod and volumes carry, the process).
+fn start_prepare_of_a_new_job(env: &TestEnv) -> (String, u64, String, std::process::Child) {
+    let runner = format!("faults{}", unique_id());
+    let job_id = unique_id();
+    let label = format!("{LABEL_JOB_ID}={job_id}");
+    let prepare = start_prepare(env, &runner, job_id);
+    (runner, job_id, label, prepare)
+}
+
 fn pogo_gc(env: &TestEnv, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_pogo"))
         .args(["--config", &env.config_path.to_string_lossy(), "gc"])
@@ -38,14 +48,23 @@ fn pogo_gc(env: &TestEnv, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// [`pogo_gc`], which must succeed (its stdout and stderr are the failure message).
+fn pogo_gc_ok(env: &TestEnv, args: &[&str]) -> std::process::Output {
+    let out = pogo_gc(env, args);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 #[test]
 fn pogo_killed_during_prepare_leaves_nothing_after_gc() {
     require_podman!();
     let env = TestEnv::new(&PogoConfig::default());
-    let runner = format!("faults{}", unique_id());
-    let job_id = unique_id();
-    let label = format!("{LABEL_JOB_ID}={job_id}");
-    let mut prepare = start_prepare(&env, &runner, job_id);
+    let (runner, job_id, label, mut prepare) = start_prepare_of_a_new_job(&env);
 
     // wait until the pod, the service and the job container exist, then SIGKILL pogo
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -67,12 +86,7 @@ fn pogo_killed_during_prepare_leaves_nothing_after_gc() {
     assert!(!env.podman.labelled(&label).is_empty());
 
     // too recent for the default rule (job timeout + grace): kept
-    let out = pogo_gc(&env, &["--runner", &runner]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pogo_gc_ok(&env, &["--runner", &runner]);
     assert!(
         !env.podman.labelled(&label).is_empty(),
         "a recent job must be kept"
@@ -88,12 +102,7 @@ fn pogo_killed_during_prepare_leaves_nothing_after_gc() {
     assert!(stdout.contains("container(s), 1 pod(s)"), "{stdout}");
     assert!(!env.podman.labelled(&label).is_empty());
 
-    let out = pogo_gc(&env, &["--runner", &runner, "--older-than", "0s"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = pogo_gc_ok(&env, &["--runner", &runner, "--older-than", "0s"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 finished job(s) cleaned up"));
     assert_eq!(env.podman.labelled(&label), Vec::<String>::new());
     // the job's state record is closed, so `pogo tui` does not show it as running forever
@@ -115,23 +124,14 @@ fn pogo_killed_during_prepare_leaves_nothing_after_gc() {
 fn gc_keeps_a_job_whose_pogo_process_is_alive() {
     require_podman!();
     let env = TestEnv::new(&PogoConfig::default());
-    let runner = format!("faults{}", unique_id());
-    let job_id = unique_id();
-    let label = format!("{LABEL_JOB_ID}={job_id}");
-    let mut prepare = start_prepare(&env, &runner, job_id);
+    let (runner, _, label, mut prepare) = start_prepare_of_a_new_job(&env);
     let deadline = Instant::now() + Duration::from_secs(60);
     while env.podman.labelled(&label).is_empty() {
         assert!(Instant::now() < deadline, "prepare created nothing");
         std::thread::sleep(Duration::from_millis(100));
     }
     // pogo prepare is still running (waiting for the service): its job is not over
-    let out = pogo_gc(&env, &["--runner", &runner, "--older-than", "0s"]);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = pogo_gc_ok(&env, &["--runner", &runner, "--older-than", "0s"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 finished job(s) cleaned up"));
     assert!(!env.podman.labelled(&label).is_empty());
 
@@ -167,22 +167,14 @@ fn gc_never_touches_containers_without_pogos_labels() {
 #[test]
 fn a_failed_job_is_kept_for_debugging_with_keep_failed_then_gc_removes_it() {
     require_podman!();
-    let env = TestEnv::new(&PogoConfig {
-        extra_yaml: Some("keep_failed: 30\n".into()),
-        ..PogoConfig::default()
-    });
+    let env = TestEnv::new(&PogoConfig::default().with_extra_yaml("keep_failed: 30\n"));
     let job = env.job(&[], &["echo failing-on-purpose", "exit 5"]);
     // its own runner token: the gc calls below must not see other tests' jobs
     let runner = format!("kept{}", unique_id());
     let mut driver = env.driver();
     driver.runner_short_token = runner.clone();
     let r = env.run_with(&driver, &job, None);
-    assert_eq!(
-        r.outcome,
-        pogo::driver::Outcome::BuildFailure { exit_code: 5 },
-        "{}",
-        r.log
-    );
+    assert_build_failure(&r, 5);
     assert!(
         r.cleanup_output.contains("keeping failed job"),
         "{}",
@@ -202,8 +194,7 @@ fn a_failed_job_is_kept_for_debugging_with_keep_failed_then_gc_removes_it() {
     assert!(out.status.success(), "the kept container still runs");
 
     // within its time, even an aggressive gc keeps it
-    let out = pogo_gc(&env, &["--older-than", "0s", "--runner", &runner]);
-    assert!(out.status.success());
+    pogo_gc_ok(&env, &["--older-than", "0s", "--runner", &runner]);
     assert!(!env.podman.labelled(&label).is_empty());
 
     // once its time is up (the record says until when), gc removes it
@@ -213,12 +204,7 @@ fn a_failed_job_is_kept_for_debugging_with_keep_failed_then_gc_removes_it() {
     assert!(record["kept_until"].as_u64().is_some(), "{record}");
     record["kept_until"] = serde_json::json!(1);
     std::fs::write(&record_path, record.to_string()).unwrap();
-    let out = pogo_gc(&env, &["--runner", &runner]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pogo_gc_ok(&env, &["--runner", &runner]);
     assert_eq!(env.podman.labelled(&label), Vec::<String>::new());
     env.assert_no_leftovers();
 }
@@ -226,10 +212,7 @@ fn a_failed_job_is_kept_for_debugging_with_keep_failed_then_gc_removes_it() {
 #[test]
 fn a_passing_job_is_not_kept() {
     require_podman!();
-    let env = TestEnv::new(&PogoConfig {
-        extra_yaml: Some("keep_failed: 30\n".into()),
-        ..PogoConfig::default()
-    });
+    let env = TestEnv::new(&PogoConfig::default().with_extra_yaml("keep_failed: 30\n"));
     let r = env.run(&env.job(&[], &["true"]));
     assert_success(&r);
     assert!(!r.cleanup_output.contains("keeping"));
@@ -241,10 +224,7 @@ fn a_full_disk_for_the_log_copy_does_not_affect_the_job() {
     require_podman!();
     let state_dir = tempfile::tempdir().unwrap();
     let mut env = TestEnv::new(&PogoConfig::default());
-    env.extra_env.push((
-        "POGO_STATE_DIR".into(),
-        state_dir.path().display().to_string(),
-    ));
+    env.use_state_dir(state_dir.path());
     let job = env.job(
         &[],
         &[

@@ -4,10 +4,14 @@
 //! arguments, and the unit is checked with `systemd-analyze verify` when that is installed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use common::Run;
 
 const POGO: &str = env!("CARGO_BIN_EXE_pogo");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -103,27 +107,6 @@ impl Home {
     }
 }
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl From<Output> for Run {
-    fn from(o: Output) -> Self {
-        let r = Run {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        };
-        eprintln!(
-            "---- exit {}\n{}---- stderr:\n{}",
-            r.code, r.stdout, r.stderr
-        );
-        r
-    }
-}
-
 /// `systemd-analyze verify` of a user unit, or `None` when systemd-analyze is not installed.
 fn systemd_verify(unit: &Path) -> Option<Output> {
     let ok = Command::new("systemd-analyze")
@@ -144,6 +127,41 @@ fn systemd_verify(unit: &Path) -> Option<Output> {
             .output()
             .unwrap(),
     )
+}
+
+/// `systemd-analyze verify` passes `unit` without a warning (skipped without systemd-analyze).
+fn assert_systemd_verify_passes(unit: &Path) {
+    let Some(out) = systemd_verify(unit) else {
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify failed:\n{stderr}"
+    );
+    assert!(
+        stderr.trim().is_empty(),
+        "systemd-analyze verify warned:\n{stderr}"
+    );
+}
+
+/// Runs `cmd`, which must succeed: `what` and its stderr are the failure message.
+fn output_of_successful(cmd: &mut Command, what: &str) -> Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The crate's Cargo.toml, parsed.
+fn cargo_toml() -> toml_edit::DocumentMut {
+    std::fs::read_to_string(Path::new(ROOT).join("Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -280,18 +298,7 @@ fn install_without_gitlab_runner_says_where_to_get_it_and_changes_nothing() {
 fn installed_unit_passes_systemd_analyze_verify() {
     let h = Home::new();
     assert_eq!(h.pogo_with_standins(&["install"]).code, 0);
-    let Some(out) = systemd_verify(&h.unit()) else {
-        return;
-    };
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "systemd-analyze verify failed:\n{stderr}"
-    );
-    assert!(
-        stderr.trim().is_empty(),
-        "systemd-analyze verify warned:\n{stderr}"
-    );
+    assert_systemd_verify_passes(&h.unit());
 }
 
 #[test]
@@ -303,18 +310,7 @@ fn packaged_unit_passes_systemd_analyze_verify() {
         .replace("/usr/bin/gitlab-runner", "/bin/true");
     let unit = dir.path().join("gitlab-runner.service");
     std::fs::write(&unit, text).unwrap();
-    let Some(out) = systemd_verify(&unit) else {
-        return;
-    };
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "systemd-analyze verify failed:\n{stderr}"
-    );
-    assert!(
-        stderr.trim().is_empty(),
-        "systemd-analyze verify warned:\n{stderr}"
-    );
+    assert_systemd_verify_passes(&unit);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -395,16 +391,12 @@ fn dist() -> &'static Dist {
         // A fixed place, replaced on every run, so runs do not pile up copies of the binary.
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dist-test");
         let _ = std::fs::remove_dir_all(&dir);
-        let out = Command::new("bash")
-            .arg(Path::new(ROOT).join("packaging/dist.sh"))
-            .env("POGO_BIN", POGO)
-            .env("DIST_DIR", &dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "dist.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = output_of_successful(
+            Command::new("bash")
+                .arg(Path::new(ROOT).join("packaging/dist.sh"))
+                .env("POGO_BIN", POGO)
+                .env("DIST_DIR", &dir),
+            "dist.sh failed",
         );
         let tarball = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string());
         let list = Command::new("tar")
@@ -427,11 +419,10 @@ fn dist() -> &'static Dist {
 }
 
 fn cargo_version() -> String {
-    let doc: toml_edit::DocumentMut = std::fs::read_to_string(Path::new(ROOT).join("Cargo.toml"))
+    cargo_toml()["package"]["version"]
+        .as_str()
         .unwrap()
-        .parse()
-        .unwrap();
-    doc["package"]["version"].as_str().unwrap().to_string()
+        .to_string()
 }
 
 #[test]
@@ -578,10 +569,7 @@ fn rpm_spec_has_the_required_fields_and_packages_only_files_dist_builds() {
         cargo_version(),
         "pogo.spec's Version is not Cargo.toml's"
     );
-    let cargo: toml_edit::DocumentMut = std::fs::read_to_string(Path::new(ROOT).join("Cargo.toml"))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let cargo = cargo_toml();
     assert_eq!(
         field("License"),
         cargo["package"]["license"].as_str().unwrap()
@@ -661,20 +649,16 @@ fn rpm_spec_has_the_required_fields_and_packages_only_files_dist_builds() {
         eprintln!("SKIPPED part: rpmspec is not installed (apt-get install rpm)");
         return;
     }
-    let out = Command::new("rpmspec")
-        .args(["-q", "--srpm", "--qf", "%{name} %{version} %{license}\\n"])
-        .args(
-            FEDORA_MACROS
-                .iter()
-                .flat_map(|(k, v)| ["--define".to_string(), format!("{k} {v}")]),
-        )
-        .arg(Path::new(ROOT).join("packaging/pogo.spec"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "rpmspec cannot parse pogo.spec: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = output_of_successful(
+        Command::new("rpmspec")
+            .args(["-q", "--srpm", "--qf", "%{name} %{version} %{license}\\n"])
+            .args(
+                FEDORA_MACROS
+                    .iter()
+                    .flat_map(|(k, v)| ["--define".to_string(), format!("{k} {v}")]),
+            )
+            .arg(Path::new(ROOT).join("packaging/pogo.spec")),
+        "rpmspec cannot parse pogo.spec",
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
@@ -699,10 +683,7 @@ const FEDORA_MACROS: &[(&str, &str)] = &[
 
 #[test]
 fn deb_metadata_lists_assets_that_exist_after_make_dist() {
-    let cargo: toml_edit::DocumentMut = std::fs::read_to_string(Path::new(ROOT).join("Cargo.toml"))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let cargo = cargo_toml();
     let deb = cargo["package"]["metadata"]["deb"]
         .as_table()
         .expect("Cargo.toml has no [package.metadata.deb]");
@@ -774,16 +755,12 @@ fn deb_metadata_lists_assets_that_exist_after_make_dist() {
 #[test]
 fn example_configs_are_valid() {
     let pogo_example = Path::new(ROOT).join("packaging/pogo.yaml.example");
-    let out = Command::new(POGO)
-        .arg("--config")
-        .arg(&pogo_example)
-        .arg("print")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pogo.yaml.example: {}",
-        String::from_utf8_lossy(&out.stderr)
+    output_of_successful(
+        Command::new(POGO)
+            .arg("--config")
+            .arg(&pogo_example)
+            .arg("print"),
+        "pogo.yaml.example",
     );
     let text =
         std::fs::read_to_string(Path::new(ROOT).join("packaging/config.toml.example")).unwrap();

@@ -35,13 +35,7 @@ fn not_a_wrapper_image() -> String {
 
 /// A test environment whose stages run on `runner` (`agent` or `exec`).
 fn env_on(runner: &str, config: PogoConfig) -> TestEnv {
-    let mut env = TestEnv::new(&PogoConfig {
-        extra_yaml: Some(format!(
-            "stage_runner: {runner}\n{}",
-            config.extra_yaml.clone().unwrap_or_default()
-        )),
-        ..config
-    });
+    let mut env = TestEnv::new(&config.with_extra_yaml(&format!("stage_runner: {runner}\n")));
     // POGO_STAGE_RUNNER in the test's environment would override the file
     env.extra_env
         .push(("POGO_STAGE_RUNNER".into(), runner.into()));
@@ -194,12 +188,7 @@ fn a_job_pull_policy_outside_allowed_pull_policies_fails_naming_the_rule() {
     let mut job = env.job(&[], &["echo never-runs"]);
     with_pull_policy(&mut job, &["always"], &[]);
     let r = run_checked(&env, &job);
-    assert_eq!(
-        r.outcome,
-        Outcome::BuildFailure { exit_code: 1 },
-        "{}",
-        r.log
-    );
+    assert_build_failure(&r, 1);
     let log = plain_log(&r);
     assert!(
         log.contains(&format!(
@@ -214,12 +203,7 @@ fn a_job_pull_policy_outside_allowed_pull_policies_fails_naming_the_rule() {
     job.services = vec![Service::new(IMG_HTTPD)];
     with_pull_policy(&mut job, &[], &[&["never"]]);
     let r = run_checked(&env, &job);
-    assert_eq!(
-        r.outcome,
-        Outcome::BuildFailure { exit_code: 1 },
-        "{}",
-        r.log
-    );
+    assert_build_failure(&r, 1);
     assert!(
         plain_log(&r).contains(&format!(
             "pull_policy [never] of service {IMG_HTTPD} is not allowed on this runner"
@@ -232,23 +216,14 @@ fn a_job_pull_policy_outside_allowed_pull_policies_fails_naming_the_rule() {
 #[test]
 fn a_job_pull_policy_never_on_a_missing_image_is_a_clear_build_failure() {
     require_podman!();
-    let env = TestEnv::new(&PogoConfig {
-        extra_yaml: Some("allowed_pull_policies: [if-not-present, never]\n".into()),
-        ..PogoConfig::default()
-    });
+    let env = TestEnv::new(
+        &PogoConfig::default().with_extra_yaml("allowed_pull_policies: [if-not-present, never]\n"),
+    );
     let mut job = env.job(&[], &["echo never-runs"]);
-    job.image = Some(Image::new(format!(
-        "localhost/pogo-test/absent-{}:latest",
-        job.id
-    )));
+    job.image = Some(missing_image("absent", &job));
     with_pull_policy(&mut job, &["never"], &[]);
     let r = run_checked(&env, &job);
-    assert_eq!(
-        r.outcome,
-        Outcome::BuildFailure { exit_code: 1 },
-        "{}",
-        r.log
-    );
+    assert_build_failure(&r, 1);
     let log = plain_log(&r);
     assert!(
         log.contains("is not in podman's local storage and the job's pull_policy is never"),
@@ -263,11 +238,13 @@ fn a_job_may_choose_an_allowed_policy_and_falls_back_along_its_list() {
     require_podman!();
     // the runner always pulls; a local-only image can then only be used when the job asks
     // for if-not-present (allowed here)
-    let env = TestEnv::new(&PogoConfig {
-        pull_policy: Some("always".into()),
-        extra_yaml: Some("allowed_pull_policies: [always, if-not-present]\n".into()),
-        ..PogoConfig::default()
-    });
+    let env = TestEnv::new(
+        &PogoConfig {
+            pull_policy: Some("always".into()),
+            ..PogoConfig::default()
+        }
+        .with_extra_yaml("allowed_pull_policies: [always, if-not-present]\n"),
+    );
     let mut job = env.job(&[], &["echo chosen-$((4*4))"]);
     with_pull_policy(&mut job, &["if-not-present"], &[]);
     let r = run_checked(&env, &job);
@@ -294,9 +271,6 @@ fn a_job_may_choose_an_allowed_policy_and_falls_back_along_its_list() {
 
 fn httpd_on_8080(variables: &[(&str, &str)]) -> Service {
     Service {
-        name: IMG_HTTPD.into(),
-        alias: "web".into(),
-        entrypoint: None,
         // the image EXPOSEs 80; this service listens on 8080 only
         command: Some(
             ["/bin/httpd", "-f", "-p", "8080", "-h", "/www"]
@@ -308,6 +282,7 @@ fn httpd_on_8080(variables: &[(&str, &str)]) -> Service {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect::<BTreeMap<_, _>>(),
+        ..httpd_service("web")
     }
 }
 
@@ -342,12 +317,7 @@ fn service_ports_from_the_job_are_what_pogo_waits_for() {
     job.services = vec![httpd_on_8080(&[])];
     job.description_patch = Some(json!({"services": [{"ports": [{"number": 70000}]}]}));
     let r = run_checked(&env, &job);
-    assert_eq!(
-        r.outcome,
-        Outcome::BuildFailure { exit_code: 1 },
-        "{}",
-        r.log
-    );
+    assert_build_failure(&r, 1);
     assert!(
         plain_log(&r).contains("port \"70000\" is not a TCP port number"),
         "{}",
@@ -368,10 +338,7 @@ fn pull_with_job_credentials(
     secret: &str,
     expect_source: &str,
 ) {
-    env.extra_env.push((
-        "CONTAINERS_REGISTRIES_CONF".into(),
-        registry.registries_conf.to_string_lossy().into_owned(),
-    ));
+    env.use_plain_http_registry(registry);
     let remote = job.image_name().to_string();
     let watch = CmdlineWatch::start(vec![secret.to_string()]);
     let r = env.run(job);
@@ -403,57 +370,59 @@ fn pull_with_job_credentials(
     env.assert_no_leftovers();
 }
 
+/// A job whose image is in a new registry that lets `gitlab-ci-token` in with the job's token,
+/// as a project's GitLab container registry does: (the job, the registry). `None` (with a
+/// message) when no registry can start here.
+fn job_with_its_image_in_its_gitlab_registry(env: &TestEnv) -> Option<(Job, Registry)> {
+    let mut job = env.job(&[], &["echo from-the-registry"]);
+    let mut registry = Registry::start_with_users(&[("gitlab-ci-token", &job.token)])?;
+    let remote = registry.push(IMG_BASH, "group/project/ci-image", &format!("t{}", job.id));
+    job.image = Some(Image::new(&remote));
+    Some((job, registry))
+}
+
+/// [`pull_with_job_credentials`] with the job's token as the credentials.
+fn pull_with_the_job_token(env: &mut TestEnv, registry: &Registry, job: &Job) {
+    pull_with_job_credentials(
+        env,
+        registry,
+        job,
+        &job.token,
+        "the job's GitLab registry credentials (job token)",
+    );
+}
+
 #[test]
 fn an_image_in_the_jobs_gitlab_registry_is_pulled_with_the_job_token() {
     require_podman!();
     let mut env = TestEnv::new(&PogoConfig::default()); // no auth_file
-    let mut job = env.job(&[], &["echo from-the-registry"]);
-    let token = job.token.clone();
-    let Some(mut registry) = Registry::start_with_users(&[("gitlab-ci-token", &token)]) else {
+    let Some((mut job, registry)) = job_with_its_image_in_its_gitlab_registry(&env) else {
         return;
     };
-    let remote = registry.push(IMG_BASH, "group/project/ci-image", &format!("t{}", job.id));
-    job.image = Some(Image::new(&remote));
     // what GitLab sends with every job of a project with a container registry
     job.description_patch = Some(json!({"credentials": [{
         "type": "registry",
         "url": registry.host(),
         "username": "gitlab-ci-token",
-        "password": token,
+        "password": job.token,
     }]}));
-    pull_with_job_credentials(
-        &mut env,
-        &registry,
-        &job,
-        &token,
-        "the job's GitLab registry credentials (job token)",
-    );
+    pull_with_the_job_token(&mut env, &registry, &job);
 }
 
 #[test]
 fn ci_registry_variables_and_the_job_token_are_enough_without_credentials() {
     require_podman!();
     let mut env = TestEnv::new(&PogoConfig::default());
-    let mut job = env.job(&[], &["echo from-the-registry"]);
-    let token = job.token.clone();
-    let Some(mut registry) = Registry::start_with_users(&[("gitlab-ci-token", &token)]) else {
+    let Some((mut job, registry)) = job_with_its_image_in_its_gitlab_registry(&env) else {
         return;
     };
-    let remote = registry.push(IMG_BASH, "group/project/ci-image", &format!("t{}", job.id));
-    job.image = Some(Image::new(&remote));
     job.variables
         .push(pogo::driver::Variable::new("CI_REGISTRY", registry.host()));
     job.variables.push(pogo::driver::Variable::new(
         "CI_REGISTRY_USER",
         "gitlab-ci-token",
     ));
-    pull_with_job_credentials(
-        &mut env,
-        &registry,
-        &job,
-        &token,
-        "the job's GitLab registry credentials (job token)",
-    );
+    pull_with_the_job_token(&mut env, &registry, &job);
 }
 
 #[test]
@@ -488,10 +457,7 @@ fn docker_auth_config_of_the_job_logs_in_to_a_private_registry() {
         command: Some(vec!["sleep".into(), "300".into()]),
         variables: BTreeMap::new(),
     }];
-    env.extra_env.push((
-        "CONTAINERS_REGISTRIES_CONF".into(),
-        registry.registries_conf.to_string_lossy().into_owned(),
-    ));
+    env.use_plain_http_registry(&registry);
     let watch = CmdlineWatch::start(vec![secret.clone(), REGISTRY_PASS.to_string()]);
     let r = env.run(&job);
     let (_, seen) = watch.stop();
@@ -516,16 +482,7 @@ fn the_runners_auth_file_wins_over_the_jobs_gitlab_credentials() {
     let Some(mut registry) = Registry::start() else {
         return;
     };
-    let auth = registry.dir.path().join("runner-auth.json");
-    registry.write_auth_file(&auth);
-    let mut env = TestEnv::new(&PogoConfig {
-        auth_file: Some(auth),
-        ..PogoConfig::default()
-    });
-    env.extra_env.push((
-        "CONTAINERS_REGISTRIES_CONF".into(),
-        registry.registries_conf.to_string_lossy().into_owned(),
-    ));
+    let env = TestEnv::logged_in_to(&registry);
     let mut job = env.job(&[], &["echo merged-ok"]);
     let remote = registry.push(IMG_BASH, "pogo/private-bash", &format!("t{}", job.id));
     job.image = Some(Image::new(&remote));
@@ -556,13 +513,7 @@ fn the_runners_auth_file_wins_over_the_jobs_gitlab_credentials() {
 fn a_job_image_without_bash_runs_with_shell_sh_on_both_stage_paths() {
     require_podman!();
     for runner in ["agent", "exec"] {
-        let env = env_on(
-            runner,
-            PogoConfig {
-                extra_yaml: Some("shell: sh\n".into()),
-                ..PogoConfig::default()
-            },
-        );
+        let env = env_on(runner, PogoConfig::default().with_extra_yaml("shell: sh\n"));
         let mut job = env.job(
             &[],
             &["test ! -e /bin/bash", "echo \"busybox-$((2+2)) in $0\""],
@@ -603,12 +554,7 @@ fn with_shell_bash_an_image_without_bash_says_to_use_shell_sh() {
     let mut job = env.job(&[], &["echo never-runs"]);
     job.image = Some(Image::new(IMG_BUSYBOX));
     let r = run_checked(&env, &job);
-    assert_eq!(
-        r.outcome,
-        Outcome::BuildFailure { exit_code: 127 },
-        "{}",
-        r.log
-    );
+    assert_build_failure(&r, 127);
     let log = plain_log(&r);
     assert!(log.contains("the job image has no bash"), "{log}");
     assert!(log.contains("set `shell: sh` in the pogo config"), "{log}");
@@ -621,9 +567,7 @@ fn with_shell_bash_an_image_without_bash_says_to_use_shell_sh() {
 
 #[test]
 fn a_job_image_without_git_clones_through_the_helper_and_runs_its_script() {
-    if !helper_ready() {
-        return;
-    }
+    require_helper!();
     let dir = tempfile::tempdir().unwrap();
     let (repo, sha) = bare_repo(dir.path(), &[("hello.txt", "hello-from-the-repo\n")]);
     for runner in ["agent", "exec"] {
@@ -658,9 +602,7 @@ fn a_job_image_without_git_clones_through_the_helper_and_runs_its_script() {
 
 #[test]
 fn the_helper_container_joins_the_jobs_pod_when_it_has_services() {
-    if !helper_ready() {
-        return;
-    }
+    require_helper!();
     let dir = tempfile::tempdir().unwrap();
     let (repo, sha) = bare_repo(dir.path(), &[("page.txt", "from-git\n")]);
     let env = TestEnv::new(&helper_config(&repo));
@@ -670,13 +612,7 @@ fn the_helper_container_joins_the_jobs_pod_when_it_has_services() {
         "fetch",
         &["cat page.txt", "wget -qO- http://web:80/; echo"],
     );
-    job.services = vec![Service {
-        name: IMG_HTTPD.into(),
-        alias: "web".into(),
-        entrypoint: None,
-        command: None,
-        variables: BTreeMap::new(),
-    }];
+    job.services = vec![httpd_service("web")];
     let r = run_checked(&env, &job);
     assert_success(&r);
     let log = plain_log(&r);
@@ -692,47 +628,19 @@ fn the_helper_container_joins_the_jobs_pod_when_it_has_services() {
 
 #[test]
 fn a_cache_round_trip_works_with_a_job_image_without_gitlab_runner() {
-    if !helper_ready() {
-        return;
-    }
+    require_helper!();
     let dir = tempfile::tempdir().unwrap();
     let (repo, _) = bare_repo(dir.path(), &[("x", "x")]);
     let env = TestEnv::new(&helper_config(&repo)); // no runner_binary: the helper has its own
-    let cache = pogo::driver::Cache {
-        key: String::new(),
-        paths: vec!["vendor".into()],
-        policy: pogo::driver::CachePolicy::PullPush,
-        ..pogo::driver::Cache::default()
-    };
-    let mut first = env.job(
-        &[],
-        &[
-            "test ! -e /usr/local/bin/gitlab-runner",
-            "mkdir -p vendor",
-            "echo cached-by-$CI_JOB_ID > vendor/marker",
-        ],
-    );
-    first.cache = vec![cache.clone()];
+    let first = job_caching_a_marker(&env, &["test ! -e /usr/local/bin/gitlab-runner"]);
     let r1 = run_checked(&env, &first);
     assert_success(&r1);
     let log1 = plain_log(&r1);
     assert!(log1.contains("Created cache"), "{log1}");
     assert!(!log1.contains("Missing gitlab-runner"), "{log1}");
 
-    let mut second = env.job(&[], &["cat vendor/marker"]);
-    second.project_path = first.project_path.clone();
-    second.cache = vec![pogo::driver::Cache {
-        policy: pogo::driver::CachePolicy::Pull,
-        ..cache
-    }];
-    let r2 = run_checked(&env, &second);
-    assert_success(&r2);
-    let log2 = plain_log(&r2);
-    assert!(log2.contains("Successfully extracted cache"), "{log2}");
-    assert!(
-        log2.contains(&format!("\ncached-by-{}\n", first.id)),
-        "{log2}"
-    );
+    let r2 = run_checked(&env, &job_reading_the_cached_marker(&env, &first));
+    assert_read_the_marker_cached_by(&r2, &first);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -752,17 +660,10 @@ fn pogo_gc(env: &TestEnv, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn fetch_reuses_the_clone_in_the_persistent_builds_volume_and_clone_starts_fresh() {
-    if !helper_ready() {
-        return;
-    }
+    require_helper!();
     let dir = tempfile::tempdir().unwrap();
     let (repo, sha) = bare_repo(dir.path(), &[("hello.txt", "hello\n")]);
-    let mut config = helper_config(&repo);
-    config.extra_yaml = Some(format!(
-        "{}persistent_builds_days: 7\n",
-        config.extra_yaml.unwrap_or_default()
-    ));
-    let env = TestEnv::new(&config);
+    let env = TestEnv::new(&helper_config(&repo).with_extra_yaml("persistent_builds_days: 7\n"));
     let mut driver = env.driver();
     let runner = format!("pogopb{}", unique_id());
     driver.runner_short_token = runner.clone();
@@ -878,17 +779,10 @@ fn big_repo(parent: &std::path::Path, commits: usize) -> (std::path::PathBuf, St
 #[test]
 #[ignore = "a measurement for the README, not a check"]
 fn measure_get_sources_fetch_vs_clone_on_a_2000_commit_repository() {
-    if !helper_ready() {
-        return;
-    }
+    require_helper!();
     let dir = tempfile::tempdir().unwrap();
     let (repo, sha) = big_repo(dir.path(), 2000);
-    let mut config = helper_config(&repo);
-    config.extra_yaml = Some(format!(
-        "{}persistent_builds_days: 7\n",
-        config.extra_yaml.unwrap_or_default()
-    ));
-    let env = TestEnv::new(&config);
+    let env = TestEnv::new(&helper_config(&repo).with_extra_yaml("persistent_builds_days: 7\n"));
     let mut driver = env.driver();
     let runner = format!("pogome{}", unique_id());
     driver.runner_short_token = runner.clone();

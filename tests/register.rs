@@ -8,14 +8,14 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{read_request, HttpServer};
+use common::{read_request, HttpServer, Run};
 
 const POGO: &str = env!("CARGO_BIN_EXE_pogo");
 const RUNNER_TOKEN: &str = "glrt-t3st-S3cret-runner-token";
@@ -53,6 +53,11 @@ fn reply(status: u16, body: &str) -> Reply {
     }
 }
 
+/// GitLab's answer to a token it does not accept.
+fn forbidden() -> Reply {
+    reply(403, "{\"message\":\"403 Forbidden\"}")
+}
+
 #[derive(Default)]
 struct State {
     routes: HashMap<(String, String), Reply>,
@@ -70,6 +75,13 @@ impl FakeGitlab {
         FakeGitlab {
             server: HttpServer::start(serve),
         }
+    }
+
+    /// Started, answering `method path` with `r`.
+    fn with_route(method: &str, path: &str, r: Reply) -> Self {
+        let gl = Self::start();
+        gl.route(method, path, r);
+        gl
     }
 
     fn url(&self) -> String {
@@ -193,53 +205,57 @@ impl Setup {
                 .write_all(input.as_bytes())
                 .unwrap();
         }
-        let out = child.wait_with_output().unwrap();
-        Run::from(out)
+        let r = Run::from(child.wait_with_output().unwrap());
+        assert_no_token_printed(&r);
+        r
     }
 
     /// `pogo register --url URL --runner-config … --pogo-config …` plus `extra`, token in
     /// `$POGO_RUNNER_TOKEN`.
     fn register(&self, url: &str, extra: &[&str]) -> Run {
-        let rc = self.runner_config();
         let pc = self.pogo_config();
+        let mut args = vec!["--pogo-config", pc.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        self.register_with_token_from(url, &args, &[("POGO_RUNNER_TOKEN", RUNNER_TOKEN)], None)
+    }
+
+    /// `pogo register --url URL --runner-config …` plus `extra`, with `env` added and `stdin`
+    /// fed: the token comes from one of these.
+    fn register_with_token_from(
+        &self,
+        url: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        stdin: Option<&str>,
+    ) -> Run {
+        let rc = self.runner_config();
         let mut args = vec![
             "register",
             "--url",
             url,
             "--runner-config",
             rc.to_str().unwrap(),
-            "--pogo-config",
-            pc.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
-        self.pogo(&args, &[("POGO_RUNNER_TOKEN", RUNNER_TOKEN)], None)
+        self.pogo(&args, env, stdin)
+    }
+
+    /// `pogo unregister NAME --runner-config …` plus `extra`.
+    fn unregister(&self, name: &str, extra: &[&str]) -> Run {
+        let rc = self.runner_config();
+        let mut args = vec!["unregister", name, "--runner-config", rc.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        self.pogo(&args, &[], None)
     }
 }
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl From<Output> for Run {
-    fn from(o: Output) -> Self {
-        let r = Run {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        };
-        eprintln!(
-            "---- exit {}\n---- stdout:\n{}---- stderr:\n{}",
-            r.code, r.stdout, r.stderr
+/// No token (nor a part of one) is in what pogo printed.
+fn assert_no_token_printed(r: &Run) {
+    for secret in [RUNNER_TOKEN, REGISTRATION_TOKEN, ISSUED_TOKEN, "S3cret"] {
+        assert!(
+            !r.stdout.contains(secret) && !r.stderr.contains(secret),
+            "a token was printed"
         );
-        for secret in [RUNNER_TOKEN, REGISTRATION_TOKEN, ISSUED_TOKEN, "S3cret"] {
-            assert!(
-                !r.stdout.contains(secret) && !r.stderr.contains(secret),
-                "a token was printed"
-            );
-        }
-        r
     }
 }
 
@@ -268,8 +284,7 @@ fn strings(item: &toml_edit::Item) -> Vec<String> {
 
 #[test]
 fn register_verifies_the_token_and_writes_a_custom_executor_entry_for_pogo() {
-    let gl = FakeGitlab::start();
-    gl.route("POST", "/api/v4/runners/verify", verified(42));
+    let gl = FakeGitlab::with_route("POST", "/api/v4/runners/verify", verified(42));
     let s = Setup::new();
     let r = s.register(&gl.url(), &["--name", "laptop"]);
     assert_eq!(r.code, 0);
@@ -317,8 +332,7 @@ fn register_verifies_the_token_and_writes_a_custom_executor_entry_for_pogo() {
 
 #[test]
 fn config_toml_holding_tokens_is_mode_0600_and_replaced_atomically() {
-    let gl = FakeGitlab::start();
-    gl.route("POST", "/api/v4/runners/verify", verified(1));
+    let gl = FakeGitlab::with_route("POST", "/api/v4/runners/verify", verified(1));
     let s = Setup::new();
     s.write_runner_config("concurrent = 2\n");
     std::fs::set_permissions(s.runner_config(), std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -376,8 +390,7 @@ log_level = "info"
 
 #[test]
 fn existing_comments_and_other_runners_are_kept_byte_for_byte() {
-    let gl = FakeGitlab::start();
-    gl.route("POST", "/api/v4/runners/verify", verified(7));
+    let gl = FakeGitlab::with_route("POST", "/api/v4/runners/verify", verified(7));
     let s = Setup::new();
     s.write_runner_config(EXISTING);
     let r = s.register(&gl.url(), &["--name", "second"]);
@@ -398,8 +411,7 @@ fn existing_comments_and_other_runners_are_kept_byte_for_byte() {
 
 #[test]
 fn a_second_runner_with_the_same_name_is_refused_without_asking_gitlab() {
-    let gl = FakeGitlab::start();
-    gl.route("POST", "/api/v4/runners/verify", verified(7));
+    let gl = FakeGitlab::with_route("POST", "/api/v4/runners/verify", verified(7));
     let s = Setup::new();
     s.write_runner_config(EXISTING);
     let r = s.register(&gl.url(), &["--name", "pogo"]);
@@ -416,8 +428,7 @@ fn a_second_runner_with_the_same_name_is_refused_without_asking_gitlab() {
 
 #[test]
 fn replace_swaps_the_entry_in_place_and_keeps_everything_else() {
-    let gl = FakeGitlab::start();
-    gl.route("POST", "/api/v4/runners/verify", verified(9));
+    let gl = FakeGitlab::with_route("POST", "/api/v4/runners/verify", verified(9));
     let s = Setup::new();
     s.write_runner_config(EXISTING);
     let r = s.register(&gl.url(), &["--name", "pogo", "--replace"]);
@@ -446,12 +457,7 @@ fn replace_swaps_the_entry_in_place_and_keeps_everything_else() {
 
 #[test]
 fn wrong_or_revoked_token_is_reported_as_403_and_nothing_is_written() {
-    let gl = FakeGitlab::start();
-    gl.route(
-        "POST",
-        "/api/v4/runners/verify",
-        reply(403, "{\"message\":\"403 Forbidden\"}"),
-    );
+    let gl = FakeGitlab::with_route("POST", "/api/v4/runners/verify", forbidden());
     let s = Setup::new();
     let r = s.register(&gl.url(), &[]);
     assert_eq!(r.code, 1);
@@ -462,8 +468,7 @@ fn wrong_or_revoked_token_is_reported_as_403_and_nothing_is_written() {
 
 #[test]
 fn gitlab_server_error_is_reported_with_its_status_and_config_stays() {
-    let gl = FakeGitlab::start();
-    gl.route(
+    let gl = FakeGitlab::with_route(
         "POST",
         "/api/v4/runners/verify",
         reply(500, "{\"message\":\"500 Internal Server Error\"}"),
@@ -479,8 +484,7 @@ fn gitlab_server_error_is_reported_with_its_status_and_config_stays() {
 
 #[test]
 fn an_answer_that_is_not_json_is_reported() {
-    let gl = FakeGitlab::start();
-    gl.route(
+    let gl = FakeGitlab::with_route(
         "POST",
         "/api/v4/runners/verify",
         reply(200, "<html>sign in</html>"),
@@ -494,8 +498,7 @@ fn an_answer_that_is_not_json_is_reported() {
 
 #[test]
 fn an_answer_without_a_runner_id_fails_verification() {
-    let gl = FakeGitlab::start();
-    gl.route("POST", "/api/v4/runners/verify", reply(200, "{\"id\":0}"));
+    let gl = FakeGitlab::with_route("POST", "/api/v4/runners/verify", reply(200, "{\"id\":0}"));
     let s = Setup::new();
     let r = s.register(&gl.url(), &[]);
     assert_eq!(r.code, 1);
@@ -509,10 +512,7 @@ fn an_answer_without_a_runner_id_fails_verification() {
 
 #[test]
 fn unreachable_gitlab_is_reported_as_connection_refused() {
-    let port = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = common::free_port();
     let s = Setup::new();
     let r = s.register(&format!("http://127.0.0.1:{port}"), &[]);
     assert_eq!(r.code, 1);
@@ -553,8 +553,7 @@ fn bad_urls_are_refused_before_anything_is_sent() {
 
 #[test]
 fn a_broken_config_toml_is_reported_and_left_alone() {
-    let gl = FakeGitlab::start();
-    gl.route("POST", "/api/v4/runners/verify", verified(3));
+    let gl = FakeGitlab::with_route("POST", "/api/v4/runners/verify", verified(3));
     let s = Setup::new();
     let broken = "concurrent = 1\n[[runners]\nname = \"x\"\n";
     s.write_runner_config(broken);
@@ -567,8 +566,7 @@ fn a_broken_config_toml_is_reported_and_left_alone() {
 
 #[test]
 fn a_broken_pogo_config_stops_registration() {
-    let gl = FakeGitlab::start();
-    gl.route("POST", "/api/v4/runners/verify", verified(3));
+    let gl = FakeGitlab::with_route("POST", "/api/v4/runners/verify", verified(3));
     let s = Setup::new();
     std::fs::write(s.pogo_config(), "default_imag: x\n").unwrap();
     let r = s.register(&gl.url(), &[]);
@@ -584,8 +582,7 @@ fn a_broken_pogo_config_stops_registration() {
 
 #[test]
 fn a_missing_pogo_config_is_created_with_defaults() {
-    let gl = FakeGitlab::start();
-    gl.route("POST", "/api/v4/runners/verify", verified(3));
+    let gl = FakeGitlab::with_route("POST", "/api/v4/runners/verify", verified(3));
     let s = Setup::new();
     std::fs::remove_file(s.pogo_config()).unwrap();
     let r = s.register(&gl.url(), &[]);
@@ -604,21 +601,11 @@ fn a_missing_pogo_config_is_created_with_defaults() {
 
 #[test]
 fn the_token_can_come_from_stdin_and_a_command_line_token_gets_a_warning() {
-    let gl = FakeGitlab::start();
-    gl.route("POST", "/api/v4/runners/verify", verified(5));
+    let gl = FakeGitlab::with_route("POST", "/api/v4/runners/verify", verified(5));
     let s = Setup::new();
-    let rc = s.runner_config();
-    let rc = rc.to_str().unwrap();
-    let r = s.pogo(
-        &[
-            "register",
-            "--url",
-            &gl.url(),
-            "--runner-config",
-            rc,
-            "--token",
-            "-",
-        ],
+    let r = s.register_with_token_from(
+        &gl.url(),
+        &["--token", "-"],
         &[],
         Some(&format!("{RUNNER_TOKEN}\n")),
     );
@@ -632,18 +619,9 @@ fn the_token_can_come_from_stdin_and_a_command_line_token_gets_a_warning() {
         Some(RUNNER_TOKEN)
     );
 
-    let r = s.pogo(
-        &[
-            "register",
-            "--url",
-            &gl.url(),
-            "--runner-config",
-            rc,
-            "--name",
-            "b",
-            "--token",
-            RUNNER_TOKEN,
-        ],
+    let r = s.register_with_token_from(
+        &gl.url(),
+        &["--name", "b", "--token", RUNNER_TOKEN],
         &[],
         None,
     );
@@ -673,8 +651,7 @@ fn without_any_token_pogo_says_how_to_pass_one() {
 
 #[test]
 fn legacy_registration_token_creates_the_runner_with_tags_and_warns_it_is_deprecated() {
-    let gl = FakeGitlab::start();
-    gl.route(
+    let gl = FakeGitlab::with_route(
         "POST",
         "/api/v4/runners",
         reply(
@@ -683,14 +660,9 @@ fn legacy_registration_token_creates_the_runner_with_tags_and_warns_it_is_deprec
         ),
     );
     let s = Setup::new();
-    let rc = s.runner_config();
-    let r = s.pogo(
+    let r = s.register_with_token_from(
+        &gl.url(),
         &[
-            "register",
-            "--url",
-            &gl.url(),
-            "--runner-config",
-            rc.to_str().unwrap(),
             "--registration-token",
             "-",
             "--tag-list",
@@ -729,22 +701,11 @@ fn legacy_registration_token_creates_the_runner_with_tags_and_warns_it_is_deprec
 
 #[test]
 fn legacy_registration_refused_says_to_check_the_registration_token() {
-    let gl = FakeGitlab::start();
-    gl.route(
-        "POST",
-        "/api/v4/runners",
-        reply(403, "{\"message\":\"403 Forbidden\"}"),
-    );
+    let gl = FakeGitlab::with_route("POST", "/api/v4/runners", forbidden());
     let s = Setup::new();
-    let rc = s.runner_config();
-    let r = s.pogo(
-        &[
-            "register",
-            "--url",
-            &gl.url(),
-            "--runner-config",
-            rc.to_str().unwrap(),
-        ],
+    let r = s.register_with_token_from(
+        &gl.url(),
+        &[],
         &[("POGO_REGISTRATION_TOKEN", REGISTRATION_TOKEN)],
         None,
     );
@@ -781,8 +742,7 @@ fn with_gitlab_url(text: &str, url: &str) -> String {
 
 #[test]
 fn unregister_removes_the_entry_tells_gitlab_and_keeps_the_rest() {
-    let gl = FakeGitlab::start();
-    gl.route("DELETE", "/api/v4/runners/managers", reply(204, ""));
+    let gl = FakeGitlab::with_route("DELETE", "/api/v4/runners/managers", reply(204, ""));
     let s = Setup::new();
     let existing = with_gitlab_url(EXISTING, &gl.url());
     s.write_runner_config(&existing);
@@ -791,17 +751,7 @@ fn unregister_removes_the_entry_tells_gitlab_and_keeps_the_rest() {
         "s_0123456789ab\n",
     )
     .unwrap();
-    let rc = s.runner_config();
-    let r = s.pogo(
-        &[
-            "unregister",
-            "docker",
-            "--runner-config",
-            rc.to_str().unwrap(),
-        ],
-        &[],
-        None,
-    );
+    let r = s.unregister("docker", &[]);
     assert_eq!(r.code, 0);
     assert!(r.stdout.contains("removed runner 'docker'"), "{}", r.stdout);
     let req = &gl.requests()[0];
@@ -816,26 +766,24 @@ fn unregister_removes_the_entry_tells_gitlab_and_keeps_the_rest() {
         .unwrap();
     assert_eq!(text, format!("{head}[[runners]]\n  name = \"pogo\"{tail}"));
     assert_eq!(
-        std::fs::metadata(&rc).unwrap().permissions().mode() & 0o777,
+        std::fs::metadata(s.runner_config())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
         0o600
     );
 }
 
 #[test]
 fn unregister_of_a_legacy_runner_deletes_it_in_gitlab() {
-    let gl = FakeGitlab::start();
-    gl.route("DELETE", "/api/v4/runners", reply(204, ""));
+    let gl = FakeGitlab::with_route("DELETE", "/api/v4/runners", reply(204, ""));
     let s = Setup::new();
     s.write_runner_config(&format!(
         "[[runners]]\n  name = \"old\"\n  url = \"{}\"\n  token = \"legacy-token\"\n  executor = \"custom\"\n",
         gl.url()
     ));
-    let rc = s.runner_config();
-    let r = s.pogo(
-        &["unregister", "old", "--runner-config", rc.to_str().unwrap()],
-        &[],
-        None,
-    );
+    let r = s.unregister("old", &[]);
     assert_eq!(r.code, 0);
     assert!(
         r.stdout.contains("GitLab deleted the runner"),
@@ -852,17 +800,7 @@ fn unregister_of_a_legacy_runner_deletes_it_in_gitlab() {
 fn unregister_of_an_unknown_name_lists_the_runners_there_are() {
     let s = Setup::new();
     s.write_runner_config(EXISTING);
-    let rc = s.runner_config();
-    let r = s.pogo(
-        &[
-            "unregister",
-            "nope",
-            "--runner-config",
-            rc.to_str().unwrap(),
-        ],
-        &[],
-        None,
-    );
+    let r = s.unregister("nope", &[]);
     assert_eq!(r.code, 1);
     assert!(
         r.stderr
@@ -875,51 +813,32 @@ fn unregister_of_an_unknown_name_lists_the_runners_there_are() {
 
 #[test]
 fn unregister_keeps_the_entry_when_gitlab_is_unreachable_unless_local_only() {
-    let port = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = common::free_port();
     let s = Setup::new();
     let text = format!(
         "[[runners]]\n  name = \"gone\"\n  url = \"http://127.0.0.1:{port}\"\n  token = \"legacy-token\"\n  executor = \"custom\"\n"
     );
     s.write_runner_config(&text);
-    let rc = s.runner_config();
-    let rc = rc.to_str().unwrap();
-    let r = s.pogo(&["unregister", "gone", "--runner-config", rc], &[], None);
+    let r = s.unregister("gone", &[]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("cannot reach GitLab"), "{}", r.stderr);
     assert!(r.stderr.contains("--local-only"), "{}", r.stderr);
     assert_eq!(s.read_runner_config(), text);
 
-    let r = s.pogo(
-        &["unregister", "gone", "--runner-config", rc, "--local-only"],
-        &[],
-        None,
-    );
+    let r = s.unregister("gone", &["--local-only"]);
     assert_eq!(r.code, 0);
     assert!(!s.read_runner_config().contains("gone"));
 }
 
 #[test]
 fn unregister_of_a_runner_gitlab_already_deleted_still_removes_it() {
-    let gl = FakeGitlab::start();
-    gl.route(
-        "DELETE",
-        "/api/v4/runners",
-        reply(403, "{\"message\":\"403 Forbidden\"}"),
-    );
+    let gl = FakeGitlab::with_route("DELETE", "/api/v4/runners", forbidden());
     let s = Setup::new();
     s.write_runner_config(&format!(
         "[[runners]]\n  name = \"old\"\n  url = \"{}\"\n  token = \"legacy-token\"\n",
         gl.url()
     ));
-    let rc = s.runner_config();
-    let r = s.pogo(
-        &["unregister", "old", "--runner-config", rc.to_str().unwrap()],
-        &[],
-        None,
-    );
+    let r = s.unregister("old", &[]);
     assert_eq!(r.code, 0);
     assert!(
         r.stdout.contains("no longer knows this token"),
@@ -930,8 +849,7 @@ fn unregister_of_a_runner_gitlab_already_deleted_still_removes_it() {
 
 #[test]
 fn a_gitlab_with_a_private_ca_is_registered_and_unregistered_through_tls_ca_file() {
-    let gl = FakeGitlab::start();
-    gl.route("POST", "/api/v4/runners/verify", verified(42));
+    let gl = FakeGitlab::with_route("POST", "/api/v4/runners/verify", verified(42));
     gl.route("DELETE", "/api/v4/runners/managers", reply(204, ""));
     let front = common::TlsFront::start(gl.server.port);
     let url = format!("https://127.0.0.1:{}", front.port);
@@ -958,12 +876,7 @@ fn a_gitlab_with_a_private_ca_is_registered_and_unregistered_through_tls_ca_file
     );
 
     // unregister finds the CA in the entry
-    let rc = s.runner_config();
-    let r = s.pogo(
-        &["unregister", "ca", "--runner-config", rc.to_str().unwrap()],
-        &[],
-        None,
-    );
+    let r = s.unregister("ca", &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(gl
         .requests()

@@ -6,13 +6,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
 
 use common::*;
-use pogo::driver::{Driver, Service};
+use pogo::driver::Driver;
 
 /// chown -R
 fn chown_tree(path: &Path, uid: u32, gid: u32) {
@@ -151,13 +150,38 @@ fn repo_with_helper(dir: &Path) -> (PogoConfig, String) {
     (helper_config(&repo), sha)
 }
 
+/// The rootless env with the default config; `None` (with a message) when the test cannot
+/// run here.
+fn rootless_with_default_config() -> Option<Rootless> {
+    let user = rootless_user(false)?;
+    Some(Rootless::new(user, |_| PogoConfig::default()))
+}
+
+/// The rootless env whose jobs clone [`repo_with_helper`]'s repository through the helper
+/// image, its config passed through `adjust`: (env, commit). `None` (with a message) when the
+/// test cannot run here.
+fn rootless_with_helper_repo(
+    adjust: impl FnOnce(PogoConfig) -> PogoConfig,
+) -> Option<(Rootless, String)> {
+    let user = rootless_user(false)?;
+    if !rootless_helper_ready(&user) {
+        return None;
+    }
+    let mut sha = String::new();
+    let r = Rootless::new(user, |dir| {
+        let (config, commit) = repo_with_helper(dir);
+        sha = commit;
+        adjust(config)
+    });
+    Some((r, sha))
+}
+
 #[test]
 fn trivial_job_runs_as_unprivileged_user_with_rootless_podman() {
     require_podman!();
-    let Some(user) = rootless_user(false) else {
+    let Some(r) = rootless_with_default_config() else {
         return;
     };
-    let r = Rootless::new(user, |_| PogoConfig::default());
     let job = r.env.job(
         &["build"],
         &[
@@ -185,18 +209,9 @@ fn trivial_job_runs_as_unprivileged_user_with_rootless_podman() {
 #[test]
 fn a_job_clones_through_the_helper_container_with_rootless_podman() {
     require_podman!();
-    let Some(user) = rootless_user(false) else {
+    let Some((r, sha)) = rootless_with_helper_repo(|config| config) else {
         return;
     };
-    if !rootless_helper_ready(&user) {
-        return;
-    }
-    let mut sha = String::new();
-    let r = Rootless::new(user, |dir| {
-        let (config, commit) = repo_with_helper(dir);
-        sha = commit;
-        config
-    });
     let job = git_job(
         &r.env,
         &sha,
@@ -227,22 +242,11 @@ fn a_job_clones_through_the_helper_container_with_rootless_podman() {
 #[test]
 fn fetch_finds_the_last_clone_in_a_persistent_builds_volume_with_rootless_podman() {
     require_podman!();
-    let Some(user) = rootless_user(false) else {
+    let Some((mut r, sha)) =
+        rootless_with_helper_repo(|config| config.with_extra_yaml("persistent_builds_days: 7\n"))
+    else {
         return;
     };
-    if !rootless_helper_ready(&user) {
-        return;
-    }
-    let mut sha = String::new();
-    let mut r = Rootless::new(user, |dir| {
-        let (mut config, commit) = repo_with_helper(dir);
-        sha = commit;
-        config.extra_yaml = Some(format!(
-            "{}persistent_builds_days: 7\n",
-            config.extra_yaml.unwrap_or_default()
-        ));
-        config
-    });
     let runner = r.own_runner();
 
     let first = git_job(
@@ -290,31 +294,10 @@ fn fetch_finds_the_last_clone_in_a_persistent_builds_volume_with_rootless_podman
 #[test]
 fn a_job_reaches_its_service_on_localhost_and_by_alias_with_rootless_podman() {
     require_podman!();
-    let Some(user) = rootless_user(false) else {
+    let Some(r) = rootless_with_default_config() else {
         return;
     };
-    let r = Rootless::new(user, |_| PogoConfig::default());
-    let mut job = r.env.job(
-        &[],
-        &[
-            "wget -qO- http://localhost:80/; echo",
-            "wget -qO- http://web:80/; echo",
-        ],
-    );
-    job.services = vec![Service {
-        name: IMG_HTTPD.into(),
-        alias: "web".into(),
-        entrypoint: None,
-        command: None,
-        variables: BTreeMap::new(),
-    }];
-    let result = r.run(&job);
-    assert_success(&result);
-    let log = plain_log(&result);
-    assert_eq!(
-        log.matches("\npogo-service-ok\n").count(),
-        2,
-        "both requests should reach the service:\n{log}"
-    );
+    let result = r.run(&job_calling_its_service(&r.env));
+    assert_both_requests_reached_the_service(&result);
     r.assert_clean();
 }

@@ -4,8 +4,7 @@
 mod common;
 
 use common::*;
-use pogo::driver::{Service, Variable};
-use std::collections::BTreeMap;
+use pogo::driver::Variable;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -55,10 +54,7 @@ fn variable_values_and_the_job_token_never_appear_on_a_command_line_or_in_pogos_
     require_podman!();
     let state_dir = tempfile::tempdir().unwrap();
     let mut env = TestEnv::new(&PogoConfig::default());
-    env.extra_env.push((
-        "POGO_STATE_DIR".into(),
-        state_dir.path().display().to_string(),
-    ));
+    env.use_state_dir(state_dir.path());
     let id = unique_id();
     let masked = format!("masked-marker-{id}-9f8e7d");
     let plain = format!("plain-marker-{id}-1a2b3c");
@@ -79,15 +75,11 @@ fn variable_values_and_the_job_token_never_appear_on_a_command_line_or_in_pogos_
         .push(Variable::new("PLAIN_SECRET", plain.clone()));
     job.variables
         .push(Variable::new("EXPECTED_MASKED", masked.clone()));
-    let mut vars = BTreeMap::new();
-    vars.insert("SERVICE_PASSWORD".to_string(), service_secret.clone());
-    job.services = vec![Service {
-        name: IMG_HTTPD.into(),
-        alias: "web".into(),
-        entrypoint: None,
-        command: None,
-        variables: vars,
-    }];
+    let mut service = httpd_service("web");
+    service
+        .variables
+        .insert("SERVICE_PASSWORD".to_string(), service_secret.clone());
+    job.services = vec![service];
     let markers = vec![
         masked.clone(),
         plain.clone(),

@@ -9,10 +9,7 @@ use pogo::driver::{CancelAfter, Outcome};
 use std::time::Duration;
 
 fn config(runner: &str) -> PogoConfig {
-    PogoConfig {
-        extra_yaml: Some(format!("stage_runner: {runner}\n")),
-        ..PogoConfig::default()
-    }
+    PogoConfig::default().with_extra_yaml(&format!("stage_runner: {runner}\n"))
 }
 
 /// The job log without pogo's own lines (they name containers and commands) and without the

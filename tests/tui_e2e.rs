@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use pogo::driver::{Outcome, Variable};
+use pogo::driver::Variable;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -392,12 +392,7 @@ fn a_failed_script_is_recorded_as_failed_with_its_exit_code() {
     let env = TestEnv::new(&PogoConfig::default());
     let job = env.job(&[], &["echo before-failing", "exit 3"]);
     let r = env.run(&job);
-    assert_eq!(
-        r.outcome,
-        Outcome::BuildFailure { exit_code: 3 },
-        "{}",
-        r.log
-    );
+    assert_build_failure(&r, 3);
     let key = job_key(&r).expect("job key");
     let rec = record(&env, &key);
     assert_eq!(rec["result"], "failed", "{rec}");

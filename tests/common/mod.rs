@@ -3,7 +3,7 @@
 //! registry, and leftover checks.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pogo::driver::{Driver, Image, Job, JobResult, Outcome};
+use pogo::driver::{Cache, CachePolicy, Driver, Image, Job, JobResult, Outcome, Service};
 
 pub const IMG_BASH: &str = "localhost/pogo-test/bash:latest";
 pub const IMG_BUSYBOX: &str = "localhost/pogo-test/busybox:latest";
@@ -156,6 +156,93 @@ pub fn git_job(env: &TestEnv, sha: &str, strategy: &str, script: &[&str]) -> Job
     job
 }
 
+/// The httpd test image as a service reachable by `alias`, with the image's own command.
+pub fn httpd_service(alias: &str) -> Service {
+    Service {
+        name: IMG_HTTPD.into(),
+        alias: alias.into(),
+        entrypoint: None,
+        command: None,
+        variables: BTreeMap::new(),
+    }
+}
+
+/// A job with the httpd service `web` that requests its page on localhost and by the alias;
+/// see [`assert_both_requests_reached_the_service`].
+pub fn job_calling_its_service(env: &TestEnv) -> Job {
+    let mut job = env.job(
+        &[],
+        &[
+            "wget -qO- http://localhost:80/; echo",
+            "wget -qO- http://web:80/; echo",
+        ],
+    );
+    job.services = vec![httpd_service("web")];
+    job
+}
+
+/// Both requests of a [`job_calling_its_service`] got the service's page.
+pub fn assert_both_requests_reached_the_service(r: &JobResult) {
+    assert_success(r);
+    let log = plain_log(r);
+    assert_eq!(
+        log.matches("\npogo-service-ok\n").count(),
+        2,
+        "both requests should reach the service:\n{log}"
+    );
+}
+
+/// `vendor/` cached under the default key (`<job name>/<ref>`), pulled and pushed.
+pub fn vendor_cache() -> Cache {
+    Cache {
+        key: String::new(),
+        paths: vec!["vendor".into()],
+        policy: CachePolicy::PullPush,
+        ..Cache::default()
+    }
+}
+
+/// A job that runs `checks`, then leaves `cached-by-<its id>` in `vendor/marker`, which
+/// [`vendor_cache`] keeps.
+pub fn job_caching_a_marker(env: &TestEnv, checks: &[&str]) -> Job {
+    let mut script = checks.to_vec();
+    script.extend([
+        "mkdir -p vendor",
+        "echo cached-by-$CI_JOB_ID > vendor/marker",
+    ]);
+    let mut job = env.job(&[], &script);
+    job.cache = vec![vendor_cache()];
+    job
+}
+
+/// A job of `first`'s project that prints the marker [`vendor_cache`] brings back, with the
+/// cache only pulled.
+pub fn job_reading_the_cached_marker(env: &TestEnv, first: &Job) -> Job {
+    let mut job = env.job(&[], &["cat vendor/marker"]);
+    job.project_path = first.project_path.clone();
+    job.cache = vec![Cache {
+        policy: CachePolicy::Pull,
+        ..vendor_cache()
+    }];
+    job
+}
+
+/// `r`, of a [`job_reading_the_cached_marker`], passed and printed the marker `first` cached.
+pub fn assert_read_the_marker_cached_by(r: &JobResult, first: &Job) {
+    assert_success(r);
+    let log = plain_log(r);
+    assert!(log.contains("Successfully extracted cache"), "{log}");
+    assert!(
+        log.contains(&format!("\ncached-by-{}\n", first.id)),
+        "{log}"
+    );
+}
+
+/// `localhost/pogo-test/WHAT-ID:latest`: an image name no storage or registry has.
+pub fn missing_image(what: &str, job: &Job) -> Image {
+    Image::new(format!("localhost/pogo-test/{what}-{}:latest", job.id))
+}
+
 /// The persistent builds volumes (`persistent_builds_days`) of `runner` in `env.podman`'s storage.
 pub fn builds_volumes_of(env: &TestEnv, runner: &str) -> Vec<String> {
     let out = env.podman.output(&[
@@ -184,6 +271,16 @@ pub fn builds_volumes_of(env: &TestEnv, runner: &str) -> Vec<String> {
 macro_rules! require_podman {
     () => {
         if !$crate::common::podman_ready() {
+            return;
+        }
+    };
+}
+
+/// Returns early from the test when the helper image (or Podman) is not usable.
+#[macro_export]
+macro_rules! require_helper {
+    () => {
+        if !$crate::common::helper_ready() {
             return;
         }
     };
@@ -564,6 +661,14 @@ fn q(s: &str) -> String {
 }
 
 impl PogoConfig {
+    /// This config with `yaml` (whole lines) appended to its `extra_yaml`.
+    pub fn with_extra_yaml(self, yaml: &str) -> Self {
+        PogoConfig {
+            extra_yaml: Some(format!("{}{yaml}", self.extra_yaml.unwrap_or_default())),
+            ..self
+        }
+    }
+
     pub fn to_yaml(&self, working_dir: &Path, cache_dir: &Path) -> String {
         if let Some(raw) = &self.raw {
             return raw.clone();
@@ -689,6 +794,34 @@ impl TestEnv {
             config.to_yaml(&self.working_dir, &self.cache_dir),
         )
         .unwrap();
+    }
+
+    /// A TestEnv whose pogo config logs in to `registry` with an `auth_file` (written into
+    /// the registry's directory), and whose podman talks plain HTTP to it.
+    pub fn logged_in_to(registry: &Registry) -> Self {
+        let auth = registry.dir.path().join("auth.json");
+        registry.write_auth_file(&auth);
+        let mut env = TestEnv::new(&PogoConfig {
+            auth_file: Some(auth),
+            ..PogoConfig::default()
+        });
+        env.use_plain_http_registry(registry);
+        env
+    }
+
+    /// Points the runner's podman at `registry`'s registries.conf
+    /// (`CONTAINERS_REGISTRIES_CONF`), which lets it talk plain HTTP to the registry.
+    pub fn use_plain_http_registry(&mut self, registry: &Registry) {
+        self.extra_env.push((
+            "CONTAINERS_REGISTRIES_CONF".into(),
+            registry.registries_conf.to_string_lossy().into_owned(),
+        ));
+    }
+
+    /// Makes pogo keep its job records and log copies in `dir` (`POGO_STATE_DIR`).
+    pub fn use_state_dir(&mut self, dir: &Path) {
+        self.extra_env
+            .push(("POGO_STATE_DIR".into(), dir.display().to_string()));
     }
 
     /// A driver set up like a gitlab-runner whose config.toml points at pogo.
@@ -891,6 +1024,11 @@ pub fn assert_system_failure(r: &JobResult) -> String {
     }
 }
 
+/// The job failed as a script failure with `exit_code`.
+pub fn assert_build_failure(r: &JobResult, exit_code: i32) {
+    assert_eq!(r.outcome, Outcome::BuildFailure { exit_code }, "{}", r.log);
+}
+
 /// The job log without ANSI colour codes and section markers' `\r`.
 pub fn plain_log(r: &JobResult) -> String {
     let mut out = String::with_capacity(r.log.len());
@@ -910,6 +1048,33 @@ pub fn plain_log(r: &JobResult) -> String {
         }
     }
     out
+}
+
+// ---------------------------------------------------------------------------
+// Commands' output
+// ---------------------------------------------------------------------------
+
+/// What a command printed and its exit code (-1: ended by a signal), shown in the test's
+/// output as it is read.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        let r = Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        };
+        eprintln!(
+            "---- exit {}\n---- stdout:\n{}---- stderr:\n{}",
+            r.code, r.stdout, r.stderr
+        );
+        r
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -986,7 +1151,8 @@ pub struct Registry {
     pushed: Vec<String>,
 }
 
-fn free_port() -> u16 {
+/// A loopback port nothing listens on (just now).
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
