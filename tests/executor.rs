@@ -558,6 +558,72 @@ fn job_container_removed_from_outside_is_a_system_failure() {
 }
 
 #[test]
+fn service_variables_reach_the_service_verbatim_and_never_act_on_the_host_podman() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    let mut job = env.job(&[], &["wget -qO- http://web:80/; echo"]);
+    // The service serves its own variables. CONTAINERS_CONF and LD_PRELOAD would break (or
+    // hijack) the host's podman if they reached its environment: for the service they are
+    // plain variables like any other.
+    // ($VARS in it would be expanded by gitlab-runner, as for any service variable)
+    let greeting = r#"a "quoted" 'value' #not-a-comment \back = ok  "#;
+    job.services = vec![Service {
+        command: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            r#"printf '[%s]|%s|%s' "$GREETING" "$CONTAINERS_CONF" "$LD_PRELOAD" > /www/index.html; exec /bin/httpd -f -p 80 -h /www"#.into(),
+        ]),
+        variables: [
+            ("GREETING", greeting),
+            ("CONTAINERS_CONF", "/nonexistent/containers.conf"),
+            ("LD_PRELOAD", "/nonexistent/evil.so"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        ..httpd_service("web")
+    }];
+    let r = env.run(&job);
+    assert_success(&r);
+    let log = plain_log(&r);
+    assert!(
+        log.contains(&format!(
+            "\n[{greeting}]|/nonexistent/containers.conf|/nonexistent/evil.so\n"
+        )),
+        "{log}"
+    );
+    let start = log
+        .lines()
+        .find(|l| l.starts_with("pogo: starting service"))
+        .expect("the service's podman run in the log");
+    assert!(
+        start.contains("--env-file=") && !start.contains("nonexistent"),
+        "values stay off the command line: {start}"
+    );
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn a_multi_line_service_variable_is_refused_as_the_jobs_mistake_saying_what_to_do() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    let mut job = env.job(&[], &["echo never-runs"]);
+    job.services = vec![Service {
+        variables: [("CERT".to_string(), "line 1\nline 2".to_string())].into(),
+        ..httpd_service("web")
+    }];
+    let r = env.run(&job);
+    assert_build_failure(&r, 1);
+    let log = plain_log(&r);
+    assert!(
+        log.contains("the value of CERT spans several lines"),
+        "{log}"
+    );
+    assert!(log.contains("base64"), "{log}");
+    env.assert_no_leftovers();
+}
+
+#[test]
 fn service_that_never_listens_fails_with_its_log_after_the_wait_timeout() {
     require_podman!();
     let env = TestEnv::new(&PogoConfig {

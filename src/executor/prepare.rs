@@ -31,17 +31,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     for svc in &ctx.job.services {
         args::validate_image(&svc.name)
             .map_err(|m| Failure::build(1, format!("service image refused: {m}")))?;
-        if let Some(vars) = &svc.variables {
-            if let Some(bad) = vars.keys().find(|k| !args::valid_env_name(k)) {
-                return Err(Failure::build(
-                    1,
-                    format!(
-                        "service '{}' has an invalid variable name {:?}",
-                        svc.name, bad
-                    ),
-                ));
-            }
-        }
+        args::service_env_file(svc).map_err(|m| Failure::build(1, m))?;
     }
     check_allowed(&image, &ctx.job.services, &ctx.config)?;
 
@@ -128,7 +118,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     let pod = if ctx.job.services.is_empty() {
         None
     } else {
-        Some(start_services(ctx, &labels).await?)
+        Some(start_services(ctx, &labels, &job_dir).await?)
     };
 
     let grants = resolve::grants(&ctx.config, &tags, &ctx.job.project_path);
@@ -187,7 +177,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
         ctx.podman.display(&argv)
     ));
     let job_container = async {
-        create(ctx, Kind::Container, spec.name, &argv, None)
+        create(ctx, Kind::Container, spec.name, &argv)
             .await
             .map_err(|e| Failure::system(format!("cannot start the job container: {e}")))
     };
@@ -229,7 +219,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     let helper_container = async {
         match &helper_argv {
             None => Ok(()),
-            Some(argv) => create(ctx, Kind::Container, &helper_name, argv, None)
+            Some(argv) => create(ctx, Kind::Container, &helper_name, argv)
                 .await
                 .map_err(|e| Failure::system(format!("cannot start the helper container: {e}"))),
         }
@@ -822,7 +812,11 @@ fn check_auth_file(auth: Option<&Path>) -> Result<Option<String>, Failure> {
     }
 }
 
-async fn start_services(ctx: &Context, labels: &[(String, String)]) -> Result<String, Failure> {
+async fn start_services(
+    ctx: &Context,
+    labels: &[(String, String)],
+    job_dir: &Path,
+) -> Result<String, Failure> {
     let pod = ctx.job.names.pod.clone();
     let mut hosts: Vec<String> = Vec::new();
     for svc in &ctx.job.services {
@@ -833,18 +827,32 @@ async fn start_services(ctx: &Context, labels: &[(String, String)]) -> Result<St
         }
     }
     let argv = args::pod_create(&pod, labels, &hosts);
-    create(ctx, Kind::Pod, &pod, &argv, None)
+    create(ctx, Kind::Pod, &pod, &argv)
         .await
         .map_err(|e| Failure::system(format!("cannot create the job's pod: {e}")))?;
     for (i, svc) in ctx.job.services.iter().enumerate() {
         let name = ctx.job.names.service(i);
-        let argv = args::service_run(&name, &pod, labels, svc);
+        // the variables go in a 0600 file of the job's private directory (never mounted)
+        let env_file = match args::service_env_file(svc).map_err(|m| Failure::build(1, m))? {
+            Some(text) => Some(
+                jobdata::write_private(job_dir, &format!("service{i}.env"), text.as_bytes())
+                    .map_err(|e| {
+                        Failure::system(format!(
+                            "cannot write the variables of service {} under {}: {e}",
+                            svc.name,
+                            job_dir.display()
+                        ))
+                    })?,
+            ),
+            None => None,
+        };
+        let argv = args::service_run(&name, &pod, labels, svc, env_file.as_deref());
         log_info(&format!(
             "starting service {}: {}",
             svc.name,
             ctx.podman.display(&argv)
         ));
-        create(ctx, Kind::Container, &name, &argv, svc.variables.as_ref())
+        create(ctx, Kind::Container, &name, &argv)
             .await
             .map_err(|e| Failure::system(format!("cannot start service {}: {e}", svc.name)))?;
     }
@@ -988,16 +996,8 @@ async fn create(
     kind: Kind,
     name: &str,
     argv: &[String],
-    envs: Option<&std::collections::BTreeMap<String, String>>,
 ) -> Result<(), crate::podman::PodmanError> {
-    let attempt = || async {
-        let mut cmd = ctx.podman.command(argv);
-        if let Some(vars) = envs {
-            cmd.envs(vars);
-        }
-        let out = ctx.podman.output_of(cmd).await?;
-        ctx.podman.check(argv, out)
-    };
+    let attempt = || async { ctx.podman.run(argv).await };
     let err = match attempt().await {
         Ok(_) => return Ok(()),
         Err(e) => e,

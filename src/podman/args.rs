@@ -1,6 +1,8 @@
 //! Pure builders for podman argument vectors. Job-controlled values (image, service names,
 //! aliases, variables) only ever appear as option *values* or after `--`, never as options.
 
+use std::path::Path;
+
 use crate::executor::env::{Service, LABEL_JOB_KEY, LABEL_MANAGED_BY};
 
 /// Where pogo mounts its keep-alive init (catatonit) inside the job container.
@@ -167,13 +169,16 @@ pub fn pod_create(name: &str, labels: &[(String, String)], hosts: &[String]) -> 
     a
 }
 
-/// `podman run -d` of one service container in the job's pod. Variable *values* are not in
-/// the argv: `--env KEY` takes them from podman's environment, which the caller sets.
+/// `podman run -d` of one service container in the job's pod. The service's variables are in
+/// `env_file` (see [`service_env_file`]): neither their values (secrets) nor their names reach
+/// the command line, and none of them is ever in the environment of podman itself, where a
+/// job-chosen `LD_PRELOAD`, `PATH` or `CONTAINERS_CONF` would act on the host.
 pub fn service_run(
     name: &str,
     pod: &str,
     labels: &[(String, String)],
     svc: &Service,
+    env_file: Option<&Path>,
 ) -> Vec<String> {
     let mut a = vec![
         "run".into(),
@@ -184,11 +189,8 @@ pub fn service_run(
         pod.into(),
     ];
     a.extend(label_args(labels));
-    if let Some(vars) = &svc.variables {
-        for k in vars.keys() {
-            a.push("--env".into());
-            a.push(k.clone());
-        }
+    if let Some(f) = env_file {
+        a.push(format!("--env-file={}", f.display()));
     }
     if let Some(ep) = &svc.entrypoint {
         a.push(format!("--entrypoint={}", entrypoint_json(ep)));
@@ -206,8 +208,42 @@ fn entrypoint_json(ep: &[String]) -> String {
     serde_json::to_string(ep).unwrap_or_else(|_| "[]".to_string())
 }
 
-/// Is a variable name safe to hand to `--env NAME`? A POSIX name: letters, digits and `_`,
-/// not starting with a digit, at most 256 bytes.
+/// podman reads an `--env-file` line by line with Go's `bufio.Scanner`: a line is at most
+/// 64 KiB, and a `\r` before the newline is dropped.
+const ENV_FILE_LINE_MAX: usize = 64 * 1024 - 1;
+
+/// The `--env-file` text of a service's variables: `NAME=value` lines, which podman takes
+/// verbatim (no quotes or escapes are interpreted). `None` without variables. A value the
+/// format cannot carry — one with a line break, ending in `\r`, or over 64 KiB — is refused
+/// with a message for the job log, as is a name that is not a POSIX name.
+pub fn service_env_file(svc: &Service) -> Result<Option<String>, String> {
+    let Some(vars) = svc.variables.as_ref().filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let mut text = String::new();
+    for (k, v) in vars {
+        if !valid_env_name(k) {
+            return Err(format!(
+                "service '{}' has an invalid variable name {k:?}: use letters, digits and _",
+                svc.name
+            ));
+        }
+        if v.contains('\n') || v.ends_with('\r') || k.len() + 1 + v.len() > ENV_FILE_LINE_MAX {
+            return Err(format!(
+                "service '{}': the value of {k} spans several lines or is over 64 KiB, which podman cannot pass to a service; encode it (e.g. base64) or use a file variable",
+                svc.name
+            ));
+        }
+        text.push_str(k);
+        text.push('=');
+        text.push_str(v);
+        text.push('\n');
+    }
+    Ok(Some(text))
+}
+
+/// Is a variable name a POSIX name: letters, digits and `_`, not starting with a digit, at
+/// most 256 bytes?
 pub fn valid_env_name(k: &str) -> bool {
     !k.is_empty()
         && k.len() <= 256

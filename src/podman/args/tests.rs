@@ -79,18 +79,69 @@ fn job_images_come_after_double_dash_in_every_argv() {
 }
 
 #[test]
-fn service_variable_values_never_reach_the_command_line() {
+fn service_variables_reach_the_service_through_a_file_never_the_command_line() {
     let mut s = svc("postgres:15", "db");
     s.variables = Some([("POSTGRES_PASSWORD".to_string(), "s3cret".to_string())].into());
     s.command = Some(vec!["--privileged".into()]);
-    let a = service_run("svc0", "pod", &[], &s);
-    assert!(!a.iter().any(|x| x.contains("s3cret")));
-    assert!(a
-        .windows(2)
-        .any(|w| w[0] == "--env" && w[1] == "POSTGRES_PASSWORD"));
+    let file = std::path::Path::new("/w/jobdata/k/service0.env");
+    let a = service_run("svc0", "pod", &[], &s, Some(file));
+    assert!(!a
+        .iter()
+        .any(|x| x.contains("s3cret") || x.contains("POSTGRES_PASSWORD")));
+    assert!(a.contains(&"--env-file=/w/jobdata/k/service0.env".to_string()));
     // a service command is positional, after the image
     let dd = a.iter().position(|x| x == "--").unwrap();
     assert_eq!(&a[dd + 1..], ["postgres:15", "--privileged"]);
+    assert!(!service_run("svc0", "pod", &[], &s, None)
+        .iter()
+        .any(|x| x.starts_with("--env")));
+}
+
+#[test]
+fn the_service_env_file_carries_values_verbatim_one_per_line() {
+    let mut s = svc("postgres:15", "db");
+    s.variables = Some(
+        [
+            ("A".to_string(), " spaced  ".to_string()),
+            (
+                "B".to_string(),
+                "\"quoted\" #not a comment $HOME".to_string(),
+            ),
+            ("C".to_string(), "with=equals\rinside".to_string()),
+            ("E".to_string(), String::new()),
+        ]
+        .into(),
+    );
+    assert_eq!(
+        service_env_file(&s).unwrap().unwrap(),
+        "A= spaced  \nB=\"quoted\" #not a comment $HOME\nC=with=equals\rinside\nE=\n"
+    );
+    s.variables = Some(Default::default());
+    assert_eq!(service_env_file(&s).unwrap(), None);
+    s.variables = None;
+    assert_eq!(service_env_file(&s).unwrap(), None);
+}
+
+#[test]
+fn a_service_variable_the_env_file_cannot_carry_is_refused_saying_what_to_do() {
+    for (k, v) in [
+        ("CERT", "line 1\nline 2".to_string()),
+        ("CR", "ends in\r".to_string()),
+        ("BIG", "x".repeat(64 * 1024)),
+    ] {
+        let mut s = svc("postgres:15", "db");
+        s.variables = Some([(k.to_string(), v)].into());
+        let e = service_env_file(&s).unwrap_err();
+        assert!(
+            e.contains(&format!("the value of {k}")) && e.contains("base64"),
+            "{e}"
+        );
+    }
+    let mut s = svc("postgres:15", "db");
+    s.variables = Some([("LD-PRELOAD".to_string(), "x".to_string())].into());
+    assert!(service_env_file(&s)
+        .unwrap_err()
+        .contains("invalid variable name"));
 }
 
 #[test]
@@ -179,7 +230,13 @@ fn hostile_job_values_never_become_options_or_leave_their_argv_slot() {
             command: Some(vec![h.clone(), "second".into()]),
             variables: Some(vars),
         };
-        let a = service_run("pogo-r-1-0-svc0", "pogo-r-1-0-pod", &[], &svc);
+        let a = service_run(
+            "pogo-r-1-0-svc0",
+            "pogo-r-1-0-pod",
+            &[],
+            &svc,
+            Some(std::path::Path::new("/w/service0.env")),
+        );
         let dd = a.iter().position(|x| x == "--").unwrap();
         let expected_head: Vec<String> = [
             "run",
@@ -188,32 +245,29 @@ fn hostile_job_values_never_become_options_or_leave_their_argv_slot() {
             "pogo-r-1-0-svc0",
             "--pod",
             "pogo-r-1-0-pod",
-            "--env",
-            "SAFE_NAME",
+            "--env-file=/w/service0.env",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
-        assert_eq!(&a[..8], &expected_head[..], "{shown:?}");
+        assert_eq!(&a[..7], &expected_head[..], "{shown:?}");
         assert_eq!(
-            a[8],
+            a[7],
             format!("--entrypoint={}", serde_json::to_string(&[h]).unwrap())
         );
-        assert_eq!(dd, 9);
+        assert_eq!(dd, 8);
         assert_eq!(
-            &a[10..],
+            &a[9..],
             &[
                 "registry.example.com/db:1".to_string(),
                 h.clone(),
                 "second".into()
             ]
         );
-        if !h.is_empty() {
-            assert!(
-                !a.iter().any(|x| x.contains("SAFE_NAME=")),
-                "variable values stay off the argv"
-            );
-        }
+        assert!(
+            !a.iter().any(|x| x.contains("SAFE_NAME")),
+            "variables stay off the argv"
+        );
 
         // as an alias or image-derived host name: only valid host names reach --add-host
         for name in service_hostnames(&svc) {
@@ -222,8 +276,14 @@ fn hostile_job_values_never_become_options_or_leave_their_argv_slot() {
             assert_eq!(pod.last().unwrap(), &format!("{name}:127.0.0.1"));
         }
 
-        // as a variable *name*: refused before it could reach `--env`
+        // as a variable *name*: refused before it could reach the env file
         assert!(!valid_env_name(h), "env name {shown:?} accepted");
+        let mut named = svc.clone();
+        named.variables = Some([(h.clone(), "v".to_string())].into());
+        assert!(
+            service_env_file(&named).is_err(),
+            "env name {shown:?} accepted"
+        );
 
         // in names and labels: sanitised to a fixed alphabet / no control characters
         let n = crate::executor::env::Names::new(h, h, h);
