@@ -604,6 +604,30 @@ fn service_variables_reach_the_service_verbatim_and_never_act_on_the_host_podman
 }
 
 #[test]
+fn a_process_the_script_leaves_in_the_background_does_not_hold_the_job_up() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    // the subshell keeps the stage's output open for two minutes
+    let job = env.job(&[], &["(sleep 120; echo late) &", "echo main-done"]);
+    let r = env.run(&job);
+    assert_success(&r);
+    let log = plain_log(&r);
+    assert!(log.contains("\nmain-done\n"), "{log}");
+    assert!(log.contains("stopped reading it"), "{log}");
+    let build = r
+        .phase_times
+        .iter()
+        .find(|(n, _)| n == "build_script")
+        .map(|(_, d)| *d)
+        .expect("build_script ran");
+    assert!(
+        build < Duration::from_secs(60),
+        "build_script took {build:?}"
+    );
+    env.assert_no_leftovers();
+}
+
+#[test]
 fn a_multi_line_service_variable_is_refused_as_the_jobs_mistake_saying_what_to_do() {
     require_podman!();
     let env = TestEnv::new(&PogoConfig::default());

@@ -10,16 +10,22 @@
 //! Client → agent: `S` start (payload: argv joined by NUL), `I` stdin bytes, `E` end of stdin,
 //! `K` signal the stage's process group (payload: one byte, the signal number).
 //! Agent → client: `O` stdout bytes, `R` stderr bytes, `X` exit (payload: i32 big-endian, the
-//! exit code, or 128 + signal), `F` the program could not be started (payload: message).
+//! exit code, or 128 + signal), `F` the program could not be started (payload: message), `D`
+//! (before `X`) the output was still open 5 s after the program ended, and is no longer sent.
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
+use std::time::{Duration, Instant};
 
 const MAX_FRAME: u32 = 16 << 20;
+/// How long output is still read after the stage's program ended: a process it left in the
+/// background (`./server &`) keeps the pipes open and must not hold the stage up. The same as
+/// `pogo run` gives `podman exec`.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(5);
 
 extern "C" {
     // The only libc call std does not wrap: signalling a process group (`kill(-pgid, sig)`).
@@ -98,14 +104,23 @@ fn serve_one(stream: UnixStream) -> io::Result<()> {
         }
     };
     let pgid = child.id() as i32;
-    let out = child.stdout.take().map(|o| {
-        let w = writer.clone();
-        thread::spawn(move || pump(o, b'O', w))
-    });
-    let err = child.stderr.take().map(|e| {
-        let w = writer.clone();
-        thread::spawn(move || pump(e, b'R', w))
-    });
+    // each pump says when its pipe has ended
+    let (ended, pipes_ended) = mpsc::channel::<()>();
+    let mut open = 0;
+    for (pipe, kind) in [
+        (child.stdout.take().map(|o| Box::new(o) as Box<dyn Read + Send>), b'O'),
+        (child.stderr.take().map(|e| Box::new(e) as Box<dyn Read + Send>), b'R'),
+    ] {
+        if let Some(p) = pipe {
+            let (w, done) = (writer.clone(), ended.clone());
+            thread::spawn(move || {
+                pump(p, kind, w);
+                let _ = done.send(());
+            });
+            open += 1;
+        }
+    }
+    drop(ended);
     let mut stdin = child.stdin.take();
     // client frames: stdin data, end of stdin, signals — until the client is done
     thread::spawn(move || {
@@ -131,8 +146,17 @@ fn serve_one(stream: UnixStream) -> io::Result<()> {
         }
     });
     let status = child.wait()?;
-    for t in [out, err].into_iter().flatten() {
-        let _ = t.join();
+    let deadline = Instant::now() + OUTPUT_DRAIN;
+    while open > 0 {
+        match pipes_ended.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(()) => open -= 1,
+            Err(mpsc::RecvTimeoutError::Disconnected) => open = 0,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // the pumps go on draining the pipes (into the void once the client is gone)
+                write_frame(&writer, b'D', b"")?;
+                break;
+            }
+        }
     }
     let code = status
         .code()

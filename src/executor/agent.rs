@@ -136,6 +136,9 @@ pub enum Event {
     Stderr(Vec<u8>),
     /// The program could not be started (message), an `Exit` follows.
     Failed(String),
+    /// The program ended but its output stayed open (a process it left in the background):
+    /// the rest of the output is not sent; an `Exit` follows.
+    OutputCut,
     Exit(i32),
 }
 
@@ -197,6 +200,7 @@ impl Session {
                 b'O' => Event::Stdout(payload),
                 b'R' => Event::Stderr(payload),
                 b'F' => Event::Failed(String::from_utf8_lossy(&payload).into_owned()),
+                b'D' => Event::OutputCut,
                 b'X' if payload.len() == 4 => Event::Exit(i32::from_be_bytes([
                     payload[0], payload[1], payload[2], payload[3],
                 ])),
@@ -253,6 +257,7 @@ pub async fn run_stage(
             Event::Stdout(b) => sink(Output::Stdout, &b),
             Event::Stderr(b) => sink(Output::Stderr, &b),
             Event::Failed(m) => sink(Output::Stderr, format!("{m}\n").as_bytes()),
+            Event::OutputCut => super::log_warning(super::run::OUTPUT_CUT),
             Event::Exit(exit_code) => {
                 return Ok(StageEnd {
                     exit_code,
@@ -366,6 +371,7 @@ mod tests {
                 Event::Stdout(b) => out.extend(b),
                 Event::Stderr(b) => err.extend(b),
                 Event::Failed(m) => err.extend(m.into_bytes()),
+                Event::OutputCut => err.extend(b"<output cut>"),
                 Event::Exit(c) => {
                     return (
                         String::from_utf8(out).unwrap(),
@@ -436,6 +442,29 @@ mod tests {
             let (_, err, code) = collect(&mut s).await;
             assert_eq!(code, 127);
             assert!(err.contains("cannot run /no/such/bash"), "{err}");
+        });
+    }
+
+    #[test]
+    fn a_background_process_holding_the_output_does_not_hold_the_stage_up() {
+        let Some(agent) = Agent::start() else { return };
+        rt().block_on(async {
+            let mut s = Session::start(
+                &agent.socket,
+                &["bash"],
+                script("(sleep 60; echo late) &\necho main-done\nexit 3\n"),
+            )
+            .await
+            .unwrap();
+            // the exit comes (after the 5 s drain), not when the sleep ends a minute later
+            let (out, err, code) =
+                tokio::time::timeout(std::time::Duration::from_secs(40), collect(&mut s))
+                    .await
+                    .expect("the stage ended with its script");
+            assert_eq!(
+                (out.as_str(), err.as_str(), code),
+                ("main-done\n", "<output cut>", 3)
+            );
         });
     }
 

@@ -225,7 +225,7 @@ impl StageRunner for PodmanExec {
         // podman exec is gone: the pipes end with it. A process that kept them open (a
         // daemon started by the script) must not hold the stage up.
         if tokio::time::timeout(OUTPUT_DRAIN, pumps).await.is_err() {
-            log_warning("the stage's output did not end with its process; stopped reading it");
+            log_warning(OUTPUT_CUT);
         }
         if let Ok(mut c) = copy.lock() {
             c.finish();
@@ -237,8 +237,11 @@ impl StageRunner for PodmanExec {
     }
 }
 
-/// How long to keep reading output after `podman exec` ended.
+/// How long to keep reading output after `podman exec` ended (the agent in the container
+/// waits as long).
 const OUTPUT_DRAIN: Duration = Duration::from_secs(5);
+/// The job log's warning when a stage's output stayed open after it ended.
+pub(crate) const OUTPUT_CUT: &str = "the stage's output did not end with its process (a process it started in the background keeps it open); stopped reading it 5 s later";
 
 /// The job's log copy, or a disabled one (with one warning) when it cannot be opened.
 pub(crate) fn open_log_copy(ctx: &Context) -> LogCopy {
