@@ -628,6 +628,32 @@ fn a_process_the_script_leaves_in_the_background_does_not_hold_the_job_up() {
 }
 
 #[test]
+fn a_link_the_job_plants_at_its_agent_socket_is_refused_not_followed() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    // The socket's directory is writable in the container; a link there (to another job's
+    // socket, say) must not lead pogo's next stage anywhere.
+    let mut job = env.job(
+        &[],
+        &[
+            "rm -f /run/pogo/sock/agent.sock",
+            "ln -s /run/pogo/sock/elsewhere.sock /run/pogo/sock/agent.sock",
+            "echo planted",
+        ],
+    );
+    job.after_script = vec!["echo after-ran".into()];
+    let r = env.run(&job);
+    let log = plain_log(&r);
+    assert!(log.contains("\nplanted\n"), "{log}");
+    assert!(
+        log.contains("is not the stage agent's socket (it is a symbolic link)"),
+        "{log}"
+    );
+    assert!(!log.contains("\nafter-ran\n"), "{log}");
+    env.assert_no_leftovers();
+}
+
+#[test]
 fn a_multi_line_service_variable_is_refused_as_the_jobs_mistake_saying_what_to_do() {
     require_podman!();
     let env = TestEnv::new(&PogoConfig::default());

@@ -32,6 +32,10 @@ pub enum AgentError {
     Io(#[from] std::io::Error),
     #[error("the stage agent ended the stage without an exit code")]
     NoExit,
+    /// Something other than the agent's socket is at its path: the directory is writable from
+    /// inside the job container, and a link there could lead pogo to another job's agent.
+    #[error("{path} is not the stage agent's socket (it is a {found}): the job replaced it, so its stages cannot run; do not touch /run/pogo/sock in jobs")]
+    NotASocket { path: PathBuf, found: &'static str },
 }
 
 /// The agent binary on the host, written once per build into `<working_dir>/agent/`.
@@ -282,24 +286,57 @@ fn cancel(
     kill_after.reset(tokio::time::Instant::now() + std::time::Duration::from_secs(5));
 }
 
+/// What is at `socket`, not following a symlink: `Ok(None)` when nothing is (yet).
+fn socket_kind(socket: &Path) -> std::io::Result<Option<&'static str>> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(socket) {
+        Ok(m) => Ok(Some(match m.file_type() {
+            t if t.is_socket() => "socket",
+            t if t.is_symlink() => "symbolic link",
+            t if t.is_dir() => "directory",
+            _ => "file",
+        })),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Connect to the agent's socket itself. Its directory is writable from inside the job
+/// container, so the name is opened once without following a symlink (`O_PATH|O_NOFOLLOW`),
+/// checked to be a socket, and connected to through `/proc/self/fd/N`: there is no second
+/// lookup of the name a job could race. (That path is also short: unix socket paths are
+/// limited to 108 bytes.)
 async fn connect(socket: &Path) -> Result<UnixStream, AgentError> {
-    // unix socket paths are limited to 108 bytes: go through the directory's fd if needed
-    let dir = socket.parent().unwrap_or(Path::new("/"));
-    let dir_handle = std::fs::File::open(dir).map_err(|source| AgentError::Connect {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let connect_err = |source: std::io::Error| AgentError::Connect {
         path: socket.to_path_buf(),
         source,
-    })?;
-    let short = if socket.as_os_str().len() < 100 {
-        socket.to_path_buf()
-    } else {
-        use std::os::fd::AsRawFd;
-        PathBuf::from(format!("/proc/self/fd/{}", dir_handle.as_raw_fd()))
-            .join(socket.file_name().unwrap_or_default())
     };
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
     loop {
-        match UnixStream::connect(&short).await {
-            Ok(s) => return Ok(s),
+        let attempt = async {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(nix::libc::O_PATH | nix::libc::O_NOFOLLOW)
+                .open(socket)?;
+            if !file.metadata()?.file_type().is_socket() {
+                return Ok(Err(()));
+            }
+            let via = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+            UnixStream::connect(&via).await.map(Ok)
+        };
+        match attempt.await {
+            Ok(Ok(s)) => return Ok(s),
+            Ok(Err(())) => {
+                return Err(AgentError::NotASocket {
+                    path: socket.to_path_buf(),
+                    found: socket_kind(socket)
+                        .ok()
+                        .flatten()
+                        .unwrap_or("something else"),
+                })
+            }
             Err(e)
                 if tokio::time::Instant::now() < deadline
                     && matches!(
@@ -309,12 +346,7 @@ async fn connect(socket: &Path) -> Result<UnixStream, AgentError> {
             {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
-            Err(source) => {
-                return Err(AgentError::Connect {
-                    path: socket.to_path_buf(),
-                    source,
-                })
-            }
+            Err(e) => return Err(connect_err(e)),
         }
     }
 }
@@ -465,6 +497,29 @@ mod tests {
                 (out.as_str(), err.as_str(), code),
                 ("main-done\n", "<output cut>", 3)
             );
+        });
+    }
+
+    #[test]
+    fn a_link_planted_at_the_socket_path_is_refused_not_followed() {
+        let Some(agent) = Agent::start() else { return };
+        let planted = tempfile::tempdir().unwrap();
+        let link = planted.path().join("agent.sock");
+        // a job replaced its socket with a link to another job's (live) agent
+        std::os::unix::fs::symlink(&agent.socket, &link).unwrap();
+        rt().block_on(async {
+            // the real socket works (the agent is listening once this connects)
+            let mut s = Session::start(&agent.socket, &["bash"], script("exit 0\n"))
+                .await
+                .unwrap();
+            assert_eq!(collect(&mut s).await.2, 0);
+            match Session::start(&link, &["bash"], script("echo hijacked\n")).await {
+                Err(e @ AgentError::NotASocket { .. }) => {
+                    assert!(e.to_string().contains("symbolic link"), "{e}")
+                }
+                Err(e) => panic!("refused for another reason: {e}"),
+                Ok(_) => panic!("connected through a planted link"),
+            }
         });
     }
 

@@ -102,7 +102,8 @@ pub fn agent_socket(ctx: &Context) -> Option<std::path::PathBuf> {
         return None;
     }
     let socket = super::agent::socket_path(&ctx.config.working_dir, &ctx.job.names.key);
-    socket.exists().then_some(socket)
+    // what the job put there instead is refused when connecting (it must not mean podman exec)
+    std::fs::symlink_metadata(&socket).is_ok().then_some(socket)
 }
 
 /// pogo's agent in the job container: no `podman exec` per stage.
@@ -149,6 +150,10 @@ impl StageRunner for Agent {
                 code: Some(e.exit_code),
                 canceled: e.canceled,
             }),
+            // the job replaced the agent's socket: its own doing
+            Err(e @ super::agent::AgentError::NotASocket { .. }) => {
+                Err(Failure::build(1, e.to_string()))
+            }
             // the agent went away mid-stage: the container died (classify says how)
             Err(e) => Err(match ctx.podman.container_state(&target.container).await {
                 Ok(Some(state)) if state.running => Failure::system(format!(
