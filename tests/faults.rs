@@ -251,3 +251,44 @@ fn a_full_disk_for_the_log_copy_does_not_affect_the_job() {
     assert!(log.contains("No space left on device"), "{log}");
     env.assert_no_leftovers();
 }
+
+#[test]
+fn podman_failing_during_a_stage_is_a_system_failure_but_a_scripts_own_exit_125_is_the_jobs() {
+    require_podman!();
+    // a podman whose `exec` fails as podman itself does (exit 125) once the flag exists
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("fail-exec");
+    let wrapper = dir.path().join("podman");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = exec ] && [ -e '{}' ]; then\n  echo 'Error: injected fault: cannot lock the container' >&2\n  exit 125\nfi\nexec podman \"$@\"\n",
+            flag.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = PogoConfig {
+        podman: Some(wrapper.display().to_string()),
+        ..PogoConfig::default()
+    };
+    // stages through `podman exec` (the agent reports the script's own code, no doubt there)
+    let mut env = TestEnv::new(&config.with_extra_yaml("stage_runner: exec\n"));
+    env.extra_env
+        .push(("POGO_STAGE_RUNNER".into(), "exec".into()));
+
+    let r = env.run(&env.job(&[], &["echo before", "exit 125"]));
+    assert_build_failure(&r, 125);
+    env.assert_no_leftovers();
+
+    std::fs::write(&flag, "").unwrap();
+    let r = env.run(&env.job(&[], &["echo never-runs"]));
+    assert_system_failure(&r);
+    let log = plain_log(&r);
+    assert!(
+        log.contains("podman itself is failing") && log.contains("injected fault"),
+        "{log}"
+    );
+    env.assert_no_leftovers();
+}

@@ -422,18 +422,30 @@ async fn classify(ctx: &Context, target: &StageTarget, code: i32, stage: &str) -
         Ok(Some(_)) => {}
         Err(e) => return Failure::system(format!("podman failed while checking {what}: {e}")),
     }
+    let shell = target.shell.as_str();
+    let probe = |command: Vec<String>| async move {
+        let mut argv = vec!["exec".to_string(), container.clone()];
+        argv.extend(command);
+        argv.extend(["-c".to_string(), "exit 0".to_string()]);
+        ctx.podman
+            .output(&argv)
+            .await
+            .ok()
+            .and_then(|o| o.status.code())
+    };
+    // `podman exec` exits 125 when podman itself failed (a lock, the runtime) — or when the
+    // script did `exit 125`. (The agent reports the script's own code: no doubt there.) A
+    // trivial exec tells them apart: podman failing again is the machine's problem.
+    if code == 125 && target.agent_socket.is_none() {
+        if let Some(again) = probe(vec![shell.to_string()]).await.filter(|&c| c != 0) {
+            return Failure::system(format!(
+                "`podman exec` failed during stage {stage} (exit 125), and a trivial exec in \
+                 {what} fails too (exit {again}): podman itself is failing, see its error \
+                 above; the job can be retried"
+            ));
+        }
+    }
     if code == 126 || code == 127 {
-        let shell = target.shell.as_str();
-        let probe = |command: Vec<String>| async move {
-            let mut argv = vec!["exec".to_string(), container.clone()];
-            argv.extend(command);
-            argv.extend(["-c".to_string(), "exit 0".to_string()]);
-            ctx.podman
-                .output(&argv)
-                .await
-                .ok()
-                .and_then(|o| o.status.code())
-        };
         if matches!(probe(vec![shell.to_string()]).await, Some(126) | Some(127)) {
             return Failure::build(code, missing_shell_message(shell, target.role));
         }
