@@ -127,10 +127,11 @@ fn job_image_overrides_the_default_image() {
 }
 
 #[test]
-fn missing_image_is_a_system_failure_after_three_prepare_attempts() {
+fn an_image_whose_registry_is_unreachable_is_a_system_failure_after_three_prepare_attempts() {
     require_podman!();
     let env = TestEnv::new(&PogoConfig::default());
     let mut job = env.job(&[], &["echo never"]);
+    // nothing listens on localhost:443
     job.image = Some(missing_image("does-not-exist", &job));
     let r = env.run(&job);
     assert_system_failure(&r);
@@ -150,6 +151,29 @@ fn missing_image_is_a_system_failure_after_three_prepare_attempts() {
         "the log should name the image:\n{}",
         r.log
     );
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn an_image_the_registry_does_not_have_is_the_jobs_failure_not_retried() {
+    require_podman!();
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    // logged in: the registry answers "manifest unknown"
+    let env = TestEnv::logged_in_to(&registry);
+    let mut job = env.job(&[], &["echo never"]);
+    job.image = Some(Image::new(format!(
+        "{}/pogo/typo-{}:latest",
+        registry.host(),
+        job.id
+    )));
+    let r = env.run(&job);
+    assert_build_failure(&r, 1);
+    assert_eq!(r.prepare_attempts, 1, "retrying cannot help");
+    let log = plain_log(&r);
+    assert!(log.contains("does not exist in its registry"), "{log}");
+    assert!(log.contains("check the image name and tag"), "{log}");
     env.assert_no_leftovers();
 }
 
@@ -176,7 +200,7 @@ fn private_registry_image_is_pulled_with_the_auth_file() {
 }
 
 #[test]
-fn private_registry_image_fails_without_the_auth_file() {
+fn private_registry_image_without_credentials_is_the_jobs_failure_naming_them() {
     require_podman!();
     let Some(mut registry) = Registry::start() else {
         return;
@@ -188,7 +212,12 @@ fn private_registry_image_fails_without_the_auth_file() {
     let mut job = env.job(&[], &["echo never"]);
     job.image = Some(Image::new(remote.clone()));
     let r = env.run(&job);
-    assert_system_failure(&r);
+    // as the Docker executor's image pull failure: not retried
+    assert_build_failure(&r, 1);
+    assert_eq!(r.prepare_attempts, 1, "retrying cannot help");
+    let log = plain_log(&r);
+    assert!(log.contains("the registry refused image"), "{log}");
+    assert!(log.contains("DOCKER_AUTH_CONFIG"), "{log}");
     assert_eq!(r.phase_count("build_script"), 0);
     assert!(!env.podman.image_exists(&remote));
     env.assert_no_leftovers();

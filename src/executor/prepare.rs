@@ -701,10 +701,45 @@ async fn ensure_with(
         .find_map(|l| l.strip_prefix("Error: "))
         .map(str::to_string)
         .unwrap_or(tail);
-    Err(Failure::system(format!(
-        "pulling image {image} failed {}: {tail}; check the image name, that the registry is reachable, and the credentials",
-        auth.describe()
-    )))
+    Err(pull_failure(image, &auth.describe(), &tail))
+}
+
+/// A failed pull: the job's mistake when the registry answered that it has no such image or
+/// will not give it (a wrong name or tag, missing credentials) — retrying cannot help, and the
+/// Docker executor fails the job there too (`ImagePullFailure`, not retried); otherwise (the
+/// registry unreachable, a timeout, podman failing) a system failure, which gitlab-runner
+/// retries.
+pub fn pull_failure(image: &str, auth: &str, error: &str) -> Failure {
+    let e = error.to_ascii_lowercase();
+    let answered = |words: &[&str]| words.iter().any(|w| e.contains(w));
+    if answered(&[
+        "manifest unknown",
+        "name unknown",
+        "repository does not exist",
+        "invalid reference format",
+    ]) {
+        Failure::build(
+            1,
+            format!("image {image} does not exist in its registry ({error}); check the image name and tag"),
+        )
+    } else if answered(&[
+        "unauthorized",
+        "authentication required",
+        "denied",
+        "forbidden",
+    ]) {
+        Failure::build(
+            1,
+            format!(
+                "the registry refused image {image} {auth} ({error}); check the image name and the \
+                 credentials (DOCKER_AUTH_CONFIG, the runner's auth_file)"
+            ),
+        )
+    } else {
+        Failure::system(format!(
+            "pulling image {image} failed {auth}: {error}; check that the registry is reachable; the job can be retried"
+        ))
+    }
 }
 
 /// The runner owner's `allowed_images` / `allowed_services`: a job outside them fails as a
@@ -1372,6 +1407,34 @@ mod tests {
         );
         let ports: Vec<Vec<i64>> = got.iter().map(|s| s.ports.clone()).collect();
         assert_eq!(ports, vec![vec![1], vec![2], vec![3], vec![]]);
+    }
+
+    #[test]
+    fn a_pull_the_registry_refuses_is_the_jobs_failure_an_unreachable_one_the_machines() {
+        let job = |e: &str| {
+            matches!(
+                pull_failure("x", "without credentials", e),
+                Failure::Build { .. }
+            )
+        };
+        // what podman prints for registry answers (Docker Hub, distribution, GitLab, ghcr)
+        for e in [
+            "reading manifest latest in 127.0.0.1:5000/pogo/typo: manifest unknown",
+            "initializing source docker://127.0.0.1:5000/x:1: reading manifest 1 in 127.0.0.1:5000/x: name unknown: repository name not known to registry",
+            "reading manifest latest in docker.io/library/nope: requested access to the resource is denied",
+            "initializing source docker://registry.example.com/a/b:1: reading manifest 1 in registry.example.com/a/b: unauthorized: authentication required",
+            "reading manifest 1 in ghcr.io/o/p: denied",
+        ] {
+            assert!(job(e), "{e}");
+        }
+        for e in [
+            "initializing source docker://localhost/x:latest: pinging container registry localhost: Get \"https://localhost/v2/\": dial tcp 127.0.0.1:443: connect: connection refused",
+            "pinging container registry registry.example: Get \"https://registry.example/v2/\": dial tcp: lookup registry.example on 127.0.0.53:53: no such host",
+            "copying system image from manifest list: writing blob: storing blob to file: write /var/tmp/x: no space left on device",
+            "net/http: TLS handshake timeout",
+        ] {
+            assert!(!job(e), "{e}");
+        }
     }
 
     #[test]
