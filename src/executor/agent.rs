@@ -240,9 +240,10 @@ pub async fn run_stage(
     sink: &mut dyn FnMut(Output, &[u8]),
 ) -> Result<StageEnd, AgentError> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut session = Session::start(socket, argv, script).await?;
+    // listening before the stage starts: no SIGTERM can slip in between and end pogo
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut session = Session::start(socket, argv, script).await?;
     let mut canceled = false;
     let kill_after = tokio::time::sleep(std::time::Duration::from_secs(365 * 86400));
     tokio::pin!(kill_after);

@@ -196,6 +196,10 @@ impl StageRunner for PodmanExec {
         script: &Path,
         _stage: &str,
     ) -> Result<StageExit, Failure> {
+        // Listening before podman exec starts: a SIGTERM from then on stops the stage; one in
+        // between would have killed pogo and left podman exec (its own process group) running.
+        let mut term = signal(SignalKind::terminate()).map_err(Failure::system)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(Failure::system)?;
         let file = open_script(script)?;
         let argv = args::exec_stage(&target.container, &target.command);
         let mut cmd = ctx.podman.command(&argv);
@@ -220,8 +224,6 @@ impl StageRunner for PodmanExec {
             child.stderr.take(),
             Arc::clone(&copy),
         ));
-        let mut term = signal(SignalKind::terminate()).map_err(Failure::system)?;
-        let mut int = signal(SignalKind::interrupt()).map_err(Failure::system)?;
         let status = tokio::select! {
             s = child.wait() => s.map_err(Failure::system),
             _ = term.recv() => cancel(ctx, target, &mut child, "SIGTERM").await.inspect(|_| self.canceled()),
