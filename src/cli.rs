@@ -204,11 +204,23 @@ fn cleanup_phase(flag: Option<&Path>, env: &HashMap<String, String>) -> Result<(
             executor::log_warning(&format!("{m}; cleaning up with plain `podman`"));
             let job = JobEnv::from_env(env).map_err(Failure::system)?;
             let podman = Podman::new("podman", Vec::new());
-            let errors = rt.block_on(cleanup::remove_job(
+            let mut errors = rt.block_on(cleanup::remove_job(
                 &podman,
                 &job.names.key,
                 cleanup::Scope::ALL,
             ));
+            // the job's private files (registry credentials) and agent sockets, under the
+            // working_dir the config phase passed on
+            if let Some(wd) = env.get(executor::env::JOB_WORKING_DIR).map(PathBuf::from) {
+                if let Err(e) = executor::jobdata::remove(&wd, &job.names.key) {
+                    errors.push(format!(
+                        "cannot remove {}: {e}",
+                        executor::jobdata::dir(&wd, &job.names.key).display()
+                    ));
+                }
+                executor::agent::remove_socket_dir(&wd, &job.names.key);
+                executor::agent::remove_socket_dir(&wd, &job.names.helper());
+            }
             if errors.is_empty() {
                 Ok(())
             } else {

@@ -292,3 +292,35 @@ fn podman_failing_during_a_stage_is_a_system_failure_but_a_scripts_own_exit_125_
     );
     env.assert_no_leftovers();
 }
+
+#[test]
+fn cleanup_with_a_config_broken_mid_job_still_removes_the_containers_and_private_files() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    // the job itself breaks the config file (mounted in for this test)
+    env.write_config(&PogoConfig {
+        mounts: vec![MountSpec {
+            volume: format!("{}:/cfg", env.dir.path().display()),
+            tags: Vec::new(),
+            readonly: false,
+        }],
+        ..PogoConfig::default()
+    });
+    let job = env.job(
+        &[],
+        &["printf 'mountz: [\\n' >> /cfg/pogo.yaml", "echo broke-it"],
+    );
+    let key = format!("pogo-pogotest-{}-0", job.id);
+    let r = env.run(&job);
+    assert!(plain_log(&r).contains("\nbroke-it\n"), "{}", r.log);
+    assert!(
+        r.cleanup_output.contains("cleaning up with plain `podman`"),
+        "{}",
+        r.cleanup_output
+    );
+    for private in ["jobdata", "run"] {
+        let d = env.working_dir.join(private).join(&key);
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
+    env.assert_no_leftovers();
+}

@@ -41,6 +41,10 @@ pub fn output(
     job_env.insert(env::JOB_KEY.to_string(), job.names.key.clone());
     job_env.insert(env::JOB_CONTAINER.to_string(), job.names.container.clone());
     job_env.insert(env::JOB_POD.to_string(), job.names.pod.clone());
+    job_env.insert(
+        env::JOB_WORKING_DIR.to_string(),
+        config.working_dir.display().to_string(),
+    );
     ConfigOutput {
         builds_dir: config.builds_dir.clone(),
         cache_dir: config.cache_dir.display().to_string(),

@@ -9,6 +9,9 @@ use std::path::PathBuf;
 /// `job_env` keys pogo's config phase hands to the later phases.
 pub const JOB_TAGS: &str = "POGO_JOB_TAGS";
 pub const JOB_KEY: &str = "POGO_JOB_KEY";
+/// The `working_dir` the job started with (from the config phase): cleanup finds the job's
+/// private files with it even when the config cannot be read any more.
+pub const JOB_WORKING_DIR: &str = "POGO_JOB_WORKING_DIR";
 pub const JOB_CONTAINER: &str = "POGO_JOB_CONTAINER";
 pub const JOB_POD: &str = "POGO_JOB_POD";
 
