@@ -62,15 +62,26 @@ impl Redactor {
             out.extend_from_slice(chunk);
             return;
         }
-        let owned;
-        let buf: &[u8] = if self.pending.is_empty() {
-            chunk
+        if self.pending.is_empty() {
+            self.scan(chunk, out, false);
         } else {
             let mut b = std::mem::take(&mut self.pending);
             b.extend_from_slice(chunk);
-            owned = b;
-            &owned
-        };
+            self.scan(&b, out, false);
+        }
+    }
+
+    /// End of stream: what was held back is masked where it holds a whole secret (a shorter
+    /// one, when a longer one it begins did not come) and written.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        let held = std::mem::take(&mut self.pending);
+        self.scan(&held, out, true);
+    }
+
+    /// Mask `buf` into `out`. Unless this is the `last` of the stream, stop where the rest may
+    /// still become a (longer) secret and keep it pending: masking a shorter secret there
+    /// could leak the end of the longer one.
+    fn scan(&mut self, buf: &[u8], out: &mut Vec<u8>, last: bool) {
         let mut i = 0;
         let mut copied_from = 0;
         while i < buf.len() {
@@ -79,6 +90,16 @@ impl Redactor {
                 continue;
             }
             let rest = &buf[i..];
+            if !last
+                && self
+                    .secrets
+                    .iter()
+                    .any(|s| s.len() > rest.len() && s.starts_with(rest))
+            {
+                out.extend_from_slice(&buf[copied_from..i]);
+                self.pending = rest.to_vec();
+                return;
+            }
             if let Some(s) = self.secrets.iter().find(|s| rest.starts_with(s)) {
                 out.extend_from_slice(&buf[copied_from..i]);
                 out.extend_from_slice(MASK);
@@ -86,20 +107,9 @@ impl Redactor {
                 copied_from = i;
                 continue;
             }
-            if self.secrets.iter().any(|s| s.starts_with(rest)) {
-                // The chunk ends inside what may be a secret: wait for more.
-                out.extend_from_slice(&buf[copied_from..i]);
-                self.pending = rest.to_vec();
-                return;
-            }
             i += 1;
         }
         out.extend_from_slice(&buf[copied_from..]);
-    }
-
-    /// End of stream: whatever was held back is not a secret after all.
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
-        out.append(&mut self.pending);
     }
 }
 
@@ -123,6 +133,22 @@ mod tests {
             redact_chunks(&["s3cr3t-value"], &["token=s3cr3t-value ok\n"]),
             "token=[MASKED] ok\n"
         );
+    }
+
+    #[test]
+    fn a_longer_secret_beginning_with_a_shorter_one_is_masked_whole_across_chunks() {
+        let secrets = ["abcdefgh", "abcdefgh12345"];
+        assert_eq!(
+            redact_chunks(&secrets, &["x abcdefgh12", "345 y\n"]),
+            "x [MASKED] y\n"
+        );
+        // the shorter one alone, also when the stream ends right after it
+        assert_eq!(
+            redact_chunks(&secrets, &["x abcdefgh", "1 y\n"]),
+            "x [MASKED]1 y\n"
+        );
+        assert_eq!(redact_chunks(&secrets, &["x abcdefgh"]), "x [MASKED]");
+        assert_eq!(redact_chunks(&secrets, &["x abcdefgh123"]), "x [MASKED]123");
     }
 
     #[test]
