@@ -300,14 +300,19 @@ pub fn finalize(
     let services_wait_timeout = raw
         .services_wait_timeout
         .unwrap_or(model::DEFAULT_SERVICES_WAIT_TIMEOUT);
-    if services_wait_timeout == 0 {
+    if !(1..=model::MAX_SERVICES_WAIT_TIMEOUT).contains(&services_wait_timeout) {
         return Err(invalid(
             "services_wait_timeout",
-            "must be at least 1 second".to_string(),
+            format!(
+                "{services_wait_timeout} is not between 1 and {} seconds (a day)",
+                model::MAX_SERVICES_WAIT_TIMEOUT
+            ),
         ));
     }
+    // empty means the default, as POGO_PODMAN="" does
     let podman = raw
         .podman
+        .filter(|p| !p.is_empty())
         .unwrap_or_else(|| model::DEFAULT_PODMAN.to_string());
     let podman_args = split_args(raw.podman_args.as_deref().unwrap_or(""))
         .map_err(|m| invalid("podman_args", m))?;

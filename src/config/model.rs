@@ -382,4 +382,7 @@ pub struct Config {
 
 pub const DEFAULT_BUILDS_DIR: &str = "/builds";
 pub const DEFAULT_SERVICES_WAIT_TIMEOUT: u64 = 30;
+/// The longest `services_wait_timeout` (seconds): a day. Longer is surely a typo (and would
+/// overflow the clock arithmetic).
+pub const MAX_SERVICES_WAIT_TIMEOUT: u64 = 86_400;
 pub const DEFAULT_PODMAN: &str = "podman";

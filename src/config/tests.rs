@@ -78,6 +78,29 @@ fn environment_variables_override_file_values() {
 }
 
 #[test]
+fn a_services_wait_timeout_beyond_a_day_is_refused_naming_the_key() {
+    for bad in ["0", "86401", "18446744073709551615"] {
+        let e = load_str(&format!("services_wait_timeout: {bad}\n"), &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("services_wait_timeout") && e.contains("between 1 and 86400 seconds"),
+            "{e}"
+        );
+    }
+    let c = load_str("services_wait_timeout: 86400\n", &env(&[])).unwrap();
+    assert_eq!(c.services_wait_timeout, 86_400);
+}
+
+#[test]
+fn an_empty_podman_means_the_default_in_the_file_as_in_the_environment() {
+    let c = load_str("podman: ''\n", &env(&[])).unwrap();
+    assert_eq!(c.podman, "podman");
+    let c = load_str("podman: /opt/podman\n", &env(&[("POGO_PODMAN", "")])).unwrap();
+    assert_eq!(c.podman, "podman");
+}
+
+#[test]
 fn a_bad_pull_policy_in_the_environment_names_the_variable() {
     let err = load_str("", &env(&[("POGO_PULL_POLICY", "sometimes")])).unwrap_err();
     let msg = err.to_string();
