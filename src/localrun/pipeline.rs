@@ -556,6 +556,8 @@ impl Parser {
             }
         };
         let allow_failure = match get(m, "allow_failure") {
+            // GitLab: a manual job may fail unless it says otherwise
+            None if when == When::Manual => AllowFailure::Yes,
             None => AllowFailure::No,
             Some(v) => allow_failure(v).map_err(ctx("allow_failure"))?,
         };
@@ -1516,6 +1518,7 @@ other:
         let p = parse_ok(
             r#"
 m: {script: x, when: manual}
+n: {script: x, when: manual, allow_failure: false}
 a: {script: x, when: always, allow_failure: true}
 f: {script: x, when: on_failure, allow_failure: false}
 c: {script: x, allow_failure: {exit_codes: [3, 4]}}
@@ -1523,6 +1526,12 @@ s: {script: x, allow_failure: {exit_codes: 5}}
 "#,
         );
         assert_eq!(p.job("m").unwrap().when, When::Manual);
+        assert_eq!(
+            p.job("m").unwrap().allow_failure,
+            AllowFailure::Yes,
+            "a manual job may fail by default, as on GitLab"
+        );
+        assert_eq!(p.job("n").unwrap().allow_failure, AllowFailure::No);
         assert_eq!(p.job("a").unwrap().when, When::Always);
         assert_eq!(p.job("a").unwrap().allow_failure, AllowFailure::Yes);
         assert_eq!(p.job("f").unwrap().when, When::OnFailure);

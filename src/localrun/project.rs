@@ -149,7 +149,12 @@ fn read_git(dir: &Path) -> Option<Git> {
     let timestamp = parts.next().unwrap_or_default().to_string();
     let message = parts.next().unwrap_or_default().trim_end().to_string();
     let branch = git(dir, &["symbolic-ref", "--quiet", "--short", "HEAD"]);
-    let tag = git(dir, &["describe", "--tags", "--exact-match", "HEAD"]);
+    // A tag pipeline only when no branch is checked out (a detached HEAD on a tag): GitLab
+    // sets CI_COMMIT_TAG in tag pipelines only, and CI_COMMIT_BRANCH never in them.
+    let tag = match &branch {
+        Some(_) => None,
+        None => git(dir, &["describe", "--tags", "--exact-match", "HEAD"]),
+    };
     let ref_name = branch
         .clone()
         .or_else(|| tag.clone())
@@ -560,6 +565,17 @@ mod tests {
     }
 
     #[test]
+    fn a_detached_head_on_a_tag_is_a_tag_pipeline_without_a_branch() {
+        let (_d, proj) = repo();
+        sh(&proj, "git tag v1.0 && git checkout -q --detach v1.0");
+        let vars = Project::discover(&proj).variables("https://gitlab.invalid");
+        let get = |k: &str| vars.iter().find(|v| v.key == k).map(|v| v.value.as_str());
+        assert_eq!(get("CI_COMMIT_TAG"), Some("v1.0"));
+        assert_eq!(get("CI_COMMIT_REF_SLUG"), Some("v1-0"));
+        assert_eq!(get("CI_COMMIT_BRANCH"), None);
+    }
+
+    #[test]
     fn predefined_variables_come_from_the_repository() {
         let (_d, proj) = repo();
         sh(&proj, "git tag v1.0 && git checkout -q -b Feature/X_1");
@@ -577,7 +593,10 @@ mod tests {
         assert_eq!(get("CI_COMMIT_SHORT_SHA"), g.sha[..8]);
         assert_eq!(get("CI_COMMIT_BRANCH"), "Feature/X_1");
         assert_eq!(get("CI_COMMIT_REF_SLUG"), "feature-x-1");
-        assert_eq!(get("CI_COMMIT_TAG"), "v1.0");
+        assert!(
+            vars.iter().all(|v| v.key != "CI_COMMIT_TAG"),
+            "a branch pipeline has no CI_COMMIT_TAG, even on a tagged commit"
+        );
         assert_eq!(get("CI_COMMIT_TITLE"), "Title line");
         assert_eq!(get("CI_COMMIT_DESCRIPTION"), "Body $HOME");
         assert_eq!(get("CI_COMMIT_AUTHOR"), "Ada <ada@example.com>");
