@@ -177,13 +177,23 @@ impl Pipeline {
         for job in &self.jobs {
             let stage = self.stage_index(&job.stage);
             let find = |name: &str| self.jobs.iter().find(|j| j.name == name);
+            let needed = |name: &str| job.needs.iter().flatten().any(|n| n.job == name);
             for dep in job.dependencies.iter().flatten() {
                 match find(dep) {
+                    // GitLab: with needs:, dependencies must be among the needs
+                    Some(_) if job.needs.is_some() && !needed(dep) => {
+                        return Err(format!(
+                            "job '{}': dependencies: '{dep}' should be part of needs:",
+                            job.name
+                        ))
+                    }
                     Some(d) if self.stage_index(&d.stage) < stage => {}
+                    // the same stage: only when needed, so it has finished
+                    Some(d) if self.stage_index(&d.stage) == stage && needed(dep) => {}
                     Some(d) => {
                         return Err(format!(
                             "job '{}': dependencies: '{dep}' is in stage '{}', not in an earlier \
-                             stage than '{}'",
+                             stage than '{}' (a job of the same stage must also be in needs:)",
                             job.name, d.stage, job.stage
                         ))
                     }
@@ -1367,6 +1377,25 @@ d: {stage: deploy, script: x}
         );
         assert!(
             e.contains("job 'a': dependencies: 'b' is in stage 'deploy', not in an earlier stage than 'test'"),
+            "{e}"
+        );
+        // a dependency in the same stage is fine when it is also needed (it has finished)
+        let p = parse_ok(
+            "compile: {stage: build, script: x}\npackage: {stage: build, script: x, needs: [compile], dependencies: [compile]}\n",
+        );
+        assert_eq!(
+            p.artifact_sources(p.job("package").unwrap()),
+            vec!["compile"]
+        );
+        let e = parse_err(
+            "compile: {stage: build, script: x}\npackage: {stage: build, script: x, dependencies: [compile]}\n",
+        );
+        assert!(e.contains("must also be in needs:"), "{e}");
+        let e = parse_err(
+            "a: {stage: build, script: x}\nb: {stage: build, script: x}\nc: {stage: test, script: x, needs: [a], dependencies: [b]}\n",
+        );
+        assert!(
+            e.contains("job 'c': dependencies: 'b' should be part of needs:"),
             "{e}"
         );
         let e = parse_err("a: {script: x, needs: [nope]}\n");
