@@ -642,7 +642,6 @@ fn a_process_the_script_leaves_in_the_background_does_not_hold_the_job_up() {
     assert_success(&r);
     let log = plain_log(&r);
     assert!(log.contains("\nmain-done\n"), "{log}");
-    assert!(log.contains("stopped reading it"), "{log}");
     let build = r
         .phase_times
         .iter()
@@ -659,7 +658,10 @@ fn a_process_the_script_leaves_in_the_background_does_not_hold_the_job_up() {
 #[test]
 fn a_link_the_job_plants_at_its_agent_socket_is_refused_not_followed() {
     require_podman!();
-    let env = TestEnv::new(&PogoConfig::default());
+    let mut env = TestEnv::new(&PogoConfig::default());
+    // the agent's path, also when the suite runs again on the podman exec path
+    env.extra_env
+        .push(("POGO_STAGE_RUNNER".into(), "agent".into()));
     // The socket's directory is writable in the container; a link there (to another job's
     // socket, say) must not lead pogo's next stage anywhere.
     let mut job = env.job(
