@@ -347,14 +347,16 @@ impl Job {
         v
     }
 
-    /// The key a cache is stored under, as gitlab-runner computes it: `cache:key` with the
-    /// payload's variables expanded (`<job name>/<ref>` when empty), then sanitised.
-    /// `Err` carries the expanded key when nothing usable is left (e.g. it has `..`).
-    pub fn cache_key(&self, cache: &Cache) -> Result<String, String> {
+    /// The key a cache is stored under, as gitlab-runner computes it: `cache:key` expanded
+    /// with `all` (`GetAllVariables()`, whose values are themselves expanded already, so a key
+    /// `$CK` with `CK: deps-$CI_COMMIT_REF_SLUG` gives `deps-main`), or `<job name>/<ref>` when
+    /// empty; then sanitised. `Err` carries the expanded key when nothing usable is left
+    /// (e.g. it has `..`).
+    pub fn cache_key(&self, cache: &Cache, all: &[Variable]) -> Result<String, String> {
         let raw = if cache.key.is_empty() {
             format!("{}/{}", self.name, self.git_ref)
         } else {
-            expand(&cache.key, &self.payload_variables())
+            expand(&cache.key, all)
         };
         super::script::sanitize_cache_key(&raw).ok_or(raw)
     }

@@ -109,6 +109,9 @@ pub struct JobResult {
     pub temp_dirs: Vec<PathBuf>,
     /// Runner-log warnings (not in the job log).
     pub warnings: Vec<String>,
+    /// The key each cache of the job (by its index in `cache:`) was restored or archived
+    /// under, as computed for the job.
+    pub cache_keys: Vec<(usize, String)>,
 }
 
 impl JobResult {
@@ -487,6 +490,7 @@ struct Run<'a> {
     prepare_attempts: u32,
     temp_dirs: Vec<PathBuf>,
     warnings: Vec<String>,
+    cache_keys: Vec<(usize, String)>,
     masks: Vec<String>,
     job_deadline: Instant,
     outcome: Outcome,
@@ -512,6 +516,7 @@ impl<'a> Run<'a> {
             prepare_attempts: 0,
             temp_dirs: Vec::new(),
             warnings: Vec::new(),
+            cache_keys: Vec::new(),
             masks,
             job_deadline: Instant::now() + job.timeout,
             outcome: Outcome::Success,
@@ -529,6 +534,11 @@ impl<'a> Run<'a> {
             prepare_attempts: self.prepare_attempts,
             temp_dirs: self.temp_dirs,
             warnings: self.warnings,
+            cache_keys: {
+                let mut keys = self.cache_keys;
+                keys.sort_by_key(|(i, _)| *i);
+                keys
+            },
         }
     }
 
@@ -1062,7 +1072,8 @@ impl<'a> Run<'a> {
     /// Caches to restore or archive, with sanitised keys.
     fn caches(&mut self, exec: &Exec, restore: bool, job_ok: bool) -> Vec<CacheArchive> {
         let mut out = Vec::new();
-        for c in &self.job.cache {
+        let all = self.all_variables(exec, self.current_status());
+        for (i, c) in self.job.cache.iter().enumerate() {
             if c.paths.is_empty() {
                 continue;
             }
@@ -1074,7 +1085,7 @@ impl<'a> Run<'a> {
             if !wanted {
                 continue;
             }
-            let key = match self.job.cache_key(c) {
+            let key = match self.job.cache_key(c, &all) {
                 Ok(key) => key,
                 Err(raw) => {
                     self.warnings
@@ -1082,6 +1093,9 @@ impl<'a> Run<'a> {
                     continue;
                 }
             };
+            if !self.cache_keys.iter().any(|(at, _)| *at == i) {
+                self.cache_keys.push((i, key.clone()));
+            }
             out.push(CacheArchive {
                 rel_file: script::cache_rel_file(&exec.project_dir, &exec.job_cache_dir, &key),
                 key,
@@ -1648,6 +1662,33 @@ mod tests {
         assert_eq!(env["CUSTOM_ENV_A"], "2");
         assert_eq!(env["CUSTOM_ENV_CI_JOB_SERVICES"], "");
         assert_eq!(env.len(), 10);
+    }
+
+    #[test]
+    fn a_cache_key_naming_a_variable_gets_that_variables_expanded_value() {
+        let d = Driver::new("/bin/true");
+        let mut job = Job::new(7, "t", "g/p", "http://127.0.0.1:9/api/v4");
+        job.git_ref = "main".into();
+        job.variables
+            .push(Variable::new("CK", "deps-$CI_COMMIT_REF_NAME"));
+        let run = Run::new(&d, &job);
+        let exec = Exec::default();
+        let all = run.all_variables(&exec, "running");
+        let cache = |key: &str| job::Cache {
+            key: key.into(),
+            paths: vec!["vendor".into()],
+            ..job::Cache::default()
+        };
+        // as gitlab-runner: GetAllVariables() is expanded, then the key against it
+        assert_eq!(
+            job.cache_key(&cache("$CK"), &all).as_deref(),
+            Ok("deps-main")
+        );
+        assert_eq!(
+            job.cache_key(&cache("x-${CK}-$CI_JOB_ID"), &all).as_deref(),
+            Ok("x-deps-main-7")
+        );
+        assert_eq!(job.cache_key(&cache(""), &all).as_deref(), Ok("test/main"));
     }
 
     #[test]

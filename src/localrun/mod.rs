@@ -714,7 +714,7 @@ impl Local {
             Some(f) if f.allowed_by(&spec.allow_failure) => Status::AllowedToFail(f),
             Some(f) => Status::Failed(f),
         };
-        notes.extend(self.cache_notes(&job, &result.log, started_at));
+        notes.extend(self.cache_notes(&job, &result, started_at));
         if let Ok(m) = std::fs::metadata(self.artifacts_file(&spec.name)) {
             notes.push(format!("artifacts saved ({})", human_size(m.len())));
         }
@@ -737,17 +737,23 @@ impl Local {
     }
 
     /// `cache 'KEY': hit|miss[, saved]` for each cache of the job.
-    fn cache_notes(&self, job: &Job, log: &str, started_at: SystemTime) -> Vec<String> {
+    fn cache_notes(
+        &self,
+        job: &Job,
+        result: &crate::driver::JobResult,
+        started_at: SystemTime,
+    ) -> Vec<String> {
         let Some(stages) = &self.driver.local else {
             return Vec::new();
         };
+        let log = &result.log;
         let mut notes = Vec::new();
-        for c in job.cache.iter().filter(|c| !c.paths.is_empty()) {
-            let Ok(key) = job.cache_key(c) else { continue };
-            let (_, host) = stages.cache_file(&key);
+        for (i, key) in &result.cache_keys {
+            let Some(c) = job.cache.get(*i) else { continue };
+            let (_, host) = stages.cache_file(key);
             let mut parts = Vec::new();
             if c.policy != CachePolicy::Push {
-                let hit = log.contains(&local::cache_extracted_message(&key, &host));
+                let hit = log.contains(&local::cache_extracted_message(key, &host));
                 parts.push(if hit { "hit" } else { "miss" });
             }
             let saved = std::fs::metadata(&host)
