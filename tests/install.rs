@@ -295,6 +295,36 @@ fn install_without_gitlab_runner_says_where_to_get_it_and_changes_nothing() {
 }
 
 #[test]
+fn a_gitlab_runner_unit_of_the_users_own_is_kept_unless_forced_and_then_backed_up() {
+    let h = Home::new();
+    let own = "[Service]\nEnvironment=HTTPS_PROXY=http://proxy:3128\nExecStart=/usr/bin/gitlab-runner run\n";
+    std::fs::create_dir_all(h.unit().parent().unwrap()).unwrap();
+    std::fs::write(h.unit(), own).unwrap();
+
+    let r = h.pogo_with_standins(&["install"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stdout.contains("was not written by pogo install") && r.stdout.contains("--force"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stderr.contains("nothing was changed"), "{}", r.stderr);
+    assert_eq!(std::fs::read_to_string(h.unit()).unwrap(), own);
+    assert!(!h.log().exists(), "systemctl must not run");
+
+    let r = h.pogo_with_standins(&["install", "--force"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let backup = h.unit().with_file_name("gitlab-runner.service.pogo-backup");
+    assert_eq!(std::fs::read_to_string(&backup).unwrap(), own);
+    assert!(r.stdout.contains("kept your unit as"), "{}", r.stdout);
+    let unit = std::fs::read_to_string(h.unit()).unwrap();
+    assert!(unit.starts_with("# Written by `pogo install`"), "{unit}");
+
+    // pogo's own unit is rewritten without --force
+    assert_eq!(h.pogo_with_standins(&["install"]).code, 0);
+}
+
+#[test]
 fn installed_unit_passes_systemd_analyze_verify() {
     let h = Home::new();
     assert_eq!(h.pogo_with_standins(&["install"]).code, 0);

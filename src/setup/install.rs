@@ -44,6 +44,10 @@ pub struct InstallArgs {
     /// Enable the unit but do not start it now
     #[arg(long)]
     pub no_start: bool,
+    /// Replace a gitlab-runner.service that `pogo install` did not write (a copy is kept next
+    /// to it as gitlab-runner.service.pogo-backup)
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// What `pogo install` does, step by step.
@@ -58,6 +62,9 @@ pub struct Plan {
     pub unit_text: String,
     /// Whether the unit file already has exactly this text.
     pub unit_unchanged: bool,
+    /// The unit file there now was not written by `pogo install` (it is the user's): replaced
+    /// only with `--force`, after a backup copy.
+    pub unit_foreign: bool,
     pub commands: Vec<Vec<String>>,
     /// `Some(true)` linger on, `Some(false)` off, `None` unknown; and how it was found.
     pub linger: (Option<bool>, String),
@@ -78,11 +85,22 @@ pub fn systemd_word(s: &str) -> String {
     }
 }
 
+/// How the units `pogo install` writes begin: a unit without it is the user's own.
+const UNIT_HEADER: &str = "# Written by `pogo install`";
+
+/// Where `--force` keeps a copy of the user's own unit before replacing it.
+fn backup_path(unit: &Path) -> PathBuf {
+    let mut name = unit.file_name().unwrap_or_default().to_os_string();
+    name.push(".pogo-backup");
+    unit.with_file_name(name)
+}
+
 /// The user unit for this machine: the packaged template with its `ExecStart=` pointing at
 /// `gitlab_runner`, `runner_config` and `working_dir`.
 pub fn render_unit(gitlab_runner: &Path, runner_config: &Path, working_dir: &Path) -> String {
-    let mut out = String::from(
-        "# Written by `pogo install` from pogo's packaging/gitlab-runner.service.\n\
+    let mut out = String::from(UNIT_HEADER);
+    out.push_str(
+        " from pogo's packaging/gitlab-runner.service.\n\
          # `pogo install` again rewrites it; `pogo doctor` checks the set-up.\n",
     );
     let body = UNIT_TEMPLATE
@@ -273,7 +291,33 @@ pub fn plan(args: &InstallArgs, env: &HashMap<String, String>) -> Plan {
         &runner_config,
         &user.home,
     );
-    let unit_unchanged = std::fs::read_to_string(&unit_path).is_ok_and(|t| t == unit_text);
+    let existing = std::fs::read_to_string(&unit_path).ok();
+    let unit_unchanged = existing.as_deref() == Some(unit_text.as_str());
+    let unit_foreign = existing
+        .as_deref()
+        .is_some_and(|t| !unit_unchanged && !t.starts_with(UNIT_HEADER));
+    if unit_foreign {
+        if args.force {
+            notes.push((
+                false,
+                format!(
+                    "⚠ {} was not written by pogo install: replacing it (--force), the old one is kept as {}",
+                    unit_path.display(),
+                    backup_path(&unit_path).display()
+                ),
+            ));
+        } else {
+            notes.push((
+                true,
+                format!(
+                    "✗ {} exists and was not written by pogo install (your own unit?): it is kept; \
+                     move it away, or pass --force to replace it (a copy is kept as {})",
+                    unit_path.display(),
+                    backup_path(&unit_path).display()
+                ),
+            ));
+        }
+    }
     let sc = |rest: &[&str]| -> Vec<String> {
         ["systemctl", "--user"]
             .iter()
@@ -300,6 +344,7 @@ pub fn plan(args: &InstallArgs, env: &HashMap<String, String>) -> Plan {
         unit_path,
         unit_text,
         unit_unchanged,
+        unit_foreign,
         commands,
         linger,
         notes,
@@ -386,7 +431,7 @@ pub fn install_main(args: InstallArgs) -> i32 {
         println!("{n}");
     }
     if plan.notes.iter().any(|(stop, _)| *stop) {
-        eprintln!("pogo install: nothing was changed; install gitlab-runner first (or pass --gitlab-runner PATH)");
+        eprintln!("pogo install: nothing was changed; see the ✗ above");
         return 1;
     }
     if let Err(e) = super::create_dir(&plan.unit_dir, 0o755) {
@@ -399,6 +444,18 @@ pub fn install_main(args: InstallArgs) -> i32 {
     if plan.unit_unchanged {
         println!("✓ {} is up to date", plan.unit_path.display());
     } else {
+        if plan.unit_foreign {
+            let backup = backup_path(&plan.unit_path);
+            if let Err(e) = std::fs::copy(&plan.unit_path, &backup) {
+                eprintln!(
+                    "pogo install: cannot keep a copy of {} as {}: {e}; nothing was changed",
+                    plan.unit_path.display(),
+                    backup.display()
+                );
+                return 1;
+            }
+            println!("✓ kept your unit as {}", backup.display());
+        }
         if let Err(e) = super::atomic_write(&plan.unit_path, plan.unit_text.as_bytes(), 0o644) {
             eprintln!(
                 "pogo install: cannot write {}: {e}",
