@@ -581,6 +581,28 @@ fn a_broken_pogo_config_stops_registration() {
 }
 
 #[test]
+fn a_pogo_config_that_cannot_be_made_leaves_config_toml_untouched() {
+    let gl = FakeGitlab::with_route("POST", "/api/v4/runners/verify", verified(3));
+    let s = Setup::new();
+    // its directory cannot be made: a file is in the way
+    let blocker = s.home().join("blocker");
+    std::fs::write(&blocker, "").unwrap();
+    let pc = blocker.join("pogo.yaml");
+    let r = s.register_with_token_from(
+        &gl.url(),
+        &["--pogo-config", pc.to_str().unwrap()],
+        &[("POGO_RUNNER_TOKEN", RUNNER_TOKEN)],
+        None,
+    );
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stderr.contains("blocker"), "{}", r.stderr);
+    assert!(
+        !s.runner_config().parent().unwrap().exists(),
+        "nothing of gitlab-runner's written: no entry pointing at a config that is not there"
+    );
+}
+
+#[test]
 fn a_missing_pogo_config_is_created_with_defaults() {
     let gl = FakeGitlab::with_route("POST", "/api/v4/runners/verify", verified(3));
     let s = Setup::new();

@@ -292,26 +292,39 @@ pub fn register(
         path: path.to_path_buf(),
         message: e.to_string(),
     };
-    if let Some(dir) = req
-        .runner_config
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-    {
-        if !dir.exists() {
-            super::create_dir(dir, 0o700).map_err(|e| write_err(dir, e))?;
-        }
-    }
-    if new_system_id {
-        let file = system_id_path(&req.runner_config);
-        super::atomic_write(&file, system_id.as_bytes(), 0o600).map_err(|e| write_err(&file, e))?;
-    }
-    runner_config::write(&req.runner_config, &out)?;
+    // The pogo config first: a runner entry must never point at a config that could not be
+    // made (every job of it would fail). If gitlab-runner's files then cannot be written, the
+    // starter config made here goes again.
     if !pogo_exists {
         if let Some(dir) = req.pogo_config.parent() {
             super::create_dir(dir, 0o755).map_err(|e| write_err(dir, e))?;
         }
         super::atomic_write(&req.pogo_config, STARTER_POGO_CONFIG.as_bytes(), 0o644)
             .map_err(|e| write_err(&req.pogo_config, e))?;
+    }
+    let runner_files = || -> Result<(), RegisterError> {
+        if let Some(dir) = req
+            .runner_config
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            if !dir.exists() {
+                super::create_dir(dir, 0o700).map_err(|e| write_err(dir, e))?;
+            }
+        }
+        if new_system_id {
+            let file = system_id_path(&req.runner_config);
+            super::atomic_write(&file, system_id.as_bytes(), 0o600)
+                .map_err(|e| write_err(&file, e))?;
+        }
+        runner_config::write(&req.runner_config, &out)?;
+        Ok(())
+    };
+    if let Err(e) = runner_files() {
+        if !pogo_exists {
+            let _ = std::fs::remove_file(&req.pogo_config);
+        }
+        return Err(e);
     }
     Ok(Registered {
         runner_config: req.runner_config.clone(),
