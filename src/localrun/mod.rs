@@ -797,7 +797,22 @@ pub fn run_pipeline(
                 rows[i] = Some(not_run(spec, Status::Skipped));
                 continue;
             }
-            if let Err(status) = decide(spec.when, planned.named, failed_before) {
+            // GitLab: a job with needs: goes by its needed jobs only, not by earlier stages
+            let (failed, blame) = match needs_outcome(spec, plan, &rows) {
+                Some(NeedsOutcome { failed, not_run }) => {
+                    let blame = match (failed, not_run) {
+                        (Some(n), _) => format!("skipped (it needs '{n}', which failed)"),
+                        (None, Some(n)) => format!("skipped (it needs '{n}', which did not run)"),
+                        (None, None) => String::new(),
+                    };
+                    (failed.is_some() || not_run.is_some(), blame)
+                }
+                None => (
+                    failed_before,
+                    "skipped (an earlier stage failed)".to_string(),
+                ),
+            };
+            if let Err(status) = decide(spec.when, planned.named, failed) {
                 let why = match status {
                     Status::Manual => {
                         format!("manual job, not run (run it with: pogo exec {})", spec.name)
@@ -805,7 +820,7 @@ pub fn run_pipeline(
                     _ if spec.when == When::OnFailure => {
                         "skipped (when: on_failure, and nothing failed)".to_string()
                     }
-                    _ => "skipped (an earlier stage failed)".to_string(),
+                    _ => blame,
                 };
                 say(out, &skipped_line(spec, &why));
                 rows[i] = Some(not_run(spec, status));
@@ -820,6 +835,44 @@ pub fn run_pipeline(
         start = end;
     }
     Ok(rows.into_iter().flatten().collect())
+}
+
+/// How the needed jobs of earlier stages of a job with `needs:` went: one failed (blocking),
+/// or one did not run (skipped, or a manual job not started: GitLab leaves the job waiting).
+/// `None` for a job without `needs:`. Needs of the same stage are the stage's worker's, and
+/// needs outside this run (not planned) do not count.
+struct NeedsOutcome<'a> {
+    failed: Option<&'a str>,
+    not_run: Option<&'a str>,
+}
+
+fn needs_outcome<'a>(
+    spec: &'a JobSpec,
+    plan: &[Planned<'_>],
+    rows: &[Option<Row>],
+) -> Option<NeedsOutcome<'a>> {
+    let needs = spec.needs.as_ref()?;
+    let mut outcome = NeedsOutcome {
+        failed: None,
+        not_run: None,
+    };
+    for need in needs {
+        let row = plan
+            .iter()
+            .zip(rows)
+            .find(|(p, _)| p.spec.name == need.job)
+            .and_then(|(_, r)| r.as_ref());
+        match row.map(|r| &r.status) {
+            Some(s) if s.is_blocking_failure() && outcome.failed.is_none() => {
+                outcome.failed = Some(need.job.as_str());
+            }
+            Some(Status::Skipped | Status::Manual) if outcome.not_run.is_none() => {
+                outcome.not_run = Some(need.job.as_str());
+            }
+            _ => {}
+        }
+    }
+    Some(outcome)
 }
 
 fn skipped_line(spec: &JobSpec, why: &str) -> String {
@@ -1471,6 +1524,55 @@ other:
         );
         assert!(out.contains("\n[a] from-a\n"), "{out}");
         assert!(out.contains("\n[b] from-b\n"), "{out}");
+    }
+
+    #[test]
+    fn a_job_with_needs_goes_by_its_needed_jobs_not_by_earlier_stages() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = fake_local(dir.path(), &dir.path().join("record"));
+        let (rows, out) = run(
+            &local,
+            r#"
+stages: [build, test, deploy]
+build-a: {stage: build, script: [exit 1]}
+build-b: {stage: build, script: [echo b]}
+test-b: {stage: test, script: [echo tested-b], needs: [build-b]}
+test-a: {stage: test, script: [echo never], needs: [build-a]}
+test-all: {stage: test, script: [echo never]}
+early: {stage: test, script: [echo early], needs: []}
+release: {stage: deploy, script: [echo never], when: manual}
+smoke: {stage: deploy, script: [echo never], needs: [release]}
+"#,
+            &[],
+        );
+        assert_eq!(
+            statuses(&rows),
+            pairs(&[
+                ("build-a", "failed (exit 1)"),
+                ("build-b", "passed"),
+                ("early", "passed"),
+                ("test-a", "skipped"),
+                ("test-all", "skipped"),
+                ("test-b", "passed"),
+                ("release", "manual"),
+                ("smoke", "skipped"),
+            ]),
+            "{out}"
+        );
+        assert!(
+            out.contains("--- test-a (stage test): skipped (it needs 'build-a', which failed)"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "--- smoke (stage deploy): skipped (it needs 'release', which did not run)"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("--- test-all (stage test): skipped (an earlier stage failed)"),
+            "{out}"
+        );
     }
 
     #[test]
