@@ -1,6 +1,10 @@
 # Developer commands (the original tool's names). `make help` lists them.
 CARGO ?= cargo
 ARGS ?= help
+# On a machine whose podman needs the test settings to run containers at all (a sandbox),
+# `make setup` writes this file (outside CI; the machine's config is not changed) and the
+# targets below run with it.
+WITH_PODMAN_ENV = set -a; if [ -f target/pogo-test-podman.env ]; then . ./target/pogo-test-podman.env; fi; set +a;
 
 .PHONY: help build run test setup lint bench soak example screenshot dist
 
@@ -20,32 +24,32 @@ build:
 	$(CARGO) build --release
 
 run:
-	$(CARGO) run --quiet --release -- $(ARGS)
+	$(WITH_PODMAN_ENV) $(CARGO) run --quiet --release -- $(ARGS)
 
 setup:
 	bash scripts/setup-test-env.sh
 
 test: setup
-	POGO_TEST_SUITE_START=$$(date +%s) $(CARGO) test --all-targets
+	$(WITH_PODMAN_ENV) POGO_TEST_SUITE_START=$$(date +%s) $(CARGO) test --all-targets
 	@echo "== the executor scenarios again on the podman exec stage path =="
-	POGO_STAGE_RUNNER=exec $(CARGO) test --test executor
+	$(WITH_PODMAN_ENV) POGO_STAGE_RUNNER=exec $(CARGO) test --test executor
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
 bench: setup
-	bash bench/run.sh
+	$(WITH_PODMAN_ENV) bash bench/run.sh
 
 # ARGS only when given (its default, help, is for `make run`).
 soak: setup
-	bash bench/soak.sh $(if $(filter-out default file,$(origin ARGS)),$(ARGS))
+	$(WITH_PODMAN_ENV) bash bench/soak.sh $(if $(filter-out default file,$(origin ARGS)),$(ARGS))
 
 example: setup
-	bash example/run.sh
+	$(WITH_PODMAN_ENV) bash example/run.sh
 
 screenshot: setup
-	bash bench/screenshot.sh
+	$(WITH_PODMAN_ENV) bash bench/screenshot.sh
 
 dist:
 	CARGO="$(CARGO)" bash packaging/dist.sh

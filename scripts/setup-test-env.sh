@@ -34,6 +34,9 @@ FIXTURE_CONF="$REPO_ROOT/tests/fixtures/containers.conf"
 SYSTEM_CONF=/etc/containers/containers.conf
 ROOTLESS_USER=${POGO_TEST_ROOTLESS_USER:-pogo-ci}
 ROOTLESS_ENV_FILE=/etc/pogo-test-rootless.env
+# Written (outside CI) when this machine's podman needs the test settings; the Makefile's
+# targets source it.
+PODMAN_ENV_FILE="$REPO_ROOT/target/pogo-test-podman.env"
 BUSYBOX=${POGO_TEST_BUSYBOX:-/bin/busybox}
 BASH_STATIC=${POGO_TEST_BASH_STATIC:-/bin/bash-static}
 
@@ -49,8 +52,12 @@ RUNNER_STAND_IN="$REPO_ROOT/tests/fixtures/gitlab-runner"
 DEBIAN_MIRROR=${POGO_TEST_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 # Debian packages, and a command or file that proves each is present on other distros.
-REQUIRED_PACKAGES=(podman runc uidmap slirp4netns fuse-overlayfs catatonit
-                   busybox-static bash-static docker-registry apache2-utils tmux debootstrap)
+# netavark/aardvark-dns: the network stack the suite is measured on (without recommends, apt
+# may pick CNI instead); passt: podman 5's default rootless network (pasta); git, rpm (rpmspec)
+# and systemd (systemd-analyze): tests that check the sources, the RPM spec and the unit.
+REQUIRED_PACKAGES=(podman runc uidmap slirp4netns passt netavark aardvark-dns fuse-overlayfs
+                   catatonit busybox-static bash-static docker-registry apache2-utils tmux
+                   debootstrap git rpm systemd)
 
 # Applets the tests may rely on; the images link every applet busybox has, and
 # fail the build if one of these is missing.
@@ -109,6 +116,9 @@ missing_packages() {
     have docker-registry || have registry || echo docker-registry
     have htpasswd       || echo apache2-utils
     have debootstrap    || echo debootstrap
+    have git            || echo git
+    have rpmspec        || echo rpm
+    have systemd-analyze || echo systemd
 }
 
 ensure_packages() {
@@ -263,8 +273,13 @@ import_image() {
     esac
     rootfs_for "$kind"
     dir=$ROOTFS_DIR/$kind
-    tar --numeric-owner --owner=0 --group=0 -C "$dir" -c . |
-        pod "$who" import --quiet "${changes[@]}" - "$image" >/dev/null
+    local out
+    if ! out=$(tar --numeric-owner --owner=0 --group=0 -C "$dir" -c . |
+        pod "$who" import --quiet "${changes[@]}" - "$image" 2>&1); then
+        printf '%s\n' "$out" >&2
+        warn "importing $image failed ($who)"
+        return 1
+    fi
 }
 
 kind_of() {
@@ -293,7 +308,7 @@ ensure_images() {
     for image in "${IMAGES[@]}"; do
         pod "$who" image exists "$image" && continue
         log "building $image ($who storage)"
-        import_image "$who" "$image" "$(kind_of "$image")"
+        import_image "$who" "$image" "$(kind_of "$image")" || return 1
         if ! out=$(verify_image "$who" "$image" 2>&1); then
             printf '%s\n' "$out" >&2
             warn "$image was built but does not run ($who)"
@@ -326,9 +341,15 @@ ensure_helper_image() {
             return 1
         fi
         as_root rm -rf "$rootfs/var/cache/apt/archives"/*.deb "$rootfs/var/lib/apt/lists"/*
-        as_root tar --numeric-owner -C "$rootfs" -c . |
+        # (called from an `if`, so `set -e` does not stop here: check the import by hand)
+        if ! out=$(as_root tar --numeric-owner -C "$rootfs" -c . |
             podman import --quiet --change "$IMAGE_PATH_ENV" --change 'CMD ["/bin/bash"]' \
-                - "$IMG_DEBIAN_GIT" >/dev/null
+                - "$IMG_DEBIAN_GIT" 2>&1); then
+            printf '%s\n' "$out" | tail -n 20 >&2
+            as_root rm -rf "$rootfs"
+            warn "importing $IMG_DEBIAN_GIT failed: the helper image is missing"
+            return 1
+        fi
         as_root rm -rf "$rootfs"
     fi
 
@@ -384,6 +405,31 @@ ensure_rootless_helper_image() {
         return 1
     fi
     log "  $IMG_HELPER works as $ROOTLESS_USER: $(printf '%s' "$out" | tr '\n' ';')"
+}
+
+# Outside CI the machine's own podman settings are used, as they are. When they cannot run a
+# container here but the test settings can (sandboxed machines: crun's "cgroups in hybrid
+# mode", setrlimit refused), pogo's make targets use the test settings through
+# CONTAINERS_CONF (written to $PODMAN_ENV_FILE for them); the machine's configuration is not
+# changed. A CONTAINERS_CONF the caller set is left alone.
+choose_podman_settings() {
+    rm -f "$PODMAN_ENV_FILE"
+    may_change_machine && return 0
+    [ -z "${CONTAINERS_CONF:-}" ] || return 0
+    if ! podman image exists "$IMG_BUSYBOX"; then
+        log "building $IMG_BUSYBOX (self storage)"
+        import_image self "$IMG_BUSYBOX" busybox || return 0
+    fi
+    podman run --rm --network none "$IMG_BUSYBOX" true >/dev/null 2>&1 && return 0
+    if CONTAINERS_CONF=$FIXTURE_CONF podman run --rm --network none "$IMG_BUSYBOX" true \
+        >/dev/null 2>&1; then
+        export CONTAINERS_CONF=$FIXTURE_CONF
+        mkdir -p "$(dirname "$PODMAN_ENV_FILE")"
+        printf "CONTAINERS_CONF='%s'\n" "$FIXTURE_CONF" >"$PODMAN_ENV_FILE"
+        log "podman cannot run containers here with this machine's settings (a sandbox?);" \
+            "pogo's make targets use $FIXTURE_CONF (runtime runc, low rlimits) through" \
+            "CONTAINERS_CONF instead; the machine's configuration is not changed"
+    fi
 }
 
 engine_hint() {
@@ -525,6 +571,7 @@ main() {
 
     ensure_packages
     ensure_engine_settings
+    choose_podman_settings
     if ! ensure_images self; then
         engine_hint
         die "podman cannot run the test images"

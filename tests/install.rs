@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::Run;
+use common::{skip_outside_ci, Run};
 
 const POGO: &str = env!("CARGO_BIN_EXE_pogo");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -114,7 +114,7 @@ fn systemd_verify(unit: &Path) -> Option<Output> {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        eprintln!("SKIPPED part: systemd-analyze is not installed (apt-get install systemd)");
+        skip_outside_ci("systemd-analyze is not installed (apt-get install systemd)");
         return None;
     }
     let runtime = tempfile::tempdir().unwrap();
@@ -676,7 +676,7 @@ fn rpm_spec_has_the_required_fields_and_packages_only_files_dist_builds() {
 
     // rpm's own parser, when rpm is installed (Fedora's macros defined as Fedora does).
     if Command::new("rpmspec").arg("--version").output().is_err() {
-        eprintln!("SKIPPED part: rpmspec is not installed (apt-get install rpm)");
+        skip_outside_ci("rpmspec is not installed (apt-get install rpm)");
         return;
     }
     let out = output_of_successful(

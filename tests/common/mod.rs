@@ -31,6 +31,16 @@ fn in_ci() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty())
 }
 
+/// A tool a test (or part of one) needs is missing: skipped with `why` outside CI, a failure
+/// in CI (where `make test`'s set-up installs it).
+pub fn skip_outside_ci(why: &str) {
+    assert!(
+        !in_ci(),
+        "{why}, but CI is set: `make test`'s set-up must provide it"
+    );
+    eprintln!("SKIPPED part: {why}");
+}
+
 pub fn podman_available() -> bool {
     Command::new("podman")
         .arg("--version")
