@@ -148,7 +148,9 @@ pub enum Event {
 
 /// One stage on the agent.
 pub struct Session {
-    reader: tokio::net::unix::OwnedReadHalf,
+    /// What the agent sent, read by a task of its own: receiving is cancel-safe, so a signal
+    /// that wins a `select!` against [`Session::next`] never cuts a frame in half.
+    events: mpsc::Receiver<Result<Event, AgentError>>,
     frames: mpsc::UnboundedSender<Vec<u8>>,
 }
 
@@ -187,7 +189,10 @@ impl Session {
             }
             let _ = stdin.send(encode(b'E', &[]));
         });
-        Ok(Self { reader, frames: tx })
+        // a few frames ahead at most: the agent's output waits while pogo's own is slow
+        let (events_tx, events) = mpsc::channel(16);
+        tokio::spawn(read_events(reader, events_tx));
+        Ok(Self { events, frames: tx })
     }
 
     /// Signal the stage's process group in the container.
@@ -196,20 +201,38 @@ impl Session {
     }
 
     pub async fn next(&mut self) -> Result<Event, AgentError> {
-        loop {
-            let Some((kind, payload)) = read_frame(&mut self.reader).await? else {
-                return Err(AgentError::NoExit);
-            };
-            return Ok(match kind {
-                b'O' => Event::Stdout(payload),
-                b'R' => Event::Stderr(payload),
-                b'F' => Event::Failed(String::from_utf8_lossy(&payload).into_owned()),
-                b'D' => Event::OutputCut,
-                b'X' if payload.len() == 4 => Event::Exit(i32::from_be_bytes([
+        self.events.recv().await.unwrap_or(Err(AgentError::NoExit))
+    }
+}
+
+/// Read the agent's frames into `events` until the exit, an error, or the receiver is gone.
+async fn read_events(
+    mut reader: tokio::net::unix::OwnedReadHalf,
+    events: mpsc::Sender<Result<Event, AgentError>>,
+) {
+    loop {
+        let event = match read_frame(&mut reader).await {
+            Ok(None) => Err(AgentError::NoExit),
+            Err(e) => Err(AgentError::Io(e)),
+            Ok(Some((kind, payload))) => match kind {
+                b'O' => Ok(Event::Stdout(payload)),
+                b'R' => Ok(Event::Stderr(payload)),
+                b'F' => Ok(Event::Failed(
+                    String::from_utf8_lossy(&payload).into_owned(),
+                )),
+                b'D' => Ok(Event::OutputCut),
+                b'X' if payload.len() == 4 => Ok(Event::Exit(i32::from_be_bytes([
                     payload[0], payload[1], payload[2], payload[3],
-                ])),
+                ]))),
                 _ => continue,
-            });
+            },
+        };
+        let last = !matches!(
+            event,
+            Ok(Event::Stdout(_) | Event::Stderr(_) | Event::Failed(_) | Event::OutputCut)
+        );
+        if events.send(event).await.is_err() || last {
+            return;
         }
     }
 }
@@ -521,6 +544,36 @@ mod tests {
                 Err(e) => panic!("refused for another reason: {e}"),
                 Ok(_) => panic!("connected through a planted link"),
             }
+        });
+    }
+
+    #[test]
+    fn waiting_for_the_next_event_can_be_cancelled_any_time_without_losing_a_byte() {
+        let Some(agent) = Agent::start() else { return };
+        rt().block_on(async {
+            let mut s = Session::start(
+                &agent.socket,
+                &["bash"],
+                script("for i in $(seq 1 3000); do echo line-$i-$(printf '%0100d' 0); done\n"),
+            )
+            .await
+            .unwrap();
+            // as run_stage's select! does when a signal arrives: drop the pending next()
+            let mut out = Vec::new();
+            let code = loop {
+                let tick = std::time::Duration::from_micros(20);
+                match tokio::time::timeout(tick, s.next()).await {
+                    Err(_) => continue,
+                    Ok(Ok(Event::Stdout(b))) => out.extend(b),
+                    Ok(Ok(Event::Exit(c))) => break c,
+                    Ok(other) => panic!("{other:?}"),
+                }
+            };
+            assert_eq!(code, 0);
+            let text = String::from_utf8(out).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            assert_eq!(lines.len(), 3000);
+            assert!(lines[2999].starts_with("line-3000-"));
         });
     }
 
