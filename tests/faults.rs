@@ -324,3 +324,39 @@ fn cleanup_with_a_config_broken_mid_job_still_removes_the_containers_and_private
     }
     env.assert_no_leftovers();
 }
+
+#[test]
+fn working_dir_edited_mid_job_still_finds_and_removes_the_jobs_files() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    env.write_config(&PogoConfig {
+        mounts: vec![MountSpec {
+            volume: format!("{}:/cfg", env.dir.path().display()),
+            tags: Vec::new(),
+            readonly: false,
+        }],
+        ..PogoConfig::default()
+    });
+    // the job points working_dir elsewhere while it runs; its files stay where they began
+    let elsewhere = env.dir.path().join("elsewhere");
+    let job = env.job(
+        &[],
+        &[&format!(
+            "sed -i 's#^working_dir:.*#working_dir: {}#' /cfg/pogo.yaml",
+            elsewhere.display()
+        )],
+    );
+    let key = format!("pogo-pogotest-{}-0", job.id);
+    let r = env.run(&job);
+    assert_success(&r);
+    let cfg = std::fs::read_to_string(&env.config_path).unwrap();
+    assert!(
+        cfg.contains("elsewhere"),
+        "the job edited the config:\n{cfg}"
+    );
+    for private in ["jobdata", "run"] {
+        let d = env.working_dir.join(private).join(&key);
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
+    env.assert_no_leftovers();
+}

@@ -70,11 +70,16 @@ pub struct Context {
 
 impl Context {
     pub fn load(config_flag: Option<&Path>, env: HashMap<String, String>) -> Result<Self, Failure> {
-        let config = config::load(config_flag, &env).map_err(|e| {
+        let mut config = config::load(config_flag, &env).map_err(|e| {
             Failure::system(format!(
                 "{e}\n(fix the pogo config; `pogo print` shows what pogo reads)"
             ))
         })?;
+        // The job's files (agent socket, private job data) stay where the job started them,
+        // also when working_dir is edited in the config while it runs.
+        if let Some(wd) = env.get(env::JOB_WORKING_DIR).filter(|w| !w.is_empty()) {
+            config.working_dir = std::path::PathBuf::from(wd);
+        }
         let job = JobEnv::from_env(&env).map_err(Failure::system)?;
         let podman = Podman::new(config.podman.clone(), config.podman_args.clone());
         Ok(Self {
