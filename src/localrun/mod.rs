@@ -797,30 +797,34 @@ pub fn run_pipeline(
                 rows[i] = Some(not_run(spec, Status::Skipped));
                 continue;
             }
-            // GitLab: a job with needs: goes by its needed jobs only, not by earlier stages
-            let (failed, blame) = match needs_outcome(spec, plan, &rows) {
-                Some(NeedsOutcome { failed, not_run }) => {
-                    let blame = match (failed, not_run) {
-                        (Some(n), _) => format!("skipped (it needs '{n}', which failed)"),
-                        (None, Some(n)) => format!("skipped (it needs '{n}', which did not run)"),
-                        (None, None) => String::new(),
-                    };
-                    (failed.is_some() || not_run.is_some(), blame)
-                }
-                None => (
-                    failed_before,
-                    "skipped (an earlier stage failed)".to_string(),
-                ),
+            // GitLab: a job with needs: goes by its needed jobs only, not by earlier stages;
+            // one that did not run leaves it waiting (unless it runs `when: always`)
+            let (failed, waits_for) = match needs_outcome(spec, plan, &rows) {
+                Some(NeedsOutcome { failed, not_run }) => (failed, not_run),
+                None => (None, None),
             };
-            if let Err(status) = decide(spec.when, planned.named, failed) {
-                let why = match status {
-                    Status::Manual => {
+            let failed_here = match spec.needs {
+                Some(_) => failed.is_some(),
+                None => failed_before,
+            };
+            let decision =
+                decide(spec.when, planned.named, failed_here).and_then(|()| match waits_for {
+                    Some(_) if spec.when != When::Always => Err(Status::Skipped),
+                    _ => Ok(()),
+                });
+            if let Err(status) = decision {
+                let why = match (&status, failed, waits_for) {
+                    (Status::Manual, ..) => {
                         format!("manual job, not run (run it with: pogo exec {})", spec.name)
+                    }
+                    (_, _, Some(n)) if spec.when != When::OnFailure || failed.is_some() => {
+                        format!("skipped (it needs '{n}', which did not run)")
                     }
                     _ if spec.when == When::OnFailure => {
                         "skipped (when: on_failure, and nothing failed)".to_string()
                     }
-                    _ => blame,
+                    (_, Some(n), _) => format!("skipped (it needs '{n}', which failed)"),
+                    _ => "skipped (an earlier stage failed)".to_string(),
                 };
                 say(out, &skipped_line(spec, &why));
                 rows[i] = Some(not_run(spec, status));
@@ -1542,6 +1546,8 @@ test-all: {stage: test, script: [echo never]}
 early: {stage: test, script: [echo early], needs: []}
 release: {stage: deploy, script: [echo never], when: manual}
 smoke: {stage: deploy, script: [echo never], needs: [release]}
+rollback: {stage: deploy, script: [echo never], needs: [release], when: on_failure}
+report: {stage: deploy, script: [echo reported], needs: [release], when: always}
 "#,
             &[],
         );
@@ -1555,6 +1561,8 @@ smoke: {stage: deploy, script: [echo never], needs: [release]}
                 ("test-all", "skipped"),
                 ("test-b", "passed"),
                 ("release", "manual"),
+                ("report", "passed"),
+                ("rollback", "skipped"),
                 ("smoke", "skipped"),
             ]),
             "{out}"
@@ -1571,6 +1579,13 @@ smoke: {stage: deploy, script: [echo never], needs: [release]}
         );
         assert!(
             out.contains("--- test-all (stage test): skipped (an earlier stage failed)"),
+            "{out}"
+        );
+        // nothing it needs failed: on_failure does not run, whatever failed elsewhere
+        assert!(
+            out.contains(
+                "--- rollback (stage deploy): skipped (when: on_failure, and nothing failed)"
+            ),
             "{out}"
         );
     }
