@@ -712,6 +712,13 @@ async fn ensure_with(
 pub fn pull_failure(image: &str, auth: &str, error: &str) -> Failure {
     let e = error.to_ascii_lowercase();
     let answered = |words: &[&str]| words.iter().any(|w| e.contains(w));
+    // the machine refusing pogo (storage, an auth file) is not the registry refusing the job
+    if answered(&["permission denied", "operation not permitted"]) {
+        return Failure::system(format!(
+            "pulling image {image} failed {auth}: {error}; this machine refused it (storage or \
+             file permissions of the runner's user); the job can be retried"
+        ));
+    }
     if answered(&[
         "manifest unknown",
         "name unknown",
@@ -1431,6 +1438,7 @@ mod tests {
             "initializing source docker://localhost/x:latest: pinging container registry localhost: Get \"https://localhost/v2/\": dial tcp 127.0.0.1:443: connect: connection refused",
             "pinging container registry registry.example: Get \"https://registry.example/v2/\": dial tcp: lookup registry.example on 127.0.0.53:53: no such host",
             "copying system image from manifest list: writing blob: storing blob to file: write /var/tmp/x: no space left on device",
+            "writing blob: storing blob to file \"/var/tmp/storage123/1\": open /var/tmp/storage123/1: permission denied",
             "net/http: TLS handshake timeout",
         ] {
             assert!(!job(e), "{e}");

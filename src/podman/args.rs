@@ -234,6 +234,12 @@ pub fn service_env_file(svc: &Service) -> Result<Option<String>, String> {
                 svc.name
             ));
         }
+        if v.contains('\0') {
+            return Err(format!(
+                "service '{}': the value of {k} has a NUL byte, which no environment variable can hold",
+                svc.name
+            ));
+        }
         text.push_str(k);
         text.push('=');
         text.push_str(v);

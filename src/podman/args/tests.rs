@@ -138,6 +138,8 @@ fn a_service_variable_the_env_file_cannot_carry_is_refused_saying_what_to_do() {
         );
     }
     let mut s = svc("postgres:15", "db");
+    s.variables = Some([("NUL".to_string(), "a\0b".to_string())].into());
+    assert!(service_env_file(&s).unwrap_err().contains("NUL byte"));
     s.variables = Some([("LD-PRELOAD".to_string(), "x".to_string())].into());
     assert!(service_env_file(&s)
         .unwrap_err()
