@@ -425,25 +425,33 @@ async fn classify(ctx: &Context, target: &StageTarget, code: i32, stage: &str) -
         Err(e) => return Failure::system(format!("podman failed while checking {what}: {e}")),
     }
     let shell = target.shell.as_str();
+    // `COMMAND -c 'exit 0'` in the container: its exit code, `None` when podman could not
+    // run it or did not answer within 30 s (a failing podman may hang too).
     let probe = |command: Vec<String>| async move {
         let mut argv = vec!["exec".to_string(), container.clone()];
         argv.extend(command);
         argv.extend(["-c".to_string(), "exit 0".to_string()]);
-        ctx.podman
-            .output(&argv)
+        let mut cmd = ctx.podman.command(&argv);
+        cmd.kill_on_drop(true);
+        tokio::time::timeout(Duration::from_secs(30), ctx.podman.output_of(cmd))
             .await
             .ok()
+            .and_then(Result::ok)
             .and_then(|o| o.status.code())
     };
     // `podman exec` exits 125 when podman itself failed (a lock, the runtime) — or when the
     // script did `exit 125`. (The agent reports the script's own code: no doubt there.) A
     // trivial exec tells them apart: podman failing again is the machine's problem.
     if code == 125 && target.agent_socket.is_none() {
-        if let Some(again) = probe(vec![shell.to_string()]).await.filter(|&c| c != 0) {
+        let again = probe(vec![shell.to_string()]).await;
+        if again != Some(0) {
+            let how = again.map_or("does not answer".to_string(), |c| {
+                format!("fails too (exit {c})")
+            });
             return Failure::system(format!(
                 "`podman exec` failed during stage {stage} (exit 125), and a trivial exec in \
-                 {what} fails too (exit {again}): podman itself is failing, see its error \
-                 above; the job can be retried"
+                 {what} {how}: podman itself is failing, see its error above; the job can be \
+                 retried"
             ));
         }
     }
