@@ -603,6 +603,31 @@ fn a_pogo_config_that_cannot_be_made_leaves_config_toml_untouched() {
 }
 
 #[test]
+fn a_pogo_config_made_inside_gitlab_runners_directory_keeps_that_directory_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let gl = FakeGitlab::with_route("POST", "/api/v4/runners/verify", verified(3));
+    let s = Setup::new();
+    let pc = s.runner_config().parent().unwrap().join("pogo.yaml");
+    let r = s.register_with_token_from(
+        &gl.url(),
+        &["--pogo-config", pc.to_str().unwrap()],
+        &[("POGO_RUNNER_TOKEN", RUNNER_TOKEN)],
+        None,
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(pc.is_file());
+    let mode = std::fs::metadata(s.runner_config().parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o700,
+        "config.toml holds tokens: its directory is 0700"
+    );
+}
+
+#[test]
 fn a_missing_pogo_config_is_created_with_defaults() {
     let gl = FakeGitlab::with_route("POST", "/api/v4/runners/verify", verified(3));
     let s = Setup::new();

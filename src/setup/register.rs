@@ -292,25 +292,32 @@ pub fn register(
         path: path.to_path_buf(),
         message: e.to_string(),
     };
-    // The pogo config first: a runner entry must never point at a config that could not be
-    // made (every job of it would fail). If gitlab-runner's files then cannot be written, the
-    // starter config made here goes again.
-    if !pogo_exists {
-        if let Some(dir) = req.pogo_config.parent() {
-            super::create_dir(dir, 0o755).map_err(|e| write_err(dir, e))?;
-        }
-        super::atomic_write(&req.pogo_config, STARTER_POGO_CONFIG.as_bytes(), 0o644)
-            .map_err(|e| write_err(&req.pogo_config, e))?;
+    // gitlab-runner's directory (0700: config.toml holds tokens) before anything goes into
+    // it; then the pogo config: a runner entry must never point at a config that could not
+    // be made (every job of it would fail). On an error, what this call created goes again.
+    let runner_dir = req
+        .runner_config
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+        .map(Path::to_path_buf);
+    if let Some(dir) = &runner_dir {
+        super::create_dir(dir, 0o700).map_err(|e| write_err(dir, e))?;
     }
-    let runner_files = || -> Result<(), RegisterError> {
-        if let Some(dir) = req
-            .runner_config
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-        {
-            if !dir.exists() {
-                super::create_dir(dir, 0o700).map_err(|e| write_err(dir, e))?;
+    let undo = || {
+        if !pogo_exists {
+            let _ = std::fs::remove_file(&req.pogo_config);
+        }
+        if let Some(dir) = &runner_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    };
+    let files = || -> Result<(), RegisterError> {
+        if !pogo_exists {
+            if let Some(dir) = req.pogo_config.parent() {
+                super::create_dir(dir, 0o755).map_err(|e| write_err(dir, e))?;
             }
+            super::atomic_write(&req.pogo_config, STARTER_POGO_CONFIG.as_bytes(), 0o644)
+                .map_err(|e| write_err(&req.pogo_config, e))?;
         }
         if new_system_id {
             let file = system_id_path(&req.runner_config);
@@ -320,10 +327,8 @@ pub fn register(
         runner_config::write(&req.runner_config, &out)?;
         Ok(())
     };
-    if let Err(e) = runner_files() {
-        if !pogo_exists {
-            let _ = std::fs::remove_file(&req.pogo_config);
-        }
+    if let Err(e) = files() {
+        undo();
         return Err(e);
     }
     Ok(Registered {
