@@ -685,22 +685,39 @@ fn a_link_the_job_plants_at_its_agent_socket_is_refused_not_followed() {
 }
 
 #[test]
-fn a_multi_line_service_variable_is_refused_as_the_jobs_mistake_saying_what_to_do() {
+fn a_multi_line_service_variable_reaches_the_service_through_a_podman_secret_that_cleanup_removes()
+{
     require_podman!();
     let env = TestEnv::new(&PogoConfig::default());
-    let mut job = env.job(&[], &["echo never-runs"]);
+    let mut job = env.job(&[], &["wget -qO- http://web:80/; echo"]);
+    let cert = "-----BEGIN TEST-----\nline \"2\" #3\n-----END TEST-----";
     job.services = vec![Service {
-        variables: [("CERT".to_string(), "line 1\nline 2".to_string())].into(),
+        command: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            r#"printf '[%s]|%s' "$CERT" "$PLAIN" > /www/index.html; exec /bin/httpd -f -p 80 -h /www"#.into(),
+        ]),
+        variables: [
+            ("CERT".to_string(), cert.to_string()),
+            ("PLAIN".to_string(), "one line".to_string()),
+        ]
+        .into(),
         ..httpd_service("web")
     }];
+    let watch = CmdlineWatch::start(vec!["BEGIN TEST".to_string(), "one line".to_string()]);
     let r = env.run(&job);
-    assert_build_failure(&r, 1);
+    let (_, seen) = watch.stop();
+    assert_success(&r);
+    assert!(seen.is_empty(), "a variable on a command line: {seen:?}");
     let log = plain_log(&r);
-    assert!(
-        log.contains("the value of CERT spans several lines"),
-        "{log}"
-    );
-    assert!(log.contains("base64"), "{log}");
+    assert!(log.contains(&format!("\n[{cert}]|one line\n")), "{log}");
+    // the secret went with the job
+    let key = format!("pogo-pogotest-{}-0", job.id);
+    let listed = env
+        .podman
+        .output(&["secret", "ls", "--format", "{{.Name}}"]);
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(!listed.contains(&key), "left behind: {listed}");
     env.assert_no_leftovers();
 }
 

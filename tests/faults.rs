@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 /// becomes ready (so prepare is still busy when the test kills it).
 fn start_prepare(env: &TestEnv, runner: &str, job_id: u64) -> std::process::Child {
     let services = format!(
-        r#"[{{"name":"{IMG_HTTPD}","alias":"web","entrypoint":null,"command":["sh","-c","sleep 300"]}}]"#
+        r#"[{{"name":"{IMG_HTTPD}","alias":"web","entrypoint":null,"command":["sh","-c","sleep 300"],"variables":{{"CERT":"two\nlines"}}}}]"#
     );
     Command::new(env!("CARGO_BIN_EXE_pogo"))
         .args(["--config", &env.config_path.to_string_lossy(), "prepare"])
@@ -102,9 +102,21 @@ fn pogo_killed_during_prepare_leaves_nothing_after_gc() {
     assert!(stdout.contains("container(s), 1 pod(s)"), "{stdout}");
     assert!(!env.podman.labelled(&label).is_empty());
 
+    let key = format!("pogo-{runner}-{job_id}-0");
+    let secrets = || {
+        let out = env
+            .podman
+            .output(&["secret", "ls", "--format", "{{.Name}}"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|n| n.starts_with(&key))
+            .count()
+    };
+    assert_eq!(secrets(), 1, "the multi-line service variable's secret");
     let out = pogo_gc_ok(&env, &["--runner", &runner, "--older-than", "0s"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 finished job(s) cleaned up"));
     assert_eq!(env.podman.labelled(&label), Vec::<String>::new());
+    assert_eq!(secrets(), 0, "gc removes the job's secrets too");
     // the job's state record is closed, so `pogo tui` does not show it as running forever
     let record = env
         .working_dir

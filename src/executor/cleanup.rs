@@ -10,6 +10,8 @@ use crate::podman::{args, NamedEntry, Podman};
 pub struct Scope {
     pub pods: bool,
     pub volumes: bool,
+    /// podman secrets (multi-line service variables).
+    pub secrets: bool,
 }
 
 impl Scope {
@@ -17,13 +19,20 @@ impl Scope {
     pub const ALL: Scope = Scope {
         pods: true,
         volumes: true,
+        secrets: true,
     };
 
-    /// A pod only for a job with services; a labelled per-job volume only with a helper image.
+    /// A pod only for a job with services; a labelled per-job volume only with a helper image;
+    /// secrets only for services with multi-line variables.
     pub fn of_job(ctx: &Context) -> Scope {
         Scope {
             pods: !ctx.job.services.is_empty(),
             volumes: ctx.config.helper_image.is_some(),
+            secrets: ctx
+                .job
+                .services
+                .iter()
+                .any(|s| args::service_env(s).is_ok_and(|e| !e.secrets.is_empty())),
         }
     }
 }
@@ -36,7 +45,7 @@ pub async fn remove_job(podman: &Podman, key: &str, scope: Scope) -> Vec<String>
     let mut errors = Vec::new();
     let (pod_list, volume_list) = (args::pod_list(key), args::volume_list(key));
     let none = || async { Ok(Vec::new()) };
-    let (pods, volumes) = tokio::join!(
+    let (pods, volumes, secrets) = tokio::join!(
         async {
             if scope.pods {
                 podman.json::<Vec<NamedEntry>>(&pod_list).await
@@ -49,6 +58,16 @@ pub async fn remove_job(podman: &Podman, key: &str, scope: Scope) -> Vec<String>
                 podman.json::<Vec<NamedEntry>>(&volume_list).await
             } else {
                 none().await
+            }
+        },
+        async {
+            if scope.secrets {
+                podman
+                    .run(&args::secret_names())
+                    .await
+                    .map(|listed| args::job_secrets(&listed, key))
+            } else {
+                Ok(Vec::new())
             }
         },
     );
@@ -76,6 +95,15 @@ pub async fn remove_job(podman: &Podman, key: &str, scope: Scope) -> Vec<String>
         if let Err(e) = podman.run(&args::volume_rm(&volumes)).await {
             errors.push(e.to_string());
         }
+    }
+    match secrets {
+        Ok(names) if !names.is_empty() => {
+            if let Err(e) = podman.run(&args::secret_rm(&names)).await {
+                errors.push(e.to_string());
+            }
+        }
+        Ok(_) => {}
+        Err(e) => errors.push(e.to_string()),
     }
     errors
 }

@@ -31,7 +31,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     for svc in &ctx.job.services {
         args::validate_image(&svc.name)
             .map_err(|m| Failure::build(1, format!("service image refused: {m}")))?;
-        args::service_env_file(svc).map_err(|m| Failure::build(1, m))?;
+        args::service_env(svc).map_err(|m| Failure::build(1, m))?;
     }
     check_allowed(&image, &ctx.job.services, &ctx.config)?;
 
@@ -874,8 +874,11 @@ async fn start_services(
         .map_err(|e| Failure::system(format!("cannot create the job's pod: {e}")))?;
     for (i, svc) in ctx.job.services.iter().enumerate() {
         let name = ctx.job.names.service(i);
-        // the variables go in a 0600 file of the job's private directory (never mounted)
-        let env_file = match args::service_env_file(svc).map_err(|m| Failure::build(1, m))? {
+        let env = args::service_env(svc).map_err(|m| Failure::build(1, m))?;
+        // single-line variables go in a 0600 file of the job's private directory (never
+        // mounted), the others in podman secrets (after the pod, whose labels let `pogo gc`
+        // find the job should prepare die here)
+        let env_file = match &env.file {
             Some(text) => Some(
                 jobdata::write_private(job_dir, &format!("service{i}.env"), text.as_bytes())
                     .map_err(|e| {
@@ -888,7 +891,20 @@ async fn start_services(
             ),
             None => None,
         };
-        let argv = args::service_run(&name, &pod, labels, svc, env_file.as_deref());
+        let mut secrets = Vec::with_capacity(env.secrets.len());
+        for (n, (var, value)) in env.secrets.iter().enumerate() {
+            let secret = args::service_secret_name(&name, n);
+            create_secret(ctx, &secret, labels, value.as_bytes())
+                .await
+                .map_err(|e| {
+                    Failure::system(format!(
+                        "cannot hand the variable {var} of service {} to podman: {e}",
+                        svc.name
+                    ))
+                })?;
+            secrets.push((secret, var.clone()));
+        }
+        let argv = args::service_run(&name, &pod, labels, svc, env_file.as_deref(), &secrets);
         log_info(&format!(
             "starting service {}: {}",
             svc.name,
@@ -1021,6 +1037,26 @@ async fn create_builds_volume(
         .map_err(|e| failed(&e))?;
     ctx.podman.run(&argv).await.map_err(|e| failed(&e))?;
     Ok(name)
+}
+
+/// A podman secret with `value` (on stdin), replacing a leftover of an earlier attempt of the
+/// same job (its name is the job's, see [`args::service_secret_name`]).
+async fn create_secret(
+    ctx: &Context,
+    name: &str,
+    labels: &[(String, String)],
+    value: &[u8],
+) -> Result<(), crate::podman::PodmanError> {
+    let argv = args::secret_create(name, labels);
+    match ctx.podman.run_with_input(&argv, value).await {
+        Err(e) if e.to_string().contains("in use") => {
+            ctx.podman
+                .run(&args::secret_rm(&[name.to_string()]))
+                .await?;
+            ctx.podman.run_with_input(&argv, value).await.map(|_| ())
+        }
+        r => r.map(|_| ()),
+    }
 }
 
 #[derive(Debug, Clone, Copy)]

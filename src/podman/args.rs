@@ -179,6 +179,7 @@ pub fn service_run(
     labels: &[(String, String)],
     svc: &Service,
     env_file: Option<&Path>,
+    secrets: &[(String, String)],
 ) -> Vec<String> {
     let mut a = vec![
         "run".into(),
@@ -191,6 +192,9 @@ pub fn service_run(
     a.extend(label_args(labels));
     if let Some(f) = env_file {
         a.push(format!("--env-file={}", f.display()));
+    }
+    for (secret, var) in secrets {
+        a.push(format!("--secret={secret},type=env,target={var}"));
     }
     if let Some(ep) = &svc.entrypoint {
         a.push(format!("--entrypoint={}", entrypoint_json(ep)));
@@ -212,13 +216,26 @@ fn entrypoint_json(ep: &[String]) -> String {
 /// 64 KiB, and a `\r` before the newline is dropped.
 const ENV_FILE_LINE_MAX: usize = 64 * 1024 - 1;
 
-/// The `--env-file` text of a service's variables: `NAME=value` lines, which podman takes
-/// verbatim (no quotes or escapes are interpreted). `None` without variables. A value the
-/// format cannot carry — one with a line break, ending in `\r`, or over 64 KiB — is refused
-/// with a message for the job log, as is a name that is not a POSIX name.
-pub fn service_env_file(svc: &Service) -> Result<Option<String>, String> {
+/// podman keeps a secret of at most this many bytes.
+const SECRET_MAX: usize = 512_000 - 1;
+
+/// A service's variables as podman takes them without their names or values on a command
+/// line or in podman's own environment (where a job-chosen `LD_PRELOAD` or `PATH` would act on
+/// the host): single-line values as `NAME=value` lines of an `--env-file`, which podman takes
+/// verbatim (no quotes or escapes are interpreted); the others — with a line break, ending in
+/// `\r`, or over 64 KiB — as podman secrets of type env, `(NAME, value)` in `secrets`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceEnv {
+    pub file: Option<String>,
+    pub secrets: Vec<(String, String)>,
+}
+
+/// The [`ServiceEnv`] of `svc`; a name that is not a POSIX name, or a value no environment
+/// can hold (a NUL byte, over 500 kB), is refused with a message for the job log.
+pub fn service_env(svc: &Service) -> Result<ServiceEnv, String> {
+    let mut env = ServiceEnv::default();
     let Some(vars) = svc.variables.as_ref().filter(|v| !v.is_empty()) else {
-        return Ok(None);
+        return Ok(env);
     };
     let mut text = String::new();
     for (k, v) in vars {
@@ -228,24 +245,71 @@ pub fn service_env_file(svc: &Service) -> Result<Option<String>, String> {
                 svc.name
             ));
         }
-        if v.contains('\n') || v.ends_with('\r') || k.len() + 1 + v.len() > ENV_FILE_LINE_MAX {
-            return Err(format!(
-                "service '{}': the value of {k} spans several lines or is over 64 KiB, which podman cannot pass to a service; encode it (e.g. base64) or use a file variable",
-                svc.name
-            ));
-        }
         if v.contains('\0') {
             return Err(format!(
                 "service '{}': the value of {k} has a NUL byte, which no environment variable can hold",
                 svc.name
             ));
         }
+        if v.len() > SECRET_MAX {
+            return Err(format!(
+                "service '{}': the value of {k} is over 500 kB, more than podman passes to a container; put it in a file variable",
+                svc.name
+            ));
+        }
+        if v.contains('\n') || v.ends_with('\r') || k.len() + 1 + v.len() > ENV_FILE_LINE_MAX {
+            env.secrets.push((k.clone(), v.clone()));
+            continue;
+        }
         text.push_str(k);
         text.push('=');
         text.push_str(v);
         text.push('\n');
     }
-    Ok(Some(text))
+    if !text.is_empty() {
+        env.file = Some(text);
+    }
+    Ok(env)
+}
+
+/// The name of the podman secret carrying service container `container`'s `n`-th
+/// multi-line variable: `<job key>-svcI-envN`, so cleanup and `pogo gc` find a job's secrets by
+/// the prefix `<job key>-svc`.
+pub fn service_secret_name(container: &str, n: usize) -> String {
+    format!("{container}-env{n}")
+}
+
+/// `podman secret create NAME -`: the value comes on stdin.
+pub fn secret_create(name: &str, labels: &[(String, String)]) -> Vec<String> {
+    let mut a = vec!["secret".to_string(), "create".to_string()];
+    a.extend(label_args(labels));
+    a.extend(["--".to_string(), name.to_string(), "-".to_string()]);
+    a
+}
+
+/// `podman secret ls` names, one per line (podman 4.3 has no label filter for secrets).
+pub fn secret_names() -> Vec<String> {
+    ["secret", "ls", "--format", "{{.Name}}"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+pub fn secret_rm(names: &[String]) -> Vec<String> {
+    let mut a = vec!["secret".to_string(), "rm".to_string(), "--".to_string()];
+    a.extend(names.iter().cloned());
+    a
+}
+
+/// The secrets among `listed` (one name per line) that belong to job `key`'s services.
+pub fn job_secrets(listed: &str, key: &str) -> Vec<String> {
+    let prefix = format!("{key}-svc");
+    listed
+        .lines()
+        .map(str::trim)
+        .filter(|n| n.starts_with(&prefix))
+        .map(str::to_string)
+        .collect()
 }
 
 /// Is a variable name a POSIX name: letters, digits and `_`, not starting with a digit, at

@@ -113,6 +113,37 @@ impl Podman {
         }
     }
 
+    /// Run with `input` on stdin (a secret's value: never on the command line), capture, and
+    /// turn a non-zero exit into an error carrying podman's message.
+    pub async fn run_with_input(
+        &self,
+        args: &[String],
+        input: &[u8],
+    ) -> Result<String, PodmanError> {
+        use tokio::io::AsyncWriteExt;
+        let mut cmd = self.command(args);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| self.spawn_error(e))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            // a podman that fails early closes its stdin: its exit status says why
+            let _ = stdin.write_all(input).await;
+        }
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(|e| self.spawn_error(e))?;
+        self.check(
+            args,
+            Output {
+                status: out.status,
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            },
+        )
+    }
+
     /// Run with stdout/stderr going straight to ours (the job log); returns the exit status.
     pub async fn status_inherit(&self, args: &[String]) -> Result<ExitStatus, PodmanError> {
         self.command(args)

@@ -79,26 +79,28 @@ fn job_images_come_after_double_dash_in_every_argv() {
 }
 
 #[test]
-fn service_variables_reach_the_service_through_a_file_never_the_command_line() {
+fn service_variables_reach_the_service_through_a_file_and_secrets_never_the_command_line() {
     let mut s = svc("postgres:15", "db");
     s.variables = Some([("POSTGRES_PASSWORD".to_string(), "s3cret".to_string())].into());
     s.command = Some(vec!["--privileged".into()]);
     let file = std::path::Path::new("/w/jobdata/k/service0.env");
-    let a = service_run("svc0", "pod", &[], &s, Some(file));
+    let secrets = [("k-svc0-env0".to_string(), "CERT".to_string())];
+    let a = service_run("svc0", "pod", &[], &s, Some(file), &secrets);
     assert!(!a
         .iter()
         .any(|x| x.contains("s3cret") || x.contains("POSTGRES_PASSWORD")));
     assert!(a.contains(&"--env-file=/w/jobdata/k/service0.env".to_string()));
+    assert!(a.contains(&"--secret=k-svc0-env0,type=env,target=CERT".to_string()));
     // a service command is positional, after the image
     let dd = a.iter().position(|x| x == "--").unwrap();
     assert_eq!(&a[dd + 1..], ["postgres:15", "--privileged"]);
-    assert!(!service_run("svc0", "pod", &[], &s, None)
+    assert!(!service_run("svc0", "pod", &[], &s, None, &[])
         .iter()
-        .any(|x| x.starts_with("--env")));
+        .any(|x| x.starts_with("--env") || x.starts_with("--secret")));
 }
 
 #[test]
-fn the_service_env_file_carries_values_verbatim_one_per_line() {
+fn the_service_env_file_carries_single_line_values_verbatim_the_rest_go_to_secrets() {
     let mut s = svc("postgres:15", "db");
     s.variables = Some(
         [
@@ -108,42 +110,55 @@ fn the_service_env_file_carries_values_verbatim_one_per_line() {
                 "\"quoted\" #not a comment $HOME".to_string(),
             ),
             ("C".to_string(), "with=equals\rinside".to_string()),
+            ("CERT".to_string(), "line 1\nline 2\n".to_string()),
+            ("CR".to_string(), "ends in\r".to_string()),
             ("E".to_string(), String::new()),
+            ("HUGE".to_string(), "x".repeat(64 * 1024)),
         ]
         .into(),
     );
+    let env = service_env(&s).unwrap();
     assert_eq!(
-        service_env_file(&s).unwrap().unwrap(),
-        "A= spaced  \nB=\"quoted\" #not a comment $HOME\nC=with=equals\rinside\nE=\n"
+        env.file.as_deref(),
+        Some("A= spaced  \nB=\"quoted\" #not a comment $HOME\nC=with=equals\rinside\nE=\n")
     );
+    let secret_vars: Vec<&str> = env.secrets.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(secret_vars, ["CERT", "CR", "HUGE"]);
+    assert_eq!(env.secrets[0].1, "line 1\nline 2\n");
     s.variables = Some(Default::default());
-    assert_eq!(service_env_file(&s).unwrap(), None);
+    assert_eq!(service_env(&s).unwrap(), ServiceEnv::default());
     s.variables = None;
-    assert_eq!(service_env_file(&s).unwrap(), None);
+    assert_eq!(service_env(&s).unwrap(), ServiceEnv::default());
 }
 
 #[test]
-fn a_service_variable_the_env_file_cannot_carry_is_refused_saying_what_to_do() {
-    for (k, v) in [
-        ("CERT", "line 1\nline 2".to_string()),
-        ("CR", "ends in\r".to_string()),
-        ("BIG", "x".repeat(64 * 1024)),
-    ] {
-        let mut s = svc("postgres:15", "db");
-        s.variables = Some([(k.to_string(), v)].into());
-        let e = service_env_file(&s).unwrap_err();
-        assert!(
-            e.contains(&format!("the value of {k}")) && e.contains("base64"),
-            "{e}"
-        );
-    }
+fn a_service_variable_no_environment_can_hold_is_refused_saying_why() {
     let mut s = svc("postgres:15", "db");
     s.variables = Some([("NUL".to_string(), "a\0b".to_string())].into());
-    assert!(service_env_file(&s).unwrap_err().contains("NUL byte"));
+    assert!(service_env(&s).unwrap_err().contains("NUL byte"));
+    s.variables = Some([("BLOB".to_string(), "x".repeat(600_000))].into());
+    assert!(service_env(&s).unwrap_err().contains("over 500 kB"));
     s.variables = Some([("LD-PRELOAD".to_string(), "x".to_string())].into());
-    assert!(service_env_file(&s)
+    assert!(service_env(&s)
         .unwrap_err()
         .contains("invalid variable name"));
+}
+
+#[test]
+fn a_jobs_secrets_are_found_by_their_names_prefix_only() {
+    assert_eq!(
+        service_secret_name("pogo-r-1-0-svc2", 3),
+        "pogo-r-1-0-svc2-env3"
+    );
+    let listed = "pogo-r-1-0-svc0-env0\npogo-r-1-01-svc0-env0\nmine\npogo-r-1-0-svc1-env2\n";
+    assert_eq!(
+        job_secrets(listed, "pogo-r-1-0"),
+        ["pogo-r-1-0-svc0-env0", "pogo-r-1-0-svc1-env2"]
+    );
+    assert_eq!(
+        secret_create("n", &[]),
+        ["secret", "create", "--", "n", "-"]
+    );
 }
 
 #[test]
@@ -238,6 +253,7 @@ fn hostile_job_values_never_become_options_or_leave_their_argv_slot() {
             &[],
             &svc,
             Some(std::path::Path::new("/w/service0.env")),
+            &[],
         );
         let dd = a.iter().position(|x| x == "--").unwrap();
         let expected_head: Vec<String> = [
@@ -282,10 +298,7 @@ fn hostile_job_values_never_become_options_or_leave_their_argv_slot() {
         assert!(!valid_env_name(h), "env name {shown:?} accepted");
         let mut named = svc.clone();
         named.variables = Some([(h.clone(), "v".to_string())].into());
-        assert!(
-            service_env_file(&named).is_err(),
-            "env name {shown:?} accepted"
-        );
+        assert!(service_env(&named).is_err(), "env name {shown:?} accepted");
 
         // in names and labels: sanitised to a fixed alphabet / no control characters
         let n = crate::executor::env::Names::new(h, h, h);
