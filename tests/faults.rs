@@ -305,11 +305,10 @@ fn podman_failing_during_a_stage_is_a_system_failure_but_a_scripts_own_exit_125_
     env.assert_no_leftovers();
 }
 
-#[test]
-fn cleanup_with_a_config_broken_mid_job_still_removes_the_containers_and_private_files() {
-    require_podman!();
+/// A test env whose config directory is mounted at `/cfg` in its jobs, so a job can edit
+/// the config while it runs.
+fn env_whose_jobs_edit_its_config() -> TestEnv {
     let env = TestEnv::new(&PogoConfig::default());
-    // the job itself breaks the config file (mounted in for this test)
     env.write_config(&PogoConfig {
         mounts: vec![MountSpec {
             volume: format!("{}:/cfg", env.dir.path().display()),
@@ -318,6 +317,22 @@ fn cleanup_with_a_config_broken_mid_job_still_removes_the_containers_and_private
         }],
         ..PogoConfig::default()
     });
+    env
+}
+
+/// Job `key`'s private files and agent sockets under the env's working_dir are gone.
+fn assert_private_files_gone(env: &TestEnv, key: &str) {
+    for private in ["jobdata", "run"] {
+        let d = env.working_dir.join(private).join(key);
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
+}
+
+#[test]
+fn cleanup_with_a_config_broken_mid_job_still_removes_the_containers_and_private_files() {
+    require_podman!();
+    // the job itself breaks the config file
+    let env = env_whose_jobs_edit_its_config();
     let job = env.job(
         &[],
         &["printf 'mountz: [\\n' >> /cfg/pogo.yaml", "echo broke-it"],
@@ -330,25 +345,14 @@ fn cleanup_with_a_config_broken_mid_job_still_removes_the_containers_and_private
         "{}",
         r.cleanup_output
     );
-    for private in ["jobdata", "run"] {
-        let d = env.working_dir.join(private).join(&key);
-        assert!(!d.exists(), "{} left behind", d.display());
-    }
+    assert_private_files_gone(&env, &key);
     env.assert_no_leftovers();
 }
 
 #[test]
 fn working_dir_edited_mid_job_still_finds_and_removes_the_jobs_files() {
     require_podman!();
-    let env = TestEnv::new(&PogoConfig::default());
-    env.write_config(&PogoConfig {
-        mounts: vec![MountSpec {
-            volume: format!("{}:/cfg", env.dir.path().display()),
-            tags: Vec::new(),
-            readonly: false,
-        }],
-        ..PogoConfig::default()
-    });
+    let env = env_whose_jobs_edit_its_config();
     // the job points working_dir elsewhere while it runs; its files stay where they began
     let elsewhere = env.dir.path().join("elsewhere");
     let job = env.job(
@@ -366,9 +370,6 @@ fn working_dir_edited_mid_job_still_finds_and_removes_the_jobs_files() {
         cfg.contains("elsewhere"),
         "the job edited the config:\n{cfg}"
     );
-    for private in ["jobdata", "run"] {
-        let d = env.working_dir.join(private).join(&key);
-        assert!(!d.exists(), "{} left behind", d.display());
-    }
+    assert_private_files_gone(&env, &key);
     env.assert_no_leftovers();
 }
