@@ -211,15 +211,9 @@ fn cleanup_phase(flag: Option<&Path>, env: &HashMap<String, String>) -> Result<(
             ));
             // the job's private files (registry credentials) and agent sockets, under the
             // working_dir the config phase passed on
-            if let Some(wd) = env.get(executor::env::JOB_WORKING_DIR).map(PathBuf::from) {
-                if let Err(e) = executor::jobdata::remove(&wd, &job.names.key) {
-                    errors.push(format!(
-                        "cannot remove {}: {e}",
-                        executor::jobdata::dir(&wd, &job.names.key).display()
-                    ));
-                }
-                executor::agent::remove_socket_dir(&wd, &job.names.key);
-                executor::agent::remove_socket_dir(&wd, &job.names.helper());
+            if let Some(wd) = executor::env::job_working_dir(env) {
+                errors.extend(cleanup::remove_jobdata(&wd, &job.names.key));
+                cleanup::remove_sockets(&wd, &job.names);
             }
             if errors.is_empty() {
                 Ok(())

@@ -1,6 +1,8 @@
 //! `pogo cleanup`: remove everything labelled for this job (pod, containers, volumes).
 //! Idempotent; never touches anything without pogo's job label, never prunes.
 
+use std::path::Path;
+
 use super::{Context, Failure};
 use crate::podman::{args, NamedEntry, Podman};
 
@@ -113,11 +115,8 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
 
     // pogo's private job files (the job's registry credentials among them) go first, also
     // when the containers are kept for debugging
-    if let Err(e) = super::jobdata::remove(&ctx.config.working_dir, &ctx.job.names.key) {
-        super::log_warning(&format!(
-            "cannot remove {}: {e}",
-            super::jobdata::dir(&ctx.config.working_dir, &ctx.job.names.key).display()
-        ));
+    if let Some(m) = remove_jobdata(&ctx.config.working_dir, &ctx.job.names.key) {
+        super::log_warning(&m);
     }
     if let Some(until) = keep_failed(ctx) {
         eprintln!(
@@ -128,8 +127,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
         return Ok(());
     }
     let errors = remove_job(&ctx.podman, &ctx.job.names.key, Scope::of_job(ctx)).await;
-    super::agent::remove_socket_dir(&ctx.config.working_dir, &ctx.job.names.key);
-    super::agent::remove_socket_dir(&ctx.config.working_dir, &ctx.job.names.helper());
+    remove_sockets(&ctx.config.working_dir, &ctx.job.names);
     if errors.is_empty() {
         Ok(())
     } else {
@@ -141,6 +139,23 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
             ctx.job.names.key
         )))
     }
+}
+
+/// Remove the job's private files under `working_dir` (its registry credentials among
+/// them); what went wrong, if anything.
+pub fn remove_jobdata(working_dir: &Path, key: &str) -> Option<String> {
+    super::jobdata::remove(working_dir, key).err().map(|e| {
+        format!(
+            "cannot remove {}: {e}",
+            super::jobdata::dir(working_dir, key).display()
+        )
+    })
+}
+
+/// Remove the agent socket directories of the job and of its helper container.
+pub fn remove_sockets(working_dir: &Path, names: &super::env::Names) {
+    super::agent::remove_socket_dir(working_dir, &names.key);
+    super::agent::remove_socket_dir(working_dir, &names.helper());
 }
 
 /// With `keep_failed: MINUTES`, a failed job (per its state record) keeps its containers:

@@ -12,6 +12,13 @@ pub const JOB_KEY: &str = "POGO_JOB_KEY";
 /// The `working_dir` the job started with (from the config phase): cleanup finds the job's
 /// private files with it even when the config cannot be read any more.
 pub const JOB_WORKING_DIR: &str = "POGO_JOB_WORKING_DIR";
+
+/// The `working_dir` the config phase passed on ([`JOB_WORKING_DIR`]), when it did.
+pub fn job_working_dir(env: &HashMap<String, String>) -> Option<PathBuf> {
+    env.get(JOB_WORKING_DIR)
+        .filter(|w| !w.is_empty())
+        .map(PathBuf::from)
+}
 pub const JOB_CONTAINER: &str = "POGO_JOB_CONTAINER";
 pub const JOB_POD: &str = "POGO_JOB_POD";
 

@@ -77,8 +77,8 @@ impl Context {
         })?;
         // The job's files (agent socket, private job data) stay where the job started them,
         // also when working_dir is edited in the config while it runs.
-        if let Some(wd) = env.get(env::JOB_WORKING_DIR).filter(|w| !w.is_empty()) {
-            config.working_dir = std::path::PathBuf::from(wd);
+        if let Some(wd) = env::job_working_dir(&env) {
+            config.working_dir = wd;
         }
         let job = JobEnv::from_env(&env).map_err(Failure::system)?;
         let podman = Podman::new(config.podman.clone(), config.podman_args.clone());
