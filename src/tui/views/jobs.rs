@@ -57,28 +57,19 @@ pub fn log_height(m: &Model) -> usize {
 /// body `area`.
 pub fn job_at(m: &Model, area: Rect, y: u16) -> Option<usize> {
     let [table, _] = split(m, area);
-    // border + header
-    let first = table.y + 2;
-    if y < first || y + 1 >= table.y + table.height {
-        return None;
-    }
-    // The table scrolls so that the selected job's row is on screen (ratatui keeps the first
-    // line shown as low as it can): the rows above the pane count too.
     let heights = shown_heights(m);
     let selected_line: u16 = heights
         .iter()
         .take_while(|&&(i, _)| i != m.selected)
         .map(|(_, h)| h)
         .sum();
-    let shown = table.height.saturating_sub(3);
-    let scrolled = (selected_line + 1).saturating_sub(shown);
-    let mut line = first;
-    let y = y + scrolled;
+    let at = super::table_line_at(table, usize::from(selected_line), y)?;
+    let mut line = 0;
     for (i, h) in heights {
-        if y < line + h {
+        line += usize::from(h);
+        if at < line {
             return Some(i);
         }
-        line += h;
     }
     None
 }

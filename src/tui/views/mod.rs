@@ -262,6 +262,19 @@ fn draw_footer(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
     f.render_widget(Paragraph::new(line), area);
 }
 
+/// The line of a bordered table with a header that screen line `y` shows, `None` outside its
+/// body. The rows ratatui scrolled past to keep line `selected` on screen count too (with a
+/// fresh `TableState` each frame it keeps the first line shown as low as it can).
+pub fn table_line_at(table: Rect, selected: usize, y: u16) -> Option<usize> {
+    // border + header
+    let first = table.y + 2;
+    if y < first || y + 1 >= table.y + table.height {
+        return None;
+    }
+    let shown = usize::from(table.height.saturating_sub(3));
+    Some(usize::from(y - first) + (selected + 1).saturating_sub(shown))
+}
+
 /// A centred rectangle of `pw`% × `ph`% of `area`.
 pub fn popup(area: Rect, pw: u16, ph: u16) -> Rect {
     let [v] = Layout::vertical([Constraint::Percentage(ph)])

@@ -18,18 +18,14 @@ fn split(area: Rect) -> [Rect; 2] {
 /// `area`, counting the rows the table scrolled past to show the selected one.
 pub fn runner_at(m: &Model, area: Rect, y: u16) -> Option<usize> {
     let [list, _] = split(area);
-    // border + header
-    let first = list.y + 2;
-    if y < first || y + 1 >= list.y + list.height {
-        return None;
-    }
     let visible = m.visible_runners();
     let selected = visible
         .iter()
         .position(|&i| i == m.runners.selected)
         .unwrap_or(0);
-    let scrolled = (selected + 1).saturating_sub(usize::from(list.height.saturating_sub(3)));
-    visible.get(usize::from(y - first) + scrolled).copied()
+    visible
+        .get(super::table_line_at(list, selected, y)?)
+        .copied()
 }
 
 pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
