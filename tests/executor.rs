@@ -713,11 +713,11 @@ fn a_multi_line_service_variable_reaches_the_service_through_a_podman_secret_tha
     assert!(log.contains(&format!("\n[{cert}]|one line\n")), "{log}");
     // the secret went with the job
     let key = format!("pogo-pogotest-{}-0", job.id);
-    let listed = env
-        .podman
-        .output(&["secret", "ls", "--format", "{{.Name}}"]);
-    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
-    assert!(!listed.contains(&key), "left behind: {listed}");
+    let listed = env.podman.secret_names();
+    assert!(
+        !listed.iter().any(|n| n.contains(&key)),
+        "left behind: {listed:?}"
+    );
     env.assert_no_leftovers();
 }
 

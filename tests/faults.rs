@@ -104,11 +104,9 @@ fn pogo_killed_during_prepare_leaves_nothing_after_gc() {
 
     let key = format!("pogo-{runner}-{job_id}-0");
     let secrets = || {
-        let out = env
-            .podman
-            .output(&["secret", "ls", "--format", "{{.Name}}"]);
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
+        env.podman
+            .secret_names()
+            .iter()
             .filter(|n| n.starts_with(&key))
             .count()
     };

@@ -70,8 +70,7 @@ fn suite_leftovers(podman: &PodmanCmd, since: u64) -> Vec<String> {
     }
     // secrets (multi-line service variables) have no label filter in podman 4.3: by name,
     // `pogo-<runner>-<job>-<slot>-svcI-envN`
-    let out = podman.output(&["secret", "ls", "--format", "{{.Name}}"]);
-    for name in String::from_utf8_lossy(&out.stdout).lines() {
+    for name in podman.secret_names() {
         let runner = name
             .strip_prefix("pogo-")
             .and_then(|rest| rest.split('-').next())

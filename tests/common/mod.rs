@@ -972,6 +972,20 @@ impl PodmanCmd {
         self.command(args).output().expect("running podman")
     }
 
+    /// The names of podman's secrets (pogo's carry a job's multi-line service variables).
+    pub fn secret_names(&self) -> Vec<String> {
+        let out = self.output(&["secret", "ls", "--format", "{{.Name}}"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
     /// Names of containers, pods and volumes carrying `label` (`k=v`).
     pub fn labelled(&self, label: &str) -> Vec<String> {
         let filter = format!("label={label}");
