@@ -37,6 +37,14 @@ fn mount(volume: &str, tags: &[&str]) -> MountRule {
     }
 }
 
+/// A new mount rule `volume` for `tags`, as the add-mount form saves it.
+fn add_mount(volume: &str, tags: &[&str]) -> Edit {
+    Edit::Mount {
+        index: None,
+        rule: Some(mount(volume, tags)),
+    }
+}
+
 fn set(key: &str, value: &str) -> Edit {
     Edit::Scalar {
         key: key.into(),
@@ -108,13 +116,7 @@ fn an_invalid_pull_policy_is_refused_with_the_choices() {
 
 #[test]
 fn a_new_mount_is_added_after_the_last_one_in_the_files_indentation() {
-    let new = edit(
-        FILE,
-        Edit::Mount {
-            index: None,
-            rule: Some(mount("/data:/data", &["big", "gpu"])),
-        },
-    );
+    let new = edit(FILE, add_mount("/data:/data", &["big", "gpu"]));
     assert_eq!(
         new,
         FILE.replace(
@@ -127,13 +129,7 @@ fn a_new_mount_is_added_after_the_last_one_in_the_files_indentation() {
 #[test]
 fn a_mount_added_to_an_indentless_list_lines_up_with_its_dashes() {
     let text = "mounts:\n- volume: /a:/a\n  tags: [x]\n";
-    let new = edit(
-        text,
-        Edit::Mount {
-            index: None,
-            rule: Some(mount("/b:/b", &[])),
-        },
-    );
+    let new = edit(text, add_mount("/b:/b", &[]));
     assert_eq!(
         new,
         "mounts:\n- volume: /a:/a\n  tags: [x]\n- volume: /b:/b\n"
@@ -222,13 +218,7 @@ fn deleting_an_entry_whose_value_ends_in_a_non_ascii_letter_removes_just_its_lin
 #[test]
 fn the_first_mount_of_a_file_without_mounts_is_appended_as_a_block() {
     let text = "default_image: alpine # small\n";
-    let new = edit(
-        text,
-        Edit::Mount {
-            index: None,
-            rule: Some(mount("/a:/a", &[])),
-        },
-    );
+    let new = edit(text, add_mount("/a:/a", &[]));
     assert_eq!(
         new,
         "default_image: alpine # small\nmounts:\n  - volume: /a:/a\n"
@@ -237,13 +227,7 @@ fn the_first_mount_of_a_file_without_mounts_is_appended_as_a_block() {
 
 #[test]
 fn a_file_without_a_final_newline_gets_whole_lines() {
-    let new = edit(
-        "mounts:\n  - volume: /a:/a",
-        Edit::Mount {
-            index: None,
-            rule: Some(mount("/b:/b", &[])),
-        },
-    );
+    let new = edit("mounts:\n  - volume: /a:/a", add_mount("/b:/b", &[]));
     assert_eq!(new, "mounts:\n  - volume: /a:/a\n  - volume: /b:/b\n");
     let new = edit("default_image: x", set("pull_policy", "always"));
     assert_eq!(new, "default_image: x\npull_policy: always\n");
@@ -365,13 +349,7 @@ fn a_tag_cannot_get_two_entries() {
 fn a_flow_style_list_is_rewritten_as_a_block_and_the_rest_stays() {
     let text =
         "# top\nmounts: [{volume: /a:/a, tags: [x]}]   # old style\ndefault_image: alpine # keep\n";
-    let new = edit(
-        text,
-        Edit::Mount {
-            index: None,
-            rule: Some(mount("/b:/b", &[])),
-        },
-    );
+    let new = edit(text, add_mount("/b:/b", &[]));
     assert_eq!(
         new,
         "# top\nmounts:\n  - volume: /a:/a\n    tags: [x]\n  - volume: /b:/b\ndefault_image: alpine # keep\n"
@@ -429,23 +407,11 @@ fn non_ascii_text_before_the_edit_does_not_shift_it() {
 #[test]
 fn a_file_with_crlf_line_ends_keeps_them_on_every_line() {
     let text = FILE.replace('\n', "\r\n");
-    let new = edit(
-        &text,
-        Edit::Mount {
-            index: None,
-            rule: Some(mount("/data:/data", &["big"])),
-        },
-    );
+    let new = edit(&text, add_mount("/data:/data", &["big"]));
     assert!(!new.replace("\r\n", "").contains('\n'), "{new:?}");
     assert_eq!(
         new.replace("\r\n", "\n"),
-        edit(
-            FILE,
-            Edit::Mount {
-                index: None,
-                rule: Some(mount("/data:/data", &["big"])),
-            }
-        )
+        edit(FILE, add_mount("/data:/data", &["big"]))
     );
 }
 
