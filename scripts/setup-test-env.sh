@@ -366,13 +366,19 @@ ensure_helper_image() {
         return 1
     fi
     rm -rf "$ctx"
-    if ! out=$(podman run --rm --network none "$IMG_HELPER" \
-        sh -c 'git --version && git lfs version && gitlab-runner --version | head -n 1' 2>&1); then
+    helper_works self built 'git --version && git lfs version && gitlab-runner --version | head -n 1'
+}
+
+# helper_works WHO HOW CHECKS: run CHECKS in the helper image as WHO and show what they
+# printed, or why the image (just HOW: built, copied) does not run.
+helper_works() {
+    local who=$1 how=$2 checks=$3 out
+    if ! out=$(pod "$who" run --rm --network none "$IMG_HELPER" sh -c "$checks" 2>&1); then
         printf '%s\n' "$out" >&2
-        warn "$IMG_HELPER was built but does not run"
+        warn "$IMG_HELPER was $how but does not run ($who)"
         return 1
     fi
-    log "  $IMG_HELPER works: $(printf '%s' "$out" | tr '\n' ';')"
+    log "  $IMG_HELPER works ($who): $(printf '%s' "$out" | tr '\n' ';')"
 }
 
 # ensure_rootless_helper_image: give the rootless user root's helper image (built above,
@@ -398,13 +404,7 @@ ensure_rootless_helper_image() {
         warn "$IMG_HELPER in $ROOTLESS_USER's storage is ${current:-missing}, not root's $want"
         return 1
     fi
-    if ! out=$(pod rootless run --rm --network none "$IMG_HELPER" \
-        sh -c 'git --version && gitlab-runner --version | head -n 1' 2>&1); then
-        printf '%s\n' "$out" >&2
-        warn "$IMG_HELPER was copied but does not run ($ROOTLESS_USER)"
-        return 1
-    fi
-    log "  $IMG_HELPER works as $ROOTLESS_USER: $(printf '%s' "$out" | tr '\n' ';')"
+    helper_works rootless copied 'git --version && gitlab-runner --version | head -n 1'
 }
 
 # Outside CI the machine's own podman settings are used, as they are. When they cannot run a
