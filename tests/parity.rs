@@ -748,21 +748,12 @@ fn big_repo(parent: &std::path::Path, commits: usize) -> (std::path::PathBuf, St
             body.len()
         ));
     }
-    let mut child = std::process::Command::new("git")
+    let mut fast_import = std::process::Command::new("git");
+    fast_import
         .arg("-C")
         .arg(&bare)
-        .args(["fast-import", "--quiet"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stream.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+        .args(["fast-import", "--quiet"]);
+    assert!(run_with_stdin(&mut fast_import, stream.as_bytes()).success());
     let out = std::process::Command::new("git")
         .arg("-C")
         .arg(&bare)

@@ -1225,21 +1225,16 @@ impl Registry {
             .unwrap();
         assert!(st.status.success(), "htpasswd: {st:?}");
         for (user, password) in users {
-            let mut child = Command::new("htpasswd")
+            let mut htpasswd_cmd = Command::new("htpasswd");
+            htpasswd_cmd
                 .args(["-iB"])
                 .arg(&htpasswd)
                 .arg(user)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(password.as_bytes())
-                .unwrap();
-            assert!(child.wait().unwrap().success(), "htpasswd -iB {user}");
+                .stdout(Stdio::null());
+            assert!(
+                run_with_stdin(&mut htpasswd_cmd, password.as_bytes()).success(),
+                "htpasswd -iB {user}"
+            );
         }
         for attempt in 0..5 {
             let port = free_port();
@@ -1503,6 +1498,13 @@ impl RootlessUser {
             as_user: Some((self.user.clone(), self.env())),
         }
     }
+}
+
+/// Run `cmd` with `input` on its stdin; its exit status.
+pub fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> std::process::ExitStatus {
+    let mut child = cmd.stdin(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait().unwrap()
 }
 
 /// Watches every readable `/proc/*/cmdline` for `markers` until [`CmdlineWatch::stop`].
