@@ -1020,9 +1020,9 @@ async fn create_builds_volume(
     }
     let ours = ctx
         .podman
-        .run(&args::volume_names(&ctx.job.names.key))
+        .json::<Vec<crate::podman::NamedEntry>>(&args::volume_list(&ctx.job.names.key))
         .await
-        .is_ok_and(|out| out.lines().any(|l| l.trim() == name));
+        .is_ok_and(|volumes| volumes.iter().any(|v| v.name == name));
     if !ours {
         return Err(failed(&format!(
             "{err}; it was not made by pogo for this job: remove or rename it"

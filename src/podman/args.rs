@@ -566,17 +566,6 @@ pub fn volume_inspect(name: &str) -> Vec<String> {
     ]
 }
 
-/// Names of the volumes carrying the job's label.
-pub fn volume_names(key: &str) -> Vec<String> {
-    vec![
-        "volume".into(),
-        "ls".into(),
-        "--filter".into(),
-        key_filter(key),
-        "--format".into(),
-        "{{.Name}}".into(),
-    ]
-}
 
 /// `podman volume rm -- NAME` without `-f`: fails while a container uses it.
 pub fn volume_rm_unused(name: &str) -> Vec<String> {
