@@ -28,10 +28,11 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     )?;
     args::validate_image(&image)
         .map_err(|m| Failure::build(1, format!("job image refused: {m}")))?;
+    let mut service_envs = Vec::with_capacity(ctx.job.services.len());
     for svc in &ctx.job.services {
         args::validate_image(&svc.name)
             .map_err(|m| Failure::build(1, format!("service image refused: {m}")))?;
-        args::service_env(svc).map_err(|m| Failure::build(1, m))?;
+        service_envs.push(args::service_env(svc).map_err(|m| Failure::build(1, m))?);
     }
     check_allowed(&image, &ctx.job.services, &ctx.config)?;
 
@@ -118,7 +119,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     let pod = if ctx.job.services.is_empty() {
         None
     } else {
-        Some(start_services(ctx, &labels, &job_dir).await?)
+        Some(start_services(ctx, &labels, &job_dir, &service_envs).await?)
     };
 
     let grants = resolve::grants(&ctx.config, &tags, &ctx.job.project_path);
@@ -858,6 +859,7 @@ async fn start_services(
     ctx: &Context,
     labels: &[(String, String)],
     job_dir: &Path,
+    envs: &[args::ServiceEnv],
 ) -> Result<String, Failure> {
     let pod = ctx.job.names.pod.clone();
     let mut hosts: Vec<String> = Vec::new();
@@ -872,9 +874,8 @@ async fn start_services(
     create(ctx, Kind::Pod, &pod, &argv)
         .await
         .map_err(|e| Failure::system(format!("cannot create the job's pod: {e}")))?;
-    for (i, svc) in ctx.job.services.iter().enumerate() {
+    for (i, (svc, env)) in ctx.job.services.iter().zip(envs).enumerate() {
         let name = ctx.job.names.service(i);
-        let env = args::service_env(svc).map_err(|m| Failure::build(1, m))?;
         // single-line variables go in a 0600 file of the job's private directory (never
         // mounted), the others in podman secrets (after the pod, whose labels let `pogo gc`
         // find the job should prepare die here)

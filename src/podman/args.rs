@@ -566,7 +566,6 @@ pub fn volume_inspect(name: &str) -> Vec<String> {
     ]
 }
 
-
 /// `podman volume rm -- NAME` without `-f`: fails while a container uses it.
 pub fn volume_rm_unused(name: &str) -> Vec<String> {
     vec!["volume".into(), "rm".into(), "--".into(), name.into()]
