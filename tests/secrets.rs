@@ -5,49 +5,7 @@ mod common;
 
 use common::*;
 use pogo::driver::Variable;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-/// Every readable `/proc/*/cmdline` that contains one of `markers`.
-fn cmdlines_with(markers: &[String]) -> Vec<String> {
-    let mut hits = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return hits;
-    };
-    for e in dir.flatten() {
-        if let Ok(raw) = std::fs::read(e.path().join("cmdline")) {
-            let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
-            if markers.iter().any(|m| cmd.contains(m.as_str())) {
-                hits.push(cmd);
-            }
-        }
-    }
-    hits
-}
-
-fn files_with(dir: &Path, markers: &[String], hits: &mut Vec<String>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        let Ok(meta) = std::fs::symlink_metadata(&p) else {
-            continue;
-        };
-        if meta.is_dir() {
-            files_with(&p, markers, hits);
-        } else if meta.is_file() {
-            let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap_or_default()).to_string();
-            for m in markers {
-                if text.contains(m.as_str()) {
-                    hits.push(format!("{} contains {m}", p.display()));
-                }
-            }
-        }
-    }
-}
+use std::process::Command;
 
 #[test]
 fn variable_values_and_the_job_token_never_appear_on_a_command_line_or_in_pogos_files() {
@@ -88,38 +46,54 @@ fn variable_values_and_the_job_token_never_appear_on_a_command_line_or_in_pogos_
     ];
 
     // watch every process's command line while the job runs
-    let stop = Arc::new(AtomicBool::new(false));
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let scanner = {
-        let (stop, seen, markers) = (stop.clone(), seen.clone(), markers.clone());
-        std::thread::spawn(move || {
-            let mut scans = 0;
-            while !stop.load(Ordering::Relaxed) {
-                seen.lock().unwrap().extend(cmdlines_with(&markers));
-                scans += 1;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            scans
-        })
-    };
+    let watch = CmdlineWatch::start(markers.clone());
     let r = env.run(&job);
-    stop.store(true, Ordering::Relaxed);
-    let scans = scanner.join().unwrap();
+    let (scans, seen) = watch.stop();
     assert_success(&r);
     assert!(plain_log(&r).contains("\nchecked\n"), "{}", r.log);
     assert!(scans > 20, "the scanner ran only {scans} times");
-    let seen = seen.lock().unwrap().clone();
     assert!(seen.is_empty(), "secrets on command lines: {seen:?}");
 
     // nothing pogo wrote holds a secret
-    let mut hits = Vec::new();
-    for d in [
+    let hits: Vec<String> = [
         env.working_dir.as_path(),
         env.cache_dir.as_path(),
         state_dir.path(),
-    ] {
-        files_with(d, &markers, &mut hits);
-    }
+    ]
+    .iter()
+    .flat_map(|d| files_containing(d, &markers))
+    .collect();
     assert!(hits.is_empty(), "{hits:?}");
     env.assert_no_leftovers();
+}
+
+#[test]
+fn the_command_line_watch_sees_a_host_process_holding_a_marker_but_not_a_containers_own() {
+    require_podman!();
+    let id = unique_id();
+    let (on_host, in_container) = (format!("host-marker-{id}"), format!("ctr-marker-{id}"));
+    let watch = CmdlineWatch::start(vec![on_host.clone(), in_container.clone()]);
+    let host = Command::new("sh")
+        .args(["-c", "sleep 1; :", &on_host])
+        .status()
+        .unwrap();
+    // the marker reaches the container through podman's environment, so only the container's
+    // own `sh` holds it on its command line
+    let ctr = PodmanCmd::default()
+        .command(&[
+            "run",
+            "--rm",
+            "--env=MARKER",
+            IMG_BUSYBOX,
+            "sh",
+            "-c",
+            r#"exec sh -c 'sleep 1; :' "$MARKER""#,
+        ])
+        .env("MARKER", &in_container)
+        .status()
+        .unwrap();
+    let (_, seen) = watch.stop();
+    assert!(host.success() && ctr.success());
+    assert!(seen.iter().any(|c| c.contains(&on_host)), "{seen:?}");
+    assert!(!seen.iter().any(|c| c.contains(&in_container)), "{seen:?}");
 }

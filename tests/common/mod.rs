@@ -1507,7 +1507,10 @@ pub fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> std::process::ExitStat
     child.wait().unwrap()
 }
 
-/// Watches every readable `/proc/*/cmdline` for `markers` until [`CmdlineWatch::stop`].
+/// Watches every readable `/proc/*/cmdline` on the host for `markers` until
+/// [`CmdlineWatch::stop`]. Processes inside a container (their root is not the host's) are the
+/// job's or a service's own: what they put on their command lines is theirs, so they are not
+/// counted.
 pub struct CmdlineWatch {
     stop: Arc<AtomicBool>,
     handle: thread::JoinHandle<(usize, Vec<String>)>,
@@ -1522,10 +1525,21 @@ impl CmdlineWatch {
             while !flag.load(Ordering::Relaxed) {
                 if let Ok(dir) = std::fs::read_dir("/proc") {
                     for e in dir.flatten() {
-                        if let Ok(raw) = std::fs::read(e.path().join("cmdline")) {
+                        let proc_dir = e.path();
+                        let contained_before = in_a_container(&proc_dir);
+                        if let Ok(raw) = std::fs::read(proc_dir.join("cmdline")) {
                             let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
-                            if markers.iter().any(|m| cmd.contains(m.as_str())) {
-                                seen.push(cmd);
+                            if markers.iter().any(|m| cmd.contains(m.as_str()))
+                                && !contained_before
+                                && !in_a_container(&proc_dir)
+                            {
+                                let exe = std::fs::read_link(proc_dir.join("exe"))
+                                    .map(|p| p.display().to_string())
+                                    .unwrap_or_else(|e| format!("exe unreadable: {e}"));
+                                let hit = format!("{} ({exe}): {cmd}", proc_dir.display());
+                                if !seen.contains(&hit) {
+                                    seen.push(hit);
+                                }
                             }
                         }
                     }
@@ -1543,6 +1557,19 @@ impl CmdlineWatch {
         self.stop.store(true, Ordering::Relaxed);
         self.handle.join().unwrap()
     }
+}
+
+/// Whether the process at `/proc/PID` runs inside a container: its root directory is not the
+/// host's. False when that cannot be told (the process is gone).
+fn in_a_container(proc_dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(host), Ok(its)) = (
+        std::fs::metadata("/"),
+        std::fs::metadata(proc_dir.join("root/")),
+    ) else {
+        return false;
+    };
+    (host.dev(), host.ino()) != (its.dev(), its.ino())
 }
 
 /// Files under `dir` (recursively) whose contents hold one of `markers`.
