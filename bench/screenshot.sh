@@ -31,33 +31,17 @@ ROWS=30
 IMAGE=localhost/pogo-test/bash:latest
 PROJECT=local/webshop
 
-log() { printf 'screenshot: %s\n' "$*"; }
-die() { printf 'screenshot: error: %s\n' "$*" >&2; exit 1; }
-have() { command -v "$1" >/dev/null 2>&1; }
-is_root() { [ "$(id -u)" -eq 0 ]; }
-as_root() {
-    if is_root; then
-        "$@"
-    elif have sudo; then
-        sudo "$@"
-    else
-        return 1
-    fi
-}
+LOG_NAME=screenshot
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 # rsvg-convert renders the SVGs to PNG (the stand-in /usr/local/bin/convert of some machines
 # is no ImageMagick).
 ensure_rsvg() {
     have rsvg-convert && return 0
     have apt-get || die "rsvg-convert is missing: install it (Debian/Ubuntu package librsvg2-bin)"
-    if ! is_root && ! have sudo; then
-        die "rsvg-convert is missing and not root (no sudo): run as root:" \
-            "apt-get install --no-install-recommends librsvg2-bin"
-    fi
-    log "rsvg-convert is missing: installing librsvg2-bin with apt-get"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    as_root env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q --no-install-recommends librsvg2-bin
+    log "rsvg-convert is missing"
+    apt_install librsvg2-bin
 }
 
 for tool in podman tmux; do

@@ -67,28 +67,14 @@ REQUIRED_APPLETS=(sh sleep cat echo ls wget httpd nc tar gzip mkdir rm kill ps e
 
 IMAGE_PATH_ENV='ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 
-log()  { printf 'pogo: %s\n' "$*"; }
-warn() { printf 'pogo: warning: %s\n' "$*" >&2; }
-die()  { printf 'pogo: error: %s\n' "$*" >&2; exit 1; }
-
-have()    { command -v "$1" >/dev/null 2>&1; }
-is_root() { [ "$(id -u)" -eq 0 ]; }
+LOG_NAME=pogo
+# shellcheck source=scripts/lib.sh
+. "$REPO_ROOT/scripts/lib.sh"
 
 # Machine-wide changes are only made where they are expected: on a CI machine, or on request.
 may_change_machine() {
     case "${CI:-}" in true | TRUE | True | 1) return 0 ;; esac
     [ "${POGO_TEST_WRITE_CONTAINERS_CONF:-}" = 1 ]
-}
-
-# Run a command as root: directly, or through sudo.
-as_root() {
-    if is_root; then
-        "$@"
-    elif have sudo; then
-        sudo "$@"
-    else
-        return 1
-    fi
 }
 
 # ---------------------------------------------------------------------------------------
@@ -131,14 +117,7 @@ ensure_packages() {
             "This is not a Debian/Ubuntu system: install the equivalent packages and" \
             "set POGO_TEST_BUSYBOX / POGO_TEST_BASH_STATIC to static busybox and bash binaries."
     fi
-    if ! is_root && ! have sudo; then
-        die "missing packages and not root (no sudo): run as root:" \
-            "apt-get install --no-install-recommends ${missing[*]}"
-    fi
-    log "installing missing system packages with apt-get: ${missing[*]}"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    as_root env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q --no-install-recommends "${missing[@]}"
+    apt_install "${missing[@]}"
 }
 
 # ---------------------------------------------------------------------------------------
