@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | success (×2) | `echo ok` | `Success`, `ok` in the log |
 //! | script failure (×2) | `exit 3` | `BuildFailure { exit_code: 3 }` |
-//! | cancel (×2) | `sleep 300`, canceled 1.5 s into build_script | `Canceled`, after_script ran |
+//! | cancel (×2) | `echo sleeping-$((0+1)); sleep 300`, canceled when the log shows `sleeping-1` | `Canceled`, after_script ran |
 //! | service (×2) | httpd as `web`, `wget -qO- http://web/` | `Success`, the page in the log |
 //! | prepare failure (×1) | an image not in local storage, `pull_policy: never` | `SystemFailure` after 3 tries |
 //! | SIGKILL mid-prepare (×1) | `pogo prepare` started by the soak, killed once its containers exist | leftovers that `pogo gc` removes |
@@ -39,8 +39,8 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
 use pogo::driver::{
-    all_variables, dedup_env, CancelAfter, Driver, Image, Job, JobResult, Outcome, Service, Slot,
-    Variable,
+    all_variables, dedup_env, CancelWhenLogShows, Driver, Image, Job, JobResult, Outcome, Service,
+    Slot, Variable,
 };
 use serde_json::Value;
 
@@ -69,7 +69,8 @@ const LABEL_RUNNER: &str = "io.pogo.runner";
 const LABEL_JOB_KEY: &str = "io.pogo.job-key";
 /// gitlab-runner's `PreparationRetries`.
 const PREPARE_TRIES: u32 = 3;
-const CANCEL_AFTER: Duration = Duration::from_millis(1500);
+/// What a cancel job prints when its `sleep 300` starts; the soak cancels on seeing it.
+const CANCEL_WHEN: &str = "sleeping-1";
 const SAMPLE_EVERY: Duration = Duration::from_millis(20);
 /// How long a SIGKILL job may take to reach "containers exist".
 const KILL_POINT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -140,9 +141,8 @@ impl Kind {
             Kind::ScriptFailure => (code("exit 3"), "BuildFailure, exit code 3".into()),
             Kind::Cancel => (
                 format!(
-                    "{}, canceled {:.1} s into build_script",
-                    code("sleep 300"),
-                    CANCEL_AFTER.as_secs_f64()
+                    "{}, canceled when the log shows it",
+                    code("echo sleeping-$((0+1)); sleep 300")
                 ),
                 "Canceled, after_script ran, no SIGKILL".into(),
             ),
@@ -702,7 +702,7 @@ impl Soak {
             Kind::Success => job.script = vec!["echo ok".into()],
             Kind::ScriptFailure => job.script = vec!["exit 3".into()],
             Kind::Cancel => {
-                job.script = vec!["sleep 300".into()];
+                job.script = vec!["echo sleeping-$((0+1)); sleep 300".into()];
                 job.after_script = vec!["echo after=$CI_JOB_STATUS".into()];
             }
             Kind::Service => {
@@ -757,7 +757,7 @@ impl Soak {
             d.took = t.elapsed();
             return d;
         }
-        let cancel = (kind == Kind::Cancel).then_some(CancelAfter(CANCEL_AFTER));
+        let cancel = (kind == Kind::Cancel).then(|| CancelWhenLogShows(CANCEL_WHEN.into()));
         match driver.run_job(&job, cancel) {
             Ok(r) => {
                 d.took = t.elapsed();

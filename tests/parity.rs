@@ -529,13 +529,10 @@ fn a_job_image_without_bash_runs_with_shell_sh_on_both_stage_paths() {
         assert!(log.contains("\nafter=success\n"), "{runner}: {log}");
 
         // a canceled stage stops as quickly as with bash
-        let mut job = env.job(&[], &["echo started", "sleep 300"]);
+        let mut job = env.job(&[], &["echo started-$((1+1)); sleep 300"]);
         job.image = Some(Image::new(IMG_BUSYBOX));
-        let r = env.run_with(
-            &env.driver(),
-            &job,
-            Some(pogo::driver::CancelAfter(std::time::Duration::from_secs(2))),
-        );
+        let cancel = pogo::driver::CancelWhenLogShows("started-2".into());
+        let r = env.run_with(&env.driver(), &job, Some(cancel));
         assert_eq!(r.outcome, Outcome::Canceled, "{runner}: {}", r.log);
         let kill = r.kill_report("build_script").expect("signalled");
         assert!(

@@ -5,8 +5,7 @@
 mod common;
 
 use common::*;
-use pogo::driver::{CancelAfter, Outcome};
-use std::time::Duration;
+use pogo::driver::{CancelWhenLogShows, Outcome};
 
 fn config(runner: &str) -> PogoConfig {
     PogoConfig::default().with_extra_yaml(&format!("stage_runner: {runner}\n"))
@@ -35,7 +34,7 @@ fn comparable(r: &pogo::driver::JobResult, job: &pogo::driver::Job) -> String {
 /// What the passing job prints on stderr.
 const STDERR_LINE: &str = "to-stderr";
 
-fn both(script: &[&str], after: &[&str], cancel: Option<Duration>) -> [(Outcome, String); 2] {
+fn both(script: &[&str], after: &[&str], cancel: Option<&str>) -> [(Outcome, String); 2] {
     ["agent", "exec"].map(|runner| {
         // POGO_STAGE_RUNNER in the test's environment would override the file: unset it here
         let mut env = TestEnv::new(&config(runner));
@@ -43,7 +42,8 @@ fn both(script: &[&str], after: &[&str], cancel: Option<Duration>) -> [(Outcome,
             .push(("POGO_STAGE_RUNNER".into(), runner.into()));
         let mut job = env.job(&[], script);
         job.after_script = after.iter().map(|s| s.to_string()).collect();
-        let r = env.run_with(&env.driver(), &job, cancel.map(CancelAfter));
+        let cancel = cancel.map(|text| CancelWhenLogShows(text.into()));
+        let r = env.run_with(&env.driver(), &job, cancel);
         env.assert_no_leftovers();
         if script.iter().any(|l| l.contains(STDERR_LINE)) {
             let log = plain_log(&r);
@@ -92,9 +92,10 @@ fn both_stage_paths_give_the_same_exit_code_for_a_failing_script() {
 fn both_stage_paths_stop_a_canceled_job_and_still_run_after_script() {
     require_podman!();
     let [agent, exec] = both(
-        &["echo started", "sleep 300", "echo not-reached"],
+        // one line: the log is the same whenever the cancel comes after `started-2`
+        &["echo started-$((1+1)); sleep 300", "echo not-reached"],
         &["echo after=$CI_JOB_STATUS"],
-        Some(Duration::from_secs(2)),
+        Some("started-2"),
     );
     assert_eq!(agent.0, Outcome::Canceled, "{}", agent.1);
     assert!(agent.1.contains("\nafter=canceled"), "{}", agent.1);

@@ -55,10 +55,11 @@ pub enum DriverError {
     InvalidJob(String),
 }
 
-/// Cancel the job this long after its `build_script` stage started, like
-/// pressing "Cancel" in GitLab's UI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CancelAfter(pub Duration);
+/// Cancel the job while its `build_script` stage runs, as soon as the stage's output shows
+/// this text: like a user who presses "Cancel" in GitLab's UI on seeing it in the job log,
+/// whatever the machine's load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelWhenLogShows(pub String);
 
 /// How the job ended, as GitLab would show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +77,7 @@ pub enum Outcome {
     ConfigurationError {
         reason: String,
     },
-    /// The job was canceled ([`CancelAfter`]).
+    /// The job was canceled ([`CancelWhenLogShows`]).
     Canceled,
     /// `job_execution_timeout`.
     TimedOut,
@@ -217,7 +218,7 @@ impl Driver {
     pub fn run_job(
         &self,
         job: &Job,
-        cancel: Option<CancelAfter>,
+        cancel: Option<CancelWhenLogShows>,
     ) -> Result<JobResult, DriverError> {
         validate(job)?;
         let mut run = Run::new(self, job);
@@ -493,6 +494,8 @@ struct Run<'a> {
     cache_keys: Vec<(usize, String)>,
     masks: Vec<String>,
     job_deadline: Instant,
+    /// While `build_script` runs: the text whose appearance in its output cancels the job.
+    cancel_on: Option<String>,
     outcome: Outcome,
 }
 
@@ -519,6 +522,7 @@ impl<'a> Run<'a> {
             cache_keys: Vec::new(),
             masks,
             job_deadline: Instant::now() + job.timeout,
+            cancel_on: None,
             outcome: Outcome::Success,
         }
     }
@@ -664,12 +668,21 @@ impl<'a> Run<'a> {
     ) -> Result<PhaseOutput, PhaseFailure> {
         let started = Instant::now();
         let live = if to_job_log { self.live_output() } else { None };
+        let forward = live.as_ref().map(|(callback, _)| Arc::clone(callback));
+        let (callback, cancel) = match &self.cancel_on {
+            Some(text) if to_job_log => {
+                let (callback, cancel) = process::cancel_on_output(text, forward);
+                (Some(callback), Some(cancel))
+            }
+            _ => (forward, None),
+        };
         let result = process::run_phase_live(
             cmd,
             deadline,
             self.d.graceful_kill_timeout,
             self.d.force_kill_timeout,
-            live.as_ref().map(|(callback, _)| Arc::clone(callback)),
+            callback,
+            cancel,
         );
         if let Some((_, lines)) = &live {
             if let Ok(mut l) = lines.lock() {
@@ -721,7 +734,7 @@ impl<'a> Run<'a> {
 
     // ----- the job ---------------------------------------------------------
 
-    fn execute(&mut self, cancel: Option<CancelAfter>) {
+    fn execute(&mut self, cancel: Option<CancelWhenLogShows>) {
         self.logln(&format!(
             "Running with gitlab-runner {} ({})",
             job::RUNNER_VERSION,
@@ -1159,7 +1172,7 @@ impl<'a> Run<'a> {
     }
 
     /// `executeScript`: all run_exec stages in order.
-    fn run_stages(&mut self, exec: &mut Exec, cancel: Option<CancelAfter>) {
+    fn run_stages(&mut self, exec: &mut Exec, cancel: Option<CancelWhenLogShows>) {
         let job = self.job;
         let jd = Some(self.job_deadline());
         let git_strategy = job
@@ -1263,23 +1276,17 @@ impl<'a> Run<'a> {
 
         // 5.-6. build_script, after_script
         if sources_ok {
-            let mut deadline = self.job_deadline();
-            if let Some(CancelAfter(after)) = cancel {
-                let at = Instant::now() + after;
-                if at < deadline.at {
-                    deadline = Deadline {
-                        at,
-                        reason: StopReason::Canceled,
-                    };
-                }
-            }
-            match self.run_stage(
+            let deadline = self.job_deadline();
+            self.cancel_on = cancel.map(|CancelWhenLogShows(text)| text);
+            let build = self.run_stage(
                 exec,
                 "build_script",
                 &info.user_script(&job.step_script()),
                 "running",
                 Some(deadline),
-            ) {
+            );
+            self.cancel_on = None;
+            match build {
                 StageResult::Ok => {}
                 StageResult::Failed(f) => self.outcome = Self::failure_outcome(&f),
                 StageResult::Stopped(StopReason::Canceled) => self.outcome = Outcome::Canceled,
@@ -1984,11 +1991,23 @@ esac
         let mut d = bash_executor(dir.path());
         let pieces = Arc::new(Mutex::new(Vec::<String>::new()));
         let p = Arc::clone(&pieces);
-        d.log_sink = Some(LogSink::new(move |t| p.lock().unwrap().push(t.to_string())));
+        // the script goes on (up to 10 s) only once the sink has seen its first line: that
+        // line can only have come while the phase ran
+        let seen = dir.path().join("seen-one");
+        let flag = seen.clone();
+        d.log_sink = Some(LogSink::new(move |t| {
+            if t.contains("one\n") {
+                std::fs::write(&flag, "").unwrap();
+            }
+            p.lock().unwrap().push(t.to_string())
+        }));
         let mut job = Job::new(3, "secret-token-xyz", "g/p", "http://x/api/v4");
         job.script = vec![
             "echo one".into(),
-            "sleep 0.3".into(),
+            format!(
+                "i=0; while [ ! -e '{}' ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done",
+                seen.display()
+            ),
             "printf 'token=%s no newline' \"$CI_JOB_TOKEN\"".into(),
         ];
         let r = d.run_job(&job, None).unwrap();
@@ -2078,10 +2097,10 @@ esac
         d.tmp_root = dir.path().to_path_buf();
         d.graceful_kill_timeout = Duration::from_secs(5);
         let mut job = Job::new(9, "tok", "g/p", "http://x/api/v4");
-        job.script = vec!["sleep 300".into()];
+        job.script = vec!["echo started-$((1+1)); sleep 300".into()];
         job.after_script = vec!["echo after=$CI_JOB_STATUS".into()];
         let r = d
-            .run_job(&job, Some(CancelAfter(Duration::from_millis(500))))
+            .run_job(&job, Some(CancelWhenLogShows("started-2".into())))
             .unwrap();
         assert_eq!(r.outcome, Outcome::Canceled, "{}", r.log);
         let k = r.kill_report("build_script").unwrap();

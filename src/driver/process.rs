@@ -7,6 +7,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -120,6 +121,34 @@ fn cloexec_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
 /// Called from a reader thread with each chunk of job-log output as it arrives.
 pub type OutputCallback = Arc<dyn Fn(&[u8]) + Send + Sync>;
 
+/// An output callback that sets the returned flag (the `cancel` of [`run_phase_live`]) once the
+/// output shows `marker`, also when a chunk boundary splits it; every chunk goes on to `then`.
+/// Like a user who presses "Cancel" on seeing a line in the job log.
+pub fn cancel_on_output(
+    marker: &str,
+    then: Option<OutputCallback>,
+) -> (OutputCallback, Arc<AtomicBool>) {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = Arc::clone(&flag);
+    let marker = marker.as_bytes().to_vec();
+    let tail = Mutex::new(Vec::<u8>::new());
+    let callback: OutputCallback = Arc::new(move |bytes: &[u8]| {
+        if let Ok(mut t) = tail.lock() {
+            t.extend_from_slice(bytes);
+            if !marker.is_empty() && t.windows(marker.len()).any(|w| w == marker.as_slice()) {
+                set.store(true, Ordering::SeqCst);
+            }
+            let keep = marker.len().saturating_sub(1).min(t.len());
+            let cut = t.len() - keep;
+            t.drain(..cut);
+        }
+        if let Some(then) = &then {
+            then(bytes);
+        }
+    });
+    (callback, flag)
+}
+
 /// Reads `fd` to EOF in a thread, handing each chunk to `live` too; signals `done` when
 /// finished.
 fn reader(
@@ -175,6 +204,33 @@ fn wait_until(
     }
 }
 
+/// How often a phase that may be canceled while it runs checks whether it is.
+const CANCEL_POLL: Duration = Duration::from_millis(20);
+
+/// [`wait_until`] that also returns (with `Ok(None)`, as at the deadline) once `cancel` is set.
+fn wait_until_or_canceled(
+    exited: &mpsc::Receiver<std::io::Result<ExitStatus>>,
+    until: Option<Instant>,
+    cancel: Option<&AtomicBool>,
+) -> std::io::Result<(Option<ExitStatus>, bool)> {
+    let Some(cancel) = cancel else {
+        return wait_until(exited, until).map(|s| (s, false));
+    };
+    loop {
+        if cancel.load(Ordering::SeqCst) {
+            return Ok((None, true));
+        }
+        let step = Instant::now() + CANCEL_POLL;
+        let at = until.map_or(step, |u| u.min(step));
+        if let Some(status) = wait_until(exited, Some(at))? {
+            return Ok((Some(status), false));
+        }
+        if until.is_some_and(|u| Instant::now() >= u) {
+            return Ok((None, false));
+        }
+    }
+}
+
 /// Moves the child to a thread that blocks in `wait()` and reports its status.
 fn spawn_waiter(mut child: Child) -> mpsc::Receiver<std::io::Result<ExitStatus>> {
     let (tx, rx) = mpsc::channel();
@@ -202,18 +258,21 @@ pub fn run_phase(
         graceful_kill_timeout,
         force_kill_timeout,
         None,
+        None,
     )
 }
 
 /// [`run_phase`], handing the output that goes to the job log (the combined output, or
 /// stderr in [`StdoutMode::Separate`]) to `live` as it arrives. [`PhaseOutput::output`]
-/// still holds all of it.
+/// still holds all of it. Once `cancel` is set the phase is stopped as at a deadline, with
+/// [`StopReason::Canceled`].
 pub fn run_phase_live(
     cmd: &PhaseCommand,
     deadline: Option<Deadline>,
     graceful_kill_timeout: Duration,
     force_kill_timeout: Duration,
     live: Option<OutputCallback>,
+    cancel: Option<Arc<AtomicBool>>,
 ) -> std::io::Result<PhaseOutput> {
     let out_buf = Arc::new(Mutex::new(Vec::new()));
     let stdout_buf = Arc::new(Mutex::new(Vec::new()));
@@ -257,10 +316,16 @@ pub fn run_phase_live(
     let exited = spawn_waiter(child);
 
     let mut kill = None;
-    let termination = match wait_until(&exited, deadline.map(|d| d.at))? {
+    let (status, canceled) =
+        wait_until_or_canceled(&exited, deadline.map(|d| d.at), cancel.as_deref())?;
+    let termination = match status {
         Some(status) => Termination::from_status(status),
         None => {
-            let reason = deadline.map(|d| d.reason).unwrap_or(StopReason::Timeout);
+            let reason = match deadline {
+                _ if canceled => StopReason::Canceled,
+                Some(d) => d.reason,
+                None => StopReason::Timeout,
+            };
             let sigterm_at = Instant::now();
             signal_group(pid, Signal::SIGTERM);
             let mut report = KillReport {
@@ -372,6 +437,7 @@ mod tests {
             Duration::ZERO,
             Duration::ZERO,
             Some(live),
+            None,
         )
         .unwrap();
         let seen = seen.lock().unwrap();
@@ -394,25 +460,35 @@ mod tests {
         assert_eq!(String::from_utf8_lossy(&o.output), "e\n");
     }
 
+    /// Runs `script` and cancels it once it prints `ready` (after setting up its traps), with
+    /// the given graceful timeout.
+    fn cancel_when_ready(script: &str, graceful: Duration) -> PhaseOutput {
+        let (live, cancel) = cancel_on_output("ready", None);
+        run_phase_live(
+            &sh(script),
+            None,
+            graceful,
+            Duration::from_secs(5),
+            Some(live),
+            Some(cancel),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn sigterm_reaches_whole_group() {
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("child-got-term");
+        let trapped = dir.path().join("trapped");
+        // the inner shell sets its trap, then says so; the outer one waits for that before
+        // printing `ready`
         let script = format!(
-            "sh -c 'trap \"touch {} ; exit 0\" TERM; sleep 100 & wait' & wait; exit 0",
-            marker.display()
+            "sh -c 'trap \"touch {m} ; exit 0\" TERM; touch {t}; sleep 100 & wait' & \
+             while [ ! -e {t} ]; do sleep 0.02; done; echo ready; wait; exit 0",
+            m = marker.display(),
+            t = trapped.display()
         );
-        let d = Deadline {
-            at: Instant::now() + Duration::from_millis(300),
-            reason: StopReason::Canceled,
-        };
-        let o = run_phase(
-            &sh(&script),
-            Some(d),
-            Duration::from_secs(5),
-            Duration::from_secs(5),
-        )
-        .unwrap();
+        let o = cancel_when_ready(&script, Duration::from_secs(5));
         let k = o.kill.unwrap();
         assert_eq!(k.reason, StopReason::Canceled);
         assert!(!k.sigkilled);
@@ -422,21 +498,40 @@ mod tests {
 
     #[test]
     fn sigkill_after_graceful_timeout() {
+        let o = cancel_when_ready(
+            "trap '' TERM; echo ready; while :; do sleep 0.1; done",
+            Duration::from_millis(300),
+        );
+        let k = o.kill.unwrap();
+        assert!(k.sigkilled);
+        assert_eq!(o.termination, Termination::Signaled(9));
+        assert_eq!(o.termination.exit_code(), -1);
+    }
+
+    #[test]
+    fn the_deadline_stops_a_phase_with_its_reason() {
         let d = Deadline {
             at: Instant::now() + Duration::from_millis(100),
             reason: StopReason::Timeout,
         };
         let o = run_phase(
-            &sh("trap '' TERM; while :; do sleep 0.1; done"),
+            &sh("sleep 30"),
             Some(d),
-            Duration::from_millis(300),
             Duration::from_secs(5),
+            Duration::ZERO,
         )
         .unwrap();
-        let k = o.kill.unwrap();
-        assert!(k.sigkilled);
-        assert_eq!(o.termination, Termination::Signaled(9));
-        assert_eq!(o.termination.exit_code(), -1);
+        assert_eq!(o.kill.unwrap().reason, StopReason::Timeout);
+        assert_eq!(o.termination, Termination::Signaled(15));
+    }
+
+    #[test]
+    fn a_cancel_marker_split_across_chunks_is_still_seen() {
+        let (live, cancel) = cancel_on_output("ready", None);
+        live(b"not yet re");
+        assert!(!cancel.load(Ordering::SeqCst));
+        live(b"ady\n");
+        assert!(cancel.load(Ordering::SeqCst));
     }
 
     #[test]

@@ -889,7 +889,7 @@ impl TestEnv {
         &self,
         driver: &Driver,
         job: &Job,
-        cancel: Option<pogo::driver::CancelAfter>,
+        cancel: Option<pogo::driver::CancelWhenLogShows>,
     ) -> JobResult {
         let started = Instant::now();
         let r = driver.run_job(job, cancel).expect("driver");
