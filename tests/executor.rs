@@ -5,10 +5,10 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
-use pogo::driver::{CancelAfter, Image, Outcome, Service};
+use pogo::driver::{CancelWhenLogShows, Image, Outcome, Service};
 
 #[test]
 fn trivial_job_succeeds_and_its_output_is_in_the_log() {
@@ -392,17 +392,13 @@ fn cancel_stops_a_running_job_quickly_and_runs_after_script() {
     let mut job = env.job(
         &[],
         &[
-            "echo started-$((2+3))",
-            "sleep 300",
+            "echo started-$((2+3)); sleep 300",
             "echo not-reached-$((1+1))",
         ],
     );
     job.after_script = vec!["echo after-status=$CI_JOB_STATUS".into()];
-    let r = env.run_with(
-        &env.driver(),
-        &job,
-        Some(CancelAfter(Duration::from_secs(2))),
-    );
+    let cancel = CancelWhenLogShows("started-5".into());
+    let r = env.run_with(&env.driver(), &job, Some(cancel));
     assert_eq!(r.outcome, Outcome::Canceled, "{}", r.log);
     let kill = r
         .kill_report("build_script")
@@ -431,7 +427,9 @@ fn job_timeout_stops_the_job() {
     require_podman!();
     let env = TestEnv::new(&PogoConfig::default());
     let mut job = env.job(&[], &["sleep 300"]);
-    job.timeout = Duration::from_secs(12);
+    // the job timeout covers prepare and the stages before build_script too: leave them room
+    // on a loaded machine, or the timeout would fall before build_script
+    job.timeout = Duration::from_secs(20);
     let r = env.run(&job);
     assert_eq!(r.outcome, Outcome::TimedOut, "{}", r.log);
     let kill = r
@@ -549,32 +547,53 @@ fn image_without_bash_fails_as_a_build_failure_that_says_so() {
 #[test]
 fn job_container_removed_from_outside_is_a_system_failure() {
     require_podman!();
-    let env = TestEnv::new(&PogoConfig::default());
-    let job = env.job(&[], &["echo started", "sleep 60", "echo not-reached"]);
+    let sync = tempfile::tempdir().unwrap();
+    let env = TestEnv::new(&PogoConfig {
+        mounts: vec![MountSpec {
+            volume: format!("{}:/mnt/sync", sync.path().display()),
+            tags: vec![],
+            readonly: false,
+        }],
+        ..PogoConfig::default()
+    });
+    let job = env.job(
+        &[],
+        &[
+            "echo started; touch /mnt/sync/in-build; sleep 60",
+            "echo not-reached",
+        ],
+    );
     let id = job.id;
     let podman = env.podman.clone();
+    let in_build = sync.path().join("in-build");
     let killer = std::thread::spawn(move || {
-        // wait until the build stage runs, then remove the job container behind pogo's back
-        for _ in 0..200 {
-            let ps = podman.output(&[
-                "ps",
-                "--filter",
-                &format!("label={LABEL_JOB_ID}={id}"),
-                "--format",
-                "{{.Names}}",
-            ]);
-            let names = String::from_utf8_lossy(&ps.stdout).to_string();
-            if let Some(name) = names.lines().find(|n| n.ends_with("-build")) {
-                std::thread::sleep(Duration::from_secs(2));
-                podman.output(&["rm", "-f", "-t", "0", name]);
-                return true;
+        // once the build script runs, remove the job container behind pogo's back
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !in_build.exists() {
+            if Instant::now() > deadline {
+                return false;
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(50));
         }
-        false
+        let ps = podman.output(&[
+            "ps",
+            "--filter",
+            &format!("label={LABEL_JOB_ID}={id}"),
+            "--format",
+            "{{.Names}}",
+        ]);
+        let names = String::from_utf8_lossy(&ps.stdout).to_string();
+        let Some(name) = names.lines().find(|n| n.ends_with("-build")) else {
+            return false;
+        };
+        podman.output(&["rm", "-f", "-t", "0", name]);
+        true
     });
     let r = env.run(&job);
-    assert!(killer.join().unwrap(), "the job container never appeared");
+    assert!(
+        killer.join().unwrap(),
+        "the build script never ran in a job container"
+    );
     assert_system_failure(&r);
     let log = plain_log(&r);
     assert!(
