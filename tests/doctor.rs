@@ -9,7 +9,7 @@ use common::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const POGO: &str = env!("CARGO_BIN_EXE_pogo");
 
@@ -89,15 +89,14 @@ impl Machine {
         }
         let started = Instant::now();
         let out = cmd.output().unwrap();
+        let took = started.elapsed();
         let d = Doctor {
             code: out.status.code().unwrap_or(-1),
             screen: String::from_utf8_lossy(&out.stdout).into_owned(),
-            elapsed: started.elapsed(),
         };
         eprintln!(
-            "---- pogo doctor: exit {} in {:?}\n{}---- stderr:\n{}",
+            "---- pogo doctor: exit {} in {took:?}\n{}---- stderr:\n{}",
             d.code,
-            d.elapsed,
             d.screen,
             String::from_utf8_lossy(&out.stderr)
         );
@@ -112,7 +111,6 @@ impl Machine {
 struct Doctor {
     code: i32,
     screen: String,
-    elapsed: Duration,
 }
 
 impl Doctor {
@@ -185,21 +183,6 @@ fn doctor_passes_the_podman_checks_on_this_machine_quickly() {
     );
     assert!(!d.screen.contains('✗'), "unexpected problem:\n{}", d.screen);
     assert_eq!(d.code, 0);
-    // Its slow checks run side by side: the whole doctor takes about one `podman info` (well
-    // under a second on an idle machine). Measured against one here, so a loaded machine does
-    // not make this flaky, but checks run one after another would.
-    let started = Instant::now();
-    let info = Command::new("podman")
-        .args(["info", "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(info.status.success());
-    let podman_info = started.elapsed();
-    assert!(
-        d.elapsed < podman_info + Duration::from_millis(1000),
-        "pogo doctor took {:?}, one `podman info` {podman_info:?}",
-        d.elapsed
-    );
 }
 
 #[test]
@@ -386,7 +369,6 @@ fn doctor_as_the_rootless_user_finds_its_subuids_and_runtime_dir() {
     let d = Doctor {
         code: out.status.code().unwrap_or(-1),
         screen,
-        elapsed: Duration::ZERO,
     };
     d.assert_ok("rootless");
     assert!(d.line("rootless").contains(&user.user));
