@@ -40,6 +40,35 @@ fn start_prepare_of_a_new_job(env: &TestEnv) -> (String, u64, String, std::proce
     (runner, job_id, label, prepare)
 }
 
+/// SIGKILL the `pogo prepare` of job `key`, then wait until the podman commands it started
+/// are gone too: they carry the job's key in their environment (as gc sees it, the job is
+/// still at work while they run) and may still create a container.
+fn kill_prepare(prepare: &mut std::process::Child, key: &str) {
+    prepare.kill().unwrap();
+    prepare.wait().unwrap();
+    let needle = format!("POGO_JOB_KEY={key}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let busy: Vec<String> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read(e.path().join("environ"))
+                    .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == needle.as_bytes()))
+            })
+            .map(|e| e.path().display().to_string())
+            .collect();
+        if busy.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "processes of the killed prepare still run: {busy:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn pogo_gc(env: &TestEnv, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_pogo"))
         .args(["--config", &env.config_path.to_string_lossy(), "gc"])
@@ -81,8 +110,8 @@ fn pogo_killed_during_prepare_leaves_nothing_after_gc() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    prepare.kill().unwrap();
-    prepare.wait().unwrap();
+    let key = format!("pogo-{runner}-{job_id}-0");
+    kill_prepare(&mut prepare, &key);
     assert!(!env.podman.labelled(&label).is_empty());
 
     // too recent for the default rule (job timeout + grace): kept
@@ -102,7 +131,6 @@ fn pogo_killed_during_prepare_leaves_nothing_after_gc() {
     assert!(stdout.contains("container(s), 1 pod(s)"), "{stdout}");
     assert!(!env.podman.labelled(&label).is_empty());
 
-    let key = format!("pogo-{runner}-{job_id}-0");
     let secrets = || {
         env.podman
             .secret_names()
@@ -134,7 +162,7 @@ fn pogo_killed_during_prepare_leaves_nothing_after_gc() {
 fn gc_keeps_a_job_whose_pogo_process_is_alive() {
     require_podman!();
     let env = TestEnv::new(&PogoConfig::default());
-    let (runner, _, label, mut prepare) = start_prepare_of_a_new_job(&env);
+    let (runner, job_id, label, mut prepare) = start_prepare_of_a_new_job(&env);
     let deadline = Instant::now() + Duration::from_secs(60);
     while env.podman.labelled(&label).is_empty() {
         assert!(Instant::now() < deadline, "prepare created nothing");
@@ -145,8 +173,7 @@ fn gc_keeps_a_job_whose_pogo_process_is_alive() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 finished job(s) cleaned up"));
     assert!(!env.podman.labelled(&label).is_empty());
 
-    prepare.kill().unwrap();
-    prepare.wait().unwrap();
+    kill_prepare(&mut prepare, &format!("pogo-{runner}-{job_id}-0"));
     pogo_gc(&env, &["--runner", &runner, "--older-than", "0s"]);
     assert_eq!(env.podman.labelled(&label), Vec::<String>::new());
 }
