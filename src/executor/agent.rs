@@ -584,15 +584,19 @@ mod tests {
             let mut s = Session::start(
                 &agent.socket,
                 &["bash"],
-                script("trap 'echo got-term; exit 1' TERM\nsleep 300 & wait\n"),
+                script("trap 'echo got-term; exit 1' TERM\necho ready\nsleep 300 & wait\n"),
             )
             .await
             .unwrap();
-            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            // signal once the trap is set (the script says so), not after a guessed delay
+            match s.next().await {
+                Ok(Event::Stdout(b)) => assert_eq!(b, b"ready\n"),
+                other => panic!("{other:?}"),
+            }
             let started = std::time::Instant::now();
             s.signal(15);
             let (out, _, code) = collect(&mut s).await;
-            assert!(started.elapsed() < std::time::Duration::from_secs(5));
+            assert!(started.elapsed() < std::time::Duration::from_secs(10));
             assert_eq!((out.as_str(), code), ("got-term\n", 1));
         });
     }
