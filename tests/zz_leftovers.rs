@@ -17,7 +17,7 @@ fn is_test_runner(runner: &str) -> bool {
         || runner.starts_with("kept")
 }
 
-/// pogo-labelled objects of the suite's jobs created since `since` (unix seconds): other
+/// pogo's objects of the suite's jobs created since `since` (unix seconds): other
 /// pogo users of this machine (a developer's real jobs, a benchmark) are not the suite's
 /// business.
 fn suite_leftovers(podman: &PodmanCmd, since: u64) -> Vec<String> {
@@ -75,7 +75,19 @@ fn suite_leftovers(podman: &PodmanCmd, since: u64) -> Vec<String> {
             .strip_prefix("pogo-")
             .and_then(|rest| rest.split('-').next())
             .unwrap_or("");
-        if name.contains("-svc") && is_test_runner(runner) {
+        if !name.contains("-svc") || !is_test_runner(runner) {
+            continue;
+        }
+        // `secret ls` shows no creation time it can format; inspect does (gone meanwhile: fine)
+        let out = podman.output(&[
+            "secret",
+            "inspect",
+            &name,
+            "--format",
+            "{{.CreatedAt.Unix}}",
+        ]);
+        let created: Option<u64> = String::from_utf8_lossy(&out.stdout).trim().parse().ok();
+        if out.status.success() && created.is_none_or(|c| c >= since) {
             found.push(format!("secret {name}"));
         }
     }
