@@ -657,8 +657,8 @@ async fn run_effect(rtm: &mut Runtime, model: &mut Model, e: Effect) -> Option<L
             });
             None
         }
-        Effect::SaveLog { key, id } => {
-            let msg = save_log(&rtm.state, &key, &id);
+        Effect::SaveLog { key, id, times } => {
+            let msg = save_log(&rtm.state, &key, &id, times);
             update(model, Msg::Status(msg));
             None
         }
@@ -881,22 +881,47 @@ fn save_config(
     Ok(format!("saved {}", path.display()))
 }
 
-/// Copy the job's log copy to `./pogo-job-ID.log` (`-N` added if taken).
-fn save_log(state: &StateDir, key: &str, id: &str) -> String {
+/// Copy the job's log copy to `./pogo-job-ID.log` (`-N` added if taken); with each line's
+/// write time before it when `times` (the zone offset) is given.
+fn save_log(state: &StateDir, key: &str, id: &str, times: Option<i32>) -> String {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    save_log_in(&cwd, state, key, id, times)
+}
+
+/// [`save_log`] into `dir`. The copy is private (0600) like the log copy it comes from.
+fn save_log_in(dir: &Path, state: &StateDir, key: &str, id: &str, times: Option<i32>) -> String {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let from = state.log_path(key);
     if !from.is_file() {
         return format!("job {id} has no log copy to save");
     }
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let base = crate::executor::env::sanitize_name(id, "job");
-    let mut to = cwd.join(format!("pogo-job-{base}.log"));
+    let mut to = dir.join(format!("pogo-job-{base}.log"));
     let mut n = 1;
     while to.exists() {
-        to = cwd.join(format!("pogo-job-{base}-{n}.log"));
+        to = dir.join(format!("pogo-job-{base}-{n}.log"));
         n += 1;
     }
-    match std::fs::copy(&from, &to) {
-        Ok(_) => format!("log saved to {}", to.display()),
+    let saved = std::fs::read(&from).and_then(|raw| {
+        let (text, how) = match times {
+            None => (raw, ""),
+            Some(offset) => {
+                // no times file (an old job): the lines get blank stamps
+                let stamps = std::fs::read_to_string(state.times_path(key)).unwrap_or_default();
+                let text = super::logview::with_timestamps(&raw, &stamps, offset);
+                (text, " with timestamps")
+            }
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&to)?;
+        file.write_all(&text).map(|()| how)
+    });
+    match saved {
+        Ok(how) => format!("log saved to {}{how}", to.display()),
         Err(e) => format!("cannot save the log to {}: {e}", to.display()),
     }
 }
@@ -924,6 +949,39 @@ mod tests {
                 readonly: false,
             }),
         }
+    }
+
+    #[test]
+    fn s_saves_a_private_copy_of_the_log_next_to_earlier_ones_with_timestamps_if_shown() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path().join("state"));
+        std::fs::create_dir(dir.path().join("state")).unwrap();
+        let key = "pogo-laptop-7-0";
+        std::fs::write(state.log_path(key), "one\ntwo\n").unwrap();
+        std::fs::write(state.times_path(key), "0 0\n4 61000\n").unwrap();
+        let msg = save_log_in(dir.path(), &state, key, "7", None);
+        let plain = dir.path().join("pogo-job-7.log");
+        assert_eq!(msg, format!("log saved to {}", plain.display()));
+        assert_eq!(std::fs::read_to_string(&plain).unwrap(), "one\ntwo\n");
+        let msg = save_log_in(dir.path(), &state, key, "7", Some(0));
+        let stamped = dir.path().join("pogo-job-7-1.log");
+        assert_eq!(
+            msg,
+            format!("log saved to {} with timestamps", stamped.display())
+        );
+        assert_eq!(
+            std::fs::read_to_string(&stamped).unwrap(),
+            "1970-01-01 00:00:00 one\n1970-01-01 00:01:01 two\n"
+        );
+        for f in [plain, stamped] {
+            let mode = std::fs::metadata(&f).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", f.display());
+        }
+        assert_eq!(
+            save_log_in(dir.path(), &state, "pogo-laptop-8-0", "8", None),
+            "job 8 has no log copy to save"
+        );
     }
 
     #[test]

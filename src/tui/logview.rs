@@ -66,6 +66,48 @@ impl Default for LogView {
     }
 }
 
+/// One line of a `.times` file: `OFFSET UNIX_MILLIS`.
+fn parse_times_line(line: &str) -> Option<(u64, u64)> {
+    let mut it = line.split_whitespace().map(str::parse::<u64>);
+    match (it.next(), it.next()) {
+        (Some(Ok(offset)), Some(Ok(millis))) => Some((offset, millis)),
+        _ => None,
+    }
+}
+
+/// The log copy `raw` as saved with timestamps shown: every line, as written (escapes and
+/// section markers kept, like GitLab's raw log), after `YYYY-MM-DD HH:MM:SS ` of when its first
+/// byte was written (`utc_offset` seconds east of UTC), from the `.times` file's `times`; blank
+/// of the same width where that file does not say.
+pub fn with_timestamps(raw: &[u8], times: &str, utc_offset: i32) -> Vec<u8> {
+    const WIDTH: usize = "YYYY-MM-DD HH:MM:SS ".len();
+    let mut known: Vec<(u64, u64)> = Vec::new();
+    for (offset, millis) in times.lines().filter_map(parse_times_line) {
+        if known.last().is_none_or(|&(o, _)| o < offset) {
+            known.push((offset, millis));
+        }
+    }
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 4);
+    let mut start = 0usize;
+    for line in raw.split_inclusive(|b| *b == b'\n') {
+        let n = known.partition_point(|&(o, _)| o <= start as u64);
+        match n.checked_sub(1).map(|k| known[k].1) {
+            Some(ms) => out.extend_from_slice(
+                format!(
+                    "{} {} ",
+                    super::model::day(ms, utc_offset),
+                    super::model::clock(ms, utc_offset)
+                )
+                .as_bytes(),
+            ),
+            None => out.extend(std::iter::repeat_n(b' ', WIDTH)),
+        }
+        out.extend_from_slice(line);
+        start += line.len();
+    }
+    out
+}
+
 /// Remove terminal escape sequences and GitLab's `section_start:…`/`section_end:…` markers;
 /// a carriage return keeps what follows it (progress bars), as a terminal shows it.
 pub fn clean_line(raw: &str) -> String {
@@ -191,12 +233,9 @@ impl LogView {
         };
         let rest = self.times_partial.split_off(end + 1);
         let complete = std::mem::replace(&mut self.times_partial, rest);
-        for line in complete.lines() {
-            let mut it = line.split_whitespace().map(str::parse::<u64>);
-            if let (Some(Ok(offset)), Some(Ok(millis))) = (it.next(), it.next()) {
-                if self.times.last().is_none_or(|&(o, _)| o < offset) {
-                    self.times.push((offset, millis));
-                }
+        for (offset, millis) in complete.lines().filter_map(parse_times_line) {
+            if self.times.last().is_none_or(|&(o, _)| o < offset) {
+                self.times.push((offset, millis));
             }
         }
         self.forget_old_times();
@@ -483,5 +522,23 @@ mod tests {
         let (b, _, reset) = read_new(&p, off).unwrap();
         assert!(reset);
         assert_eq!(b, b"x\n");
+    }
+
+    #[test]
+    fn a_log_saved_with_timestamps_has_each_lines_write_time_and_keeps_the_raw_text() {
+        let raw = b"\x1b[32;1mfirst\x1b[0;m\nsecond\nthird";
+        // "second" starts at byte 18, "third" at 25: a line has the time of its first byte
+        // (27 is inside "third"); a garbled line is ignored
+        let times = "0 1000\ngarbage\n18 3600000\n27 7200000\n";
+        let out = String::from_utf8(with_timestamps(raw, times, 3600)).unwrap();
+        assert_eq!(
+            out,
+            "1970-01-01 01:00:01 \x1b[32;1mfirst\x1b[0;m\n\
+             1970-01-01 02:00:00 second\n\
+             1970-01-01 02:00:00 third"
+        );
+        // no times file: blank, same width
+        let out = String::from_utf8(with_timestamps(b"a\n", "", 0)).unwrap();
+        assert_eq!(out, format!("{}a\n", " ".repeat(20)));
     }
 }

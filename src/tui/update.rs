@@ -82,10 +82,12 @@ pub enum Effect {
     Shell(String),
     Stop(String),
     Inspect(String),
-    /// Save the log of job `key` (id for the file name).
+    /// Save the log of job `key` (id for the file name); with timestamps (at this offset,
+    /// seconds east of UTC) when they are shown.
     SaveLog {
         key: String,
         id: String,
+        times: Option<i32>,
     },
     EditConfig(std::path::PathBuf),
     OpenUrl(String),
@@ -825,6 +827,7 @@ fn action(m: &mut Model, a: Action) -> Vec<Effect> {
             Some(j) => vec![Effect::SaveLog {
                 key: j.key,
                 id: j.id,
+                times: m.show_times.then_some(m.utc_offset),
             }],
             None => no_job(m),
         },
@@ -1183,7 +1186,8 @@ mod tests {
             press(&mut m, "s"),
             vec![Effect::SaveLog {
                 key: "pogo-laptop-1190-0".into(),
-                id: "1190".into()
+                id: "1190".into(),
+                times: None
             }]
         );
         // ↑↓ move among the shown jobs only
@@ -1352,6 +1356,21 @@ mod tests {
     }
 
     #[test]
+    fn s_saves_the_log_with_timestamps_while_they_are_shown() {
+        let mut m = fixtures::model();
+        press(&mut m, "t");
+        update(&mut m, Msg::UtcOffset(-18000));
+        assert_eq!(
+            press(&mut m, "s"),
+            vec![Effect::SaveLog {
+                key: "pogo-laptop-1201-0".into(),
+                id: "1201".into(),
+                times: Some(-18000)
+            }]
+        );
+    }
+
+    #[test]
     fn the_times_of_the_log_arrive_for_the_job_shown_only() {
         let mut m = fixtures::model();
         let key = m.log.key.clone().unwrap();
@@ -1392,7 +1411,8 @@ mod tests {
                 press(&mut m, "s"),
                 vec![Effect::SaveLog {
                     key: "pogo-laptop-1201-0".into(),
-                    id: "1201".into()
+                    id: "1201".into(),
+                    times: None
                 }]
             );
         }
@@ -1461,7 +1481,8 @@ mod tests {
             press(&mut m, "s"),
             vec![Effect::SaveLog {
                 key: "pogo-laptop-1201-0".into(),
-                id: "1201".into()
+                id: "1201".into(),
+                times: None
             }]
         );
         assert_eq!(
