@@ -68,12 +68,16 @@ fn variable_values_and_the_job_token_never_appear_on_a_command_line_or_in_pogos_
 }
 
 #[test]
-fn the_command_line_watch_sees_a_host_process_holding_a_marker_but_not_a_containers_own() {
+fn the_command_line_watch_sees_host_and_container_processes_and_on_host_only_the_hosts() {
     require_podman!();
     let id = unique_id();
     let (on_host, in_container) = (format!("host-marker-{id}"), format!("ctr-marker-{id}"));
-    let watch = CmdlineWatch::start(vec![on_host.clone(), in_container.clone()]);
-    let host = Command::new("sh")
+    let markers = vec![on_host.clone(), in_container.clone()];
+    let (all, host) = (
+        CmdlineWatch::start(markers.clone()),
+        CmdlineWatch::on_host(markers),
+    );
+    let host_sh = Command::new("sh")
         .args(["-c", "sleep 1; :", &on_host])
         .status()
         .unwrap();
@@ -92,8 +96,10 @@ fn the_command_line_watch_sees_a_host_process_holding_a_marker_but_not_a_contain
         .env("MARKER", &in_container)
         .status()
         .unwrap();
-    let (_, seen) = watch.stop();
-    assert!(host.success() && ctr.success());
-    assert!(seen.iter().any(|c| c.contains(&on_host)), "{seen:?}");
-    assert!(!seen.iter().any(|c| c.contains(&in_container)), "{seen:?}");
+    let ((_, all), (_, host)) = (all.stop(), host.stop());
+    assert!(host_sh.success() && ctr.success());
+    let saw = |seen: &[String], m: &str| seen.iter().any(|c| c.contains(m));
+    assert!(saw(&all, &on_host) && saw(&all, &in_container), "{all:?}");
+    assert!(saw(&host, &on_host), "{host:?}");
+    assert!(!saw(&host, &in_container), "{host:?}");
 }

@@ -1507,17 +1507,26 @@ pub fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> std::process::ExitStat
     child.wait().unwrap()
 }
 
-/// Watches every readable `/proc/*/cmdline` on the host for `markers` until
-/// [`CmdlineWatch::stop`]. Processes inside a container (their root is not the host's) are the
-/// job's or a service's own: what they put on their command lines is theirs, so they are not
-/// counted.
+/// Watches every readable `/proc/*/cmdline` for `markers` until [`CmdlineWatch::stop`]; each
+/// hit names the process (pid and program).
 pub struct CmdlineWatch {
     stop: Arc<AtomicBool>,
     handle: thread::JoinHandle<(usize, Vec<String>)>,
 }
 
 impl CmdlineWatch {
+    /// Every process: the host's and those in containers (pogo starts some there too).
     pub fn start(markers: Vec<String>) -> Self {
+        Self::watch(markers, false)
+    }
+
+    /// The host's processes only: for values a container is given to use as it likes (a
+    /// service's variables), where the service's own processes are its business.
+    pub fn on_host(markers: Vec<String>) -> Self {
+        Self::watch(markers, true)
+    }
+
+    fn watch(markers: Vec<String>, host_only: bool) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let handle = thread::spawn(move || {
@@ -1526,12 +1535,12 @@ impl CmdlineWatch {
                 if let Ok(dir) = std::fs::read_dir("/proc") {
                     for e in dir.flatten() {
                         let proc_dir = e.path();
-                        let contained_before = in_a_container(&proc_dir);
+                        let contained_before = host_only && in_a_container(&proc_dir);
                         if let Ok(raw) = std::fs::read(proc_dir.join("cmdline")) {
                             let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
                             if markers.iter().any(|m| cmd.contains(m.as_str()))
                                 && !contained_before
-                                && !in_a_container(&proc_dir)
+                                && !(host_only && in_a_container(&proc_dir))
                             {
                                 let exe = std::fs::read_link(proc_dir.join("exe"))
                                     .map(|p| p.display().to_string())
