@@ -218,7 +218,11 @@ fn wait_until_or_canceled(
     };
     loop {
         if cancel.load(Ordering::SeqCst) {
-            return Ok((None, true));
+            // a phase that printed the text and ended meanwhile ended by itself
+            return match exited.try_recv() {
+                Ok(status) => status.map(|s| (Some(s), false)),
+                Err(_) => Ok((None, true)),
+            };
         }
         let step = Instant::now() + CANCEL_POLL;
         let at = until.map_or(step, |u| u.min(step));
@@ -464,9 +468,15 @@ mod tests {
     /// the given graceful timeout.
     fn cancel_when_ready(script: &str, graceful: Duration) -> PhaseOutput {
         let (live, cancel) = cancel_on_output("ready", None);
+        // a deadline far off, so a `ready` never seen fails the test (reason Timeout) instead
+        // of hanging it
+        let never = Deadline {
+            at: Instant::now() + Duration::from_secs(60),
+            reason: StopReason::Timeout,
+        };
         run_phase_live(
             &sh(script),
-            None,
+            Some(never),
             graceful,
             Duration::from_secs(5),
             Some(live),
@@ -523,6 +533,20 @@ mod tests {
         .unwrap();
         assert_eq!(o.kill.unwrap().reason, StopReason::Timeout);
         assert_eq!(o.termination, Termination::Signaled(15));
+    }
+
+    #[test]
+    fn a_phase_that_ended_when_the_cancel_comes_ended_by_itself() {
+        let (tx, exited) = mpsc::channel();
+        tx.send(Ok(ExitStatus::from_raw(3 << 8))).unwrap();
+        let cancel = AtomicBool::new(true);
+        let (status, canceled) = wait_until_or_canceled(&exited, None, Some(&cancel)).unwrap();
+        assert_eq!(status.and_then(|s| s.code()), Some(3));
+        assert!(!canceled);
+        // still running: canceled
+        let (_tx, running) = mpsc::channel::<std::io::Result<ExitStatus>>();
+        let (status, canceled) = wait_until_or_canceled(&running, None, Some(&cancel)).unwrap();
+        assert!(status.is_none() && canceled);
     }
 
     #[test]
