@@ -159,7 +159,7 @@ fn the_dashboard_shows_a_running_job_with_its_stage_and_live_log_and_reloads_the
         &[
             "echo tui-e2e-start",
             "sleep 10",
-            "while [ ! -e /mnt/sync/go ]; do sleep 0.1; done",
+            "i=0; while [ ! -e /mnt/sync/go ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done",
             "echo tui-e2e-end",
         ],
     );
@@ -168,8 +168,11 @@ fn the_dashboard_shows_a_running_job_with_its_stage_and_live_log_and_reloads_the
         s.lines()
             .any(|l| l.contains(&id.to_string()) && l.contains(what))
     };
+    let go = sync.path().join("go");
     let result = std::thread::scope(|scope| {
         let runner = scope.spawn(|| env.run(&job));
+        // let the job end even when a wait below fails, so the test fails at once
+        let _go = Touch(go.clone());
 
         // The job appears with its stage while it runs.
         t.wait_for("the job in build_script", Duration::from_secs(90), |s| {
@@ -186,7 +189,7 @@ fn the_dashboard_shows_a_running_job_with_its_stage_and_live_log_and_reloads_the
             s.contains(&format!("log · job {id} ")) && s.contains("tui-e2e-start")
         });
         assert!(row_of_our_job(&s, "running"), "{s}");
-        std::fs::write(sync.path().join("go"), "").unwrap();
+        std::fs::write(&go, "").unwrap();
         runner.join().unwrap()
     });
     assert_success(&result);
@@ -290,6 +293,15 @@ fn the_dashboard_shows_a_running_job_with_its_stage_and_live_log_and_reloads_the
         std::thread::sleep(Duration::from_millis(50));
     }
     env.assert_no_leftovers();
+}
+
+/// Creates its file when dropped (also while a failed assertion unwinds).
+struct Touch(PathBuf);
+
+impl Drop for Touch {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.0, "");
+    }
 }
 
 /// The `HH:MM:SS` before the log line `text` (a line showing just it), in seconds of the day.
