@@ -101,10 +101,12 @@ max=$(maximum "${lat[@]}")
 # External config edit to frame: on the Config screen, rewrite the file (as an editor saving
 # by rename would) with a new default image, and wait until the screen shows it.
 tmux -L "$SOCK" send-keys -t bench 2
+shown=""
 for _ in $(seq 1 100); do
-    tmux -L "$SOCK" capture-pane -p -t bench | grep -q "Preview" && break
+    tmux -L "$SOCK" capture-pane -p -t bench | grep -q "Preview" && { shown=1; break; }
     sleep 0.05
 done
+[ -n "$shown" ] || { echo "error: the Config screen did not show" >&2; exit 1; }
 reload=()
 for i in $(seq 1 10); do
     sleep 0.3
@@ -113,7 +115,10 @@ for i in $(seq 1 10); do
     start=$(date +%s%N)
     mv "$WORK/pogo.yaml.new" "$WORK/pogo.yaml"
     while ! tmux -L "$SOCK" capture-pane -p -t bench | grep -q "reload-$i:1"; do
-        [ $(( ($(date +%s%N) - start) / 1000000 )) -gt 5000 ] && break
+        if [ $(( ($(date +%s%N) - start) / 1000000 )) -gt 5000 ]; then
+            echo "error: edit $i did not show within 5 s" >&2
+            exit 1
+        fi
     done
     reload+=($(( ($(date +%s%N) - start) / 1000000 )))
 done

@@ -1,10 +1,10 @@
 # shellcheck shell=bash
 # Shell helpers shared by scripts/setup-test-env.sh and bench/screenshot.sh.
-# Source it after setting LOG_NAME, the prefix of every message.
+# Source it after setting LOG_NAME, the prefix of every message (default: pogo).
 
-log()  { printf '%s: %s\n' "$LOG_NAME" "$*"; }
-warn() { printf '%s: warning: %s\n' "$LOG_NAME" "$*" >&2; }
-die()  { printf '%s: error: %s\n' "$LOG_NAME" "$*" >&2; exit 1; }
+log()  { printf '%s: %s\n' "${LOG_NAME:-pogo}" "$*"; }
+warn() { printf '%s: warning: %s\n' "${LOG_NAME:-pogo}" "$*" >&2; }
+die()  { printf '%s: error: %s\n' "${LOG_NAME:-pogo}" "$*" >&2; exit 1; }
 
 have()    { command -v "$1" >/dev/null 2>&1; }
 is_root() { [ "$(id -u)" -eq 0 ]; }
