@@ -898,11 +898,6 @@ fn save_log_in(dir: &Path, state: &StateDir, key: &str, id: &str, times: Option<
     }
     let base = crate::executor::env::sanitize_name(id, "job");
     let mut to = dir.join(format!("pogo-job-{base}.log"));
-    let mut n = 1;
-    while to.exists() {
-        to = dir.join(format!("pogo-job-{base}-{n}.log"));
-        n += 1;
-    }
     let saved = std::fs::read(&from).and_then(|raw| {
         let (text, how) = match times {
             None => (raw, ""),
@@ -913,11 +908,22 @@ fn save_log_in(dir: &Path, state: &StateDir, key: &str, id: &str, times: Option<
                 (text, " with timestamps")
             }
         };
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&to)?;
+        // the first free name (anything there, a dangling symlink too, is kept)
+        let mut n = 1;
+        let mut file = loop {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&to)
+            {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 10_000 => {
+                    to = dir.join(format!("pogo-job-{base}-{n}.log"));
+                    n += 1;
+                }
+                other => break other?,
+            }
+        };
         file.write_all(&text).map(|()| how)
     });
     match saved {
@@ -978,6 +984,10 @@ mod tests {
             let mode = std::fs::metadata(&f).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600, "{}", f.display());
         }
+        // a dangling symlink where the next name would be is skipped, not followed
+        std::os::unix::fs::symlink("/nonexistent/x", dir.path().join("pogo-job-7-2.log")).unwrap();
+        let msg = save_log_in(dir.path(), &state, key, "7", None);
+        assert!(msg.ends_with("pogo-job-7-3.log"), "{msg}");
         assert_eq!(
             save_log_in(dir.path(), &state, "pogo-laptop-8-0", "8", None),
             "job 8 has no log copy to save"
