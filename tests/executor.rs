@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use pogo::driver::{CancelWhenLogShows, Image, Outcome, Service};
+use pogo::driver::{CancelWhenLogShows, Image, Outcome, Service, Variable};
 
 #[test]
 fn trivial_job_succeeds_and_its_output_is_in_the_log() {
@@ -950,6 +950,32 @@ fn a_mount_limited_to_other_projects_is_not_granted_by_its_tag_alone() {
         plain_log(&r).contains("\ndeploy-key\n"),
         "a matching project gets it:\n{}",
         r.log
+    );
+
+    // A job cannot pass for another project by setting CI_PROJECT_PATH in its variables, nor
+    // have pogo ask another server for its tags by setting CI_API_V4_URL: GitLab's own values
+    // count, and the job log says so.
+    let mut job = env.job(
+        &["deploy"],
+        &["test ! -e /mnt/keys/secret.txt && echo no-keys-for-a-pretender"],
+    );
+    job.variables
+        .push(Variable::new("CI_PROJECT_PATH", "ops/infra"));
+    job.variables
+        .push(Variable::new("CI_API_V4_URL", "http://127.0.0.1:9/api/v4"));
+    let r = env.run(&job);
+    assert_success(&r);
+    let log = plain_log(&r);
+    assert!(log.contains("\nno-keys-for-a-pretender\n"), "{log}");
+    assert!(
+        log.contains(
+            "the job's variables set CI_PROJECT_PATH to \"ops/infra\"; pogo goes by GitLab's"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains("set CI_API_V4_URL to \"http://127.0.0.1:9/api/v4\""),
+        "{log}"
     );
     env.assert_no_leftovers();
 }

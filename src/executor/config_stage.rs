@@ -87,7 +87,8 @@ pub fn run(config_flag: Option<&Path>, env: &HashMap<String, String>) -> Result<
             "{e}\n(fix the pogo config; `pogo print` shows what pogo reads)"
         ))
     })?;
-    let job = JobEnv::from_env(env).map_err(Failure::system)?;
+    let mut job = JobEnv::from_env(env).map_err(Failure::system)?;
+    super::trust_gitlab(&mut job);
     let tags = job_tags(&job)?;
     let out = output(&config, &job, &tags, &hostname());
     let json = serde_json::to_string(&out).map_err(Failure::system)?;

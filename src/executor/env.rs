@@ -271,6 +271,26 @@ impl JobEnv {
         })
     }
 
+    /// Take the project and API URL GitLab set (see [`super::response::GitLabSet`]) over what
+    /// the environment says when the job's own variables changed them; a note for the job log
+    /// for each one changed.
+    pub fn trust_gitlab(&mut self, set: &super::response::GitLabSet) -> Vec<String> {
+        let mut notes = Vec::new();
+        for (key, mine, gitlabs) in [
+            ("CI_PROJECT_PATH", &mut self.project_path, &set.project_path),
+            ("CI_API_V4_URL", &mut self.api_url, &set.api_url),
+        ] {
+            if let Some(g) = gitlabs.as_ref().filter(|g| *g != mine) {
+                notes.push(format!(
+                    "the job's variables set {key} to {mine:?}; pogo goes by GitLab's {g:?} \
+                     to choose its mounts, arguments and cache, and to ask for its tags"
+                ));
+                *mine = g.clone();
+            }
+        }
+        notes
+    }
+
     /// The labels every container, pod and volume of this job carries.
     pub fn labels(&self, created: &str) -> Vec<(String, String)> {
         let mut labels = vec![

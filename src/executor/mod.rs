@@ -66,6 +66,8 @@ pub struct Context {
     pub config: Config,
     pub job: JobEnv,
     pub podman: Podman,
+    /// For the job log (prepare says them): where pogo went by GitLab's values over the job's.
+    pub notes: Vec<String>,
 }
 
 impl Context {
@@ -80,14 +82,25 @@ impl Context {
         if let Some(wd) = env::job_working_dir(&env) {
             config.working_dir = wd;
         }
-        let job = JobEnv::from_env(&env).map_err(Failure::system)?;
+        let mut job = JobEnv::from_env(&env).map_err(Failure::system)?;
+        let notes = trust_gitlab(&mut job);
         let podman = Podman::new(config.podman.clone(), config.podman_args.clone());
         Ok(Self {
             env,
             config,
             job,
             podman,
+            notes,
         })
+    }
+}
+
+/// [`JobEnv::trust_gitlab`] with the job description gitlab-runner wrote. Unreadable: nothing
+/// changes here (prepare, which needs the description, fails on it with the reason).
+pub fn trust_gitlab(job: &mut JobEnv) -> Vec<String> {
+    match job.job_response_file.as_deref().map(response::load) {
+        Some(Ok(r)) => job.trust_gitlab(&r.gitlab),
+        _ => Vec::new(),
     }
 }
 

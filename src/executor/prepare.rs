@@ -20,6 +20,9 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     let state = crate::state::hooks::Prepare::start(ctx);
     // Leftovers of this runner's killed jobs: a background gc at most every 10 minutes.
     super::gc::maybe_start_background(&ctx.config, &ctx.job.runner_short_token);
+    for note in &ctx.notes {
+        log_warning(note);
+    }
     let tags = job_tags(&ctx.job)?;
     crate::state::hooks::tags_known(ctx, &tags);
     let image = pick_image(

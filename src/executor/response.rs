@@ -17,6 +17,20 @@ pub struct JobResponse {
     pub credentials: Vec<Credential>,
     /// The values of the variables with `masked: true` (empty ones left out).
     pub masked: Vec<Secret>,
+    /// What GitLab itself says of the job, where the job's own variables cannot change it.
+    pub gitlab: GitLabSet,
+}
+
+/// Predefined variables pogo decides by, as GitLab set them. GitLab sends its predefined
+/// variables first and the job's own after them, duplicates included, and gitlab-runner hands
+/// the executor the last value of a key: a job with `variables: {CI_PROJECT_PATH: other/app}`
+/// would pass for `other/app` (and get mounts limited to it), and one that sets
+/// `CI_API_V4_URL` would have pogo ask a server of its choosing for its tags. So the first
+/// value of each key in the job description counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GitLabSet {
+    pub api_url: Option<String>,
+    pub project_path: Option<String>,
 }
 
 /// `image:` or one entry of `services:`.
@@ -57,6 +71,8 @@ struct Raw {
 // No Debug: it holds the values.
 #[derive(Deserialize)]
 struct RawVariable {
+    #[serde(default)]
+    key: Option<String>,
     #[serde(default)]
     value: Option<String>,
     #[serde(default)]
@@ -124,6 +140,17 @@ impl From<RawImage> for ImageSpec {
 /// every variable's value).
 pub fn parse(text: &str) -> Result<JobResponse, String> {
     let raw: Raw = serde_json::from_str(text).map_err(|e| redacted_json_error(&e))?;
+    let variables = raw.variables.unwrap_or_default();
+    let first = |key: &str| {
+        variables
+            .iter()
+            .find(|v| v.key.as_deref() == Some(key))
+            .and_then(|v| v.value.clone())
+    };
+    let gitlab = GitLabSet {
+        api_url: first("CI_API_V4_URL"),
+        project_path: first("CI_PROJECT_PATH"),
+    };
     Ok(JobResponse {
         image: raw.image.map(ImageSpec::from).unwrap_or_default(),
         services: raw
@@ -143,14 +170,13 @@ pub fn parse(text: &str) -> Result<JobResponse, String> {
                 password: Secret::new(c.password.unwrap_or_default()),
             })
             .collect(),
-        masked: raw
-            .variables
-            .unwrap_or_default()
+        masked: variables
             .into_iter()
             .filter(|v| v.masked == Some(true))
             .filter_map(|v| v.value.filter(|s| !s.is_empty()))
             .map(Secret::new)
             .collect(),
+        gitlab,
     })
 }
 
@@ -225,6 +251,26 @@ mod tests {
         let masked: Vec<&str> = r.masked.iter().map(Secret::expose).collect();
         assert_eq!(masked, vec!["glcbt-abcdefgh"]);
         assert!(!format!("{r:?}").contains("glcbt-abcdefgh"));
+    }
+
+    #[test]
+    fn gitlabs_own_project_and_api_url_come_first_and_a_jobs_override_after_does_not_count() {
+        let r = parse(
+            r#"{"variables":[
+                {"key":"CI_API_V4_URL","value":"https://gitlab.example.com/api/v4"},
+                {"key":"CI_PROJECT_PATH","value":"group/app"},
+                {"key":"CI_PROJECT_PATH","value":"ops/infra"},
+                {"key":"CI_API_V4_URL","value":"http://evil.example/api/v4"}
+            ]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r.gitlab,
+            GitLabSet {
+                api_url: Some("https://gitlab.example.com/api/v4".into()),
+                project_path: Some("group/app".into()),
+            }
+        );
     }
 
     #[test]
