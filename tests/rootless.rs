@@ -301,3 +301,61 @@ fn a_job_reaches_its_service_on_localhost_and_by_alias_with_rootless_podman() {
     assert_both_requests_reached_the_service(&result);
     r.assert_clean();
 }
+
+#[test]
+fn a_job_image_with_a_non_root_user_runs_with_rootless_podman() {
+    require_podman!();
+    let Some(r) = rootless_with_default_config() else {
+        return;
+    };
+    // the image, in the user's own storage: bash with USER 1000
+    let image = "localhost/pogo-test/rootless-user-1000-v1:latest";
+    if !r.env.podman.image_exists(image) {
+        let tmp = format!("pogo-test-build-rl-user-{}", unique_id());
+        let run = r.env.podman.output(&[
+            "run",
+            "--name",
+            &tmp,
+            "--network",
+            "none",
+            IMG_BASH,
+            "/bin/sh",
+            "-c",
+            "mkdir -p /home/app && chown 1000:1000 /home/app",
+        ]);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let commit = r.env.podman.output(&[
+            "commit",
+            "-q",
+            "--change",
+            "CMD [\"/bin/sh\"]",
+            "--change",
+            "USER 1000:1000",
+            "--change",
+            "WORKDIR /home/app",
+            &tmp,
+            image,
+        ]);
+        r.env.podman.output(&["rm", "-f", "-t", "0", &tmp]);
+        assert!(
+            commit.status.success(),
+            "{}",
+            String::from_utf8_lossy(&commit.stderr)
+        );
+    }
+    let mut job = r.env.job(
+        &["build"],
+        &["echo \"uid=$(id -u)\"", "touch made-here && echo wrote"],
+    );
+    job.image = Some(pogo::driver::Image::new(image));
+    let result = r.run(&job);
+    assert_success(&result);
+    let log = plain_log(&result);
+    assert!(log.contains("\nuid=1000\n"), "{log}");
+    assert!(log.contains("\nwrote\n"), "{log}");
+    r.assert_clean();
+}

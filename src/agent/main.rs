@@ -175,10 +175,20 @@ fn main() {
         std::process::exit(2);
     }
     let _ = std::fs::remove_file(socket);
-    // bind to a temporary name and rename: pogo only ever sees a socket that is listening
+    // bind to a temporary name and rename: pogo only ever sees a socket that is listening.
+    // Connecting needs write permission on the socket, and the agent may run as the image's
+    // non-root USER (not the runner's uid): open it to all; its directory's parent on the host
+    // is private to the runner's user.
     let tmp = format!("{socket}.tmp");
     let _ = std::fs::remove_file(&tmp);
-    let listener = match UnixListener::bind(&tmp).and_then(|l| std::fs::rename(&tmp, socket).map(|_| l)) {
+    let listen = || {
+        use std::os::unix::fs::PermissionsExt;
+        let l = UnixListener::bind(&tmp)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o777))?;
+        std::fs::rename(&tmp, socket)?;
+        Ok::<_, io::Error>(l)
+    };
+    let listener = match listen() {
         Ok(l) => l,
         Err(e) => {
             eprintln!("pogo-agent: cannot listen on {socket}: {e}");

@@ -68,15 +68,30 @@ pub fn socket_path(working_dir: &Path, job_key: &str) -> PathBuf {
     socket_dir(working_dir, job_key).join(SOCKET_NAME)
 }
 
-/// Create the per-job socket directory (mode 0700: only the runner's user may talk to the
-/// agent) without a stale socket from an earlier attempt.
+/// Create the per-job socket directory without a stale socket from an earlier attempt. Its
+/// parent, `<working_dir>/run`, is 0700: only the runner's user may reach the agent. The
+/// directory itself is 0777, so an agent running as the image's non-root `USER` (a uid other
+/// than the runner's, rootless or not) can create its socket there.
 pub fn prepare_socket_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Some(parent) = dir.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)?;
+        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))?;
+    }
     std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        .mode(0o777)
+        .create(dir)
+        .or_else(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))?;
     match std::fs::remove_file(dir.join(SOCKET_NAME)) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),

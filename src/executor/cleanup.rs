@@ -24,12 +24,13 @@ impl Scope {
         secrets: true,
     };
 
-    /// A pod only for a job with services; a labelled per-job volume only with a helper image;
-    /// secrets only for services with multi-line variables.
-    pub fn of_job(ctx: &Context) -> Scope {
+    /// A pod only for a job with services; a labelled per-job volume only with a helper image
+    /// or when prepare says it made one (`made_volume`); secrets only for services with
+    /// multi-line variables.
+    pub fn of_job(ctx: &Context, made_volume: bool) -> Scope {
         Scope {
             pods: !ctx.job.services.is_empty(),
-            volumes: ctx.config.helper_image.is_some(),
+            volumes: made_volume || ctx.config.helper_image.is_some(),
             secrets: ctx
                 .job
                 .services
@@ -115,6 +116,9 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
 
     // pogo's private job files (the job's registry credentials among them) go first, also
     // when the containers are kept for debugging
+    let made_volume = super::jobdata::dir(&ctx.config.working_dir, &ctx.job.names.key)
+        .join(super::jobdata::BUILDS_VOLUME_MARK)
+        .exists();
     if let Some(m) = remove_jobdata(&ctx.config.working_dir, &ctx.job.names.key) {
         super::log_warning(&m);
     }
@@ -126,7 +130,12 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
         );
         return Ok(());
     }
-    let errors = remove_job(&ctx.podman, &ctx.job.names.key, Scope::of_job(ctx)).await;
+    let errors = remove_job(
+        &ctx.podman,
+        &ctx.job.names.key,
+        Scope::of_job(ctx, made_volume),
+    )
+    .await;
     remove_sockets(&ctx.config.working_dir, &ctx.job.names);
     if errors.is_empty() {
         Ok(())

@@ -10,6 +10,8 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 pub const JOB_FILE: &str = "job.json";
+/// Present when prepare made the job its own builds volume (cleanup removes it, found by label).
+pub const BUILDS_VOLUME_MARK: &str = "builds-volume";
 pub const AUTH_FILE: &str = "auth.json";
 
 /// What `run` needs to know about the containers `prepare` started.

@@ -136,17 +136,27 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     let mut job_volumes = volumes.clone();
     // The builds directory: a volume kept per runner + project + slot (`fetch` finds the last
     // clone), else one per job when the helper container shares it, else the job container's.
+    // An image with a non-root USER cannot make the builds directory in the container's
+    // root-owned filesystem: it gets a volume too, which podman hands to that user (`:U`).
+    let non_root = image_info.config.runs_as_non_root();
     let builds_volume = if ctx.config.persistent_builds_days > 0 {
         Some(persistent_builds_volume(ctx).await?)
-    } else if helper.is_some() {
-        Some(create_builds_volume(ctx, &labels).await?)
+    } else if helper.is_some() || non_root {
+        let volume = create_builds_volume(ctx, &labels).await?;
+        jobdata::write_private(&job_dir, jobdata::BUILDS_VOLUME_MARK, b"")
+            .map_err(|e| Failure::system(format!("cannot write in {}: {e}", job_dir.display())))?;
+        Some(volume)
     } else {
         None
     };
     if let Some(volume) = builds_volume {
         let mount = format!("{volume}:{}", ctx.config.builds_dir);
         volumes.push(mount.clone());
-        job_volumes.push(mount);
+        job_volumes.push(if non_root {
+            format!("{mount}:U")
+        } else {
+            mount
+        });
     }
     if helper.is_some() {
         if ctx.config.runner_binary.is_some() {
@@ -255,14 +265,12 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     }
     if let Some(socket) = agent_socket {
         if !super::agent::wait_ready(&socket).await {
-            log_info("the stage agent did not start in this image (a non-root USER?); stages use podman exec");
+            agent_did_not_start(ctx, &ctx.job.names.container).await?;
         }
     }
     if let Some(socket) = helper_socket {
         if !super::agent::wait_ready(&socket).await {
-            log_info(
-                "the stage agent did not start in the helper image; its stages use podman exec",
-            );
+            agent_did_not_start(ctx, &helper_name).await?;
         }
     }
     state.succeeded(); // pogo tui: prepare finished
@@ -585,6 +593,19 @@ pub struct InspectedConfig {
     pub entrypoint: Option<Vec<String>>,
     #[serde(rename = "ExposedPorts", default)]
     pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
+    /// `USER` (`name`, `uid`, `uid:gid`...); empty: root.
+    #[serde(rename = "User", default)]
+    pub user: Option<String>,
+}
+
+impl InspectedConfig {
+    /// Whether the image runs as a user other than root (then it cannot create the builds
+    /// directory in the container's root-owned filesystem).
+    pub fn runs_as_non_root(&self) -> bool {
+        let user = self.user.as_deref().unwrap_or("").trim();
+        let name = user.split(':').next().unwrap_or("");
+        !(name.is_empty() || name == "0" || name == "root")
+    }
 }
 
 /// The image's configuration when it is in local storage, `None` when it is not.
@@ -1163,6 +1184,32 @@ async fn wait_for_services(ctx: &Context, ports: &[Vec<u16>]) -> Result<(), Fail
     Ok(())
 }
 
+/// The stage agent did not come up: stages can still use `podman exec` while the container
+/// runs; when it stopped with the agent (its main process), say so with its last output.
+async fn agent_did_not_start(ctx: &Context, container: &str) -> Result<(), Failure> {
+    let running = ctx
+        .podman
+        .container_state(container)
+        .await
+        .map_err(Failure::system)?
+        .is_some_and(|s| s.running);
+    if running {
+        log_info("the stage agent did not start in the job container; stages use podman exec");
+        return Ok(());
+    }
+    let logs = ctx
+        .podman
+        .output(&args::logs(container))
+        .await
+        .map(|o| format!("{}{}", o.stdout, o.stderr))
+        .unwrap_or_default();
+    Err(Failure::system(format!(
+        "the job container stopped at start: pogo's stage agent could not run in it ({}); \
+         set `stage_runner: exec` in the pogo config to run stages with podman exec",
+        logs.trim().lines().last().unwrap_or("no output")
+    )))
+}
+
 async fn service_failure(ctx: &Context, container: &str, image: &str, message: &str) -> Failure {
     let logs = ctx
         .podman
@@ -1482,6 +1529,27 @@ mod tests {
             "net/http: TLS handshake timeout",
         ] {
             assert!(!job(e), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_image_user_other_than_root_is_told_apart_from_root() {
+        let with = |u: Option<&str>| InspectedConfig {
+            user: u.map(str::to_string),
+            ..InspectedConfig::default()
+        };
+        for root in [
+            None,
+            Some(""),
+            Some("0"),
+            Some("root"),
+            Some("0:0"),
+            Some("root:wheel"),
+        ] {
+            assert!(!with(root).runs_as_non_root(), "{root:?}");
+        }
+        for other in [Some("1000"), Some("node"), Some("1000:1000"), Some("app:0")] {
+            assert!(with(other).runs_as_non_root(), "{other:?}");
         }
     }
 

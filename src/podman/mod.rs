@@ -270,18 +270,6 @@ pub struct ContainerState {
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
-pub struct ImageInspect {
-    #[serde(rename = "Config", default)]
-    pub config: ImageConfig,
-}
-
-#[derive(Debug, Clone, Deserialize, Default)]
-pub struct ImageConfig {
-    #[serde(rename = "ExposedPorts", default)]
-    pub exposed_ports: Option<std::collections::BTreeMap<String, serde_json::Value>>,
-}
-
-#[derive(Debug, Clone, Deserialize, Default)]
 pub struct NamedEntry {
     #[serde(rename = "Name", default)]
     pub name: String,
