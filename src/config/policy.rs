@@ -2,20 +2,34 @@
 //! explicit `privileged: true`; images and services can be limited by globs.
 
 /// Options whose mere presence widens the container's reach (host devices, mounts,
-/// capabilities, security profiles, the host's environment).
+/// capabilities, security profiles, the host's environment, host files podman reads or
+/// writes for it, other pods and podman's secrets, OCI runtime annotations).
 const WIDENING_FLAGS: &[&str] = &[
     "--privileged",
     "--cap-add",
     "--security-opt",
+    "--seccomp-policy",
     "--device",
     "--device-cgroup-rule",
+    "--gpus",
     "--volume",
     "--mount",
     "--volumes-from",
+    "--rootfs",
     "--group-add",
     "--env-host",
+    "--env-file",
+    "--secret",
+    "--pod",
+    "--pod-id-file",
+    "--annotation",
     "--cgroup-parent",
     "--hooks-dir",
+    "--init-path",
+    "--cidfile",
+    "--pidfile",
+    "--conmon-pidfile",
+    "--log-opt",
 ];
 
 /// Namespace options that widen the reach when they join the host's (or another) namespace.
@@ -60,8 +74,15 @@ pub fn widening_args(args: &[String]) -> Vec<String> {
     found
 }
 
+/// A namespace value that joins the host's (or another) namespace, or a user-mode network
+/// that reaches the host: slirp4netns with `allow_host_loopback=true`, pasta with options
+/// (which can forward the host's ports into the container).
 fn joins_other_namespace(v: &str) -> bool {
-    v == "host" || v.starts_with("ns:") || v.starts_with("container:")
+    v == "host"
+        || v.starts_with("ns:")
+        || v.starts_with("container:")
+        || (v.starts_with("slirp4netns:") && v.contains("allow_host_loopback=true"))
+        || v.starts_with("pasta:")
 }
 
 #[cfg(test)]
@@ -96,6 +117,21 @@ mod tests {
             ),
             ("--env-host", vec!["--env-host"]),
             ("-itv /a:/b", vec!["-itv"]),
+            ("--gpus all", vec!["--gpus"]),
+            (
+                "--annotation run.oci.keep_original_groups=1",
+                vec!["--annotation"],
+            ),
+            (
+                "--network slirp4netns:allow_host_loopback=true",
+                vec!["--network slirp4netns:allow_host_loopback=true"],
+            ),
+            ("--network=pasta:-T,8080", vec!["--network=pasta:-T,8080"]),
+            ("--rootfs /", vec!["--rootfs"]),
+            ("--pod other-jobs-pod", vec!["--pod"]),
+            ("--secret other-jobs-secret", vec!["--secret"]),
+            ("--env-file /etc/shadow", vec!["--env-file"]),
+            ("--pidfile /home/u/.bashrc", vec!["--pidfile"]),
         ] {
             assert_eq!(widening_args(&split(args)), expect, "{args}");
         }
@@ -107,6 +143,8 @@ mod tests {
             "--env 'GREETING=hello world'",
             "--memory 2g --cpus 2",
             "--network=slirp4netns",
+            "--network=slirp4netns:port_handler=slirp4netns",
+            "--network=pasta",
             "--userns=keep-id",
             "--label a=b -e X=1",
             "--shm-size 1g --ulimit nofile=1024:1024",
