@@ -317,10 +317,13 @@ fn dash_before(text: &str, item: usize) -> usize {
         .map_or(item, str::len)
 }
 
-/// How the value of top-level `key` is written: numbers bare, text as a scalar.
+/// How the value of top-level `key` is written: numbers bare (as numbers: `010` as typed is
+/// not a YAML integer), text as a scalar.
 fn value_text(key: &str, v: &str) -> String {
     if NUMERIC_KEYS.contains(&key) {
-        v.trim().to_string()
+        v.trim()
+            .parse::<u64>()
+            .map_or_else(|_| v.trim().to_string(), |n| n.to_string())
     } else {
         scalar(v)
     }

@@ -108,9 +108,11 @@ pub fn load(flag: Option<&Path>, env: &HashMap<String, String>) -> Result<Config
 
 /// Parse the YAML text of a config file. `path` is only used in error messages.
 pub fn parse(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
-    let has_content = text
-        .lines()
-        .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#') && l.trim() != "---");
+    // a byte-order mark (Windows editors) is not content either
+    let has_content = text.trim_start_matches('\u{feff}').lines().any(|l| {
+        let l = l.trim_start_matches('\u{feff}').trim();
+        !l.is_empty() && !l.starts_with('#') && l != "---"
+    });
     if !has_content {
         return Ok(RawConfig::default());
     }
@@ -118,9 +120,11 @@ pub fn parse(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
         let line = e.line.unwrap_or(1);
         let column = e.column.unwrap_or(1);
         if let Some(key) = unknown_field(&e.message) {
-            let candidates: Vec<&str> = if e.message.contains("`volume`") {
+            // which map it is, from the keys serde expected (not from the unknown key itself)
+            let expected = e.message.split(", expected").nth(1).unwrap_or("");
+            let candidates: Vec<&str> = if expected.contains("`volume`") {
                 model::MOUNT_KEYS.to_vec()
-            } else if e.message.contains("`privileged`") {
+            } else if expected.contains("`privileged`") {
                 model::EXTRA_ARGS_KEYS.to_vec()
             } else {
                 [model::SCALAR_KEYS, model::COLLECTION_KEYS].concat()
@@ -129,7 +133,7 @@ pub fn parse(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
                 path: path.to_path_buf(),
                 line,
                 column,
-                suggestion: closest(&key, &candidates),
+                suggestion: closest(&key, &candidates).filter(|s| *s != key),
                 key,
             };
         }

@@ -156,6 +156,23 @@ fn an_empty_or_comment_only_file_means_defaults() {
     assert_eq!(c.default_image, None);
     assert_eq!(c.podman, "podman");
     assert!(c.cache_dir.ends_with("cache"));
+    // as a Windows editor saves it: a byte-order mark first
+    for text in ["\u{feff}# nothing yet\r\n", "\u{feff}", "\u{feff}---\n"] {
+        let c = load_str(text, &env(&[])).unwrap();
+        assert_eq!(c.default_image, None, "{text:?}");
+    }
+    let c = load_str("\u{feff}default_image: alpine\n", &env(&[])).unwrap();
+    assert_eq!(c.default_image.as_deref(), Some("alpine"));
+}
+
+#[test]
+fn a_key_in_the_wrong_place_is_not_suggested_as_itself() {
+    let err = load_str("privileged: true\n", &env(&[])).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("unknown key 'privileged'"), "{msg}");
+    assert!(!msg.contains("did you mean 'privileged'"), "{msg}");
+    let err = load_str("mounts:\n  - volume: /a:/b\n    volumez: x\n", &env(&[])).unwrap_err();
+    assert!(err.to_string().contains("did you mean 'volume'"), "{err}");
 }
 
 #[test]

@@ -420,6 +420,10 @@ fn numbers_are_written_as_numbers() {
     let new = edit(FILE, set("keep_failed", "30"));
     assert!(new.contains("keep_failed: 30\n"));
     assert_eq!(parse(&new, Path::new("/p")).unwrap().keep_failed, Some(30));
+    // typed with a leading zero: still the number, not a string pogo would refuse
+    let new = edit(FILE, set("keep_failed", " 010 "));
+    assert!(new.contains("keep_failed: 10\n"), "{new}");
+    assert_eq!(parse(&new, Path::new("/p")).unwrap().keep_failed, Some(10));
     assert_eq!(
         parse(&edit(FILE, set("pull_policy", "always")), Path::new("/p"))
             .unwrap()
