@@ -201,9 +201,15 @@ fn cleanup_phase(flag: Option<&Path>, env: &HashMap<String, String>) -> Result<(
     match Context::load(flag, env.clone()) {
         Ok(ctx) => rt.block_on(cleanup::run(&ctx)),
         Err(Failure::System(m)) if JobEnv::from_env(env).is_ok() => {
-            executor::log_warning(&format!("{m}; cleaning up with plain `podman`"));
+            // the podman the job started with, as the config phase passed it on
+            let (bin, args) = executor::env::job_podman(env)
+                .unwrap_or_else(|| ("podman".to_string(), Vec::new()));
+            executor::log_warning(&format!(
+                "{m}; cleaning up with `{}`",
+                shell_words::join(std::iter::once(&bin).chain(&args))
+            ));
             let job = JobEnv::from_env(env).map_err(Failure::system)?;
-            let podman = Podman::new("podman", Vec::new());
+            let podman = Podman::new(bin, args);
             let mut errors = rt.block_on(cleanup::remove_job(
                 &podman,
                 &job.names.key,

@@ -366,7 +366,7 @@ fn cleanup_with_a_config_broken_mid_job_still_removes_the_containers_and_private
     let r = env.run(&job);
     assert!(plain_log(&r).contains("\nbroke-it\n"), "{}", r.log);
     assert!(
-        r.cleanup_output.contains("cleaning up with plain `podman`"),
+        r.cleanup_output.contains("cleaning up with `podman`"),
         "{}",
         r.cleanup_output
     );

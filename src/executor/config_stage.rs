@@ -45,6 +45,11 @@ pub fn output(
         env::JOB_WORKING_DIR.to_string(),
         config.working_dir.display().to_string(),
     );
+    job_env.insert(env::JOB_PODMAN.to_string(), config.podman.clone());
+    job_env.insert(
+        env::JOB_PODMAN_ARGS.to_string(),
+        serde_json::to_string(&config.podman_args).unwrap_or_else(|_| "[]".to_string()),
+    );
     ConfigOutput {
         builds_dir: config.builds_dir.clone(),
         cache_dir: config.cache_dir.display().to_string(),
@@ -120,5 +125,28 @@ mod tests {
         assert_eq!(v["shell"], "bash");
         assert_eq!(v["job_env"]["POGO_JOB_TAGS"], r#"["a","b"]"#);
         assert_eq!(v["job_env"]["POGO_JOB_CONTAINER"], "pogo-abc-42-0-build");
+        assert_eq!(v["job_env"]["POGO_JOB_PODMAN"], "podman");
+        assert_eq!(v["job_env"]["POGO_JOB_PODMAN_ARGS"], "[]");
+    }
+
+    #[test]
+    fn later_phases_use_the_podman_the_job_started_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pogo.yaml");
+        std::fs::write(&path, "podman_args: --log-level=error\n").unwrap();
+        let env: HashMap<String, String> = [
+            ("CUSTOM_ENV_CI_JOB_ID", "42"),
+            ("HOME", "/h"),
+            (env::JOB_PODMAN, "/opt/podman"),
+            (env::JOB_PODMAN_ARGS, r#"["--root","/srv/storage"]"#),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let ctx = super::super::Context::load(Some(&path), env).unwrap();
+        assert_eq!(
+            ctx.podman.display(&["ps".to_string()]),
+            "/opt/podman --root /srv/storage ps"
+        );
     }
 }

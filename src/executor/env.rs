@@ -19,6 +19,21 @@ pub fn job_working_dir(env: &HashMap<String, String>) -> Option<PathBuf> {
         .filter(|w| !w.is_empty())
         .map(PathBuf::from)
 }
+/// The podman binary and its global arguments (a JSON array) the job started with, passed on
+/// by the config phase like [`JOB_WORKING_DIR`]: later phases, cleanup above all, talk to
+/// the same storage also when `podman`/`podman_args` are edited (or broken) meanwhile.
+pub const JOB_PODMAN: &str = "POGO_JOB_PODMAN";
+pub const JOB_PODMAN_ARGS: &str = "POGO_JOB_PODMAN_ARGS";
+
+/// The podman the config phase passed on ([`JOB_PODMAN`], [`JOB_PODMAN_ARGS`]), when it did.
+pub fn job_podman(env: &HashMap<String, String>) -> Option<(String, Vec<String>)> {
+    let bin = env.get(JOB_PODMAN).filter(|b| !b.is_empty())?;
+    let args = env
+        .get(JOB_PODMAN_ARGS)
+        .and_then(|a| serde_json::from_str(a).ok())
+        .unwrap_or_default();
+    Some((bin.clone(), args))
+}
 pub const JOB_CONTAINER: &str = "POGO_JOB_CONTAINER";
 pub const JOB_POD: &str = "POGO_JOB_POD";
 

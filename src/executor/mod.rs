@@ -82,6 +82,10 @@ impl Context {
         if let Some(wd) = env::job_working_dir(&env) {
             config.working_dir = wd;
         }
+        if let Some((bin, args)) = env::job_podman(&env) {
+            config.podman = bin;
+            config.podman_args = args;
+        }
         let mut job = JobEnv::from_env(&env).map_err(Failure::system)?;
         let notes = trust_gitlab(&mut job);
         let podman = Podman::new(config.podman.clone(), config.podman_args.clone());
