@@ -122,6 +122,10 @@ fn serve_one(stream: UnixStream) -> io::Result<()> {
     }
     drop(ended);
     let mut stdin = child.stdin.take();
+    // set once the exit code is on its way: a client gone before that (`pogo run` killed)
+    // takes the stage with it, as a killed `podman exec` would
+    let reported = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client_gone_early = Arc::clone(&reported);
     // client frames: stdin data, end of stdin, signals — until the client is done
     thread::spawn(move || {
         while let Ok(Some((kind, payload))) = read_frame(&mut reader) {
@@ -144,6 +148,12 @@ fn serve_one(stream: UnixStream) -> io::Result<()> {
                 _ => {}
             }
         }
+        if !client_gone_early.load(std::sync::atomic::Ordering::SeqCst) {
+            // SAFETY: plain syscall on integers; a wrong pid only yields an error code.
+            unsafe {
+                kill(-pgid, 9);
+            }
+        }
     });
     let status = child.wait()?;
     let deadline = Instant::now() + OUTPUT_DRAIN;
@@ -161,6 +171,7 @@ fn serve_one(stream: UnixStream) -> io::Result<()> {
     let code = status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    reported.store(true, std::sync::atomic::Ordering::SeqCst);
     write_frame(&writer, b'X', &code.to_be_bytes())
 }
 

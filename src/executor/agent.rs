@@ -593,6 +593,55 @@ mod tests {
     }
 
     #[test]
+    fn a_client_gone_before_the_exit_takes_the_stage_with_it() {
+        use std::io::{Read, Write};
+        let Some(agent) = Agent::start() else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let stage = format!(
+            "sleep 300 & echo $! > '{}'; echo ready; wait",
+            pidfile.display()
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut stream = loop {
+            match std::os::unix::net::UnixStream::connect(&agent.socket) {
+                Ok(s) => break s,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let argv = ["sh", "-c", stage.as_str()].join("\0");
+        stream.write_all(&encode(b'S', argv.as_bytes())).unwrap();
+        // wait for `ready` (inside an O frame), then go away as a killed `pogo run` would
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !seen.windows(5).any(|w| w == b"ready") {
+            let n = stream.read(&mut buf).unwrap();
+            assert!(n > 0, "the agent closed early");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        drop(stream);
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while proc_dir.exists()
+            && !std::fs::read_to_string(proc_dir.join("stat")).is_ok_and(|s| s.contains(") Z "))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the stage's background process {pid} outlived its client"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    #[test]
     fn a_signal_stops_the_whole_stage_process_group() {
         let Some(agent) = Agent::start() else { return };
         rt().block_on(async {

@@ -337,10 +337,12 @@ async fn cancel(
         ("TERM", Duration::from_secs(5)),
         ("KILL", Duration::from_secs(3)),
     ] {
-        let _ = ctx
-            .podman
-            .output(&args::exec_kill_all(&target.container, &target.shell, sig))
-            .await;
+        // a hanging podman must not hold the cancel up: the kill gets the grace time too
+        let mut kill =
+            ctx.podman
+                .command(&args::exec_kill_all(&target.container, &target.shell, sig));
+        kill.kill_on_drop(true);
+        let _ = tokio::time::timeout(grace, ctx.podman.output_of(kill)).await;
         if let Ok(r) = tokio::time::timeout(grace, child.wait()).await {
             return r.map_err(Failure::system);
         }
