@@ -359,9 +359,8 @@ async fn remove_unused_builds_volumes(
         let name = v.display_name();
         let labels = v.labels.clone().unwrap_or_default();
         let stamp = builds_volume_stamp(working_dir, &name);
-        let stamped = std::fs::metadata(&stamp)
-            .and_then(|m| m.modified())
-            .ok()
+        let touched = stamp_time(&stamp);
+        let stamped = touched
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map(|d| d.as_secs());
         let days = std::fs::read_to_string(&stamp)
@@ -380,6 +379,10 @@ async fn remove_unused_builds_volumes(
         let unused = humantime::format_duration(Duration::from_secs(now.saturating_sub(last_use)));
         if opts.dry_run {
             println!("would remove builds volume {name} (unused for {unused})");
+            continue;
+        }
+        // a prepare that is about to use it noted so meanwhile: keep it
+        if stamp_time(&stamp) != touched {
             continue;
         }
         // without -f: a volume a running job mounts stays
@@ -401,6 +404,11 @@ async fn remove_unused_builds_volumes(
         }
     }
     errors
+}
+
+/// When a builds volume's stamp was last written (to the file system's precision).
+fn stamp_time(stamp: &Path) -> Option<SystemTime> {
+    std::fs::metadata(stamp).and_then(|m| m.modified()).ok()
 }
 
 /// The stamp file that rate-limits the background gc `prepare` starts.

@@ -956,6 +956,18 @@ async fn persistent_builds_volume(ctx: &Context) -> Result<String, Failure> {
     let failed = |e: &dyn std::fmt::Display| {
         Failure::system(format!("cannot use the builds volume {name}: {e}"))
     };
+    // Noted as in use before it is looked at: a `pogo gc` running now looks at the note again
+    // just before it removes an unused volume, and keeps this one.
+    if let Err(e) = super::gc::touch_builds_volume(
+        &ctx.config.working_dir,
+        &name,
+        ctx.config.persistent_builds_days,
+    ) {
+        log_warning(&format!(
+            "cannot note the use of {name} under {}: {e}; `pogo gc` may remove it early",
+            ctx.config.working_dir.display()
+        ));
+    }
     let inspect = ctx
         .podman
         .output(&args::volume_inspect(&name))
@@ -1010,16 +1022,6 @@ async fn persistent_builds_volume(ctx: &Context) -> Result<String, Failure> {
             Err(e) if e.to_string().contains("already exists") => {}
             Err(e) => return Err(failed(&e)),
         }
-    }
-    if let Err(e) = super::gc::touch_builds_volume(
-        &ctx.config.working_dir,
-        &name,
-        ctx.config.persistent_builds_days,
-    ) {
-        log_warning(&format!(
-            "cannot note the use of {name} under {}: {e}; `pogo gc` may remove it early",
-            ctx.config.working_dir.display()
-        ));
     }
     Ok(name)
 }
