@@ -46,7 +46,11 @@ pub struct RawConfig {
     pub keep_failed: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<MountRule>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "unique_keys"
+    )]
     pub extra_arguments: BTreeMap<String, ExtraArgsRule>,
     /// Image globs jobs may use (empty: any image).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -57,6 +61,38 @@ pub struct RawConfig {
     /// Pull policies a job may ask for (`image: pull_policy`); empty: only `pull_policy`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_pull_policies: Vec<PullPolicy>,
+}
+
+/// A map whose keys must differ: YAML parsers keep the last of two equal keys, and a second
+/// `gpu:` under `extra_arguments` would silently replace the first.
+fn unique_keys<'de, D, T>(de: D) -> Result<BTreeMap<String, T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Unique<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Unique<T> {
+        type Value = BTreeMap<String, T>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a map of tag to arguments")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((key, value)) = map.next_entry::<String, T>()? {
+                if out.contains_key(&key) {
+                    return Err(serde::de::Error::custom(format!(
+                        "'{key}' is there twice: keep one entry per tag"
+                    )));
+                }
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+    de.deserialize_map(Unique(std::marker::PhantomData))
 }
 
 /// One `extra_arguments` entry: either just the arguments (`tag: '--env A=1'`), or a map

@@ -478,3 +478,15 @@ fn a_symlinked_config_stays_a_symlink_and_its_target_gets_the_new_text() {
         "default_image: b\n"
     );
 }
+
+#[test]
+fn a_tag_twice_under_extra_arguments_is_refused_with_its_position() {
+    let err = load_str(
+        "extra_arguments:\n  gpu: --env A=1\n  gpu: {args: --env B=2}\n",
+        &env(&[]),
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("'gpu' is there twice"), "{msg}");
+    assert!(msg.starts_with("/etc/pogo.yaml:"), "{msg}");
+}
