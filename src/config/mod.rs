@@ -106,6 +106,29 @@ pub fn load(flag: Option<&Path>, env: &HashMap<String, String>) -> Result<Config
     finalize(raw, path, env)
 }
 
+/// The file a symlinked config stands for, following every link; it need not exist yet (a
+/// dotfiles link made before its target): then it is the path the last link names.
+fn symlink_target(path: &Path) -> std::io::Result<PathBuf> {
+    if let Ok(real) = std::fs::canonicalize(path) {
+        return Ok(real);
+    }
+    let mut current = path.to_path_buf();
+    for _ in 0..40 {
+        if !current.is_symlink() {
+            return Ok(current);
+        }
+        let target = std::fs::read_link(&current)?;
+        current = match current.parent() {
+            Some(dir) if target.is_relative() => dir.join(target),
+            _ => target,
+        };
+    }
+    Err(std::io::Error::other(format!(
+        "too many levels of symbolic links at {}",
+        path.display()
+    )))
+}
+
 /// Parse the YAML text of a config file. `path` is only used in error messages.
 pub fn parse(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
     // a byte-order mark (Windows editors) is not content either
@@ -506,7 +529,7 @@ pub fn write_atomic(
     // to is replaced, not the link.
     let resolved;
     let path = if path.is_symlink() {
-        resolved = std::fs::canonicalize(path).map_err(io_err)?;
+        resolved = symlink_target(path).map_err(io_err)?;
         resolved.as_path()
     } else {
         path

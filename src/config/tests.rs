@@ -477,6 +477,18 @@ fn a_symlinked_config_stays_a_symlink_and_its_target_gets_the_new_text() {
         std::fs::read_to_string(&real).unwrap(),
         "default_image: b\n"
     );
+    // a link made before its target (relative, through a second link): the target is created
+    let later = dir.path().join("later.yaml");
+    let hop = dir.path().join("hop.yaml");
+    std::os::unix::fs::symlink("later.yaml", &hop).unwrap();
+    let dangling = dir.path().join(".pogo-new.yaml");
+    std::os::unix::fs::symlink("hop.yaml", &dangling).unwrap();
+    write_atomic(&dangling, "default_image: c\n", &env(&[])).unwrap();
+    assert!(dangling.is_symlink() && hop.is_symlink());
+    assert_eq!(
+        std::fs::read_to_string(&later).unwrap(),
+        "default_image: c\n"
+    );
 }
 
 #[test]
