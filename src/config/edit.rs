@@ -329,7 +329,8 @@ fn value_text(key: &str, v: &str) -> String {
     }
 }
 
-/// The entries of the document's top-level block mapping (none in an empty document).
+/// The entries of the document's top-level block mapping (none in an empty document, also
+/// one that is just `---` and comments: its root is an empty scalar).
 fn top_entries(root: Option<&Node>) -> Option<&[(Node, Node)]> {
     match root {
         Some(Node::Map {
@@ -338,6 +339,7 @@ fn top_entries(root: Option<&Node>) -> Option<&[(Node, Node)]> {
             ..
         }) => Some(entries),
         None => Some(&[]),
+        Some(Node::Scalar { value, start, end }) if value.is_empty() && start == end => Some(&[]),
         Some(_) => None,
     }
 }

@@ -243,6 +243,15 @@ fn an_empty_or_comment_only_file_gets_the_setting_below_its_comments() {
         edit("# mine\n", set("default_image", "alpine")),
         "# mine\ndefault_image: alpine\n"
     );
+    // just a document start, with a comment
+    assert_eq!(
+        edit("---\n# mine\n", set("default_image", "alpine")),
+        "---\n# mine\ndefault_image: alpine\n"
+    );
+    assert_eq!(
+        edit("---\n", add_mount("/b:/b", &[])),
+        "---\nmounts:\n  - volume: /b:/b\n"
+    );
 }
 
 #[test]
