@@ -309,6 +309,41 @@ pub fn builds_volume_stamp(working_dir: &Path, volume: &str) -> PathBuf {
         .join(super::env::sanitize_name(volume, "volume"))
 }
 
+/// A lock on a persistent builds volume: prepare holds it (shared) from before it looks at the
+/// volume until the job container that mounts it exists; `pogo gc` removes a volume only while
+/// holding it alone. Without it, gc could remove the volume between prepare's check and its
+/// `podman run`, which would re-create it without pogo's labels.
+pub type BuildsVolumeLock = nix::fcntl::Flock<std::fs::File>;
+
+fn lock_builds_volume(
+    working_dir: &Path,
+    volume: &str,
+    how: nix::fcntl::FlockArg,
+) -> std::io::Result<BuildsVolumeLock> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut path = builds_volume_stamp(working_dir, volume);
+    path.set_extension("lock");
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)?;
+    nix::fcntl::Flock::lock(file, how).map_err(|(_, e)| std::io::Error::from(e))
+}
+
+/// The lock prepare holds while it sets a job up on `volume` (waits for a gc removing it).
+pub fn lock_builds_volume_for_use(
+    working_dir: &Path,
+    volume: &str,
+) -> std::io::Result<BuildsVolumeLock> {
+    lock_builds_volume(working_dir, volume, nix::fcntl::FlockArg::LockShared)
+}
+
 /// Note that a job uses `volume` now.
 pub fn touch_builds_volume(working_dir: &Path, volume: &str, days: u64) -> std::io::Result<()> {
     let stamp = builds_volume_stamp(working_dir, volume);
@@ -381,7 +416,15 @@ async fn remove_unused_builds_volumes(
             println!("would remove builds volume {name} (unused for {unused})");
             continue;
         }
-        // a prepare that is about to use it noted so meanwhile: keep it
+        // a prepare setting a job up on it holds the lock: keep it (and one that noted its use
+        // meanwhile, then let the lock go, has its container by now: `volume rm` keeps it)
+        let Ok(_alone) = lock_builds_volume(
+            working_dir,
+            &name,
+            nix::fcntl::FlockArg::LockExclusiveNonblock,
+        ) else {
+            continue;
+        };
         if stamp_time(&stamp) != touched {
             continue;
         }
@@ -456,6 +499,27 @@ pub fn maybe_start_background(config: &crate::config::Config, runner: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gc_cannot_take_a_builds_volume_a_prepare_is_setting_up_and_waits_for_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let exclusive = || {
+            lock_builds_volume(
+                dir.path(),
+                "pogo-r-vol",
+                nix::fcntl::FlockArg::LockExclusiveNonblock,
+            )
+        };
+        let in_use = lock_builds_volume_for_use(dir.path(), "pogo-r-vol").unwrap();
+        // a second prepare on the same volume is fine
+        let second = lock_builds_volume_for_use(dir.path(), "pogo-r-vol").unwrap();
+        assert!(exclusive().is_err(), "gc must not remove it now");
+        drop((in_use, second));
+        assert!(
+            exclusive().is_ok(),
+            "once the jobs' containers exist, gc may try"
+        );
+    }
 
     fn listed(name: &str, labels: &[(&str, &str)]) -> Listed {
         Listed {

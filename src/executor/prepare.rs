@@ -139,8 +139,12 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     // An image with a non-root USER cannot make the builds directory in the container's
     // root-owned filesystem: it gets a volume too, which podman hands to that user (`:U`).
     let non_root = image_info.config.runs_as_non_root();
+    // held until the job container mounts the persistent volume (see gc::BuildsVolumeLock)
+    let mut volume_lock = None;
     let builds_volume = if ctx.config.persistent_builds_days > 0 {
-        Some(persistent_builds_volume(ctx).await?)
+        let (volume, lock) = persistent_builds_volume(ctx).await?;
+        volume_lock = lock;
+        Some(volume)
     } else if helper.is_some() || non_root {
         let volume = create_builds_volume(ctx, &labels).await?;
         jobdata::write_private(&job_dir, jobdata::BUILDS_VOLUME_MARK, b"")
@@ -239,6 +243,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
         }
     };
     let (job_started, helper_started) = tokio::join!(job_container, helper_container);
+    drop(volume_lock);
     job_started?;
     helper_started?;
     jobdata::write_job_file(
@@ -946,7 +951,9 @@ async fn start_services(
 /// (one `podman volume inspect`), created otherwise. It carries pogo's and the runner's
 /// labels but no job's, so cleanup keeps it; `pogo gc` removes it after
 /// `persistent_builds_days` unused (the stamp under `working_dir` says when it was last used).
-async fn persistent_builds_volume(ctx: &Context) -> Result<String, Failure> {
+async fn persistent_builds_volume(
+    ctx: &Context,
+) -> Result<(String, Option<super::gc::BuildsVolumeLock>), Failure> {
     use super::env::LABEL_BUILDS_VOLUME;
     let name = super::env::persistent_builds_volume(
         &ctx.job.runner_short_token,
@@ -956,8 +963,18 @@ async fn persistent_builds_volume(ctx: &Context) -> Result<String, Failure> {
     let failed = |e: &dyn std::fmt::Display| {
         Failure::system(format!("cannot use the builds volume {name}: {e}"))
     };
-    // Noted as in use before it is looked at: a `pogo gc` running now looks at the note again
-    // just before it removes an unused volume, and keeps this one.
+    // Locked and noted as in use before it is looked at: a `pogo gc` removing it now finishes
+    // first; one that comes later keeps it.
+    let lock = match super::gc::lock_builds_volume_for_use(&ctx.config.working_dir, &name) {
+        Ok(lock) => Some(lock),
+        Err(e) => {
+            log_warning(&format!(
+                "cannot lock {name} under {}: {e}; a `pogo gc` running now might remove it",
+                ctx.config.working_dir.display()
+            ));
+            None
+        }
+    };
     if let Err(e) = super::gc::touch_builds_volume(
         &ctx.config.working_dir,
         &name,
@@ -1023,7 +1040,7 @@ async fn persistent_builds_volume(ctx: &Context) -> Result<String, Failure> {
             Err(e) => return Err(failed(&e)),
         }
     }
-    Ok(name)
+    Ok((name, lock))
 }
 
 /// The job's builds volume (labelled like its containers: cleanup removes it). A leftover of
