@@ -983,12 +983,7 @@ fn a_mount_limited_to_other_projects_is_not_granted_by_its_tag_alone() {
 #[test]
 fn a_job_image_with_a_non_root_user_runs_its_script_as_that_user() {
     require_podman!();
-    let image = derived_image(
-        "user-1000-v1",
-        IMG_BASH,
-        "mkdir -p /home/app && chown 1000:1000 /home/app",
-        &["USER 1000:1000", "WORKDIR /home/app"],
-    );
+    let image = non_root_image();
     let env = TestEnv::new(&PogoConfig::default());
     let mut job = env.job(&[], &["echo \"uid=$(id -u)\"", "echo second-stage-ok"]);
     job.image = Some(Image::new(&image));

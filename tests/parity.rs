@@ -640,6 +640,32 @@ fn a_cache_round_trip_works_with_a_job_image_without_gitlab_runner() {
     assert_read_the_marker_cached_by(&r2, &first);
 }
 
+#[test]
+fn a_job_image_with_a_non_root_user_can_write_in_the_clone_the_helper_made() {
+    require_helper!();
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, sha) = bare_repo(dir.path(), &[("hello.txt", "hello\n")]);
+    let env = TestEnv::new(&helper_config(&repo));
+    // the helper clones as root; as with the Docker executor (umask 0000 in the helper), the
+    // job's own user can change the sources
+    let mut job = git_job(
+        &env,
+        &sha,
+        "clone",
+        &[
+            "echo \"uid=$(id -u)\"",
+            "echo more >> hello.txt && mkdir made && touch made/file && echo wrote-in-clone",
+        ],
+    );
+    job.image = Some(Image::new(&non_root_image()));
+    let r = env.run(&job);
+    assert_success(&r);
+    let log = plain_log(&r);
+    assert!(log.contains("\nuid=1000\n"), "{log}");
+    assert!(log.contains("\nwrote-in-clone\n"), "{log}");
+    env.assert_no_leftovers();
+}
+
 // ---------------------------------------------------------------------------------------
 // persistent_builds_days: GIT_STRATEGY fetch finds the last clone
 // ---------------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ pub fn stage_target(ctx: &Context, stage: &str) -> Result<StageTarget, Failure> 
             command: stage_command(&helper.entrypoint, &shell),
             shell,
             agent_socket,
-            role: "helper",
+            role: HELPER,
         });
     }
     Ok(StageTarget {
@@ -121,7 +121,7 @@ impl StageRunner for Agent {
     ) -> Result<StageExit, Failure> {
         use super::agent::Output;
         use std::io::Write;
-        let file = open_script(script)?;
+        let file = open_script(ctx, target, script)?;
         let mut copy = open_log_copy(ctx);
         let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
         let (mut out_ok, mut err_ok) = (true, true);
@@ -165,14 +165,39 @@ impl StageRunner for Agent {
     }
 }
 
-fn open_script(script: &Path) -> Result<std::fs::File, Failure> {
-    std::fs::File::open(script).map_err(|e| {
+/// The stage script to feed the shell. In the helper container it runs after `umask 0000`,
+/// as the Docker executor's helper does (its `gitlab-runner-build`): the sources and caches it
+/// makes as root stay writable for a job image's non-root `USER`. That copy is written to
+/// the job's private directory and unlinked once open.
+fn open_script(
+    ctx: &Context,
+    target: &StageTarget,
+    script: &Path,
+) -> Result<std::fs::File, Failure> {
+    let unreadable = |e: std::io::Error| {
         Failure::system(format!(
             "cannot read the stage script {}: {e}",
             script.display()
         ))
-    })
+    };
+    if target.role != HELPER {
+        return std::fs::File::open(script).map_err(unreadable);
+    }
+    let mut text = HELPER_UMASK.to_vec();
+    text.extend(std::fs::read(script).map_err(unreadable)?);
+    let dir = super::jobdata::dir(&ctx.config.working_dir, &ctx.job.names.key);
+    let name = format!(".stage-{}", std::process::id());
+    let copy = super::jobdata::write_private(&dir, &name, &text)
+        .map_err(|e| Failure::system(format!("cannot write in {}: {e}", dir.display())))?;
+    let file = std::fs::File::open(&copy).map_err(unreadable);
+    let _ = std::fs::remove_file(&copy);
+    file
 }
+
+/// The role of the helper container in a [`StageTarget`].
+const HELPER: &str = "helper";
+/// What the helper's stages run first.
+const HELPER_UMASK: &[u8] = b"umask 0000\n";
 
 /// `podman exec -i CONTAINER bash < script`, with SIGTERM handled by signalling the stage's
 /// processes inside the container.
@@ -200,7 +225,7 @@ impl StageRunner for PodmanExec {
         // between would have killed pogo and left podman exec (its own process group) running.
         let mut term = signal(SignalKind::terminate()).map_err(Failure::system)?;
         let mut int = signal(SignalKind::interrupt()).map_err(Failure::system)?;
-        let file = open_script(script)?;
+        let file = open_script(ctx, target, script)?;
         let argv = args::exec_stage(&target.container, &target.command);
         let mut cmd = ctx.podman.command(&argv);
         // Output goes through pogo: each chunk is written on at once (unbuffered) and to the
@@ -485,7 +510,7 @@ async fn classify(ctx: &Context, target: &StageTarget, code: i32, stage: &str) -
 
 /// What to say when the image has no `shell`.
 pub fn missing_shell_message(shell: &str, role: &str) -> String {
-    if role == "helper" {
+    if role == HELPER {
         return format!(
             "the helper image (helper_image in the pogo config) has no {shell}: use a helper image \
              with {shell}, git, git-lfs and gitlab-runner (see the README)"

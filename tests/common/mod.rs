@@ -1158,6 +1158,16 @@ pub fn derived_image(name: &str, base: &str, setup: &str, changes: &[&str]) -> S
     image
 }
 
+/// bash with `USER 1000:1000` (and a home it owns as WORKDIR), like many official images.
+pub fn non_root_image() -> String {
+    derived_image(
+        "user-1000-v1",
+        IMG_BASH,
+        "mkdir -p /home/app && chown 1000:1000 /home/app",
+        &["USER 1000:1000", "WORKDIR /home/app"],
+    )
+}
+
 // ---------------------------------------------------------------------------
 // Private registry
 // ---------------------------------------------------------------------------
