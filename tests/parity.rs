@@ -657,7 +657,7 @@ fn a_job_image_with_a_non_root_user_can_write_in_the_clone_the_helper_made() {
             "echo more >> hello.txt && mkdir made && touch made/file && echo wrote-in-clone",
         ],
     );
-    job.image = Some(Image::new(&non_root_image()));
+    job.image = Some(Image::new(non_root_image()));
     let r = env.run(&job);
     assert_success(&r);
     let log = plain_log(&r);
