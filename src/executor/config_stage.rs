@@ -93,7 +93,9 @@ pub fn run(config_flag: Option<&Path>, env: &HashMap<String, String>) -> Result<
         ))
     })?;
     let mut job = JobEnv::from_env(env).map_err(Failure::system)?;
-    super::trust_gitlab(&mut job);
+    if let Ok(r) = super::load_response(&job) {
+        job.trust_gitlab(&r.gitlab);
+    }
     let tags = job_tags(&job)?;
     let out = output(&config, &job, &tags, &hostname());
     let json = serde_json::to_string(&out).map_err(Failure::system)?;

@@ -17,6 +17,7 @@ pub mod run;
 use crate::config::{self, Config};
 use crate::podman::Podman;
 use env::JobEnv;
+use response::JobResponse;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -66,6 +67,9 @@ pub struct Context {
     pub config: Config,
     pub job: JobEnv,
     pub podman: Podman,
+    /// The job description (`JOB_RESPONSE_FILE`), read once per phase; empty when
+    /// gitlab-runner gave none (older than 14.1), the reason when it cannot be read.
+    pub response: Result<JobResponse, String>,
     /// For the job log (prepare says them): where pogo went by GitLab's values over the job's.
     pub notes: Vec<String>,
 }
@@ -87,25 +91,29 @@ impl Context {
             config.podman_args = args;
         }
         let mut job = JobEnv::from_env(&env).map_err(Failure::system)?;
-        let notes = trust_gitlab(&mut job);
+        let response = load_response(&job);
+        let notes = match &response {
+            Ok(r) => job.trust_gitlab(&r.gitlab),
+            // prepare, which needs the description, fails on it with the reason
+            Err(_) => Vec::new(),
+        };
         let podman = Podman::new(config.podman.clone(), config.podman_args.clone());
         Ok(Self {
             env,
             config,
             job,
             podman,
+            response,
             notes,
         })
     }
 }
 
-/// [`JobEnv::trust_gitlab`] with the job description gitlab-runner wrote. Unreadable: nothing
-/// changes here (prepare, which needs the description, fails on it with the reason).
-pub fn trust_gitlab(job: &mut JobEnv) -> Vec<String> {
-    match job.job_response_file.as_deref().map(response::load) {
-        Some(Ok(r)) => job.trust_gitlab(&r.gitlab),
-        _ => Vec::new(),
-    }
+/// The job description gitlab-runner wrote, or an empty one when it gave none.
+pub fn load_response(job: &JobEnv) -> Result<JobResponse, String> {
+    job.job_response_file
+        .as_deref()
+        .map_or_else(|| Ok(JobResponse::default()), response::load)
 }
 
 /// Turn a phase result into the process exit code, writing `BUILD_EXIT_CODE_FILE` for build

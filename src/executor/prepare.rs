@@ -66,7 +66,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
             ctx.config.working_dir.display()
         ))
     })?;
-    let mut pull_auth = PullAuth::for_job(ctx, configured_auth, &response, &job_dir)?;
+    let mut pull_auth = PullAuth::for_job(ctx, configured_auth, response, &job_dir)?;
 
     let labels = ctx.job.labels(&unix_now().to_string());
     let image_info = ensure_image(&ctx.podman, &image, &image_pull, &mut pull_auth).await?;
@@ -270,12 +270,12 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     }
     if let Some(socket) = agent_socket {
         if !super::agent::wait_ready(&socket).await {
-            agent_did_not_start(ctx, &ctx.job.names.container).await?;
+            agent_did_not_start(ctx, &ctx.job.names.container, "job").await?;
         }
     }
     if let Some(socket) = helper_socket {
         if !super::agent::wait_ready(&socket).await {
-            agent_did_not_start(ctx, &helper_name).await?;
+            agent_did_not_start(ctx, &helper_name, "helper").await?;
         }
     }
     state.succeeded(); // pogo tui: prepare finished
@@ -283,12 +283,10 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
 }
 
 /// The job description, or an empty one when gitlab-runner gave none (older than 14.1).
-fn job_response(ctx: &Context) -> Result<JobResponse, Failure> {
-    match &ctx.job.job_response_file {
-        None => Ok(JobResponse::default()),
-        Some(path) => super::response::load(path)
-            .map_err(|e| Failure::system(format!("{e}; the job can be retried"))),
-    }
+fn job_response(ctx: &Context) -> Result<&JobResponse, Failure> {
+    ctx.response
+        .as_ref()
+        .map_err(|e| Failure::system(format!("{e}; the job can be retried")))
 }
 
 /// The description of the job's own image (not of a default image pogo picked).
@@ -1205,7 +1203,8 @@ async fn wait_for_services(ctx: &Context, ports: &[Vec<u16>]) -> Result<(), Fail
 
 /// The stage agent did not come up: stages can still use `podman exec` while the container
 /// runs; when it stopped with the agent (its main process), say so with its last output.
-async fn agent_did_not_start(ctx: &Context, container: &str) -> Result<(), Failure> {
+/// `role` names the container in messages: "job" or "helper".
+async fn agent_did_not_start(ctx: &Context, container: &str, role: &str) -> Result<(), Failure> {
     let running = ctx
         .podman
         .container_state(container)
@@ -1213,29 +1212,30 @@ async fn agent_did_not_start(ctx: &Context, container: &str) -> Result<(), Failu
         .map_err(Failure::system)?
         .is_some_and(|s| s.running);
     if running {
-        log_info("the stage agent did not start in the job container; stages use podman exec");
+        log_info(&format!(
+            "the stage agent did not start in the {role} container; its stages use podman exec"
+        ));
         return Ok(());
     }
-    let logs = ctx
-        .podman
-        .output(&args::logs(container))
-        .await
-        .map(|o| format!("{}{}", o.stdout, o.stderr))
-        .unwrap_or_default();
+    let logs = container_logs(ctx, container).await;
     Err(Failure::system(format!(
-        "the job container stopped at start: pogo's stage agent could not run in it ({}); \
+        "the {role} container stopped at start: pogo's stage agent could not run in it ({}); \
          set `stage_runner: exec` in the pogo config to run stages with podman exec",
         logs.trim().lines().last().unwrap_or("no output")
     )))
 }
 
-async fn service_failure(ctx: &Context, container: &str, image: &str, message: &str) -> Failure {
-    let logs = ctx
-        .podman
+/// What a container wrote (stdout, then stderr); empty when podman cannot say.
+async fn container_logs(ctx: &Context, container: &str) -> String {
+    ctx.podman
         .output(&args::logs(container))
         .await
         .map(|o| format!("{}{}", o.stdout, o.stderr))
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+async fn service_failure(ctx: &Context, container: &str, image: &str, message: &str) -> Failure {
+    let logs = container_logs(ctx, container).await;
     eprintln!(
         "--- last log lines of service {image} ---\n{}\n---",
         logs.trim_end()

@@ -278,11 +278,7 @@ pub(crate) const OUTPUT_CUT: &str = "the stage's output did not end with its pro
 /// The job's log copy, or a disabled one (with one warning) when it cannot be opened.
 pub(crate) fn open_log_copy(ctx: &Context) -> LogCopy {
     let dir = StateDir::new(state::state_dir(&ctx.config.working_dir, &ctx.env));
-    let masked = match ctx.job.job_response_file.as_deref() {
-        Some(path) => super::response::load(path).map(|r| r.masked),
-        None => Ok(Vec::new()),
-    };
-    let secrets: Vec<String> = match masked {
+    let secrets: Vec<String> = match ctx.response.as_ref().map(|r| &r.masked) {
         Ok(s) => s.iter().map(|v| v.expose().to_string()).collect(),
         Err(e) => {
             log_warning(&format!(
