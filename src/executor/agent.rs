@@ -81,16 +81,11 @@ pub fn prepare_socket_dir(dir: &Path) -> std::io::Result<()> {
             .create(parent)?;
         std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))?;
     }
+    // the parent exists by now: `recursive` only makes this one (or finds it there)
     std::fs::DirBuilder::new()
+        .recursive(true)
         .mode(0o777)
-        .create(dir)
-        .or_else(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })?;
+        .create(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))?;
     match std::fs::remove_file(dir.join(SOCKET_NAME)) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
