@@ -303,14 +303,7 @@ fn tagged_mount_is_only_in_matching_jobs_and_readonly_is_enforced() {
 fn untagged_mount_is_in_every_job_and_writable_by_default() {
     require_podman!();
     let host = tempfile::tempdir().unwrap();
-    let env = TestEnv::new(&PogoConfig {
-        mounts: vec![MountSpec {
-            volume: format!("{}:/mnt/shared", host.path().display()),
-            tags: vec![],
-            readonly: false,
-        }],
-        ..PogoConfig::default()
-    });
+    let env = TestEnv::new(&PogoConfig::mounting(host.path(), "/mnt/shared"));
     let job = env.job(&[], &["echo from-job > /mnt/shared/out.txt"]);
     let r = env.run(&job);
     assert_success(&r);
@@ -548,14 +541,7 @@ fn image_without_bash_fails_as_a_build_failure_that_says_so() {
 fn job_container_removed_from_outside_is_a_system_failure() {
     require_podman!();
     let sync = tempfile::tempdir().unwrap();
-    let env = TestEnv::new(&PogoConfig {
-        mounts: vec![MountSpec {
-            volume: format!("{}:/mnt/sync", sync.path().display()),
-            tags: vec![],
-            readonly: false,
-        }],
-        ..PogoConfig::default()
-    });
+    let env = TestEnv::new(&PogoConfig::mounting(sync.path(), "/mnt/sync"));
     let job = env.job(
         &[],
         &[

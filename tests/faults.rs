@@ -334,14 +334,7 @@ fn podman_failing_during_a_stage_is_a_system_failure_but_a_scripts_own_exit_125_
 /// the config while it runs.
 fn env_whose_jobs_edit_its_config() -> TestEnv {
     let env = TestEnv::new(&PogoConfig::default());
-    env.write_config(&PogoConfig {
-        mounts: vec![MountSpec {
-            volume: format!("{}:/cfg", env.dir.path().display()),
-            tags: Vec::new(),
-            readonly: false,
-        }],
-        ..PogoConfig::default()
-    });
+    env.write_config(&PogoConfig::mounting(env.dir.path(), "/cfg"));
     env
 }
 

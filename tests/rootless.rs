@@ -308,45 +308,8 @@ fn a_job_image_with_a_non_root_user_runs_with_rootless_podman() {
     let Some(r) = rootless_with_default_config() else {
         return;
     };
-    // the image, in the user's own storage: bash with USER 1000
-    let image = "localhost/pogo-test/rootless-user-1000-v1:latest";
-    if !r.env.podman.image_exists(image) {
-        let tmp = format!("pogo-test-build-rl-user-{}", unique_id());
-        let run = r.env.podman.output(&[
-            "run",
-            "--name",
-            &tmp,
-            "--network",
-            "none",
-            IMG_BASH,
-            "/bin/sh",
-            "-c",
-            "mkdir -p /home/app && chown 1000:1000 /home/app",
-        ]);
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
-        let commit = r.env.podman.output(&[
-            "commit",
-            "-q",
-            "--change",
-            "CMD [\"/bin/sh\"]",
-            "--change",
-            "USER 1000:1000",
-            "--change",
-            "WORKDIR /home/app",
-            &tmp,
-            image,
-        ]);
-        r.env.podman.output(&["rm", "-f", "-t", "0", &tmp]);
-        assert!(
-            commit.status.success(),
-            "{}",
-            String::from_utf8_lossy(&commit.stderr)
-        );
-    }
+    // the image, in the user's own storage
+    let image = non_root_image_in(&r.env.podman);
     let mut job = r.env.job(
         &["build"],
         &["echo \"uid=$(id -u)\"", "touch made-here && echo wrote"],

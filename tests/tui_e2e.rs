@@ -141,14 +141,7 @@ fn the_dashboard_shows_a_running_job_with_its_stage_and_live_log_and_reloads_the
     }
     // The job waits for the test's `go` file: it runs until the test has seen it running.
     let sync = tempfile::tempdir().unwrap();
-    let env = TestEnv::new(&PogoConfig {
-        mounts: vec![MountSpec {
-            volume: format!("{}:/mnt/sync", sync.path().display()),
-            tags: vec![],
-            readonly: false,
-        }],
-        ..PogoConfig::default()
-    });
+    let env = TestEnv::new(&PogoConfig::mounting(sync.path(), "/mnt/sync"));
     let t = Tmux::start(&pogo_tui(&env.config_path), &tui_env(), 120, 36);
     t.wait_for("the Jobs screen", LONG, |s| {
         s.contains("1 Jobs") && s.contains("2 Config")

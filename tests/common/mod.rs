@@ -671,6 +671,18 @@ fn q(s: &str) -> String {
 }
 
 impl PogoConfig {
+    /// The default config with `host` mounted writable at `at` in every job.
+    pub fn mounting(host: &Path, at: &str) -> Self {
+        PogoConfig {
+            mounts: vec![MountSpec {
+                volume: format!("{}:{at}", host.display()),
+                tags: vec![],
+                readonly: false,
+            }],
+            ..PogoConfig::default()
+        }
+    }
+
     /// This config with `yaml` (whole lines) appended to its `extra_yaml`.
     pub fn with_extra_yaml(self, yaml: &str) -> Self {
         PogoConfig {
@@ -1112,44 +1124,48 @@ static DERIVED_IMAGES: Mutex<()> = Mutex::new(());
 /// ...). Built once per machine (skipped when present, so change NAME when the recipe
 /// changes), by `podman run` + `podman commit`: offline, about a second.
 pub fn derived_image(name: &str, base: &str, setup: &str, changes: &[&str]) -> String {
+    derived_image_in(&PodmanCmd::default(), name, base, setup, changes)
+}
+
+/// [`derived_image`] in the storage `podman` uses (a rootless user's, say).
+pub fn derived_image_in(
+    podman: &PodmanCmd,
+    name: &str,
+    base: &str,
+    setup: &str,
+    changes: &[&str],
+) -> String {
     let image = format!("localhost/pogo-test/{name}:latest");
     let _guard = DERIVED_IMAGES.lock().unwrap_or_else(|e| e.into_inner());
-    if image_exists(&image) {
+    if podman.image_exists(&image) {
         return image;
     }
     let tmp = format!("pogo-test-build-{name}-{}", std::process::id());
-    let _ = Command::new("podman")
-        .args(["rm", "-f", "-t", "0", &tmp])
-        .output();
-    let out = Command::new("podman")
-        .args([
-            "run",
-            "--name",
-            &tmp,
-            "--network",
-            "none",
-            base,
-            "/bin/sh",
-            "-c",
-            setup,
-        ])
-        .output()
-        .unwrap();
+    let _ = podman.output(&["rm", "-f", "-t", "0", &tmp]);
+    let out = podman.output(&[
+        "run",
+        "--name",
+        &tmp,
+        "--network",
+        "none",
+        base,
+        "/bin/sh",
+        "-c",
+        setup,
+    ]);
     assert!(
         out.status.success(),
         "building {image}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut commit = Command::new("podman");
     // the setup command must not stay the image's CMD
-    commit.args(["commit", "-q", "--change", "CMD [\"/bin/sh\"]"]);
+    let mut commit = vec!["commit", "-q", "--change", "CMD [\"/bin/sh\"]"];
     for c in changes {
-        commit.arg("--change").arg(c);
+        commit.extend(["--change", c]);
     }
-    let out = commit.arg(&tmp).arg(&image).output().unwrap();
-    let _ = Command::new("podman")
-        .args(["rm", "-f", "-t", "0", &tmp])
-        .output();
+    commit.extend([tmp.as_str(), image.as_str()]);
+    let out = podman.output(&commit);
+    let _ = podman.output(&["rm", "-f", "-t", "0", &tmp]);
     assert!(
         out.status.success(),
         "committing {image}: {}",
@@ -1158,14 +1174,21 @@ pub fn derived_image(name: &str, base: &str, setup: &str, changes: &[&str]) -> S
     image
 }
 
-/// bash with `USER 1000:1000` (and a home it owns as WORKDIR), like many official images.
-pub fn non_root_image() -> String {
-    derived_image(
+/// bash with `USER 1000:1000` (and a home it owns as WORKDIR), like many official images, in
+/// the storage `podman` uses.
+pub fn non_root_image_in(podman: &PodmanCmd) -> String {
+    derived_image_in(
+        podman,
         "user-1000-v1",
         IMG_BASH,
         "mkdir -p /home/app && chown 1000:1000 /home/app",
         &["USER 1000:1000", "WORKDIR /home/app"],
     )
+}
+
+/// [`non_root_image_in`] root's storage.
+pub fn non_root_image() -> String {
+    non_root_image_in(&PodmanCmd::default())
 }
 
 // ---------------------------------------------------------------------------
