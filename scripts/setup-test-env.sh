@@ -53,11 +53,14 @@ DEBIAN_MIRROR=${POGO_TEST_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 # Debian packages, and a command or file that proves each is present on other distros.
 # netavark/aardvark-dns: the network stack the suite is measured on (without recommends, apt
-# may pick CNI instead); passt: podman 5's default rootless network (pasta); git, rpm (rpmspec)
-# and systemd (systemd-analyze): tests that check the sources, the RPM spec and the unit.
-REQUIRED_PACKAGES=(podman runc uidmap slirp4netns passt netavark aardvark-dns fuse-overlayfs
-                   catatonit busybox-static bash-static docker-registry apache2-utils tmux
-                   debootstrap git rpm systemd)
+# may pick CNI instead); iptables (netavark 1.4, Debian 12) and nftables (netavark 1.14, Debian
+# 13): netavark runs them for every container with a network and neither comes with it, so a
+# fresh machine failed every job with "netavark: No such file or directory"; passt: podman 5's
+# default rootless network (pasta); git, rpm (rpmspec) and systemd (systemd-analyze): tests
+# that check the sources, the RPM spec and the unit.
+REQUIRED_PACKAGES=(podman runc uidmap slirp4netns passt netavark aardvark-dns iptables nftables
+                   fuse-overlayfs catatonit busybox-static bash-static docker-registry
+                   apache2-utils tmux debootstrap git rpm systemd)
 
 # Applets the tests may rely on; the images link every applet busybox has, and
 # fail the build if one of these is missing.
@@ -96,6 +99,8 @@ missing_packages() {
     have newuidmap      || echo uidmap
     have slirp4netns    || echo slirp4netns
     have fuse-overlayfs || echo fuse-overlayfs
+    have iptables || [ -x /usr/sbin/iptables ] || echo iptables
+    have nft || [ -x /usr/sbin/nft ] || echo nftables
     have catatonit || [ -x /usr/libexec/podman/catatonit ] || echo catatonit
     [ -x "$BUSYBOX" ]     || echo busybox-static
     [ -x "$BASH_STATIC" ] || echo bash-static

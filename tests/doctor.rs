@@ -163,6 +163,7 @@ fn doctor_passes_the_podman_checks_on_this_machine_quickly() {
     for name in [
         "podman",
         "network",
+        "firewall",
         "storage",
         "/dev/net/tun",
         "gitlab-runner",

@@ -197,7 +197,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     let job_container = async {
         create(ctx, Kind::Container, spec.name, &argv)
             .await
-            .map_err(|e| Failure::system(format!("cannot start the job container: {e}")))
+            .map_err(|e| start_failure("start the job container", &e))
     };
 
     // The helper container: the same builds volume, cache and mounts; no tag arguments.
@@ -900,7 +900,7 @@ async fn start_services(
     let argv = args::pod_create(&pod, labels, &hosts);
     create(ctx, Kind::Pod, &pod, &argv)
         .await
-        .map_err(|e| Failure::system(format!("cannot create the job's pod: {e}")))?;
+        .map_err(|e| start_failure("create the job's pod", &e))?;
     for (i, (svc, env)) in ctx.job.services.iter().zip(envs).enumerate() {
         let name = ctx.job.names.service(i);
         // single-line variables go in a 0600 file of the job's private directory (never
@@ -940,7 +940,7 @@ async fn start_services(
         ));
         create(ctx, Kind::Container, &name, &argv)
             .await
-            .map_err(|e| Failure::system(format!("cannot start service {}: {e}", svc.name)))?;
+            .map_err(|e| start_failure(&format!("start service {}", svc.name), &e))?;
     }
     Ok(pod)
 }
@@ -1099,6 +1099,21 @@ async fn create_secret(
         }
         r => r.map(|_| ()),
     }
+}
+
+/// A container or pod podman could not start: a system failure, with what to do where the
+/// cause is known (netavark without iptables/nft: a fresh Debian's podman).
+fn start_failure(what: &str, err: &dyn std::fmt::Display) -> Failure {
+    let text = err.to_string();
+    let hint = if text.contains("netavark")
+        && (text.contains("No such file or directory") || text.contains("unable to execute"))
+    {
+        "; netavark (podman's network stack) cannot run iptables or nft: install them \
+         (Debian/Ubuntu: apt-get install iptables nftables); `pogo doctor` checks"
+    } else {
+        ""
+    };
+    Failure::system(format!("cannot {what}: {text}{hint}"))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -1377,6 +1392,23 @@ fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_netavark_without_iptables_or_nft_says_what_to_install() {
+        for err in [
+            "Error: netavark: No such file or directory (os error 2)",
+            "Error: netavark: nftables error: unable to execute nft",
+        ] {
+            let Failure::System(m) = start_failure("start the job container", &err) else {
+                panic!("not a system failure")
+            };
+            assert!(m.contains("apt-get install iptables nftables"), "{m}");
+        }
+        let Failure::System(m) = start_failure("start the job container", &"Error: other") else {
+            panic!("not a system failure")
+        };
+        assert_eq!(m, "cannot start the job container: Error: other");
+    }
 
     #[test]
     fn listening_sockets_are_read_from_proc_net_tcp() {

@@ -227,6 +227,17 @@ fn podman_checks(
         (None, false) => checks.push(ok("network", "slirp4netns/pasta not needed as root")),
     }
 
+    // netavark runs iptables or nft for every container with a network; neither comes with it.
+    let tools = ["iptables", "nft"].map(|t| {
+        find_in_path(t, env)
+            .or_else(|| Some(PathBuf::from(format!("/usr/sbin/{t}"))).filter(|p| p.exists()))
+    });
+    checks.push(firewall_check(
+        &s("/host/networkBackend"),
+        rootless,
+        tools.iter().flatten().next().map(PathBuf::as_path),
+    ));
+
     // Storage driver.
     match driver.as_str() {
         "vfs" => checks.push(warn(
@@ -390,6 +401,28 @@ fn rootless_checks(user: &UserInfo, env: &HashMap<String, String>) -> Vec<Check>
         ));
     }
     checks
+}
+
+/// netavark (podman's network stack) needs `iptables` (netavark 1.4) or `nft` (1.14), and
+/// installing podman and netavark without recommends brings neither: every container with a
+/// network then fails with `netavark: No such file or directory` (or `unable to execute nft`).
+fn firewall_check(backend: &str, rootless: bool, tool: Option<&Path>) -> Check {
+    const FIX: &str = "sudo apt-get install iptables nftables (Debian/Ubuntu) or sudo dnf install iptables-nft nftables (Fedora)";
+    match (backend, tool) {
+        ("netavark", Some(t)) => ok("firewall", format!("netavark can run {}", t.display())),
+        ("netavark", None) if rootless => warn(
+            "firewall",
+            "netavark finds neither iptables nor nft: containers on a podman network (--network NAME in extra_arguments) will fail",
+            FIX,
+        ),
+        ("netavark", None) => fail(
+            "firewall",
+            "netavark finds neither iptables nor nft: every job fails with `netavark: No such file or directory`",
+            FIX,
+        ),
+        ("", _) => ok("firewall", "podman did not name its network backend"),
+        (other, _) => ok("firewall", format!("network backend {other}")),
+    }
 }
 
 fn linger_check(user: &UserInfo, linger: (Option<bool>, String)) -> Check {
@@ -897,6 +930,21 @@ mod tests {
         );
         cfg.helper_image = Some("localhost/helper:1".into());
         assert!(helper_image_check(&cfg).fix.is_none());
+    }
+
+    #[test]
+    fn netavark_without_iptables_or_nft_fails_as_root_and_warns_rootless() {
+        let nft = Path::new("/usr/sbin/nft");
+        assert_eq!(firewall_check("netavark", false, None).status, Status::Fail);
+        assert!(firewall_check("netavark", false, None)
+            .fix
+            .is_some_and(|f| f.contains("apt-get install iptables nftables")));
+        assert_eq!(firewall_check("netavark", true, None).status, Status::Warn);
+        assert_eq!(
+            firewall_check("netavark", false, Some(nft)).status,
+            Status::Ok
+        );
+        assert_eq!(firewall_check("cni", false, None).status, Status::Ok);
     }
 
     #[test]
