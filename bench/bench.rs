@@ -1027,7 +1027,7 @@ impl Bench {
         let vars = self.variables(&job, builds_dir, &project_dir);
         let env = dedup_env(self.driver(path).phase_env_list(&tmp, &job_env, &vars, ""));
         let env_map: HashMap<String, String> = env.iter().cloned().collect();
-        let names = pogo::executor::env::JobEnv::from_env(&env_map)
+        let names = pogo::executor::env::JobEnv::from_env(&env_map, None)
             .map_err(|e| anyhow!("the probe's environment: {e}"))?
             .names;
 

@@ -200,7 +200,9 @@ fn cleanup_phase(flag: Option<&Path>, env: &HashMap<String, String>) -> Result<(
     let rt = runtime()?;
     match Context::load(flag, env.clone()) {
         Ok(ctx) => rt.block_on(cleanup::run(&ctx)),
-        Err(Failure::System(m)) if JobEnv::from_env(env).is_ok() => {
+        // only with the names the config phase passed on (or the description's): never by
+        // values the job's variables can set
+        Err(Failure::System(m)) if fallback_job(env).is_some() => {
             // the podman the job started with, as the config phase passed it on
             let (bin, args) = executor::env::job_podman(env)
                 .unwrap_or_else(|| ("podman".to_string(), Vec::new()));
@@ -208,7 +210,7 @@ fn cleanup_phase(flag: Option<&Path>, env: &HashMap<String, String>) -> Result<(
                 "{m}; cleaning up with `{}`",
                 shell_words::join(std::iter::once(&bin).chain(&args))
             ));
-            let job = JobEnv::from_env(env).map_err(Failure::system)?;
+            let job = fallback_job(env).ok_or_else(|| Failure::system(m.clone()))?;
             let podman = Podman::new(bin, args);
             let mut errors = rt.block_on(cleanup::remove_job(
                 &podman,
@@ -229,6 +231,12 @@ fn cleanup_phase(flag: Option<&Path>, env: &HashMap<String, String>) -> Result<(
         }
         Err(e) => Err(e),
     }
+}
+
+/// The job as cleanup's fallback sees it: the config phase's names, else the description's.
+fn fallback_job(env: &HashMap<String, String>) -> Option<JobEnv> {
+    let response = executor::load_response(env).ok();
+    JobEnv::from_env(env, response.as_ref()).ok()
 }
 
 fn gc_command(flag: Option<&Path>, env: &HashMap<String, String>, args: GcArgs) -> i32 {

@@ -721,7 +721,7 @@ fn a_multi_line_service_variable_reaches_the_service_through_a_podman_secret_tha
     let log = plain_log(&r);
     assert!(log.contains(&format!("\n[{cert}]|{plain}\n")), "{log}");
     // the secret went with the job
-    let key = format!("pogo-pogotest-{}-0", job.id);
+    let key = expected_job_key(&job);
     let listed = env.podman.secret_names();
     assert!(
         !listed.iter().any(|n| n.contains(&key)),
@@ -794,9 +794,9 @@ fn hostile_image_and_service_names_are_refused_before_podman_runs() {
     env.assert_no_leftovers();
 }
 
-/// The job container's name for `job` as the test driver runs it (runner `pogotest`, slot 0).
-fn build_container_name(job_id: u64) -> String {
-    format!("pogo-pogotest-{job_id}-0-build")
+/// The job container's name for `job` as the test driver runs it.
+fn build_container_name(job: &pogo::driver::Job) -> String {
+    format!("{}-build", expected_job_key(job))
 }
 
 #[test]
@@ -804,7 +804,7 @@ fn leftover_container_of_an_earlier_attempt_is_replaced() {
     require_podman!();
     let env = TestEnv::new(&PogoConfig::default());
     let job = env.job(&[], &["echo fresh-container"]);
-    let name = build_container_name(job.id);
+    let name = build_container_name(&job);
     // what a pogo killed half-way through prepare leaves behind
     let out = env.podman.output(&[
         "run",
@@ -834,7 +834,7 @@ fn same_named_container_pogo_did_not_create_is_never_removed() {
     require_podman!();
     let env = TestEnv::new(&PogoConfig::default());
     let job = env.job(&[], &["echo never-runs"]);
-    let name = build_container_name(job.id);
+    let name = build_container_name(&job);
     let out = env
         .podman
         .output(&["run", "-d", "--name", &name, IMG_BASH, "sleep", "300"]);
@@ -980,5 +980,78 @@ fn a_job_image_with_a_non_root_user_runs_its_script_as_that_user() {
     assert!(log.contains("\nuid=1000\n"), "{log}");
     assert!(log.contains("\nsecond-stage-ok\n"), "{log}");
     assert!(log.contains("\nafter uid=1000\n"), "{log}");
+    env.assert_no_leftovers();
+}
+
+/// A job of another project that sets `variables: {CI_JOB_ID: <a running job's id>}` (same
+/// runner, same slot) once made pogo remove the running job's container "as a leftover" and
+/// run the rest of that job's stages, secrets and all, in its own. The victim now runs to the
+/// end in its own container and the pretender in another.
+#[test]
+fn a_job_claiming_a_running_jobs_id_cannot_remove_or_take_over_that_jobs_container() {
+    require_podman!();
+    let shared = tempfile::tempdir().unwrap();
+    let env = TestEnv::new(&PogoConfig::mounting(shared.path(), "/shared"));
+    let (waiting, go) = (
+        shared.path().join("victim-waiting"),
+        shared.path().join("go"),
+    );
+    let mut victim = env.job(
+        &[],
+        &[
+            "echo victim-secret-$CI_JOB_ID > /tmp/victim-marker",
+            "touch /shared/victim-waiting",
+            "for i in $(seq 1200); do test -e /shared/go && break; sleep 0.1; done",
+            "test -e /shared/go || { echo never told to go; exit 3; }",
+            "cat /tmp/victim-marker",
+        ],
+    );
+    victim.after_script = vec!["cat /tmp/victim-marker | sed s/^/after-/".into()];
+    let victim_id = victim.id;
+    let mut pretender = env.job(
+        &[],
+        &[
+            "test ! -e /tmp/victim-marker && echo pretender-in-a-container-of-its-own",
+            "echo pretender-ran",
+        ],
+    );
+    pretender
+        .variables
+        .push(Variable::new("CI_JOB_ID", victim_id.to_string()));
+    let (victim_result, pretender_result) = std::thread::scope(|s| {
+        let victim_run = s.spawn(|| env.run(&victim));
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while !waiting.exists() && Instant::now() < deadline && !victim_run.is_finished() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let pretender_result = env.run(&pretender);
+        std::fs::write(&go, "").unwrap();
+        (victim_run.join().unwrap(), pretender_result)
+    });
+    assert_success(&pretender_result);
+    let log = plain_log(&pretender_result);
+    assert!(
+        log.contains("\npretender-in-a-container-of-its-own\n"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "the job's variables set CI_JOB_ID to \"{victim_id}\""
+        )),
+        "{log}"
+    );
+    assert!(!log.contains("removing a leftover"), "{log}");
+    assert_ne!(job_key(&pretender_result), job_key(&victim_result));
+
+    assert_success(&victim_result);
+    let log = plain_log(&victim_result);
+    assert!(
+        log.contains(&format!("\nvictim-secret-{victim_id}\n")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("\nafter-victim-secret-{victim_id}\n")),
+        "{log}"
+    );
     env.assert_no_leftovers();
 }

@@ -270,7 +270,7 @@ fn a_full_disk_for_the_log_copy_does_not_affect_the_job() {
         ],
     );
     // every write of the log copy fails with ENOSPC, as on a full disk
-    let key = format!("pogo-pogotest-{}-0", job.id);
+    let key = expected_job_key(&job);
     std::os::unix::fs::symlink("/dev/full", state_dir.path().join(format!("{key}.log"))).unwrap();
     let r = env.run(&job);
     assert_success(&r);
@@ -355,7 +355,7 @@ fn cleanup_with_a_config_broken_mid_job_still_removes_the_containers_and_private
         &[],
         &["printf 'mountz: [\\n' >> /cfg/pogo.yaml", "echo broke-it"],
     );
-    let key = format!("pogo-pogotest-{}-0", job.id);
+    let key = expected_job_key(&job);
     let r = env.run(&job);
     assert!(plain_log(&r).contains("\nbroke-it\n"), "{}", r.log);
     assert!(
@@ -380,7 +380,7 @@ fn working_dir_edited_mid_job_still_finds_and_removes_the_jobs_files() {
             elsewhere.display()
         )],
     );
-    let key = format!("pogo-pogotest-{}-0", job.id);
+    let key = expected_job_key(&job);
     let r = env.run(&job);
     assert_success(&r);
     let cfg = std::fs::read_to_string(&env.config_path).unwrap();

@@ -92,10 +92,10 @@ pub fn run(config_flag: Option<&Path>, env: &HashMap<String, String>) -> Result<
             "{e}\n(fix the pogo config; `pogo print` shows what pogo reads)"
         ))
     })?;
-    let mut job = JobEnv::from_env(env).map_err(Failure::system)?;
-    if let Ok(r) = super::load_response(&job) {
-        job.trust_gitlab(&r.gitlab);
-    }
+    // the job's names come from the description (its `id` and `token`), never from
+    // variables a job can set: a description that cannot be read fails the phase
+    let response = super::load_response(env).map_err(Failure::system)?;
+    let job = JobEnv::from_env(env, Some(&response)).map_err(Failure::system)?;
     let tags = job_tags(&job)?;
     let out = output(&config, &job, &tags, &hostname());
     let json = serde_json::to_string(&out).map_err(Failure::system)?;
@@ -118,7 +118,8 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         let cfg = config::finalize(config::RawConfig::default(), None, &env).unwrap();
-        let job = JobEnv::from_env(&env).unwrap();
+        let described = crate::executor::response::parse(r#"{"id":42,"token":"t"}"#).unwrap();
+        let job = JobEnv::from_env(&env, Some(&described)).unwrap();
         let out = output(&cfg, &job, &["a".into(), "b".into()], "host1");
         let v = serde_json::to_value(&out).unwrap();
         assert_eq!(v["builds_dir"], "/builds");
@@ -126,7 +127,13 @@ mod tests {
         assert_eq!(v["driver"]["name"], "pogo");
         assert_eq!(v["shell"], "bash");
         assert_eq!(v["job_env"]["POGO_JOB_TAGS"], r#"["a","b"]"#);
-        assert_eq!(v["job_env"]["POGO_JOB_CONTAINER"], "pogo-abc-42-0-build");
+        assert_eq!(
+            v["job_env"]["POGO_JOB_CONTAINER"],
+            format!(
+                "pogo-abc-42-0-{}-build",
+                crate::executor::response::token_fingerprint("t")
+            )
+        );
         assert_eq!(v["job_env"]["POGO_JOB_PODMAN"], "podman");
         assert_eq!(v["job_env"]["POGO_JOB_PODMAN_ARGS"], "[]");
     }
@@ -139,6 +146,7 @@ mod tests {
         let env: HashMap<String, String> = [
             ("CUSTOM_ENV_CI_JOB_ID", "42"),
             ("HOME", "/h"),
+            (env::JOB_KEY, "pogo-r-42-0-ab"),
             (env::JOB_PODMAN, "/opt/podman"),
             (env::JOB_PODMAN_ARGS, r#"["--root","/srv/storage"]"#),
         ]

@@ -112,6 +112,21 @@ pub struct JobEnv {
     /// `tls-ca-file`, or the chain it saw); a file variable, so the text itself.
     pub tls_ca: Option<String>,
     pub names: Names,
+    /// For the job log (prepare says them): where pogo went by GitLab's values over the job's.
+    pub notes: Vec<String>,
+}
+
+/// What [`JobEnv::from_env`] reports missing when it has neither the config phase's names
+/// nor a job description with an id.
+pub const JOB_DESCRIPTION: &str =
+    "JOB_RESPONSE_FILE (the job description gitlab-runner 14.1 and later writes; pogo takes \
+     the job's identity from it, never from CUSTOM_ENV_CI_JOB_ID, which a job can set)";
+
+/// `JOB_RESPONSE_FILE`, when set.
+pub fn job_response_file(env: &HashMap<String, String>) -> Option<PathBuf> {
+    env.get("JOB_RESPONSE_FILE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 /// Names of what pogo creates for one job: unique per runner + job + concurrency slot.
@@ -124,13 +139,21 @@ pub struct Names {
 }
 
 impl Names {
-    pub fn new(runner: &str, job_id: &str, slot: &str) -> Self {
-        let key = format!(
-            "pogo-{}-{}-{}",
+    /// `runner` and `slot` are the job's variables (readable, but a job can set them);
+    /// `job_id` and `fingerprint` come from the job description and make the key the job's
+    /// alone (see [`super::response::JobIdentity`]).
+    pub fn new(runner: &str, job_id: &str, slot: &str, fingerprint: &str) -> Self {
+        Self::from_key(format!(
+            "pogo-{}-{}-{}-{}",
             sanitize_name(runner, "runner"),
             sanitize_name(job_id, "job"),
-            sanitize_name(slot, "0")
-        );
+            sanitize_name(slot, "0"),
+            sanitize_name(fingerprint, "0")
+        ))
+    }
+
+    /// The names of a job whose key is known.
+    pub fn from_key(key: String) -> Self {
         Self {
             container: format!("{key}-build"),
             pod: format!("{key}-pod"),
@@ -218,10 +241,21 @@ pub fn failure_codes(env: &HashMap<String, String>) -> (i32, i32) {
 }
 
 impl JobEnv {
-    pub fn from_env(env: &HashMap<String, String>) -> Result<Self, EnvError> {
-        let job_id = custom(env, "CI_JOB_ID")
-            .ok_or(EnvError::Missing("CUSTOM_ENV_CI_JOB_ID"))?
-            .to_string();
+    /// The job as gitlab-runner describes it: `described` is the job description
+    /// (`JOB_RESPONSE_FILE`), `None` when it could not be read. Every value pogo names, finds
+    /// or decides anything by comes from the description where it has one (see
+    /// [`Self::trust_gitlab`]); the names come from the config phase (`POGO_JOB_KEY`, computed
+    /// there from the description) or from the description's `id` and `token`. Without either
+    /// this fails: a job sets `CUSTOM_ENV_CI_JOB_ID` to what it likes.
+    pub fn from_env(
+        env: &HashMap<String, String>,
+        described: Option<&super::response::JobResponse>,
+    ) -> Result<Self, EnvError> {
+        let identity = described.and_then(|r| r.identity.as_ref());
+        let job_id = match identity {
+            Some(i) => i.id.clone(),
+            None => custom(env, "CI_JOB_ID").unwrap_or("").to_string(),
+        };
         let services = match custom(env, "CI_JOB_SERVICES") {
             None => Vec::new(),
             Some(json) => serde_json::from_str(json).map_err(|e| EnvError::Invalid {
@@ -240,30 +274,36 @@ impl JobEnv {
             .unwrap_or("local")
             .to_string();
         let slot = custom(env, "CI_CONCURRENT_ID").unwrap_or("0").to_string();
-        let computed = Names::new(&runner, &job_id, &slot);
-        let names = Names {
-            key: env.get(JOB_KEY).cloned().unwrap_or(computed.key),
-            container: env
-                .get(JOB_CONTAINER)
-                .cloned()
-                .unwrap_or(computed.container),
-            pod: env.get(JOB_POD).cloned().unwrap_or(computed.pod),
+        let names = match (env.get(JOB_KEY).filter(|k| !k.is_empty()), identity) {
+            (Some(key), _) => {
+                let computed = Names::from_key(key.clone());
+                Names {
+                    container: env
+                        .get(JOB_CONTAINER)
+                        .cloned()
+                        .unwrap_or(computed.container),
+                    pod: env.get(JOB_POD).cloned().unwrap_or(computed.pod),
+                    key: computed.key,
+                }
+            }
+            (None, Some(i)) => Names::new(&runner, &i.id, &slot, &i.fingerprint),
+            (None, None) => return Err(EnvError::Missing(JOB_DESCRIPTION)),
         };
         let get = |k: &str| custom(env, k).unwrap_or("").to_string();
-        Ok(Self {
+        let mut job = Self {
             build_failure_exit_code: exit_code(env, "BUILD_FAILURE_EXIT_CODE", 1)?,
             system_failure_exit_code: exit_code(env, "SYSTEM_FAILURE_EXIT_CODE", 2)?,
             build_exit_code_file: env
                 .get("BUILD_EXIT_CODE_FILE")
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
-            job_response_file: env
-                .get("JOB_RESPONSE_FILE")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from),
+            job_response_file: job_response_file(env),
             job_name: get("CI_JOB_NAME"),
             job_url: get("CI_JOB_URL"),
-            job_token: Secret::new(get("CI_JOB_TOKEN")),
+            job_token: match identity {
+                Some(i) => i.token.clone(),
+                None => Secret::new(get("CI_JOB_TOKEN")),
+            },
             api_url: get("CI_API_V4_URL"),
             image: custom(env, "CI_JOB_IMAGE").map(str::to_string),
             services,
@@ -283,13 +323,27 @@ impl JobEnv {
                 .map(str::to_string),
             names,
             job_id,
-        })
+            notes: Vec::new(),
+        };
+        if let Some(r) = described {
+            job.notes = job.trust_gitlab(&r.gitlab);
+            if let Some(i) = identity {
+                if let Some(claimed) = custom(env, "CI_JOB_ID").filter(|c| *c != i.id) {
+                    job.notes.push(format!(
+                        "the job's variables set CI_JOB_ID to {claimed:?}; pogo goes by GitLab's \
+                         {:?} to name and find the job's containers",
+                        i.id
+                    ));
+                }
+            }
+        }
+        Ok(job)
     }
 
-    /// Take the project and API URL GitLab set (see [`super::response::GitLabSet`]) over what
-    /// the environment says when the job's own variables changed them; a note for the job log
-    /// for each one changed.
-    pub fn trust_gitlab(&mut self, set: &super::response::GitLabSet) -> Vec<String> {
+    /// Take what GitLab set (see [`super::response::GitLabSet`]) over what the environment
+    /// says when the job's own variables changed it; a note for the job log for each change
+    /// that matters to what pogo does (project and API URL; the others only label).
+    fn trust_gitlab(&mut self, set: &super::response::GitLabSet) -> Vec<String> {
         let mut notes = Vec::new();
         for (key, mine, gitlabs) in [
             ("CI_PROJECT_PATH", &mut self.project_path, &set.project_path),
@@ -302,6 +356,18 @@ impl JobEnv {
                 ));
                 *mine = g.clone();
             }
+        }
+        for (mine, gitlabs) in [
+            (&mut self.job_name, &set.job_name),
+            (&mut self.job_url, &set.job_url),
+            (&mut self.pipeline_id, &set.pipeline_id),
+        ] {
+            if let Some(g) = gitlabs {
+                mine.clone_from(g);
+            }
+        }
+        if let Some(t) = set.timeout_secs {
+            self.timeout_secs = t;
         }
         notes
     }
@@ -353,14 +419,19 @@ mod tests {
             .collect()
     }
 
+    /// A job description with GitLab's `id` and `token` (and variables, GitLab's first).
+    fn described(json: &str) -> super::super::response::JobResponse {
+        super::super::response::parse(json).unwrap()
+    }
+
+    fn job(pairs: &[(&str, &str)]) -> Result<JobEnv, EnvError> {
+        JobEnv::from_env(&env(pairs), Some(&described(r#"{"id":7,"token":"t"}"#)))
+    }
+
     #[test]
     fn services_json_from_gitlab_runner_docs_parses() {
         let json = r#"[{"name":"redis:latest","alias":"","entrypoint":null,"command":null},{"name":"my-postgres:9.4","alias":"pg","entrypoint":["path","to","entrypoint"],"command":["path","to","cmd"],"variables":{"POSTGRES_DB":"mydb"}}]"#;
-        let e = JobEnv::from_env(&env(&[
-            ("CUSTOM_ENV_CI_JOB_ID", "7"),
-            ("CUSTOM_ENV_CI_JOB_SERVICES", json),
-        ]))
-        .unwrap();
+        let e = job(&[("CUSTOM_ENV_CI_JOB_SERVICES", json)]).unwrap();
         assert_eq!(e.services.len(), 2);
         assert_eq!(e.services[1].alias, "pg");
         assert_eq!(e.services[1].entrypoint.as_deref().unwrap()[0], "path");
@@ -369,22 +440,86 @@ mod tests {
 
     #[test]
     fn empty_services_string_means_no_services() {
-        let e = JobEnv::from_env(&env(&[
-            ("CUSTOM_ENV_CI_JOB_ID", "7"),
-            ("CUSTOM_ENV_CI_JOB_SERVICES", ""),
-        ]))
-        .unwrap();
+        let e = job(&[("CUSTOM_ENV_CI_JOB_SERVICES", "")]).unwrap();
         assert!(e.services.is_empty());
     }
 
     #[test]
-    fn names_are_unique_per_runner_job_and_slot() {
-        let a = Names::new("abc", "10", "0");
-        let b = Names::new("abc", "10", "1");
-        let c = Names::new("abd", "10", "0");
+    fn names_are_unique_per_runner_job_slot_and_token() {
+        let a = Names::new("abc", "10", "0", "f00d");
+        let b = Names::new("abc", "10", "1", "f00d");
+        let c = Names::new("abd", "10", "0", "f00d");
+        let d = Names::new("abc", "10", "0", "beef");
         assert_ne!(a.container, b.container);
         assert_ne!(a.container, c.container);
-        assert_eq!(a.key, "pogo-abc-10-0");
+        assert_ne!(a.container, d.container);
+        assert_eq!(a.key, "pogo-abc-10-0-f00d");
+    }
+
+    /// A job of another project that sets `variables: {CI_JOB_ID: <a running job's id>}` (and
+    /// the runner's short token and slot) gets names of its own: the id comes from the job
+    /// description, and the key carries a fingerprint of the job's own token.
+    #[test]
+    fn a_job_that_claims_another_jobs_id_gets_names_of_its_own() {
+        let victim = JobEnv::from_env(
+            &env(&[
+                ("CUSTOM_ENV_CI_JOB_ID", "100"),
+                ("CUSTOM_ENV_CI_RUNNER_SHORT_TOKEN", "r1"),
+                ("CUSTOM_ENV_CI_CONCURRENT_ID", "0"),
+            ]),
+            Some(&described(r#"{"id":100,"token":"glcbt-victim"}"#)),
+        )
+        .unwrap();
+        let pretender_env = env(&[
+            ("CUSTOM_ENV_CI_JOB_ID", "100"),
+            ("CUSTOM_ENV_CI_RUNNER_SHORT_TOKEN", "r1"),
+            ("CUSTOM_ENV_CI_CONCURRENT_ID", "0"),
+        ]);
+        let pretender = JobEnv::from_env(
+            &pretender_env,
+            Some(&described(
+                r#"{"id":200,"token":"glcbt-pretender","variables":[
+                    {"key":"CI_JOB_ID","value":"200"},{"key":"CI_JOB_ID","value":"100"}]}"#,
+            )),
+        )
+        .unwrap();
+        assert_eq!(pretender.job_id, "200");
+        assert_ne!(pretender.names.key, victim.names.key);
+        assert!(pretender.notes[0].contains("set CI_JOB_ID to \"100\""));
+        // the same id on another GitLab instance: another token, another key
+        let same_id_elsewhere = JobEnv::from_env(
+            &pretender_env,
+            Some(&described(r#"{"id":100,"token":"glcbt-other-instance"}"#)),
+        )
+        .unwrap();
+        assert_ne!(same_id_elsewhere.names.key, victim.names.key);
+        // without a description (nor the config phase's names) there are no names at all
+        assert_eq!(
+            JobEnv::from_env(&pretender_env, None).unwrap_err(),
+            EnvError::Missing(JOB_DESCRIPTION)
+        );
+    }
+
+    #[test]
+    fn labels_carry_gitlabs_job_values_not_the_jobs_overrides() {
+        let e = JobEnv::from_env(
+            &env(&[
+                ("CUSTOM_ENV_CI_JOB_NAME", "\x1b]0;owned\x07deploy"),
+                ("CUSTOM_ENV_CI_JOB_URL", "https://evil.example/x"),
+                ("CUSTOM_ENV_CI_PIPELINE_ID", "1"),
+                ("CUSTOM_ENV_CI_JOB_TIMEOUT", "1"),
+            ]),
+            Some(&described(
+                r#"{"id":7,"token":"t","job_info":{"name":"build"},"runner_info":{"timeout":900},
+                   "variables":[{"key":"CI_JOB_URL","value":"https://gitlab.example/g/p/-/jobs/7"},
+                                {"key":"CI_PIPELINE_ID","value":"55"}]}"#,
+            )),
+        )
+        .unwrap();
+        assert_eq!(e.job_name, "build");
+        assert_eq!(e.job_url, "https://gitlab.example/g/p/-/jobs/7");
+        assert_eq!(e.pipeline_id, "55");
+        assert_eq!(e.timeout_secs, 900);
     }
 
     #[test]
@@ -407,51 +542,48 @@ mod tests {
 
     #[test]
     fn hostile_values_cannot_shape_names() {
-        let n = Names::new("--privileged", "$(touch /tmp/x)", "../../1");
-        assert_eq!(n.key, "pogo-privileged-touchtmpx-1");
+        let n = Names::new("--privileged", "$(touch /tmp/x)", "../../1", "ab");
+        assert_eq!(n.key, "pogo-privileged-touchtmpx-1-ab");
         assert!(!n.container.contains('/'));
-        assert_eq!(Names::new("", "", "").key, "pogo-runner-job-0");
+        assert_eq!(Names::new("", "", "", "").key, "pogo-runner-job-0-0");
     }
 
     #[test]
     fn job_env_from_config_phase_wins_over_recomputation() {
-        let e = JobEnv::from_env(&env(&[
-            ("CUSTOM_ENV_CI_JOB_ID", "7"),
+        let e = job(&[
             (JOB_TAGS, r#"["a","b c"]"#),
+            (JOB_KEY, "pogo-given"),
             (JOB_CONTAINER, "given"),
-        ]))
+        ])
         .unwrap();
         assert_eq!(e.tags, Some(vec!["a".to_string(), "b c".to_string()]));
         assert_eq!(e.names.container, "given");
+        assert_eq!(e.names.pod, "pogo-given-pod");
     }
 
     #[test]
     fn custom_exit_codes_are_honoured_and_garbage_is_an_error() {
-        let e = JobEnv::from_env(&env(&[
-            ("CUSTOM_ENV_CI_JOB_ID", "7"),
+        let e = job(&[
             ("BUILD_FAILURE_EXIT_CODE", "11"),
             ("SYSTEM_FAILURE_EXIT_CODE", "12"),
-        ]))
+        ])
         .unwrap();
         assert_eq!(
             (e.build_failure_exit_code, e.system_failure_exit_code),
             (11, 12)
         );
-        assert!(JobEnv::from_env(&env(&[
-            ("CUSTOM_ENV_CI_JOB_ID", "7"),
-            ("BUILD_FAILURE_EXIT_CODE", "x")
-        ]))
-        .is_err());
+        assert!(job(&[("BUILD_FAILURE_EXIT_CODE", "x")]).is_err());
     }
 
     #[test]
     fn the_job_token_never_shows_in_debug_output() {
-        let e = JobEnv::from_env(&env(&[
-            ("CUSTOM_ENV_CI_JOB_ID", "7"),
-            ("CUSTOM_ENV_CI_JOB_TOKEN", "glcbt-secret"),
-        ]))
+        let e = JobEnv::from_env(
+            &env(&[("CUSTOM_ENV_CI_JOB_TOKEN", "glcbt-forged")]),
+            Some(&described(r#"{"id":7,"token":"glcbt-secret"}"#)),
+        )
         .unwrap();
         assert!(!format!("{e:?}").contains("glcbt-secret"));
+        // GitLab's token (the description's), not one the job's variables set
         assert_eq!(e.job_token.expose(), "glcbt-secret");
     }
 

@@ -90,13 +90,11 @@ impl Context {
             config.podman = bin;
             config.podman_args = args;
         }
-        let mut job = JobEnv::from_env(&env).map_err(Failure::system)?;
-        let response = load_response(&job);
-        let notes = match &response {
-            Ok(r) => job.trust_gitlab(&r.gitlab),
-            // prepare, which needs the description, fails on it with the reason
-            Err(_) => Vec::new(),
-        };
+        // prepare, which needs the description, fails on it with the reason; later phases
+        // go by the names the config phase passed on
+        let response = load_response(&env);
+        let job = JobEnv::from_env(&env, response.as_ref().ok()).map_err(Failure::system)?;
+        let notes = job.notes.clone();
         let podman = Podman::new(config.podman.clone(), config.podman_args.clone());
         Ok(Self {
             env,
@@ -109,9 +107,9 @@ impl Context {
     }
 }
 
-/// The job description gitlab-runner wrote, or an empty one when it gave none.
-pub fn load_response(job: &JobEnv) -> Result<JobResponse, String> {
-    job.job_response_file
+/// The job description gitlab-runner wrote, or an empty one (no identity) when it gave none.
+pub fn load_response(env: &HashMap<String, String>) -> Result<JobResponse, String> {
+    env::job_response_file(env)
         .as_deref()
         .map_or_else(|| Ok(JobResponse::default()), response::load)
 }

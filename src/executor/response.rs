@@ -19,6 +19,46 @@ pub struct JobResponse {
     pub masked: Vec<Secret>,
     /// What GitLab itself says of the job, where the job's own variables cannot change it.
     pub gitlab: GitLabSet,
+    /// Who the job is: from the description's own fields, which no variable can change.
+    /// `None` when the description has no `id` (not one gitlab-runner wrote).
+    pub identity: Option<JobIdentity>,
+}
+
+/// The job's identity, from the job description's own `id` and `token` fields: pogo names
+/// and finds everything it makes for a job by this, never by `CUSTOM_ENV_CI_JOB_ID` (a job
+/// may set `variables: {CI_JOB_ID: …}` to any value, another running job's id included).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct JobIdentity {
+    /// GitLab's job id (`id`): unique on one GitLab instance.
+    pub id: String,
+    /// The job token GitLab issued for this job alone (`token`): what pogo asks GitLab with.
+    pub token: Secret,
+    /// 8 hex digits of SHA-256 over a pogo prefix and the job token: part of every name pogo
+    /// gives the job's objects, so that a job of another GitLab instance with the same id, or
+    /// any job that does not hold this token, can never name (and so replace or remove) them.
+    /// A prefix of a hash of a random token says nothing usable about the token.
+    pub fingerprint: String,
+}
+
+impl std::fmt::Debug for JobIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobIdentity")
+            .field("id", &self.id)
+            .field("token", &self.token)
+            .field("fingerprint", &self.fingerprint)
+            .finish()
+    }
+}
+
+/// The fingerprint of a job token (see [`JobIdentity::fingerprint`]).
+pub fn token_fingerprint(token: &str) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"pogo job key\0");
+    ctx.update(token.as_bytes());
+    ctx.finish().as_ref()[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Predefined variables pogo decides by, as GitLab set them. GitLab sends its predefined
@@ -31,6 +71,12 @@ pub struct JobResponse {
 pub struct GitLabSet {
     pub api_url: Option<String>,
     pub project_path: Option<String>,
+    /// `job_info.name`, else the first `CI_JOB_NAME`.
+    pub job_name: Option<String>,
+    pub job_url: Option<String>,
+    pub pipeline_id: Option<String>,
+    /// `runner_info.timeout` (seconds; GitLab's, with the runner's maximum applied), when set.
+    pub timeout_secs: Option<u64>,
 }
 
 /// `image:` or one entry of `services:`.
@@ -59,6 +105,14 @@ pub struct Credential {
 #[derive(Deserialize)]
 struct Raw {
     #[serde(default)]
+    id: Option<u64>,
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    job_info: Option<RawJobInfo>,
+    #[serde(default)]
+    runner_info: Option<RawRunnerInfo>,
+    #[serde(default)]
     image: Option<RawImage>,
     #[serde(default)]
     services: Option<Vec<RawImage>>,
@@ -66,6 +120,18 @@ struct Raw {
     credentials: Option<Vec<RawCredential>>,
     #[serde(default)]
     variables: Option<Vec<RawVariable>>,
+}
+
+#[derive(Deserialize)]
+struct RawJobInfo {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawRunnerInfo {
+    #[serde(default)]
+    timeout: Option<u64>,
 }
 
 // No Debug: it holds the values.
@@ -150,8 +216,24 @@ pub fn parse(text: &str) -> Result<JobResponse, String> {
     let gitlab = GitLabSet {
         api_url: first("CI_API_V4_URL"),
         project_path: first("CI_PROJECT_PATH"),
+        job_name: raw
+            .job_info
+            .and_then(|i| i.name)
+            .or_else(|| first("CI_JOB_NAME")),
+        job_url: first("CI_JOB_URL"),
+        pipeline_id: first("CI_PIPELINE_ID"),
+        timeout_secs: raw.runner_info.and_then(|r| r.timeout).filter(|t| *t > 0),
     };
+    let identity = raw.id.map(|id| {
+        let token = raw.token.unwrap_or_default();
+        JobIdentity {
+            id: id.to_string(),
+            fingerprint: token_fingerprint(&token),
+            token: Secret::new(token),
+        }
+    });
     Ok(JobResponse {
+        identity,
         image: raw.image.map(ImageSpec::from).unwrap_or_default(),
         services: raw
             .services
@@ -269,8 +351,26 @@ mod tests {
             GitLabSet {
                 api_url: Some("https://gitlab.example.com/api/v4".into()),
                 project_path: Some("group/app".into()),
+                ..GitLabSet::default()
             }
         );
+    }
+
+    #[test]
+    fn the_jobs_identity_is_the_descriptions_id_and_token_whatever_its_variables_say() {
+        let r = parse(
+            r#"{"id":4711,"token":"glcbt-own","job_info":{"name":"deploy"},
+                "variables":[{"key":"CI_JOB_ID","value":"4711"},{"key":"CI_JOB_ID","value":"1"}]}"#,
+        )
+        .unwrap();
+        let identity = r.identity.unwrap();
+        assert_eq!(identity.id, "4711");
+        assert_eq!(identity.token.expose(), "glcbt-own");
+        assert_eq!(identity.fingerprint, token_fingerprint("glcbt-own"));
+        assert_eq!(identity.fingerprint.len(), 8);
+        assert_ne!(identity.fingerprint, token_fingerprint("glcbt-other"));
+        assert!(!format!("{identity:?}").contains("glcbt-own"));
+        assert_eq!(r.gitlab.job_name.as_deref(), Some("deploy"));
     }
 
     #[test]

@@ -938,6 +938,16 @@ impl TestEnv {
     }
 }
 
+/// The key pogo gives `job` as the test driver runs it (runner `pogotest`, slot 0): the job
+/// description's id and its token's fingerprint.
+pub fn expected_job_key(job: &Job) -> String {
+    format!(
+        "pogo-pogotest-{}-0-{}",
+        job.id,
+        pogo::executor::response::token_fingerprint(&job.token)
+    )
+}
+
 /// POGO_JOB_KEY from config_exec's output, if config_exec succeeded.
 pub fn job_key(r: &JobResult) -> Option<String> {
     r.config_output

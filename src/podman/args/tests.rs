@@ -301,7 +301,7 @@ fn hostile_job_values_never_become_options_or_leave_their_argv_slot() {
         assert!(service_env(&named).is_err(), "env name {shown:?} accepted");
 
         // in names and labels: sanitised to a fixed alphabet / no control characters
-        let n = crate::executor::env::Names::new(h, h, h);
+        let n = crate::executor::env::Names::new(h, h, h, h);
         assert!(n
             .container
             .chars()
