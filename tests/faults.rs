@@ -13,21 +13,27 @@ fn start_prepare(env: &TestEnv, runner: &str, job_id: u64) -> std::process::Chil
     let services = format!(
         r#"[{{"name":"{IMG_HTTPD}","alias":"web","entrypoint":null,"command":["sh","-c","sleep 300"],"variables":{{"CERT":"two\nlines"}}}}]"#
     );
-    Command::new(env!("CARGO_BIN_EXE_pogo"))
-        .args(["--config", &env.config_path.to_string_lossy(), "prepare"])
-        .env("CUSTOM_ENV_CI_JOB_ID", job_id.to_string())
-        .env("CUSTOM_ENV_CI_RUNNER_SHORT_TOKEN", runner)
-        .env("CUSTOM_ENV_CI_PROJECT_PATH", "faults/project")
+    phase(env, "prepare", runner, job_id)
         .env("CUSTOM_ENV_CI_JOB_SERVICES", services)
-        .env("CUSTOM_ENV_CI_JOB_IMAGE", IMG_BASH)
-        .env("POGO_JOB_TAGS", "[]")
-        // job_env from the config phase, as gitlab-runner passes it to every later phase
-        .env("POGO_JOB_KEY", format!("pogo-{runner}-{job_id}-0"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
+}
+
+/// One executor phase of a job as gitlab-runner starts it after the config phase.
+fn phase(env: &TestEnv, name: &str, runner: &str, job_id: u64) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pogo"));
+    cmd.args(["--config", &env.config_path.to_string_lossy(), name])
+        .env("CUSTOM_ENV_CI_JOB_ID", job_id.to_string())
+        .env("CUSTOM_ENV_CI_RUNNER_SHORT_TOKEN", runner)
+        .env("CUSTOM_ENV_CI_PROJECT_PATH", "faults/project")
+        .env("CUSTOM_ENV_CI_JOB_IMAGE", IMG_BASH)
+        .env("POGO_JOB_TAGS", "[]")
+        // job_env from the config phase, as gitlab-runner passes it to every later phase
+        .env("POGO_JOB_KEY", format!("pogo-{runner}-{job_id}-0"));
+    cmd
 }
 
 /// [`start_prepare`] for a new job id on a new runner token: (the runner token, the job id,
@@ -390,4 +396,123 @@ fn working_dir_edited_mid_job_still_finds_and_removes_the_jobs_files() {
     );
     assert_private_files_gone(&env, &key);
     env.assert_no_leftovers();
+}
+
+/// podman 4.3 ORs several `--filter label=` on `volume ls`: `pogo gc --runner X` listed every
+/// runner's pogo volumes and removed another runner's job and persistent builds volumes.
+#[test]
+fn gc_for_one_runner_never_removes_another_runners_volumes() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    let id = unique_id();
+    let other = format!("gc-other-{id}");
+    let job_volume = format!("pogo-{other}-1-0-ab-builds");
+    let builds_volume = format!("pogo-builds-{other}-group-app-{id}-0");
+    for (name, extra) in [
+        (&job_volume, format!("io.pogo.job-key=pogo-{other}-1-0-ab")),
+        (&builds_volume, "io.pogo.builds-volume=1".to_string()),
+    ] {
+        let out = env.podman.output(&[
+            "volume",
+            "create",
+            "--label",
+            "io.pogo.managed-by=pogo",
+            "--label",
+            &format!("io.pogo.runner={other}"),
+            "--label",
+            "io.pogo.created=1000",
+            "--label",
+            &extra,
+            name,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = pogo_gc_ok(
+        &env,
+        &["--runner", &format!("gc-mine-{id}"), "--older-than", "0s"],
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    for name in [&job_volume, &builds_volume] {
+        assert!(
+            env.podman
+                .output(&["volume", "exists", name])
+                .status
+                .success(),
+            "gc of another runner removed {name}:\n{said}"
+        );
+    }
+    // the runner they belong to does remove them
+    pogo_gc_ok(&env, &["--runner", &other, "--older-than", "0s"]);
+    for name in [&job_volume, &builds_volume] {
+        assert!(!env
+            .podman
+            .output(&["volume", "exists", name])
+            .status
+            .success());
+    }
+}
+
+/// Between two `pogo run` calls of a running job no pogo process holds its key: `pogo gc
+/// --older-than 0s` took such a job for abandoned and removed its container. Its container
+/// runs and its prepare finished: it is kept until its cleanup (or its timeout and grace).
+#[test]
+fn gc_older_than_keeps_a_job_between_two_of_its_stages() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    let runner = format!("faults{}", unique_id());
+    let job_id = unique_id();
+    let label = format!("{LABEL_JOB_ID}={job_id}");
+    let out = phase(&env, "prepare", &runner, job_id).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!env.podman.labelled(&label).is_empty());
+
+    let out = pogo_gc_ok(&env, &["--runner", &runner, "--older-than", "0s"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("0 finished job(s) cleaned up"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        !env.podman.labelled(&label).is_empty(),
+        "gc removed a running job"
+    );
+
+    let out = phase(&env, "cleanup", &runner, job_id).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(env.podman.labelled(&label), Vec::<String>::new());
+}
+
+/// A prepare killed while it pulled leaves `jobdata/<key>/auth.json` (the runner's registry
+/// credentials merged with the job's) and no podman object: gc found jobs only by their
+/// objects, so the credentials stayed forever.
+#[test]
+fn gc_removes_the_private_files_of_a_job_that_left_nothing_else() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    let runner = format!("faults{}", unique_id());
+    let key = format!("pogo-{runner}-{}-0-ab", unique_id());
+    let dir = env.working_dir.join("jobdata").join(&key);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("auth.json"), r#"{"auths":{}}"#).unwrap();
+    let out = pogo_gc_ok(&env, &["--runner", &runner, "--dry-run"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("would remove the job directory of {key}")),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(dir.exists());
+    // another runner's gc leaves it alone
+    pogo_gc_ok(&env, &["--runner", &format!("{runner}x")]);
+    assert!(dir.exists());
+    pogo_gc_ok(&env, &["--runner", &runner]);
+    assert!(!dir.exists(), "the job's credentials outlived it");
 }

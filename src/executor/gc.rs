@@ -42,6 +42,11 @@ pub struct JobObjects {
     pub containers: Vec<String>,
     pub pods: Vec<String>,
     pub volumes: Vec<String>,
+    /// One of its containers is running (and its state record, if any, says prepare finished).
+    /// Between two `pogo run` calls no pogo process holds a running job's key, but its job
+    /// container runs (its init keeps it alive until cleanup); after a reboot or a crash it has
+    /// exited.
+    pub running: bool,
     /// From the job's state record: when cleanup ran, and until when a failed job is kept.
     pub ended: Option<u64>,
     pub kept_until: Option<u64>,
@@ -55,6 +60,9 @@ struct Listed {
     name: String,
     #[serde(rename = "Labels", default)]
     labels: Option<BTreeMap<String, String>>,
+    /// Containers only (`podman ps`): `running`, `exited`, `created`, …
+    #[serde(rename = "State", default)]
+    state: Option<String>,
 }
 
 impl Listed {
@@ -73,12 +81,24 @@ enum ObjectKind {
     Volume,
 }
 
-/// Group labelled objects by job key (pure).
-fn group(lists: Vec<(ObjectKind, Vec<Listed>)>) -> Vec<JobObjects> {
+/// Does an object carry pogo's label (and, with `runner`, that runner's)? podman's listings
+/// are asked with these filters too, but podman 4.3 ORs several `--filter label=` on `volume
+/// ls` (it ANDs them on `ps` and `pod ps`): `pogo gc --runner X` then saw, and removed, every
+/// runner's volumes. So each object's labels are checked here. Pure.
+fn is_ours(labels: &BTreeMap<String, String>, runner: Option<&str>) -> bool {
+    labels.get(LABEL_MANAGED_BY).map(String::as_str) == Some("pogo")
+        && runner.is_none_or(|r| labels.get(LABEL_RUNNER).map(String::as_str) == Some(r))
+}
+
+/// Group labelled objects by job key, keeping only pogo's (of `runner`, when given). Pure.
+fn group(lists: Vec<(ObjectKind, Vec<Listed>)>, runner: Option<&str>) -> Vec<JobObjects> {
     let mut jobs: BTreeMap<String, JobObjects> = BTreeMap::new();
     for (kind, items) in lists {
         for item in items {
             let labels = item.labels.clone().unwrap_or_default();
+            if !is_ours(&labels, runner) {
+                continue;
+            }
             let Some(key) = labels.get(LABEL_JOB_KEY).filter(|k| !k.is_empty()) else {
                 continue;
             };
@@ -101,7 +121,10 @@ fn group(lists: Vec<(ObjectKind, Vec<Listed>)>) -> Vec<JobObjects> {
             job.timeout = job.timeout.max(timeout);
             let name = item.display_name();
             match kind {
-                ObjectKind::Container => job.containers.push(name),
+                ObjectKind::Container => {
+                    job.running |= item.state.as_deref() == Some("running");
+                    job.containers.push(name);
+                }
                 ObjectKind::Pod => job.pods.push(name),
                 ObjectKind::Volume => job.volumes.push(name),
             }
@@ -111,8 +134,10 @@ fn group(lists: Vec<(ObjectKind, Vec<Listed>)>) -> Vec<JobObjects> {
 }
 
 /// Is this job over? Not while a pogo process for it is alive or a failed job is kept
-/// (`keep_failed`); yes once its state record says cleanup ran; otherwise when it is older
-/// than `older_than` (default: its timeout plus `GRACE_SECS`). Pure.
+/// (`keep_failed`); yes once its state record says cleanup ran; otherwise once it is older than
+/// its timeout plus `GRACE_SECS`. `older_than` removes younger ones too, but never a job whose
+/// container still runs: that job may be between two stages, where no pogo process holds its
+/// key. Pure.
 pub fn is_abandoned(
     job: &JobObjects,
     now: u64,
@@ -127,13 +152,17 @@ pub fn is_abandoned(
         // what a failed cleanup left behind
         return true;
     }
-    match (job.created, older_than) {
-        (Some(created), None) => {
-            now.saturating_sub(created) >= job.timeout.saturating_add(GRACE_SECS)
+    let past_timeout = job
+        .created
+        .is_some_and(|c| now.saturating_sub(c) >= job.timeout.saturating_add(GRACE_SECS));
+    match older_than {
+        None => past_timeout,
+        Some(d) => {
+            let old_enough = job
+                .created
+                .is_none_or(|c| now.saturating_sub(c) >= d.as_secs());
+            old_enough && (past_timeout || !job.running)
         }
-        (Some(created), Some(d)) => now.saturating_sub(created) >= d.as_secs(),
-        (None, Some(_)) => true,
-        (None, None) => false,
     }
 }
 
@@ -198,11 +227,14 @@ pub async fn list_jobs(podman: &Podman, runner: Option<&str>) -> Result<Vec<JobO
         podman.json::<Vec<Listed>>(&pods),
         podman.json::<Vec<Listed>>(&vols),
     );
-    Ok(group(vec![
-        (ObjectKind::Container, c.map_err(|e| e.to_string())?),
-        (ObjectKind::Pod, p.map_err(|e| e.to_string())?),
-        (ObjectKind::Volume, v.map_err(|e| e.to_string())?),
-    ]))
+    Ok(group(
+        vec![
+            (ObjectKind::Container, c.map_err(|e| e.to_string())?),
+            (ObjectKind::Pod, p.map_err(|e| e.to_string())?),
+            (ObjectKind::Volume, v.map_err(|e| e.to_string())?),
+        ],
+        runner,
+    ))
 }
 
 fn now_secs() -> u64 {
@@ -219,12 +251,21 @@ pub async fn run(
     working_dir: &Path,
     state_dir: &Path,
 ) -> Result<usize, String> {
-    let mut jobs = list_jobs(podman, opts.runner.as_deref()).await?;
+    // every runner's: a job directory of another runner's job must not look orphaned
+    let all_jobs = list_jobs(podman, None).await?;
+    let with_objects: HashSet<String> = all_jobs.iter().map(|j| j.key.clone()).collect();
+    let mut jobs: Vec<JobObjects> = match opts.runner.as_deref() {
+        None => all_jobs,
+        Some(r) => all_jobs.into_iter().filter(|j| j.runner == r).collect(),
+    };
     let states = crate::state::StateDir::new(state_dir);
     for job in &mut jobs {
         if let Some(r) = states.read(&job.key) {
             job.ended = r.ended;
             job.kept_until = r.kept_until;
+            // a prepare that never finished (killed) left its containers running: no stage
+            // will come for them
+            job.running &= r.prepared;
         }
     }
     if !opts.dry_run {
@@ -270,6 +311,9 @@ pub async fn run(
             eprintln!("pogo gc: could not remove {what}: {}", errs.join("; "));
         }
     }
+    // private job directories (registry credentials) of jobs that have no podman object and
+    // no live pogo process: a prepare killed before (or while) it pulled
+    errors += remove_orphaned_job_dirs(opts, working_dir, &with_objects, &live);
     // persistent builds volumes (persistent_builds_days) unused for too long
     errors += remove_unused_builds_volumes(podman, opts, working_dir, now).await;
     if !opts.quiet && !opts.dry_run {
@@ -279,6 +323,60 @@ pub async fn run(
         );
     }
     Ok(errors)
+}
+
+/// Keys under `<working_dir>/jobdata` whose job has no podman object left and no live pogo
+/// process (of `runner`, when given: its keys start `pogo-<runner>-`). Pure but for the listing.
+fn orphaned_job_dirs(
+    working_dir: &Path,
+    runner: Option<&str>,
+    with_objects: &HashSet<String>,
+    live: &HashSet<String>,
+) -> Vec<String> {
+    let prefix = runner.map(|r| format!("pogo-{}-", super::env::sanitize_name(r, "runner")));
+    let Ok(entries) = std::fs::read_dir(working_dir.join("jobdata")) else {
+        return Vec::new();
+    };
+    let mut keys: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|k| k.starts_with("pogo-"))
+        .filter(|k| prefix.as_deref().is_none_or(|p| k.starts_with(p)))
+        .filter(|k| !with_objects.contains(k) && !live.contains(k))
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// Remove the job directories of [`orphaned_job_dirs`] and their agent sockets; the number
+/// of errors.
+fn remove_orphaned_job_dirs(
+    opts: &GcOptions,
+    working_dir: &Path,
+    with_objects: &HashSet<String>,
+    live: &HashSet<String>,
+) -> usize {
+    let mut errors = 0;
+    for key in orphaned_job_dirs(working_dir, opts.runner.as_deref(), with_objects, live) {
+        if opts.dry_run {
+            println!("would remove the job directory of {key} (its job left nothing else)");
+            continue;
+        }
+        super::agent::remove_socket_dir(working_dir, &key);
+        super::agent::remove_socket_dir(working_dir, &format!("{key}-helper"));
+        match super::jobdata::remove(working_dir, &key) {
+            Ok(()) if !opts.quiet => {
+                println!("removed the job directory of {key} (its job left nothing else)");
+            }
+            Ok(()) => {}
+            Err(e) => {
+                errors += 1;
+                eprintln!("pogo gc: could not remove the job directory of {key}: {e}");
+            }
+        }
+    }
+    errors
 }
 
 fn describe(job: &JobObjects, now: u64) -> String {
@@ -393,6 +491,9 @@ async fn remove_unused_builds_volumes(
     for v in volumes {
         let name = v.display_name();
         let labels = v.labels.clone().unwrap_or_default();
+        if !is_ours(&labels, opts.runner.as_deref()) || !labels.contains_key(LABEL_BUILDS_VOLUME) {
+            continue;
+        }
         let stamp = builds_volume_stamp(working_dir, &name);
         let touched = stamp_time(&stamp);
         let stamped = touched
@@ -525,6 +626,7 @@ mod tests {
         Listed {
             names: vec![name.to_string()],
             name: String::new(),
+            state: None,
             labels: Some(
                 labels
                     .iter()
@@ -536,30 +638,39 @@ mod tests {
 
     #[test]
     fn objects_are_grouped_by_job_and_unlabelled_ones_ignored() {
-        let jobs = group(vec![
-            (
-                ObjectKind::Container,
-                vec![
-                    listed(
-                        "a-build",
-                        &[
-                            (LABEL_JOB_KEY, "a"),
-                            (LABEL_CREATED, "100"),
-                            (LABEL_TIMEOUT, "60"),
-                        ],
-                    ),
-                    listed("a-svc0", &[(LABEL_JOB_KEY, "a"), (LABEL_CREATED, "90")]),
-                    listed("stranger", &[(LABEL_MANAGED_BY, "pogo")]),
-                ],
-            ),
-            (
-                ObjectKind::Pod,
-                vec![listed(
-                    "a-pod",
-                    &[(LABEL_JOB_KEY, "a"), (LABEL_CREATED, "95")],
-                )],
-            ),
-        ]);
+        let pogo = (LABEL_MANAGED_BY, "pogo");
+        let jobs = group(
+            vec![
+                (
+                    ObjectKind::Container,
+                    vec![
+                        listed(
+                            "a-build",
+                            &[
+                                pogo,
+                                (LABEL_JOB_KEY, "a"),
+                                (LABEL_CREATED, "100"),
+                                (LABEL_TIMEOUT, "60"),
+                            ],
+                        ),
+                        listed(
+                            "a-svc0",
+                            &[pogo, (LABEL_JOB_KEY, "a"), (LABEL_CREATED, "90")],
+                        ),
+                        listed("stranger", &[pogo]),
+                        listed("not-pogos", &[(LABEL_JOB_KEY, "b")]),
+                    ],
+                ),
+                (
+                    ObjectKind::Pod,
+                    vec![listed(
+                        "a-pod",
+                        &[pogo, (LABEL_JOB_KEY, "a"), (LABEL_CREATED, "95")],
+                    )],
+                ),
+            ],
+            None,
+        );
         assert_eq!(jobs.len(), 1);
         assert_eq!(jobs[0].created, Some(90));
         assert_eq!(
@@ -568,6 +679,26 @@ mod tests {
         );
         assert_eq!(jobs[0].containers, ["a-build", "a-svc0"]);
         assert_eq!(jobs[0].pods, ["a-pod"]);
+    }
+
+    /// podman 4.3 ORs label filters on `volume ls`: what it lists is checked again here.
+    #[test]
+    fn another_runners_objects_are_never_counted_as_this_runners() {
+        let of = |runner: &str, key: &str| {
+            listed(
+                &format!("{key}-builds"),
+                &[
+                    (LABEL_MANAGED_BY, "pogo"),
+                    (LABEL_RUNNER, runner),
+                    (LABEL_JOB_KEY, key),
+                ],
+            )
+        };
+        let lists = || vec![(ObjectKind::Volume, vec![of("mine", "m"), of("other", "o")])];
+        let mine = group(lists(), Some("mine"));
+        assert_eq!(mine.len(), 1);
+        assert_eq!(mine[0].volumes, ["m-builds"]);
+        assert_eq!(group(lists(), None).len(), 2);
     }
 
     #[test]
@@ -591,6 +722,21 @@ mod tests {
         );
         assert!(is_abandoned(&job, 1_000, Some(Duration::ZERO), &none));
         assert!(!is_abandoned(&job, 1_000, Some(Duration::ZERO), &live));
+        // between two stages no pogo process holds the key, but the container runs
+        let between_stages = JobObjects {
+            running: true,
+            ..job.clone()
+        };
+        assert!(
+            !is_abandoned(&between_stages, 1_000 + 600, Some(Duration::ZERO), &none),
+            "--older-than never removes a job whose container runs, within its timeout"
+        );
+        assert!(is_abandoned(
+            &between_stages,
+            1_000 + 600 + GRACE_SECS,
+            Some(Duration::ZERO),
+            &none
+        ));
         let kept = JobObjects {
             kept_until: Some(5_000),
             ended: Some(1_100),
@@ -626,6 +772,29 @@ mod tests {
             Some(Duration::from_secs(60)),
             &none
         ));
+    }
+
+    #[test]
+    fn job_directories_without_objects_or_process_are_orphaned_within_the_runner_asked() {
+        let wd = tempfile::tempdir().unwrap();
+        for key in [
+            "pogo-r1-1-0-aa",
+            "pogo-r1-2-0-bb",
+            "pogo-r1-3-0-cc",
+            "pogo-r2-4-0-dd",
+        ] {
+            std::fs::create_dir_all(wd.path().join("jobdata").join(key)).unwrap();
+        }
+        let with_objects: HashSet<String> = ["pogo-r1-2-0-bb".to_string()].into();
+        let live: HashSet<String> = ["pogo-r1-3-0-cc".to_string()].into();
+        assert_eq!(
+            orphaned_job_dirs(wd.path(), None, &with_objects, &live),
+            ["pogo-r1-1-0-aa", "pogo-r2-4-0-dd"]
+        );
+        assert_eq!(
+            orphaned_job_dirs(wd.path(), Some("r2"), &with_objects, &live),
+            ["pogo-r2-4-0-dd"]
+        );
     }
 
     #[test]
