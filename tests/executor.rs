@@ -1055,3 +1055,27 @@ fn a_job_claiming_a_running_jobs_id_cannot_remove_or_take_over_that_jobs_contain
     );
     env.assert_no_leftovers();
 }
+
+/// `POGO_LOG=trace` printed the HTTP client's request headers, `JOB-TOKEN: …` among them, on
+/// the config phase's stderr: the job log.
+#[test]
+fn trace_logging_never_puts_the_job_token_in_the_job_log() {
+    require_podman!();
+    let mut env = TestEnv::new(&PogoConfig::default());
+    env.extra_env
+        .push(("POGO_LOG".to_string(), "trace".to_string()));
+    let job = env.job(&["build"], &["echo traced-job-ran"]);
+    let r = env.run(&job);
+    assert_success(&r);
+    assert!(plain_log(&r).contains("\ntraced-job-ran\n"), "{}", r.log);
+    for (what, text) in [("job log", &r.log), ("cleanup output", &r.cleanup_output)] {
+        assert!(!text.contains(&job.token), "the job token is in the {what}");
+        // gitlab-runner masks the token in the log it shows; the header line must not be
+        // there to mask
+        assert!(
+            !text.contains("JOB-TOKEN"),
+            "the job token header is in the {what}"
+        );
+    }
+    env.assert_no_leftovers();
+}

@@ -282,6 +282,23 @@ fn strings(item: &toml_edit::Item) -> Vec<String> {
 // Registration
 // ---------------------------------------------------------------------------------------------
 
+/// `POGO_LOG=trace` turned on every crate's debug output, and the HTTP client's shows the
+/// request headers: `RUNNER-TOKEN: glrt-…`. [`Setup::pogo`] checks every run's output.
+#[test]
+fn register_with_trace_logging_never_prints_the_runner_token() {
+    let gl = FakeGitlab::with_route("POST", "/api/v4/runners/verify", verified(42));
+    let s = Setup::new();
+    let pc = s.pogo_config();
+    let r = s.register_with_token_from(
+        &gl.url(),
+        &["--pogo-config", pc.to_str().unwrap(), "--name", "traced"],
+        &[("POGO_RUNNER_TOKEN", RUNNER_TOKEN), ("POGO_LOG", "trace")],
+        None,
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(gl.requests().len(), 1);
+}
+
 #[test]
 fn register_verifies_the_token_and_writes_a_custom_executor_entry_for_pogo() {
     let gl = FakeGitlab::with_route("POST", "/api/v4/runners/verify", verified(42));
