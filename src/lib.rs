@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod driver;
 pub mod executor;
+pub mod fsutil;
 pub mod gitlab;
 pub mod localrun;
 pub mod logging;

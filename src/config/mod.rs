@@ -534,50 +534,15 @@ pub fn write_atomic(
     } else {
         path
     };
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "config".into());
-    let mut tmp = tempfile_in(dir, &name).map_err(io_err)?;
-    use std::io::Write;
-    let result = (|| {
-        tmp.1.write_all(text.as_bytes())?;
-        if let Ok(meta) = std::fs::metadata(path) {
-            tmp.1.set_permissions(meta.permissions())?;
-        }
-        tmp.1.sync_all()?;
-        std::fs::rename(&tmp.0, path)?;
-        // make the rename itself durable
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp.0);
-    }
-    result.map_err(io_err)
-}
-
-/// A new file `.NAME.tmp-<pid>-<n>` next to the target, created exclusively (mode 0600).
-fn tempfile_in(dir: &Path, name: &str) -> std::io::Result<(PathBuf, std::fs::File)> {
-    use std::os::unix::fs::OpenOptionsExt;
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    loop {
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let p = dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()));
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&p)
-        {
-            Ok(f) => return Ok((p, f)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
+    crate::fsutil::replace(
+        path,
+        text.as_bytes(),
+        crate::fsutil::Replace {
+            mode: None,
+            durable: true,
+        },
+    )
+    .map_err(io_err)
 }
 
 /// The effective configuration as YAML for `pogo print`, with credentials redacted.

@@ -5,8 +5,7 @@
 //! removes those of abandoned jobs.
 
 use serde::{Deserialize, Serialize};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 pub const JOB_FILE: &str = "job.json";
@@ -60,16 +59,14 @@ pub fn create(working_dir: &Path, key: &str) -> std::io::Result<PathBuf> {
 /// Write `name` in the job's directory atomically with mode 0600.
 pub fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
     let path = dir.join(name);
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
+    crate::fsutil::replace(
+        &path,
+        bytes,
+        crate::fsutil::Replace {
+            mode: Some(0o600),
+            durable: true,
+        },
+    )?;
     Ok(path)
 }
 

@@ -157,23 +157,16 @@ impl StateDir {
         }
         self.ensure()?;
         let json = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
-        let tmp = self
-            .root
-            .join(format!(".{}.json.tmp{}", record.key, std::process::id()));
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&json)?;
-            f.write_all(b"\n")?;
-        }
-        fs::rename(&tmp, self.record_path(&record.key)).inspect_err(|_| {
-            let _ = fs::remove_file(&tmp);
-        })
+        let mut bytes = json;
+        bytes.push(b'\n');
+        crate::fsutil::replace(
+            &self.record_path(&record.key),
+            &bytes,
+            crate::fsutil::Replace {
+                mode: Some(0o600),
+                durable: false,
+            },
+        )
     }
 
     pub fn read(&self, key: &str) -> Option<JobRecord> {

@@ -1,0 +1,116 @@
+//! Replacing a file atomically: pogo's one way to write a file others read (configs, job
+//! state records, the job's private files). Readers see the old file or the new one, never a
+//! mix; a failed write (a full disk) leaves no temporary file behind.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// How [`replace`] writes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Replace {
+    /// The new file's mode; `None` keeps the old file's permissions (0600 when there is none).
+    pub mode: Option<u32>,
+    /// Flush the file and the rename to disk before returning (configs, credentials); off for
+    /// records rewritten on every stage.
+    pub durable: bool,
+}
+
+/// Write `bytes` to a new file `.NAME.tmp-<pid>-<n>` next to `path` (created exclusively,
+/// mode 0600) and rename it over `path`. The temporary file is removed when anything fails.
+pub fn replace(path: &Path, bytes: &[u8], how: Replace) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    let (tmp, mut file) = tempfile_in(dir, &name)?;
+    let result = (|| {
+        file.write_all(bytes)?;
+        match how.mode {
+            Some(mode) => file.set_permissions(std::fs::Permissions::from_mode(mode))?,
+            None => {
+                if let Ok(meta) = std::fs::metadata(path) {
+                    file.set_permissions(meta.permissions())?;
+                }
+            }
+        }
+        if how.durable {
+            file.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)?;
+        if how.durable {
+            // make the rename itself durable
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// A new file `.NAME.tmp-<pid>-<n>` in `dir`, created exclusively (mode 0600).
+fn tempfile_in(dir: &Path, name: &str) -> std::io::Result<(PathBuf, std::fs::File)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    loop {
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&p)
+        {
+            Ok(f) => return Ok((p, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_replaced_file_has_the_new_bytes_and_the_mode_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.json");
+        std::fs::write(&p, "old").unwrap();
+        let how = Replace {
+            mode: Some(0o600),
+            durable: true,
+        };
+        replace(&p, b"new", how).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "new");
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// A write that fails half-way (a full disk; here a rename onto a directory) must not
+    /// leave the temporary file behind, and the other files stay as they were.
+    #[test]
+    fn a_write_that_fails_leaves_no_temporary_file_and_the_old_file_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("rec.json");
+        std::fs::write(&p, "old").unwrap();
+        // a directory where the file should go makes the rename fail after the write
+        let blocked = dir.path().join("blocked");
+        std::fs::create_dir_all(blocked.join("inner")).unwrap();
+        assert!(replace(&blocked, b"x", Replace::default()).is_err());
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(!names.iter().any(|n| n.contains(".tmp-")), "{names:?}");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "old");
+    }
+}
