@@ -1079,3 +1079,52 @@ fn trace_logging_never_puts_the_job_token_in_the_job_log() {
     }
     env.assert_no_leftovers();
 }
+
+/// A running job keeps the settings it started with: every `pogo run` used to read the config
+/// file again, so one saved invalid for a moment turned the job's remaining stages (its cache
+/// here) into system failures, and a valid `shell: sh` ran the job's bash scripts under sh.
+#[test]
+fn a_config_edited_while_a_job_runs_does_not_change_that_job() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    let dir = env.config_path.parent().unwrap().to_path_buf();
+    let config = PogoConfig {
+        runner_binary: Some(runner_stand_in()),
+        ..PogoConfig::mounting(&dir, "/cfg")
+    };
+    env.write_config(&config);
+
+    let mut broken = env.job(
+        &[],
+        &[
+            "mkdir -p vendor && echo kept > vendor/x",
+            "printf 'default_image: [broken\\n' > /cfg/pogo.yaml",
+            "echo config-broken-mid-job",
+        ],
+    );
+    broken.cache = vec![vendor_cache()];
+    broken.after_script = vec!["echo after-script-ran".into()];
+    let r = env.run(&broken);
+    assert_success(&r);
+    let log = plain_log(&r);
+    assert!(log.contains("\nconfig-broken-mid-job\n"), "{log}");
+    assert!(log.contains("\nafter-script-ran\n"), "{log}");
+    assert!(
+        std::fs::read_to_string(&env.config_path)
+            .unwrap()
+            .contains("[broken"),
+        "the job did not edit the config"
+    );
+
+    env.write_config(&config);
+    let mut resh = env.job(
+        &[],
+        &["cp /cfg/pogo.yaml /tmp/c && echo 'shell: sh' >> /tmp/c && cp /tmp/c /cfg/pogo.yaml"],
+    );
+    resh.after_script = vec!["echo \"after-shell-${BASH_VERSION:+bash}\"".into()];
+    let r = env.run(&resh);
+    assert_success(&r);
+    let log = plain_log(&r);
+    assert!(log.contains("\nafter-shell-bash\n"), "{log}");
+    env.assert_no_leftovers();
+}

@@ -355,7 +355,8 @@ fn assert_private_files_gone(env: &TestEnv, key: &str) {
 #[test]
 fn cleanup_with_a_config_broken_mid_job_still_removes_the_containers_and_private_files() {
     require_podman!();
-    // the job itself breaks the config file
+    // the job itself breaks the config file: its later phases go by the config it started
+    // with (passed on by the config phase), so nothing of it notices
     let env = env_whose_jobs_edit_its_config();
     let job = env.job(
         &[],
@@ -363,14 +364,28 @@ fn cleanup_with_a_config_broken_mid_job_still_removes_the_containers_and_private
     );
     let key = expected_job_key(&job);
     let r = env.run(&job);
+    assert_success(&r);
     assert!(plain_log(&r).contains("\nbroke-it\n"), "{}", r.log);
     assert!(
-        r.cleanup_output.contains("cleaning up with `podman`"),
+        !r.cleanup_output.contains("cleaning up with"),
         "{}",
         r.cleanup_output
     );
     assert_private_files_gone(&env, &key);
     env.assert_no_leftovers();
+
+    // a job without the config phase's copy (started by a pogo that passed none on) whose
+    // config breaks: cleanup still removes its containers, with plain podman
+    let runner = format!("faults{}", unique_id());
+    let job_id = unique_id();
+    std::fs::write(&env.config_path, "default_image: [broken\n").unwrap();
+    let out = phase(&env, "cleanup", &runner, job_id)
+        .env("POGO_JOB_WORKING_DIR", &env.working_dir)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("cleaning up with `podman`"), "{said}");
 }
 
 #[test]

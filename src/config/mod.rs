@@ -84,26 +84,49 @@ pub fn locate(flag: Option<&Path>, env: &HashMap<String, String>) -> ConfigSourc
 
 /// Load the effective configuration for this process (`--config` flag and environment).
 pub fn load(flag: Option<&Path>, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
-    let (raw, path) = match locate(flag, env) {
-        ConfigSource::Defaults => (RawConfig::default(), None),
+    let (text, path) = source(flag, env)?;
+    load_text(&text, path.as_deref(), env)
+}
+
+/// The config file's text and path as [`load`] finds it: `("", None)` for the defaults.
+pub fn source(
+    flag: Option<&Path>,
+    env: &HashMap<String, String>,
+) -> Result<(String, Option<PathBuf>), ConfigError> {
+    match locate(flag, env) {
+        ConfigSource::Defaults => Ok((String::new(), None)),
         ConfigSource::Flag(p) | ConfigSource::Env(p) if !p.exists() => {
             let origin = if flag.is_some() {
                 "--config".to_string()
             } else {
                 "$POGO_CONFIG".to_string()
             };
-            return Err(ConfigError::NotFound { path: p, origin });
+            Err(ConfigError::NotFound { path: p, origin })
         }
         ConfigSource::Flag(p) | ConfigSource::Env(p) | ConfigSource::Found(p) => {
             let text = std::fs::read_to_string(&p).map_err(|e| ConfigError::Read {
                 path: p.clone(),
                 message: e.to_string(),
             })?;
-            (parse(&text, &p)?, Some(p))
+            Ok((text, Some(p)))
         }
+    }
+}
+
+/// The configuration from a config file's `text` (read from `path`; none: the defaults) and
+/// the environment's overrides. An executor phase after `config` loads the text the config
+/// phase read, so a job keeps the settings it started with (see `executor::env::JOB_CONFIG`).
+pub fn load_text(
+    text: &str,
+    path: Option<&Path>,
+    env: &HashMap<String, String>,
+) -> Result<Config, ConfigError> {
+    let raw = match path {
+        None => RawConfig::default(),
+        Some(p) => parse(text, p)?,
     };
     let raw = apply_env(raw, env)?;
-    finalize(raw, path, env)
+    finalize(raw, path.map(Path::to_path_buf), env)
 }
 
 /// The file a symlinked config stands for, following every link; it need not exist yet (a

@@ -64,6 +64,24 @@ pub fn output(
     }
 }
 
+/// Hand the config text this phase read to the later phases ([`env::JOB_CONFIG`]), unless it
+/// is too long for the environment (then they read the file, and the job log says so).
+pub fn pass_on_config(job_env: &mut BTreeMap<String, String>, text: &str, path: Option<&Path>) {
+    if text.len() > env::JOB_CONFIG_MAX {
+        super::log_warning(&format!(
+            "the pogo config is over {} KiB: this job's later phases read it again, so edits \
+             made while it runs apply to it",
+            env::JOB_CONFIG_MAX / 1024
+        ));
+        return;
+    }
+    job_env.insert(env::JOB_CONFIG.to_string(), text.to_string());
+    job_env.insert(
+        env::JOB_CONFIG_PATH.to_string(),
+        path.map(|p| p.display().to_string()).unwrap_or_default(),
+    );
+}
+
 /// The job's tags: from `POGO_JOB_TAGS` when the caller already knows them (`pogo exec`),
 /// else one request to GitLab.
 pub fn job_tags(job: &JobEnv) -> Result<Vec<String>, Failure> {
@@ -87,17 +105,20 @@ pub fn hostname() -> String {
 
 /// Run the phase: JSON on stdout, nothing else there.
 pub fn run(config_flag: Option<&Path>, env: &HashMap<String, String>) -> Result<(), Failure> {
-    let config = config::load(config_flag, env).map_err(|e| {
+    let fix = |e: config::ConfigError| {
         Failure::system(format!(
             "{e}\n(fix the pogo config; `pogo print` shows what pogo reads)"
         ))
-    })?;
+    };
+    let (text, path) = config::source(config_flag, env).map_err(fix)?;
+    let config = config::load_text(&text, path.as_deref(), env).map_err(fix)?;
     // the job's names come from the description (its `id` and `token`), never from
     // variables a job can set: a description that cannot be read fails the phase
     let response = super::load_response(env).map_err(Failure::system)?;
     let job = JobEnv::from_env(env, Some(&response)).map_err(Failure::system)?;
     let tags = job_tags(&job)?;
-    let out = output(&config, &job, &tags, &hostname());
+    let mut out = output(&config, &job, &tags, &hostname());
+    pass_on_config(&mut out.job_env, &text, path.as_deref());
     let json = serde_json::to_string(&out).map_err(Failure::system)?;
     println!("{json}");
     Ok(())

@@ -13,6 +13,28 @@ pub const JOB_KEY: &str = "POGO_JOB_KEY";
 /// private files with it even when the config cannot be read any more.
 pub const JOB_WORKING_DIR: &str = "POGO_JOB_WORKING_DIR";
 
+/// The pogo config file's text as the config phase read it, and its path (empty: no file, the
+/// defaults). Every later phase loads this text, not the file: a running job keeps the
+/// settings it started with (its shell, stage runner, podman, paths, …) when the file is
+/// edited, or saved invalid for a moment, while it runs. gitlab-runner hands `job_env` to
+/// prepare, run and cleanup; a job's own variables arrive prefixed (`CUSTOM_ENV_…`) and cannot
+/// shadow these.
+pub const JOB_CONFIG: &str = "POGO_JOB_CONFIG";
+pub const JOB_CONFIG_PATH: &str = "POGO_JOB_CONFIG_PATH";
+/// A config longer than this is not passed on (an environment string may hold 128 KiB):
+/// later phases then read the file again, and the job log says so.
+pub const JOB_CONFIG_MAX: usize = 64 * 1024;
+
+/// The config text and path the config phase passed on ([`JOB_CONFIG`]), when it did.
+pub fn job_config(env: &HashMap<String, String>) -> Option<(&str, Option<PathBuf>)> {
+    let text = env.get(JOB_CONFIG)?;
+    let path = env
+        .get(JOB_CONFIG_PATH)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from);
+    Some((text.as_str(), path))
+}
+
 /// The `working_dir` the config phase passed on ([`JOB_WORKING_DIR`]), when it did.
 pub fn job_working_dir(env: &HashMap<String, String>) -> Option<PathBuf> {
     env.get(JOB_WORKING_DIR)

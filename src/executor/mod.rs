@@ -76,7 +76,12 @@ pub struct Context {
 
 impl Context {
     pub fn load(config_flag: Option<&Path>, env: HashMap<String, String>) -> Result<Self, Failure> {
-        let mut config = config::load(config_flag, &env).map_err(|e| {
+        // the config the job started with (the config phase's read of the file), else the file
+        let loaded = match env::job_config(&env) {
+            Some((text, path)) => config::load_text(text, path.as_deref(), &env),
+            None => config::load(config_flag, &env),
+        };
+        let mut config = loaded.map_err(|e| {
             Failure::system(format!(
                 "{e}\n(fix the pogo config; `pogo print` shows what pogo reads)"
             ))
