@@ -253,6 +253,9 @@ fn gc_command(flag: Option<&Path>, env: &HashMap<String, String>, args: GcArgs) 
         older_than: args.older_than,
         runner: args.runner,
         quiet: args.quiet,
+        log_copies_total: config
+            .log_copy_limit
+            .saturating_mul(crate::config::model::LOG_COPIES_TOTAL_FACTOR),
     };
     let rt = match runtime() {
         Ok(rt) => rt,

@@ -262,6 +262,46 @@ fn a_passing_job_is_not_kept() {
     env.assert_no_leftovers();
 }
 
+/// The log copy had no size limit: one chatty job filled the runner's disk for the days
+/// copies are kept. With `log_copy_limit` it keeps the log's beginning and its end.
+#[test]
+fn a_chatty_jobs_log_copy_stays_within_log_copy_limit() {
+    require_podman!();
+    let state_dir = tempfile::tempdir().unwrap();
+    let mut env = TestEnv::new(&PogoConfig::default().with_extra_yaml("log_copy_limit: 64\n"));
+    env.use_state_dir(state_dir.path());
+    let mut job = env.job(
+        &[],
+        &[
+            "echo first-line-of-the-log",
+            "for i in $(seq 1 20000); do echo chatty-line-$i; done",
+            "echo last-line-of-the-script",
+        ],
+    );
+    job.after_script = vec!["echo after-script-line".into()];
+    let r = env.run(&job);
+    assert_success(&r);
+    assert!(plain_log(&r).contains("\nchatty-line-20000\n"));
+    let copy = std::fs::read_to_string(
+        state_dir
+            .path()
+            .join(format!("{}.log", expected_job_key(&job))),
+    )
+    .unwrap();
+    assert!(copy.len() <= 64 * 1024, "{} bytes", copy.len());
+    assert!(
+        copy.contains("first-line-of-the-log"),
+        "the beginning is kept"
+    );
+    assert!(copy.contains(pogo::state::DROPPED));
+    assert!(
+        copy.contains("\nlast-line-of-the-script"),
+        "the latest output is kept"
+    );
+    assert!(copy.contains("\nafter-script-line"), "later stages too");
+    env.assert_no_leftovers();
+}
+
 #[test]
 fn a_full_disk_for_the_log_copy_does_not_affect_the_job() {
     require_podman!();

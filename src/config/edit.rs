@@ -139,6 +139,7 @@ const NUMERIC_KEYS: &[&str] = &[
     "services_wait_timeout",
     "persistent_builds_days",
     "keep_failed",
+    "log_copy_limit",
 ];
 
 fn edit_key(edit: &Edit) -> &str {

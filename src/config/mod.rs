@@ -282,6 +282,15 @@ pub fn apply_env(
                     ),
                 }
             }
+            "log_copy_limit" => {
+                raw.log_copy_limit = match v {
+                    None => None,
+                    Some(s) => Some(
+                        s.parse()
+                            .map_err(|_| invalid(format!("'{s}' is not a number of KiB")))?,
+                    ),
+                }
+            }
             "services_wait_timeout" => {
                 raw.services_wait_timeout = match v {
                     None => None,
@@ -356,6 +365,19 @@ pub fn finalize(
             format!(
                 "{services_wait_timeout} is not between 1 and {} seconds (a day)",
                 model::MAX_SERVICES_WAIT_TIMEOUT
+            ),
+        ));
+    }
+    let log_copy_limit = raw
+        .log_copy_limit
+        .unwrap_or(model::DEFAULT_LOG_COPY_LIMIT_KIB);
+    if !model::LOG_COPY_LIMIT_RANGE_KIB.contains(&log_copy_limit) {
+        return Err(invalid(
+            "log_copy_limit",
+            format!(
+                "{log_copy_limit} is not between {} and {} KiB",
+                model::LOG_COPY_LIMIT_RANGE_KIB.start(),
+                model::LOG_COPY_LIMIT_RANGE_KIB.end()
             ),
         ));
     }
@@ -440,6 +462,7 @@ pub fn finalize(
         pull_policy,
         runner_binary,
         services_wait_timeout,
+        log_copy_limit: log_copy_limit * 1024,
         podman,
         podman_args,
         stage_runner: raw.stage_runner.unwrap_or_default(),
@@ -603,6 +626,7 @@ pub fn to_yaml(config: &Config) -> Result<String, yaml::YamlError> {
         persistent_builds_days: (config.persistent_builds_days > 0)
             .then_some(config.persistent_builds_days),
         keep_failed: (config.keep_failed > 0).then_some(config.keep_failed),
+        log_copy_limit: Some(config.log_copy_limit / 1024),
         mounts: config
             .mounts
             .iter()

@@ -44,6 +44,9 @@ pub struct RawConfig {
     /// Minutes to keep a failed job's containers for debugging (0: remove at cleanup).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_failed: Option<u64>,
+    /// KiB of a job's log kept in its log copy for `pogo tui` (its first and last halves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_copy_limit: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<MountRule>,
     #[serde(
@@ -172,6 +175,7 @@ pub const SCALAR_KEYS: &[&str] = &[
     "helper_image",
     "persistent_builds_days",
     "keep_failed",
+    "log_copy_limit",
 ];
 
 /// Top-level keys holding lists or maps.
@@ -406,6 +410,8 @@ pub struct Config {
     pub persistent_builds_days: u64,
     /// Minutes a failed job's containers are kept after cleanup (0 = off).
     pub keep_failed: u64,
+    /// Bytes of a job's log its log copy keeps (the first and last halves).
+    pub log_copy_limit: u64,
     pub mounts: Vec<Mount>,
     pub extra_arguments: Vec<ExtraArgs>,
     pub allowed_images: Globs,
@@ -418,6 +424,13 @@ pub struct Config {
 
 pub const DEFAULT_BUILDS_DIR: &str = "/builds";
 pub const DEFAULT_SERVICES_WAIT_TIMEOUT: u64 = 30;
+/// `log_copy_limit` (KiB): gitlab-runner's default `output_limit`, 4 MiB.
+pub const DEFAULT_LOG_COPY_LIMIT_KIB: u64 = 4096;
+/// The smallest and largest `log_copy_limit` (KiB): 64 KiB, 1 GiB.
+pub const LOG_COPY_LIMIT_RANGE_KIB: std::ops::RangeInclusive<u64> = 64..=1024 * 1024;
+/// All log copies together keep at most this many times `log_copy_limit` (`pogo gc` removes
+/// the oldest of finished jobs first).
+pub const LOG_COPIES_TOTAL_FACTOR: u64 = 64;
 /// The longest `services_wait_timeout` (seconds): a day. Longer is surely a typo (and would
 /// overflow the clock arithmetic).
 pub const MAX_SERVICES_WAIT_TIMEOUT: u64 = 86_400;

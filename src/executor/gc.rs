@@ -28,6 +28,9 @@ pub struct GcOptions {
     /// Only this runner's leftovers (`io.pogo.runner` label).
     pub runner: Option<String>,
     pub quiet: bool,
+    /// The most bytes all log copies together keep (0: no limit): those of finished jobs go,
+    /// oldest first, past it.
+    pub log_copies_total: u64,
 }
 
 /// What pogo created for one job, found by its labels.
@@ -270,6 +273,9 @@ pub async fn run(
     }
     if !opts.dry_run {
         states.prune(crate::state::RETENTION, now_secs());
+        if opts.log_copies_total > 0 {
+            states.prune_logs_to(opts.log_copies_total);
+        }
     }
     let live = live_job_keys();
     let now = now_secs();

@@ -287,12 +287,14 @@ pub(crate) fn open_log_copy(ctx: &Context) -> LogCopy {
             return LogCopy::disabled();
         }
     };
-    LogCopy::open(&dir, &ctx.job.names.key, &secrets).unwrap_or_else(|e| {
-        log_warning(&format!(
-            "no log copy for `pogo tui`: {e}; the job is not affected"
-        ));
-        LogCopy::disabled()
-    })
+    LogCopy::open(&dir, &ctx.job.names.key, &secrets)
+        .map(|c| c.with_limit(ctx.config.log_copy_limit))
+        .unwrap_or_else(|e| {
+            log_warning(&format!(
+                "no log copy for `pogo tui`: {e}; the job is not affected"
+            ));
+            LogCopy::disabled()
+        })
 }
 
 /// Stream a stage's stdout and stderr to pogo's own (the job log) and into the log copy, as

@@ -244,6 +244,42 @@ impl StateDir {
         }
         removed
     }
+
+    /// Remove the log copies (and their timestamps) of finished jobs, oldest first, until all
+    /// log copies together take at most `total` bytes. A running job's copy is never removed.
+    /// Returns how many went.
+    pub fn prune_logs_to(&self, total: u64) -> usize {
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return 0;
+        };
+        let mut used = 0;
+        let mut finished = Vec::new();
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(key) = name.strip_suffix(".log") else {
+                continue;
+            };
+            let Ok(meta) = e.metadata() else { continue };
+            used += meta.len();
+            if self.read(key).is_some_and(|r| r.ended.is_some()) {
+                let modified = meta.modified().unwrap_or(UNIX_EPOCH);
+                finished.push((modified, key.to_string(), meta.len()));
+            }
+        }
+        finished.sort();
+        let mut removed = 0;
+        for (_, key, len) in finished {
+            if used <= total {
+                break;
+            }
+            if fs::remove_file(self.log_path(&key)).is_ok() {
+                let _ = fs::remove_file(self.times_path(&key));
+                used = used.saturating_sub(len);
+                removed += 1;
+            }
+        }
+        removed
+    }
 }
 
 /// The executor's side: record stages and the result of the job in `ctx`'s state dir.
@@ -414,6 +450,9 @@ pub struct LogCopy {
     times: Option<fs::File>,
     /// Length of the log copy: where the next write lands.
     pos: u64,
+    /// The most bytes the copy holds (`log_copy_limit`): past it, the first half stays, a
+    /// [`DROPPED`] line follows, then the latest output (see [`LogCopy::compact`]).
+    limit: u64,
     /// The second of the last timestamp line written.
     stamped: Option<u64>,
     out: redact::Redactor,
@@ -421,6 +460,9 @@ pub struct LogCopy {
     buf: Vec<u8>,
     path: PathBuf,
 }
+
+/// The line a log copy has where output was dropped to keep it within `log_copy_limit`.
+pub const DROPPED: &str = "[pogo: output dropped here to keep this log copy within log_copy_limit; it has the log's first and latest part, GitLab's job log has the rest]";
 
 /// Which of the job's output streams a chunk came from (each is redacted on its own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -464,6 +506,7 @@ impl LogCopy {
             file: Some(file),
             times,
             pos,
+            limit: crate::config::model::DEFAULT_LOG_COPY_LIMIT_KIB * 1024,
             stamped: None,
             out: redact::Redactor::new(secrets),
             err: redact::Redactor::new(secrets),
@@ -478,12 +521,19 @@ impl LogCopy {
             file: None,
             times: None,
             pos: 0,
+            limit: 0,
             stamped: None,
             out: redact::Redactor::default(),
             err: redact::Redactor::default(),
             buf: Vec::new(),
             path: PathBuf::new(),
         }
+    }
+
+    /// Keep at most `bytes` of the job's log (`log_copy_limit`).
+    pub fn with_limit(mut self, bytes: u64) -> Self {
+        self.limit = bytes;
+        self
     }
 
     pub fn write(&mut self, stream: Stream, chunk: &[u8]) {
@@ -518,6 +568,16 @@ impl LogCopy {
         if self.buf.is_empty() {
             return;
         }
+        if self.pos + self.buf.len() as u64 > self.limit {
+            if let Err(e) = self.compact(millis) {
+                crate::executor::log_warning(&format!(
+                    "cannot keep the job's log copy {} within log_copy_limit: {e}; the copy stops here, the job is not affected",
+                    self.path.display()
+                ));
+                self.file = None;
+            }
+            return;
+        }
         if let Some(f) = &mut self.file {
             if let Err(e) = f.write_all(&self.buf) {
                 crate::executor::log_warning(&format!(
@@ -531,6 +591,71 @@ impl LogCopy {
             self.pos += self.buf.len() as u64;
             self.stamp(start, millis);
         }
+    }
+
+    /// Make room for `buf` within the limit: the copy keeps its head (up to the last line end
+    /// in its first half, never rewritten), then one [`DROPPED`] line, then the latest output
+    /// (the last quarter of the limit, from a line start), `buf` included. The timestamps
+    /// past the head go, and one for the new part is written.
+    fn compact(&mut self, millis: u64) -> std::io::Result<()> {
+        use std::io::{Read, Seek, SeekFrom};
+        let Some(f) = &mut self.file else {
+            return Ok(());
+        };
+        let mut reader = fs::File::open(&self.path)?;
+        let mut head = vec![0; usize::try_from((self.limit / 2).min(self.pos)).unwrap_or(0)];
+        reader.read_exact(&mut head)?;
+        let head_end = match head.iter().rposition(|b| *b == b'\n') {
+            Some(i) => i + 1,
+            None => head.len(),
+        } as u64;
+        let marker = format!("{DROPPED}\n");
+        // the latest output: the end of what is there after the head (an earlier marker left
+        // out), and `buf`
+        let keep = usize::try_from(self.limit / 4).unwrap_or(usize::MAX);
+        let mut rest = Vec::new();
+        reader.seek(SeekFrom::Start(head_end))?;
+        reader.read_to_end(&mut rest)?;
+        let rest = rest.strip_prefix(marker.as_bytes()).unwrap_or(&rest);
+        let mut latest: Vec<u8> = Vec::with_capacity(keep);
+        let from_rest = keep.saturating_sub(self.buf.len()).min(rest.len());
+        latest.extend_from_slice(&rest[rest.len() - from_rest..]);
+        let from_buf = keep.min(self.buf.len());
+        latest.extend_from_slice(&self.buf[self.buf.len() - from_buf..]);
+        let cut = match latest.iter().position(|b| *b == b'\n') {
+            Some(i) if i + 1 < latest.len() => i + 1,
+            _ => 0,
+        };
+        f.set_len(head_end)?;
+        f.write_all(marker.as_bytes())?;
+        f.write_all(&latest[cut..])?;
+        self.pos = head_end + (marker.len() + latest.len() - cut) as u64;
+        // timestamps: those of the head stay; the rest is new
+        if let Some(t) = &mut self.times {
+            let mut text = String::new();
+            if fs::File::open(self.path.with_extension("times"))
+                .and_then(|mut r| r.read_to_string(&mut text))
+                .is_ok()
+            {
+                let mut keep_to = 0;
+                for line in text.split_inclusive('\n') {
+                    let offset = line.split(' ').next().and_then(|o| o.parse::<u64>().ok());
+                    if offset.is_none_or(|o| o >= head_end) {
+                        break;
+                    }
+                    keep_to += line.len();
+                }
+                let ok = t.set_len(keep_to as u64).is_ok()
+                    && t.write_all(format!("{head_end} {millis}\n").as_bytes())
+                        .is_ok();
+                if ok {
+                    self.stamped = Some(millis / 1000);
+                } else {
+                    self.times = None;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Say in the timestamps that the log copy's bytes from `offset` on were written at `millis`.
@@ -607,6 +732,70 @@ mod tests {
         assert_eq!(s.prune(RETENTION, far_future), 4);
         assert!(s.list().is_empty());
         assert!(!s.times_path("pogo-old").exists(), "the timestamps go too");
+    }
+
+    #[test]
+    fn log_copies_over_the_total_lose_the_oldest_finished_ones_never_a_running_jobs() {
+        let d = tempfile::tempdir().unwrap();
+        let s = StateDir::new(d.path());
+        for (i, key) in ["pogo-old", "pogo-mid", "pogo-running"].iter().enumerate() {
+            let mut r = rec(key, i as u64);
+            r.ended = (*key != "pogo-running").then_some(10 + i as u64);
+            s.write(&r).unwrap();
+            std::fs::write(s.log_path(key), vec![b'x'; 1000]).unwrap();
+            std::fs::write(s.times_path(key), "0 1\n").unwrap();
+            let t = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1000 + i as u64);
+            let f = std::fs::File::options()
+                .write(true)
+                .open(s.log_path(key))
+                .unwrap();
+            f.set_modified(t).unwrap();
+        }
+        // the running job's copy counts, but only finished ones go
+        assert_eq!(s.prune_logs_to(1500), 2);
+        assert!(!s.log_path("pogo-old").exists() && !s.times_path("pogo-old").exists());
+        assert!(!s.log_path("pogo-mid").exists());
+        assert!(s.log_path("pogo-running").exists());
+        assert_eq!(s.prune_logs_to(1500), 0);
+    }
+
+    /// One chatty job filled the runner's disk with its log copy: it keeps its first half and
+    /// its latest output within the limit, across stages (each a new `pogo run`), with a line
+    /// saying where output was dropped.
+    #[test]
+    fn a_long_log_keeps_its_beginning_and_its_latest_output_within_the_limit() {
+        let d = tempfile::tempdir().unwrap();
+        let s = StateDir::new(d.path());
+        let limit = 64 * 1024;
+        for stage in 0..3 {
+            let mut c = LogCopy::open(&s, "pogo-k", &[]).unwrap().with_limit(limit);
+            for i in 0..5_000 {
+                c.write(
+                    Stream::Stdout,
+                    format!("stage {stage} line {i:05}\n").as_bytes(),
+                );
+            }
+            c.finish();
+        }
+        let text = std::fs::read_to_string(s.log_path("pogo-k")).unwrap();
+        assert!(text.len() as u64 <= limit, "{}", text.len());
+        assert!(text.starts_with("stage 0 line 00000\n"));
+        assert!(
+            text.ends_with("stage 2 line 04999\n"),
+            "{}",
+            &text[text.len() - 40..]
+        );
+        assert_eq!(text.matches(DROPPED).count(), 1, "one marker");
+        // whole lines only
+        for line in text.lines() {
+            assert!(line.starts_with("stage ") || line == DROPPED, "{line:?}");
+        }
+        // the timestamps point inside the file
+        let times = std::fs::read_to_string(s.times_path("pogo-k")).unwrap();
+        for line in times.lines() {
+            let offset: u64 = line.split(' ').next().unwrap().parse().unwrap();
+            assert!(offset < text.len() as u64, "{line}");
+        }
     }
 
     #[test]
