@@ -453,13 +453,13 @@ fn row(
         .or_else(|| containers.iter().find(|c| !c.name().contains("-svc")))
         .copied();
     let pick = |f: &dyn Fn(&JobRecord) -> &str, l: &str| -> String {
-        match record.map(f).filter(|s| !s.is_empty()) {
+        visible(&match record.map(f).filter(|s| !s.is_empty()) {
             Some(v) => v.to_string(),
             None => job_ctr
                 .or(containers.first().copied())
                 .map(|c| label(c, l).to_string())
                 .unwrap_or_default(),
-        }
+        })
     };
     let container_running = job_ctr.is_some_and(|c| c.state == "running");
     let outcome = record.and_then(|r| r.result);
@@ -489,8 +489,8 @@ fn row(
         .iter()
         .filter(|c| c.name().contains("-svc"))
         .map(|c| ServiceRow {
-            name: c.name().to_string(),
-            image: c.image.clone(),
+            name: visible(c.name()),
+            image: visible(&c.image),
             state: c.state.clone(),
             cpu: stat(c.name()).map(|s| s.cpu.clone()),
             mem: stat(c.name()).map(|s| s.mem.clone()),
@@ -511,11 +511,14 @@ fn row(
                     .map(|f| f.trim_end_matches(SYSTEM_SUFFIX).to_string())
                     .or_else(|| r.stage.clone())
             })
+            .map(|s| visible(&s))
             .unwrap_or_else(|| "-".to_string()),
-        image: job_ctr
-            .map(|c| c.image.clone())
-            .or_else(|| record.and_then(|r| r.image.clone()))
-            .unwrap_or_default(),
+        image: visible(
+            &job_ctr
+                .map(|c| c.image.clone())
+                .or_else(|| record.and_then(|r| r.image.clone()))
+                .unwrap_or_default(),
+        ),
         container: job_ctr.map(|c| c.name().to_string()),
         running,
         state,
@@ -525,8 +528,55 @@ fn row(
         cpu: job_ctr.and_then(|c| stat(c.name())).map(|s| s.cpu.clone()),
         mem: job_ctr.and_then(|c| stat(c.name())).map(|s| s.mem.clone()),
         services,
-        tags: record.map(|r| r.tags.clone()).unwrap_or_default(),
+        tags: record
+            .map(|r| r.tags.iter().map(|t| visible(t)).collect())
+            .unwrap_or_default(),
     }
+}
+
+/// A string a job chose (its name, project, stage, URL, image, tags), safe for the terminal:
+/// control characters (an escape sequence would retitle the terminal or redraw the table) and
+/// bidirectional overrides (which reorder what follows) are shown as `<U+XXXX>`. Pure.
+pub fn visible(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
+            out.push_str(&format!("<U+{:04X}>", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The job's web page, if `o` may open it: an `http`/`https` URL without credentials on the
+/// host of one of the runners' GitLab (any host when no runner is known). The URL is GitLab's
+/// own `CI_JOB_URL`, but the state record it comes from is a file, so it is checked again.
+pub fn openable_url(url: &str, runner_urls: &[&str]) -> Result<String, String> {
+    let parsed = url::Url::parse(url).map_err(|_| format!("not a URL: {}", visible(url)))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!(
+            "not opening {}: only http and https pages",
+            visible(url)
+        ));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("not opening a URL with credentials in it".to_string());
+    }
+    let hosts: Vec<String> = runner_urls
+        .iter()
+        .filter_map(|u| url::Url::parse(u).ok())
+        .filter_map(|u| u.host_str().map(str::to_ascii_lowercase))
+        .collect();
+    let host = parsed.host_str().map(str::to_ascii_lowercase);
+    if !hosts.is_empty() && !host.as_ref().is_some_and(|h| hosts.contains(h)) {
+        return Err(format!(
+            "not opening {}: it is not on the runners' GitLab ({})",
+            visible(url),
+            hosts.join(", ")
+        ));
+    }
+    Ok(parsed.to_string())
 }
 
 /// How the executor marks a system failure in a record's `failure`.

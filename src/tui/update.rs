@@ -870,7 +870,16 @@ fn action(m: &mut Model, a: Action) -> Vec<Effect> {
             }
         },
         Action::OpenUrl => match job.map(|j| j.url).filter(|u| !u.is_empty()) {
-            Some(u) => vec![Effect::OpenUrl(u)],
+            Some(u) => {
+                let runners: Vec<&str> = m.runners.rows.iter().map(|r| r.url.as_str()).collect();
+                match super::model::openable_url(&u, &runners) {
+                    Ok(u) => vec![Effect::OpenUrl(u)],
+                    Err(why) => {
+                        m.status = Some(why);
+                        Vec::new()
+                    }
+                }
+            }
             None => {
                 m.status = Some("this job has no URL".to_string());
                 Vec::new()

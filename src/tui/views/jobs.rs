@@ -333,6 +333,49 @@ mod tests {
     use crate::tui::views::fixtures::{model, render};
     use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
+    /// A job named with an OSC sequence retitled the terminal and could draw over the table:
+    /// what a job chose reaches the terminal with its control characters shown, not obeyed.
+    #[test]
+    fn a_job_name_with_escape_sequences_is_shown_not_obeyed() {
+        let mut m = model();
+        m.records[0].name = "\x1b]0;pwned\x07deploy\x1b[2J\u{202e}txt.exe".into();
+        m.records[0].project = "g/\x1b[31mred".into();
+        m.rebuild_jobs();
+        let screen = render(&m, 140, 30);
+        let cells: String = screen
+            .buffer()
+            .content()
+            .iter()
+            .map(|c| c.symbol())
+            .collect();
+        assert!(!cells.contains('\x1b') && !cells.contains('\x07'));
+        assert!(!cells.contains('\u{202e}'));
+        assert!(cells.contains("<U+001B>]0;pwned"), "{screen:?}");
+        assert!(cells.contains("g/<U+001B>[31mred"), "{screen:?}");
+    }
+
+    #[test]
+    fn o_opens_only_http_pages_on_the_runners_gitlab() {
+        use crate::tui::model::openable_url;
+        let runners = ["https://gitlab.example.com/"];
+        assert_eq!(
+            openable_url("https://gitlab.example.com/g/p/-/jobs/7", &runners).as_deref(),
+            Ok("https://gitlab.example.com/g/p/-/jobs/7")
+        );
+        for bad in [
+            "file:///etc/passwd",
+            "javascript:alert(1)",
+            "https://evil.example/g/p/-/jobs/7",
+            "https://user:pw@gitlab.example.com/x",
+            "--help",
+        ] {
+            assert!(openable_url(bad, &runners).is_err(), "{bad}");
+        }
+        // no runner known: any http(s) page, nothing else
+        assert!(openable_url("http://127.0.0.1:8080/g/p/-/jobs/1", &[]).is_ok());
+        assert!(openable_url("ssh://gitlab.example.com/x", &[]).is_err());
+    }
+
     #[test]
     fn jobs_with_stage_state_numbers_and_the_live_log_at_80x24() {
         insta::assert_snapshot!(render(&model(), 80, 24));
