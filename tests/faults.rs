@@ -571,3 +571,95 @@ fn gc_removes_the_private_files_of_a_job_that_left_nothing_else() {
     pogo_gc_ok(&env, &["--runner", &runner]);
     assert!(!dir.exists(), "the job's credentials outlived it");
 }
+
+/// With `stage_runner: exec`, a SIGKILLed `pogo run` left its stage running in the container
+/// beside `after_script`, and its `podman exec` orphaned on the host (its own process group;
+/// kill-on-drop does not run on SIGKILL). The next stage stops both first.
+#[test]
+fn after_a_sigkilled_stage_on_the_exec_path_the_next_stage_runs_alone() {
+    require_podman!();
+    let shared = tempfile::tempdir().unwrap();
+    let env = TestEnv::new(
+        &PogoConfig::mounting(shared.path(), "/shared").with_extra_yaml("stage_runner: exec\n"),
+    );
+    let runner = format!("faults{}", unique_id());
+    let job_id = unique_id();
+    let key = format!("pogo-{runner}-{job_id}-0");
+    let out = phase(&env, "prepare", &runner, job_id).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let script = |name: &str, body: &str| {
+        let p = shared.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    };
+    let long = script(
+        "long.sh",
+        "echo started > /shared/started\nexec sleep 300\n",
+    );
+    let mut stage = phase(&env, "run", &runner, job_id)
+        .args([long.to_str().unwrap(), "build_script"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !shared.path().join("started").exists() {
+        assert!(Instant::now() < deadline, "the stage never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stage.kill().unwrap();
+    stage.wait().unwrap();
+    let carrying_key = || -> Vec<String> {
+        let needle = format!("POGO_JOB_KEY={key}");
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read(e.path().join("environ"))
+                    .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle.as_bytes()))
+            })
+            .map(|e| {
+                let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+                String::from_utf8_lossy(&cmd).replace('\0', " ")
+            })
+            .collect()
+    };
+    assert!(
+        carrying_key().iter().any(|c| c.contains(" exec ")),
+        "the scenario: podman exec outlives its pogo run: {:?}",
+        carrying_key()
+    );
+
+    let check = script(
+        "check.sh",
+        "if ps | grep -v grep | grep -q 'sleep 300'; then echo earlier-stage-still-running; else echo running-alone; fi\n",
+    );
+    let out = phase(&env, "run", &runner, job_id)
+        .args([check.to_str().unwrap(), "after_script"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    let warned = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}{warned}");
+    assert!(said.contains("running-alone"), "{said}{warned}");
+    assert!(
+        warned.contains("the previous stage's `pogo run` was killed"),
+        "{warned}"
+    );
+    assert_eq!(
+        carrying_key(),
+        Vec::<String>::new(),
+        "an orphan on the host"
+    );
+
+    let out = phase(&env, "cleanup", &runner, job_id).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        env.podman.labelled(&format!("{LABEL_JOB_ID}={job_id}")),
+        Vec::<String>::new()
+    );
+}

@@ -190,7 +190,7 @@ pub fn live_job_keys() -> HashSet<String> {
     keys
 }
 
-fn job_keys_in_environ(environ: &[u8], prefix: &str) -> Vec<String> {
+pub(crate) fn job_keys_in_environ(environ: &[u8], prefix: &str) -> Vec<String> {
     environ
         .split(|b| *b == 0)
         .filter_map(|var| std::str::from_utf8(var).ok())

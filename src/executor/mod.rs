@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cleanup;
 pub mod config_stage;
 pub mod env;
+pub mod exec_guard;
 pub mod gc;
 pub mod jobdata;
 pub mod local;

@@ -226,6 +226,7 @@ impl StageRunner for PodmanExec {
         let mut term = signal(SignalKind::terminate()).map_err(Failure::system)?;
         let mut int = signal(SignalKind::interrupt()).map_err(Failure::system)?;
         let file = open_script(ctx, target, script)?;
+        super::exec_guard::reap_previous(ctx).await;
         let argv = args::exec_stage(&target.container, &target.command);
         let mut cmd = ctx.podman.command(&argv);
         // Output goes through pogo: each chunk is written on at once (unbuffered) and to the
@@ -243,6 +244,8 @@ impl StageRunner for PodmanExec {
                 ctx.podman.bin
             ))
         })?;
+        // until the stage ends: a next stage that finds it stops what this one left
+        let _noted = super::exec_guard::note(ctx, child.id(), &target.container, &target.shell);
         let copy = Arc::new(Mutex::new(open_log_copy(ctx)));
         let pumps = tokio::spawn(pump_both(
             child.stdout.take(),
