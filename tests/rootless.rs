@@ -322,3 +322,65 @@ fn a_job_image_with_a_non_root_user_runs_with_rootless_podman() {
     assert!(log.contains("\nwrote\n"), "{log}");
     r.assert_clean();
 }
+
+/// The takeover seen with rootless podman: a job of another project that sets
+/// `variables: {CI_JOB_ID: <a running job's id>}` made its prepare remove the running job's
+/// container and run the rest of its stages in its own. Now each gets its own names.
+#[test]
+fn a_job_claiming_a_running_jobs_id_cannot_take_it_over_with_rootless_podman() {
+    require_podman!();
+    let Some(user) = rootless_user(false) else {
+        return;
+    };
+    let r = Rootless::new(user, |dir| {
+        std::fs::create_dir(dir.join("shared")).unwrap();
+        PogoConfig::mounting(&dir.join("shared"), "/shared")
+    });
+    let shared = r.env.dir.path().join("shared");
+    let mut victim = r.env.job(
+        &[],
+        &[
+            "echo victim-$CI_JOB_ID > /tmp/victim-marker",
+            "touch /shared/victim-waiting",
+            "for i in $(seq 1200); do test -e /shared/go && break; sleep 0.1; done",
+            "test -e /shared/go || { echo never told to go; exit 3; }",
+            "cat /tmp/victim-marker",
+        ],
+    );
+    victim.after_script = vec!["sed s/^/after-/ /tmp/victim-marker".into()];
+    let mut pretender = r.env.job(
+        &[],
+        &["test ! -e /tmp/victim-marker && echo pretender-on-its-own"],
+    );
+    pretender.variables.push(pogo::driver::Variable::new(
+        "CI_JOB_ID",
+        victim.id.to_string(),
+    ));
+    let (v, p) = std::thread::scope(|s| {
+        let victim_run = s.spawn(|| r.run(&victim));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        while !shared.join("victim-waiting").exists()
+            && std::time::Instant::now() < deadline
+            && !victim_run.is_finished()
+        {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let p = r.run(&pretender);
+        std::fs::write(shared.join("go"), "").unwrap();
+        (victim_run.join().unwrap(), p)
+    });
+    assert_success(&p);
+    assert!(
+        plain_log(&p).contains("\npretender-on-its-own\n"),
+        "{}",
+        p.log
+    );
+    assert_success(&v);
+    let log = plain_log(&v);
+    assert!(log.contains(&format!("\nvictim-{}\n", victim.id)), "{log}");
+    assert!(
+        log.contains(&format!("\nafter-victim-{}\n", victim.id)),
+        "{log}"
+    );
+    r.assert_clean();
+}
