@@ -67,9 +67,9 @@ fn an_images_entrypoint_wraps_every_stage_on_both_stage_paths() {
         let r = run_checked(&env, &job);
         assert_success(&r);
         let log = plain_log(&r);
-        assert!(log.contains("\nentry=ran-before-bash\n"), "{runner}: {log}");
+        assert!(log.contains("\nentry=ran-before-sh\n"), "{runner}: {log}");
         assert!(
-            log.contains("\nafter-entry=ran-before-bash\n"),
+            log.contains("\nafter-entry=ran-before-sh\n"),
             "{runner}: {log}"
         );
         assert!(
@@ -100,7 +100,7 @@ fn entrypoint_empty_string_clears_the_images_entrypoint() {
         // (`podman exec -i` 4.3 often drops the output of a program that exits without
         // reading its stdin: only the agent's log is certain to show it)
         if runner == "agent" {
-            assert!(log.contains("\nnot-a-wrapper: bash\n"), "{runner}: {log}");
+            assert!(log.contains("\nnot-a-wrapper: sh -c "), "{runner}: {log}");
         }
         assert!(!log.contains("\nnever-runs\n"), "{runner}: {log}");
 
@@ -134,7 +134,7 @@ fn a_jobs_entrypoint_replaces_the_images() {
         let r = run_checked(&env, &job);
         assert_success(&r);
         assert!(
-            plain_log(&r).contains("\nentry=custom-bash\n"),
+            plain_log(&r).contains("\nentry=custom-sh\n"),
             "{runner}: {}",
             r.log
         );
@@ -157,7 +157,7 @@ fn an_entrypoint_that_cannot_start_the_shell_fails_the_job_saying_how_to_fix_it(
         );
         let log = plain_log(&r);
         assert!(
-            log.contains("the image's entrypoint [\"/no/such/entrypoint\"] could not start the job's shell (bash)"),
+            log.contains("the image's entrypoint [\"/no/such/entrypoint\"] could not start a shell"),
             "{runner}: {log}"
         );
         assert!(log.contains("entrypoint: [\"\"]"), "{runner}: {log}");
@@ -525,7 +525,8 @@ fn a_job_image_without_bash_runs_with_shell_sh_on_both_stage_paths() {
         let cfg = r.config_output.as_ref().unwrap();
         assert_eq!(cfg["shell"], "sh", "config_exec reports the shell: {cfg}");
         let log = plain_log(&r);
-        assert!(log.contains("\nbusybox-4 in sh\n"), "{runner}: {log}");
+        // the Docker executor's pick: no bash in the image, so its /bin/sh
+        assert!(log.contains("\nbusybox-4 in /bin/sh\n"), "{runner}: {log}");
         assert!(log.contains("\nafter=success\n"), "{runner}: {log}");
 
         // a canceled stage stops as quickly as with bash
@@ -544,18 +545,54 @@ fn a_job_image_without_bash_runs_with_shell_sh_on_both_stage_paths() {
     }
 }
 
+/// The Docker executor never runs a fixed shell: with the default `bash` an alpine or busybox
+/// image runs the scripts with its sh (pogo used to fail such jobs with "no bash").
 #[test]
-fn with_shell_bash_an_image_without_bash_says_to_use_shell_sh() {
+fn with_the_default_shell_a_busybox_image_runs_with_its_sh_on_both_stage_paths() {
     require_podman!();
-    let env = TestEnv::new(&PogoConfig::default());
-    let mut job = env.job(&[], &["echo never-runs"]);
-    job.image = Some(Image::new(IMG_BUSYBOX));
-    let r = run_checked(&env, &job);
-    assert_build_failure(&r, 127);
-    let log = plain_log(&r);
-    assert!(log.contains("the job image has no bash"), "{log}");
-    assert!(log.contains("set `shell: sh` in the pogo config"), "{log}");
-    assert_eq!(r.config_output.as_ref().unwrap()["shell"], "bash");
+    for runner in ["agent", "exec"] {
+        let env = env_on(runner, PogoConfig::default());
+        let mut job = env.job(&[], &["echo \"default-shell-$((3+3)) in $0\""]);
+        job.image = Some(Image::new(IMG_BUSYBOX));
+        job.after_script = vec!["echo \"after=$CI_JOB_STATUS\"".into()];
+        let r = run_checked(&env, &job);
+        assert_success(&r);
+        assert_eq!(r.config_output.as_ref().unwrap()["shell"], "bash");
+        let log = plain_log(&r);
+        assert!(
+            log.contains("\ndefault-shell-6 in /bin/sh\n"),
+            "{runner}: {log}"
+        );
+        assert!(log.contains("\nafter=success\n"), "{runner}: {log}");
+        env.assert_no_leftovers();
+    }
+}
+
+/// And a Debian image runs under bash even with `shell: sh`: gitlab-runner writes `$'…'`
+/// quoting for sh too, which Debian's /bin/sh (dash) cannot run (every predefined stage in a
+/// Debian helper failed with `sh: 1: eval: Running on …: not found`).
+#[test]
+fn with_shell_sh_a_debian_helper_clones_for_a_busybox_job_on_both_stage_paths() {
+    require_helper!();
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, sha) = bare_repo(dir.path(), &[("hello.txt", "hello-from-the-repo\n")]);
+    for runner in ["agent", "exec"] {
+        let env = env_on(runner, helper_config(&repo).with_extra_yaml("shell: sh\n"));
+        let mut job = git_job(
+            &env,
+            &sha,
+            "clone",
+            &["cat hello.txt", "echo \"job in $0\""],
+        );
+        job.image = Some(Image::new(IMG_BUSYBOX));
+        let r = run_checked(&env, &job);
+        assert_success(&r);
+        assert_eq!(r.config_output.as_ref().unwrap()["shell"], "sh");
+        let log = plain_log(&r);
+        assert!(log.contains("\nhello-from-the-repo\n"), "{runner}: {log}");
+        assert!(log.contains("\njob in /bin/sh\n"), "{runner}: {log}");
+        env.assert_no_leftovers();
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -24,7 +24,6 @@ pub struct StageNote {
     pub pogo: u32,
     pub podman: Option<u32>,
     pub container: String,
-    pub shell: String,
 }
 
 fn note_path(ctx: &Context) -> PathBuf {
@@ -78,7 +77,7 @@ pub async fn reap_previous(ctx: &Context) {
     }
     let mut kill = ctx
         .podman
-        .command(&args::exec_kill_all(&note.container, &note.shell, "KILL"));
+        .command(&args::exec_kill_all(&note.container, "KILL"));
     kill.kill_on_drop(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), ctx.podman.output_of(kill)).await;
 }
@@ -93,13 +92,12 @@ impl Drop for Noted {
 }
 
 /// Note the stage `podman` (the `podman exec`'s pid) runs in `container`.
-pub fn note(ctx: &Context, podman: Option<u32>, container: &str, shell: &str) -> Option<Noted> {
+pub fn note(ctx: &Context, podman: Option<u32>, container: &str) -> Option<Noted> {
     let path = note_path(ctx);
     let note = StageNote {
         pogo: std::process::id(),
         podman,
         container: container.to_string(),
-        shell: shell.to_string(),
     };
     let json = serde_json::to_vec(&note).ok()?;
     let dir = path.parent()?;

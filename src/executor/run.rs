@@ -17,9 +17,10 @@ use tokio::signal::unix::{signal, SignalKind};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StageTarget {
     pub container: String,
-    /// The shell gitlab-runner wrote the script for (`bash` or `sh`).
-    pub shell: String,
-    /// What the stage starts: the entrypoint that wraps the shell (if any), then the shell.
+    /// The image's entrypoint every stage starts through (empty: none).
+    pub entrypoint: Vec<String>,
+    /// What the stage starts: the entrypoint, then the shell the Docker executor would pick
+    /// ([`args::detect_shell_command`]).
     pub command: Vec<String>,
     /// The container's stage agent, when it runs one.
     pub agent_socket: Option<PathBuf>,
@@ -33,17 +34,18 @@ pub fn is_user_stage(stage: &str) -> bool {
     stage == "build_script" || stage == "after_script" || stage.starts_with("step_")
 }
 
-/// The shell command of a stage: `entrypoint... shell`.
-pub fn stage_command(entrypoint: &[String], shell: &str) -> Vec<String> {
+/// The command of a stage: `entrypoint... sh -c DETECT_SHELL`, as the Docker executor starts
+/// its stages (the shell in `pogo config`'s answer only tells gitlab-runner which scripts to
+/// write).
+pub fn stage_command(entrypoint: &[String]) -> Vec<String> {
     let mut c = entrypoint.to_vec();
-    c.push(shell.to_string());
+    c.extend(args::detect_shell_command());
     c
 }
 
 /// Where `stage` runs, from what `prepare` recorded (a job prepared without a record — an
 /// older pogo — runs everything in the job container with the shell alone).
 pub fn stage_target(ctx: &Context, stage: &str) -> Result<StageTarget, Failure> {
-    let shell = ctx.config.shell.as_str().to_string();
     let job = super::jobdata::read_job_file(&ctx.config.working_dir, &ctx.job.names.key)
         .map_err(|e| Failure::system(format!("{e}; the job can be retried")))?
         .unwrap_or_default();
@@ -56,16 +58,16 @@ pub fn stage_target(ctx: &Context, stage: &str) -> Result<StageTarget, Failure> 
             .filter(|s| s.exists());
         return Ok(StageTarget {
             container: helper.container.clone(),
-            command: stage_command(&helper.entrypoint, &shell),
-            shell,
+            command: stage_command(&helper.entrypoint),
+            entrypoint: helper.entrypoint.clone(),
             agent_socket,
             role: HELPER,
         });
     }
     Ok(StageTarget {
         container: ctx.job.names.container.clone(),
-        command: stage_command(&job.entrypoint, &shell),
-        shell,
+        command: stage_command(&job.entrypoint),
+        entrypoint: job.entrypoint,
         agent_socket: agent_socket(ctx),
         role: "job",
     })
@@ -245,7 +247,7 @@ impl StageRunner for PodmanExec {
             ))
         })?;
         // until the stage ends: a next stage that finds it stops what this one left
-        let _noted = super::exec_guard::note(ctx, child.id(), &target.container, &target.shell);
+        let _noted = super::exec_guard::note(ctx, child.id(), &target.container);
         let copy = Arc::new(Mutex::new(open_log_copy(ctx)));
         let pumps = tokio::spawn(pump_both(
             child.stdout.take(),
@@ -364,9 +366,9 @@ async fn cancel(
         ("KILL", Duration::from_secs(3)),
     ] {
         // a hanging podman must not hold the cancel up: the kill gets the grace time too
-        let mut kill =
-            ctx.podman
-                .command(&args::exec_kill_all(&target.container, &target.shell, sig));
+        let mut kill = ctx
+            .podman
+            .command(&args::exec_kill_all(&target.container, sig));
         kill.kill_on_drop(true);
         let _ = tokio::time::timeout(grace, ctx.podman.output_of(kill)).await;
         if let Ok(r) = tokio::time::timeout(grace, child.wait()).await {
@@ -452,7 +454,6 @@ async fn classify(ctx: &Context, target: &StageTarget, code: i32, stage: &str) -
         Ok(Some(_)) => {}
         Err(e) => return Failure::system(format!("podman failed while checking {what}: {e}")),
     }
-    let shell = target.shell.as_str();
     // `COMMAND -c 'exit 0'` in the container: its exit code, `None` when podman could not
     // run it or did not answer within 30 s (a failing podman may hang too).
     let probe = |command: Vec<String>| async move {
@@ -467,11 +468,12 @@ async fn classify(ctx: &Context, target: &StageTarget, code: i32, stage: &str) -
             .and_then(Result::ok)
             .and_then(|o| o.status.code())
     };
+    let sh = || vec!["sh".to_string()];
     // `podman exec` exits 125 when podman itself failed (a lock, the runtime) — or when the
     // script did `exit 125`. (The agent reports the script's own code: no doubt there.) A
     // trivial exec tells them apart: podman failing again is the machine's problem.
     if code == 125 && target.agent_socket.is_none() {
-        let again = probe(vec![shell.to_string()]).await;
+        let again = probe(sh()).await;
         if again != Some(0) {
             let how = again.map_or("does not answer".to_string(), |c| {
                 format!("fails too (exit {c})")
@@ -484,23 +486,24 @@ async fn classify(ctx: &Context, target: &StageTarget, code: i32, stage: &str) -
         }
     }
     if code == 126 || code == 127 {
-        if matches!(probe(vec![shell.to_string()]).await, Some(126) | Some(127)) {
-            return Failure::build(code, missing_shell_message(shell, target.role));
+        if matches!(probe(sh()).await, Some(126) | Some(127)) {
+            return Failure::build(code, missing_shell_message(target.role));
         }
-        if target.command.len() > 1
-            && matches!(probe(target.command.clone()).await, Some(126) | Some(127))
-        {
-            let entrypoint = &target.command[..target.command.len() - 1];
-            return Failure::build(
-                code,
-                format!(
-                    "the image's entrypoint {} could not start the job's shell ({shell}): the \
-                     Docker executor starts every stage through it, so it must run its arguments \
-                     (`exec \"$@\"`); fix the entrypoint, or override it in .gitlab-ci.yml with \
-                     `image: {{name: ..., entrypoint: [\"\"]}}`",
-                    serde_json::to_string(entrypoint).unwrap_or_default()
-                ),
-            );
+        if !target.entrypoint.is_empty() {
+            let mut through_entrypoint = target.entrypoint.clone();
+            through_entrypoint.extend(sh());
+            if matches!(probe(through_entrypoint).await, Some(126) | Some(127)) {
+                return Failure::build(
+                    code,
+                    format!(
+                        "the image's entrypoint {} could not start a shell: the Docker executor \
+                         starts every stage through it, so it must run its arguments (`exec \
+                         \"$@\"`); fix the entrypoint, or override it in .gitlab-ci.yml with \
+                         `image: {{name: ..., entrypoint: [\"\"]}}`",
+                        serde_json::to_string(&target.entrypoint).unwrap_or_default()
+                    ),
+                );
+            }
         }
     }
     Failure::Build {
@@ -509,24 +512,17 @@ async fn classify(ctx: &Context, target: &StageTarget, code: i32, stage: &str) -
     }
 }
 
-/// What to say when the image has no `shell`.
-pub fn missing_shell_message(shell: &str, role: &str) -> String {
+/// What to say when the image has no `sh` to start a stage with.
+pub fn missing_shell_message(role: &str) -> String {
     if role == HELPER {
-        return format!(
-            "the helper image (helper_image in the pogo config) has no {shell}: use a helper image \
-             with {shell}, git, git-lfs and gitlab-runner (see the README)"
-        );
+        return "the helper image (helper_image in the pogo config) has no sh: use a helper image \
+                with a shell, git, git-lfs and gitlab-runner (see the README)"
+            .to_string();
     }
-    match shell {
-        "bash" => "the job image has no bash, which gitlab-runner's scripts need: use an image \
-                   that has bash (e.g. debian, ubuntu, fedora, or alpine with `apk add bash`), or \
-                   set `shell: sh` in the pogo config so gitlab-runner writes POSIX sh scripts"
-            .to_string(),
-        other => format!(
-            "the job image has no {other} (/bin/{other}), which the stage scripts need: use an \
-             image with a POSIX shell"
-        ),
-    }
+    "the job image has no sh, which starts every stage (as with the Docker executor, which picks \
+     bash, else sh, else /busybox/sh through it): use an image with a shell (a distroless image's \
+     `:debug` variant has /busybox/sh and needs `image: {name: ..., entrypoint: [\"\"]}` too)"
+        .to_string()
 }
 
 #[cfg(test)]
@@ -560,20 +556,25 @@ mod tests {
     }
 
     #[test]
-    fn the_stage_command_is_the_entrypoint_then_the_shell() {
-        assert_eq!(stage_command(&[], "bash"), vec!["bash"]);
-        assert_eq!(
-            stage_command(&["/entry.sh".into(), "--".into()], "sh"),
-            vec!["/entry.sh", "--", "sh"]
-        );
-        let argv = args::exec_stage("c", &stage_command(&["--privileged".into()], "bash"));
-        assert_eq!(argv, vec!["exec", "-i", "c", "--privileged", "bash"]);
+    fn every_stage_starts_the_shell_the_docker_executor_would_pick_through_the_entrypoint() {
+        let detect = args::detect_shell_command();
+        assert_eq!(stage_command(&[]), detect);
+        let mut through = vec!["/entry.sh".to_string(), "--".to_string()];
+        through.extend(detect.iter().cloned());
+        assert_eq!(stage_command(&["/entry.sh".into(), "--".into()]), through);
+        let argv = args::exec_stage("c", &stage_command(&["--privileged".into()]));
+        assert_eq!(&argv[..4], ["exec", "-i", "c", "--privileged"]);
+        // bash first, at the Docker executor's places, then sh, then busybox
+        let order: Vec<usize> = ["/usr/local/bin/bash", "/bin/bash", "/bin/sh", "/busybox/sh"]
+            .iter()
+            .map(|s| args::DETECT_SHELL.find(s).unwrap())
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
     }
 
     #[test]
     fn a_missing_shell_message_says_how_to_fix_it() {
-        assert!(missing_shell_message("bash", "job").contains("set `shell: sh`"));
-        assert!(missing_shell_message("sh", "job").contains("no sh"));
-        assert!(missing_shell_message("bash", "helper").contains("helper_image"));
+        assert!(missing_shell_message("job").contains("no sh"));
+        assert!(missing_shell_message("helper").contains("helper_image"));
     }
 }

@@ -415,14 +415,28 @@ pub fn exec_stage(container: &str, command: &[String]) -> Vec<String> {
 
 /// Signal every process of the job container except its init (stage scripts and their
 /// children) — `kill -1` from inside the container's PID namespace.
-pub fn exec_kill_all(container: &str, shell: &str, signal: &str) -> Vec<String> {
+pub fn exec_kill_all(container: &str, signal: &str) -> Vec<String> {
     vec![
         "exec".into(),
         container.into(),
-        shell.into(),
+        "sh".into(),
         "-c".into(),
         format!("kill -{signal} -1"),
     ]
+}
+
+/// How the Docker executor starts every stage, for `shell: bash` and `shell: sh` alike
+/// (gitlab-runner's `BashDetectShellScript`): `sh -c` this, which runs the first of bash at
+/// /usr/local/bin, /usr/bin, /bin, then sh there, then /busybox/sh, with the stage script on
+/// stdin. So an alpine or busybox image runs the default shell's scripts with its sh, and a
+/// Debian image runs `shell: sh`'s scripts (bash quoting included) with bash.
+pub const DETECT_SHELL: &str = "for s in /usr/local/bin/bash /usr/bin/bash /bin/bash \
+/usr/local/bin/sh /usr/bin/sh /bin/sh /busybox/sh; do if [ -x \"$s\" ]; then exec \"$s\" \"$@\"; fi; \
+done; echo 'shell not found: the image has no bash or sh at /usr/local/bin, /usr/bin, /bin or /busybox' >&2; exit 1";
+
+/// The command a stage starts (after the image's entrypoint): `sh -c DETECT_SHELL`.
+pub fn detect_shell_command() -> Vec<String> {
+    vec!["sh".into(), "-c".into(), DETECT_SHELL.into(), "sh".into()]
 }
 
 pub fn inspect_container(name: &str) -> Vec<String> {
