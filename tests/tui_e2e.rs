@@ -394,7 +394,8 @@ fn a_failed_script_is_recorded_as_failed_with_its_exit_code() {
 #[test]
 fn a_job_printing_a_lot_streams_through_pogo_without_losing_output() {
     require_podman!();
-    let env = TestEnv::new(&PogoConfig::default());
+    // a log copy big enough for all of it (the default keeps 4 MiB: see tests/faults.rs)
+    let env = TestEnv::new(&PogoConfig::default().with_extra_yaml("log_copy_limit: 32768\n"));
     // 20 MB through `podman exec` → pogo → the runner and the log copy (pipefail is on in
     // gitlab-runner's scripts: no producer that dies of SIGPIPE here).
     let job = env.job(
