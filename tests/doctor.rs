@@ -164,6 +164,7 @@ fn doctor_passes_the_podman_checks_on_this_machine_quickly() {
         "podman",
         "network",
         "firewall",
+        "selinux",
         "storage",
         "/dev/net/tun",
         "gitlab-runner",

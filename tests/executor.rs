@@ -1124,3 +1124,42 @@ fn a_config_edited_while_a_job_runs_does_not_change_that_job() {
 
     env.assert_no_leftovers();
 }
+
+/// SELinux-safe by construction: nothing pogo puts into the job container is mounted from a
+/// system path (an enforcing host would refuse it, and pogo must not relabel it), and what
+/// pogo mounts of its own carries `z`; a tag mount keeps the options its owner wrote.
+#[test]
+fn pogo_mounts_only_its_own_copies_relabelled_and_tag_mounts_as_written() {
+    require_podman!();
+    let shared = tempfile::tempdir().unwrap();
+    let env = TestEnv::new(&PogoConfig {
+        runner_binary: Some(runner_stand_in()),
+        ..PogoConfig::mounting(shared.path(), "/shared")
+    });
+    let job = env.job(&[], &["test -x /run/pogo/init && echo own-init-runs"]);
+    let r = env.run(&job);
+    assert_success(&r);
+    let log = plain_log(&r);
+    assert!(log.contains("\nown-init-runs\n"), "{log}");
+    let run_line = log
+        .lines()
+        .find(|l| l.contains("starting job container: "))
+        .expect("the podman run line");
+    let agent_dir = env.working_dir.join("agent");
+    assert!(
+        run_line.contains(&format!("{}/catatonit-", agent_dir.display())),
+        "{run_line}"
+    );
+    assert!(run_line.contains(":/run/pogo/init:ro,z"), "{run_line}");
+    assert!(
+        run_line.contains(&format!("{}/gitlab-runner-", agent_dir.display())),
+        "{run_line}"
+    );
+    assert!(!run_line.contains("/usr/bin/catatonit:"), "{run_line}");
+    assert!(
+        run_line.contains(&format!("{}:/shared ", shared.path().display()))
+            || run_line.contains(&format!("'{}:/shared'", shared.path().display())),
+        "the tag mount as written: {run_line}"
+    );
+    env.assert_no_leftovers();
+}

@@ -44,18 +44,54 @@ pub fn install(working_dir: &Path) -> std::io::Result<Option<PathBuf>> {
     if AGENT.is_empty() {
         return Ok(None);
     }
+    let name = format!("pogo-agent-{AGENT_ID}");
+    install_file(working_dir, &name, AGENT.len() as u64, |to| {
+        std::fs::write(to, AGENT)
+    })
+    .map(Some)
+}
+
+/// pogo's own copy of a host program it puts into job containers (catatonit, gitlab-runner),
+/// in `<working_dir>/agent/`: nothing pogo injects is read from a system path, so pogo may
+/// relabel what it mounts for SELinux (`z`) without touching a file it does not own. Named
+/// after the source's size and modification time: copied once per version.
+pub fn own_copy(working_dir: &Path, src: &Path, stem: &str) -> std::io::Result<PathBuf> {
+    let meta = std::fs::metadata(src)?;
+    let mtime = meta
+        .modified()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let name = format!("{stem}-{}-{mtime}", meta.len());
+    install_file(working_dir, &name, meta.len(), |to| {
+        std::fs::copy(src, to).map(|_| ())
+    })
+}
+
+/// `<working_dir>/agent/NAME`, executable, made by `write` (into a temporary file, then
+/// renamed) unless a file of `len` bytes is there already.
+fn install_file(
+    working_dir: &Path,
+    name: &str,
+    len: u64,
+    write: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> std::io::Result<PathBuf> {
     let dir = working_dir.join("agent");
-    let path = dir.join(format!("pogo-agent-{AGENT_ID}"));
-    if std::fs::metadata(&path).is_ok_and(|m| m.len() == AGENT.len() as u64) {
-        return Ok(Some(path));
+    let path = dir.join(name);
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() == len) {
+        return Ok(path);
     }
     std::fs::create_dir_all(&dir)?;
-    let tmp = dir.join(format!(".pogo-agent-{AGENT_ID}.{}", std::process::id()));
-    std::fs::write(&tmp, AGENT)?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(Some(path))
+    let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+    let made = write(&tmp).and_then(|()| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::rename(&tmp, &path)
+    });
+    if made.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    made.map(|()| path)
 }
 
 /// The per-job directory holding the agent's socket on the host.

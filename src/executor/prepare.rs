@@ -168,7 +168,22 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
         }
     } else {
         match runner_binary(ctx.config.runner_binary.as_deref(), &ctx.env)? {
-            Some(bin) => job_volumes.push(format!("{}:{RUNNER_BINARY_PATH}:ro", bin.display())),
+            Some(bin) => {
+                let own = super::agent::own_copy(&ctx.config.working_dir, &bin, "gitlab-runner")
+                    .map_err(|e| {
+                        Failure::system(format!(
+                            "cannot copy the gitlab-runner binary {} under {}: {e}; check \
+                             working_dir in the pogo config",
+                            bin.display(),
+                            ctx.config.working_dir.display()
+                        ))
+                    })?;
+                job_volumes.push(args::own_volume(
+                    &own.display().to_string(),
+                    RUNNER_BINARY_PATH,
+                    true,
+                ));
+            }
             None if !local.is_empty() => {} // pogo exec's stages use tar, not gitlab-runner
             None => log_warning(
                 "no gitlab-runner binary found on this host (PATH) and `runner_binary` is not set: \
@@ -177,7 +192,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
             ),
         }
     }
-    let keep_alive = with_agent(ctx, crate::podman::detect_keep_alive(), &ctx.job.names.key);
+    let keep_alive = with_agent(ctx, own_init(ctx), &ctx.job.names.key);
     let agent_socket = matches!(keep_alive, KeepAlive::InitWithAgent { .. })
         .then(|| super::agent::socket_path(&ctx.config.working_dir, &ctx.job.names.key));
     let spec = JobContainer {
@@ -206,7 +221,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     let mut helper_file = None;
     let mut helper_socket = None;
     let helper_argv = helper.as_ref().map(|(helper_image, helper_entrypoint)| {
-        let keep_alive = with_agent(ctx, crate::podman::detect_keep_alive(), &helper_name);
+        let keep_alive = with_agent(ctx, own_init(ctx), &helper_name);
         let agent = matches!(keep_alive, KeepAlive::InitWithAgent { .. });
         if agent {
             helper_socket = Some(super::agent::socket_path(
@@ -813,6 +828,31 @@ pub fn check_allowed(
 
 /// The fast stage path when the config allows it, this pogo has a static agent and podman's
 /// catatonit is there to be PID 1 ; otherwise the plain keep-alive (stages via `podman exec`).
+/// The host's static init (see [`crate::podman::detect_keep_alive`]), as pogo's own copy
+/// under `working_dir` (see [`super::agent::own_copy`]); the host's file itself when it cannot
+/// be copied (then an SELinux host cannot run it: the warning says so).
+fn own_init(ctx: &Context) -> KeepAlive {
+    match crate::podman::detect_keep_alive() {
+        KeepAlive::Init(host) => {
+            match super::agent::own_copy(&ctx.config.working_dir, Path::new(&host), "catatonit") {
+                Ok(copy) if !copy.display().to_string().contains([':', ',']) => {
+                    KeepAlive::Init(copy.display().to_string())
+                }
+                Ok(_) => KeepAlive::Init(host),
+                Err(e) => {
+                    log_warning(&format!(
+                        "cannot copy {host} under {}: {e}; mounting it from where it is (an \
+                         SELinux host will not let the job container run it)",
+                        ctx.config.working_dir.display()
+                    ));
+                    KeepAlive::Init(host)
+                }
+            }
+        }
+        other => other,
+    }
+}
+
 fn with_agent(ctx: &Context, keep_alive: KeepAlive, agent_key: &str) -> KeepAlive {
     let KeepAlive::Init(init) = &keep_alive else {
         return keep_alive;
@@ -1340,7 +1380,7 @@ fn cache_volume(cache_dir: &Path, project_path: &str) -> Result<Option<String>, 
             "cache directory {d} contains ':' or ',', which podman cannot mount; change cache_dir"
         )));
     }
-    Ok(Some(format!("{d}:{d}")))
+    Ok(Some(args::own_volume(&d, &d, false)))
 }
 
 /// The gitlab-runner binary to mount: configured, else the parent process when it is
@@ -1611,7 +1651,11 @@ mod tests {
         assert!(cache_volume(d.path(), "a//b").is_err());
         let v = cache_volume(d.path(), "group/project").unwrap().unwrap();
         let p = d.path().join("group/project").display().to_string();
-        assert_eq!(v, format!("{p}:{p}"));
+        assert_eq!(
+            v,
+            format!("{p}:{p}:z"),
+            "pogo's own cache directory is relabelled for SELinux"
+        );
         assert!(d.path().join("group/project").is_dir());
     }
 }

@@ -324,7 +324,8 @@ pub fn valid_env_name(k: &str) -> bool {
 /// How the job container is kept alive between stages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeepAlive {
-    /// A static init (catatonit) from the host, bind-mounted read-only, in pause mode.
+    /// A static init (catatonit): pogo's copy of the host's, bind-mounted read-only, in pause
+    /// mode.
     Init(String),
     /// catatonit as init running pogo's static stage agent (the fast stage path): host paths
     /// of catatonit, of the agent, and of the per-job directory for the agent's socket.
@@ -337,13 +338,22 @@ pub enum KeepAlive {
     Shell,
 }
 
+/// `--volume` for a path pogo owns (its init and agent copies, the agent's socket directory,
+/// its cache directories): `z` relabels it for containers on an SELinux host (a container
+/// process cannot read files with their host labels there); podman ignores it elsewhere.
+/// Only ever for pogo's own paths: a tag mount keeps exactly the options its owner wrote.
+pub fn own_volume(host: &str, container: &str, readonly: bool) -> String {
+    let options = if readonly { "ro,z" } else { "z" };
+    format!("{host}:{container}:{options}")
+}
+
 impl KeepAlive {
     /// The `podman run` options that make the container's main process the keep-alive.
     pub fn args(&self) -> Vec<String> {
         match self {
             KeepAlive::Init(host) => vec![
                 "--volume".into(),
-                format!("{host}:{INIT_PATH}:ro"),
+                own_volume(host, INIT_PATH, true),
                 format!("--entrypoint=[\"{INIT_PATH}\",\"-P\"]"),
             ],
             KeepAlive::InitWithAgent {
@@ -352,11 +362,11 @@ impl KeepAlive {
                 socket_dir,
             } => vec![
                 "--volume".into(),
-                format!("{init}:{INIT_PATH}:ro"),
+                own_volume(init, INIT_PATH, true),
                 "--volume".into(),
-                format!("{agent}:{}:ro", crate::executor::agent::AGENT_PATH),
+                own_volume(agent, crate::executor::agent::AGENT_PATH, true),
                 "--volume".into(),
-                format!("{socket_dir}:{}", crate::executor::agent::SOCKET_DIR),
+                own_volume(socket_dir, crate::executor::agent::SOCKET_DIR, false),
                 format!(
                     "--entrypoint=[\"{INIT_PATH}\",\"--\",\"{}\",\"serve\",\"{}/{}\"]",
                     crate::executor::agent::AGENT_PATH,

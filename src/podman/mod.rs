@@ -227,6 +227,32 @@ impl Podman {
     }
 }
 
+/// The host's SELinux mode, from `/sys/fs/selinux/enforce` (absent: no SELinux).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selinux {
+    Disabled,
+    Permissive,
+    Enforcing,
+}
+
+/// [`Selinux`] of this host (the one place pogo looks; [`selinux_from`] is the pure part).
+pub fn selinux() -> Selinux {
+    selinux_from(
+        std::fs::read_to_string("/sys/fs/selinux/enforce")
+            .ok()
+            .as_deref(),
+    )
+}
+
+/// [`Selinux`] from the content of `/sys/fs/selinux/enforce` (`None`: the file is absent).
+pub fn selinux_from(enforce: Option<&str>) -> Selinux {
+    match enforce.map(str::trim) {
+        None => Selinux::Disabled,
+        Some("1") => Selinux::Enforcing,
+        Some(_) => Selinux::Permissive,
+    }
+}
+
 /// How to keep a job container alive on this host: podman's own static `catatonit` when it
 /// is installed (bind-mounted, pause mode), else a shell loop.
 pub fn detect_keep_alive() -> args::KeepAlive {

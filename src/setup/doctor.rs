@@ -403,6 +403,44 @@ fn rootless_checks(user: &UserInfo, env: &HashMap<String, String>) -> Vec<Check>
     checks
 }
 
+/// The SELinux mode and what pogo does about it; under enforcing SELinux, the tag mounts
+/// without `z`/`Z` (a container cannot read host files with their host labels). Pure.
+fn selinux_check(mode: crate::podman::Selinux, cfg: &Config) -> Check {
+    use crate::podman::Selinux;
+    const OWN: &str = "pogo mounts its own files (init, agent, socket, cache) with :z";
+    match mode {
+        Selinux::Disabled => ok(
+            "selinux",
+            format!("not enabled on this host ({OWN} anyway)"),
+        ),
+        Selinux::Permissive => ok("selinux", format!("permissive: {OWN}")),
+        Selinux::Enforcing => {
+            let unlabelled: Vec<String> = cfg
+                .mounts
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| !m.options.iter().any(|o| o == "z" || o == "Z"))
+                .map(|(i, m)| format!("mounts[{i}] ({})", m.host.display()))
+                .collect();
+            if unlabelled.is_empty() {
+                ok(
+                    "selinux",
+                    format!("enforcing: {OWN}; every tag mount has z or Z"),
+                )
+            } else {
+                warn(
+                    "selinux",
+                    format!(
+                        "enforcing: {OWN}, but jobs may not read {} (pogo never relabels your paths)",
+                        unlabelled.join(", ")
+                    ),
+                    "add :z (shared) or :Z (one job at a time) to those volumes if containers may relabel them, or label them container_file_t yourself",
+                )
+            }
+        }
+    }
+}
+
 /// netavark (podman's network stack) needs `iptables` (netavark 1.4) or `nft` (1.14), and
 /// installing podman and netavark without recommends brings neither: every container with a
 /// network then fails with `netavark: No such file or directory` (or `unable to execute nft`).
@@ -852,6 +890,7 @@ pub fn run_checks(opts: &Options, env: &HashMap<String, String>) -> Vec<Check> {
                 },
             ));
             checks.extend(config_checks(c, image_present));
+            checks.push(selinux_check(crate::podman::selinux(), c));
         }
         Err(e) => checks.push(fail(
             "pogo config",
@@ -930,6 +969,26 @@ mod tests {
         );
         cfg.helper_image = Some("localhost/helper:1".into());
         assert!(helper_image_check(&cfg).fix.is_none());
+    }
+
+    #[test]
+    fn under_enforcing_selinux_tag_mounts_without_z_are_named() {
+        use crate::podman::{selinux_from, Selinux};
+        assert_eq!(selinux_from(None), Selinux::Disabled);
+        assert_eq!(selinux_from(Some("1\n")), Selinux::Enforcing);
+        assert_eq!(selinux_from(Some("0\n")), Selinux::Permissive);
+        let env: HashMap<String, String> = [("HOME".to_string(), "/h".to_string())].into();
+        let raw = crate::config::parse(
+            "mounts:\n  - volume: /srv/keys:/keys:ro\n  - volume: /srv/data:/data:z\n",
+            Path::new("/c.yaml"),
+        )
+        .unwrap();
+        let cfg = crate::config::finalize(raw, None, &env).unwrap();
+        let c = selinux_check(Selinux::Enforcing, &cfg);
+        assert_eq!(c.status, Status::Warn);
+        assert!(c.message.contains("mounts[0] (/srv/keys)"), "{c:?}");
+        assert!(!c.message.contains("/srv/data"), "{c:?}");
+        assert_eq!(selinux_check(Selinux::Disabled, &cfg).status, Status::Ok);
     }
 
     #[test]
