@@ -157,7 +157,9 @@ fn an_entrypoint_that_cannot_start_the_shell_fails_the_job_saying_how_to_fix_it(
         );
         let log = plain_log(&r);
         assert!(
-            log.contains("the image's entrypoint [\"/no/such/entrypoint\"] could not start a shell"),
+            log.contains(
+                "the image's entrypoint [\"/no/such/entrypoint\"] could not start a shell"
+            ),
             "{runner}: {log}"
         );
         assert!(log.contains("entrypoint: [\"\"]"), "{runner}: {log}");
