@@ -29,10 +29,13 @@ run:
 setup:
 	bash scripts/setup-test-env.sh
 
+# Skipped tests are noted in target/tmp/pogo-skipped-tests.log and listed at the end.
 test: setup
+	@rm -f target/tmp/pogo-skipped-tests.log
 	$(WITH_PODMAN_ENV) POGO_TEST_SUITE_START=$$(date +%s) $(CARGO) test --all-targets
 	@echo "== the executor scenarios again on the podman exec stage path =="
 	$(WITH_PODMAN_ENV) POGO_STAGE_RUNNER=exec $(CARGO) test --test executor
+	@bash scripts/skipped-tests.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -303,7 +303,7 @@ fn doctor_without_gitlab_runner_says_where_to_get_it() {
         .split(':')
         .any(|p| Path::new(p).join("gitlab-runner").exists())
     {
-        eprintln!("SKIPPED: a real gitlab-runner is installed on this machine");
+        skipped("a real gitlab-runner is installed on this machine");
         return;
     }
     assert_eq!(d.code, 1);
@@ -337,11 +337,13 @@ fn doctor_as_the_rootless_user_finds_its_subuids_and_runtime_dir() {
         if std::env::var_os("CI").is_some() {
             panic!("{ROOTLESS_ENV_FILE} is missing, but CI is set");
         }
-        eprintln!("SKIPPED: {ROOTLESS_ENV_FILE} missing (set up with `make test` as root)");
+        skipped(&format!(
+            "{ROOTLESS_ENV_FILE} missing (set up with `make test` as root)"
+        ));
         return;
     };
     if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("SKIPPED: switching to the rootless test user needs root");
+        skipped("switching to the rootless test user needs root");
         return;
     }
     // A copy of pogo and a config the test user can read.

@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{skip_outside_ci, Run};
+use common::{skip_outside_ci, skipped, Run};
 
 const POGO: &str = env!("CARGO_BIN_EXE_pogo");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -273,7 +273,7 @@ fn install_without_gitlab_runner_says_where_to_get_it_and_changes_nothing() {
         .iter()
         .any(|p| Path::new(p).exists())
     {
-        eprintln!("SKIPPED: a real gitlab-runner is installed on this machine");
+        skipped("a real gitlab-runner is installed on this machine");
         return;
     }
     let r = h.pogo(&["install", "--dry-run"], &path);

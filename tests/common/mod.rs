@@ -31,6 +31,36 @@ fn in_ci() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty())
 }
 
+/// Where skipped tests are noted (one line each: the test, then why): `make test` lists them
+/// at its end, so a test that did nothing never passes for one that ran.
+pub const SKIP_LOG: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/pogo-skipped-tests.log");
+
+/// Say (on stderr, and in [`SKIP_LOG`]) that the running test, or a part of it, did not run
+/// and why.
+pub fn skipped(why: &str) {
+    eprintln!("SKIPPED: {why}");
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("(unnamed test)")
+        .to_string();
+    let binary = std::env::args()
+        .next()
+        .and_then(|a| {
+            Path::new(&a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .map(|n| n.rsplit_once('-').map_or(n.clone(), |(b, _)| b.to_string()))
+        .unwrap_or_default();
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(SKIP_LOG)
+    {
+        let _ = writeln!(f, "{binary}::{test}\t{why}");
+    }
+}
+
 /// A tool a test (or part of one) needs is missing: skipped with `why` outside CI, a failure
 /// in CI (where `make test`'s set-up installs it).
 pub fn skip_outside_ci(why: &str) {
@@ -38,7 +68,7 @@ pub fn skip_outside_ci(why: &str) {
         !in_ci(),
         "{why}, but CI is set: `make test`'s set-up must provide it"
     );
-    eprintln!("SKIPPED part: {why}");
+    skipped(&format!("part of it: {why}"));
 }
 
 pub fn podman_available() -> bool {
@@ -67,7 +97,7 @@ pub fn podman_ready() -> bool {
         if in_ci() {
             panic!("podman is not installed, but CI is set: the executor tests must run in CI");
         }
-        eprintln!("SKIPPED: podman not installed (set up with `make test`)");
+        skipped("podman not installed (set up with `make test`)");
         return false;
     }
     let missing: Vec<&str> = [IMG_BASH, IMG_BUSYBOX, IMG_HTTPD]
@@ -80,7 +110,9 @@ pub fn podman_ready() -> bool {
                 "test images missing in CI: {missing:?} (scripts/setup-test-env.sh builds them)"
             );
         }
-        eprintln!("SKIPPED: test images missing: {missing:?} (set up with `make test`)");
+        skipped(&format!(
+            "test images missing: {missing:?} (set up with `make test`)"
+        ));
         return false;
     }
     true
@@ -100,7 +132,7 @@ pub fn helper_ready() -> bool {
     if in_ci() {
         panic!("{IMG_HELPER} missing in CI (scripts/setup-test-env.sh builds it)");
     }
-    eprintln!("SKIPPED: {IMG_HELPER} missing (set up with `make test`)");
+    skipped(&format!("{IMG_HELPER} missing (set up with `make test`)"));
     false
 }
 
@@ -1250,9 +1282,7 @@ impl Registry {
             if in_ci() {
                 panic!("docker-registry/htpasswd missing in CI (scripts/setup-test-env.sh installs them)");
             }
-            eprintln!(
-                "SKIPPED: docker-registry or htpasswd not installed (set up with `make test`)"
-            );
+            skipped("docker-registry or htpasswd not installed (set up with `make test`)");
             return None;
         };
         let dir = tempfile::Builder::new()
@@ -1444,7 +1474,9 @@ pub fn rootless_user(ci_needs_root: bool) -> Option<RootlessUser> {
             !(in_ci() && (missing || ci_needs_root)),
             "CI is set: run as root after scripts/setup-test-env.sh ({ROOTLESS_ENV_FILE})"
         );
-        eprintln!("SKIPPED: needs root and {ROOTLESS_ENV_FILE} (set up with `make test` as root)");
+        skipped(&format!(
+            "needs root and {ROOTLESS_ENV_FILE} (set up with `make test` as root)"
+        ));
         return None;
     }
     Some(RootlessUser::load(path).unwrap_or_else(|e| panic!("{e}")))
@@ -1465,10 +1497,10 @@ pub fn rootless_helper_ready(user: &RootlessUser) -> bool {
             user.user
         );
     }
-    eprintln!(
-        "SKIPPED: {IMG_HELPER} missing in {}'s storage (set up with `make test` as root)",
+    skipped(&format!(
+        "{IMG_HELPER} missing in {}'s storage (set up with `make test` as root)",
         user.user
-    );
+    ));
     false
 }
 
