@@ -314,3 +314,117 @@ fn a_failing_job_fails_the_pipeline_and_skips_later_stages() {
     assert!(out.ends_with("Pipeline failed: flaky-check.\n"), "{out}");
     PodmanCmd::default().assert_nothing_labelled(&ex.label());
 }
+
+/// `rules:` (and `only`/`except`, `workflow: rules`) were "ignored locally": every job ran,
+/// the deploy job GitLab runs only on the default branch and jobs whose rules say `when:
+/// never` included. pogo exec now runs exactly GitLab's job set for a push of the checked-out
+/// branch or tag, and refuses to run a job GitLab would not.
+#[test]
+fn rules_decide_which_jobs_run_for_a_branch_the_default_branch_and_a_tag() {
+    require_podman!();
+    let ex = Example::new();
+    let ci = format!(
+        r#"
+image: {IMG_BASH}
+stages: [build, deploy]
+workflow:
+  rules:
+    - if: $CI_COMMIT_MESSAGE =~ /skip-pipeline/
+      when: never
+    - when: always
+build:
+  stage: build
+  script: ["echo built-for-$RULE_VAR"]
+  rules:
+    - if: $CI_COMMIT_TAG
+      variables: {{RULE_VAR: tag}}
+    - if: $CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH
+      variables: {{RULE_VAR: default}}
+    - if: $CI_COMMIT_BRANCH
+      variables: {{RULE_VAR: branch}}
+deploy:
+  stage: deploy
+  script: [echo deployed]
+  rules:
+    - if: $CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH
+never:
+  stage: build
+  script: [echo never-runs]
+  rules:
+    - when: never
+docs:
+  stage: build
+  script: [echo docs-job]
+  rules:
+    - exists: [docs/*.md]
+release-notes:
+  stage: build
+  script: [echo release-notes]
+  only: [tags]
+"#
+    );
+    std::fs::write(ex.project.join(".gitlab-ci.yml"), ci).unwrap();
+    git(&ex.project, &["add", "-A"]);
+    git(&ex.project, &["commit", "-q", "-m", "rules"]);
+    git(&ex.project, &["checkout", "-q", "-b", "feature"]);
+
+    // a feature branch: build (as a branch), no deploy, no never, no docs (no docs/), no tag job
+    let (code, out, err) = ex.exec(&[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\nbuilt-for-branch\n"), "{out}");
+    for job in ["deploy", "never", "docs", "release-notes"] {
+        assert!(
+            out.contains(&format!("--- {job}: not in this pipeline (")),
+            "{job}: {out}"
+        );
+    }
+    assert!(
+        out.contains("--- never: not in this pipeline (rules: rule 0 says when: never)"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("\ndeployed\n") && !out.contains("\nnever-runs\n"),
+        "{out}"
+    );
+    // naming a job GitLab would not run does not run it either
+    let (code, out2, err) = ex.exec(&["deploy"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("job 'deploy' is not in GitLab's pipeline for a push to branch feature (rules: no rule matched)"),
+        "{out2}{err}"
+    );
+
+    // the default branch: deploy too; a docs/ file makes docs run
+    git(&ex.project, &["checkout", "-q", "main"]);
+    std::fs::create_dir_all(ex.project.join("docs")).unwrap();
+    std::fs::write(ex.project.join("docs/index.md"), "# docs\n").unwrap();
+    git(&ex.project, &["add", "-A"]);
+    git(&ex.project, &["commit", "-q", "-m", "docs"]);
+    let (code, out, err) = ex.exec(&[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\nbuilt-for-default\n"), "{out}");
+    assert!(out.contains("\ndeployed\n"), "{out}");
+    assert!(out.contains("\ndocs-job\n"), "{out}");
+
+    // a tag: the tag's build and the tags-only job, no deploy
+    git(&ex.project, &["tag", "v1.0"]);
+    git(&ex.project, &["checkout", "-q", "v1.0"]);
+    let (code, out, err) = ex.exec(&[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\nbuilt-for-tag\n"), "{out}");
+    assert!(out.contains("\nrelease-notes\n"), "{out}");
+    assert!(!out.contains("\ndeployed\n"), "{out}");
+
+    // workflow: rules can stop the whole pipeline
+    git(&ex.project, &["checkout", "-q", "main"]);
+    git(
+        &ex.project,
+        &["commit", "-q", "--allow-empty", "-m", "wip skip-pipeline"],
+    );
+    let (code, out, err) = ex.exec(&[]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("GitLab would not create a pipeline for a push to branch main: workflow: rules: rule 0 (if: $CI_COMMIT_MESSAGE =~ /skip-pipeline/) says when: never"),
+        "{err}"
+    );
+}

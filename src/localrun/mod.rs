@@ -14,6 +14,7 @@ pub mod compose;
 pub mod pipeline;
 pub mod project;
 pub mod report;
+pub mod rules;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal, Write};
@@ -150,6 +151,12 @@ pub enum ExecError {
     Sources(String),
     #[error("--clean runs no job: run `pogo exec --clean`, then `pogo exec {0}`")]
     CleanWithJobs(String),
+    #[error("GitLab would not create a pipeline for {0}: {1}; nothing runs")]
+    Filtered(String, String),
+    #[error("job '{0}' is not in GitLab's pipeline for {1} ({2}): pogo exec never runs a job GitLab would not")]
+    NotInPipeline(String, String, String),
+    #[error("{0}")]
+    Rules(String),
 }
 
 /// Where `pogo exec` writes (stdout and stderr, or buffers in tests); the jobs of a stage
@@ -321,6 +328,20 @@ fn exec(
     for key in &pipeline.ignored {
         say(err, &format!("pogo: ignored locally: {key}\n"));
     }
+    let project = Project::discover(&args.dir);
+    let (pipeline, left_out) = apply_rules(&pipeline, &project, &args.vars, args.dirty)?;
+    for name in &args.jobs {
+        if let Some((_, why)) = left_out.iter().find(|(j, _)| j == name) {
+            return Err(ExecError::NotInPipeline(
+                name.clone(),
+                pushed_ref(&project),
+                why.clone(),
+            ));
+        }
+    }
+    for (job, why) in &left_out {
+        say(out, &format!("--- {job}: not in this pipeline ({why})\n"));
+    }
     let plan = select(&pipeline, &args.jobs, &file)?;
 
     let env: Vec<(String, String)> = std::env::vars_os()
@@ -337,7 +358,6 @@ fn exec(
     crate::config::load(config.as_deref(), &env_map)
         .map_err(|e| ExecError::Config(e.to_string()))?;
 
-    let project = Project::discover(&args.dir);
     let store = Store::open(&project.dir).map_err(ExecError::Store)?;
     let run_dir = store.run_dir().map_err(ExecError::Store)?;
     let _remove_run_dir = RemoveOnDrop(run_dir.clone());
@@ -409,6 +429,181 @@ fn exec(
     };
     say(out, &end);
     Ok(code)
+}
+
+/// What the pipeline runs for, for messages: `branch main`, `tag v1`, or `no git ref`.
+fn pushed_ref(project: &Project) -> String {
+    match project.git.as_ref() {
+        Some(g) => match (&g.branch, &g.tag) {
+            (Some(b), _) => format!("a push to branch {b}"),
+            (None, Some(t)) => format!("tag {t}"),
+            (None, None) => format!("commit {}", g.sha.chars().take(8).collect::<String>()),
+        },
+        None => "a project outside git".to_string(),
+    }
+}
+
+/// The pipeline GitLab would create for a push of this project: `workflow: rules` decide
+/// whether there is one, each job's `rules:` (or `only`/`except`) whether it is in it and how
+/// (`when`, `allow_failure`, variables). Returns it and the jobs left out, with why.
+pub fn apply_rules(
+    pipeline: &Pipeline,
+    project: &Project,
+    cli_vars: &[(String, String)],
+    dirty: bool,
+) -> Result<(Pipeline, Vec<(String, String)>), ExecError> {
+    use rules::{Decision, RuleWhen};
+    let uses_rules = pipeline.workflow.is_some()
+        || pipeline
+            .jobs
+            .iter()
+            .any(|j| j.rules.is_some() || j.only.is_some() || j.except.is_some());
+    let repo = if uses_rules {
+        project.facts(dirty)
+    } else {
+        project::RepoFacts::default()
+    };
+    let compare = |r: &str| project.changed_against(r);
+    let git = project.git.as_ref();
+    let facts = rules::Facts {
+        files: &repo.files,
+        changed: repo.changed.as_deref(),
+        changed_against: &compare,
+        // outside git, or on a detached commit that no tag names, the pipeline counts as a
+        // branch pipeline (GitLab's always run for a branch or a tag) of no particular name
+        branch: match git {
+            Some(g) if g.tag.is_some() && g.branch.is_none() => None,
+            Some(g) => Some(g.branch.as_deref().unwrap_or("")),
+            None => Some(""),
+        },
+        tag: git.and_then(|g| g.tag.as_deref()),
+        source: "push",
+    };
+    let server_url = Job::new(0, "", "", LOCAL_API_URL).server_url();
+    let mut base: HashMap<String, String> = project
+        .variables(&server_url)
+        .into_iter()
+        .map(|v| (v.key, v.value))
+        .collect();
+    if let Some(g) = git {
+        base.insert("CI_COMMIT_REF_NAME".into(), g.ref_name.clone());
+        base.insert("CI_COMMIT_SHA".into(), g.sha.clone());
+    }
+    base.insert("CI_PROJECT_PATH".into(), project.path.clone());
+    let with_cli = |mut vars: HashMap<String, String>| {
+        vars.extend(cli_vars.iter().cloned());
+        vars
+    };
+    // workflow: rules
+    let mut workflow_vars = Vec::new();
+    if let Some(wf) = &pipeline.workflow {
+        let mut vars = base.clone();
+        vars.extend(
+            pipeline
+                .variables
+                .iter()
+                .map(|v| (v.key.clone(), v.value.clone())),
+        );
+        match rules::eval_rules(wf, RuleWhen::Always, &with_cli(vars), &facts)
+            .map_err(|e| ExecError::Rules(format!("workflow: rules: {e}")))?
+        {
+            Decision::Out(why) => {
+                return Err(ExecError::Filtered(
+                    pushed_ref(project),
+                    format!("workflow: rules: {why}"),
+                ))
+            }
+            Decision::In { variables, .. } => workflow_vars = variables,
+        }
+    }
+    let mut out = pipeline.clone();
+    let mut left_out = Vec::new();
+    out.jobs.clear();
+    for job in &pipeline.jobs {
+        let mut spec = job.clone();
+        // workflow variables: over the global ones, under the job's own
+        for v in &workflow_vars {
+            if !job.own_variable_keys.contains(&v.key) {
+                spec.variables.push(v.clone());
+            }
+        }
+        let mut vars = base.clone();
+        vars.insert("CI_JOB_NAME".into(), job.name.clone());
+        vars.insert("CI_JOB_STAGE".into(), job.stage.clone());
+        vars.extend(
+            spec.variables
+                .iter()
+                .map(|v| (v.key.clone(), v.value.clone())),
+        );
+        let vars = with_cli(vars);
+        let job_when = match job.when {
+            When::OnSuccess if job.delayed => RuleWhen::Delayed,
+            When::OnSuccess => RuleWhen::OnSuccess,
+            When::Manual => RuleWhen::Manual,
+            When::Always => RuleWhen::Always,
+            When::OnFailure => RuleWhen::OnFailure,
+        };
+        let decision = match &job.rules {
+            Some(r) => rules::eval_rules(r, job_when, &vars, &facts),
+            None => rules::eval_only_except(job.only.as_ref(), job.except.as_ref(), &vars, &facts),
+        }
+        .map_err(|e| ExecError::Rules(format!("job '{}': {e}", job.name)))?;
+        match decision {
+            Decision::Out(why) => {
+                let what = if job.rules.is_some() {
+                    "rules"
+                } else {
+                    "only/except"
+                };
+                left_out.push((job.name.clone(), format!("{what}: {why}")));
+            }
+            Decision::In {
+                when,
+                allow_failure,
+                variables,
+                ..
+            } => {
+                if job.rules.is_some() {
+                    spec.when = match when {
+                        RuleWhen::Manual => When::Manual,
+                        RuleWhen::Always => When::Always,
+                        RuleWhen::OnFailure => When::OnFailure,
+                        _ => When::OnSuccess,
+                    };
+                    // GitLab: a rule's manual job blocks the pipeline unless it says otherwise
+                    spec.allow_failure = match allow_failure {
+                        Some(a) => a,
+                        None if when == RuleWhen::Manual && job.when != When::Manual => {
+                            pipeline::AllowFailure::No
+                        }
+                        None => job.allow_failure.clone(),
+                    };
+                    spec.variables.extend(variables);
+                }
+                out.jobs.push(spec);
+            }
+        }
+    }
+    let kept: Vec<String> = out.jobs.iter().map(|j| j.name.clone()).collect();
+    for job in &mut out.jobs {
+        if let Some(needs) = &mut job.needs {
+            needs.retain(|n| !n.optional || kept.contains(&n.job));
+        }
+    }
+    out.check_references().map_err(|e| {
+        ExecError::Rules(format!(
+            "{e} (in GitLab's pipeline for {}: rules left jobs out; GitLab rejects such a \
+             pipeline too)",
+            pushed_ref(project)
+        ))
+    })?;
+    if out.jobs.is_empty() {
+        return Err(ExecError::Filtered(
+            pushed_ref(project),
+            "every job's rules leave it out".to_string(),
+        ));
+    }
+    Ok((out, left_out))
 }
 
 /// A job chosen to appear in this run.

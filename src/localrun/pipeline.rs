@@ -17,7 +17,7 @@ pub const DEFAULT_STAGES: &[&str] = &["build", "test", "deploy"];
 pub const DEFAULT_STAGE: &str = "test";
 
 /// Top-level keys that are not jobs and that `pogo exec` does not implement.
-const IGNORED_TOP_LEVEL: &[&str] = &["workflow", "types", "spec"];
+const IGNORED_TOP_LEVEL: &[&str] = &["types", "spec"];
 /// Keys of `default:` that are applied to jobs.
 const DEFAULT_KEYS: &[&str] = &[
     "image",
@@ -55,6 +55,9 @@ const JOB_KEYS: &[&str] = &[
     "artifacts",
     "dependencies",
     "needs",
+    "rules",
+    "only",
+    "except",
     // Resolved before jobs are read (see compose); kept to explain a missing `script:`.
     "extends",
 ];
@@ -124,6 +127,16 @@ pub struct JobSpec {
     pub dependencies: Option<Vec<String>>,
     /// `needs:` (`None`: not given; `optional` needs of jobs that do not exist are dropped).
     pub needs: Option<Vec<Need>>,
+    /// `rules:` (`None`: not given).
+    pub rules: Option<Vec<super::rules::Rule>>,
+    /// `only:` and `except:` (`None`: not given; without `rules:` GitLab's default `only`,
+    /// branches and tags, applies).
+    pub only: Option<super::rules::Refs>,
+    pub except: Option<super::rules::Refs>,
+    /// `when: delayed` (runs as on_success locally, without the delay).
+    pub delayed: bool,
+    /// The keys the job's own `variables:` sets (they win over `workflow: rules: variables`).
+    pub own_variable_keys: Vec<String>,
 }
 
 /// What `.gitlab-ci.yml` describes, as far as `pogo exec` understands it.
@@ -137,6 +150,10 @@ pub struct Pipeline {
     pub hidden: Vec<String>,
     /// Keys that were read but are not implemented locally, each once, in the order met.
     pub ignored: Vec<String>,
+    /// `workflow: rules` (`None`: not given: every pipeline is created).
+    pub workflow: Option<Vec<super::rules::Rule>>,
+    /// The top-level `variables:`.
+    pub variables: Vec<Variable>,
 }
 
 impl Pipeline {
@@ -173,7 +190,7 @@ impl Pipeline {
     }
 
     /// `needs:` and `dependencies:` name jobs that exist, in the right stages.
-    fn check_references(&self) -> Result<(), String> {
+    pub(crate) fn check_references(&self) -> Result<(), String> {
         for job in &self.jobs {
             let stage = self.stage_index(&job.stage);
             let find = |name: &str| self.jobs.iter().find(|j| j.name == name);
@@ -359,12 +376,39 @@ impl Parser {
             None => Vec::new(),
         };
         let defaults = self.defaults(top)?;
+        let workflow = match get(top, "workflow") {
+            None => None,
+            Some(Value::Object(w)) => {
+                let mut rules = None;
+                for (key, v) in w {
+                    match key.as_str() {
+                        "rules" => {
+                            rules =
+                                Some(self.rules(v).map_err(|e| format!("workflow: rules: {e}"))?)
+                        }
+                        // the pipeline's title in GitLab's UI: nothing to run
+                        "name" => {}
+                        "auto_cancel" => self.ignore("workflow: auto_cancel"),
+                        other => return Err(format!("workflow: '{other}' is not a workflow key")),
+                    }
+                }
+                rules
+            }
+            Some(other) => {
+                return Err(format!(
+                    "workflow: must be a mapping, found {}",
+                    kind(other)
+                ))
+            }
+        };
 
         let mut jobs = Vec::new();
         let mut hidden = Vec::new();
         for (name, value) in top {
-            if matches!(name.as_str(), "stages" | "variables" | "default")
-                || GLOBAL_KEYS.contains(&name.as_str())
+            if matches!(
+                name.as_str(),
+                "stages" | "variables" | "default" | "workflow"
+            ) || GLOBAL_KEYS.contains(&name.as_str())
             {
                 continue;
             }
@@ -398,7 +442,31 @@ impl Parser {
             jobs,
             hidden,
             ignored: std::mem::take(&mut self.ignored),
+            workflow,
+            variables: globals,
         })
+    }
+
+    /// `rules:` of a job or of `workflow:`.
+    fn rules(&mut self, v: &Value) -> Result<Vec<super::rules::Rule>, String> {
+        let mut unsupported = Vec::new();
+        let rules = super::rules::parse_rules(v, &allow_failure, &variables, &mut |k| {
+            unsupported.push(k.to_string())
+        })?;
+        for k in unsupported {
+            self.ignore(&k);
+        }
+        Ok(rules)
+    }
+
+    /// `only:` or `except:`.
+    fn refs(&mut self, v: &Value) -> Result<super::rules::Refs, String> {
+        let mut unsupported = Vec::new();
+        let refs = super::rules::parse_refs(v, &mut |k| unsupported.push(k.to_string()))?;
+        for k in unsupported {
+            self.ignore(&k);
+        }
+        Ok(refs)
     }
 
     fn stages(&mut self, top: &Map<String, Value>) -> Result<Vec<String>, String> {
@@ -537,9 +605,13 @@ impl Parser {
         };
         let mut vars: Vec<Variable> = globals.to_vec();
         vars.extend(d.variables.iter().cloned());
+        let mut own_variable_keys = Vec::new();
         if let Some(v) = get(m, "variables") {
-            vars.extend(variables(v).map_err(ctx("variables"))?);
+            let own = variables(v).map_err(ctx("variables"))?;
+            own_variable_keys = own.iter().map(|v| v.key.clone()).collect();
+            vars.extend(own);
         }
+        let mut delayed = false;
         let when = match get(m, "when") {
             None => When::OnSuccess,
             Some(Value::String(s)) => match s.as_str() {
@@ -548,7 +620,8 @@ impl Parser {
                 "always" => When::Always,
                 "on_failure" => When::OnFailure,
                 "delayed" => {
-                    self.ignore("when: delayed");
+                    self.ignore("when: delayed (runs at once)");
+                    delayed = true;
                     When::OnSuccess
                 }
                 other => {
@@ -571,6 +644,25 @@ impl Parser {
             None => AllowFailure::No,
             Some(v) => allow_failure(v).map_err(ctx("allow_failure"))?,
         };
+        let rules = match get(m, "rules") {
+            None => None,
+            Some(v) => Some(self.rules(v).map_err(ctx("rules"))?),
+        };
+        let only = match get(m, "only") {
+            None => None,
+            Some(v) => Some(self.refs(v).map_err(ctx("only"))?),
+        };
+        let except = match get(m, "except") {
+            None => None,
+            Some(v) => Some(self.refs(v).map_err(ctx("except"))?),
+        };
+        if rules.is_some() && (only.is_some() || except.is_some()) {
+            // GitLab's own check
+            return Err(format!(
+                "job '{name}': rules: cannot be used with only: or except: (GitLab rejects it \
+                 too); keep one of them"
+            ));
+        }
         let cache = match get(m, "cache") {
             Some(v) => self.caches(v).map_err(ctx("cache"))?,
             None => d.cache.clone().unwrap_or_default(),
@@ -605,6 +697,11 @@ impl Parser {
             artifacts,
             dependencies,
             needs,
+            rules,
+            only,
+            except,
+            delayed,
+            own_variable_keys,
         }))
     }
 
@@ -1203,30 +1300,25 @@ b:
   script: x
   retry: 1
   artifacts: {paths: [z], expire_in: 1 week, reports: {junit: r.xml}}
-  only: [main]
-  except: [tags]
 c:
   script: x
   services: [{name: s, pull_policy: never}]
 "#,
         );
+        // rules, only, except and workflow are evaluated (src/localrun/rules.rs), not ignored
         assert_eq!(
             p.ignored,
             vec![
                 "include:remote",
                 "include:template",
                 "retry",
-                "rules",
                 "image:pull_policy",
                 "cache:untracked",
                 "cache:key:files",
                 "needs:pipeline",
-                "except",
-                "only",
                 "artifacts:expire_in",
                 "artifacts:reports",
                 "services:pull_policy",
-                "workflow"
             ]
         );
         assert_eq!(p.jobs.len(), 3);

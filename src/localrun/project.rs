@@ -43,6 +43,25 @@ pub struct Project {
     pub in_git: bool,
 }
 
+/// Files under `dir` (relative to `root`), without `.git` and pogo's store.
+fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let name = e.file_name();
+        if name == ".git" || name == STORE_DIR {
+            continue;
+        }
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            walk(root, &path, out);
+        } else if let Ok(rel) = path.strip_prefix(root) {
+            out.push(rel.display().to_string());
+        }
+    }
+}
+
 fn git(dir: &Path, args: &[&str]) -> Option<String> {
     let out = Command::new("git")
         .arg("-C")
@@ -59,7 +78,76 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
+/// What `rules: exists` and `rules: changes` look at, read from git once per run.
+#[derive(Debug, Clone, Default)]
+pub struct RepoFacts {
+    /// The files of the commit (with `--dirty`, of the work tree too).
+    pub files: Vec<String>,
+    /// The files this push changes: on the default branch the last commit, on another branch
+    /// the commits since it left the default branch; `None` for a tag or without git (then
+    /// `changes` is true, as GitLab has it without a push to compare).
+    pub changed: Option<Vec<String>>,
+}
+
+fn lines(s: Option<String>) -> Vec<String> {
+    s.map(|s| s.lines().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
 impl Project {
+    /// [`RepoFacts`] of this project (`dirty`: the work tree's uncommitted files count too).
+    pub fn facts(&self, dirty: bool) -> RepoFacts {
+        let Some(g) = &self.git else {
+            let mut files = Vec::new();
+            walk(&self.dir, &self.dir, &mut files);
+            return RepoFacts {
+                files,
+                changed: None,
+            };
+        };
+        let mut files = lines(git(&self.dir, &["ls-tree", "-r", "--name-only", "HEAD"]));
+        let uncommitted = if dirty {
+            lines(git(
+                &self.dir,
+                &["ls-files", "--modified", "--others", "--exclude-standard"],
+            ))
+        } else {
+            Vec::new()
+        };
+        files.extend(uncommitted.iter().cloned());
+        files.sort();
+        files.dedup();
+        let changed = match (&g.branch, &g.default_branch) {
+            (None, _) | (_, None) => None,
+            (Some(b), Some(d)) if b == d => {
+                if git(&self.dir, &["rev-parse", "--verify", "-q", "HEAD~1"]).is_some() {
+                    Some(lines(git(
+                        &self.dir,
+                        &["diff", "--name-only", "HEAD~1", "HEAD"],
+                    )))
+                } else {
+                    Some(files.clone())
+                }
+            }
+            (Some(_), Some(d)) => self.changed_against(d),
+        }
+        .map(|mut c| {
+            c.extend(uncommitted);
+            c
+        });
+        RepoFacts { files, changed }
+    }
+
+    /// The files changed between `reference` and HEAD (`changes: compare_to`), `None` when
+    /// git does not know the ref.
+    pub fn changed_against(&self, reference: &str) -> Option<Vec<String>> {
+        let base = git(&self.dir, &["merge-base", reference, "HEAD"])?;
+        Some(lines(git(
+            &self.dir,
+            &["diff", "--name-only", &base, "HEAD"],
+        )))
+    }
+
     pub fn discover(dir: &Path) -> Self {
         let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| absolute(dir));
         let name = dir
@@ -168,7 +256,22 @@ fn read_git(dir: &Path) -> Option<Git> {
             "refs/remotes/origin/HEAD",
         ],
     )
-    .map(|r| r.trim_start_matches("origin/").to_string());
+    .map(|r| r.trim_start_matches("origin/").to_string())
+    // no remote to ask (a local repository): the local branch GitLab would have made the
+    // default, as git names it (`init.defaultBranch`), else main, else master
+    .or_else(|| {
+        let exists = |b: &str| {
+            git(
+                dir,
+                &["rev-parse", "--verify", "-q", &format!("refs/heads/{b}")],
+            )
+            .is_some()
+        };
+        git(dir, &["config", "init.defaultBranch"])
+            .into_iter()
+            .chain(["main".to_string(), "master".to_string()])
+            .find(|b| exists(b))
+    });
     Some(Git {
         sha,
         ref_name,
