@@ -461,31 +461,14 @@ pub struct Facts<'a> {
     pub source: &'a str,
 }
 
-/// `$VAR` and `${VAR}` in `s` replaced by their values (unset: empty), once, as GitLab expands
-/// `exists`, `changes` and `compare_to`.
+/// `$VAR` and `${VAR}` in `s` replaced by their values (unset: empty), as GitLab expands
+/// `exists`, `changes` and `compare_to` (the driver's expansion, gitlab-runner's rules).
 fn expand_vars(s: &str, vars: &HashMap<String, String>) -> String {
-    let mut out = String::with_capacity(s.len());
-    let chars: Vec<char> = s.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        if chars[i] == '$' {
-            let braced = chars.get(i + 1) == Some(&'{');
-            let start = if braced { i + 2 } else { i + 1 };
-            let mut end = start;
-            while end < chars.len() && (chars[end].is_ascii_alphanumeric() || chars[end] == '_') {
-                end += 1;
-            }
-            if end > start && (!braced || chars.get(end) == Some(&'}')) {
-                let name: String = chars[start..end].iter().collect();
-                out.push_str(vars.get(&name).map_or("", String::as_str));
-                i = if braced { end + 1 } else { end };
-                continue;
-            }
-        }
-        out.push(chars[i]);
-        i += 1;
-    }
-    out
+    let list: Vec<Variable> = vars
+        .iter()
+        .map(|(k, v)| Variable::new(k.clone(), v.clone()))
+        .collect();
+    crate::driver::job::expand(s, &list)
 }
 
 /// Does any of `files` match any of the glob `patterns` (GitLab's `fnmatch` with `**`)?
