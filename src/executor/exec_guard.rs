@@ -11,7 +11,7 @@
 //! hit) and every process in that container but its init, as when a stage is canceled (the
 //! Docker executor starts each stage in a fresh container: nothing of one stage outlives it).
 
-use super::{env::JOB_KEY, jobdata, log_warning, Context};
+use super::{jobdata, log_warning, Context};
 use crate::podman::args;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -37,13 +37,11 @@ fn alive(pid: u32) -> bool {
     })
 }
 
-/// Does process `pid` carry this job's key in its environment (pogo and its children do)?
+/// Does process `pid` work for this job (pogo and its podman commands carry its key)?
 fn carries_key(pid: u32, key: &str) -> bool {
-    std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
-        super::gc::job_keys_in_environ(&env, &format!("{JOB_KEY}="))
-            .iter()
-            .any(|k| k == key)
-    })
+    super::gc::job_keys_of_process(std::path::Path::new(&format!("/proc/{pid}")))
+        .iter()
+        .any(|k| k == key)
 }
 
 /// Before a stage: stop what an earlier stage whose `pogo run` was killed left running.

@@ -169,28 +169,59 @@ pub fn is_abandoned(
     }
 }
 
-/// Job keys of running pogo phases (and their podman children): processes whose environment
-/// holds `POGO_JOB_KEY` (gitlab-runner passes `job_env` to every phase). Only processes this
-/// user may read are seen — the same user whose podman storage gc looks at.
+/// Job keys of running pogo phases (and their podman commands): processes whose environment
+/// holds `POGO_JOB_KEY` (gitlab-runner passes `job_env` to every phase), see
+/// [`job_keys_of_process`]. Only processes this user may read are seen — the same user whose
+/// podman storage gc looks at.
 pub fn live_job_keys() -> HashSet<String> {
     let mut keys = HashSet::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return keys;
     };
-    let prefix = format!("{JOB_KEY}=");
     for entry in dir.flatten() {
         let name = entry.file_name();
         if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
             continue;
         }
-        if let Ok(environ) = std::fs::read(entry.path().join("environ")) {
-            keys.extend(job_keys_in_environ(&environ, &prefix));
-        }
+        keys.extend(job_keys_of_process(&entry.path()));
     }
     keys
 }
 
-pub(crate) fn job_keys_in_environ(environ: &[u8], prefix: &str) -> Vec<String> {
+/// Programs podman starts that stay after the podman command that started them has ended:
+/// a container's monitor, rootless networking and port forwarding, the network's DNS server,
+/// rootless podman's pause process. Podman 5 hands them its whole environment, job key
+/// included, so they say nothing about whether a pogo phase still works on the job (a kept
+/// container's conmon would keep its job "at work" for ever).
+const PODMAN_DAEMONS: &[&str] = &[
+    "conmon",
+    "slirp4netns",
+    "pasta",
+    "pasta.avx2",
+    "aardvark-dns",
+    "rootlessport",
+    "rootlessport-ch",
+    "catatonit",
+];
+
+/// The job keys process `proc_dir` (`/proc/PID`) works for: its `POGO_JOB_KEY`, unless it is
+/// one of podman's long-lived helpers ([`PODMAN_DAEMONS`]).
+pub fn job_keys_of_process(proc_dir: &std::path::Path) -> Vec<String> {
+    let Ok(environ) = std::fs::read(proc_dir.join("environ")) else {
+        return Vec::new();
+    };
+    let keys = job_keys_in_environ(&environ, &format!("{JOB_KEY}="));
+    if keys.is_empty() {
+        return keys;
+    }
+    let comm = std::fs::read_to_string(proc_dir.join("comm")).unwrap_or_default();
+    if PODMAN_DAEMONS.contains(&comm.trim_end()) {
+        return Vec::new();
+    }
+    keys
+}
+
+fn job_keys_in_environ(environ: &[u8], prefix: &str) -> Vec<String> {
     environ
         .split(|b| *b == 0)
         .filter_map(|var| std::str::from_utf8(var).ok())
@@ -808,6 +839,30 @@ mod tests {
         let env = b"PATH=/bin\0POGO_JOB_KEY=pogo-r-1-0\0HOME=/root\0";
         assert_eq!(job_keys_in_environ(env, "POGO_JOB_KEY="), ["pogo-r-1-0"]);
         assert!(job_keys_in_environ(b"A=1\0", "POGO_JOB_KEY=").is_empty());
+    }
+
+    #[test]
+    fn podmans_long_lived_helpers_do_not_keep_a_job_at_work() {
+        let proc = tempfile::tempdir().unwrap();
+        std::fs::write(
+            proc.path().join("environ"),
+            b"A=1\0POGO_JOB_KEY=pogo-r-1-0\0",
+        )
+        .unwrap();
+        for (comm, works) in [
+            ("pogo\n", true),
+            ("podman\n", true),
+            ("conmon\n", false),
+            ("pasta.avx2\n", false),
+            ("catatonit\n", false),
+        ] {
+            std::fs::write(proc.path().join("comm"), comm).unwrap();
+            assert_eq!(
+                !job_keys_of_process(proc.path()).is_empty(),
+                works,
+                "{comm}"
+            );
+        }
     }
 
     #[test]
