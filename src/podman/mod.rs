@@ -41,6 +41,9 @@ pub struct Output {
     pub stderr: String,
 }
 
+/// Podman 5's switch for its cgroups v1 deprecation warning.
+pub const QUIET_CGROUPS_V1: &str = "PODMAN_IGNORE_CGROUPSV1_WARNING";
+
 impl Podman {
     pub fn new(bin: impl Into<String>, global_args: Vec<String>) -> Self {
         Self {
@@ -53,6 +56,9 @@ impl Podman {
     pub fn command(&self, args: &[String]) -> Command {
         let mut c = Command::new(&self.bin);
         c.args(&self.global_args).args(args).stdin(Stdio::null());
+        // Podman 5 on a cgroups v1 host prints a deprecation warning on every command, which
+        // would be in every job log several times; `pogo doctor` says it once instead.
+        c.env(QUIET_CGROUPS_V1, "1");
         c
     }
 
@@ -299,4 +305,21 @@ pub struct ContainerState {
 pub struct NamedEntry {
     #[serde(rename = "Name", default)]
     pub name: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn podman_5s_cgroups_v1_warning_stays_out_of_job_logs() {
+        let podman = Podman::new("podman", vec!["--root".into(), "/r".into()]);
+        let cmd = podman.command(&["ps".to_string()]);
+        let std = cmd.as_std();
+        assert!(std
+            .get_envs()
+            .any(|(k, v)| k == QUIET_CGROUPS_V1 && v == Some(std::ffi::OsStr::new("1"))));
+        let argv: Vec<_> = std.get_args().collect();
+        assert_eq!(argv, ["--root", "/r", "ps"]);
+    }
 }

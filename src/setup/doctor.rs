@@ -270,7 +270,14 @@ fn podman_checks(
         .copied()
         .filter(|c| !controllers.iter().any(|have| have == c))
         .collect();
-    if !rootless {
+    let podman5 = parse_version(&version).is_some_and(|(major, _)| major >= 5);
+    if cgroup_version == "v1" && podman5 {
+        checks.push(warn(
+            "cgroups",
+            format!("cgroups v1: podman {version} deprecates it and will drop it (pogo keeps its warning out of job logs){}", if rootless { "; rootless podman cannot apply resource limits" } else { "" }),
+            "boot with cgroups v2 (kernel parameter systemd.unified_cgroup_hierarchy=1)",
+        ));
+    } else if !rootless {
         checks.push(ok(
             "cgroups",
             format!("cgroups {cgroup_version}: resource limits work (rootful)"),
