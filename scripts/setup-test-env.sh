@@ -16,7 +16,8 @@
 #
 # Environment:
 #   CI=true                            allow changes to machine-wide configuration
-#                                      (/etc/containers/containers.conf, /dev/net/tun mode)
+#                                      (/etc/containers/containers.conf, /dev/net/tun and
+#                                      /dev/fuse modes)
 #   POGO_TEST_WRITE_CONTAINERS_CONF=1  the same outside CI
 #   POGO_TEST_ROOTLESS_USER            name of the rootless test user (default: pogo-ci)
 #   POGO_TEST_BUSYBOX, POGO_TEST_BASH_STATIC
@@ -56,11 +57,13 @@ DEBIAN_MIRROR=${POGO_TEST_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # may pick CNI instead); iptables (netavark 1.4, Debian 12) and nftables (netavark 1.14, Debian
 # 13): netavark runs them for every container with a network and neither comes with it, so a
 # fresh machine failed every job with "netavark: No such file or directory"; passt: podman 5's
-# default rootless network (pasta); git, rpm (rpmspec) and systemd (systemd-analyze): tests
+# default rootless network (pasta); crun: podman's default runtime, and runc for machines where
+# crun cannot run containers (below); gcc and libc6-dev: the C linker cargo needs (rustup does
+# not bring one: "linker `cc` not found"); git, rpm (rpmspec) and systemd (systemd-analyze): tests
 # that check the sources, the RPM spec and the unit.
-REQUIRED_PACKAGES=(podman runc uidmap slirp4netns passt netavark aardvark-dns iptables nftables
+REQUIRED_PACKAGES=(podman crun runc uidmap slirp4netns passt netavark aardvark-dns iptables nftables
                    fuse-overlayfs catatonit busybox-static bash-static docker-registry
-                   apache2-utils tmux debootstrap git rpm systemd)
+                   apache2-utils tmux debootstrap git rpm systemd gcc libc6-dev)
 
 # Applets the tests may rely on; the images link every applet busybox has, and
 # fail the build if one of these is missing.
@@ -95,6 +98,7 @@ missing_packages() {
     fi
     # No dpkg: look for what each package provides instead.
     have podman         || echo podman
+    have crun           || echo crun
     have runc           || echo runc
     have newuidmap      || echo uidmap
     have slirp4netns    || echo slirp4netns
@@ -110,6 +114,7 @@ missing_packages() {
     have git            || echo git
     have rpmspec        || echo rpm
     have systemd-analyze || echo systemd
+    have cc             || echo gcc
 }
 
 ensure_packages() {
@@ -136,13 +141,35 @@ conf_has_settings() {
         grep -Fq '"nofile=1024:1024", "nproc=1000:1000"' "$1"
 }
 
+# Can podman start a container with the machine's settings as they are (podman 5's crun and
+# rlimits on Debian 13, in a privileged container too)? Sandboxed machines cannot: crun there
+# fails with "cgroups in hybrid mode not supported", podman's rlimits with "Operation not
+# permitted".
+machine_settings_work() {
+    if ! podman image exists "$IMG_BUSYBOX"; then
+        log "building $IMG_BUSYBOX (self storage)"
+        import_image self "$IMG_BUSYBOX" busybox || return 1
+    fi
+    podman run --rm --network none "$IMG_BUSYBOX" true >/dev/null 2>&1
+}
+
+# Does podman here need the fixture's settings (the machine-wide file has them, or
+# CONTAINERS_CONF points at the fixture)? The rootless user then gets them too.
+uses_fixture_settings() {
+    conf_has_settings "$SYSTEM_CONF" || [ "${CONTAINERS_CONF:-}" = "$FIXTURE_CONF" ]
+}
+
 ensure_engine_settings() {
     [ -r "$FIXTURE_CONF" ] || die "missing $FIXTURE_CONF (is this a complete checkout?)"
     if ! may_change_machine; then
         return 0 # never touch a developer's machine config; see the hint after the images
     fi
 
-    if ! conf_has_settings "$SYSTEM_CONF"; then
+    if ! conf_has_settings "$SYSTEM_CONF" && machine_settings_work; then
+        log "podman runs containers with this machine's own settings (runtime" \
+            "$(podman info --format '{{.Host.OCIRuntime.Name}}' 2>/dev/null || echo '?')):" \
+            "$SYSTEM_CONF is left as it is"
+    elif ! conf_has_settings "$SYSTEM_CONF"; then
         if [ -e "$SYSTEM_CONF" ]; then
             # Merging TOML in shell is fragile; keep the old file next to the new one.
             warn "replacing $SYSTEM_CONF (old version kept as $SYSTEM_CONF.pogo-backup)"
@@ -159,6 +186,13 @@ ensure_engine_settings() {
     if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
         log "making /dev/net/tun usable by unprivileged users (chmod 666) for rootless networking"
         as_root chmod 666 /dev/net/tun || warn "could not chmod /dev/net/tun"
+    fi
+    # Rootless storage on an overlay file system (podman 5 when the user's home is on one, as
+    # in a container) goes through fuse-overlayfs, which opens /dev/fuse: 0600 on the same
+    # sandboxes ("fuse: failed to open /dev/fuse: Permission denied"); normal hosts have 0666.
+    if [ -c /dev/fuse ] && [ "$(stat -c %a /dev/fuse)" != 666 ]; then
+        log "making /dev/fuse usable by unprivileged users (chmod 666) for rootless storage"
+        as_root chmod 666 /dev/fuse || warn "could not chmod /dev/fuse"
     fi
 }
 
@@ -483,12 +517,19 @@ ensure_rootless_user() {
     # checkout's file: the checkout may sit where the user cannot read (e.g. under /root),
     # and the machine-wide description below outlives it (another checkout, or a checkout
     # seen at another path, would then point the user's podman at a file that is not there).
+    # Where the machine's own settings work, the user keeps them (a copy an earlier run made
+    # goes).
     conf_copy=$ROOTLESS_HOME/.config/containers/containers.conf
-    if ! cmp -s "$FIXTURE_CONF" "$conf_copy"; then
-        as_rootless mkdir -p "$ROOTLESS_HOME/.config/containers"
-        install -m 0644 -o "$ROOTLESS_UID" -g "$ROOTLESS_GID" "$FIXTURE_CONF" "$conf_copy"
+    if uses_fixture_settings; then
+        if ! cmp -s "$FIXTURE_CONF" "$conf_copy"; then
+            as_rootless mkdir -p "$ROOTLESS_HOME/.config/containers"
+            install -m 0644 -o "$ROOTLESS_UID" -g "$ROOTLESS_GID" "$FIXTURE_CONF" "$conf_copy"
+        fi
+        ROOTLESS_CONF=$conf_copy
+    else
+        if cmp -s "$FIXTURE_CONF" "$conf_copy"; then rm -f "$conf_copy"; fi
+        ROOTLESS_CONF=
     fi
-    ROOTLESS_CONF=$conf_copy
 
     # After subordinate ids change (or for a new user), podman must re-create its
     # user namespace.
@@ -497,6 +538,10 @@ ensure_rootless_user() {
     fi
 
     if ! ensure_images rootless; then
+        if [ -c /dev/fuse ] && [ "$(stat -c %a /dev/fuse)" != 666 ]; then
+            warn "/dev/fuse is not usable by $ROOTLESS_USER (fuse-overlayfs may need it):" \
+                "chmod 666 /dev/fuse, or run with CI=true"
+        fi
         rootless_not_ready "its test images do not run"
         return 0
     fi
