@@ -6,7 +6,7 @@ ARGS ?= help
 # targets below run with it.
 WITH_PODMAN_ENV = set -a; if [ -f target/pogo-test-podman.env ]; then . ./target/pogo-test-podman.env; fi; set +a;
 
-.PHONY: help build run test setup lint bench soak example screenshot dist
+.PHONY: help build run test setup lint bench soak example screenshot dist matrix
 
 help:
 	@echo "make build            build the release binary (target/release/pogo)"
@@ -19,6 +19,7 @@ help:
 	@echo "make example          run example/ through pogo's executor phases"
 	@echo "make screenshot       the README's dashboard screenshots (assets/dashboard-*.png)"
 	@echo "make dist             release tarball (binary, configs, unit, completions, man, install.sh)"
+	@echo "make matrix           make example + make test on fresh Debian 12 and 13 containers (ARGS=trixie)"
 
 build:
 	$(CARGO) build --release
@@ -56,3 +57,9 @@ screenshot: setup
 
 dist:
 	CARGO="$(CARGO)" bash packaging/dist.sh
+
+# The README's two commands on fresh Debian 12 and 13 machines (throwaway privileged
+# containers); ARGS picks the suites (bookworm, trixie). POGO_MATRIX_SOURCE=worktree tests
+# uncommitted changes.
+matrix: setup
+	$(WITH_PODMAN_ENV) bash scripts/matrix.sh $(if $(filter-out default file,$(origin ARGS)),$(ARGS))
