@@ -428,3 +428,144 @@ release-notes:
         "{err}"
     );
 }
+
+#[test]
+fn exec_list_shows_gitlabs_job_set_for_a_branch_the_default_branch_a_tag_a_merge_request_and_a_schedule(
+) {
+    // --list runs nothing: no podman needed
+    let ex = Example::new();
+    let ci = r#"
+stages: [build, deploy]
+build:
+  stage: build
+  script: [x]
+  rules:
+    - if: $CI_PIPELINE_SOURCE == "merge_request_event"
+    - if: $CI_COMMIT_BRANCH
+deploy:
+  stage: deploy
+  script: [x]
+  rules:
+    - if: $CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH
+release:
+  stage: deploy
+  script: [x]
+  rules:
+    - if: $CI_COMMIT_TAG
+      when: manual
+nightly: {stage: build, script: [x], only: [schedules]}
+plain: {stage: build, script: [x]}
+mr-only: {stage: build, script: [x], only: [merge_requests]}
+"#;
+    std::fs::write(ex.project.join(".gitlab-ci.yml"), ci).unwrap();
+    git(&ex.project, &["add", "-A"]);
+    git(&ex.project, &["commit", "-q", "-m", "rules"]);
+    git(&ex.project, &["checkout", "-q", "-b", "feature"]);
+
+    // the jobs in GitLab's pipeline, from the table's "runs" column ("not in pipeline": out)
+    let listed = |args: &[&str]| -> (String, Vec<(String, String)>) {
+        let mut all = vec!["--list"];
+        all.extend_from_slice(args);
+        let (code, out, err) = ex.exec(&all);
+        assert_eq!(code, 0, "{args:?}: {out}{err}");
+        assert!(
+            !out.contains("pogo exec: sources"),
+            "--list runs nothing: {out}"
+        );
+        let jobs = out
+            .lines()
+            .skip(2)
+            .filter_map(|l| {
+                let cols: Vec<&str> = l.split("  ").filter(|c| !c.trim().is_empty()).collect();
+                (cols.len() >= 4 && cols[2].trim() != "not in pipeline")
+                    .then(|| (cols[0].trim().to_string(), cols[2].trim().to_string()))
+            })
+            .collect();
+        (out, jobs)
+    };
+    let names = |jobs: &[(String, String)]| -> Vec<String> {
+        jobs.iter().map(|(j, _)| j.clone()).collect()
+    };
+
+    let (out, jobs) = listed(&[]);
+    assert!(
+        out.starts_with("GitLab's pipeline for a push to branch feature:\n"),
+        "{out}"
+    );
+    assert_eq!(names(&jobs), ["build", "plain"], "{out}");
+    assert!(
+        out.contains("rule 1 (if: $CI_COMMIT_BRANCH) matched"),
+        "{out}"
+    );
+    assert!(out.contains("rules: no rule matched"), "{out}");
+    assert!(
+        out.contains("no rules: GitLab's default (branches and tags)"),
+        "{out}"
+    );
+
+    let (out, jobs) = listed(&["--branch", "main"]);
+    assert_eq!(names(&jobs), ["build", "plain", "deploy"], "{out}");
+
+    let (out, jobs) = listed(&["--tag", "v1.0"]);
+    assert!(
+        out.starts_with("GitLab's pipeline for tag v1.0:\n"),
+        "{out}"
+    );
+    assert_eq!(names(&jobs), ["plain", "release"], "{out}");
+    assert_eq!(jobs[1].1, "manual", "{out}");
+
+    let (out, jobs) = listed(&["--source", "merge_request_event"]);
+    assert!(
+        out.starts_with("GitLab's pipeline for a merge request from branch feature"),
+        "{out}"
+    );
+    assert_eq!(names(&jobs), ["build", "mr-only"], "{out}");
+
+    let (out, jobs) = listed(&["--source", "schedule", "--branch", "main"]);
+    assert_eq!(
+        names(&jobs),
+        ["build", "nightly", "plain", "deploy"],
+        "{out}"
+    );
+
+    let (code, out, err) = ex.exec(&["--list", "--source", "nightly"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("--source nightly: GitLab has no such pipeline source"),
+        "{err}"
+    );
+    let (code, out, err) = ex.exec(&["--list", "--tag", "v1", "--source", "merge_request_event"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("a tag has no merge request"), "{err}");
+}
+
+#[test]
+fn a_pipeline_that_runs_nothing_has_not_passed_and_an_include_pogo_cannot_read_is_refused() {
+    let ex = Example::new();
+    std::fs::write(
+        ex.project.join(".gitlab-ci.yml"),
+        "deploy: {script: [x], when: manual}\n",
+    )
+    .unwrap();
+    let (code, out, err) = ex.exec(&["--dirty"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        out.contains("Nothing ran: every job is manual or was skipped"),
+        "{out}"
+    );
+    assert!(!out.contains("Pipeline passed"), "{out}");
+
+    std::fs::write(
+        ex.project.join(".gitlab-ci.yml"),
+        "include:\n  - component: gitlab.com/acme/components/lint@1.0\nj: {script: [x]}\n",
+    )
+    .unwrap();
+    let (code, out, err) = ex.exec(&["--dirty"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("component: {\"component\":\"gitlab.com/acme/components/lint@1.0\"} cannot be included locally"),
+        "{err}"
+    );
+    assert!(err.contains("local: ci/FILE.yml"), "{err}");
+    assert!(!out.contains("Pipeline passed"), "{out}");
+}

@@ -51,43 +51,42 @@ pub fn deep_merge(a: &mut Map<String, Value>, b: Map<String, Value>) {
     }
 }
 
-/// One entry of `include:`: a local path, or the kind of include that is not supported
-/// (reported as `include:KIND`).
-fn include_entry(entry: &Value, ignored: &mut Vec<String>) -> Result<Option<String>, String> {
-    let mut ignore = |k: &str| {
-        let k = format!("include:{k}");
-        if !ignored.contains(&k) {
-            ignored.push(k);
-        }
-    };
+/// One entry of `include:`: a local path. The other kinds are refused, naming the include and
+/// how to vendor it: a pipeline without the jobs an include brings is not the pipeline GitLab
+/// runs (it would pass having run nothing). So are `rules` and `inputs` on an include, which
+/// decide whether or how a file is included.
+fn include_entry(entry: &Value) -> Result<String, String> {
+    const VENDOR: &str = "pogo exec reads only files of the project: put a copy in the project \
+                          (for example under ci/) and include it with `local: ci/FILE.yml`";
     match entry {
         Value::String(s) if s.starts_with("http://") || s.starts_with("https://") => {
-            ignore("remote");
-            Ok(None)
+            Err(format!("'{s}' is a remote include; {VENDOR}"))
         }
-        Value::String(s) => Ok(Some(s.clone())),
+        Value::String(s) => Ok(s.clone()),
         Value::Object(m) => {
+            let shown = || serde_json::to_string(entry).unwrap_or_default();
             let Some(local) = m.get("local") else {
                 let kind = ["remote", "template", "project", "component"]
                     .into_iter()
                     .find(|k| m.contains_key(*k));
-                return match kind {
-                    Some(k) => {
-                        ignore(k);
-                        Ok(None)
-                    }
-                    None => Err(format!(
+                return Err(match kind {
+                    Some(k) => format!("{k}: {} cannot be included locally; {VENDOR}", shown()),
+                    None => format!(
                         "an entry is neither a path nor a mapping with local, remote, \
                          template, project or component: {}",
-                        serde_json::to_string(entry).unwrap_or_default()
-                    )),
-                };
+                        shown()
+                    ),
+                });
             };
-            for key in m.keys().filter(|k| *k != "local") {
-                ignore(key);
+            if let Some(key) = m.keys().find(|k| *k != "local") {
+                return Err(format!(
+                    "{key} on an include ({}) is not supported by pogo exec: it decides what \
+                     is included; include the file without it",
+                    shown()
+                ));
             }
             match local {
-                Value::String(s) => Ok(Some(s.clone())),
+                Value::String(s) => Ok(s.clone()),
                 _ => Err("local: must be a path".into()),
             }
         }
@@ -122,7 +121,6 @@ pub fn resolve_includes(
     root: Value,
     file: &str,
     read: &mut ReadInclude<'_>,
-    ignored: &mut Vec<String>,
     chain: &mut Vec<String>,
 ) -> Result<Value, ParseError> {
     let invalid = |message: String| ParseError::Invalid {
@@ -147,11 +145,7 @@ pub fn resolve_includes(
     }
     let mut merged = Map::new();
     for entry in &entries {
-        let Some(path) =
-            include_entry(entry, ignored).map_err(|e| invalid(format!("include: {e}")))?
-        else {
-            continue;
-        };
+        let path = include_entry(entry).map_err(|e| invalid(format!("include: {e}")))?;
         let rel = local_path(&path).map_err(|e| invalid(format!("include: {e}")))?;
         if chain.contains(&rel) {
             return Err(invalid(format!(
@@ -171,7 +165,7 @@ pub fn resolve_includes(
             }
         };
         chain.push(rel);
-        let resolved = resolve_includes(value, &shown, read, ignored, chain);
+        let resolved = resolve_includes(value, &shown, read, chain);
         chain.pop();
         if let Value::Object(m) = resolved? {
             deep_merge(&mut merged, m);

@@ -75,8 +75,8 @@ Ctrl-C lets the running jobs finish (cleanup included) and skips the rest; a sec
 quits at once.
 
 Exit status: 0 when the pipeline passed, 1 when a job that may not fail failed, 2 when
-nothing could run (unreadable .gitlab-ci.yml, unknown job, bad pogo config), 130 when
-interrupted.";
+nothing could run (unreadable .gitlab-ci.yml, unknown job, bad pogo config) or nothing ran
+(every job manual or skipped), 130 when interrupted.";
 
 /// `pogo exec [JOB ...] [--dir DIR] [--var KEY=VALUE ...] [--tags t1,t2] [-j N] [--dirty]`.
 #[derive(Debug, Clone, clap::Args)]
@@ -104,6 +104,21 @@ pub struct ExecArgs {
     /// Remove DIR/.pogo/ (cache and artifacts kept by pogo exec) and run nothing
     #[arg(long)]
     pub clean: bool,
+    /// List every job: whether GitLab's pipeline has it, how it runs and which rule decided; run nothing
+    #[arg(long)]
+    pub list: bool,
+    /// Decide the jobs (rules, only/except) and set CI_COMMIT_* as for a push of this branch
+    /// (the sources stay what is checked out)
+    #[arg(long, value_name = "NAME", conflicts_with = "tag")]
+    pub branch: Option<String>,
+    /// The same for a tag: a tag pipeline (CI_COMMIT_TAG)
+    #[arg(long, value_name = "NAME")]
+    pub tag: Option<String>,
+    /// The pipeline source rules see as CI_PIPELINE_SOURCE (default push): web, schedule,
+    /// merge_request_event (a merge request from the branch into the default branch, with
+    /// CI_MERGE_REQUEST_* set), api, trigger, ...
+    #[arg(long, value_name = "SOURCE")]
+    pub source: Option<String>,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -328,19 +343,33 @@ fn exec(
     for key in &pipeline.ignored {
         say(err, &format!("pogo: ignored locally: {key}\n"));
     }
-    let project = Project::discover(&args.dir);
-    let (pipeline, left_out) = apply_rules(&pipeline, &project, &args.vars, args.dirty)?;
+    let mut project = Project::discover(&args.dir);
+    project
+        .pretend(
+            args.branch.as_deref(),
+            args.tag.as_deref(),
+            args.source.as_deref(),
+        )
+        .map_err(ExecError::Rules)?;
+    let (pipeline, verdicts) = apply_rules(&pipeline, &project, &args.vars, args.dirty)?;
+    if args.list {
+        say(out, &list(&pipeline, &verdicts, &pushed_ref(&project)));
+        return Ok(0);
+    }
     for name in &args.jobs {
-        if let Some((_, why)) = left_out.iter().find(|(j, _)| j == name) {
+        if let Some(v) = verdicts.iter().find(|v| &v.job == name && !v.included) {
             return Err(ExecError::NotInPipeline(
                 name.clone(),
                 pushed_ref(&project),
-                why.clone(),
+                v.why.clone(),
             ));
         }
     }
-    for (job, why) in &left_out {
-        say(out, &format!("--- {job}: not in this pipeline ({why})\n"));
+    for v in verdicts.iter().filter(|v| !v.included) {
+        say(
+            out,
+            &format!("--- {}: not in this pipeline ({})\n", v.job, v.why),
+        );
     }
     let plan = select(&pipeline, &args.jobs, &file)?;
 
@@ -420,6 +449,12 @@ fn exec(
     let code = if local.is_interrupted() {
         end.push_str("Pipeline interrupted.\n");
         130
+    } else if !rows.iter().any(|r| r.status.ran()) {
+        // a pipeline that ran nothing has not passed (GitLab shows it blocked or skipped)
+        end.push_str(
+            "Nothing ran: every job is manual or was skipped (name a manual job to run it).\n",
+        );
+        2
     } else if failed.is_empty() {
         end.push_str("Pipeline passed.\n");
         0
@@ -431,27 +466,96 @@ fn exec(
     Ok(code)
 }
 
+/// `pogo exec --list`: every job of the file in order, whether GitLab's pipeline has it, how
+/// it would run and which rule decided.
+fn list(pipeline: &Pipeline, verdicts: &[Verdict], for_ref: &str) -> String {
+    let rows: Vec<[String; 4]> = verdicts
+        .iter()
+        .map(|v| {
+            let runs = match pipeline.job(&v.job) {
+                None => "not in pipeline".to_string(),
+                Some(j) => {
+                    let when = match j.when {
+                        When::OnSuccess => "on_success",
+                        When::Manual => "manual",
+                        When::Always => "always",
+                        When::OnFailure => "on_failure",
+                    };
+                    match j.allow_failure {
+                        pipeline::AllowFailure::No => when.to_string(),
+                        _ => format!("{when}, may fail"),
+                    }
+                }
+            };
+            [v.job.clone(), v.stage.clone(), runs, v.why.clone()]
+        })
+        .collect();
+    let mut width = [3, 5, 4];
+    for r in &rows {
+        for (w, cell) in width.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |c: [&str; 4]| {
+        format!(
+            "{:w0$}  {:w1$}  {:w2$}  {}\n",
+            c[0],
+            c[1],
+            c[2],
+            c[3],
+            w0 = width[0],
+            w1 = width[1],
+            w2 = width[2]
+        )
+    };
+    let mut text = format!("GitLab's pipeline for {for_ref}:\n");
+    text.push_str(&line(["job", "stage", "runs", "why"]));
+    for r in &rows {
+        text.push_str(&line([&r[0], &r[1], &r[2], &r[3]]));
+    }
+    text
+}
+
 /// What the pipeline runs for, for messages: `branch main`, `tag v1`, or `no git ref`.
 fn pushed_ref(project: &Project) -> String {
-    match project.git.as_ref() {
+    let what = match project.git.as_ref() {
         Some(g) => match (&g.branch, &g.tag) {
-            (Some(b), _) => format!("a push to branch {b}"),
+            (Some(b), _) if project.source == project::MERGE_REQUEST => {
+                return format!("a merge request from branch {b}")
+            }
+            (Some(b), _) if project.source == "push" => return format!("a push to branch {b}"),
+            (Some(b), _) => format!("branch {b}"),
             (None, Some(t)) => format!("tag {t}"),
             (None, None) => format!("commit {}", g.sha.chars().take(8).collect::<String>()),
         },
         None => "a project outside git".to_string(),
+    };
+    match project.source.as_str() {
+        "push" => what,
+        source => format!("{what} ({source} pipeline)"),
     }
+}
+
+/// Whether a job is in GitLab's pipeline, and why (`pogo exec --list`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub job: String,
+    pub stage: String,
+    pub included: bool,
+    /// The rule that decided, or GitLab's default.
+    pub why: String,
 }
 
 /// The pipeline GitLab would create for a push of this project: `workflow: rules` decide
 /// whether there is one, each job's `rules:` (or `only`/`except`) whether it is in it and how
-/// (`when`, `allow_failure`, variables). Returns it and the jobs left out, with why.
+/// (`when`, `allow_failure`, variables). Returns it and each job's [`Verdict`], in the file's
+/// order.
 pub fn apply_rules(
     pipeline: &Pipeline,
     project: &Project,
     cli_vars: &[(String, String)],
     dirty: bool,
-) -> Result<(Pipeline, Vec<(String, String)>), ExecError> {
+) -> Result<(Pipeline, Vec<Verdict>), ExecError> {
     use rules::{Decision, RuleWhen};
     let uses_rules = pipeline.workflow.is_some()
         || pipeline
@@ -472,12 +576,13 @@ pub fn apply_rules(
         // outside git, or on a detached commit that no tag names, the pipeline counts as a
         // branch pipeline (GitLab's always run for a branch or a tag) of no particular name
         branch: match git {
+            _ if project.source == project::MERGE_REQUEST => None,
             Some(g) if g.tag.is_some() && g.branch.is_none() => None,
             Some(g) => Some(g.branch.as_deref().unwrap_or("")),
             None => Some(""),
         },
         tag: git.and_then(|g| g.tag.as_deref()),
-        source: "push",
+        source: &project.source,
     };
     let server_url = Job::new(0, "", "", LOCAL_API_URL).server_url();
     let mut base: HashMap<String, String> = project
@@ -517,7 +622,7 @@ pub fn apply_rules(
         }
     }
     let mut out = pipeline.clone();
-    let mut left_out = Vec::new();
+    let mut verdicts = Vec::new();
     out.jobs.clear();
     for job in &pipeline.jobs {
         let mut spec = job.clone();
@@ -555,14 +660,25 @@ pub fn apply_rules(
                 } else {
                     "only/except"
                 };
-                left_out.push((job.name.clone(), format!("{what}: {why}")));
+                verdicts.push(Verdict {
+                    job: job.name.clone(),
+                    stage: job.stage.clone(),
+                    included: false,
+                    why: format!("{what}: {why}"),
+                });
             }
             Decision::In {
                 when,
                 allow_failure,
                 variables,
-                ..
+                why,
             } => {
+                verdicts.push(Verdict {
+                    job: job.name.clone(),
+                    stage: job.stage.clone(),
+                    included: true,
+                    why,
+                });
                 if job.rules.is_some() {
                     spec.when = match when {
                         RuleWhen::Manual => When::Manual,
@@ -603,7 +719,7 @@ pub fn apply_rules(
             "every job's rules leave it out".to_string(),
         ));
     }
-    Ok((out, left_out))
+    Ok((out, verdicts))
 }
 
 /// A job chosen to appear in this run.
@@ -1497,6 +1613,7 @@ esac
                 ..project::Git::default()
             }),
             in_git: false,
+            source: "push".into(),
         };
         let store = Store::open(&project_dir).unwrap();
         let sources = project::pack_sources(&project, false, &dir.join("sources.tar")).unwrap();

@@ -271,8 +271,7 @@ pub fn parse_with(
     };
     let root = compose::load_yaml(text, file)?;
     let mut parser = Parser::default();
-    let mut root =
-        compose::resolve_includes(root, file, read, &mut parser.ignored, &mut Vec::new())?;
+    let mut root = compose::resolve_includes(root, file, read, &mut Vec::new())?;
     if let Value::Object(top) = &mut root {
         compose::resolve_extends(top).map_err(invalid)?;
     }
@@ -1282,10 +1281,6 @@ c-build: {stage: build, script: x}
     fn unknown_keys_are_reported_once() {
         let p = parse_ok(
             r#"
-include:
-  - remote: https://example.com/ci.yml
-  - https://example.com/other.yml
-  - template: Auto-DevOps.gitlab-ci.yml
 workflow: {rules: [{when: always}]}
 default:
   image: i
@@ -1309,8 +1304,6 @@ c:
         assert_eq!(
             p.ignored,
             vec![
-                "include:remote",
-                "include:template",
                 "retry",
                 "image:pull_policy",
                 "cache:untracked",
@@ -1558,6 +1551,34 @@ other:
                 .find(|(n, _)| n == path)
                 .map(|(n, t)| (format!("proj/{n}"), t.clone()))
                 .ok_or_else(|| "No such file or directory".to_string())
+        }
+    }
+
+    #[test]
+    fn includes_pogo_exec_cannot_read_are_refused_saying_how_to_vendor_them() {
+        for (include, says) in [
+            (
+                "https://example.com/other.yml",
+                "'https://example.com/other.yml' is a remote include",
+            ),
+            (
+                "{remote: 'https://example.com/ci.yml'}",
+                "remote: {\"remote\":\"https://example.com/ci.yml\"} cannot be included locally",
+            ),
+            (
+                "{template: Auto-DevOps.gitlab-ci.yml}",
+                "template: {\"template\":\"Auto-DevOps.gitlab-ci.yml\"} cannot be included locally",
+            ),
+            ("{project: group/p, file: ci.yml}", "project: "),
+            ("{component: 'gitlab.com/c/x@1.0'}", "component: "),
+            ("{local: a.yml, rules: [{if: $X}]}", "rules on an include"),
+            ("{local: a.yml, inputs: {x: 1}}", "inputs on an include"),
+        ] {
+            let e = parse_err(&format!("include: [{include}]\nj: {{script: x}}\n"));
+            assert!(e.contains(says), "{include}: {e}");
+            if !says.ends_with("an include") {
+                assert!(e.contains("local: ci/FILE.yml"), "{include}: {e}");
+            }
         }
     }
 

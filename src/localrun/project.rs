@@ -41,7 +41,31 @@ pub struct Project {
     pub git: Option<Git>,
     /// Whether `dir` is inside a git work tree (even without commits).
     pub in_git: bool,
+    /// `CI_PIPELINE_SOURCE`: `push` unless `--source` says otherwise.
+    pub source: String,
 }
+
+/// The pipeline sources GitLab sets `CI_PIPELINE_SOURCE` to.
+pub const SOURCES: &[&str] = &[
+    "push",
+    "web",
+    "schedule",
+    "api",
+    "trigger",
+    "pipeline",
+    "parent_pipeline",
+    "merge_request_event",
+    "external_pull_request_event",
+    "external",
+    "chat",
+    "webide",
+    "ondemand_dast_scan",
+    "ondemand_dast_validation",
+    "security_orchestration_policy",
+];
+
+/// A merge request pipeline's source.
+pub const MERGE_REQUEST: &str = "merge_request_event";
 
 /// Files under `dir` (relative to `root`), without `.git` and pogo's store.
 fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
@@ -166,14 +190,68 @@ impl Project {
             git,
             in_git,
             dir,
+            source: "push".into(),
         }
+    }
+
+    /// Evaluate and run the pipeline as GitLab would for a push of `branch` or `tag` (the
+    /// sources stay what is checked out) and/or for pipeline source `source`
+    /// (`merge_request_event`: a merge request from the branch into the default branch).
+    pub fn pretend(
+        &mut self,
+        branch: Option<&str>,
+        tag: Option<&str>,
+        source: Option<&str>,
+    ) -> Result<(), String> {
+        if let Some(s) = source {
+            if !SOURCES.contains(&s) {
+                return Err(format!(
+                    "--source {s}: GitLab has no such pipeline source (one of {})",
+                    SOURCES.join(", ")
+                ));
+            }
+            self.source = s.to_string();
+        }
+        if branch.is_some() || tag.is_some() {
+            let Some(g) = &mut self.git else {
+                return Err(format!(
+                    "--branch and --tag need a git repository with a commit; {} has none",
+                    self.dir.display()
+                ));
+            };
+            g.branch = branch.map(str::to_string);
+            g.tag = tag.map(str::to_string);
+            g.ref_name = branch.or(tag).unwrap_or("HEAD").to_string();
+        }
+        if self.source == MERGE_REQUEST {
+            match &self.git {
+                Some(g) if g.branch.is_some() => {}
+                _ => {
+                    return Err(
+                        "--source merge_request_event needs a branch to merge (check one out, or \
+                         pass --branch NAME); a tag has no merge request"
+                            .to_string(),
+                    )
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The branch GitLab's ref keywords and rules see: none in a tag pipeline, and none in a
+    /// merge request pipeline (its ref is the merge request's, not the branch).
+    pub fn pipeline_branch(&self) -> Option<&str> {
+        if self.source == MERGE_REQUEST {
+            return None;
+        }
+        self.git.as_ref().and_then(|g| g.branch.as_deref())
     }
 
     /// GitLab's predefined variables that the driver does not set itself, from the local
     /// repository where they make sense. Job and command-line variables come after them.
     pub fn variables(&self, server_url: &str) -> Vec<Variable> {
         let mut v = vec![
-            Variable::new("CI_PIPELINE_SOURCE", "push"),
+            Variable::new("CI_PIPELINE_SOURCE", self.source.clone()),
             Variable::new("CI_PIPELINE_IID", self.pipeline_id.to_string()),
             Variable::new("CI_PROJECT_PATH_SLUG", slug(&self.path, usize::MAX)),
             Variable::new(
@@ -200,13 +278,25 @@ impl Project {
             Variable::new("CI_COMMIT_REF_SLUG", slug(&g.ref_name, 63)),
             Variable::new("CI_COMMIT_BEFORE_SHA", "0".repeat(40)),
             Variable::new("CI_COMMIT_MESSAGE", g.message.clone()),
-            Variable::new("CI_COMMIT_TITLE", title),
+            Variable::new("CI_COMMIT_TITLE", title.clone()),
             Variable::new("CI_COMMIT_DESCRIPTION", description),
             Variable::new("CI_COMMIT_AUTHOR", g.author.clone()),
             Variable::new("CI_COMMIT_TIMESTAMP", g.timestamp.clone()),
         ]);
-        if let Some(b) = &g.branch {
-            v.push(Variable::new("CI_COMMIT_BRANCH", b.clone()));
+        if let Some(b) = self.pipeline_branch() {
+            v.push(Variable::new("CI_COMMIT_BRANCH", b));
+        }
+        if let (true, Some(b)) = (self.source == MERGE_REQUEST, &g.branch) {
+            let target = g.default_branch.clone().unwrap_or_else(|| "main".into());
+            v.extend([
+                Variable::new("CI_MERGE_REQUEST_ID", "1"),
+                Variable::new("CI_MERGE_REQUEST_IID", "1"),
+                Variable::new("CI_MERGE_REQUEST_EVENT_TYPE", "detached"),
+                Variable::new("CI_MERGE_REQUEST_SOURCE_BRANCH_NAME", b.clone()),
+                Variable::new("CI_MERGE_REQUEST_TARGET_BRANCH_NAME", target),
+                Variable::new("CI_MERGE_REQUEST_TITLE", title.clone()),
+                Variable::new("CI_MERGE_REQUEST_PROJECT_PATH", self.path.clone()),
+            ]);
         }
         if let Some(t) = &g.tag {
             v.push(Variable::new("CI_COMMIT_TAG", t.clone()));
@@ -676,6 +766,47 @@ mod tests {
         assert_eq!(get("CI_COMMIT_TAG"), Some("v1.0"));
         assert_eq!(get("CI_COMMIT_REF_SLUG"), Some("v1-0"));
         assert_eq!(get("CI_COMMIT_BRANCH"), None);
+    }
+
+    #[test]
+    fn pretending_a_ref_or_a_merge_request_sets_the_variables_gitlab_would() {
+        let (_d, proj) = repo();
+        sh(&proj, "git checkout -q -b feature");
+        let get = |p: &Project, k: &str| {
+            p.variables("https://gitlab.invalid")
+                .into_iter()
+                .find(|v| v.key == k)
+                .map(|v| v.value)
+        };
+        let mut p = Project::discover(&proj);
+        p.pretend(None, Some("v2.0"), None).unwrap();
+        assert_eq!(get(&p, "CI_COMMIT_TAG").as_deref(), Some("v2.0"));
+        assert_eq!(get(&p, "CI_COMMIT_BRANCH"), None);
+        assert_eq!(get(&p, "CI_COMMIT_REF_SLUG").as_deref(), Some("v2-0"));
+
+        let mut p = Project::discover(&proj);
+        p.pretend(None, None, Some(MERGE_REQUEST)).unwrap();
+        assert_eq!(
+            get(&p, "CI_PIPELINE_SOURCE").as_deref(),
+            Some("merge_request_event")
+        );
+        assert_eq!(get(&p, "CI_COMMIT_BRANCH"), None, "not in MR pipelines");
+        assert_eq!(
+            get(&p, "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME").as_deref(),
+            Some("feature")
+        );
+        assert!(get(&p, "CI_MERGE_REQUEST_TARGET_BRANCH_NAME").is_some());
+        assert_eq!(get(&p, "CI_MERGE_REQUEST_IID").as_deref(), Some("1"));
+
+        let mut p = Project::discover(&proj);
+        assert!(p.pretend(None, None, Some("nightly")).is_err());
+        assert!(p.pretend(None, Some("v1"), Some(MERGE_REQUEST)).is_err());
+        let outside = tempfile::tempdir().unwrap();
+        let mut p = Project::discover(outside.path());
+        assert!(p
+            .pretend(Some("main"), None, None)
+            .unwrap_err()
+            .contains("git repository"));
     }
 
     #[test]

@@ -73,6 +73,11 @@ impl Status {
     pub fn is_blocking_failure(&self) -> bool {
         matches!(self, Status::Failed(_))
     }
+
+    /// Did the job run (pass or fail), rather than stay manual or be skipped?
+    pub fn ran(&self) -> bool {
+        !matches!(self, Status::Skipped | Status::Manual)
+    }
 }
 
 impl fmt::Display for Status {

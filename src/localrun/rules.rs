@@ -556,6 +556,23 @@ pub fn eval_rules(
     Ok(Decision::Out("no rule matched".to_string()))
 }
 
+/// The pipeline source (`CI_PIPELINE_SOURCE`) an `only`/`except` keyword stands for.
+fn source_of_keyword(keyword: &str) -> Option<&'static str> {
+    Some(match keyword {
+        "api" => "api",
+        "chat" => "chat",
+        "external" => "external",
+        "external_pull_requests" => "external_pull_request_event",
+        "merge_requests" => "merge_request_event",
+        "pipelines" => "pipeline",
+        "pushes" => "push",
+        "schedules" => "schedule",
+        "triggers" => "trigger",
+        "web" => "web",
+        _ => return None,
+    })
+}
+
 /// Does `only`/`except` entry `refs` name this pipeline (by keyword, branch or tag name, or
 /// `/regex/`)?
 fn refs_match(
@@ -569,16 +586,7 @@ fn refs_match(
         let hit = match r.as_str() {
             "branches" => facts.branch.is_some(),
             "tags" => facts.tag.is_some(),
-            "pushes" => facts.source == "push",
-            "api"
-            | "chat"
-            | "external"
-            | "external_pull_requests"
-            | "merge_requests"
-            | "pipelines"
-            | "schedules"
-            | "triggers"
-            | "web" => facts.source == r.trim_end_matches('s') || facts.source == r,
+            k if source_of_keyword(k).is_some() => source_of_keyword(k) == Some(facts.source),
             p if p.starts_with('/') => match name {
                 Some(n) => regex(p)?.is_match(n),
                 None => false,
@@ -638,7 +646,11 @@ pub fn eval_only_except(
         when: RuleWhen::OnSuccess,
         allow_failure: None,
         variables: Vec::new(),
-        why: "only/except".into(),
+        why: if only.is_none() && except.is_none() {
+            "no rules: GitLab's default (branches and tags)".into()
+        } else {
+            "only/except match".into()
+        },
     })
 }
 
@@ -833,5 +845,24 @@ mod tests {
             &main
         ));
         assert!(!run(Some(&refs("[schedules]")), None, &main));
+        // the keywords name pipeline sources: `merge_requests` is `merge_request_event`
+        let mr = Facts {
+            source: "merge_request_event",
+            branch: None,
+            ..facts(&files, None, None, None)
+        };
+        assert!(run(Some(&refs("[merge_requests]")), None, &mr));
+        assert!(
+            !run(None, None, &mr),
+            "the default only: is branches and tags"
+        );
+        let schedule = Facts {
+            source: "schedule",
+            ..facts(&files, None, Some("main"), None)
+        };
+        assert!(run(Some(&refs("[schedules]")), None, &schedule));
+        assert!(run(Some(&refs("[pushes]")), None, &main));
+        assert!(!run(Some(&refs("[pushes]")), None, &schedule));
+        assert!(!run(None, Some(&refs("[schedules]")), &schedule));
     }
 }
