@@ -569,3 +569,35 @@ fn a_pipeline_that_runs_nothing_has_not_passed_and_an_include_pogo_cannot_read_i
     assert!(err.contains("local: ci/FILE.yml"), "{err}");
     assert!(!out.contains("Pipeline passed"), "{out}");
 }
+
+#[test]
+fn reference_tags_bring_another_jobs_script_and_rules_into_a_job() {
+    require_podman!();
+    let ex = Example::new();
+    let ci = format!(
+        r#"
+image: {IMG_BASH}
+.setup:
+  script: [echo setup-from-reference]
+  rules:
+    - if: $SKIP_ALL
+      when: never
+job:
+  script:
+    - !reference [.setup, script]
+    - echo job-itself
+  rules:
+    - !reference [.setup, rules]
+    - when: on_success
+"#
+    );
+    std::fs::write(ex.project.join(".gitlab-ci.yml"), ci).unwrap();
+    let (code, out, err) = ex.exec(&["--dirty"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\nsetup-from-reference\n"), "{out}");
+    assert!(out.contains("\njob-itself\n"), "{out}");
+    // the referenced rule decides too
+    let (code, out, err) = ex.exec(&["--dirty", "--var", "SKIP_ALL=1"]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(!out.contains("job-itself"), "{out}");
+}

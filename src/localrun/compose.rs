@@ -1,5 +1,6 @@
 //! What GitLab does to `.gitlab-ci.yml` before it reads any job: `include: local` files are
-//! merged in (the including file wins), then `extends:` is resolved (the extending job wins).
+//! merged in (the including file wins), then `extends:` is resolved (the extending job wins),
+//! then `!reference` tags (src/localrun/reference.rs).
 //! Both merge mappings key by key, recursively, and replace everything else (lists included).
 
 use serde_json::{Map, Value};
@@ -19,22 +20,15 @@ pub type ReadInclude<'a> = dyn FnMut(&str) -> Result<(String, String), String> +
 /// Parses one YAML file of the pipeline, anchors and merge keys resolved. A syntax error
 /// names `file`, line and column.
 pub fn load_yaml(text: &str, file: &str) -> Result<Value, ParseError> {
-    let mut root: Value = yaml::from_str(text).map_err(|e| ParseError::Syntax {
-        at: match (e.line, e.column) {
-            (Some(l), Some(c)) => format!("{file}:{l}:{c}"),
-            (Some(l), None) => format!("{file}:{l}"),
-            _ => file.to_string(),
-        },
-        message: if e.message.contains("enum") && text.contains("!reference") {
-            format!(
-                "{} (`!reference` tags are not supported by pogo exec yet: use `extends:` or \
-                 YAML anchors)",
-                e.message
-            )
-        } else {
-            e.message
-        },
-    })?;
+    let super::reference::Tagged(mut root) =
+        yaml::from_str(text).map_err(|e| ParseError::Syntax {
+            at: match (e.line, e.column) {
+                (Some(l), Some(c)) => format!("{file}:{l}:{c}"),
+                (Some(l), None) => format!("{file}:{l}"),
+                _ => file.to_string(),
+            },
+            message: e.message,
+        })?;
     apply_merge_keys(&mut root);
     Ok(root)
 }

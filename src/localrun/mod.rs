@@ -13,6 +13,7 @@
 pub mod compose;
 pub mod pipeline;
 pub mod project;
+pub mod reference;
 pub mod report;
 pub mod rules;
 

@@ -274,6 +274,7 @@ pub fn parse_with(
     let mut root = compose::resolve_includes(root, file, read, &mut Vec::new())?;
     if let Value::Object(top) = &mut root {
         compose::resolve_extends(top).map_err(invalid)?;
+        super::reference::resolve(top).map_err(invalid)?;
     }
     let pipeline = parser.pipeline(&root).map_err(invalid)?;
     pipeline.check_references().map_err(invalid)?;
@@ -1649,10 +1650,43 @@ other:
     }
 
     #[test]
-    fn reference_tags_are_named_in_the_error() {
-        let e = parse_err(".t: {script: [x]}\nj:\n  script: !reference [.t, script]\n");
-        assert!(e.contains("`!reference` tags are not supported"), "{e}");
-        assert!(e.starts_with(".gitlab-ci.yml:"), "{e}");
+    fn reference_tags_take_values_from_included_and_extended_jobs() {
+        let mut read = reader(&[(
+            "ci/common.yml",
+            ".setup:\n  script: [echo setup-1, echo setup-2]\n  variables: {A: from-setup}\n",
+        )]);
+        let p = parse_with(
+            r#"
+include: ci/common.yml
+.base: {extends: .setup, image: base-img}
+job:
+  image: !reference [.base, image]
+  variables: !reference [.setup, variables]
+  script:
+    - echo first
+    - !reference [.base, script]
+    - echo last
+"#,
+            ".gitlab-ci.yml",
+            &mut read,
+        )
+        .unwrap();
+        let j = p.job("job").unwrap();
+        assert_eq!(
+            j.script,
+            ["echo first", "echo setup-1", "echo setup-2", "echo last"]
+        );
+        assert_eq!(j.image, Some(Image::new("base-img")));
+        assert_eq!(var(j, "A"), Some("from-setup"));
+        let p = parse_ok(
+            ".r: {rules: [{if: $A, when: never}, {if: $B}]}\nj:\n  script: [x]\n  rules:\n    - !reference [.r, rules]\n    - when: manual\n",
+        );
+        assert_eq!(p.job("j").unwrap().rules.as_ref().map(Vec::len), Some(3));
+        let e = parse_err("j:\n  script: !reference [.missing, script]\n");
+        assert_eq!(
+            e,
+            ".gitlab-ci.yml: !reference [\".missing\", \"script\"] could not be found"
+        );
     }
 
     #[test]

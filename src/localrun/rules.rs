@@ -342,11 +342,20 @@ pub fn parse_rules(
     parse_variables: &dyn Fn(&Value) -> Result<Vec<Variable>, String>,
     unsupported: &mut dyn FnMut(&str),
 ) -> Result<Vec<Rule>, String> {
-    let Value::Array(items) = v else {
+    let Value::Array(_) = v else {
         return Err("must be a list of rules".to_string());
     };
+    // `- !reference [.x, rules]` puts a list in the list: GitLab flattens it
+    fn flat<'v>(v: &'v Value, out: &mut Vec<&'v Value>) {
+        match v {
+            Value::Array(items) => items.iter().for_each(|i| flat(i, out)),
+            other => out.push(other),
+        }
+    }
+    let mut items = Vec::new();
+    flat(v, &mut items);
     let mut rules = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
+    for (i, item) in items.into_iter().enumerate() {
         let Value::Object(m) = item else {
             return Err(format!("rule {i}: must be a mapping (if:, when:, …)"));
         };
