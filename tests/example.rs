@@ -601,3 +601,52 @@ job:
     assert_ne!(code, 0, "{out}{err}");
     assert!(!out.contains("job-itself"), "{out}");
 }
+
+#[test]
+fn parallel_and_matrix_jobs_run_once_per_instance_with_their_variables() {
+    require_podman!();
+    let ex = Example::new();
+    let ci = format!(
+        r#"
+image: {IMG_BASH}
+stages: [build, test]
+shard:
+  stage: build
+  script: ["echo shard-$CI_NODE_INDEX-of-$CI_NODE_TOTAL"]
+  parallel: 2
+deploy:
+  stage: test
+  script: ["echo deploy-$PROVIDER-$STACK-$CI_NODE_INDEX"]
+  parallel:
+    matrix:
+      - PROVIDER: aws
+        STACK: [app, db]
+  needs: [shard]
+"#
+    );
+    std::fs::write(ex.project.join(".gitlab-ci.yml"), ci).unwrap();
+    let (code, out, err) = ex.exec(&["--dirty", "-j", "2"]);
+    assert_eq!(code, 0, "{out}{err}");
+    for line in [
+        "shard-1-of-2",
+        "shard-2-of-2",
+        "deploy-aws-app-1",
+        "deploy-aws-db-2",
+    ] {
+        assert!(out.contains(line), "{line}: {out}");
+    }
+    assert_summary_statuses(
+        &out,
+        &[
+            ("shard 1/2", "passed"),
+            ("shard 2/2", "passed"),
+            ("deploy: [aws, app]", "passed"),
+            ("deploy: [aws, db]", "passed"),
+        ],
+    );
+    // a single instance can be run by its GitLab name
+    let (code, out, err) = ex.exec(&["--dirty", "deploy: [aws, db]"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("deploy-aws-db-2"), "{out}");
+    assert!(!out.contains("deploy-aws-app-1"), "{out}");
+}

@@ -55,6 +55,7 @@ const JOB_KEYS: &[&str] = &[
     "artifacts",
     "dependencies",
     "needs",
+    "parallel",
     "rules",
     "only",
     "except",
@@ -404,6 +405,8 @@ impl Parser {
 
         let mut jobs = Vec::new();
         let mut hidden = Vec::new();
+        // each `parallel:` job's instances, by the name written
+        let mut parallel: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (name, value) in top {
             if matches!(
                 name.as_str(),
@@ -426,11 +429,64 @@ impl Parser {
                     kind(value)
                 ));
             };
-            if let Some(job) = self.job(name, job, &globals, &defaults, &stages)? {
-                jobs.push(job);
+            let Some(spec) = self.job(name, job, &globals, &defaults, &stages)? else {
+                continue;
+            };
+            match get(job, "parallel") {
+                None => jobs.push(spec),
+                Some(v) => {
+                    let instances =
+                        instances(v).map_err(|e| format!("job '{name}': parallel: {e}"))?;
+                    let total = instances.len();
+                    let mut names = Vec::with_capacity(total);
+                    for (i, inst) in instances.into_iter().enumerate() {
+                        let mut j = spec.clone();
+                        j.name = inst.name(name, i + 1, total);
+                        let mut vars = vec![
+                            Variable::new("CI_NODE_INDEX", (i + 1).to_string()),
+                            Variable::new("CI_NODE_TOTAL", total.to_string()),
+                        ];
+                        vars.extend(inst.vars().map(|(k, v)| Variable::new(k, v)));
+                        for v in vars {
+                            j.own_variable_keys.push(v.key.clone());
+                            j.variables.push(v);
+                        }
+                        names.push(j.name.clone());
+                        jobs.push(j);
+                    }
+                    parallel.insert(name.clone(), names);
+                }
             }
         }
-        jobs.sort_by_key(|j| stages.iter().position(|s| *s == j.stage));
+        // `needs: [job]` and `dependencies: [job]` of a parallel job mean all its instances
+        for job in &mut jobs {
+            if let Some(needs) = &mut job.needs {
+                *needs = std::mem::take(needs)
+                    .into_iter()
+                    .flat_map(|n| match parallel.get(&n.job) {
+                        Some(names) => names
+                            .iter()
+                            .map(|name| Need {
+                                job: name.clone(),
+                                ..n.clone()
+                            })
+                            .collect(),
+                        None => vec![n],
+                    })
+                    .collect();
+            }
+            if let Some(deps) = &mut job.dependencies {
+                *deps = std::mem::take(deps)
+                    .into_iter()
+                    .flat_map(|d| parallel.get(&d).cloned().unwrap_or_else(|| vec![d]))
+                    .collect();
+            }
+        }
+        // stage order, by name within a stage (the file's order is not GitLab's either)
+        jobs.sort_by(|a, b| {
+            let at = |j: &JobSpec| stages.iter().position(|s| *s == j.stage);
+            at(a).cmp(&at(b)).then_with(|| a.name.cmp(&b.name))
+        });
         let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
         for job in &mut jobs {
             if let Some(needs) = &mut job.needs {
@@ -561,6 +617,12 @@ impl Parser {
             return Err(format!("job '{name}' has no `script:`{hint}; add one"));
         };
         let script_lines = script(script_value).map_err(ctx("script"))?;
+        if script_lines.is_empty() {
+            return Err(format!(
+                "job '{name}': script: can't be blank (GitLab rejects an empty script too); \
+                 give it a command"
+            ));
+        }
 
         let stage = match get(m, "stage") {
             None => DEFAULT_STAGE.to_string(),
@@ -825,7 +887,7 @@ impl Parser {
                         return Err(format!("job: must be a job name, found {}", kind(job)));
                     };
                     for key in m.keys() {
-                        if !matches!(key.as_str(), "job" | "artifacts" | "optional") {
+                        if !matches!(key.as_str(), "job" | "artifacts" | "optional" | "parallel") {
                             self.ignore(format!("needs:{key}"));
                         }
                     }
@@ -837,11 +899,31 @@ impl Parser {
                             kind(other)
                         )),
                     };
-                    out.push(Need {
+                    let need = Need {
                         job: job.clone(),
                         artifacts: flag("artifacts", true)?,
                         optional: flag("optional", false)?,
-                    });
+                    };
+                    match get(m, "parallel") {
+                        // `needs: {job, parallel: {matrix: [...]}}`: those instances only
+                        Some(p) => {
+                            let Value::Object(pm) = p else {
+                                return Err("parallel: must be {matrix: [...]}".into());
+                            };
+                            let Some(matrix) = get(pm, "matrix") else {
+                                return Err("parallel: must be {matrix: [...]}".into());
+                            };
+                            for inst in matrix_instances(matrix)
+                                .map_err(|e| format!("parallel: matrix: {e}"))?
+                            {
+                                out.push(Need {
+                                    job: inst.name(job, 0, 0),
+                                    ..need.clone()
+                                });
+                            }
+                        }
+                        None => out.push(need),
+                    }
                 }
                 other => {
                     return Err(format!(
@@ -1021,6 +1103,111 @@ fn variables(v: &Value) -> Result<Vec<Variable>, String> {
 }
 
 /// A script: a string, or a list of strings and lists nested up to ten levels.
+/// How many instances `parallel:` may make (GitLab's limit).
+const MAX_PARALLEL: usize = 200;
+
+/// One instance of a `parallel:` job: its matrix variables (none for `parallel: N`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance(Vec<(String, String)>);
+
+impl Instance {
+    /// GitLab's name for instance `index` of `total` of job `job`: `job 2/3`, or with a
+    /// matrix `job: [aws, monitoring]` (the values in the order written).
+    pub fn name(&self, job: &str, index: usize, total: usize) -> String {
+        if self.0.is_empty() {
+            return format!("{job} {index}/{total}");
+        }
+        let values: Vec<&str> = self.0.iter().map(|(_, v)| v.as_str()).collect();
+        format!("{job}: [{}]", values.join(", "))
+    }
+
+    pub fn vars(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.0.iter().cloned()
+    }
+}
+
+/// `parallel: N` or `parallel: {matrix: [...]}`.
+fn instances(v: &Value) -> Result<Vec<Instance>, String> {
+    let list = match v {
+        Value::Number(n) => {
+            let n = n
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| (1..=MAX_PARALLEL).contains(n))
+                .ok_or_else(|| format!("must be a number from 1 to {MAX_PARALLEL}, found {n}"))?;
+            vec![Instance(Vec::new()); n]
+        }
+        Value::Object(m) => match get(m, "matrix") {
+            Some(matrix) => matrix_instances(matrix).map_err(|e| format!("matrix: {e}"))?,
+            None => return Err("must be a number or {matrix: [...]}".into()),
+        },
+        other => {
+            return Err(format!(
+                "must be a number or {{matrix: [...]}}, found {}",
+                kind(other)
+            ))
+        }
+    };
+    if list.len() > MAX_PARALLEL {
+        return Err(format!(
+            "makes {} jobs; GitLab allows at most {MAX_PARALLEL}",
+            list.len()
+        ));
+    }
+    Ok(list)
+}
+
+/// The instances of `matrix: [{VAR: value or [values], ...}, ...]`: for each entry, every
+/// combination of its values, the variables in the order written.
+fn matrix_instances(v: &Value) -> Result<Vec<Instance>, String> {
+    let Value::Array(entries) = v else {
+        return Err(format!("must be a list of mappings, found {}", kind(v)));
+    };
+    let scalar = |v: &Value| match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        other => Err(format!("a value must be a string, found {}", kind(other))),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let Value::Object(m) = entry else {
+            return Err(format!(
+                "an entry must be a mapping of variables, found {}",
+                kind(entry)
+            ));
+        };
+        if m.is_empty() {
+            return Err("an entry has no variables".into());
+        }
+        let mut combos: Vec<Vec<(String, String)>> = vec![Vec::new()];
+        for (key, value) in m {
+            if !valid_variable_name(key) {
+                return Err(format!("'{key}' is not a valid variable name"));
+            }
+            let values = match value {
+                Value::Array(items) => items.iter().map(scalar).collect::<Result<Vec<_>, _>>()?,
+                other => vec![scalar(other)?],
+            };
+            combos = combos
+                .into_iter()
+                .flat_map(|c| {
+                    values.iter().map(move |v| {
+                        let mut c = c.clone();
+                        c.push((key.clone(), v.clone()));
+                        c
+                    })
+                })
+                .collect();
+            if combos.len() > MAX_PARALLEL {
+                return Err(format!("makes more than {MAX_PARALLEL} jobs"));
+            }
+        }
+        out.extend(combos.into_iter().map(Instance));
+    }
+    Ok(out)
+}
+
 fn script(v: &Value) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     flatten_script(v, 0, &mut out)?;
@@ -1552,6 +1739,79 @@ other:
                 .find(|(n, _)| n == path)
                 .map(|(n, t)| (format!("proj/{n}"), t.clone()))
                 .ok_or_else(|| "No such file or directory".to_string())
+        }
+    }
+
+    #[test]
+    fn parallel_jobs_become_gitlabs_instances_and_needs_follow_them() {
+        let p = parse_ok(
+            r#"
+stages: [build, test]
+build:
+  stage: build
+  script: [x]
+  parallel:
+    matrix:
+      - PROVIDER: aws
+        STACK: [monitoring, app]
+      - PROVIDER: [gcp]
+shard: {stage: build, script: [x], parallel: 3}
+all: {stage: test, script: [x], needs: [build, shard]}
+one:
+  stage: test
+  script: [x]
+  needs: [{job: build, parallel: {matrix: [{PROVIDER: aws, STACK: app}]}}]
+deps: {stage: test, script: [x], dependencies: [shard]}
+"#,
+        );
+        let names: Vec<&str> = p.jobs.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "build: [aws, app]",
+                "build: [aws, monitoring]",
+                "build: [gcp]",
+                "shard 1/3",
+                "shard 2/3",
+                "shard 3/3",
+                "all",
+                "deps",
+                "one"
+            ]
+        );
+        let b = p.job("build: [aws, app]").unwrap();
+        assert_eq!(var(b, "PROVIDER"), Some("aws"));
+        assert_eq!(var(b, "STACK"), Some("app"));
+        assert_eq!(var(b, "CI_NODE_INDEX"), Some("2"));
+        assert_eq!(var(b, "CI_NODE_TOTAL"), Some("3"));
+        let s = p.job("shard 3/3").unwrap();
+        assert_eq!(var(s, "CI_NODE_INDEX"), Some("3"));
+        let needs = |j: &str| -> Vec<String> {
+            p.job(j)
+                .unwrap()
+                .needs
+                .as_ref()
+                .unwrap()
+                .iter()
+                .map(|n| n.job.clone())
+                .collect()
+        };
+        assert_eq!(needs("all").len(), 6);
+        assert_eq!(needs("one"), ["build: [aws, app]"]);
+        assert_eq!(
+            p.job("deps").unwrap().dependencies.as_deref().unwrap(),
+            ["shard 1/3", "shard 2/3", "shard 3/3"]
+        );
+        assert!(p.ignored.is_empty(), "{:?}", p.ignored);
+
+        for (yaml, says) in [
+            ("j: {script: [x], parallel: 201}", "from 1 to 200"),
+            ("j: {script: [x], parallel: {matrix: [{A: [1, 2]}, {B: {c: d}}]}}", "a value must be a string"),
+            ("j: {script: [x], parallel: {matrix: [{A: [1, 2]}]}}\nk: {script: [x], needs: [{job: j, parallel: {matrix: [{A: 3}]}}]}", "'j: [3]' is not a job"),
+            ("j: {script: []}", "script: can't be blank"),
+        ] {
+            let e = parse_err(yaml);
+            assert!(e.contains(says), "{yaml}: {e}");
         }
     }
 
