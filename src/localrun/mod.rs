@@ -491,28 +491,12 @@ fn list(pipeline: &Pipeline, verdicts: &[Verdict], for_ref: &str) -> String {
             [v.job.clone(), v.stage.clone(), runs, v.why.clone()]
         })
         .collect();
-    let mut width = [3, 5, 4];
-    for r in &rows {
-        for (w, cell) in width.iter_mut().zip(r) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |c: [&str; 4]| {
-        format!(
-            "{:w0$}  {:w1$}  {:w2$}  {}\n",
-            c[0],
-            c[1],
-            c[2],
-            c[3],
-            w0 = width[0],
-            w1 = width[1],
-            w2 = width[2]
-        )
-    };
+    let header = ["job", "stage", "runs", "why"];
+    let line = report::columns(header, &rows);
     let mut text = format!("GitLab's pipeline for {for_ref}:\n");
-    text.push_str(&line(["job", "stage", "runs", "why"]));
-    for r in &rows {
-        text.push_str(&line([&r[0], &r[1], &r[2], &r[3]]));
+    for r in std::iter::once(&header.map(str::to_string)).chain(&rows) {
+        text.push_str(&line(r));
+        text.push('\n');
     }
     text
 }

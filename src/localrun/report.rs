@@ -144,6 +144,31 @@ pub fn format_phases(phases: &[(String, Duration)]) -> String {
         .join(", ")
 }
 
+/// A function that lays out one line of a four-column table with `header` and `cells`: each
+/// column as wide as its widest cell, two spaces between, no trailing blanks.
+pub fn columns(header: [&str; 4], cells: &[[String; 4]]) -> impl Fn(&[String; 4]) -> String {
+    let mut widths = header.map(|h| h.chars().count());
+    for c in cells {
+        for (w, cell) in widths.iter_mut().zip(c.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    move |c: &[String; 4]| {
+        format!(
+            "{:<w0$}  {:<w1$}  {:<w2$}  {}",
+            c[0],
+            c[1],
+            c[2],
+            c[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        )
+        .trim_end()
+        .to_string()
+    }
+}
+
 /// The summary table; each job that ran gets a second line with its phase times, and a
 /// third with what happened to its cache and artifacts.
 pub fn summary(rows: &[Row]) -> String {
@@ -161,30 +186,11 @@ pub fn summary(rows: &[Row]) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for c in &cells {
-        for (w, cell) in widths.iter_mut().zip(c.iter()) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |c: [&str; 4]| {
-        format!(
-            "{:<w0$}  {:<w1$}  {:<w2$}  {}",
-            c[0],
-            c[1],
-            c[2],
-            c[3],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2]
-        )
-        .trim_end()
-        .to_string()
-    };
-    let mut out = line(header);
+    let line = columns(header, &cells);
+    let mut out = line(&header.map(str::to_string));
     out.push('\n');
     for (row, c) in rows.iter().zip(&cells) {
-        out.push_str(&line([&c[0], &c[1], &c[2], &c[3]]));
+        out.push_str(&line(c));
         out.push('\n');
         if !row.phases.is_empty() {
             out.push_str(&format!("    {}\n", format_phases(&row.phases)));
