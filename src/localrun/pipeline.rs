@@ -1102,7 +1102,6 @@ fn variables(v: &Value) -> Result<Vec<Variable>, String> {
     Ok(out)
 }
 
-/// A script: a string, or a list of strings and lists nested up to ten levels.
 /// How many instances `parallel:` may make (GitLab's limit).
 const MAX_PARALLEL: usize = 200;
 
@@ -1208,6 +1207,7 @@ fn matrix_instances(v: &Value) -> Result<Vec<Instance>, String> {
     Ok(out)
 }
 
+/// A script: a string, or a list of strings and lists nested up to ten levels.
 fn script(v: &Value) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     flatten_script(v, 0, &mut out)?;

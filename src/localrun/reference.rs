@@ -128,21 +128,33 @@ fn reference_path(v: &Value) -> Option<Result<Vec<String>, String>> {
 }
 
 /// Replace every `!reference` in `top` by what it names in `top` (references in what it names
-/// are resolved too).
+/// are resolved too). A file without any is left as it is, uncopied.
 pub fn resolve(top: &mut Map<String, Value>) -> Result<(), String> {
+    if !top.values().any(has_reference) {
+        return Ok(());
+    }
     let root = top.clone();
     for value in top.values_mut() {
-        let resolved = resolve_value(value, &root, &mut Vec::new())?;
-        *value = resolved;
+        resolve_value(value, &root, &mut Vec::new())?;
     }
     Ok(())
 }
 
+fn has_reference(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m.contains_key(MARKER) || m.values().any(has_reference),
+        Value::Array(items) => items.iter().any(has_reference),
+        _ => false,
+    }
+}
+
+/// Resolve the references in `v`, in place; what a reference names is looked up in `root`
+/// (the file as written) and resolved in turn, `chain` holding the references on the way.
 fn resolve_value(
-    v: &Value,
+    v: &mut Value,
     root: &Map<String, Value>,
     chain: &mut Vec<Vec<String>>,
-) -> Result<Value, String> {
+) -> Result<(), String> {
     if let Some(path) = reference_path(v) {
         let path = path?;
         if chain.contains(&path) {
@@ -167,27 +179,21 @@ fn resolve_value(
         let Some(found) = found else {
             return Err(format!("!reference {} could not be found", shown(&path)));
         };
+        *v = found.clone();
         chain.push(path);
-        let resolved = resolve_value(found, root, chain);
+        let resolved = resolve_value(v, root, chain);
         chain.pop();
         return resolved;
     }
-    Ok(match v {
-        Value::Object(m) => {
-            let mut out = Map::new();
-            for (k, item) in m {
-                out.insert(k.clone(), resolve_value(item, root, chain)?);
-            }
-            Value::Object(out)
-        }
-        Value::Array(items) => Value::Array(
-            items
-                .iter()
-                .map(|i| resolve_value(i, root, chain))
-                .collect::<Result<_, _>>()?,
-        ),
-        other => other.clone(),
-    })
+    match v {
+        Value::Object(m) => m
+            .values_mut()
+            .try_for_each(|item| resolve_value(item, root, chain)),
+        Value::Array(items) => items
+            .iter_mut()
+            .try_for_each(|item| resolve_value(item, root, chain)),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -592,16 +592,16 @@ fn refs_match(
     let name = facts.branch.or(facts.tag);
     let mut any_ref = refs.refs.is_empty();
     for r in &refs.refs {
-        let hit = match r.as_str() {
-            "branches" => facts.branch.is_some(),
-            "tags" => facts.tag.is_some(),
-            k if source_of_keyword(k).is_some() => source_of_keyword(k) == Some(facts.source),
-            p if p.starts_with('/') => match name {
+        let hit = match (r.as_str(), source_of_keyword(r)) {
+            ("branches", _) => facts.branch.is_some(),
+            ("tags", _) => facts.tag.is_some(),
+            (_, Some(source)) => source == facts.source,
+            (p, _) if p.starts_with('/') => match name {
                 Some(n) => regex(p)?.is_match(n),
                 None => false,
             },
             // `branch@group/project`: the project part cannot be checked locally
-            p => name == Some(p.split('@').next().unwrap_or(p)),
+            (p, _) => name == Some(p.split('@').next().unwrap_or(p)),
         };
         if hit {
             any_ref = true;
