@@ -113,7 +113,11 @@ fn first_line(bytes: &[u8]) -> String {
 
 fn podman_command(podman: &str, podman_args: &[String], args: &[&str]) -> Command {
     let mut c = Command::new(podman);
-    c.args(podman_args).args(args);
+    // as pogo's other podman calls: podman 5's cgroups v1 warning would be the first line of
+    // every error shown here (the cgroups check says it once)
+    c.args(podman_args)
+        .args(args)
+        .env(crate::podman::QUIET_CGROUPS_V1, "1");
     c
 }
 
