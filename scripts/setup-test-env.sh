@@ -146,11 +146,14 @@ conf_has_settings() {
 # fails with "cgroups in hybrid mode not supported", podman's rlimits with "Operation not
 # permitted".
 machine_settings_work() {
-    if ! podman image exists "$IMG_BUSYBOX"; then
-        log "building $IMG_BUSYBOX (self storage)"
-        import_image self "$IMG_BUSYBOX" busybox || return 1
-    fi
     podman run --rm --network none "$IMG_BUSYBOX" true >/dev/null 2>&1
+}
+
+# The busybox test image in this user's storage, for the checks above (built once).
+ensure_busybox_image() {
+    podman image exists "$IMG_BUSYBOX" && return 0
+    log "building $IMG_BUSYBOX (self storage)"
+    import_image self "$IMG_BUSYBOX" busybox
 }
 
 # Does podman here need the fixture's settings (the machine-wide file has them, or
@@ -165,7 +168,7 @@ ensure_engine_settings() {
         return 0 # never touch a developer's machine config; see the hint after the images
     fi
 
-    if ! conf_has_settings "$SYSTEM_CONF" && machine_settings_work; then
+    if ! conf_has_settings "$SYSTEM_CONF" && ensure_busybox_image && machine_settings_work; then
         log "podman runs containers with this machine's own settings (runtime" \
             "$(podman info --format '{{.Host.OCIRuntime.Name}}' 2>/dev/null || echo '?')):" \
             "$SYSTEM_CONF is left as it is"
@@ -434,11 +437,8 @@ choose_podman_settings() {
     rm -f "$PODMAN_ENV_FILE"
     may_change_machine && return 0
     [ -z "${CONTAINERS_CONF:-}" ] || return 0
-    if ! podman image exists "$IMG_BUSYBOX"; then
-        log "building $IMG_BUSYBOX (self storage)"
-        import_image self "$IMG_BUSYBOX" busybox || return 0
-    fi
-    podman run --rm --network none "$IMG_BUSYBOX" true >/dev/null 2>&1 && return 0
+    ensure_busybox_image || return 0
+    machine_settings_work && return 0
     if CONTAINERS_CONF=$FIXTURE_CONF podman run --rm --network none "$IMG_BUSYBOX" true \
         >/dev/null 2>&1; then
         export CONTAINERS_CONF=$FIXTURE_CONF
