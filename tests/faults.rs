@@ -668,3 +668,114 @@ fn after_a_sigkilled_stage_on_the_exec_path_the_next_stage_runs_alone() {
         Vec::<String>::new()
     );
 }
+
+/// `pogo gc` (started in the background by another job's prepare) listed podman's containers,
+/// then a new job's prepare made its directory and containers and finished, then gc read the
+/// live processes: the new job was in neither look, and gc removed its private files and agent
+/// socket directory while it ran (its next stage could not reach the agent; seen on podman 5,
+/// whose listing is slower). A podman wrapper holds gc's container listing until the prepare
+/// has finished, the widest this window can be.
+#[test]
+fn gc_never_takes_the_files_of_a_job_that_started_while_it_listed() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    let runner = format!("faults{}", unique_id());
+    let job_id = unique_id();
+    let listed = env.dir.path().join("gc-listed");
+    let go = env.dir.path().join("gc-go");
+    let podman = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v podman"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let wrapper = env.dir.path().join("slow-listing-podman");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n\
+             [ \"$1\" = ps ] || exec {podman} \"$@\"\n\
+             out=$({podman} \"$@\") || exit $?\n\
+             touch {listed}\n\
+             i=0; while [ ! -e {go} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n\
+             printf '%s\\n' \"$out\"\n",
+            podman = podman.trim(),
+            listed = listed.display(),
+            go = go.display(),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let gc_config = env.dir.path().join("gc.yaml");
+    std::fs::write(
+        &gc_config,
+        PogoConfig {
+            podman: Some(wrapper.to_string_lossy().into_owned()),
+            ..PogoConfig::default()
+        }
+        .to_yaml(&env.working_dir, &env.cache_dir),
+    )
+    .unwrap();
+    let gc = Command::new(env!("CARGO_BIN_EXE_pogo"))
+        .args([
+            "--config",
+            &gc_config.to_string_lossy(),
+            "gc",
+            "--runner",
+            &runner,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !listed.exists() {
+        assert!(Instant::now() < deadline, "gc never listed the containers");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let out = phase(&env, "prepare", &runner, job_id).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = std::fs::read_dir(env.working_dir.join("jobdata"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|k| k.starts_with(&format!("pogo-{runner}-{job_id}-")))
+        .expect("the prepare made its job directory");
+    let socket_dir = env.working_dir.join("run").join(&key);
+    assert!(socket_dir.exists(), "{}", socket_dir.display());
+
+    std::fs::write(&go, "").unwrap();
+    let out = gc.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    assert!(
+        env.working_dir.join("jobdata").join(&key).exists(),
+        "gc removed a starting job's files: {said}"
+    );
+    assert!(
+        socket_dir.exists(),
+        "gc removed a starting job's agent socket: {said}"
+    );
+
+    let out = phase(&env, "cleanup", &runner, job_id).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        env.podman.labelled(&format!("{LABEL_JOB_ID}={job_id}")),
+        Vec::<String>::new()
+    );
+}

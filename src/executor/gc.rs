@@ -285,6 +285,14 @@ pub async fn run(
     working_dir: &Path,
     state_dir: &Path,
 ) -> Result<usize, String> {
+    // The order of these three looks is what keeps a starting job's directory safe: a job
+    // directory seen here was made by a prepare that had started; if that prepare still runs
+    // when the processes are read, its key is live; if it has finished by then, its podman
+    // objects exist before they are listed. Listed the other way round, a prepare that made its
+    // directory and containers in between was gone from both looks, and gc removed the
+    // directory and agent socket of a job that had just begun.
+    let job_dirs = job_dir_keys(working_dir, opts.runner.as_deref());
+    let live = live_job_keys();
     // every runner's: a job directory of another runner's job must not look orphaned
     let all_jobs = list_jobs(podman, None).await?;
     let with_objects: HashSet<String> = all_jobs.iter().map(|j| j.key.clone()).collect();
@@ -308,7 +316,6 @@ pub async fn run(
             states.prune_logs_to(opts.log_copies_total);
         }
     }
-    let live = live_job_keys();
     let now = now_secs();
     let mut errors = 0;
     let mut removed = 0;
@@ -350,7 +357,8 @@ pub async fn run(
     }
     // private job directories (registry credentials) of jobs that have no podman object and
     // no live pogo process: a prepare killed before (or while) it pulled
-    errors += remove_orphaned_job_dirs(opts, working_dir, &with_objects, &live);
+    let orphaned = orphaned_job_dirs(job_dirs, &with_objects, &live);
+    errors += remove_orphaned_job_dirs(opts, working_dir, orphaned);
     // persistent builds volumes (persistent_builds_days) unused for too long
     errors += remove_unused_builds_volumes(podman, opts, working_dir, now).await;
     if !opts.quiet && !opts.dry_run {
@@ -362,14 +370,9 @@ pub async fn run(
     Ok(errors)
 }
 
-/// Keys under `<working_dir>/jobdata` whose job has no podman object left and no live pogo
-/// process (of `runner`, when given: its keys start `pogo-<runner>-`). Pure but for the listing.
-fn orphaned_job_dirs(
-    working_dir: &Path,
-    runner: Option<&str>,
-    with_objects: &HashSet<String>,
-    live: &HashSet<String>,
-) -> Vec<String> {
+/// Keys of the job directories under `<working_dir>/jobdata` (of `runner`, when given: its
+/// keys start `pogo-<runner>-`), sorted.
+fn job_dir_keys(working_dir: &Path, runner: Option<&str>) -> Vec<String> {
     let prefix = runner.map(|r| format!("pogo-{}-", super::env::sanitize_name(r, "runner")));
     let Ok(entries) = std::fs::read_dir(working_dir.join("jobdata")) else {
         return Vec::new();
@@ -380,22 +383,29 @@ fn orphaned_job_dirs(
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|k| k.starts_with("pogo-"))
         .filter(|k| prefix.as_deref().is_none_or(|p| k.starts_with(p)))
-        .filter(|k| !with_objects.contains(k) && !live.contains(k))
         .collect();
     keys.sort();
     keys
 }
 
-/// Remove the job directories of [`orphaned_job_dirs`] and their agent sockets; the number
-/// of errors.
-fn remove_orphaned_job_dirs(
-    opts: &GcOptions,
-    working_dir: &Path,
+/// The job directories among `job_dirs` whose job has no podman object left and no live pogo
+/// process. Pure; see [`run`] for the order in which its inputs must be read.
+fn orphaned_job_dirs(
+    job_dirs: Vec<String>,
     with_objects: &HashSet<String>,
     live: &HashSet<String>,
-) -> usize {
+) -> Vec<String> {
+    job_dirs
+        .into_iter()
+        .filter(|k| !with_objects.contains(k) && !live.contains(k))
+        .collect()
+}
+
+/// Remove the job directories `orphaned` (see [`orphaned_job_dirs`]) and their agent sockets;
+/// the number of errors.
+fn remove_orphaned_job_dirs(opts: &GcOptions, working_dir: &Path, orphaned: Vec<String>) -> usize {
     let mut errors = 0;
-    for key in orphaned_job_dirs(working_dir, opts.runner.as_deref(), with_objects, live) {
+    for key in orphaned {
         if opts.dry_run {
             println!("would remove the job directory of {key} (its job left nothing else)");
             continue;
@@ -824,14 +834,10 @@ mod tests {
         }
         let with_objects: HashSet<String> = ["pogo-r1-2-0-bb".to_string()].into();
         let live: HashSet<String> = ["pogo-r1-3-0-cc".to_string()].into();
-        assert_eq!(
-            orphaned_job_dirs(wd.path(), None, &with_objects, &live),
-            ["pogo-r1-1-0-aa", "pogo-r2-4-0-dd"]
-        );
-        assert_eq!(
-            orphaned_job_dirs(wd.path(), Some("r2"), &with_objects, &live),
-            ["pogo-r2-4-0-dd"]
-        );
+        let orphaned =
+            |runner| orphaned_job_dirs(job_dir_keys(wd.path(), runner), &with_objects, &live);
+        assert_eq!(orphaned(None), ["pogo-r1-1-0-aa", "pogo-r2-4-0-dd"]);
+        assert_eq!(orphaned(Some("r2")), ["pogo-r2-4-0-dd"]);
     }
 
     #[test]
