@@ -285,16 +285,20 @@ pub async fn run(
     working_dir: &Path,
     state_dir: &Path,
 ) -> Result<usize, String> {
-    // The order of these three looks is what keeps a starting job's directory safe: a job
-    // directory seen here was made by a prepare that had started; if that prepare still runs
-    // when the processes are read, its key is live; if it has finished by then, its podman
-    // objects exist before they are listed. Listed the other way round, a prepare that made its
-    // directory and containers in between was gone from both looks, and gc removed the
-    // directory and agent socket of a job that had just begun.
+    // The order of these looks is what keeps a starting job safe. A job directory seen first
+    // was made by a prepare that had started: if that prepare still runs when the processes
+    // are read, its key is live; if it has finished by then, its podman objects exist before
+    // they are listed. Read the other way round, a prepare that made its directory and
+    // containers in between was in neither look, and gc removed the directory and agent
+    // socket of a job that had just begun. The processes are read once more after the
+    // listing: a prepare that started after the first read and created its containers before
+    // the listing is at work then (`--older-than` would otherwise take its containers for a
+    // killed prepare's).
     let job_dirs = job_dir_keys(working_dir, opts.runner.as_deref());
-    let live = live_job_keys();
+    let mut live = live_job_keys();
     // every runner's: a job directory of another runner's job must not look orphaned
     let all_jobs = list_jobs(podman, None).await?;
+    live.extend(live_job_keys());
     let with_objects: HashSet<String> = all_jobs.iter().map(|j| j.key.clone()).collect();
     let mut jobs: Vec<JobObjects> = match opts.runner.as_deref() {
         None => all_jobs,
