@@ -319,15 +319,47 @@ fn doctor_without_gitlab_runner_says_where_to_get_it() {
     );
 }
 
+/// `--run` is the check a user makes after installing: a job with a service through pogo's
+/// own phases (init, stage agent, socket, pod), nothing left afterwards.
 #[test]
-fn doctor_run_starts_a_trial_container() {
+fn doctor_run_passes_a_job_with_a_service_through_pogo_and_leaves_nothing() {
     require_podman!();
     let m = Machine::new(&good_config());
     let d = m.doctor(&["--run"]);
     let line = d.line("trial");
     assert!(line.starts_with('✓'), "{}", d.screen);
     assert!(line.contains(IMG_BUSYBOX), "{line}");
+    assert!(line.contains("with a service"), "{line}");
+    assert!(line.contains("nothing left behind"), "{line}");
     assert_eq!(d.code, 0);
+    PodmanCmd::default().assert_nothing_labelled("io.pogo.runner=doctor");
+}
+
+/// A trial that cannot run says why in pogo's own words (the job log's error) and keeps the
+/// whole job log for the user.
+#[test]
+fn doctor_run_with_an_image_that_is_not_there_names_the_problem_and_keeps_the_log() {
+    require_podman!();
+    let m = Machine::new(&good_config());
+    let d = m.doctor(&["--run", "--image", "localhost/pogo-test/no-such-image:1"]);
+    assert_eq!(d.code, 1, "{}", d.screen);
+    let line = d.line("trial");
+    assert!(line.starts_with('✗'), "{}", d.screen);
+    assert!(
+        line.contains("is not in podman's local storage"),
+        "{}",
+        d.screen
+    );
+    let fix = d.fix_for("trial run");
+    let log = fix
+        .split("the whole job log: ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no log path in {fix}"))
+        .trim();
+    let text = std::fs::read_to_string(log).unwrap();
+    assert!(text.contains("no-such-image"), "{text}");
+    std::fs::remove_file(log).unwrap();
+    PodmanCmd::default().assert_nothing_labelled("io.pogo.runner=doctor");
 }
 
 #[test]
@@ -366,6 +398,7 @@ fn doctor_as_the_rootless_user_finds_its_subuids_and_runtime_dir() {
         .arg("--config")
         .arg(&config)
         .arg("doctor")
+        .arg("--run")
         .current_dir("/");
     let out = cmd.output().unwrap();
     let screen = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -380,6 +413,8 @@ fn doctor_as_the_rootless_user_finds_its_subuids_and_runtime_dir() {
     d.assert_ok("XDG_RUNTIME_DIR");
     d.assert_ok("podman");
     d.assert_ok("network");
+    // a job with a service through pogo's phases, rootless
+    d.assert_ok("trial");
     // Its runner config does not exist: a warning, not a problem.
     assert!(d.line("runners").starts_with('⚠'), "{}", d.screen);
     let _ = d.code;

@@ -37,7 +37,7 @@ use report::{Failure, Row, Status};
 /// `CI_JOB_TOKEN` of local jobs: nothing accepts it, it only has to be non-empty.
 const LOCAL_JOB_TOKEN: &str = "pogo-exec-local-job-token";
 /// `CI_API_V4_URL` of local jobs: `.invalid` never resolves, so nothing is sent anywhere.
-const LOCAL_API_URL: &str = "https://gitlab.invalid/api/v4";
+pub(crate) const LOCAL_API_URL: &str = "https://gitlab.invalid/api/v4";
 /// `CI_RUNNER_SHORT_TOKEN` of local jobs (part of the container names).
 const LOCAL_RUNNER: &str = "local";
 /// Where the job container sees the sources, the cache and the artifacts.
@@ -236,7 +236,7 @@ fn watch_interrupts(flag: Arc<AtomicBool>) {
 
 /// The environment the phases get, like gitlab-runner's own: the caller's, minus what
 /// belongs to one job, with `$POGO_CONFIG` made absolute (the phases run in a temp dir).
-fn runner_env(env: &[(String, String)]) -> Vec<(String, String)> {
+pub(crate) fn runner_env(env: &[(String, String)]) -> Vec<(String, String)> {
     env.iter()
         .filter(|(k, _)| !k.starts_with("CUSTOM_ENV_") && !JOB_SCOPED_ENV.contains(&k.as_str()))
         .map(|(k, v)| {

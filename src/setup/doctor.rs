@@ -4,7 +4,7 @@
 //! [`run_checks`] returns the checks as data (the TUI shows the same list). The slow parts
 //! (`podman info`, `gitlab-runner --version`, `loginctl`, `podman image exists`) run in
 //! parallel, so the whole doctor takes about as long as `podman info` (well under a second)
-//! unless `--run` starts a container.
+//! unless `--run` runs a trial job ([`super::trial`]).
 
 use super::install::{gitlab_runner_advice_here, linger, output_with_timeout};
 use super::{find_in_path, runner_config, UserInfo};
@@ -14,7 +14,7 @@ use std::io::IsTerminal;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `pogo doctor`.
 #[derive(Debug, Clone, clap::Args)]
@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
     after_help = "Checks podman, rootless prerequisites (subuid/subgid, XDG_RUNTIME_DIR, /dev/net/tun, slirp4netns or pasta, storage driver), cgroups and resource limits, linger, gitlab-runner and the runners that use pogo, the pogo config, mount paths, default_image and auth_file. Exit status 1 when any check fails (✗)."
 )]
 pub struct DoctorArgs {
-    /// Also start a tiny container (`podman run --rm IMAGE true`) with the default image
+    /// Also run one job-shaped trial through pogo's own phases: the default image (or
+    /// --image) with a service, pogo's init and stage agent, removed afterwards
     #[arg(long)]
     pub run: bool,
     /// Image for --run (default: the pogo config's default_image)
@@ -61,7 +62,7 @@ pub struct Check {
     pub fix: Option<String>,
 }
 
-fn ok(name: &str, message: impl Into<String>) -> Check {
+pub(super) fn ok(name: &str, message: impl Into<String>) -> Check {
     Check {
         status: Status::Ok,
         name: name.to_string(),
@@ -70,7 +71,7 @@ fn ok(name: &str, message: impl Into<String>) -> Check {
     }
 }
 
-fn warn(name: &str, message: impl Into<String>, fix: impl Into<String>) -> Check {
+pub(super) fn warn(name: &str, message: impl Into<String>, fix: impl Into<String>) -> Check {
     Check {
         status: Status::Warn,
         name: name.to_string(),
@@ -79,7 +80,7 @@ fn warn(name: &str, message: impl Into<String>, fix: impl Into<String>) -> Check
     }
 }
 
-fn fail(name: &str, message: impl Into<String>, fix: impl Into<String>) -> Check {
+pub(super) fn fail(name: &str, message: impl Into<String>, fix: impl Into<String>) -> Check {
     Check {
         status: Status::Fail,
         name: name.to_string(),
@@ -111,7 +112,7 @@ fn first_line(bytes: &[u8]) -> String {
         .collect()
 }
 
-fn podman_command(podman: &str, podman_args: &[String], args: &[&str]) -> Command {
+pub(super) fn podman_command(podman: &str, podman_args: &[String], args: &[&str]) -> Command {
     let mut c = Command::new(podman);
     // as pogo's other podman calls: podman 5's cgroups v1 warning would be the first line of
     // every error shown here (the cgroups check says it once)
@@ -758,64 +759,6 @@ fn auth_file_check(auth: &Path) -> Check {
     }
 }
 
-fn trial_run(cfg: Option<&Config>, image: Option<&str>) -> Check {
-    let podman = cfg.map_or("podman", |c| c.podman.as_str());
-    let podman_args: &[String] = cfg.map_or(&[], |c| c.podman_args.as_slice());
-    let Some(image) = image.or(cfg.and_then(|c| c.default_image.as_deref())) else {
-        return warn(
-            "trial run",
-            "no image to try: no default_image and no --image",
-            "pogo doctor --run --image IMAGE",
-        );
-    };
-    let pull = match cfg.map(|c| c.pull_policy) {
-        Some(PullPolicy::Always) => "always",
-        Some(PullPolicy::Never) => "never",
-        _ => "missing",
-    };
-    let mut args: Vec<String> = vec!["run".into(), "--rm".into(), format!("--pull={pull}")];
-    if let Some(a) = cfg.and_then(|c| c.auth_file.as_ref()) {
-        args.push("--authfile".into());
-        args.push(a.to_string_lossy().into_owned());
-    }
-    args.push(image.to_string());
-    args.push("true".into());
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let started = Instant::now();
-    match output_with_timeout(
-        podman_command(podman, podman_args, &refs),
-        Duration::from_secs(300),
-    ) {
-        Ok(out) if out.status.success() => ok(
-            "trial run",
-            format!(
-                "podman run --rm {image} true: ok in {:.1} s",
-                started.elapsed().as_secs_f32()
-            ),
-        ),
-        Ok(out) => {
-            let err = String::from_utf8_lossy(&out.stderr);
-            let last = err
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("")
-                .trim()
-                .to_string();
-            fail(
-                "trial run",
-                format!("podman run --rm {image} true failed: {last}"),
-                "fix the ✗ above first; then try the command by hand",
-            )
-        }
-        Err(e) => fail(
-            "trial run",
-            format!("podman run --rm {image} true: {e}"),
-            "check podman by hand",
-        ),
-    }
-}
-
 /// Runs every check (in parallel where it calls other programs) and returns them in screen
 /// order.
 pub fn run_checks(opts: &Options, env: &HashMap<String, String>) -> Vec<Check> {
@@ -910,7 +853,12 @@ pub fn run_checks(opts: &Options, env: &HashMap<String, String>) -> Vec<Check> {
         )),
     }
     if opts.run {
-        checks.push(trial_run(cfg, opts.image.as_deref()));
+        checks.push(super::trial::run(
+            opts.pogo_config.as_deref(),
+            cfg,
+            opts.image.as_deref(),
+            env,
+        ));
     }
     checks
 }
