@@ -20,7 +20,7 @@ STATE=${POGO_EXAMPLE_STATE:-/tmp/pogo-example}
 die() { printf 'example: %s\n' "$*" >&2; exit 2; }
 
 case "$STATE" in /*) ;; *) die "POGO_EXAMPLE_STATE must be an absolute path, not '$STATE'" ;; esac
-# The paths go into YAML strings and a HOST:CONTAINER volume argument.
+# The paths end up in HOST:CONTAINER volume arguments.
 for p in "$STATE" "$EXAMPLE_DIR"; do
     case "$p" in *[\":\\]* | *$'\n'*) die "the path '$p' contains a quote, colon, backslash or newline: use another directory" ;; esac
 done
@@ -32,17 +32,14 @@ cd "$REPO_ROOT"
 cargo build -q
 
 mkdir -p "$STATE"
-CONFIG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/pogo-example-config.XXXXXX")
-trap 'rm -rf "$CONFIG_DIR"' EXIT
-template=$(<"$EXAMPLE_DIR/pogo.yaml")
-config=${template//@POGO_EXAMPLE_STATE@/"$STATE"}
-config=${config//@EXAMPLE_DIR@/"$EXAMPLE_DIR"}
-printf '%s\n' "$config" >"$CONFIG_DIR/pogo.yaml"
+# example/pogo.yaml as it is; only pogo's state goes elsewhere (the environment overrides
+# the file's settings)
+export POGO_WORKING_DIR="$STATE/work" POGO_CACHE_DIR="$STATE/cache"
 
 dirty=(--dirty)
 for arg in "$@"; do
     [ "$arg" = --clean ] && dirty=()
 done
 status=0
-"$REPO_ROOT/target/debug/pogo" --config "$CONFIG_DIR/pogo.yaml" exec --dir "$EXAMPLE_DIR" "${dirty[@]}" "$@" || status=$?
+"$REPO_ROOT/target/debug/pogo" --config "$EXAMPLE_DIR/pogo.yaml" exec --dir "$EXAMPLE_DIR" "${dirty[@]}" "$@" || status=$?
 exit "$status"

@@ -9,12 +9,14 @@ use std::process::Command;
 
 use common::*;
 
-/// A copy of `example/` committed to a fresh git repository, and a pogo config for it
-/// made from `example/pogo.yaml` the way `example/run.sh` makes it.
+/// A copy of `example/` committed to a fresh git repository, run with its own
+/// `pogo.yaml` as `example/run.sh` runs it.
 struct Example {
     _tmp: tempfile::TempDir,
     project: PathBuf,
     config: PathBuf,
+    /// pogo's working and cache directories go below it (POGO_WORKING_DIR, POGO_CACHE_DIR).
+    state: PathBuf,
     /// Run `pogo exec` as this user (rootless podman), with this copy of pogo.
     run_as: Option<(RootlessUser, PathBuf)>,
 }
@@ -57,17 +59,15 @@ impl Example {
         git(&project, &["add", "-A"]);
         git(&project, &["commit", "-q", "-m", "The example project"]);
 
+        // example/pogo.yaml as it is (its mount is relative to it); pogo's state in the
+        // temp dir, as example/run.sh puts it in POGO_EXAMPLE_STATE
         let state = tmp.path().join("state");
-        let template = std::fs::read_to_string(source.join("pogo.yaml")).unwrap();
-        let config_text = template
-            .replace("@POGO_EXAMPLE_STATE@", &state.display().to_string())
-            .replace("@EXAMPLE_DIR@", &project.display().to_string());
-        let config = tmp.path().join("pogo.yaml");
-        std::fs::write(&config, config_text).unwrap();
+        let config = project.join("pogo.yaml");
         Example {
             _tmp: tmp,
             project,
             config,
+            state,
             run_as: None,
         }
     }
@@ -89,12 +89,21 @@ impl Example {
 
     /// `pogo --config CONFIG exec --dir PROJECT ARGS...`: exit code, stdout, stderr.
     fn exec(&self, args: &[&str]) -> (i32, String, String) {
+        let state = [
+            ("POGO_WORKING_DIR", self.state.join("work")),
+            ("POGO_CACHE_DIR", self.state.join("cache")),
+        ];
         let mut cmd = match &self.run_as {
-            None => Command::new(env!("CARGO_BIN_EXE_pogo")),
+            None => {
+                let mut c = Command::new(env!("CARGO_BIN_EXE_pogo"));
+                c.envs(state.iter().map(|(k, v)| (k, v)));
+                c
+            }
             Some((user, bin)) => {
                 let mut c = Command::new("runuser");
                 c.args(["-u", &user.user, "--", "env", "-i"]);
                 c.args(user.env().iter().map(|(k, v)| format!("{k}={v}")));
+                c.args(state.iter().map(|(k, v)| format!("{k}={}", v.display())));
                 c.arg(bin);
                 c.current_dir("/");
                 c

@@ -104,6 +104,12 @@ pub fn source(
             Err(ConfigError::NotFound { path: p, origin })
         }
         ConfigSource::Flag(p) | ConfigSource::Env(p) | ConfigSource::Found(p) => {
+            // absolute: relative paths in the file are relative to its directory, and the
+            // later phases of a job run elsewhere
+            let p = match std::env::current_dir() {
+                Ok(cwd) if p.is_relative() => cwd.join(p),
+                _ => p,
+            };
             let text = std::fs::read_to_string(&p).map_err(|e| ConfigError::Read {
                 path: p.clone(),
                 message: e.to_string(),
@@ -227,13 +233,23 @@ pub fn apply_env(
             key: (*key).to_string(),
             message,
         };
+        // a path from the environment has no config file to be relative to
+        let path = |v: Option<String>| -> Result<Option<PathBuf>, ConfigError> {
+            match v.map(PathBuf::from) {
+                Some(p) if p.is_relative() && !p.starts_with("~") => Err(invalid(format!(
+                    "'{}' must be an absolute path",
+                    p.display()
+                ))),
+                p => Ok(p),
+            }
+        };
         match *key {
             "default_image" => raw.default_image = v,
-            "working_dir" => raw.working_dir = v.map(PathBuf::from),
-            "cache_dir" => raw.cache_dir = v.map(PathBuf::from),
+            "working_dir" => raw.working_dir = path(v)?,
+            "cache_dir" => raw.cache_dir = path(v)?,
             "builds_dir" => raw.builds_dir = v,
-            "auth_file" => raw.auth_file = v.map(PathBuf::from),
-            "runner_binary" => raw.runner_binary = v.map(PathBuf::from),
+            "auth_file" => raw.auth_file = path(v)?,
+            "runner_binary" => raw.runner_binary = path(v)?,
             "podman" => raw.podman = v,
             "podman_args" => raw.podman_args = v,
             "helper_image" => raw.helper_image = v,
@@ -321,9 +337,10 @@ pub fn finalize(
         key: key.to_string(),
         message,
     };
-    let home = env.get("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
+    let paths = PathBase::of(source.as_deref(), env);
+    let home = paths.home.clone();
     let abs = |key: &str, p: PathBuf| -> Result<PathBuf, ConfigError> {
-        let p = expand_home(&p, home.as_deref());
+        let p = paths.resolve(&p);
         if p.is_absolute() {
             Ok(p)
         } else {
@@ -393,7 +410,7 @@ pub fn finalize(
     let mut mounts = Vec::with_capacity(raw.mounts.len());
     for (i, rule) in raw.mounts.into_iter().enumerate() {
         let key = format!("mounts[{i}]");
-        let mut m = parse_volume(&rule.volume, home.as_deref()).map_err(|e| invalid(&key, e))?;
+        let mut m = parse_volume(&rule.volume, &paths).map_err(|e| invalid(&key, e))?;
         validate_tags(&rule.tags).map_err(|e| invalid(&key, e))?;
         if rule.readonly && !m.options.iter().any(|o| o == "ro") {
             m.options.retain(|o| o != "rw");
@@ -485,11 +502,58 @@ pub fn split_args(s: &str) -> Result<Vec<String>, String> {
         .map_err(|e| format!("cannot split '{s}' into arguments: {e} (check the quotes)"))
 }
 
-fn expand_home(p: &Path, home: Option<&Path>) -> PathBuf {
-    match (p.strip_prefix("~"), home) {
-        (Ok(rest), Some(h)) => h.join(rest),
-        _ => p.to_path_buf(),
+/// How a path written in a config file becomes absolute: `~/` is the home directory, and a
+/// relative path is relative to the directory of the config file (as named, not where a
+/// symlink leads), as compose files and editors' configs do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PathBase {
+    pub home: Option<PathBuf>,
+    /// The config file's directory; `None` (built-in defaults, environment variables):
+    /// relative paths stay relative and are refused.
+    pub dir: Option<PathBuf>,
+}
+
+impl PathBase {
+    /// For the config file `file` (absolute), with `HOME` from `env`.
+    pub fn of(file: Option<&Path>, env: &HashMap<String, String>) -> Self {
+        PathBase {
+            home: env.get("HOME").filter(|h| !h.is_empty()).map(PathBuf::from),
+            dir: file.and_then(Path::parent).map(Path::to_path_buf),
+        }
     }
+
+    /// `p` with `~` expanded and, when relative, joined to the config file's directory
+    /// (`.` and `..` resolved by name). Pure.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        let p = match (p.strip_prefix("~"), &self.home) {
+            (Ok(rest), Some(h)) => h.join(rest),
+            _ => p.to_path_buf(),
+        };
+        match &self.dir {
+            Some(dir) if p.is_relative() && !p.starts_with("~") => lexically_clean(&dir.join(p)),
+            _ => p,
+        }
+    }
+}
+
+/// `p` without `.` components and with `name/..` pairs removed (by name, as compose does).
+fn lexically_clean(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) {
+                    out.pop();
+                } else if !out.has_root() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 fn default_working_dir(home: Option<&Path>) -> PathBuf {
@@ -517,8 +581,10 @@ pub fn validate_tags(tags: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// Parse `HOST:CONTAINER[:OPTIONS]` as `podman run --volume` does (`~/` expanded with `home`).
-pub fn parse_volume(spec: &str, home: Option<&Path>) -> Result<Mount, String> {
+/// Parse `HOST:CONTAINER[:OPTIONS]` as `podman run --volume` does. HOST is absolute, `~/…`,
+/// or `./…` / `../…` relative to the config file ([`PathBase`]); a bare name is podman's
+/// named volume, which pogo does not mount.
+pub fn parse_volume(spec: &str, paths: &PathBase) -> Result<Mount, String> {
     let parts: Vec<&str> = spec.split(':').collect();
     let (host, container, options) = match parts.as_slice() {
         [h, c] => (*h, *c, ""),
@@ -529,10 +595,24 @@ pub fn parse_volume(spec: &str, home: Option<&Path>) -> Result<Mount, String> {
             ))
         }
     };
-    let host = expand_home(Path::new(host), home);
+    let written = Path::new(host);
+    let relative = written.starts_with(".") || written.starts_with("..");
+    let host = if relative || written.starts_with("~") {
+        paths.resolve(written)
+    } else {
+        written.to_path_buf()
+    };
     if !host.is_absolute() {
         return Err(format!(
-            "host path '{}' in volume '{spec}' must be absolute",
+            "host path '{}' in volume '{spec}' must be absolute, ~/… or ./… (relative to the config file)",
+            host.display()
+        ));
+    }
+    if host.to_string_lossy().contains(':') {
+        // only a relative or ~/ path can get one, from the directory it is joined to
+        return Err(format!(
+            "host path '{}' in volume '{spec}' contains ':', which podman's --volume cannot take: \
+             move the directory or write another path",
             host.display()
         ));
     }

@@ -180,8 +180,56 @@ fn relative_mount_paths_are_refused_with_the_entry_named() {
     let err = load_str("mounts:\n  - volume: data:/mnt\n", &env(&[])).unwrap_err();
     assert!(err.to_string().contains("mounts[0]"), "{err}");
     assert!(err.to_string().contains("must be absolute"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("./… (relative to the config file)"),
+        "{err}"
+    );
     let err = load_str("mounts:\n  - volume: /data:mnt\n", &env(&[])).unwrap_err();
     assert!(err.to_string().contains("container path 'mnt'"), "{err}");
+}
+
+#[test]
+fn paths_in_a_config_file_are_relative_to_its_directory() {
+    let e = env(&[]);
+    let p = PathBuf::from("/srv/ci/conf/pogo.yaml");
+    let text = "working_dir: state/work\ncache_dir: ./state/cache\nauth_file: ../secrets/auth.json\n\
+                runner_binary: bin/gitlab-runner\n\
+                mounts:\n  - volume: ./fixtures:/mnt/fixtures\n  - volume: ../shared:/mnt/shared:ro\n";
+    let c = finalize(parse(text, &p).unwrap(), Some(p.clone()), &e).unwrap();
+    assert_eq!(c.working_dir, PathBuf::from("/srv/ci/conf/state/work"));
+    assert_eq!(c.cache_dir, PathBuf::from("/srv/ci/conf/state/cache"));
+    assert_eq!(
+        c.auth_file,
+        Some(PathBuf::from("/srv/ci/secrets/auth.json"))
+    );
+    assert_eq!(
+        c.runner_binary,
+        Some(PathBuf::from("/srv/ci/conf/bin/gitlab-runner"))
+    );
+    assert_eq!(c.mounts[0].host, PathBuf::from("/srv/ci/conf/fixtures"));
+    assert_eq!(c.mounts[1].host, PathBuf::from("/srv/ci/shared"));
+    assert_eq!(c.mounts[1].options, ["ro"]);
+}
+
+#[test]
+fn a_relative_mount_in_a_directory_with_a_colon_is_refused_not_split() {
+    let p = PathBuf::from("/srv/a:b/pogo.yaml");
+    let raw = parse("mounts:\n  - volume: ./data:/data\n", &p).unwrap();
+    let err = finalize(raw, Some(p), &env(&[])).unwrap_err().to_string();
+    assert!(err.contains("host path '/srv/a:b/data'"), "{err}");
+    assert!(err.contains("contains ':'"), "{err}");
+}
+
+#[test]
+fn a_relative_path_from_the_environment_is_refused() {
+    // no config file to be relative to
+    let err = load_str("", &env(&[("POGO_WORKING_DIR", "work")])).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("$POGO_WORKING_DIR"), "{msg}");
+    assert!(msg.contains("'work' must be an absolute path"), "{msg}");
+    let c = load_str("", &env(&[("POGO_WORKING_DIR", "~/w")])).unwrap();
+    assert_eq!(c.working_dir, PathBuf::from("/home/u/w"));
 }
 
 #[test]

@@ -7,7 +7,7 @@ use crate::config::edit::Edit;
 use crate::config::model::{ExtraArgsEntry, ExtraArgsRule, MountRule, PullPolicy, RawConfig};
 use crate::config::{self, policy, Globs};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The settings the screen edits: key, label, what to type.
 pub const SETTINGS: &[(&str, &str, &str)] = &[
@@ -151,8 +151,8 @@ pub struct ConfigForm {
     pub warning: Option<String>,
     /// The file's text when the form opened: the save is refused if it changed meanwhile.
     pub base: String,
-    /// `~/` in host paths expands to this.
-    pub home: Option<PathBuf>,
+    /// How the form's paths resolve (`~/`, `./` relative to the config file).
+    pub paths: config::PathBase,
     /// Submitted; waiting for the runtime's answer.
     pub saving: bool,
     /// The environment variable that overrides this setting while it is set, if one does.
@@ -191,7 +191,7 @@ fn globs(s: &str) -> Vec<String> {
 
 impl ConfigForm {
     /// A form for `kind`, filled from the file's current settings.
-    pub fn open(kind: FormKind, raw: &RawConfig, base: &str, home: Option<&Path>) -> Self {
+    pub fn open(kind: FormKind, raw: &RawConfig, base: &str, paths: config::PathBase) -> Self {
         let fields = match &kind {
             FormKind::Setting(key) => vec![Field::text(
                 setting_label(key),
@@ -271,7 +271,7 @@ impl ConfigForm {
             error: None,
             warning: None,
             base: base.to_string(),
-            home: home.map(Path::to_path_buf),
+            paths,
             saving: false,
             overridden_by: None,
         }
@@ -313,7 +313,7 @@ impl ConfigForm {
     /// The host directory a mount form names, `~/` expanded, for the existence check.
     pub fn host_path(&self) -> Option<PathBuf> {
         match self.kind {
-            FormKind::Mount(_) => config::parse_volume(&self.volume(), self.home.as_deref())
+            FormKind::Mount(_) => config::parse_volume(&self.volume(), &self.paths)
                 .ok()
                 .map(|m| m.host),
             _ => None,
@@ -341,8 +341,10 @@ impl ConfigForm {
                     "keep_failed" if v.parse::<u64>().is_err() => {
                         return bad(format!("'{v}' is not a number of minutes"))
                     }
-                    "auth_file" if !(v.starts_with('/') || v.starts_with("~/")) => {
-                        return bad(format!("'{v}' must be an absolute path (or start with ~/)"))
+                    "auth_file" if !self.paths.resolve(std::path::Path::new(v)).is_absolute() => {
+                        return bad(format!(
+                            "'{v}' must be an absolute path, ~/… or relative to the config file"
+                        ))
                     }
                     "default_image" if v.contains(char::is_whitespace) => {
                         return bad(format!("'{v}' is not an image name: no spaces"))
@@ -366,7 +368,7 @@ impl ConfigForm {
                         return Err((i, format!("the {what} cannot contain ':'")));
                     }
                 }
-                if let Err(e) = config::parse_volume(&self.volume(), self.home.as_deref()) {
+                if let Err(e) = config::parse_volume(&self.volume(), &self.paths) {
                     let field = if e.starts_with("container") { 1 } else { 0 };
                     return Err((field, e));
                 }
@@ -535,12 +537,19 @@ mod tests {
 
     const TEXT: &str = "default_image: fedora:41\nmounts:\n  - volume: ~/fixtures:/mnt/fixtures:z\n    tags: [test, e2e]\n    readonly: true\nextra_arguments:\n  ci: '--env CI_LOCAL=1'\n";
 
+    fn home_me() -> config::PathBase {
+        config::PathBase {
+            home: Some(PathBuf::from("/home/me")),
+            dir: Some(PathBuf::from("/home/me/conf")),
+        }
+    }
+
     fn raw() -> RawConfig {
-        config::parse(TEXT, Path::new("/p")).unwrap()
+        config::parse(TEXT, std::path::Path::new("/p")).unwrap()
     }
 
     fn form(kind: FormKind) -> ConfigForm {
-        ConfigForm::open(kind, &raw(), TEXT, Some(Path::new("/home/me")))
+        ConfigForm::open(kind, &raw(), TEXT, home_me())
     }
 
     fn typing(f: &mut ConfigForm, s: &str) -> Outcome {
@@ -590,6 +599,14 @@ mod tests {
                 }),
             })
         );
+    }
+
+    #[test]
+    fn a_mount_form_takes_a_host_path_relative_to_the_config_file() {
+        let mut f = form(FormKind::Mount(None));
+        typing(&mut f, "./data\n/data\n");
+        assert!(f.check().is_ok(), "{:?}", f.check().err());
+        assert_eq!(f.host_path(), Some(PathBuf::from("/home/me/conf/data")));
     }
 
     #[test]
@@ -703,7 +720,7 @@ mod tests {
         assert_eq!(setting_value(&raw(), "keep_failed"), None);
         assert_eq!(
             setting_value(
-                &config::parse("keep_failed: 15\n", Path::new("/p")).unwrap(),
+                &config::parse("keep_failed: 15\n", std::path::Path::new("/p")).unwrap(),
                 "keep_failed"
             ),
             Some("15".into())

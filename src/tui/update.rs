@@ -361,7 +361,16 @@ fn open_form(m: &mut Model, kind: FormKind, raw: &crate::config::RawConfig, text
         }
         _ => None,
     };
-    let mut form = ConfigForm::open(kind, raw, text, m.config.home.as_deref());
+    let paths = crate::config::PathBase {
+        home: m.config.home.clone(),
+        dir: m
+            .config
+            .path
+            .as_deref()
+            .and_then(std::path::Path::parent)
+            .map(std::path::Path::to_path_buf),
+    };
+    let mut form = ConfigForm::open(kind, raw, text, paths);
     form.overridden_by = overridden_by;
     m.mode = Mode::ConfigForm(form);
 }

@@ -509,7 +509,10 @@ mod tests {
             configform::FormKind::Mount(None),
             &raw,
             "",
-            Some(std::path::Path::new("/home/me")),
+            crate::config::PathBase {
+                home: Some("/home/me".into()),
+                dir: None,
+            },
         );
         f.fields[0].value = Value::Text("~/data".into());
         f.fields[1].value = Value::Text("data".into());
