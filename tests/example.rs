@@ -659,3 +659,52 @@ deploy:
     assert!(out.contains("deploy-aws-db-2"), "{out}");
     assert!(!out.contains("deploy-aws-app-1"), "{out}");
 }
+
+#[test]
+fn spec_inputs_reach_the_jobs_from_the_command_line_and_from_an_include() {
+    require_podman!();
+    let ex = Example::new();
+    std::fs::create_dir_all(ex.project.join("ci")).unwrap();
+    std::fs::write(
+        ex.project.join("ci/greet.yml"),
+        r#"spec:
+  inputs:
+    who:
+    times: {type: number, default: 1}
+---
+"greet-$[[ inputs.who ]]":
+  script:
+    - echo "hello $[[ inputs.who ]] x$[[ inputs.times ]]"
+"#,
+    )
+    .unwrap();
+    let ci = format!(
+        r#"spec:
+  inputs:
+    flavour:
+      default: plain
+      options: [plain, spicy]
+---
+image: {IMG_BASH}
+include:
+  - local: ci/greet.yml
+    inputs: {{who: world, times: 2}}
+main:
+  script: ["echo flavour-$[[ inputs.flavour ]]"]
+"#
+    );
+    std::fs::write(ex.project.join(".gitlab-ci.yml"), ci).unwrap();
+    let (code, out, err) = ex.exec(&["--dirty", "--input", "flavour=spicy"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\nflavour-spicy\n"), "{out}");
+    assert!(out.contains("\nhello world x2\n"), "{out}");
+    assert!(out.contains("greet-world"), "{out}");
+
+    // an input the spec does not allow: nothing runs, and the message says why
+    let (code, out, err) = ex.exec(&["--dirty", "--input", "flavour=sweet"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("`flavour` input: `sweet` cannot be used because it is not in the list of allowed options"),
+        "{err}"
+    );
+}

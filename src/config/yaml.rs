@@ -12,20 +12,30 @@ pub struct YamlError {
     pub column: Option<usize>,
 }
 
+fn error(e: serde_yaml::Error) -> YamlError {
+    let location = e.location();
+    let mut message = e.to_string();
+    // serde_yaml appends " at line L column C" to its message; we report the position ourselves.
+    if let Some(idx) = message.find(" at line ") {
+        message.truncate(idx);
+    }
+    YamlError {
+        message,
+        line: location.as_ref().map(|l| l.line()),
+        column: location.as_ref().map(|l| l.column()),
+    }
+}
+
 pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
-    serde_yaml::from_str(text).map_err(|e| {
-        let location = e.location();
-        let mut message = e.to_string();
-        // serde_yaml appends " at line L column C" to its message; we report the position ourselves.
-        if let Some(idx) = message.find(" at line ") {
-            message.truncate(idx);
-        }
-        YamlError {
-            message,
-            line: location.as_ref().map(|l| l.line()),
-            column: location.as_ref().map(|l| l.column()),
-        }
-    })
+    serde_yaml::from_str(text).map_err(error)
+}
+
+/// Every document of a stream separated by `---` (GitLab's header + content files), in
+/// order; positions in errors are the whole text's.
+pub fn documents<T: DeserializeOwned>(text: &str) -> Result<Vec<T>, YamlError> {
+    serde_yaml::Deserializer::from_str(text)
+        .map(|d| T::deserialize(d).map_err(error))
+        .collect()
 }
 
 pub fn to_string<T: Serialize>(value: &T) -> Result<String, YamlError> {

@@ -3,8 +3,11 @@
 //! then `!reference` tags (src/localrun/reference.rs).
 //! Both merge mappings key by key, recursively, and replace everything else (lists included).
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value};
 
+use super::inputs;
 use super::pipeline::{apply_merge_keys, ParseError};
 use crate::config::yaml;
 
@@ -17,11 +20,27 @@ const MAX_INCLUDE_DEPTH: usize = 100;
 /// to show in messages and the text.
 pub type ReadInclude<'a> = dyn FnMut(&str) -> Result<(String, String), String> + 'a;
 
-/// Parses one YAML file of the pipeline, anchors and merge keys resolved. A syntax error
-/// names `file`, line and column.
-pub fn load_yaml(text: &str, file: &str) -> Result<Value, ParseError> {
-    let super::reference::Tagged(mut root) =
-        yaml::from_str(text).map_err(|e| ParseError::Syntax {
+/// What the files of a pipeline are read with besides their text.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// The main file's inputs (`pogo exec --input`), for its `spec: inputs` header.
+    pub inputs: Map<String, Value>,
+    /// The variables `expand_vars` may use in an input.
+    pub variables: HashMap<String, String>,
+}
+
+/// Parses one YAML file of the pipeline, as GitLab reads it: anchors and merge keys
+/// resolved, then a `spec: inputs` header (if any) checked against `given` and its inputs
+/// interpolated into the content (src/localrun/inputs.rs). A syntax error names `file`, line
+/// and column.
+pub fn load_file(
+    text: &str,
+    file: &str,
+    given: &Map<String, Value>,
+    variables: &HashMap<String, String>,
+) -> Result<Value, ParseError> {
+    let docs =
+        yaml::documents::<super::reference::Tagged>(text).map_err(|e| ParseError::Syntax {
             at: match (e.line, e.column) {
                 (Some(l), Some(c)) => format!("{file}:{l}:{c}"),
                 (Some(l), None) => format!("{file}:{l}"),
@@ -29,8 +48,30 @@ pub fn load_yaml(text: &str, file: &str) -> Result<Value, ParseError> {
             },
             message: e.message,
         })?;
-    apply_merge_keys(&mut root);
-    Ok(root)
+    let docs = docs
+        .into_iter()
+        .map(|super::reference::Tagged(mut v)| {
+            apply_merge_keys(&mut v);
+            v
+        })
+        .collect();
+    let invalid = |message: String| ParseError::Invalid {
+        file: file.to_string(),
+        message,
+    };
+    let split = inputs::split(docs);
+    let values = inputs::resolve(split.spec.as_ref(), given).map_err(invalid)?;
+    if split.spec.is_none() {
+        return Ok(split.content);
+    }
+    inputs::interpolate(
+        split.content,
+        &inputs::Context {
+            inputs: &values,
+            variables,
+        },
+    )
+    .map_err(invalid)
 }
 
 /// `a` with `b` merged over it: mappings key by key, recursively; anything else replaced.
@@ -45,18 +86,18 @@ pub fn deep_merge(a: &mut Map<String, Value>, b: Map<String, Value>) {
     }
 }
 
-/// One entry of `include:`: a local path. The other kinds are refused, naming the include and
-/// how to vendor it: a pipeline without the jobs an include brings is not the pipeline GitLab
-/// runs (it would pass having run nothing). So are `rules` and `inputs` on an include, which
-/// decide whether or how a file is included.
-fn include_entry(entry: &Value) -> Result<String, String> {
+/// One entry of `include:`: a local path and the `inputs` for its `spec: inputs` header. The
+/// other kinds are refused, naming the include and how to vendor it: a pipeline without the
+/// jobs an include brings is not the pipeline GitLab runs (it would pass having run nothing).
+/// So is `rules` on an include, which decides whether a file is included.
+fn include_entry(entry: &Value) -> Result<(String, Map<String, Value>), String> {
     const VENDOR: &str = "pogo exec reads only files of the project: put a copy in the project \
                           (for example under ci/) and include it with `local: ci/FILE.yml`";
     match entry {
         Value::String(s) if s.starts_with("http://") || s.starts_with("https://") => {
             Err(format!("'{s}' is a remote include; {VENDOR}"))
         }
-        Value::String(s) => Ok(s.clone()),
+        Value::String(s) => Ok((s.clone(), Map::new())),
         Value::Object(m) => {
             let shown = || serde_json::to_string(entry).unwrap_or_default();
             let Some(local) = m.get("local") else {
@@ -72,15 +113,20 @@ fn include_entry(entry: &Value) -> Result<String, String> {
                     ),
                 });
             };
-            if let Some(key) = m.keys().find(|k| *k != "local") {
+            if let Some(key) = m.keys().find(|k| *k != "local" && *k != "inputs") {
                 return Err(format!(
                     "{key} on an include ({}) is not supported by pogo exec: it decides what \
                      is included; include the file without it",
                     shown()
                 ));
             }
+            let inputs = match m.get("inputs") {
+                None | Some(Value::Null) => Map::new(),
+                Some(Value::Object(i)) => i.clone(),
+                Some(_) => return Err(format!("inputs: must be a mapping: {}", shown())),
+            };
             match local {
-                Value::String(s) => Ok(s.clone()),
+                Value::String(s) => Ok((s.clone(), inputs)),
                 _ => Err("local: must be a path".into()),
             }
         }
@@ -115,6 +161,7 @@ pub fn resolve_includes(
     root: Value,
     file: &str,
     read: &mut ReadInclude<'_>,
+    variables: &HashMap<String, String>,
     chain: &mut Vec<String>,
 ) -> Result<Value, ParseError> {
     let invalid = |message: String| ParseError::Invalid {
@@ -139,7 +186,7 @@ pub fn resolve_includes(
     }
     let mut merged = Map::new();
     for entry in &entries {
-        let path = include_entry(entry).map_err(|e| invalid(format!("include: {e}")))?;
+        let (path, given) = include_entry(entry).map_err(|e| invalid(format!("include: {e}")))?;
         let rel = local_path(&path).map_err(|e| invalid(format!("include: {e}")))?;
         if chain.contains(&rel) {
             return Err(invalid(format!(
@@ -148,7 +195,7 @@ pub fn resolve_includes(
             )));
         }
         let (shown, text) = read(&rel).map_err(|e| invalid(format!("include: '{rel}': {e}")))?;
-        let value = match load_yaml(&text, &shown)? {
+        let value = match load_file(&text, &shown, &given, variables)? {
             Value::Null => continue,
             v @ Value::Object(_) => v,
             _ => {
@@ -159,7 +206,7 @@ pub fn resolve_includes(
             }
         };
         chain.push(rel);
-        let resolved = resolve_includes(value, &shown, read, chain);
+        let resolved = resolve_includes(value, &shown, read, variables, chain);
         chain.pop();
         if let Value::Object(m) = resolved? {
             deep_merge(&mut merged, m);

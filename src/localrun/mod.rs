@@ -11,6 +11,7 @@
 //! (`POGO_LOCAL_MOUNTS`, see [`crate::executor::local`]).
 
 pub mod compose;
+pub mod inputs;
 pub mod pipeline;
 pub mod project;
 pub mod reference;
@@ -60,8 +61,9 @@ config/prepare/run/cleanup phases (the path gitlab-runner takes), using the pogo
 Supported: stages, variables, default, image, services, before_script, script,
 after_script, tags, stage, when (manual jobs run only when named), allow_failure (with
 exit_codes), cache (key, paths, policy, when), artifacts (paths, when), dependencies,
-needs, extends, include (local files), YAML anchors and merge keys. Every other key is
-reported as `pogo: ignored locally: KEY`.
+needs, extends, include (local files, with inputs), spec: inputs (values of
+.gitlab-ci.yml's from --input), !reference, parallel, rules, workflow, only/except, YAML
+anchors and merge keys. Every other key is reported as `pogo: ignored locally: KEY`.
 
 Sources: the committed HEAD of the git repository DIR is in (`git archive`); with --dirty
 the work tree instead (uncommitted and untracked files, without git-ignored ones); outside
@@ -120,6 +122,17 @@ pub struct ExecArgs {
     /// CI_MERGE_REQUEST_* set), api, trigger, ...
     #[arg(long, value_name = "SOURCE")]
     pub source: Option<String>,
+    /// A pipeline input for the `spec: inputs` header of .gitlab-ci.yml (repeatable); arrays
+    /// as JSON, e.g. --input 'targets=["a","b"]'
+    #[arg(long = "input", value_name = "NAME=VALUE", value_parser = parse_input)]
+    pub inputs: Vec<(String, String)>,
+}
+
+fn parse_input(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err(format!("'{s}' is not NAME=VALUE")),
+    }
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -335,15 +348,6 @@ fn exec(
         path: file.clone(),
         source,
     })?;
-    let pipeline = pipeline::parse_with(&text, &file, &mut |rel: &str| {
-        let path = args.dir.join(rel);
-        std::fs::read_to_string(&path)
-            .map(|text| (path.display().to_string(), text))
-            .map_err(|e| e.to_string())
-    })?;
-    for key in &pipeline.ignored {
-        say(err, &format!("pogo: ignored locally: {key}\n"));
-    }
     let mut project = Project::discover(&args.dir);
     project
         .pretend(
@@ -352,6 +356,26 @@ fn exec(
             args.source.as_deref(),
         )
         .map_err(ExecError::Rules)?;
+    let mut variables = predefined_variables(&project);
+    variables.extend(args.vars.iter().cloned());
+    let context = compose::Context {
+        inputs: args
+            .inputs
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect(),
+        variables,
+    };
+    let read = &mut |rel: &str| {
+        let path = args.dir.join(rel);
+        std::fs::read_to_string(&path)
+            .map(|text| (path.display().to_string(), text))
+            .map_err(|e| e.to_string())
+    };
+    let pipeline = pipeline::parse_with(&text, &file, read, &context)?;
+    for key in &pipeline.ignored {
+        say(err, &format!("pogo: ignored locally: {key}\n"));
+    }
     let (pipeline, verdicts) = apply_rules(&pipeline, &project, &args.vars, args.dirty)?;
     if args.list {
         say(out, &list(&pipeline, &verdicts, &pushed_ref(&project)));
@@ -531,6 +555,23 @@ pub struct Verdict {
     pub why: String,
 }
 
+/// The predefined variables of the local pipeline, as `rules:` and an input's `expand_vars`
+/// see them before any variable of the file.
+fn predefined_variables(project: &Project) -> HashMap<String, String> {
+    let server_url = Job::new(0, "", "", LOCAL_API_URL).server_url();
+    let mut base: HashMap<String, String> = project
+        .variables(&server_url)
+        .into_iter()
+        .map(|v| (v.key, v.value))
+        .collect();
+    if let Some(g) = &project.git {
+        base.insert("CI_COMMIT_REF_NAME".into(), g.ref_name.clone());
+        base.insert("CI_COMMIT_SHA".into(), g.sha.clone());
+    }
+    base.insert("CI_PROJECT_PATH".into(), project.path.clone());
+    base
+}
+
 /// The pipeline GitLab would create for a push of this project: `workflow: rules` decide
 /// whether there is one, each job's `rules:` (or `only`/`except`) whether it is in it and how
 /// (`when`, `allow_failure`, variables). Returns it and each job's [`Verdict`], in the file's
@@ -569,17 +610,7 @@ pub fn apply_rules(
         tag: git.and_then(|g| g.tag.as_deref()),
         source: &project.source,
     };
-    let server_url = Job::new(0, "", "", LOCAL_API_URL).server_url();
-    let mut base: HashMap<String, String> = project
-        .variables(&server_url)
-        .into_iter()
-        .map(|v| (v.key, v.value))
-        .collect();
-    if let Some(g) = git {
-        base.insert("CI_COMMIT_REF_NAME".into(), g.ref_name.clone());
-        base.insert("CI_COMMIT_SHA".into(), g.sha.clone());
-    }
-    base.insert("CI_PROJECT_PATH".into(), project.path.clone());
+    let base = predefined_variables(project);
     let with_cli = |mut vars: HashMap<String, String>| {
         vars.extend(cli_vars.iter().cloned());
         vars
@@ -1529,12 +1560,18 @@ mod tests {
     fn the_example_parses_without_ignored_keys() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("example");
         let text = std::fs::read_to_string(dir.join(".gitlab-ci.yml")).unwrap();
-        let p = pipeline::parse_with(&text, "example/.gitlab-ci.yml", &mut |rel: &str| {
+        let read = &mut |rel: &str| {
             let path = dir.join(rel);
             std::fs::read_to_string(&path)
                 .map(|t| (path.display().to_string(), t))
                 .map_err(|e| e.to_string())
-        })
+        };
+        let p = pipeline::parse_with(
+            &text,
+            "example/.gitlab-ci.yml",
+            read,
+            &compose::Context::default(),
+        )
         .unwrap();
         assert!(p.ignored.is_empty(), "{:?}", p.ignored);
         for j in &p.jobs {

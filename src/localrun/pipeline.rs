@@ -255,9 +255,12 @@ impl Pipeline {
 /// Parses the text of `.gitlab-ci.yml` without a project directory (an `include: local`
 /// is an error); `file` is only used in messages.
 pub fn parse(text: &str, file: &str) -> Result<Pipeline, ParseError> {
-    parse_with(text, file, &mut |path: &str| {
-        Err(format!("cannot read {path}: no project directory"))
-    })
+    parse_with(
+        text,
+        file,
+        &mut |path: &str| Err(format!("cannot read {path}: no project directory")),
+        &compose::Context::default(),
+    )
 }
 
 /// Parses the text of `.gitlab-ci.yml`, reading `include: local` files with `read`.
@@ -265,14 +268,16 @@ pub fn parse_with(
     text: &str,
     file: &str,
     read: &mut ReadInclude<'_>,
+    context: &compose::Context,
 ) -> Result<Pipeline, ParseError> {
     let invalid = |message: String| ParseError::Invalid {
         file: file.to_string(),
         message,
     };
-    let root = compose::load_yaml(text, file)?;
+    let root = compose::load_file(text, file, &context.inputs, &context.variables)?;
     let mut parser = Parser::default();
-    let mut root = compose::resolve_includes(root, file, read, &mut Vec::new())?;
+    let mut root =
+        compose::resolve_includes(root, file, read, &context.variables, &mut Vec::new())?;
     if let Value::Object(top) = &mut root {
         compose::resolve_extends(top).map_err(invalid)?;
         super::reference::resolve(top).map_err(invalid)?;
@@ -1816,6 +1821,70 @@ deps: {stage: test, script: [x], dependencies: [shard]}
     }
 
     #[test]
+    fn spec_inputs_of_the_main_file_and_of_an_include_are_interpolated_before_merging() {
+        let scan = "spec:\n  inputs:\n    stage: {default: test}\n    env: {options: [staging, production]}\n    n: {type: number, default: 1}\n---\n\
+                    \"scan-$[[ inputs.env ]]\":\n  stage: $[[ inputs.stage ]]\n  parallel: $[[ inputs.n ]]\n  script:\n    - ./scan $[[ inputs.env | posix_escape ]] on $[[ inputs.where | expand_vars ]]\n";
+        let main = "spec:\n  inputs:\n    where: {default: $CI_PROJECT_PATH}\n---\n\
+                    stages: [build, test, deploy]\ninclude:\n  - local: ci/scan.yml\n    inputs: {env: staging, n: 2, stage: deploy}\n";
+        let mut read = reader(&[("ci/scan.yml", scan)]);
+        let context = compose::Context {
+            inputs: [(
+                "where".to_string(),
+                Value::String("$CI_PROJECT_PATH!".into()),
+            )]
+            .into_iter()
+            .collect(),
+            variables: [("CI_PROJECT_PATH".to_string(), "g/p".to_string())].into(),
+        };
+        // `where` is the main file's input: the included file does not have it
+        let e = parse_with(main, ".gitlab-ci.yml", &mut read, &context).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "proj/ci/scan.yml: unknown interpolation key: `where`"
+        );
+        let scan = scan.replace("$[[ inputs.where | expand_vars ]]", "here");
+        let mut read = reader(&[("ci/scan.yml", &scan)]);
+        let p = parse_with(main, ".gitlab-ci.yml", &mut read, &context).unwrap();
+        let names: Vec<&str> = p.jobs.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(names, ["scan-staging 1/2", "scan-staging 2/2"]);
+        let j = &p.jobs[0];
+        assert_eq!(j.stage, "deploy");
+        assert_eq!(j.script, ["./scan staging on here"]);
+
+        // a required input that is not given, named with its file
+        let mut read = reader(&[("ci/scan.yml", &scan)]);
+        let e = parse_with(
+            "include: [{local: ci/scan.yml}]\n",
+            ".gitlab-ci.yml",
+            &mut read,
+            &compose::Context::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "proj/ci/scan.yml: `env` input: required value has not been provided"
+        );
+        // inputs for the main file without a header
+        let e = parse_with(
+            "j: {script: x}\n",
+            ".gitlab-ci.yml",
+            &mut reader(&[]),
+            &context,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("Given inputs not defined"), "{e}");
+        // the main file's expand_vars sees the predefined variables
+        let p = parse_with(
+            "spec:\n  inputs:\n    where: {default: x}\n---\nj: {script: [\"echo $[[ inputs.where | expand_vars ]]\"]}\n",
+            ".gitlab-ci.yml",
+            &mut reader(&[]),
+            &context,
+        )
+        .unwrap();
+        assert_eq!(p.jobs[0].script, ["echo g/p!"]);
+    }
+
+    #[test]
     fn includes_pogo_exec_cannot_read_are_refused_saying_how_to_vendor_them() {
         for (include, says) in [
             (
@@ -1833,7 +1902,6 @@ deps: {stage: test, script: [x], dependencies: [shard]}
             ("{project: group/p, file: ci.yml}", "project: "),
             ("{component: 'gitlab.com/c/x@1.0'}", "component: "),
             ("{local: a.yml, rules: [{if: $X}]}", "rules on an include"),
-            ("{local: a.yml, inputs: {x: 1}}", "inputs on an include"),
         ] {
             let e = parse_err(&format!("include: [{include}]\nj: {{script: x}}\n"));
             assert!(e.contains(says), "{include}: {e}");
@@ -1859,6 +1927,7 @@ deps: {stage: test, script: [x], dependencies: [shard]}
             "include:\n  - local: /ci/jobs.yaml\nvariables: {B: main}\nbuild: {extends: .tpl, stage: build}\n",
             "proj/.gitlab-ci.yml",
             &mut read,
+            &compose::Context::default(),
         )
         .unwrap();
         let names: Vec<&str> = p.jobs.iter().map(|j| j.name.as_str()).collect();
@@ -1870,9 +1939,14 @@ deps: {stage: test, script: [x], dependencies: [shard]}
         assert!(p.ignored.is_empty(), "{:?}", p.ignored);
 
         let err = |text: &str, read: &mut ReadInclude<'_>| {
-            parse_with(text, "proj/.gitlab-ci.yml", read)
-                .unwrap_err()
-                .to_string()
+            parse_with(
+                text,
+                "proj/.gitlab-ci.yml",
+                read,
+                &compose::Context::default(),
+            )
+            .unwrap_err()
+            .to_string()
         };
         let e = err("include: missing.yml\n", &mut reader(&[]));
         assert_eq!(
@@ -1929,6 +2003,7 @@ job:
 "#,
             ".gitlab-ci.yml",
             &mut read,
+            &compose::Context::default(),
         )
         .unwrap();
         let j = p.job("job").unwrap();
