@@ -708,3 +708,40 @@ main:
         "{err}"
     );
 }
+
+#[test]
+fn include_wildcards_and_include_rules_bring_in_the_files_gitlab_would() {
+    require_podman!();
+    let ex = Example::new();
+    std::fs::create_dir_all(ex.project.join("ci/jobs")).unwrap();
+    for (file, job) in [("ci/jobs/lint.yml", "lint"), ("ci/jobs/unit.yml", "unit")] {
+        std::fs::write(
+            ex.project.join(file),
+            format!("{job}:\n  script: [\"echo from-{job}\"]\n"),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        ex.project.join("ci/release.yml"),
+        "release:\n  script: [\"echo from-release\"]\n",
+    )
+    .unwrap();
+    let ci = format!(
+        r#"image: {IMG_BASH}
+include:
+  - local: ci/jobs/*.yml
+  - local: ci/release.yml
+    rules:
+      - if: $RELEASE == "yes"
+"#
+    );
+    std::fs::write(ex.project.join(".gitlab-ci.yml"), ci).unwrap();
+    let (code, out, err) = ex.exec(&["--dirty"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\nfrom-lint\n"), "{out}");
+    assert!(out.contains("\nfrom-unit\n"), "{out}");
+    assert!(!out.contains("from-release"), "{out}");
+    let (code, out, err) = ex.exec(&["--dirty", "--var", "RELEASE=yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\nfrom-release\n"), "{out}");
+}

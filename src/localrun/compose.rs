@@ -3,12 +3,15 @@
 //! then `!reference` tags (src/localrun/reference.rs).
 //! Both merge mappings key by key, recursively, and replace everything else (lists included).
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
 use super::inputs;
 use super::pipeline::{apply_merge_keys, ParseError};
+use super::project::{Project, RepoFacts};
+use super::rules::{self, Decision, RuleWhen};
 use crate::config::yaml;
 
 /// How deep `extends:` may chain (GitLab's limit).
@@ -25,8 +28,44 @@ pub type ReadInclude<'a> = dyn FnMut(&str) -> Result<(String, String), String> +
 pub struct Context {
     /// The main file's inputs (`pogo exec --input`), for its `spec: inputs` header.
     pub inputs: Map<String, Value>,
-    /// The variables `expand_vars` may use in an input.
+    /// The variables GitLab allows in `include:` (predefined ones and the pipeline's own,
+    /// `--var`): for an input's `expand_vars`, include paths and `include: rules: if`.
     pub variables: HashMap<String, String>,
+    /// The project (and `--dirty`), whose files wildcard includes and `include: rules:
+    /// exists`/`changes` look at; listed once, when first needed.
+    pub project: Option<(Project, bool)>,
+    facts: OnceCell<RepoFacts>,
+}
+
+impl Context {
+    pub fn new(
+        inputs: Map<String, Value>,
+        variables: HashMap<String, String>,
+        project: Option<(Project, bool)>,
+    ) -> Self {
+        Context {
+            inputs,
+            variables,
+            project,
+            facts: OnceCell::new(),
+        }
+    }
+
+    /// A context whose project has exactly `files` (tests, and callers without git).
+    pub fn with_files(mut self, files: Vec<String>) -> Self {
+        self.facts = OnceCell::from(RepoFacts {
+            files,
+            changed: None,
+        });
+        self
+    }
+
+    fn facts(&self) -> &RepoFacts {
+        self.facts.get_or_init(|| match &self.project {
+            Some((p, dirty)) => p.facts(*dirty),
+            None => RepoFacts::default(),
+        })
+    }
 }
 
 /// Parses one YAML file of the pipeline, as GitLab reads it: anchors and merge keys
@@ -86,18 +125,30 @@ pub fn deep_merge(a: &mut Map<String, Value>, b: Map<String, Value>) {
     }
 }
 
-/// One entry of `include:`: a local path and the `inputs` for its `spec: inputs` header. The
-/// other kinds are refused, naming the include and how to vendor it: a pipeline without the
-/// jobs an include brings is not the pipeline GitLab runs (it would pass having run nothing).
-/// So is `rules` on an include, which decides whether a file is included.
-fn include_entry(entry: &Value) -> Result<(String, Map<String, Value>), String> {
+/// One `include:` entry pogo exec can read.
+#[derive(Debug, Clone, Default)]
+struct Include {
+    /// As written: may hold variables and wildcards.
+    path: String,
+    inputs: Map<String, Value>,
+    rules: Option<Vec<rules::Rule>>,
+}
+
+/// One entry of `include:`: a local path, the `inputs` for its `spec: inputs` header, and
+/// `rules` deciding whether it is included. The other kinds are refused, naming the include
+/// and how to vendor it: a pipeline without the jobs an include brings is not the pipeline
+/// GitLab runs (it would pass having run nothing).
+fn include_entry(entry: &Value) -> Result<Include, String> {
     const VENDOR: &str = "pogo exec reads only files of the project: put a copy in the project \
                           (for example under ci/) and include it with `local: ci/FILE.yml`";
     match entry {
         Value::String(s) if s.starts_with("http://") || s.starts_with("https://") => {
             Err(format!("'{s}' is a remote include; {VENDOR}"))
         }
-        Value::String(s) => Ok((s.clone(), Map::new())),
+        Value::String(s) => Ok(Include {
+            path: s.clone(),
+            ..Include::default()
+        }),
         Value::Object(m) => {
             let shown = || serde_json::to_string(entry).unwrap_or_default();
             let Some(local) = m.get("local") else {
@@ -113,10 +164,12 @@ fn include_entry(entry: &Value) -> Result<(String, Map<String, Value>), String> 
                     ),
                 });
             };
-            if let Some(key) = m.keys().find(|k| *k != "local" && *k != "inputs") {
+            if let Some(key) = m
+                .keys()
+                .find(|k| !["local", "inputs", "rules"].contains(&k.as_str()))
+            {
                 return Err(format!(
-                    "{key} on an include ({}) is not supported by pogo exec: it decides what \
-                     is included; include the file without it",
+                    "'{key}' is not an include: key (local, inputs, rules): {}",
                     shown()
                 ));
             }
@@ -125,8 +178,13 @@ fn include_entry(entry: &Value) -> Result<(String, Map<String, Value>), String> 
                 Some(Value::Object(i)) => i.clone(),
                 Some(_) => return Err(format!("inputs: must be a mapping: {}", shown())),
             };
+            let rules = m.get("rules").map(include_rules).transpose()?;
             match local {
-                Value::String(s) => Ok((s.clone(), inputs)),
+                Value::String(s) => Ok(Include {
+                    path: s.clone(),
+                    inputs,
+                    rules,
+                }),
                 _ => Err("local: must be a path".into()),
             }
         }
@@ -134,14 +192,36 @@ fn include_entry(entry: &Value) -> Result<(String, Map<String, Value>), String> 
     }
 }
 
-/// A local include path relative to the project directory, or why it cannot be used.
-fn local_path(path: &str) -> Result<String, String> {
-    let rel = path.trim_start_matches('/');
-    if rel.contains('*') {
-        return Err(format!(
-            "'{path}': wildcards in include paths are not supported by pogo exec yet; list the files"
-        ));
+/// `include: rules`: `if`, `exists`, `changes` and `when: never`/`always` (GitLab's set).
+fn include_rules(v: &Value) -> Result<Vec<rules::Rule>, String> {
+    let no = |what: &str| -> Result<(), String> {
+        Err(format!("rules: {what} is not allowed in include rules"))
+    };
+    let parsed = rules::parse_rules(
+        v,
+        &|_| no("allow_failure").map(|()| super::pipeline::AllowFailure::No),
+        &|_| no("variables").map(|()| Vec::new()),
+        &mut |_| {},
+    )
+    .map_err(|e| format!("rules: {e}"))?;
+    for rule in &parsed {
+        if let Some(w) = rule.when {
+            if !matches!(w, RuleWhen::Never | RuleWhen::Always) {
+                return Err(format!(
+                    "rules: when: {} is not allowed in include rules (never or always)",
+                    w.as_str()
+                ));
+            }
+        }
     }
+    Ok(parsed)
+}
+
+/// A local include path relative to the project directory (variables expanded), or why it
+/// cannot be used. It may hold wildcards.
+fn local_path(path: &str, variables: &HashMap<String, String>) -> Result<String, String> {
+    let expanded = rules::expand_vars(path, variables);
+    let rel = expanded.trim_start_matches('/');
     if rel.split('/').any(|c| c == "..") {
         return Err(format!(
             "'{path}' leaves the project directory; include files inside the project"
@@ -155,48 +235,155 @@ fn local_path(path: &str) -> Result<String, String> {
     Ok(rel.to_string())
 }
 
-/// `root` (parsed from `file`) with its `include:` files merged in, recursively.
-/// `chain` holds the files being included, to refuse cycles.
+/// The project's files a wildcard include names, sorted: `*` within a directory, `**` across
+/// directories (`ci/**.yml`: ci/ and below; `ci/**/*.yml`: below ci/ only), as GitLab
+/// documents them.
+fn wildcard_matches(pattern: &str, files: &[String]) -> Result<Vec<String>, String> {
+    let mut re = String::from("^");
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' if chars.peek() == Some(&'*') => {
+                chars.next();
+                re.push_str(".*");
+            }
+            '*' => re.push_str("[^/]*"),
+            '?' => re.push_str("[^/]"),
+            c => re.push_str(&regex::escape(&c.to_string())),
+        }
+    }
+    re.push('$');
+    let re = regex::Regex::new(&re).map_err(|e| format!("'{pattern}': {e}"))?;
+    let mut found: Vec<String> = files.iter().filter(|f| re.is_match(f)).cloned().collect();
+    found.sort();
+    Ok(found)
+}
+
+/// `root` (parsed from `file`) with its `include:` files merged in, recursively, in GitLab's
+/// order (each file's includes before the file itself, which wins).
 pub fn resolve_includes(
     root: Value,
     file: &str,
     read: &mut ReadInclude<'_>,
-    variables: &HashMap<String, String>,
-    chain: &mut Vec<String>,
+    context: &Context,
 ) -> Result<Value, ParseError> {
-    let invalid = |message: String| ParseError::Invalid {
-        file: file.to_string(),
-        message,
-    };
-    let Value::Object(mut top) = root else {
-        return Ok(root);
-    };
-    let Some(include) = top.remove("include") else {
-        return Ok(Value::Object(top));
-    };
-    let entries = match include {
-        Value::Null => Vec::new(),
-        Value::Array(items) => items,
-        other => vec![other],
-    };
-    if chain.len() >= MAX_INCLUDE_DEPTH {
-        return Err(invalid(format!(
-            "include: nested more than {MAX_INCLUDE_DEPTH} levels deep"
-        )));
+    Includer {
+        read,
+        context,
+        chain: Vec::new(),
+        count: 0,
     }
-    let mut merged = Map::new();
-    for entry in &entries {
-        let (path, given) = include_entry(entry).map_err(|e| invalid(format!("include: {e}")))?;
-        let rel = local_path(&path).map_err(|e| invalid(format!("include: {e}")))?;
-        if chain.contains(&rel) {
+    .resolve(root, file)
+}
+
+/// How many files one pipeline may include in all (GitLab's default `max_includes`).
+const MAX_INCLUDES: usize = 150;
+
+struct Includer<'r, 'a> {
+    read: &'r mut ReadInclude<'a>,
+    context: &'r Context,
+    /// The files being included, to refuse cycles.
+    chain: Vec<String>,
+    /// Files included so far.
+    count: usize,
+}
+
+impl Includer<'_, '_> {
+    fn resolve(&mut self, root: Value, file: &str) -> Result<Value, ParseError> {
+        let invalid = |message: String| ParseError::Invalid {
+            file: file.to_string(),
+            message,
+        };
+        let Value::Object(mut top) = root else {
+            return Ok(root);
+        };
+        let Some(include) = top.remove("include") else {
+            return Ok(Value::Object(top));
+        };
+        let entries = match include {
+            Value::Null => Vec::new(),
+            Value::Array(items) => items,
+            other => vec![other],
+        };
+        if self.chain.len() >= MAX_INCLUDE_DEPTH {
             return Err(invalid(format!(
-                "include: '{rel}' includes itself (through {})",
-                chain.join(" -> ")
+                "include: nested more than {MAX_INCLUDE_DEPTH} levels deep"
             )));
         }
-        let (shown, text) = read(&rel).map_err(|e| invalid(format!("include: '{rel}': {e}")))?;
-        let value = match load_file(&text, &shown, &given, variables)? {
-            Value::Null => continue,
+        let vars = &self.context.variables;
+        let mut merged = Map::new();
+        for entry in &entries {
+            let inc = include_entry(entry).map_err(|e| invalid(format!("include: {e}")))?;
+            if let Some(rules) = &inc.rules {
+                let facts = self.context.facts();
+                let project = self.context.project.as_ref();
+                let compare = |r: &str| project.and_then(|(p, _)| p.changed_against(r));
+                let facts = rules::Facts {
+                    files: &facts.files,
+                    changed: facts.changed.as_deref(),
+                    changed_against: &compare,
+                    branch: None,
+                    tag: None,
+                    source: "",
+                };
+                let decision = rules::eval_rules(rules, RuleWhen::Always, vars, &facts)
+                    .map_err(|e| invalid(format!("include: '{}': rules: {e}", inc.path)))?;
+                if let Decision::Out(_) = decision {
+                    continue;
+                }
+            }
+            let rel = local_path(&inc.path, vars).map_err(|e| invalid(format!("include: {e}")))?;
+            let paths = if rel.contains('*') {
+                let found = wildcard_matches(&rel, &self.context.facts().files)
+                    .map_err(|e| invalid(format!("include: {e}")))?;
+                if found.is_empty() {
+                    return Err(invalid(format!(
+                        "include: '{}' matches no file of the project",
+                        inc.path
+                    )));
+                }
+                found
+            } else {
+                vec![rel]
+            };
+            for rel in paths {
+                let resolved = self.one(&rel, &inc.inputs, file)?;
+                if let Value::Object(m) = resolved {
+                    deep_merge(&mut merged, m);
+                }
+            }
+        }
+        deep_merge(&mut merged, top);
+        Ok(Value::Object(merged))
+    }
+
+    /// The included file `rel` with `given` inputs, its own includes resolved.
+    fn one(
+        &mut self,
+        rel: &str,
+        given: &Map<String, Value>,
+        file: &str,
+    ) -> Result<Value, ParseError> {
+        let invalid = |message: String| ParseError::Invalid {
+            file: file.to_string(),
+            message,
+        };
+        if self.chain.iter().any(|c| c == rel) {
+            return Err(invalid(format!(
+                "include: '{rel}' includes itself (through {})",
+                self.chain.join(" -> ")
+            )));
+        }
+        self.count += 1;
+        if self.count > MAX_INCLUDES {
+            return Err(invalid(format!(
+                "include: Maximum of {MAX_INCLUDES} nested includes are allowed!"
+            )));
+        }
+        let (shown, text) =
+            (self.read)(rel).map_err(|e| invalid(format!("include: '{rel}': {e}")))?;
+        let value = match load_file(&text, &shown, given, &self.context.variables)? {
+            Value::Null => return Ok(Value::Null),
             v @ Value::Object(_) => v,
             _ => {
                 return Err(ParseError::Invalid {
@@ -205,15 +392,11 @@ pub fn resolve_includes(
                 })
             }
         };
-        chain.push(rel);
-        let resolved = resolve_includes(value, &shown, read, variables, chain);
-        chain.pop();
-        if let Value::Object(m) = resolved? {
-            deep_merge(&mut merged, m);
-        }
+        self.chain.push(rel.to_string());
+        let resolved = self.resolve(value, &shown);
+        self.chain.pop();
+        resolved
     }
-    deep_merge(&mut merged, top);
-    Ok(Value::Object(merged))
 }
 
 /// Resolves `extends:` in every job of `top` (hidden ones included).

@@ -358,14 +358,14 @@ fn exec(
         .map_err(ExecError::Rules)?;
     let mut variables = predefined_variables(&project);
     variables.extend(args.vars.iter().cloned());
-    let context = compose::Context {
-        inputs: args
-            .inputs
+    let context = compose::Context::new(
+        args.inputs
             .iter()
             .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
             .collect(),
         variables,
-    };
+        Some((project.clone(), args.dirty)),
+    );
     let read = &mut |rel: &str| {
         let path = args.dir.join(rel);
         std::fs::read_to_string(&path)

@@ -276,8 +276,7 @@ pub fn parse_with(
     };
     let root = compose::load_file(text, file, &context.inputs, &context.variables)?;
     let mut parser = Parser::default();
-    let mut root =
-        compose::resolve_includes(root, file, read, &context.variables, &mut Vec::new())?;
+    let mut root = compose::resolve_includes(root, file, read, context)?;
     if let Value::Object(top) = &mut root {
         compose::resolve_extends(top).map_err(invalid)?;
         super::reference::resolve(top).map_err(invalid)?;
@@ -1827,15 +1826,16 @@ deps: {stage: test, script: [x], dependencies: [shard]}
         let main = "spec:\n  inputs:\n    where: {default: $CI_PROJECT_PATH}\n---\n\
                     stages: [build, test, deploy]\ninclude:\n  - local: ci/scan.yml\n    inputs: {env: staging, n: 2, stage: deploy}\n";
         let mut read = reader(&[("ci/scan.yml", scan)]);
-        let context = compose::Context {
-            inputs: [(
+        let context = compose::Context::new(
+            [(
                 "where".to_string(),
                 Value::String("$CI_PROJECT_PATH!".into()),
             )]
             .into_iter()
             .collect(),
-            variables: [("CI_PROJECT_PATH".to_string(), "g/p".to_string())].into(),
-        };
+            [("CI_PROJECT_PATH".to_string(), "g/p".to_string())].into(),
+            None,
+        );
         // `where` is the main file's input: the included file does not have it
         let e = parse_with(main, ".gitlab-ci.yml", &mut read, &context).unwrap_err();
         assert_eq!(
@@ -1885,6 +1885,55 @@ deps: {stage: test, script: [x], dependencies: [shard]}
     }
 
     #[test]
+    fn include_wildcards_variables_and_rules_pick_files_as_gitlab_does() {
+        let files = [
+            ("ci/a.yml", "a: {script: x}\n"),
+            ("ci/b.yml", "b: {script: x}\n"),
+            ("ci/sub/c.yml", "c: {script: x}\n"),
+            ("ci/sub/deep/d.yml", "d: {script: x}\n"),
+            ("main.yml", "m: {script: x}\n"),
+        ];
+        let names = |text: &str, vars: &[(&str, &str)]| -> Vec<String> {
+            let context = compose::Context::new(
+                Map::new(),
+                vars.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                None,
+            )
+            .with_files(files.iter().map(|(n, _)| n.to_string()).collect());
+            let p = parse_with(text, ".gitlab-ci.yml", &mut reader(&files), &context)
+                .unwrap_or_else(|e| panic!("{text}: {e}"));
+            p.jobs.iter().map(|j| j.name.clone()).collect()
+        };
+        assert_eq!(names("include: 'ci/*.yml'\n", &[]), ["a", "b"]);
+        assert_eq!(names("include: '/ci/**.yml'\n", &[]), ["a", "b", "c", "d"]);
+        assert_eq!(names("include: 'ci/**/*.yml'\n", &[]), ["c", "d"]);
+        assert_eq!(
+            names("include: 'ci/$WHICH.yml'\n", &[("WHICH", "b")]),
+            ["b"]
+        );
+        let ruled = "include:\n  - local: ci/a.yml\n    rules:\n      - if: $ON == \"yes\"\n  \
+                     - local: ci/b.yml\n    rules:\n      - exists: [main.yml]\n  \
+                     - local: ci/sub/c.yml\n    rules:\n      - exists: [nope.yml]\n  \
+                     - local: main.yml\n    rules:\n      - if: $ON\n        when: never\n      - when: always\n";
+        assert_eq!(names(ruled, &[("ON", "yes")]), ["a", "b"]);
+        assert_eq!(names(ruled, &[]), ["b", "m"]);
+        let e = parse_with(
+            "include:\n  - local: ci/a.yml\n    rules: [{when: manual}]\n",
+            ".gitlab-ci.yml",
+            &mut reader(&files),
+            &compose::Context::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("when: manual is not allowed in include rules"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn includes_pogo_exec_cannot_read_are_refused_saying_how_to_vendor_them() {
         for (include, says) in [
             (
@@ -1901,11 +1950,14 @@ deps: {stage: test, script: [x], dependencies: [shard]}
             ),
             ("{project: group/p, file: ci.yml}", "project: "),
             ("{component: 'gitlab.com/c/x@1.0'}", "component: "),
-            ("{local: a.yml, rules: [{if: $X}]}", "rules on an include"),
+            (
+                "{local: a.yml, when: manual}",
+                "'when' is not an include: key",
+            ),
         ] {
             let e = parse_err(&format!("include: [{include}]\nj: {{script: x}}\n"));
             assert!(e.contains(says), "{include}: {e}");
-            if !says.ends_with("an include") {
+            if !says.ends_with("include: key") {
                 assert!(e.contains("local: ci/FILE.yml"), "{include}: {e}");
             }
         }
@@ -1956,7 +2008,10 @@ deps: {stage: test, script: [x], dependencies: [shard]}
         let e = err("include: ../up.yml\n", &mut reader(&[]));
         assert!(e.contains("leaves the project directory"), "{e}");
         let e = err("include: 'ci/*.yml'\n", &mut reader(&[]));
-        assert!(e.contains("wildcards"), "{e}");
+        assert!(
+            e.contains("'ci/*.yml' matches no file of the project"),
+            "{e}"
+        );
         let e = err("include: ci/x.txt\n", &mut reader(&[]));
         assert!(e.contains("YAML extension"), "{e}");
         let e = err(

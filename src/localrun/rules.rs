@@ -292,6 +292,18 @@ impl RuleWhen {
             }
         })
     }
+
+    /// As written in `.gitlab-ci.yml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OnSuccess => "on_success",
+            Self::Manual => "manual",
+            Self::Always => "always",
+            Self::OnFailure => "on_failure",
+            Self::Delayed => "delayed",
+            Self::Never => "never",
+        }
+    }
 }
 
 /// `changes:` of a rule: paths (globs) and what to compare with.
@@ -472,7 +484,7 @@ pub struct Facts<'a> {
 
 /// `$VAR` and `${VAR}` in `s` replaced by their values (unset: empty), as GitLab expands
 /// `exists`, `changes` and `compare_to` (the driver's expansion, gitlab-runner's rules).
-fn expand_vars(s: &str, vars: &HashMap<String, String>) -> String {
+pub(crate) fn expand_vars(s: &str, vars: &HashMap<String, String>) -> String {
     let list: Vec<Variable> = vars
         .iter()
         .map(|(k, v)| Variable::new(k.clone(), v.clone()))
