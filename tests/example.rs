@@ -745,3 +745,56 @@ include:
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("\nfrom-release\n"), "{out}");
 }
+
+#[test]
+fn a_dotenv_report_reaches_the_jobs_that_need_it_and_excluded_artifacts_stay_behind() {
+    require_podman!();
+    let ex = Example::new();
+    let ci = format!(
+        r#"image: {IMG_BASH}
+stages: [build, test]
+build:
+  stage: build
+  script:
+    - mkdir -p out/obj
+    - for i in $(seq 1 300); do echo $i > out/file-$i.txt; done
+    - echo binary > out/obj/main.o
+    - echo "VERSION=1.2.$CI_PIPELINE_IID" > build.env
+    - echo "FROM_BUILD=yes" >> build.env
+  artifacts:
+    paths: [out/]
+    exclude: ["out/**/*.o"]
+    reports:
+      dotenv: build.env
+check:
+  stage: test
+  needs: [build]
+  variables:
+    FROM_BUILD: "no, the file's"
+  script:
+    - echo "version=$VERSION from_build=$FROM_BUILD"
+    - ls out | wc -l
+    - test ! -e out/obj/main.o && echo "no object file"
+bad-report:
+  stage: build
+  script: ["printf 'A=1\\n\\nB=2\\n' > bad.env"]
+  artifacts:
+    reports:
+      dotenv: bad.env
+"#
+    );
+    std::fs::write(ex.project.join(".gitlab-ci.yml"), ci).unwrap();
+    let (code, out, err) = ex.exec(&["--dirty"]);
+    assert!(out.contains("out/**/*.o: excluded 1 files"), "{out}{err}");
+    assert!(out.contains("\nversion=1.2."), "{out}");
+    // the report wins over the job's own variables
+    assert!(out.contains(" from_build=yes\n"), "{out}");
+    assert!(out.contains("\n301\n"), "the 300 files and obj/: {out}");
+    assert!(out.contains("\nno object file\n"), "{out}");
+    // a report GitLab refuses fails its job, as the upload would
+    assert!(
+        out.contains("GitLab refuses its dotenv report (Invalid Format)"),
+        "{out}"
+    );
+    assert_eq!(code, 1, "{out}{err}");
+}

@@ -143,12 +143,19 @@ impl CacheWhen {
 /// `artifacts:when`: the same values and rule as `cache:when`.
 pub type ArtifactsWhen = CacheWhen;
 
-/// `artifacts:` of a job (the `archive` artifact; reports are not modelled).
+/// `artifacts:` of a job: the `archive` artifact and the `dotenv` report (other reports are
+/// not modelled).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Artifacts {
     /// Paths or glob patterns, relative to the project directory.
     pub paths: Vec<String>,
+    /// `artifacts:exclude`: what of `paths` is left out (`*` within a directory, `**`
+    /// across directories), relative to the project directory.
+    pub exclude: Vec<String>,
     pub when: ArtifactsWhen,
+    /// `artifacts:reports:dotenv`: files of `KEY=VALUE` lines whose variables the jobs that
+    /// depend on this one get.
+    pub dotenv: Vec<String>,
 }
 
 /// A job whose artifacts this job downloads (`dependencies[]` of the payload).
@@ -445,22 +452,33 @@ impl Job {
                 })
             })
             .collect();
-        let artifacts: Vec<Value> = self
-            .artifacts
-            .iter()
-            .map(|a| {
-                json!({
+        let mut artifacts: Vec<Value> = Vec::new();
+        if let Some(a) = &self.artifacts {
+            if !a.paths.is_empty() {
+                artifacts.push(json!({
                     "name": "",
                     "untracked": false,
                     "paths": a.paths,
-                    "exclude": [],
+                    "exclude": a.exclude,
                     "when": a.when.as_str(),
                     "artifact_type": "archive",
                     "artifact_format": "zip",
                     "expire_in": "",
-                })
-            })
-            .collect();
+                }));
+            }
+            if !a.dotenv.is_empty() {
+                artifacts.push(json!({
+                    "name": "dotenv",
+                    "untracked": false,
+                    "paths": a.dotenv,
+                    "exclude": [],
+                    "when": a.when.as_str(),
+                    "artifact_type": "dotenv",
+                    "artifact_format": "gzip",
+                    "expire_in": "",
+                }));
+            }
+        }
         let dependencies: Vec<Value> = self
             .dependencies
             .iter()

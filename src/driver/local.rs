@@ -13,10 +13,18 @@ use super::script::{ansi_c_escape, CacheArchive, ScriptInfo, Writer};
 // Archives are written to a temporary name unique per container (`$HOSTNAME.$$`) and
 // renamed into place: jobs running side by side share the cache directory.
 
-/// The file a cache is kept in, below `<cache dir>/<key>/`.
+/// The file a cache is kept in, below `<cache dir>/<key>/` (with `cache.1.tgz`, … for
+/// thousands of files).
 pub const CACHE_FILE: &str = "cache.tgz";
-/// The file a job's artifacts are kept in, below `<artifacts dir>/<job dir>/`.
+/// [`CACHE_FILE`] without its extension.
+const CACHE_BASE: &str = "cache";
+/// The file a job's artifacts are kept in, below `<artifacts dir>/<job dir>/` (with
+/// `artifacts.1.tgz`, … for thousands of files).
 pub const ARTIFACTS_FILE: &str = "artifacts.tgz";
+/// [`ARTIFACTS_FILE`] without its extension.
+const ARTIFACTS_BASE: &str = "artifacts";
+/// The job's dotenv report (`artifacts:reports:dotenv`), beside its artifacts.
+pub const DOTENV_FILE: &str = "dotenv.env";
 
 /// The job-log line of a restored cache (how `pogo exec` tells a cache hit).
 pub fn cache_extracted_message(key: &str, host_file: &str) -> String {
@@ -119,7 +127,7 @@ impl Writer {
     fn collect_matches(&mut self, patterns: &[String]) {
         let words: Vec<String> = patterns.iter().map(|p| ansi_c_escape(p)).collect();
         let yellow = |s: &str| format!("$'\\x1b[0;33m'\"{s}\"$'\\x1b[0;m'");
-        self.line("_pogo_files=()");
+        self.line("_pogo_files=(); _pogo_tar_opts=()");
         self.line("shopt -s nullglob globstar");
         self.line(format!("for _pogo_pattern in {}; do", words.join(" ")));
         self.line("_pogo_ifs=$IFS; IFS=; _pogo_matches=( $_pogo_pattern ); IFS=$_pogo_ifs");
@@ -150,6 +158,122 @@ impl Writer {
         self.line("done");
         self.line("shopt -u nullglob globstar");
     }
+
+    /// Drops from `_pogo_files` every path an `artifacts:exclude` pattern matches: matched
+    /// directories are first listed entry by entry (`find`; tar then must not descend into
+    /// them again), then each path is tested against the patterns ([`exclude_regex`]); each
+    /// pattern's count is reported as gitlab-runner reports it.
+    fn drop_excluded(&mut self, exclude: &[String]) {
+        if exclude.is_empty() {
+            return;
+        }
+        self.line("_pogo_all=(); _pogo_tar_opts=(--no-recursion)");
+        self.line("for _pogo_m in \"${_pogo_files[@]}\"; do");
+        self.line("_pogo_all+=( \"$_pogo_m\" )");
+        self.line("if [ -d \"$_pogo_m\" ] && [ ! -L \"$_pogo_m\" ]; then");
+        self.line("while IFS= read -r -d '' _pogo_f; do _pogo_all+=( \"$_pogo_f\" ); done < <(find \"$_pogo_m\" -mindepth 1 -print0)");
+        self.line("fi");
+        self.line("done");
+        for pattern in exclude {
+            // unquoted on the right of =~, or bash compares it as a plain string
+            self.line(format!(
+                "_pogo_re={}; _pogo_keep=(); _pogo_n=0",
+                ansi_c_escape(&exclude_regex(pattern))
+            ));
+            self.line("for _pogo_f in \"${_pogo_all[@]}\"; do");
+            self.line(
+                "if [[ ${_pogo_f#./} =~ $_pogo_re ]]; then _pogo_n=$((_pogo_n + 1)); else _pogo_keep+=( \"$_pogo_f\" ); fi",
+            );
+            self.line("done");
+            self.line("_pogo_all=( \"${_pogo_keep[@]}\" )");
+            self.line(format!(
+                "echo {}\": excluded $_pogo_n files\"",
+                ansi_c_escape(pattern)
+            ));
+        }
+        self.line("_pogo_files=( \"${_pogo_all[@]}\" )");
+    }
+
+    /// Packs `_pogo_files` into `DIR/NAME.tgz`, and `DIR/NAME.1.tgz`, `DIR/NAME.2.tgz`, …
+    /// when their names would not fit one command line (thousands of files: `Argument list
+    /// too long`), each written to a temporary name and renamed. Any tar will do (busybox's
+    /// has no `-T`). Sets `_pogo_ok` to 0 when a tar failed.
+    fn tar_in_parts(&mut self, dir: &str, name: &str) {
+        let base = format!("{}/{name}", ansi_c_escape(dir));
+        self.line("_pogo_part=0; _pogo_batch=(); _pogo_bytes=0; _pogo_ok=1");
+        self.line("_pogo_flush() {");
+        self.line("[ \"${#_pogo_batch[@]}\" -eq 0 ] && return 0");
+        self.line(format!(
+            "if [ \"$_pogo_part\" -eq 0 ]; then _pogo_out={base}.tgz; else _pogo_out={base}.$_pogo_part.tgz; fi"
+        ));
+        self.line("_pogo_tmp=$_pogo_out.tmp.$HOSTNAME.$$");
+        self.line("if ! tar \"${_pogo_tar_opts[@]}\" -czf \"$_pogo_tmp\" -- \"${_pogo_batch[@]}\" || ! mv -f \"$_pogo_tmp\" \"$_pogo_out\"; then rm -f \"$_pogo_tmp\"; return 1; fi");
+        self.line("_pogo_part=$((_pogo_part + 1)); _pogo_batch=(); _pogo_bytes=0");
+        self.line("}");
+        self.line("for _pogo_f in \"${_pogo_files[@]}\"; do");
+        self.line(format!(
+            "if [ $((_pogo_bytes + ${{#_pogo_f}})) -gt {PART_NAME_BYTES} ]; then _pogo_flush || {{ _pogo_ok=0; break; }}; fi"
+        ));
+        self.line("_pogo_batch+=( \"$_pogo_f\" ); _pogo_bytes=$((_pogo_bytes + ${#_pogo_f} + 1))");
+        self.line("done");
+        self.line("if [ \"$_pogo_ok\" = 1 ]; then _pogo_flush || _pogo_ok=0; fi");
+        // parts an earlier, bigger archive left
+        self.line(format!(
+            "if [ \"$_pogo_ok\" = 1 ]; then for _pogo_p in {base}.[0-9]*.tgz; do _pogo_i=${{_pogo_p##*/{name}.}}; _pogo_i=${{_pogo_i%.tgz}}; case $_pogo_i in *[!0-9]*) continue ;; esac; [ \"$_pogo_i\" -ge \"$_pogo_part\" ] && rm -f \"$_pogo_p\"; done; fi"
+        ));
+    }
+}
+
+/// A command that extracts `DIR/NAME.tgz` and its further parts ([`Writer::tar_in_parts`])
+/// and fails when one does not extract.
+fn untar_parts(dir: &str, name: &str) -> String {
+    let base = format!("{}/{name}", ansi_c_escape(dir));
+    format!(
+        "( tar -xzof {base}.tgz && for _pogo_p in {base}.[0-9]*.tgz; do [ -f \"$_pogo_p\" ] || continue; tar -xzof \"$_pogo_p\" || exit 1; done )"
+    )
+}
+
+/// The bytes of file names one `tar` of [`Writer::tar_in_parts`] gets: far below any
+/// system's argument limit (128 KiB at the least).
+const PART_NAME_BYTES: usize = 65_536;
+
+/// An `artifacts:exclude` pattern as a bash `=~` (POSIX ERE) pattern, with
+/// gitlab-runner's doublestar meaning: `*` and `?` within one path component, `**/` any
+/// number of directories, `/**` at the end everything below, `**` elsewhere anything.
+pub fn exclude_regex(pattern: &str) -> String {
+    let p = pattern.trim_start_matches("./");
+    let mut re = String::from("^");
+    let mut i = 0;
+    let chars: Vec<char> = p.chars().collect();
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '*' && chars.get(i + 1) == Some(&'*') {
+            let at_start = i == 0 || chars[i - 1] == '/';
+            if at_start && chars.get(i + 2) == Some(&'/') {
+                re.push_str("(.*/)?");
+                i += 3;
+                continue;
+            }
+            // `dir/**` (everything below dir) and `**` inside a component alike
+            re.push_str(".*");
+            i += 2;
+            continue;
+        }
+        match c {
+            '*' => re.push_str("[^/]*"),
+            '?' => re.push_str("[^/]"),
+            c if c.is_ascii_alphanumeric() || c == '/' || c == '_' || c == '-' => re.push(c),
+            '^' => re.push_str("\\^"),
+            c => {
+                re.push('[');
+                re.push(c);
+                re.push(']');
+            }
+        }
+        i += 1;
+    }
+    re.push('$');
+    re
 }
 
 impl ScriptInfo<'_> {
@@ -207,8 +331,9 @@ impl ScriptInfo<'_> {
         for c in caches {
             let (file, host) = local.cache_file(&c.key);
             w.notice(&format!("Checking cache for {}...", c.key));
+            let dir = format!("{}/{}", local.cache.container, c.key);
             w.line(format!("if [ -f {} ]; then", ansi_c_escape(&file)));
-            w.line(format!("if tar -xzof {}; then", ansi_c_escape(&file)));
+            w.line(format!("if {}; then", untar_parts(&dir, CACHE_BASE)));
             w.notice(&cache_extracted_message(&c.key, &host));
             w.line("else");
             w.warning("Failed to extract cache");
@@ -234,7 +359,10 @@ impl ScriptInfo<'_> {
                 "Downloading artifacts for {} ({})...",
                 d.name, d.id
             ));
-            w.line(format!("tar -xzof {}", ansi_c_escape(&file)));
+            let dir = file
+                .rsplit_once('/')
+                .map_or(String::new(), |(d, _)| d.to_string());
+            w.line(untar_parts(&dir, ARTIFACTS_BASE));
             w.line(format!(
                 "echo {}",
                 ansi_c_escape(&format!(
@@ -254,23 +382,22 @@ impl ScriptInfo<'_> {
         w.cd(self.project_dir);
         w.require_tar();
         for c in caches {
-            let (file, host) = local.cache_file(&c.key);
+            let (_, host) = local.cache_file(&c.key);
             let dir = format!("{}/{}", local.cache.container, c.key);
-            let tmp = format!("{file}.tmp.$HOSTNAME.$$");
             w.notice(&format!("Creating cache {}...", c.key));
             w.collect_matches(&self.expand_paths(&c.paths));
             w.line("if [ \"${#_pogo_files[@]}\" -eq 0 ]; then");
             w.warning("No files to cache: cache not saved");
-            w.line(format!(
-                "elif mkdir -p {} && tar -czf {} -- \"${{_pogo_files[@]}}\" && mv -f {} {}; then",
-                ansi_c_escape(&dir),
-                ansi_c_escape(&tmp),
-                ansi_c_escape(&tmp),
-                ansi_c_escape(&file)
-            ));
+            w.line(format!("elif mkdir -p {}; then", ansi_c_escape(&dir)));
+            // A cache of thousands of files is in parts, renamed one by one: a job restoring
+            // it meanwhile may mix two versions, as jobs sharing a cache on GitLab may.
+            w.tar_in_parts(&dir, CACHE_BASE);
+            w.line("if [ \"$_pogo_ok\" = 1 ]; then");
             w.notice(&format!("Created cache {} in {host}", c.key));
             w.line("else");
-            w.line(format!("rm -f {}", ansi_c_escape(&tmp)));
+            w.warning("Failed to create cache");
+            w.line("fi");
+            w.line("else");
             w.warning("Failed to create cache");
             w.line("fi");
         }
@@ -278,8 +405,10 @@ impl ScriptInfo<'_> {
     }
 
     /// Stage `upload_artifacts_on_success` / `upload_artifacts_on_failure`: the artifact
-    /// paths packed into the job's `artifacts.tgz`. No matching file is an error message
-    /// but not a failure; a failing `tar` fails the stage, as with gitlab-runner.
+    /// paths (less `exclude`) packed into the job's `artifacts.tgz` (in parts for thousands
+    /// of files), the dotenv report copied beside it as `dotenv.env`. No matching file is an
+    /// error message but not a failure; a failing `tar` fails the stage, as with
+    /// gitlab-runner.
     pub fn local_upload_artifacts(
         &self,
         artifacts: &Artifacts,
@@ -290,30 +419,46 @@ impl ScriptInfo<'_> {
         self.write_exports(&mut w);
         w.cd(self.project_dir);
         w.require_tar();
-        let (file, host) = local.artifacts_file(job_name);
         let dir = format!(
             "{}/{}",
             local.artifacts.container,
             artifacts_dir_name(job_name)
         );
-        let tmp = format!("{file}.tmp.$HOSTNAME.$$");
-        w.notice("Uploading artifacts...");
-        w.collect_matches(&self.expand_paths(&artifacts.paths));
-        w.line("if [ \"${#_pogo_files[@]}\" -eq 0 ]; then");
-        w.error("ERROR: No files to upload");
-        w.line("else");
-        w.mkdir(&dir);
-        w.line(format!(
-            "tar -czf {} -- \"${{_pogo_files[@]}}\"",
-            ansi_c_escape(&tmp)
-        ));
-        w.line(format!(
-            "mv -f {} {}",
-            ansi_c_escape(&tmp),
-            ansi_c_escape(&file)
-        ));
-        w.notice(&format!("Saved the artifacts in {host}"));
-        w.line("fi");
+        let host_dir = format!("{}/{}", local.artifacts.host, artifacts_dir_name(job_name));
+        if !artifacts.paths.is_empty() {
+            w.notice("Uploading artifacts...");
+            w.collect_matches(&self.expand_paths(&artifacts.paths));
+            w.drop_excluded(&self.expand_paths(&artifacts.exclude));
+            w.line("if [ \"${#_pogo_files[@]}\" -eq 0 ]; then");
+            w.error("ERROR: No files to upload");
+            w.line("else");
+            w.mkdir(&dir);
+            w.tar_in_parts(&dir, ARTIFACTS_BASE);
+            w.line("[ \"$_pogo_ok\" = 1 ] || exit 1");
+            w.notice(&format!(
+                "Saved the artifacts in {host_dir}/{ARTIFACTS_FILE}"
+            ));
+            w.line("fi");
+        }
+        if !artifacts.dotenv.is_empty() {
+            let file = format!("{dir}/{DOTENV_FILE}");
+            w.notice("Uploading artifacts... (dotenv report)");
+            w.collect_matches(&self.expand_paths(&artifacts.dotenv));
+            w.line("if [ \"${#_pogo_files[@]}\" -eq 0 ]; then");
+            w.error("ERROR: No files to upload");
+            w.line("else");
+            w.mkdir(&dir);
+            w.line(format!(
+                "cat -- \"${{_pogo_files[@]}}\" > {}.tmp.$HOSTNAME.$$ && mv -f {}.tmp.$HOSTNAME.$$ {}",
+                ansi_c_escape(&file),
+                ansi_c_escape(&file),
+                ansi_c_escape(&file)
+            ));
+            w.notice(&format!(
+                "Saved the dotenv report in {host_dir}/{DOTENV_FILE}"
+            ));
+            w.line("fi");
+        }
         w
     }
 }
@@ -470,7 +615,7 @@ mod tests {
                 "-dash.txt".into(),
                 "../escape".into(),
             ],
-            when: Default::default(),
+            ..Artifacts::default()
         };
         let log = run_ok(
             &s.root,
@@ -528,6 +673,123 @@ mod tests {
     }
 
     #[test]
+    fn exclude_patterns_mean_what_gitlab_runner_means() {
+        let matches = |pattern: &str, path: &str| {
+            regex::Regex::new(&exclude_regex(pattern))
+                .unwrap()
+                .is_match(path)
+        };
+        for (pattern, path, want) in [
+            ("*.o", "a.o", true),
+            ("*.o", "dir/a.o", false),
+            ("**/*.o", "a.o", true),
+            ("**/*.o", "dir/sub/a.o", true),
+            ("bin/**", "bin/x/y", true),
+            ("bin/**", "binx/y", false),
+            ("bin/**/*.o", "bin/a.o", true),
+            ("bin/**/*.o", "bin/x/a.o", true),
+            ("bin/**/*.o", "bin/x/a.c", false),
+            ("./out/?.log", "out/a.log", true),
+            ("./out/?.log", "out/ab.log", false),
+            ("a.b", "axb", false),
+            ("a^b(c)", "a^b(c)", true),
+        ] {
+            assert_eq!(matches(pattern, path), want, "{pattern} ~ {path}");
+        }
+    }
+
+    /// Thousands of matching files (their names far past one command line), an exclude and
+    /// a dotenv report, through the host's bash and tar.
+    #[test]
+    fn thousands_of_artifact_files_an_exclude_and_a_dotenv_report_round_trip() {
+        let s = sandbox();
+        let info = ScriptInfo {
+            variables: &[],
+            project_dir: &s.project,
+            hostname: "h",
+        };
+        let p = Path::new(&s.project);
+        let deep = p.join("out/a-directory-with-a-rather-long-name-to-fill-the-argument-list");
+        std::fs::create_dir_all(&deep).unwrap();
+        for i in 0..3000 {
+            std::fs::write(deep.join(format!("file-number-{i:05}.txt")), "x").unwrap();
+            if i % 1000 == 0 {
+                std::fs::write(deep.join(format!("file-number-{i:05}.o")), "o").unwrap();
+            }
+        }
+        std::fs::write(p.join("build.env"), "VERSION=1.2\n").unwrap();
+        let a = Artifacts {
+            paths: vec!["out/**/*.txt".into(), "out/".into()],
+            exclude: vec!["out/**/*.o".into()],
+            dotenv: vec!["build.env".into()],
+            ..Artifacts::default()
+        };
+        let log = run_ok(&s.root, &info.local_upload_artifacts(&a, "j", &s.local));
+        assert!(log.contains("out/**/*.o: excluded 3 files"), "{log}");
+        assert!(s.root.join("artifacts/j/artifacts.tgz").is_file(), "{log}");
+        assert!(
+            s.root.join("artifacts/j/artifacts.1.tgz").is_file(),
+            "{log}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(s.root.join("artifacts/j").join(DOTENV_FILE)).unwrap(),
+            "VERSION=1.2\n"
+        );
+
+        std::fs::remove_dir_all(p.join("out")).unwrap();
+        let dep = Dependency {
+            id: 1,
+            name: "j".into(),
+            token: String::new(),
+            artifacts_file: Some(ARTIFACTS_FILE.into()),
+        };
+        run_ok(&s.root, &info.local_download_artifacts(&[&dep], &s.local));
+        let back = std::fs::read_dir(&deep).unwrap().count();
+        assert_eq!(back, 3000, "every .txt back, no .o");
+    }
+
+    /// A cache of thousands of files is saved in parts and restored whole; a smaller one
+    /// saved later leaves no part of the bigger one behind.
+    #[test]
+    fn a_cache_of_thousands_of_files_round_trips_and_shrinks() {
+        let s = sandbox();
+        let info = ScriptInfo {
+            variables: &[],
+            project_dir: &s.project,
+            hostname: "h",
+        };
+        let p = Path::new(&s.project);
+        let deep = p.join("deps/a-directory-with-a-rather-long-name-to-fill-the-argument-list");
+        std::fs::create_dir_all(&deep).unwrap();
+        for i in 0..3000 {
+            std::fs::write(deep.join(format!("file-number-{i:05}.txt")), "x").unwrap();
+        }
+        let cache = CacheArchive {
+            key: "k".into(),
+            rel_file: String::new(),
+            paths: vec!["deps/**/*.txt".into()],
+            timeout_minutes: 10,
+        };
+        let caches = std::slice::from_ref(&cache);
+        let log = run_ok(&s.root, &info.local_archive_cache(caches, &s.local));
+        assert!(log.contains("Created cache k"), "{log}");
+        assert!(s.root.join("cache/k/cache.1.tgz").is_file(), "{log}");
+        std::fs::remove_dir_all(p.join("deps")).unwrap();
+        let log = run_ok(&s.root, &info.local_restore_cache(caches, &s.local));
+        assert!(log.contains("Successfully extracted cache k"), "{log}");
+        assert_eq!(std::fs::read_dir(&deep).unwrap().count(), 3000);
+
+        std::fs::remove_dir_all(p.join("deps")).unwrap();
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(deep.join("only.txt"), "x").unwrap();
+        run_ok(&s.root, &info.local_archive_cache(caches, &s.local));
+        assert!(!s.root.join("cache/k/cache.1.tgz").exists());
+        std::fs::remove_dir_all(p.join("deps")).unwrap();
+        run_ok(&s.root, &info.local_restore_cache(caches, &s.local));
+        assert_eq!(std::fs::read_dir(&deep).unwrap().count(), 1);
+    }
+
+    #[test]
     fn no_files_to_upload_is_reported_but_not_a_failure() {
         let s = sandbox();
         let info = ScriptInfo {
@@ -538,7 +800,7 @@ mod tests {
         std::fs::create_dir_all(&s.project).unwrap();
         let a = Artifacts {
             paths: vec!["nothing/".into()],
-            when: Default::default(),
+            ..Artifacts::default()
         };
         let log = run_ok(&s.root, &info.local_upload_artifacts(&a, "j", &s.local));
         assert!(log.contains("ERROR: No files to upload"), "{log}");

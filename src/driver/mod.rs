@@ -1361,10 +1361,11 @@ impl<'a> Run<'a> {
         // 8. upload_artifacts_on_success / upload_artifacts_on_failure: decided by the
         // job's own result, like archive_cache; an upload error counts only when the job
         // had no error yet.
-        let upload = job
-            .artifacts
-            .as_ref()
-            .filter(|a| !a.paths.is_empty() && a.when.matches(job_ok) && !job.api_url.is_empty());
+        let upload = job.artifacts.as_ref().filter(|a| {
+            (!a.paths.is_empty() || !a.dotenv.is_empty())
+                && a.when.matches(job_ok)
+                && !job.api_url.is_empty()
+        });
         if let Some(artifacts) = upload {
             let stage = if job_ok {
                 "upload_artifacts_on_success"
@@ -1923,6 +1924,7 @@ esac
         producer.artifacts = Some(Artifacts {
             paths: vec!["out/".into()],
             when: ArtifactsWhen::OnSuccess,
+            ..Artifacts::default()
         });
         let r = d.run_job(&producer, None).unwrap();
         assert_eq!(r.outcome, Outcome::Success, "{}", r.log);
@@ -1952,6 +1954,7 @@ esac
         consumer.artifacts = Some(Artifacts {
             paths: vec!["out/".into()],
             when: ArtifactsWhen::Always,
+            ..Artifacts::default()
         });
         consumer.dependencies = vec![Dependency {
             id: 1,

@@ -332,27 +332,43 @@ impl ScriptInfo<'_> {
     }
 
     /// Stage `upload_artifacts_on_success` / `upload_artifacts_on_failure`: one
-    /// `artifacts-uploader`; its failure fails the stage.
+    /// `artifacts-uploader` for the archive and one for the dotenv report; a failure fails
+    /// the stage.
     pub fn upload_artifacts(&self, a: &Artifacts, url: &str, token: &str, id: u64) -> Writer {
         let mut w = Writer::new();
         self.write_exports(&mut w);
         w.cd(self.project_dir);
-        w.notice("Uploading artifacts...");
-        w.line("if gitlab-runner --version >/dev/null 2>&1; then");
-        let mut cmd = format!(
-            "gitlab-runner artifacts-uploader --url {} --token {} --id {id} --timeout 1h0m0s --response-header-timeout 10m0s",
-            ansi_c_escape(url),
-            ansi_c_escape(token)
-        );
-        for p in &a.paths {
-            cmd.push_str(" --path ");
-            cmd.push_str(&ansi_c_escape(p));
+        let uploads = [
+            (&a.paths, &a.exclude, "zip", "archive"),
+            (&a.dotenv, &Vec::new(), "gzip", "dotenv"),
+        ];
+        for (paths, exclude, format, kind) in uploads {
+            if paths.is_empty() {
+                continue;
+            }
+            w.notice("Uploading artifacts...");
+            w.line("if gitlab-runner --version >/dev/null 2>&1; then");
+            let mut cmd = format!(
+                "gitlab-runner artifacts-uploader --url {} --token {} --id {id} --timeout 1h0m0s --response-header-timeout 10m0s",
+                ansi_c_escape(url),
+                ansi_c_escape(token)
+            );
+            for p in paths {
+                cmd.push_str(" --path ");
+                cmd.push_str(&ansi_c_escape(p));
+            }
+            for p in exclude {
+                cmd.push_str(" --exclude ");
+                cmd.push_str(&ansi_c_escape(p));
+            }
+            cmd.push_str(&format!(
+                " --artifact-format {format} --artifact-type {kind}"
+            ));
+            w.line(cmd);
+            w.line("else");
+            w.warning("Missing gitlab-runner. Uploading artifacts is disabled.");
+            w.line("fi");
         }
-        cmd.push_str(" --artifact-format zip --artifact-type archive");
-        w.line(cmd);
-        w.line("else");
-        w.warning("Missing gitlab-runner. Uploading artifacts is disabled.");
-        w.line("fi");
         w
     }
 
@@ -764,10 +780,28 @@ mod tests {
         assert!(body.contains("Missing gitlab-runner. Downloading artifacts is disabled."));
         let a = Artifacts {
             paths: vec!["out/".into(), "a b".into()],
-            when: Default::default(),
+            ..Artifacts::default()
         };
         let body = info.upload_artifacts(&a, "http://gl", "t", 9).body();
         assert!(body.contains("gitlab-runner artifacts-uploader --url http://gl --token t --id 9 --timeout 1h0m0s --response-header-timeout 10m0s --path out/ --path $'a b' --artifact-format zip --artifact-type archive\n"), "{body}");
+        // exclude patterns go to the archive's uploader; a dotenv report gets its own
+        let a = Artifacts {
+            paths: vec!["out/".into()],
+            exclude: vec!["out/*.o".into()],
+            dotenv: vec!["build.env".into()],
+            ..Artifacts::default()
+        };
+        let body = info.upload_artifacts(&a, "http://gl", "t", 9).body();
+        assert!(
+            body.contains(
+                "--path out/ --exclude $'out/*.o' --artifact-format zip --artifact-type archive\n"
+            ),
+            "{body}"
+        );
+        assert!(
+            body.contains("--path build.env --artifact-format gzip --artifact-type dotenv\n"),
+            "{body}"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! (`POGO_LOCAL_MOUNTS`, see [`crate::executor::local`]).
 
 pub mod compose;
+pub mod dotenv;
 pub mod inputs;
 pub mod pipeline;
 pub mod project;
@@ -860,6 +861,20 @@ impl Local {
             .join(ARTIFACTS_FILE)
     }
 
+    /// Where the dotenv report of the job named `job_name` is kept.
+    fn dotenv_file(&self, job_name: &str) -> PathBuf {
+        self.store
+            .artifacts_dir()
+            .join(artifacts_dir_name(job_name))
+            .join(local::DOTENV_FILE)
+    }
+
+    /// The variables of the dotenv report the job named `job_name` left, if any.
+    fn dotenv(&self, job_name: &str) -> Option<Result<Vec<(String, String)>, String>> {
+        let text = std::fs::read_to_string(self.dotenv_file(job_name)).ok()?;
+        Some(dotenv::parse(&text))
+    }
+
     /// The job as GitLab would hand it to the runner, and notes for the summary about the
     /// artifacts it gets.
     fn job(&self, spec: &JobSpec, pipeline: &Pipeline) -> (Job, Vec<String>) {
@@ -884,11 +899,6 @@ impl Local {
         job.git_strategy = None;
         job.variables = p.variables(&job.server_url());
         job.variables.extend(spec.variables.iter().cloned());
-        job.variables.extend(
-            self.vars
-                .iter()
-                .map(|(k, v)| Variable::new(k.clone(), v.clone())),
-        );
         job.image = spec.image.clone();
         job.services = spec.services.clone();
         job.before_script = spec.before_script.clone();
@@ -919,10 +929,28 @@ impl Local {
             } else if explicit && !started.contains(name) {
                 notes.push(format!("no artifacts of {name} (it has not run yet)"));
             }
+            // over the file's variables, under the pipeline's own (--var), as on GitLab
+            match self.dotenv(name) {
+                Some(Ok(vars)) if !vars.is_empty() => {
+                    notes.push(format!(
+                        "{} variable(s) of {name}'s dotenv report",
+                        vars.len()
+                    ));
+                    job.variables
+                        .extend(vars.into_iter().map(|(k, v)| Variable::new(k, v)));
+                }
+                Some(Err(e)) => notes.push(format!("{name}'s dotenv report refused: {e}")),
+                _ => {}
+            }
         }
         if !got.is_empty() {
             notes.insert(0, format!("artifacts of {}", got.join(", ")));
         }
+        job.variables.extend(
+            self.vars
+                .iter()
+                .map(|(k, v)| Variable::new(k.clone(), v.clone())),
+        );
         (job, notes)
     }
 
@@ -1036,7 +1064,20 @@ impl Local {
         }
         say(err, &warnings);
 
-        let status = match Failure::from_outcome(&result.outcome) {
+        let mut failure = Failure::from_outcome(&result.outcome);
+        // GitLab refuses a bad dotenv report at upload, which fails the job
+        if let Some(Err(e)) = self.dotenv(&spec.name) {
+            say(
+                out,
+                &format!(
+                    "pogo: {}: GitLab refuses its dotenv report ({e}), so its upload fails and the job with it\n",
+                    spec.name
+                ),
+            );
+            notes.push(format!("dotenv report refused: {e}"));
+            failure.get_or_insert(Failure::System);
+        }
+        let status = match failure {
             None => Status::Passed,
             Some(f) if f.allowed_by(&spec.allow_failure) => Status::AllowedToFail(f),
             Some(f) => Status::Failed(f),

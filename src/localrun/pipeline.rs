@@ -853,7 +853,7 @@ impl Parser {
             ));
         };
         for key in m.keys() {
-            if !matches!(key.as_str(), "paths" | "when") {
+            if !matches!(key.as_str(), "paths" | "when" | "exclude" | "reports") {
                 self.ignore(format!("artifacts:{key}"));
             }
         }
@@ -861,8 +861,36 @@ impl Parser {
             Some(p) => string_list(p).map_err(|e| format!("paths: {e}"))?,
             None => Vec::new(),
         };
+        let exclude = match get(m, "exclude") {
+            Some(p) => one_or_list(p).map_err(|e| format!("exclude: {e}"))?,
+            None => Vec::new(),
+        };
+        let mut dotenv = Vec::new();
+        match get(m, "reports") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(reports)) => {
+                for (kind, v) in reports {
+                    if kind == "dotenv" {
+                        dotenv = one_or_list(v).map_err(|e| format!("reports:dotenv: {e}"))?;
+                    } else {
+                        // test and coverage reports change nothing a later job sees
+                        self.ignore(format!("artifacts:reports:{kind}"));
+                    }
+                }
+            }
+            Some(other) => {
+                return Err(format!("reports: must be a mapping, found {}", kind(other)))
+            }
+        }
         let when = upload_when(get(m, "when")).map_err(|e| format!("when: {e}"))?;
-        Ok((!paths.is_empty()).then_some(Artifacts { paths, when }))
+        Ok(
+            (!paths.is_empty() || !dotenv.is_empty()).then_some(Artifacts {
+                paths,
+                exclude,
+                when,
+                dotenv,
+            }),
+        )
     }
 
     /// `needs:`: job names or `{job, artifacts, optional}`; other kinds are reported.
@@ -1248,6 +1276,14 @@ fn flatten_script(v: &Value, depth: usize, out: &mut Vec<String>) -> Result<(), 
 }
 
 /// A list of strings (`stages`, `tags`, `entrypoint`, `command`).
+/// A string or a list of strings (`artifacts:exclude`, `reports:dotenv`).
+fn one_or_list(v: &Value) -> Result<Vec<String>, String> {
+    match v {
+        Value::String(s) => Ok(vec![s.clone()]),
+        other => string_list(other),
+    }
+}
+
 fn string_list(v: &Value) -> Result<Vec<String>, String> {
     let Value::Array(items) = v else {
         return Err(format!("must be a list of strings, found {}", kind(v)));
@@ -1502,7 +1538,7 @@ c:
                 "cache:key:files",
                 "needs:pipeline",
                 "artifacts:expire_in",
-                "artifacts:reports",
+                "artifacts:reports:junit",
                 "services:pull_policy",
             ]
         );
@@ -1590,7 +1626,8 @@ c: {script: x, artifacts: {when: on_failure}}
             p.job("a").unwrap().artifacts,
             Some(Artifacts {
                 paths: vec!["default-out/".into()],
-                when: CacheWhen::OnSuccess
+                when: CacheWhen::OnSuccess,
+                ..Artifacts::default()
             })
         );
         let b = p.job("b").unwrap().artifacts.clone().unwrap();
