@@ -798,3 +798,46 @@ bad-report:
     );
     assert_eq!(code, 1, "{out}{err}");
 }
+
+#[test]
+fn a_cache_keyed_by_files_is_reused_until_the_files_change() {
+    require_podman!();
+    let ex = Example::new();
+    std::fs::write(ex.project.join("deps.lock"), "left-pad 1.0\n").unwrap();
+    let ci = format!(
+        r#"image: {IMG_BASH}
+deps:
+  script:
+    - test -f .deps/installed && echo "deps from cache" || echo "installing deps"
+    - mkdir -p .deps && touch .deps/installed
+  cache:
+    key:
+      files: [deps.lock]
+      prefix: lock
+    paths: [.deps/]
+"#
+    );
+    std::fs::write(ex.project.join(".gitlab-ci.yml"), ci).unwrap();
+    let (code, out, err) = ex.exec(&["--dirty"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\ninstalling deps\n"), "{out}");
+    let key = out
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("cache '")
+                .and_then(|r| r.split('\'').next())
+        })
+        .expect("a cache note")
+        .to_string();
+    assert!(key.starts_with("lock-") && key.len() == 45, "{key}");
+    let (code, out, err) = ex.exec(&["--dirty"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\ndeps from cache\n"), "{out}");
+    // another lock file, another cache
+    std::fs::write(ex.project.join("deps.lock"), "left-pad 2.0\n").unwrap();
+    let (code, out, err) = ex.exec(&["--dirty"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\ninstalling deps\n"), "{out}");
+    assert!(!out.contains(&format!("cache '{key}'")), "{out}");
+}

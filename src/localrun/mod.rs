@@ -464,6 +464,7 @@ fn exec(
         interrupted,
         parallel: usize::from(args.parallel),
         started: Mutex::new(HashSet::new()),
+        dirty: args.dirty,
     };
     let rows = run_pipeline(&plan, &pipeline, &local, out, err)?;
     let failed: Vec<&str> = rows
@@ -814,6 +815,8 @@ pub struct Local {
     pub parallel: usize,
     /// Jobs started by this run (their artifacts are this run's).
     pub started: Mutex<HashSet<String>>,
+    /// `--dirty`: the jobs get the work tree (cache `key: files` hash its files too).
+    pub dirty: bool,
 }
 
 /// The `CI_JOB_ID` of a job: its place in the pipeline, the same in every run.
@@ -905,6 +908,11 @@ impl Local {
         job.script = spec.script.clone();
         job.after_script = spec.after_script.clone();
         job.cache = spec.cache.clone();
+        for (c, files) in job.cache.iter_mut().zip(&spec.cache_key_files) {
+            if let Some(files) = files {
+                c.key = p.cache_key(files, self.dirty);
+            }
+        }
         job.artifacts = spec.artifacts.clone();
 
         let explicit = spec.dependencies.is_some() || spec.needs.is_some();
@@ -1703,6 +1711,7 @@ esac
             interrupted: None,
             parallel: 1,
             started: Mutex::new(HashSet::new()),
+            dirty: false,
         }
     }
 

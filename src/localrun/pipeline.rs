@@ -123,6 +123,9 @@ pub struct JobSpec {
     pub allow_failure: AllowFailure,
     /// Keys are as written (`default` when not given); variables are expanded per job.
     pub cache: Vec<Cache>,
+    /// For each of `cache`, `key: files` when its key comes from files (`pogo exec`
+    /// computes it before the job runs, as GitLab does).
+    pub cache_key_files: Vec<Option<KeyFiles>>,
     pub artifacts: Option<Artifacts>,
     /// `dependencies:`: whose artifacts to download (`None`: not given).
     pub dependencies: Option<Vec<String>>,
@@ -138,6 +141,17 @@ pub struct JobSpec {
     pub delayed: bool,
     /// The keys the job's own `variables:` sets (they win over `workflow: rules: variables`).
     pub own_variable_keys: Vec<String>,
+}
+
+/// `cache: key: {files, prefix}` (or `files_commits`): the key is a hash of the files'
+/// content (of the commits that last changed them), after `prefix-`; `default` when none of
+/// the files exists.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KeyFiles {
+    pub files: Vec<String>,
+    pub prefix: Option<String>,
+    /// `files_commits`: the commits, not the content.
+    pub commits: bool,
 }
 
 /// What `.gitlab-ci.yml` describes, as far as `pogo exec` understands it.
@@ -351,7 +365,7 @@ struct Defaults {
     after_script: Option<Vec<String>>,
     tags: Option<Vec<String>>,
     variables: Vec<Variable>,
-    cache: Option<Vec<Cache>>,
+    cache: Option<Vec<(Cache, Option<KeyFiles>)>>,
     artifacts: Option<Option<Artifacts>>,
 }
 
@@ -729,10 +743,12 @@ impl Parser {
                  too); keep one of them"
             ));
         }
-        let cache = match get(m, "cache") {
+        let (cache, cache_key_files) = match get(m, "cache") {
             Some(v) => self.caches(v).map_err(ctx("cache"))?,
             None => d.cache.clone().unwrap_or_default(),
-        };
+        }
+        .into_iter()
+        .unzip();
         let artifacts = match get(m, "artifacts") {
             Some(v) => self.artifacts(v).map_err(ctx("artifacts"))?,
             None => d.artifacts.clone().flatten(),
@@ -760,6 +776,7 @@ impl Parser {
             when,
             allow_failure,
             cache,
+            cache_key_files,
             artifacts,
             dependencies,
             needs,
@@ -772,7 +789,7 @@ impl Parser {
     }
 
     /// `cache:`: one mapping or a list of them (`[]` or `{}`: no cache).
-    fn caches(&mut self, v: &Value) -> Result<Vec<Cache>, String> {
+    fn caches(&mut self, v: &Value) -> Result<Vec<(Cache, Option<KeyFiles>)>, String> {
         let items: Vec<&Value> = match v {
             Value::Array(items) => items.iter().collect(),
             Value::Object(m) if m.is_empty() => Vec::new(),
@@ -792,7 +809,7 @@ impl Parser {
         Ok(out)
     }
 
-    fn cache(&mut self, v: &Value) -> Result<Cache, String> {
+    fn cache(&mut self, v: &Value) -> Result<(Cache, Option<KeyFiles>), String> {
         let Value::Object(m) = v else {
             return Err(format!(
                 "must be a mapping with `key:` and `paths:`, found {}",
@@ -808,14 +825,38 @@ impl Parser {
             key: DEFAULT_CACHE_KEY.to_string(),
             ..Cache::default()
         };
+        let mut key_files = None;
         match get(m, "key") {
             None => {}
             Some(Value::Object(k)) => {
-                // `key: {files, prefix}`: GitLab hashes the files' last commit; not done here.
-                self.ignore("cache:key:files");
-                if let Some(prefix) = get(k, "prefix").and_then(scalar) {
-                    c.key = format!("{prefix}-{DEFAULT_CACHE_KEY}");
+                let prefix = get(k, "prefix").and_then(scalar);
+                let (files, commits) = match (get(k, "files"), get(k, "files_commits")) {
+                    (Some(f), None) => (f, false),
+                    (None, Some(f)) => (f, true),
+                    _ => {
+                        return Err(
+                            "key: a mapping needs `files` or `files_commits` (one of them)".into(),
+                        )
+                    }
+                };
+                let files = string_list(files).map_err(|e| format!("key: files: {e}"))?;
+                if files.is_empty() || files.len() > 2 {
+                    return Err("key: files: give one or two files (GitLab's limit)".into());
                 }
+                if let Some(extra) = k
+                    .keys()
+                    .find(|x| !["files", "files_commits", "prefix"].contains(&x.as_str()))
+                {
+                    return Err(format!("key: '{extra}' is not a key: key (files, prefix)"));
+                }
+                if let Some(p) = &prefix {
+                    c.key = format!("{p}-{DEFAULT_CACHE_KEY}");
+                }
+                key_files = Some(KeyFiles {
+                    files,
+                    prefix,
+                    commits,
+                });
             }
             Some(other) => {
                 c.key = scalar(other).ok_or_else(|| {
@@ -841,7 +882,7 @@ impl Parser {
             Some(other) => return Err(format!("policy: must be a string, found {}", kind(other))),
         };
         c.when = upload_when(get(m, "when")).map_err(|e| format!("when: {e}"))?;
-        Ok(c)
+        Ok((c, key_files))
     }
 
     /// `artifacts:`; `None` when it has no paths.
@@ -1535,7 +1576,6 @@ c:
                 "retry",
                 "image:pull_policy",
                 "cache:untracked",
-                "cache:key:files",
                 "needs:pipeline",
                 "artifacts:expire_in",
                 "artifacts:reports:junit",

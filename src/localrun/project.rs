@@ -86,7 +86,8 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
     }
 }
 
-fn git(dir: &Path, args: &[&str]) -> Option<String> {
+/// `git -C dir ARGS`'s output as it is (a file's content), if it succeeded.
+fn git_bytes(dir: &Path, args: &[&str]) -> Option<Vec<u8>> {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -95,10 +96,15 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
         .stderr(Stdio::null())
         .output()
         .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let s = String::from_utf8(out.stdout).ok()?.trim_end().to_string();
+    out.status.success().then_some(out.stdout)
+}
+
+/// [`git_bytes`] as trimmed text; `None` for empty output too.
+fn git(dir: &Path, args: &[&str]) -> Option<String> {
+    let s = String::from_utf8(git_bytes(dir, args)?)
+        .ok()?
+        .trim_end()
+        .to_string();
     (!s.is_empty()).then_some(s)
 }
 
@@ -164,6 +170,45 @@ impl Project {
 
     /// The files changed between `reference` and HEAD (`changes: compare_to`), `None` when
     /// git does not know the ref.
+    /// The cache key `cache: key: files` (or `files_commits`) gives this commit: a hash of the
+    /// files' content as the job sees them (with `dirty`, the work tree's), or of the commits
+    /// that last changed them; `default` when none of them exists; after `prefix-`.
+    pub fn cache_key(&self, key: &super::pipeline::KeyFiles, dirty: bool) -> String {
+        let mut hashed = Vec::new();
+        for file in &key.files {
+            let rel = file.trim_start_matches("./").trim_start_matches('/');
+            let part = if key.commits {
+                git(&self.dir, &["log", "-n", "1", "--format=%H", "--", rel])
+                    .map(String::into_bytes)
+            } else if dirty || self.git.is_none() {
+                std::fs::read(self.dir.join(rel)).ok()
+            } else {
+                // `./`: relative to the project directory, which may be below the repository's top
+                git_bytes(&self.dir, &["show", &format!("HEAD:./{rel}")])
+            };
+            if let Some(bytes) = part {
+                hashed.extend_from_slice(rel.as_bytes());
+                hashed.push(0);
+                hashed.extend_from_slice(&bytes);
+                hashed.push(0);
+            }
+        }
+        let hash = if hashed.is_empty() {
+            super::pipeline::DEFAULT_CACHE_KEY.to_string()
+        } else {
+            ring::digest::digest(&ring::digest::SHA256, &hashed)
+                .as_ref()
+                .iter()
+                .take(20)
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
+        match &key.prefix {
+            Some(p) => format!("{p}-{hash}"),
+            None => hash,
+        }
+    }
+
     pub fn changed_against(&self, reference: &str) -> Option<Vec<String>> {
         let base = git(&self.dir, &["merge-base", reference, "HEAD"])?;
         Some(lines(git(
@@ -685,6 +730,36 @@ mod tests {
         );
         let proj = dir.path().join("proj");
         (dir, proj)
+    }
+
+    #[test]
+    fn a_files_cache_key_follows_the_files_the_job_sees() {
+        let (_d, proj) = repo();
+        let p = Project::discover(&proj);
+        let files = |files: &[&str], prefix: Option<&str>, commits: bool| {
+            super::super::pipeline::KeyFiles {
+                files: files.iter().map(|f| f.to_string()).collect(),
+                prefix: prefix.map(str::to_string),
+                commits,
+            }
+        };
+        let head = p.cache_key(&files(&["modified"], None, false), false);
+        let work = p.cache_key(&files(&["modified"], None, false), true);
+        assert_eq!(head.len(), 40, "{head}");
+        assert_ne!(head, work, "the work tree's content differs from HEAD's");
+        assert_eq!(
+            head,
+            p.cache_key(&files(&["./modified"], None, false), false)
+        );
+        assert_eq!(
+            p.cache_key(&files(&["nope.lock"], Some("deps"), false), false),
+            "deps-default"
+        );
+        let with_prefix = p.cache_key(&files(&["modified"], Some("deps"), false), false);
+        assert_eq!(with_prefix, format!("deps-{head}"));
+        let by_commit = p.cache_key(&files(&["modified"], None, true), false);
+        assert_ne!(by_commit, head);
+        assert_eq!(by_commit.len(), 40);
     }
 
     #[test]
