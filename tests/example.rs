@@ -841,3 +841,27 @@ deps:
     assert!(out.contains("\ninstalling deps\n"), "{out}");
     assert!(!out.contains(&format!("cache '{key}'")), "{out}");
 }
+
+#[test]
+fn inherit_keeps_defaults_and_global_variables_from_the_jobs_that_opt_out() {
+    require_podman!();
+    let ex = Example::new();
+    let ci = format!(
+        r#"image: {IMG_BASH}
+variables: {{GREETING: hello, NAME: world}}
+default:
+  before_script: ["echo from-default"]
+everything:
+  script: ['echo "everything: $GREETING $NAME"']
+own:
+  inherit: {{default: false, variables: [NAME]}}
+  script: ['echo "own: [$GREETING] $NAME"']
+"#
+    );
+    std::fs::write(ex.project.join(".gitlab-ci.yml"), ci).unwrap();
+    let (code, out, err) = ex.exec(&["--dirty"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\neverything: hello world\n"), "{out}");
+    assert!(out.contains("\nown: [] world\n"), "{out}");
+    assert_eq!(out.matches("\nfrom-default\n").count(), 1, "{out}");
+}

@@ -59,9 +59,39 @@ const JOB_KEYS: &[&str] = &[
     "rules",
     "only",
     "except",
+    "inherit",
     // Resolved before jobs are read (see compose); kept to explain a missing `script:`.
     "extends",
 ];
+
+/// `inherit: default` / `inherit: variables` of a job: all of them (GitLab's default),
+/// none, or the ones named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Inherit {
+    All,
+    Only(Vec<String>),
+}
+
+impl Inherit {
+    fn parse(v: Option<&Value>) -> Result<Self, String> {
+        match v {
+            None | Some(Value::Bool(true)) => Ok(Inherit::All),
+            Some(Value::Bool(false)) => Ok(Inherit::Only(Vec::new())),
+            Some(v @ Value::Array(_)) => string_list(v).map(Inherit::Only),
+            Some(other) => Err(format!(
+                "must be true, false or a list of names, found {}",
+                kind(other)
+            )),
+        }
+    }
+
+    fn allows(&self, name: &str) -> bool {
+        match self {
+            Inherit::All => true,
+            Inherit::Only(names) => names.iter().any(|n| n == name),
+        }
+    }
+}
 
 /// How deep GitLab lets script lists nest.
 const MAX_SCRIPT_DEPTH: usize = 10;
@@ -663,28 +693,67 @@ impl Parser {
             ));
         }
 
+        // `inherit:` narrows what `default:` and the global variables give this job
+        let (inherit_default, inherit_variables) = match get(m, "inherit") {
+            None => (Inherit::All, Inherit::All),
+            Some(Value::Object(i)) => {
+                if let Some(k) = i.keys().find(|k| *k != "default" && *k != "variables") {
+                    return Err(format!(
+                        "job '{name}': inherit: '{k}' is not an inherit: key (default, variables)"
+                    ));
+                }
+                (
+                    Inherit::parse(get(i, "default")).map_err(ctx("inherit: default"))?,
+                    Inherit::parse(get(i, "variables")).map_err(ctx("inherit: variables"))?,
+                )
+            }
+            Some(other) => {
+                return Err(format!(
+                    "job '{name}': inherit: must be a mapping with default and variables, found {}",
+                    kind(other)
+                ))
+            }
+        };
+        let empty = Defaults::default();
+        let inherited = |key: &str| {
+            if inherit_default.allows(key) {
+                d
+            } else {
+                &empty
+            }
+        };
         let image = match get(m, "image") {
             Some(v) => Some(self.image(v).map_err(ctx("image"))?),
-            None => d.image.clone(),
+            None => inherited("image").image.clone(),
         };
         let services = match get(m, "services") {
             Some(v) => self.services(v).map_err(ctx("services"))?,
-            None => d.services.clone().unwrap_or_default(),
+            None => inherited("services").services.clone().unwrap_or_default(),
         };
         let before_script = match get(m, "before_script") {
             Some(v) => script(v).map_err(ctx("before_script"))?,
-            None => d.before_script.clone().unwrap_or_default(),
+            None => inherited("before_script")
+                .before_script
+                .clone()
+                .unwrap_or_default(),
         };
         let after_script = match get(m, "after_script") {
             Some(v) => script(v).map_err(ctx("after_script"))?,
-            None => d.after_script.clone().unwrap_or_default(),
+            None => inherited("after_script")
+                .after_script
+                .clone()
+                .unwrap_or_default(),
         };
         let tags = match get(m, "tags") {
             Some(v) => string_list(v).map_err(ctx("tags"))?,
-            None => d.tags.clone().unwrap_or_default(),
+            None => inherited("tags").tags.clone().unwrap_or_default(),
         };
-        let mut vars: Vec<Variable> = globals.to_vec();
-        vars.extend(d.variables.iter().cloned());
+        let mut vars: Vec<Variable> = globals
+            .iter()
+            .chain(&d.variables)
+            .filter(|v| inherit_variables.allows(&v.key))
+            .cloned()
+            .collect();
         let mut own_variable_keys = Vec::new();
         if let Some(v) = get(m, "variables") {
             let own = variables(v).map_err(ctx("variables"))?;
@@ -745,13 +814,13 @@ impl Parser {
         }
         let (cache, cache_key_files) = match get(m, "cache") {
             Some(v) => self.caches(v).map_err(ctx("cache"))?,
-            None => d.cache.clone().unwrap_or_default(),
+            None => inherited("cache").cache.clone().unwrap_or_default(),
         }
         .into_iter()
         .unzip();
         let artifacts = match get(m, "artifacts") {
             Some(v) => self.artifacts(v).map_err(ctx("artifacts"))?,
-            None => d.artifacts.clone().flatten(),
+            None => inherited("artifacts").artifacts.clone().flatten(),
         };
         let dependencies = match m.get("dependencies") {
             None => None,
@@ -2006,6 +2075,46 @@ deps: {stage: test, script: [x], dependencies: [shard]}
         assert!(
             e.to_string()
                 .contains("when: manual is not allowed in include rules"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn inherit_narrows_what_default_and_the_global_variables_give_a_job() {
+        let p = parse_ok(
+            r#"
+variables: {A: a, B: b}
+default:
+  image: def-img
+  before_script: [echo before]
+  tags: [t]
+all: {script: x}
+none:
+  script: x
+  inherit: {default: false, variables: false}
+some:
+  script: x
+  inherit: {default: [image], variables: [B]}
+"#,
+        );
+        let keys =
+            |j: &JobSpec| -> Vec<String> { j.variables.iter().map(|v| v.key.clone()).collect() };
+        let all = p.job("all").unwrap();
+        assert_eq!(all.image, Some(Image::new("def-img")));
+        assert_eq!(all.before_script, ["echo before"]);
+        assert_eq!(keys(all), ["A", "B"]);
+        let none = p.job("none").unwrap();
+        assert_eq!((none.image.clone(), none.tags.len()), (None, 0));
+        assert!(none.before_script.is_empty());
+        assert!(keys(none).is_empty());
+        let some = p.job("some").unwrap();
+        assert_eq!(some.image, Some(Image::new("def-img")));
+        assert!(some.before_script.is_empty() && some.tags.is_empty());
+        assert_eq!(keys(some), ["B"]);
+        assert!(p.ignored.is_empty(), "{:?}", p.ignored);
+        let e = parse_err("j: {script: x, inherit: {default: maybe}}\n");
+        assert!(
+            e.contains("job 'j': inherit: default: must be true, false or a list"),
             "{e}"
         );
     }
