@@ -865,3 +865,31 @@ own:
     assert!(out.contains("\nown: [] world\n"), "{out}");
     assert_eq!(out.matches("\nfrom-default\n").count(), 1, "{out}");
 }
+
+#[test]
+fn a_clone_of_a_gitlab_project_gets_its_project_path_and_directory() {
+    require_podman!();
+    let ex = Example::new();
+    git(
+        &ex.project,
+        &[
+            "remote",
+            "add",
+            "origin",
+            "git@gitlab.example.com:team/sub/app.git",
+        ],
+    );
+    let ci = format!(
+        r#"image: {IMG_BASH}
+where:
+  script: ['echo "$CI_PROJECT_PATH $CI_PROJECT_NAMESPACE $CI_PROJECT_NAME $CI_PROJECT_DIR"']
+"#
+    );
+    std::fs::write(ex.project.join(".gitlab-ci.yml"), ci).unwrap();
+    let (code, out, err) = ex.exec(&["--dirty"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("\nteam/sub/app team/sub app /builds/team/sub/app\n"),
+        "{out}"
+    );
+}

@@ -228,9 +228,15 @@ impl Project {
             .map(|d| d.as_secs())
             .unwrap_or(1);
         let in_git = git(&dir, &["rev-parse", "--is-inside-work-tree"]).as_deref() == Some("true");
+        // the project's path on GitLab, from the clone's `origin`, so that CI_PROJECT_PATH,
+        // CI_PROJECT_NAMESPACE and CI_PROJECT_DIR are what they are there
+        let remote = in_git
+            .then(|| git(&dir, &["remote", "get-url", "origin"]))
+            .flatten()
+            .and_then(|url| project_path_of_remote(&url));
         let git = if in_git { read_git(&dir) } else { None };
         Project {
-            path: format!("local/{}", sanitize_project_name(&name)),
+            path: remote.unwrap_or_else(|| format!("local/{}", sanitize_project_name(&name))),
             pipeline_id,
             git,
             in_git,
@@ -434,6 +440,36 @@ pub fn slug(s: &str, max: usize) -> String {
 }
 
 /// A GitLab-like project path component: `[A-Za-z0-9_.-]`, other characters become `-`.
+/// `group/sub/project` of a clone URL (`git@host:group/project.git`,
+/// `ssh://git@host:22/group/project.git`, `https://host/group/project`), each part as
+/// [`sanitize_project_name`] leaves it; `None` for a local path or a URL without a group.
+pub fn project_path_of_remote(url: &str) -> Option<String> {
+    let url = url.trim();
+    let path = if let Some((_, rest)) = url.split_once("://") {
+        // scheme://[user@]host[:port]/path
+        if url.starts_with("file://") {
+            return None;
+        }
+        rest.split_once('/')?.1
+    } else if let Some((host, rest)) = url.split_once(':') {
+        // scp-like: [user@]host:path (not a local path with a colon in it)
+        if host.contains('/') {
+            return None;
+        }
+        rest
+    } else {
+        return None;
+    };
+    let path = path.trim_matches('/');
+    let path = path.strip_suffix(".git").unwrap_or(path);
+    let parts: Vec<String> = path
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != "." && *p != "..")
+        .map(sanitize_project_name)
+        .collect();
+    (parts.len() >= 2).then(|| parts.join("/"))
+}
+
 pub fn sanitize_project_name(name: &str) -> String {
     let mapped: String = name
         .chars()
@@ -730,6 +766,33 @@ mod tests {
         );
         let proj = dir.path().join("proj");
         (dir, proj)
+    }
+
+    #[test]
+    fn the_project_path_comes_from_the_clones_origin_as_on_gitlab() {
+        for (url, want) in [
+            ("git@gitlab.com:group/sub/proj.git", Some("group/sub/proj")),
+            ("ssh://git@gitlab.example.com:2222/g/p.git", Some("g/p")),
+            ("https://gitlab.example.com/g/p", Some("g/p")),
+            (
+                "https://oauth2:tok@gitlab.example.com/g/p.git/",
+                Some("g/p"),
+            ),
+            ("https://gitlab.example.com/p.git", None),
+            ("/srv/git/g/p.git", None),
+            ("file:///srv/git/g/p.git", None),
+            ("../p", None),
+            ("git@host:../../etc", None),
+        ] {
+            assert_eq!(project_path_of_remote(url).as_deref(), want, "{url}");
+        }
+        let (_d, proj) = repo();
+        sh(
+            &proj,
+            "git remote add origin git@gitlab.example.com:team/app.git",
+        );
+        let p = Project::discover(&proj);
+        assert_eq!(p.path, "team/app");
     }
 
     #[test]
