@@ -1163,3 +1163,61 @@ fn pogo_mounts_only_its_own_copies_relabelled_and_tag_mounts_as_written() {
     );
     env.assert_no_leftovers();
 }
+
+/// `CI_DEBUG_SERVICES: "true"`: what a service writes shows in the job log after its alias,
+/// each line once however many stages the job has, as the Docker executor shows it.
+#[test]
+fn ci_debug_services_streams_each_service_line_into_the_job_log_once() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    let mut job = env.job(&[], &["sleep 2", "echo script-done"]);
+    job.after_script = vec!["sleep 1".into()];
+    job.variables
+        .push(pogo::driver::Variable::new("CI_DEBUG_SERVICES", "true"));
+    job.services = vec![Service {
+        command: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "echo started-on-stdout; echo started-on-stderr >&2; sleep 1; echo a-second-later; exec httpd -f -p 80 -h /www".into(),
+        ]),
+        ..httpd_service("web")
+    }];
+    let r = env.run(&job);
+    assert_success(&r);
+    let log = plain_log(&r);
+    for line in [
+        "[service:web] started-on-stdout",
+        "[service:web] started-on-stderr",
+        "[service:web] a-second-later",
+    ] {
+        assert_eq!(log.matches(line).count(), 1, "{line}:\n{log}");
+    }
+    env.assert_no_leftovers();
+}
+
+/// A script that fails while a service has died says so, with the service's last lines.
+#[test]
+fn a_failed_script_names_a_service_that_died_with_its_last_lines() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    let mut job = env.job(&[], &["sleep 3", "exit 4"]);
+    // no exposed port: prepare does not wait for it, and it dies while the script runs
+    job.services = vec![Service {
+        name: IMG_BUSYBOX.into(),
+        command: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "echo out of disk space; sleep 1; exit 3".into(),
+        ]),
+        ..httpd_service("db")
+    }];
+    let r = env.run(&job);
+    assert_build_failure(&r, 4);
+    let log = plain_log(&r);
+    assert!(
+        log.contains("is not running any more (exit code 3); its last lines:"),
+        "{log}"
+    );
+    assert!(log.contains("[service:db] out of disk space"), "{log}");
+    env.assert_no_leftovers();
+}

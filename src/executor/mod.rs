@@ -14,6 +14,7 @@ pub mod local;
 pub mod prepare;
 pub mod response;
 pub mod run;
+pub mod service_logs;
 
 use crate::config::{self, Config};
 use crate::podman::Podman;

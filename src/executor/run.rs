@@ -393,6 +393,7 @@ pub async fn run(ctx: &Context, script: &Path, stage: &str) -> Result<(), Failur
     }
     let target = stage_target(ctx, stage)?;
     hooks::stage_started(ctx, stage);
+    let followers = super::service_logs::start(ctx);
     let exit = match target.agent_socket.clone() {
         Some(socket) => {
             Agent { socket }
@@ -405,6 +406,9 @@ pub async fn run(ctx: &Context, script: &Path, stage: &str) -> Result<(), Failur
                 .await
         }
     };
+    if let Some(f) = followers {
+        super::service_logs::stop(ctx, f).await;
+    }
     let canceled = exit.as_ref().is_ok_and(|e| e.canceled);
     let result = match exit {
         Ok(StageExit { code: Some(0), .. }) => Ok(()),
@@ -416,6 +420,10 @@ pub async fn run(ctx: &Context, script: &Path, stage: &str) -> Result<(), Failur
         ))),
         Err(e) => Err(e),
     };
+    if matches!(result, Err(Failure::Build { .. })) && is_user_stage(stage) && !canceled {
+        // a test suite that fails at once: often its database died
+        super::service_logs::report_stopped(ctx).await;
+    }
     let end = match &result {
         _ if canceled => hooks::StageEnd::Canceled,
         Ok(()) => hooks::StageEnd::Ok,
