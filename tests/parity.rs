@@ -46,6 +46,7 @@ fn image_with_entrypoint(name: &str, entrypoint: &[&str]) -> Image {
     Image {
         name: name.to_string(),
         entrypoint: Some(entrypoint.iter().map(|s| s.to_string()).collect()),
+        docker: Default::default(),
     }
 }
 
@@ -458,6 +459,7 @@ fn docker_auth_config_of_the_job_logs_in_to_a_private_registry() {
         entrypoint: None,
         command: Some(vec!["sleep".into(), "300".into()]),
         variables: BTreeMap::new(),
+        docker: Default::default(),
     }];
     env.use_plain_http_registry(&registry);
     let watch = CmdlineWatch::start(vec![secret.clone(), REGISTRY_PASS.to_string()]);
@@ -868,5 +870,93 @@ fn measure_get_sources_fetch_vs_clone_on_a_2000_commit_repository() {
         );
     }
     let _ = pogo_gc(&env, &["--runner", &runner, "--older-than", "0s"]);
+    env.assert_no_leftovers();
+}
+
+/// `image: docker: user`: the job runs as that user, as the Docker executor runs it, and can
+/// still write its builds directory (podman hands it over, as for an image's own USER).
+#[test]
+fn image_docker_user_runs_the_job_as_that_user() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    let mut job = env.job(
+        &[],
+        &[
+            "echo \"uid=$(id -u) gid=$(id -g)\"",
+            "touch made-here && echo wrote",
+        ],
+    );
+    job.image = Some(Image {
+        docker: pogo::driver::DockerOptions {
+            user: Some("1234:2345".into()),
+            platform: None,
+        },
+        ..Image::new(IMG_BASH)
+    });
+    let r = env.run(&job);
+    assert_success(&r);
+    let log = plain_log(&r);
+    assert!(log.contains("\nuid=1234 gid=2345\n"), "{log}");
+    assert!(log.contains("\nwrote\n"), "{log}");
+    assert!(log.contains("--user=1234:2345"), "{log}");
+    env.assert_no_leftovers();
+}
+
+/// `image: docker: platform`: the local image serves when it is for that platform; one for
+/// another platform is not taken for it, and the message names the platform.
+#[test]
+fn image_docker_platform_picks_the_image_for_that_platform() {
+    require_podman!();
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let env = TestEnv::new(&PogoConfig {
+        pull_policy: Some("never".into()),
+        ..PogoConfig::default()
+    });
+    let mut job = env.job(&[], &["echo on-my-platform"]);
+    job.image = Some(Image {
+        docker: pogo::driver::DockerOptions {
+            platform: Some(arch.into()),
+            user: None,
+        },
+        ..Image::new(IMG_BASH)
+    });
+    let r = env.run(&job);
+    assert_success(&r);
+    assert!(plain_log(&r).contains("\non-my-platform\n"));
+
+    let other = if arch == "s390x" { "ppc64le" } else { "s390x" };
+    let mut job = env.job(&[], &["echo never-runs"]);
+    job.image = Some(Image {
+        docker: pogo::driver::DockerOptions {
+            platform: Some(other.into()),
+            user: None,
+        },
+        ..Image::new(IMG_BASH)
+    });
+    let r = env.run(&job);
+    let message = assert_system_failure(&r);
+    let log = plain_log(&r);
+    assert!(
+        log.contains(&format!(
+            "image {IMG_BASH} for linux/{other} is not in podman's local storage"
+        )),
+        "{message}\n{log}"
+    );
+    // a value that is not a platform is the job's mistake, and never an option
+    let mut job = env.job(&[], &["echo never-runs"]);
+    job.image = Some(Image {
+        docker: pogo::driver::DockerOptions {
+            platform: Some("--privileged".into()),
+            user: None,
+        },
+        ..Image::new(IMG_BASH)
+    });
+    let r = env.run(&job);
+    assert_build_failure(&r, 1);
+    assert!(plain_log(&r).contains("is not OS[/ARCH[/VARIANT]]"));
     env.assert_no_leftovers();
 }

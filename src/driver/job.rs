@@ -61,14 +61,31 @@ impl Variable {
 pub struct Image {
     pub name: String,
     pub entrypoint: Option<Vec<String>>,
+    /// `docker: {platform, user}`.
+    pub docker: DockerOptions,
 }
 
 impl Image {
     pub fn new(name: impl Into<String>) -> Self {
         Image {
             name: name.into(),
-            entrypoint: None,
+            ..Image::default()
         }
+    }
+}
+
+/// `image: docker:` (and `services: docker:`): the Docker executor's image options, sent to
+/// the runner as `executor_opts.docker`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DockerOptions {
+    pub platform: Option<String>,
+    pub user: Option<String>,
+}
+
+impl DockerOptions {
+    /// The description's `executor_opts`, as GitLab sends it.
+    fn payload(&self) -> Value {
+        json!({"docker": {"platform": self.platform, "user": self.user}})
     }
 }
 
@@ -81,6 +98,8 @@ pub struct Service {
     pub entrypoint: Option<Vec<String>>,
     pub command: Option<Vec<String>>,
     pub variables: BTreeMap<String, String>,
+    /// `docker: {platform, user}`.
+    pub docker: DockerOptions,
 }
 
 impl Service {
@@ -417,7 +436,11 @@ impl Job {
             }));
         }
         let image = match &self.image {
-            Some(i) => json!({"name": expand(&i.name, vars), "entrypoint": i.entrypoint}),
+            Some(i) => json!({
+                "name": expand(&i.name, vars),
+                "entrypoint": i.entrypoint,
+                "executor_opts": i.docker.payload(),
+            }),
             None => json!({"name": "", "entrypoint": null}),
         };
         let services: Vec<Value> = self
@@ -435,6 +458,7 @@ impl Job {
                     "entrypoint": s.entrypoint,
                     "command": s.command,
                     "variables": variables,
+                    "executor_opts": s.docker.payload(),
                 })
             })
             .collect();

@@ -27,8 +27,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 pub use job::{
-    Artifacts, ArtifactsWhen, Cache, CachePolicy, CacheWhen, Dependency, Image, Job, Service,
-    Variable,
+    Artifacts, ArtifactsWhen, Cache, CachePolicy, CacheWhen, Dependency, DockerOptions, Image, Job,
+    Service, Variable,
 };
 pub use local::{LocalDir, LocalStages};
 pub use process::{KillReport, StopReason};

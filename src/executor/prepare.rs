@@ -5,7 +5,7 @@
 
 use super::config_stage::job_tags;
 use super::env::Service;
-use super::response::{ImageSpec, JobResponse};
+use super::response::{DockerOptions, ImageSpec, JobResponse};
 use super::{auth, jobdata, log_info, log_warning, Context, Failure};
 use crate::config::{resolve, Config, PullPolicy};
 use crate::podman::args::{self, JobContainer, KeepAlive, RUNNER_BINARY_PATH};
@@ -51,13 +51,16 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
         &format!("image {image}"),
         &ctx.config,
     )?;
+    let docker = docker_options(image_spec, "the job's image")?;
     let service_specs = service_specs(&ctx.job.services, &response.services);
     let mut service_pulls = Vec::with_capacity(service_specs.len());
     let mut service_ports = Vec::with_capacity(service_specs.len());
+    let mut service_docker = Vec::with_capacity(service_specs.len());
     for (svc, spec) in ctx.job.services.iter().zip(&service_specs) {
         let what = format!("service {}", svc.name);
         service_pulls.push(pull_policies(&spec.pull_policy, &what, &ctx.config)?);
         service_ports.push(readiness_ports(svc, spec)?);
+        service_docker.push(docker_options(Some(spec), &what)?);
     }
     let configured_auth = check_auth_file(ctx.config.auth_file.as_deref())?;
     let job_dir = jobdata::create(&ctx.config.working_dir, &ctx.job.names.key).map_err(|e| {
@@ -69,10 +72,25 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     let mut pull_auth = PullAuth::for_job(ctx, configured_auth, response, &job_dir)?;
 
     let labels = ctx.job.labels(&unix_now().to_string());
-    let image_info = ensure_image(&ctx.podman, &image, &image_pull, &mut pull_auth).await?;
+    let image_info = ensure_image(
+        &ctx.podman,
+        &image,
+        docker.platform.as_deref(),
+        &image_pull,
+        &mut pull_auth,
+    )
+    .await?;
     let mut service_images = Vec::with_capacity(ctx.job.services.len());
-    for (svc, pull) in ctx.job.services.iter().zip(&service_pulls) {
-        service_images.push(ensure_image(&ctx.podman, &svc.name, pull, &mut pull_auth).await?);
+    for ((svc, pull), d) in ctx
+        .job
+        .services
+        .iter()
+        .zip(&service_pulls)
+        .zip(&service_docker)
+    {
+        let platform = d.platform.as_deref();
+        service_images
+            .push(ensure_image(&ctx.podman, &svc.name, platform, pull, &mut pull_auth).await?);
     }
     // The helper image: the runner's own choice, pulled per the runner's policy and login.
     let helper = match &ctx.config.helper_image {
@@ -83,7 +101,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
                 chosen_by_job: false,
             };
             let mut runner_auth = PullAuth::configured(pull_auth.configured.clone());
-            let info = ensure_image(&ctx.podman, helper_image, &pull, &mut runner_auth)
+            let info = ensure_image(&ctx.podman, helper_image, None, &pull, &mut runner_auth)
                 .await
                 .map_err(|f| match f {
                     Failure::System(m) => Failure::system(format!("helper_image: {m}")),
@@ -122,7 +140,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     let pod = if ctx.job.services.is_empty() {
         None
     } else {
-        Some(start_services(ctx, &labels, &job_dir, &service_envs).await?)
+        Some(start_services(ctx, &labels, &job_dir, &service_envs, &service_docker).await?)
     };
 
     let grants = resolve::grants(&ctx.config, &tags, &ctx.job.project_path);
@@ -138,7 +156,15 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     // clone), else one per job when the helper container shares it, else the job container's.
     // An image with a non-root USER cannot make the builds directory in the container's
     // root-owned filesystem: it gets a volume too, which podman hands to that user (`:U`).
-    let non_root = image_info.config.runs_as_non_root();
+    let non_root = match &docker.user {
+        // `docker: user` is who the container runs as, whatever the image's USER
+        Some(user) => InspectedConfig {
+            user: Some(user.clone()),
+            ..InspectedConfig::default()
+        }
+        .runs_as_non_root(),
+        None => image_info.config.runs_as_non_root(),
+    };
     // held until the job container mounts the persistent volume (see gc::BuildsVolumeLock)
     let mut volume_lock = None;
     let builds_volume = if ctx.config.persistent_builds_days > 0 {
@@ -197,6 +223,10 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
         .then(|| super::agent::socket_path(&ctx.config.working_dir, &ctx.job.names.key));
     let spec = JobContainer {
         name: &ctx.job.names.container,
+        docker: args::Docker {
+            platform: docker.platform.as_deref(),
+            user: docker.user.as_deref(),
+        },
         pod: pod.as_deref(),
         labels: &labels,
         volumes: job_volumes,
@@ -236,6 +266,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
         });
         let argv = args::job_run(&JobContainer {
             name: &helper_name,
+            docker: args::Docker::default(),
             pod: pod.as_deref(),
             labels: &labels,
             volumes: volumes.clone(),
@@ -295,6 +326,21 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     }
     state.succeeded(); // pogo tui: prepare finished
     Ok(())
+}
+
+/// `docker: {platform, user}` of an image (the job's or a service's) checked — they are
+/// the job's values — and the platform in podman's form. A value that is not one is the
+/// job's mistake.
+fn docker_options(spec: Option<&ImageSpec>, what: &str) -> Result<DockerOptions, Failure> {
+    let Some(d) = spec.map(|s| &s.docker) else {
+        return Ok(DockerOptions::default());
+    };
+    args::validate_docker_options(d.platform.as_deref(), d.user.as_deref())
+        .map_err(|m| Failure::build(1, format!("{what}: {m}")))?;
+    Ok(DockerOptions {
+        platform: d.platform.as_deref().map(args::normalize_platform),
+        user: d.user.clone(),
+    })
 }
 
 /// The job description, or an empty one when gitlab-runner gave none (older than 14.1).
@@ -603,6 +649,25 @@ impl PullAuth {
 pub struct InspectedImage {
     #[serde(rename = "Config", default)]
     pub config: InspectedConfig,
+    #[serde(rename = "Os", default)]
+    pub os: String,
+    #[serde(rename = "Architecture", default)]
+    pub architecture: String,
+    #[serde(rename = "Variant", default)]
+    pub variant: String,
+}
+
+impl InspectedImage {
+    /// Whether this image is for `platform` (normalized, `os/arch[/variant]`); an image that
+    /// does not say is taken for it.
+    pub fn is_for(&self, platform: &str) -> bool {
+        let mut want = platform.split('/');
+        let (os, arch, variant) = (want.next(), want.next(), want.next());
+        let same = |want: Option<&str>, have: &str| {
+            have.is_empty() || want.is_none_or(|w| w.eq_ignore_ascii_case(have))
+        };
+        same(os, &self.os) && same(arch, &self.architecture) && same(variant, &self.variant)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -659,6 +724,7 @@ async fn inspect_local(podman: &Podman, image: &str) -> Result<Option<InspectedI
 pub async fn ensure_image(
     podman: &Podman,
     image: &str,
+    platform: Option<&str>,
     pull: &Pull,
     auth: &mut PullAuth,
 ) -> Result<InspectedImage, Failure> {
@@ -670,7 +736,7 @@ pub async fn ensure_image(
                 i + 1
             ));
         }
-        match ensure_with(podman, image, *policy, pull.chosen_by_job, auth).await {
+        match ensure_with(podman, image, platform, *policy, pull.chosen_by_job, auth).await {
             Ok(info) => return Ok(info),
             Err(e) => {
                 if i + 1 < pull.policies.len() {
@@ -690,15 +756,25 @@ pub async fn ensure_image(
 async fn ensure_with(
     podman: &Podman,
     image: &str,
+    platform: Option<&str>,
     policy: PullPolicy,
     chosen_by_job: bool,
     auth: &mut PullAuth,
 ) -> Result<InspectedImage, Failure> {
+    // a local image for another platform (`docker: platform`) counts as missing
+    let local = inspect_local(podman, image)
+        .await?
+        .filter(|info| platform.is_none_or(|p| info.is_for(p)));
+    let image_for = match platform {
+        Some(p) => format!("{image} for {p}"),
+        None => image.to_string(),
+    };
     match policy {
         PullPolicy::Never => {
-            if let Some(info) = inspect_local(podman, image).await? {
+            if let Some(info) = local {
                 return Ok(info);
             }
+            let image = &image_for;
             if chosen_by_job {
                 return Err(Failure::build(
                     1,
@@ -715,18 +791,18 @@ async fn ensure_with(
             )));
         }
         PullPolicy::IfNotPresent => {
-            if let Some(info) = inspect_local(podman, image).await? {
+            if let Some(info) = local {
                 log_info(&format!(
-                    "using local image {image} (pull_policy if-not-present)"
+                    "using local image {image_for} (pull_policy if-not-present)"
                 ));
                 return Ok(info);
             }
         }
         PullPolicy::Always => {}
     }
-    log_info(&format!("pulling image {image} (pull_policy {policy})"));
+    log_info(&format!("pulling image {image_for} (pull_policy {policy})"));
     let auth_file = auth.path()?;
-    let argv = args::pull(image, auth_file.as_deref());
+    let argv = args::pull(image, auth_file.as_deref(), platform);
     let (ok, tail) = podman
         .run_tee(&argv)
         .await
@@ -927,6 +1003,7 @@ async fn start_services(
     labels: &[(String, String)],
     job_dir: &Path,
     envs: &[args::ServiceEnv],
+    docker: &[DockerOptions],
 ) -> Result<String, Failure> {
     let pod = ctx.job.names.pod.clone();
     let mut hosts: Vec<String> = Vec::new();
@@ -941,7 +1018,7 @@ async fn start_services(
     create(ctx, Kind::Pod, &pod, &argv)
         .await
         .map_err(|e| start_failure("create the job's pod", &e))?;
-    for (i, (svc, env)) in ctx.job.services.iter().zip(envs).enumerate() {
+    for (i, ((svc, env), d)) in ctx.job.services.iter().zip(envs).zip(docker).enumerate() {
         let name = ctx.job.names.service(i);
         // single-line variables go in a 0600 file of the job's private directory (never
         // mounted), the others in podman secrets (after the pod, whose labels let `pogo gc`
@@ -972,7 +1049,11 @@ async fn start_services(
                 })?;
             secrets.push((secret, var.clone()));
         }
-        let argv = args::service_run(&name, &pod, labels, svc, env_file.as_deref(), &secrets);
+        let d = args::Docker {
+            platform: d.platform.as_deref(),
+            user: d.user.as_deref(),
+        };
+        let argv = args::service_run(&name, &pod, labels, svc, env_file.as_deref(), &secrets, &d);
         log_info(&format!(
             "starting service {}: {}",
             svc.name,

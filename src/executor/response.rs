@@ -89,6 +89,17 @@ pub struct ImageSpec {
     pub ports: Vec<i64>,
     /// `pull_policy:` as the job wrote it (empty: the runner's policy).
     pub pull_policy: Vec<String>,
+    /// `docker: {platform, user}` (`executor_opts.docker` of the description).
+    pub docker: DockerOptions,
+}
+
+/// `image: docker:` / `services: docker:` of a job, as the Docker executor honours them:
+/// the platform to pull and run, and the user the container runs as. Both are the job's
+/// values: checked before use ([`crate::podman::args::validate_docker_options`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DockerOptions {
+    pub platform: Option<String>,
+    pub user: Option<String>,
 }
 
 /// One entry of `credentials:` (GitLab sends the job's registry login here).
@@ -155,6 +166,22 @@ struct RawImage {
     ports: Option<Vec<RawPort>>,
     #[serde(default)]
     pull_policy: Option<OneOrMany>,
+    #[serde(default)]
+    executor_opts: Option<RawExecutorOpts>,
+}
+
+#[derive(Deserialize)]
+struct RawExecutorOpts {
+    #[serde(default)]
+    docker: Option<RawDockerOpts>,
+}
+
+#[derive(Deserialize)]
+struct RawDockerOpts {
+    #[serde(default)]
+    platform: Option<String>,
+    #[serde(default)]
+    user: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -198,6 +225,14 @@ impl From<RawImage> for ImageSpec {
                 Some(OneOrMany::One(s)) => vec![s],
                 Some(OneOrMany::Many(v)) => v,
             },
+            docker: r
+                .executor_opts
+                .and_then(|o| o.docker)
+                .map(|d| DockerOptions {
+                    platform: d.platform.filter(|p| !p.is_empty()),
+                    user: d.user.filter(|u| !u.is_empty()),
+                })
+                .unwrap_or_default(),
         }
     }
 }

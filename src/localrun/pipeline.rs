@@ -1084,7 +1084,7 @@ impl Parser {
             Value::String(s) => Ok(Image::new(s.clone())),
             Value::Object(m) => {
                 for key in m.keys() {
-                    if !matches!(key.as_str(), "name" | "entrypoint") {
+                    if !matches!(key.as_str(), "name" | "entrypoint" | "docker") {
                         self.ignore(format!("image:{key}"));
                     }
                 }
@@ -1096,7 +1096,12 @@ impl Parser {
                     None => None,
                     Some(e) => Some(string_list(e).map_err(|e| format!("entrypoint: {e}"))?),
                 };
-                Ok(Image { name, entrypoint })
+                let docker = docker_options(get(m, "docker"))?;
+                Ok(Image {
+                    name,
+                    entrypoint,
+                    docker,
+                })
             }
             other => Err(format!(
                 "must be an image name or a mapping with `name:`, found {}",
@@ -1127,7 +1132,7 @@ impl Parser {
                 for key in m.keys() {
                     if !matches!(
                         key.as_str(),
-                        "name" | "alias" | "entrypoint" | "command" | "variables"
+                        "name" | "alias" | "entrypoint" | "command" | "variables" | "docker"
                     ) {
                         self.ignore(format!("services:{key}"));
                     }
@@ -1156,6 +1161,7 @@ impl Parser {
                         .map(|v| (v.key, v.value))
                         .collect::<BTreeMap<_, _>>();
                 }
+                s.docker = docker_options(get(m, "docker"))?;
                 Ok(s)
             }
             other => Err(format!(
@@ -1164,6 +1170,37 @@ impl Parser {
             )),
         }
     }
+}
+
+/// `docker: {platform, user}` of an image or a service (checked when the job starts, as
+/// on GitLab's runner).
+fn docker_options(v: Option<&Value>) -> Result<crate::driver::DockerOptions, String> {
+    let Some(v) = v else {
+        return Ok(Default::default());
+    };
+    let Value::Object(m) = v else {
+        return Err(format!(
+            "docker: must be a mapping with platform and user, found {}",
+            kind(v)
+        ));
+    };
+    let text = |key: &str| match get(m, key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(format!(
+            "docker: {key}: must be a string, found {}",
+            kind(other)
+        )),
+    };
+    if let Some(k) = m.keys().find(|k| *k != "platform" && *k != "user") {
+        return Err(format!(
+            "docker: '{k}' is not a docker: key (platform, user)"
+        ));
+    }
+    Ok(crate::driver::DockerOptions {
+        platform: text("platform")?,
+        user: text("user")?,
+    })
 }
 
 /// A scalar as GitLab turns it into a variable value.
@@ -1560,6 +1597,7 @@ j:
             Some(Image {
                 name: "registry/img:1".into(),
                 entrypoint: Some(vec![String::new()]),
+                ..Image::default()
             })
         );
         assert_eq!(j.services.len(), 2);
@@ -2077,6 +2115,23 @@ deps: {stage: test, script: [x], dependencies: [shard]}
                 .contains("when: manual is not allowed in include rules"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn image_and_service_docker_options_are_read() {
+        let p = parse_ok(
+            "j:\n  script: x\n  image: {name: img, docker: {platform: arm64/v8, user: dave}}\n  services:\n    - {name: db, docker: {user: '999'}}\n",
+        );
+        let j = p.job("j").unwrap();
+        let d = &j.image.as_ref().unwrap().docker;
+        assert_eq!(
+            (d.platform.as_deref(), d.user.as_deref()),
+            (Some("arm64/v8"), Some("dave"))
+        );
+        assert_eq!(j.services[0].docker.user.as_deref(), Some("999"));
+        assert!(p.ignored.is_empty(), "{:?}", p.ignored);
+        let e = parse_err("j: {script: x, image: {name: i, docker: {gpus: all}}}\n");
+        assert!(e.contains("'gpus' is not a docker: key"), "{e}");
     }
 
     #[test]

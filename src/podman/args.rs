@@ -12,6 +12,62 @@ pub const RUNNER_BINARY_PATH: &str = "/usr/local/bin/gitlab-runner";
 
 /// Is `image` a plausible image reference (`[registry[:port]/]path[:tag][@digest]`)?
 /// Refuses anything podman could read as an option or that could not be an image name at all.
+/// The platform and user a job asks for with `image: docker:` (or a service's), as podman's
+/// `--platform=` and `--user=` take them, from values the job wrote: `os[/arch[/variant]]`
+/// and `user[:group]` (names or numbers) only — never an option, never anything else.
+pub fn validate_docker_options(platform: Option<&str>, user: Option<&str>) -> Result<(), String> {
+    let word = |s: &str, extra: &[char]| {
+        !s.is_empty()
+            && s.len() <= 64
+            && !s.starts_with('-')
+            && s.chars().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') || extra.contains(&c)
+            })
+    };
+    if let Some(p) = platform {
+        let parts: Vec<&str> = p.split('/').collect();
+        if parts.len() > 3 || !parts.iter().all(|part| word(part, &[])) {
+            return Err(format!(
+                "docker: platform {p:?} is not OS[/ARCH[/VARIANT]] (for example linux/arm64)"
+            ));
+        }
+    }
+    if let Some(u) = user {
+        let parts: Vec<&str> = u.split(':').collect();
+        if parts.len() > 2 || !parts.iter().all(|part| word(part, &[])) {
+            return Err(format!(
+                "docker: user {u:?} is not USER[:GROUP] (names or numeric ids)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A platform as podman wants it, `os/arch[/variant]`, from what the Docker executor accepts
+/// (`arm64`, `arm64/v8`, `linux/arm64`, `x86_64`): a leading architecture means Linux, and
+/// architectures get their OCI names (`aarch64` is `arm64`, `x86_64` is `amd64`).
+pub fn normalize_platform(platform: &str) -> String {
+    const OSES: &[&str] = &[
+        "linux", "windows", "darwin", "freebsd", "netbsd", "openbsd", "solaris", "illumos", "aix",
+    ];
+    let mut parts: Vec<String> = platform
+        .split('/')
+        .map(|p| p.to_ascii_lowercase())
+        .collect();
+    if !OSES.contains(&parts[0].as_str()) {
+        parts.insert(0, "linux".to_string());
+    }
+    if let Some(arch) = parts.get_mut(1) {
+        *arch = match arch.as_str() {
+            "aarch64" => "arm64".to_string(),
+            "x86_64" | "x86-64" => "amd64".to_string(),
+            "armhf" => "arm".to_string(),
+            other => other.to_string(),
+        };
+    }
+    parts.join("/")
+}
+
 pub fn validate_image(image: &str) -> Result<(), String> {
     let shown: String = image.chars().take(80).collect();
     let refuse = |why: &str| Err(format!("{:?} is not an image name ({why})", shown));
@@ -141,11 +197,14 @@ fn label_args(labels: &[(String, String)]) -> Vec<String> {
 }
 
 /// `podman pull [--authfile F] -- IMAGE`
-pub fn pull(image: &str, auth_file: Option<&str>) -> Vec<String> {
+pub fn pull(image: &str, auth_file: Option<&str>, platform: Option<&str>) -> Vec<String> {
     let mut a = vec!["pull".to_string()];
     if let Some(f) = auth_file {
         a.push("--authfile".into());
         a.push(f.into());
+    }
+    if let Some(p) = platform {
+        a.push(format!("--platform={p}"));
     }
     a.push("--".into());
     a.push(image.into());
@@ -180,6 +239,7 @@ pub fn service_run(
     svc: &Service,
     env_file: Option<&Path>,
     secrets: &[(String, String)],
+    docker: &Docker<'_>,
 ) -> Vec<String> {
     let mut a = vec![
         "run".into(),
@@ -190,6 +250,7 @@ pub fn service_run(
         pod.into(),
     ];
     a.extend(label_args(labels));
+    a.extend(docker.args());
     if let Some(f) = env_file {
         a.push(format!("--env-file={}", f.display()));
     }
@@ -386,6 +447,8 @@ impl KeepAlive {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobContainer<'a> {
     pub name: &'a str,
+    /// `image: docker:` of the job (checked with [`validate_docker_options`]).
+    pub docker: Docker<'a>,
     pub pod: Option<&'a str>,
     pub labels: &'a [(String, String)],
     /// Values for `--volume` (tag mounts, cache, runner binary).
@@ -408,10 +471,32 @@ pub fn job_run(c: &JobContainer<'_>) -> Vec<String> {
         a.push(v.clone());
     }
     a.extend(c.keep_alive.args());
+    // before the owner's tag arguments, which win where both set one
+    a.extend(c.docker.args());
     a.extend(c.extra_args.iter().cloned());
     a.push("--".into());
     a.push(c.image.into());
     a
+}
+
+/// `image: docker: {platform, user}` as `podman run` options, each one argument.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Docker<'a> {
+    pub platform: Option<&'a str>,
+    pub user: Option<&'a str>,
+}
+
+impl Docker<'_> {
+    fn args(&self) -> Vec<String> {
+        let mut a = Vec::new();
+        if let Some(p) = self.platform {
+            a.push(format!("--platform={p}"));
+        }
+        if let Some(u) = self.user {
+            a.push(format!("--user={u}"));
+        }
+        a
+    }
 }
 
 /// `podman exec -i CONTAINER COMMAND...`: the stage script arrives on stdin. `command` is

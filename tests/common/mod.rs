@@ -207,6 +207,7 @@ pub fn httpd_service(alias: &str) -> Service {
         entrypoint: None,
         command: None,
         variables: BTreeMap::new(),
+        docker: Default::default(),
     }
 }
 

@@ -57,6 +57,7 @@ fn job_images_come_after_double_dash_in_every_argv() {
     let labels = vec![("io.pogo.job-key".to_string(), "k".to_string())];
     let c = JobContainer {
         name: "n",
+        docker: Docker::default(),
         pod: None,
         labels: &labels,
         volumes: vec!["/a:/b:ro".into()],
@@ -76,7 +77,7 @@ fn job_images_come_after_double_dash_in_every_argv() {
     // a tag mount keeps exactly the options its owner wrote
     assert!(a.contains(&"/a:/b:ro".to_string()));
     assert_eq!(
-        &pull("x", Some("/auth.json"))[..],
+        &pull("x", Some("/auth.json"), None)[..],
         ["pull", "--authfile", "/auth.json", "--", "x"]
     );
 }
@@ -88,7 +89,15 @@ fn service_variables_reach_the_service_through_a_file_and_secrets_never_the_comm
     s.command = Some(vec!["--privileged".into()]);
     let file = std::path::Path::new("/w/jobdata/k/service0.env");
     let secrets = [("k-svc0-env0".to_string(), "CERT".to_string())];
-    let a = service_run("svc0", "pod", &[], &s, Some(file), &secrets);
+    let a = service_run(
+        "svc0",
+        "pod",
+        &[],
+        &s,
+        Some(file),
+        &secrets,
+        &Docker::default(),
+    );
     assert!(!a
         .iter()
         .any(|x| x.contains("s3cret") || x.contains("POSTGRES_PASSWORD")));
@@ -97,9 +106,11 @@ fn service_variables_reach_the_service_through_a_file_and_secrets_never_the_comm
     // a service command is positional, after the image
     let dd = a.iter().position(|x| x == "--").unwrap();
     assert_eq!(&a[dd + 1..], ["postgres:15", "--privileged"]);
-    assert!(!service_run("svc0", "pod", &[], &s, None, &[])
-        .iter()
-        .any(|x| x.starts_with("--env") || x.starts_with("--secret")));
+    assert!(
+        !service_run("svc0", "pod", &[], &s, None, &[], &Docker::default())
+            .iter()
+            .any(|x| x.starts_with("--env") || x.starts_with("--secret"))
+    );
 }
 
 #[test]
@@ -257,6 +268,7 @@ fn hostile_job_values_never_become_options_or_leave_their_argv_slot() {
             &svc,
             Some(std::path::Path::new("/w/service0.env")),
             &[],
+            &Docker::default(),
         );
         let dd = a.iter().position(|x| x == "--").unwrap();
         let expected_head: Vec<String> = [
@@ -314,4 +326,61 @@ fn hostile_job_values_never_become_options_or_leave_their_argv_slot() {
         assert!(!l.chars().any(char::is_control) && l.len() <= 256 * 4);
     }
     assert!(!std::path::Path::new("/tmp/pwned").exists());
+}
+
+#[test]
+fn docker_platform_and_user_of_a_job_are_checked_and_stay_one_argument_each() {
+    for (platform, user) in [
+        (Some("linux/arm64"), None),
+        (Some("arm64/v8"), Some("1000:1000")),
+        (None, Some("nobody")),
+        (Some("linux/arm/v7"), Some("app_user:staff")),
+    ] {
+        assert_eq!(
+            validate_docker_options(platform, user),
+            Ok(()),
+            "{platform:?} {user:?}"
+        );
+    }
+    for (platform, user) in [
+        (Some("--privileged"), None),
+        (Some("linux/amd64 --rm"), None),
+        (Some("a/b/c/d"), None),
+        (None, Some("-u0")),
+        (None, Some("root;id")),
+        (None, Some("a:b:c")),
+        (None, Some("")),
+    ] {
+        assert!(
+            validate_docker_options(platform, user).is_err(),
+            "{platform:?} {user:?}"
+        );
+    }
+    assert_eq!(normalize_platform("arm64/v8"), "linux/arm64/v8");
+    assert_eq!(normalize_platform("aarch64"), "linux/arm64");
+    assert_eq!(normalize_platform("linux/x86_64"), "linux/amd64");
+    assert_eq!(normalize_platform("windows/amd64"), "windows/amd64");
+    let labels = vec![];
+    let c = JobContainer {
+        name: "n",
+        docker: Docker {
+            platform: Some("linux/arm64"),
+            user: Some("1000"),
+        },
+        pod: None,
+        labels: &labels,
+        volumes: vec![],
+        extra_args: &["--user=2000".to_string()],
+        keep_alive: KeepAlive::Init("/usr/bin/catatonit".into()),
+        image: "img:1",
+    };
+    let a = job_run(&c);
+    let at = |x: &str| a.iter().position(|y| y == x).unwrap();
+    // the owner's tag arguments come after the job's, and win
+    assert!(at("--platform=linux/arm64") < at("--user=2000"));
+    assert!(at("--user=1000") < at("--user=2000"));
+    assert_eq!(
+        pull("img:1", None, Some("linux/arm64")),
+        ["pull", "--platform=linux/arm64", "--", "img:1"]
+    );
 }

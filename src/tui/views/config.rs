@@ -30,6 +30,7 @@ pub fn preview(
         .unwrap_or_else(|| "<job image>".to_string());
     let spec = JobContainer {
         name: "<job>-build",
+        docker: args::Docker::default(),
         pod: None,
         labels: &[],
         volumes: volumes.clone(),
