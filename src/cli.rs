@@ -121,12 +121,18 @@ fn dispatch(cli: Cli, env: HashMap<String, String>) -> i32 {
             executor::exit_code(r, &env)
         }
         Command::Prepare => {
-            let r = with_context(flag, &env, |ctx, rt| rt.block_on(prepare::run(ctx)));
+            let r = with_context(flag, &env, |ctx, rt| {
+                let r = rt.block_on(prepare::run(ctx));
+                note_failure(ctx, "prepare", &r);
+                r
+            });
             executor::exit_code(r, &env)
         }
         Command::Run { script, stage } => {
             let r = with_context(flag, &env, |ctx, rt| {
-                rt.block_on(run::run(ctx, &script, &stage))
+                let r = rt.block_on(run::run(ctx, &script, &stage));
+                note_failure(ctx, &stage, &r);
+                r
             });
             executor::exit_code(r, &env)
         }
@@ -183,6 +189,19 @@ fn dispatch(cli: Cli, env: HashMap<String, String>) -> i32 {
         },
         Command::Tui(args) => crate::tui::main(flag, &args, env),
     }
+}
+
+/// A failed phase's message, for the dashboard's record of the job (a script's own failure
+/// has none: its exit code is the reason).
+fn note_failure(ctx: &executor::Context, phase: &str, r: &Result<(), Failure>) {
+    let message = match r {
+        Err(Failure::System(m)) => m.as_str(),
+        Err(Failure::Build {
+            message: Some(m), ..
+        }) => m.as_str(),
+        _ => return,
+    };
+    crate::state::hooks::failed_because(ctx, phase, message);
 }
 
 fn with_context<F>(flag: Option<&Path>, env: &HashMap<String, String>, f: F) -> Result<(), Failure>

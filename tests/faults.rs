@@ -779,3 +779,43 @@ fn gc_never_takes_the_files_of_a_job_that_started_while_it_listed() {
         Vec::<String>::new()
     );
 }
+
+/// The dashboard shows a job's log copy: a job that failed in prepare had none ("no log copy
+/// for this job"), though the job log said why. pogo's own messages, and the error that ends
+/// prepare, are in the copy too.
+#[test]
+fn a_job_that_fails_in_prepare_has_its_reason_in_the_log_copy() {
+    require_podman!();
+    let state_dir = tempfile::tempdir().unwrap();
+    let mut env = TestEnv::new(&PogoConfig {
+        pull_policy: Some("never".into()),
+        ..PogoConfig::default()
+    });
+    env.use_state_dir(state_dir.path());
+    let mut job = env.job(&[], &["echo never-runs"]);
+    job.image = Some(missing_image("prepare-reason", &job));
+    let r = env.run(&job);
+    assert_system_failure(&r);
+    let copy = std::fs::read_to_string(
+        state_dir
+            .path()
+            .join(format!("{}.log", expected_job_key(&job))),
+    )
+    .unwrap_or_default();
+    assert!(
+        copy.contains("is not in podman's local storage and pull_policy is never"),
+        "log copy:\n{copy}"
+    );
+    assert!(copy.contains("ERROR: pogo:"), "log copy:\n{copy}");
+    // and the record says it short, for the dashboard's log pane
+    let record = pogo::state::StateDir::new(state_dir.path())
+        .read(&expected_job_key(&job))
+        .expect("the job's record");
+    let reason = record.reason.unwrap_or_default();
+    assert!(
+        reason.starts_with("prepare: image ")
+            && reason.ends_with("is not in podman's local storage and pull_policy is never"),
+        "{reason}"
+    );
+    env.assert_no_leftovers();
+}

@@ -18,10 +18,12 @@ pub mod service_logs;
 
 use crate::config::{self, Config};
 use crate::podman::Podman;
+use crate::state::LogCopy;
 use env::JobEnv;
 use response::JobResponse;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 /// How a phase failed, as gitlab-runner must report it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,18 +51,59 @@ impl Failure {
     }
 }
 
+/// The job's log copy (for `pogo tui`) of this phase, once [`job_log_copy`] opened it: pogo's
+/// own messages for the job go there too, so the dashboard shows why a job failed.
+static JOB_LOG_COPY: std::sync::Mutex<Option<Arc<std::sync::Mutex<LogCopy>>>> =
+    std::sync::Mutex::new(None);
+
+/// The job's log copy for this phase, opened (appending) on first use; pogo's messages
+/// ([`log_error`], [`log_warning`], [`log_info`]) are copied into it from then on.
+pub fn job_log_copy(ctx: &Context) -> Arc<std::sync::Mutex<LogCopy>> {
+    if let Some(copy) = JOB_LOG_COPY.lock().ok().and_then(|c| c.clone()) {
+        return copy;
+    }
+    // opened without the lock held: opening may warn, which writes here
+    let copy = Arc::new(std::sync::Mutex::new(run::open_log_copy(ctx)));
+    if let Ok(mut slot) = JOB_LOG_COPY.lock() {
+        *slot = Some(Arc::clone(&copy));
+    }
+    copy
+}
+
+/// Write `line` (one whole line) to stderr, the job log, and into the job's log copy (as
+/// stderr, through the same redaction as the stages' output).
+fn say(line: &str) {
+    eprintln!("{line}");
+    let copy = JOB_LOG_COPY.lock().ok().and_then(|c| c.clone());
+    if let Some(copy) = copy {
+        if let Ok(mut c) = copy.lock() {
+            c.write(crate::state::Stream::Stderr, format!("{line}\n").as_bytes());
+        }
+    }
+}
+
+/// The phase is over: write what the log copy's redaction still holds back.
+fn finish_job_log_copy() {
+    let copy = JOB_LOG_COPY.lock().ok().and_then(|c| c.clone());
+    if let Some(copy) = copy {
+        if let Ok(mut c) = copy.lock() {
+            c.finish();
+        }
+    }
+}
+
 /// Print a message into the job log (stderr of prepare/run is the job log), in GitLab's
 /// red error style.
 pub fn log_error(message: &str) {
-    eprintln!("\x1b[31;1mERROR: pogo: {message}\x1b[0;m");
+    say(&format!("\x1b[31;1mERROR: pogo: {message}\x1b[0;m"));
 }
 
 pub fn log_warning(message: &str) {
-    eprintln!("\x1b[0;33mWARNING: pogo: {message}\x1b[0;m");
+    say(&format!("\x1b[0;33mWARNING: pogo: {message}\x1b[0;m"));
 }
 
 pub fn log_info(message: &str) {
-    eprintln!("pogo: {message}");
+    say(&format!("pogo: {message}"));
 }
 
 /// What every phase after `config` starts from.
@@ -124,6 +167,12 @@ pub fn load_response(env: &HashMap<String, String>) -> Result<JobResponse, Strin
 /// Turn a phase result into the process exit code, writing `BUILD_EXIT_CODE_FILE` for build
 /// failures as the protocol asks.
 pub fn exit_code(result: Result<(), Failure>, env: &HashMap<String, String>) -> i32 {
+    let code = phase_exit_code(result, env);
+    finish_job_log_copy();
+    code
+}
+
+fn phase_exit_code(result: Result<(), Failure>, env: &HashMap<String, String>) -> i32 {
     let (build_code, system_code) = env::failure_codes(env);
     match result {
         Ok(()) => 0,

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub async fn run(ctx: &Context) -> Result<(), Failure> {
     // pogo tui: the job's state record
     let state = crate::state::hooks::Prepare::start(ctx);
+    // from here pogo's messages (and its error, should prepare fail) reach the dashboard too
+    let _log_copy = super::job_log_copy(ctx);
     // Leftovers of this runner's killed jobs: a background gc at most every 10 minutes.
     super::gc::maybe_start_background(&ctx.config, &ctx.job.runner_short_token);
     for note in &ctx.notes {

@@ -124,7 +124,7 @@ impl StageRunner for Agent {
         use super::agent::Output;
         use std::io::Write;
         let file = open_script(ctx, target, script)?;
-        let mut copy = open_log_copy(ctx);
+        let copy = super::job_log_copy(ctx);
         let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
         let (mut out_ok, mut err_ok) = (true, true);
         let mut sink = |o: Output, chunk: &[u8]| {
@@ -142,11 +142,15 @@ impl StageRunner for Agent {
                 Output::Stdout => Stream::Stdout,
                 Output::Stderr => Stream::Stderr,
             };
-            copy.write(stream, chunk);
+            if let Ok(mut c) = copy.lock() {
+                c.write(stream, chunk);
+            }
         };
         let argv: Vec<&str> = target.command.iter().map(String::as_str).collect();
         let end = super::agent::run_stage(&self.socket, &argv, file, &mut sink).await;
-        copy.finish();
+        if let Ok(mut c) = copy.lock() {
+            c.finish();
+        }
         match end {
             Ok(e) => Ok(StageExit {
                 code: Some(e.exit_code),
@@ -248,7 +252,7 @@ impl StageRunner for PodmanExec {
         })?;
         // until the stage ends: a next stage that finds it stops what this one left
         let _noted = super::exec_guard::note(ctx, child.id(), &target.container);
-        let copy = Arc::new(Mutex::new(open_log_copy(ctx)));
+        let copy = super::job_log_copy(ctx);
         let pumps = tokio::spawn(pump_both(
             child.stdout.take(),
             child.stderr.take(),

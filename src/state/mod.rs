@@ -84,6 +84,28 @@ pub struct JobRecord {
     /// The job's tags (what chose its mounts and extra arguments), once prepare knows them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// Why the job failed, short, as pogo told the job log (`prepare: image … is not in
+    /// podman's local storage`); `None` for a script's own failure (its exit code says it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A failure message made short for one line of the dashboard: its first line, up to the
+/// first ": " or "; " after which the message says what to do, at most 120 characters.
+pub fn short_reason(message: &str) -> String {
+    let first = message.lines().next().unwrap_or("").trim();
+    let cut = [": ", "; "]
+        .iter()
+        .filter_map(|sep| first.find(sep))
+        .filter(|i| *i >= 12)
+        .min()
+        .unwrap_or(first.len());
+    let s = &first[..cut];
+    if s.chars().count() > 120 {
+        format!("{}…", s.chars().take(119).collect::<String>())
+    } else {
+        s.to_string()
+    }
 }
 
 /// Stages whose failure does not fail the job (gitlab-runner runs them after a failure or
@@ -356,6 +378,19 @@ pub mod hooks {
         fn drop(&mut self) {
             prepare_finished(self.ctx, self.ok);
         }
+    }
+
+    /// A phase failed with `message`: the job's record keeps the first reason, after the
+    /// phase or stage it happened in (`prepare`, `build_script`).
+    pub fn failed_because(ctx: &Context, phase: &str, message: &str) {
+        if failure_is_ignored(phase) {
+            return;
+        }
+        record(ctx, |r| {
+            if r.reason.is_none() {
+                r.reason = Some(format!("{phase}: {}", short_reason(message)));
+            }
+        });
     }
 
     /// Prepare learnt the job's tags (the dashboard's preview can show what they grant).
@@ -680,6 +715,20 @@ impl LogCopy {
 mod tests {
     use super::hooks::{apply_stage_end, finish, StageEnd};
     use super::*;
+
+    #[test]
+    fn a_failure_message_is_made_short_for_the_dashboard() {
+        assert_eq!(
+            short_reason("image x:1 is not in podman's local storage and pull_policy is never: pull it as the runner's user"),
+            "image x:1 is not in podman's local storage and pull_policy is never"
+        );
+        assert_eq!(short_reason("first line\nsecond"), "first line");
+        let long = "a".repeat(200);
+        assert_eq!(short_reason(&long).chars().count(), 120);
+        assert!(short_reason(&long).ends_with('…'));
+        // a colon early on (`stage x:`) is not where the advice starts
+        assert_eq!(short_reason("job image: refused"), "job image: refused");
+    }
 
     fn rec(key: &str, started: u64) -> JobRecord {
         JobRecord {

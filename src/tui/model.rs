@@ -128,6 +128,8 @@ pub struct JobRow {
     pub services: Vec<ServiceRow>,
     /// The job's tags, from its record (empty until prepare asked GitLab).
     pub tags: Vec<String>,
+    /// Why the job failed, short (from its record), for the log pane's title.
+    pub reason: Option<String>,
 }
 
 /// The configuration as the Config screen shows it.
@@ -531,6 +533,10 @@ fn row(
         tags: record
             .map(|r| r.tags.iter().map(|t| visible(t)).collect())
             .unwrap_or_default(),
+        reason: record
+            .filter(|r| r.result == Some(Outcome::Failed))
+            .and_then(|r| r.reason.as_deref())
+            .map(visible),
     }
 }
 

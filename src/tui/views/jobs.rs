@@ -309,7 +309,15 @@ fn draw_log(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
     } else {
         String::new()
     };
-    let title = format!(" log · job {} {} · {mode}{search}{times} ", j.id, j.stage);
+    let reason = j
+        .reason
+        .as_deref()
+        .map(|r| format!(" · failed: {r}"))
+        .unwrap_or_default();
+    let title = format!(
+        " log · job {} {}{reason} · {mode}{search}{times} ",
+        j.id, j.stage
+    );
     let body = if m.log.is_empty() {
         let why = if j.running {
             "waiting for output…"
@@ -352,6 +360,36 @@ mod tests {
         assert!(!cells.contains('\u{202e}'));
         assert!(cells.contains("<U+001B>]0;pwned"), "{screen:?}");
         assert!(cells.contains("g/<U+001B>[31mred"), "{screen:?}");
+    }
+
+    /// A job that failed in prepare: why, in pogo's words, over its log (the log copy has
+    /// the whole message); a job chose nothing of it that could reach the terminal raw.
+    #[test]
+    fn a_failed_jobs_log_pane_says_why_it_failed() {
+        let mut m = model();
+        let i = m.records.iter().position(|r| r.id == "1190").unwrap();
+        m.records[i].result = Some(crate::state::Outcome::Failed);
+        m.records[i].reason = Some(
+            "prepare: image node:22 is not in podman's local storage and pull_policy is never"
+                .into(),
+        );
+        m.rebuild_jobs();
+        m.selected = m.jobs.iter().position(|j| j.id == "1190").unwrap();
+        let screen = render(&m, 140, 30);
+        let cells: String = screen
+            .buffer()
+            .content()
+            .iter()
+            .map(|c| c.symbol())
+            .collect();
+        assert!(
+            cells.contains("failed: prepare: image node:22 is not in podman's local storage"),
+            "{screen:?}"
+        );
+        // a job that passed has no reason shown, whatever its record says
+        m.records[i].result = Some(crate::state::Outcome::Success);
+        m.rebuild_jobs();
+        assert_eq!(m.jobs.iter().find(|j| j.id == "1190").unwrap().reason, None);
     }
 
     #[test]
