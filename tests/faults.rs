@@ -819,3 +819,48 @@ fn a_job_that_fails_in_prepare_has_its_reason_in_the_log_copy() {
     );
     env.assert_no_leftovers();
 }
+
+/// A job stopped from the dashboard (`x`) reached GitLab as "stopped outside pogo or ran out of
+/// resources": the dashboard notes who stops it first, and the failure says so.
+#[test]
+fn a_job_stopped_from_the_dashboard_says_who_stopped_it() {
+    require_podman!();
+    let state_dir = tempfile::tempdir().unwrap();
+    let mut env = TestEnv::new(&PogoConfig::default());
+    env.use_state_dir(state_dir.path());
+    let job = env.job(&[], &["echo started-and-waiting", "sleep 120"]);
+    let key = expected_job_key(&job);
+    let container = format!("{key}-build");
+    let states = pogo::state::StateDir::new(state_dir.path());
+    std::thread::scope(|s| {
+        let run = s.spawn(|| env.run(&job));
+        // as pogo tui's `x`, once the script runs
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let log = std::fs::read_to_string(states.log_path(&key)).unwrap_or_default();
+            if log.contains("started-and-waiting") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the job never started");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        states.note_stopped(&key, "dashboard-user").unwrap();
+        let out = env
+            .podman
+            .output(&["stop", "--time", "1", "--", &container]);
+        assert!(out.status.success());
+        let r = run.join().unwrap();
+        assert_system_failure(&r);
+        let log = plain_log(&r);
+        assert!(
+            log.contains("was stopped from pogo tui by dashboard-user during stage"),
+            "{log}"
+        );
+        let copy = std::fs::read_to_string(states.log_path(&key)).unwrap();
+        assert!(
+            copy.contains("stopped from pogo tui by dashboard-user"),
+            "{copy}"
+        );
+    });
+    env.assert_no_leftovers();
+}

@@ -452,6 +452,13 @@ async fn classify(ctx: &Context, target: &StageTarget, code: i32, stage: &str) -
             ))
         }
         Ok(Some(state)) if !state.running => {
+            let states = StateDir::new(state::state_dir(&ctx.config.working_dir, &ctx.env));
+            if let Some(who) = states.stopped_by(&ctx.job.names.key) {
+                return Failure::system(format!(
+                    "{what} was stopped from pogo tui by {who} during stage {stage}; \
+                     the job can be retried"
+                ));
+            }
             let oom = if state.oom_killed {
                 ", killed for lack of memory (OOM)"
             } else {

@@ -120,6 +120,9 @@ fn failure_is_ignored(stage: &str) -> bool {
     )
 }
 
+/// The extension of a job's stop note ([`StateDir::stop_note_path`]).
+const STOPPED_EXT: &str = ".stopped";
+
 pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -149,6 +152,56 @@ impl StateDir {
 
     pub fn record_path(&self, key: &str) -> PathBuf {
         self.root.join(format!("{key}.json"))
+    }
+
+    /// `<key>.stopped`: who stopped the job from `pogo tui`, written before the stop, so the
+    /// job's failure can say so rather than blame the machine.
+    pub fn stop_note_path(&self, key: &str) -> PathBuf {
+        self.root.join(format!("{key}{STOPPED_EXT}"))
+    }
+
+    /// Note that `who` stops job `key` now (the dashboard, before `podman stop`).
+    pub fn note_stopped(&self, key: &str, who: &str) -> std::io::Result<()> {
+        if !valid_key(key) {
+            return Err(std::io::Error::other(format!(
+                "job key {key:?} cannot name a file"
+            )));
+        }
+        self.ensure()?;
+        crate::fsutil::replace(
+            &self.stop_note_path(key),
+            who.as_bytes(),
+            crate::fsutil::Replace {
+                mode: Some(0o600),
+                durable: false,
+            },
+        )
+    }
+
+    /// Who stopped job `key` from the dashboard, if someone did.
+    pub fn stopped_by(&self, key: &str) -> Option<String> {
+        if !valid_key(key) {
+            return None;
+        }
+        let who = fs::read_to_string(self.stop_note_path(key)).ok()?;
+        let who: String = who
+            .trim()
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(64)
+            .collect();
+        Some(if who.is_empty() {
+            "someone".to_string()
+        } else {
+            who
+        })
+    }
+
+    /// A new attempt of job `key`: an earlier attempt's stop note no longer holds.
+    pub fn clear_stop_note(&self, key: &str) {
+        if valid_key(key) {
+            let _ = fs::remove_file(self.stop_note_path(key));
+        }
     }
 
     pub fn log_path(&self, key: &str) -> PathBuf {
@@ -245,6 +298,7 @@ impl StateDir {
             let ext_ok = name.ends_with(".json")
                 || name.ends_with(".log")
                 || name.ends_with(".times")
+                || name.ends_with(STOPPED_EXT)
                 || name.contains(".tmp");
             if !ext_ok {
                 continue;
@@ -347,6 +401,7 @@ pub mod hooks {
     /// Prepare begins: a fresh record (an earlier attempt's is replaced). Old records are
     /// pruned by `pogo gc`, which prepare starts in the background, not on every job.
     pub fn prepare_started(ctx: &Context) {
+        dir(ctx).clear_stop_note(&ctx.job.names.key);
         let fresh = init(ctx);
         let stamp = fresh.started;
         record(ctx, |r| {

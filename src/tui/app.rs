@@ -628,11 +628,22 @@ async fn run_effect(rtm: &mut Runtime, model: &mut Model, e: Effect) -> Option<L
             tokio::spawn(service_status(rtm.tx.clone()));
             None
         }
-        Effect::Stop(container) => {
+        Effect::Stop { container, key } => {
             let podman = rtm.podman.clone();
             let tx = rtm.tx.clone();
+            // before the stop: the job's failure then says who stopped it, not "the machine"
+            let who = rtm
+                .env
+                .get("USER")
+                .filter(|u| !u.is_empty())
+                .cloned()
+                .unwrap_or_else(|| format!("uid {}", nix::unistd::Uid::effective()));
+            let noted = rtm.state.note_stopped(&key, &who);
             tokio::spawn(async move {
                 let msg = match podman.run(&sources::stop_args(&container)).await {
+                    Ok(_) if noted.is_ok() => {
+                        format!("stopped {container}; gitlab-runner reports the job as failed, stopped from pogo tui")
+                    }
                     Ok(_) => {
                         format!("stopped {container}; gitlab-runner reports the job as failed")
                     }

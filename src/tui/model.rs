@@ -47,6 +47,8 @@ pub enum Mode {
     ConfirmStop {
         container: String,
         job: String,
+        /// The job's key: its stop note says who stopped it ([`crate::state::StateDir::note_stopped`]).
+        key: String,
     },
     Help,
     /// `i`: podman inspect output, scrolled.

@@ -80,7 +80,11 @@ pub enum Effect {
     ReloadRunners,
     /// Leave the TUI for `podman exec -it CONTAINER bash` (or `sh`), then come back.
     Shell(String),
-    Stop(String),
+    /// Stop the job's container, after noting who stops it (the job's failure says so).
+    Stop {
+        container: String,
+        key: String,
+    },
     Inspect(String),
     /// Save the log of job `key` (id for the file name); with timestamps (at this offset,
     /// seconds east of UTC) when they are shown.
@@ -676,11 +680,15 @@ fn key(m: &mut Model, k: KeyEvent) -> Vec<Effect> {
             m.status = Some("kept".to_string());
             Vec::new()
         }
-        Mode::ConfirmStop { container, job } => {
+        Mode::ConfirmStop {
+            container,
+            job,
+            key,
+        } => {
             m.mode = Mode::Normal;
             if matches!(k.code, KeyCode::Char('y') | KeyCode::Char('Y')) {
                 m.status = Some(format!("stopping job {job} ({container})…"));
-                return vec![Effect::Stop(container)];
+                return vec![Effect::Stop { container, key }];
             }
             m.status = Some("not stopped".to_string());
             Vec::new()
@@ -860,6 +868,7 @@ fn action(m: &mut Model, a: Action) -> Vec<Effect> {
                     m.mode = Mode::ConfirmStop {
                         container,
                         job: j.id,
+                        key: j.key,
                     };
                     Vec::new()
                 }
@@ -1466,7 +1475,10 @@ mod tests {
         let fx = press(&mut m, "xy");
         assert_eq!(
             fx,
-            vec![Effect::Stop("pogo-laptop-1201-0-build".to_string())]
+            vec![Effect::Stop {
+                container: "pogo-laptop-1201-0-build".to_string(),
+                key: "pogo-laptop-1201-0".to_string(),
+            }]
         );
     }
 

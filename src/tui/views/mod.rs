@@ -143,7 +143,7 @@ pub fn draw(f: &mut Frame, m: &Model) {
             "GitLab is told first; the entry leaves config.toml",
             ("unregister", "keep it"),
         ),
-        Mode::ConfirmStop { container, job } => confirm(
+        Mode::ConfirmStop { container, job, .. } => confirm(
             f,
             area,
             t,
