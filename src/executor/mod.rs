@@ -76,7 +76,9 @@ fn say(line: &str) {
     eprintln!("{line}");
     let copy = JOB_LOG_COPY.lock().ok().and_then(|c| c.clone());
     if let Some(copy) = copy {
-        if let Ok(mut c) = copy.lock() {
+        // not while the copy is being written: the copy's own warning (a full disk) comes
+        // from inside a write, and waiting for that lock would never end
+        if let Ok(mut c) = copy.try_lock() {
             c.write(crate::state::Stream::Stderr, format!("{line}\n").as_bytes());
         }
     }
