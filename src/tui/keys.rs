@@ -7,7 +7,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Quit,
-    /// Esc: back out one level (log → job list, kept filter → none), else quit.
+    /// Esc: back out one level (log → job list, kept filter → none); never quits.
     Back,
     Help,
     NextScreen,
@@ -73,7 +73,7 @@ use Screen::{Config, Jobs, Runners};
 #[rustfmt::skip]
 pub const BINDINGS: &[Binding] = &[
     Binding { keys: &[K::Char('q')], label: "q", scope: Global, action: A::Quit, help: "quit" },
-    Binding { keys: &[K::Esc], label: "Esc", scope: Global, action: A::Back, help: "back out a level, or quit" },
+    Binding { keys: &[K::Esc], label: "Esc", scope: Global, action: A::Back, help: "back out a level; q quits" },
     Binding { keys: &[K::Char('?')], label: "?", scope: Global, action: A::Help, help: "this help" },
     Binding { keys: &[K::Tab], label: "Tab", scope: Global, action: A::NextScreen, help: "next screen" },
     Binding { keys: &[K::BackTab], label: "S-Tab", scope: Global, action: A::PrevScreen, help: "previous screen" },
@@ -110,7 +110,7 @@ pub const BINDINGS: &[Binding] = &[
     Binding { keys: &[K::Char('a')], label: "a", scope: On(Runners), action: A::Register, help: "register a runner (URL + glrt- token)" },
     Binding { keys: &[K::Char('D')], label: "D", scope: On(Runners), action: A::Unregister, help: "unregister the runner (asks first)" },
     Binding { keys: &[K::Char('S')], label: "S", scope: On(Runners), action: A::ServiceStart, help: "start the gitlab-runner user service" },
-    Binding { keys: &[K::Char('T')], label: "T", scope: On(Runners), action: A::ServiceStop, help: "stop the gitlab-runner user service" },
+    Binding { keys: &[K::Char('T')], label: "T", scope: On(Runners), action: A::ServiceStop, help: "stop the gitlab-runner user service (asks)" },
     Binding { keys: &[K::Char('r')], label: "r", scope: Global, action: A::Reload, help: "reload everything now" },
 ];
 

@@ -44,6 +44,8 @@ pub enum Mode {
     /// [`Model::filters`] for the current screen.
     Filter,
     /// `x` asked: stop this container?
+    /// `T` asked: stop the gitlab-runner service (which aborts every running job)?
+    ConfirmServiceStop,
     ConfirmStop {
         container: String,
         job: String,

@@ -680,6 +680,14 @@ fn key(m: &mut Model, k: KeyEvent) -> Vec<Effect> {
             m.status = Some("kept".to_string());
             Vec::new()
         }
+        Mode::ConfirmServiceStop => {
+            m.mode = Mode::Normal;
+            if matches!(k.code, KeyCode::Char('y') | KeyCode::Char('Y')) {
+                return vec![Effect::Service { start: false }];
+            }
+            m.status = Some("gitlab-runner keeps running".to_string());
+            Vec::new()
+        }
         Mode::ConfirmStop {
             container,
             job,
@@ -755,8 +763,9 @@ fn action(m: &mut Model, a: Action) -> Vec<Effect> {
                     f.clear();
                     filter_changed(m)
                 }
+                // Esc never quits: it was the commonest accidental quit (q quits)
                 None => {
-                    m.quit = true;
+                    m.status = Some("nothing to back out of; q quits".to_string());
                     Vec::new()
                 }
             }
@@ -1035,9 +1044,12 @@ fn action(m: &mut Model, a: Action) -> Vec<Effect> {
                 Vec::new()
             }
         },
-        Action::ServiceStart | Action::ServiceStop => vec![Effect::Service {
-            start: a == Action::ServiceStart,
-        }],
+        Action::ServiceStart => vec![Effect::Service { start: true }],
+        // stopping gitlab-runner aborts every running job: asked first
+        Action::ServiceStop => {
+            m.mode = Mode::ConfirmServiceStop;
+            Vec::new()
+        }
         Action::Reload => vec![
             Effect::RefreshJobs,
             Effect::ReloadConfig,
@@ -1078,13 +1090,13 @@ mod tests {
     }
 
     #[test]
-    fn q_quits_and_esc_quits_too() {
+    fn q_quits_and_esc_never_does() {
         let mut m = fixtures::model();
         press(&mut m, "q");
         assert!(m.quit);
         let mut m = fixtures::model();
-        press(&mut m, "\x1b");
-        assert!(m.quit);
+        press(&mut m, "\x1b\x1b\x1b");
+        assert!(!m.quit);
     }
 
     #[test]
@@ -1277,17 +1289,20 @@ mod tests {
         assert!(!m.quit);
         assert_eq!(m.focus, Focus::List);
         press(&mut m, "\x1b");
-        assert!(m.quit, "Esc in the list (no filter) still quits");
+        assert!(!m.quit, "Esc never quits");
+        assert_eq!(m.status.as_deref(), Some("nothing to back out of; q quits"));
+        press(&mut m, "q");
+        assert!(m.quit);
     }
 
     #[test]
-    fn esc_clears_a_kept_filter_before_it_quits() {
+    fn esc_clears_a_kept_filter_and_never_quits() {
         let mut m = fixtures::model();
         press(&mut m, "/api\n\x1b");
         assert!(!m.quit);
         assert_eq!(m.filters.jobs, "");
         press(&mut m, "\x1b");
-        assert!(m.quit);
+        assert!(!m.quit);
     }
 
     #[test]
@@ -1710,7 +1725,11 @@ mod tests {
     fn s_and_t_start_and_stop_the_runner_service() {
         let mut m = fixtures::model();
         assert_eq!(press(&mut m, "3S"), vec![Effect::Service { start: true }]);
-        assert_eq!(press(&mut m, "T"), vec![Effect::Service { start: false }]);
+        // stopping it aborts every running job: only after asking
+        assert!(press(&mut m, "T").is_empty());
+        assert_eq!(m.mode, Mode::ConfirmServiceStop);
+        assert!(press(&mut m, "n").is_empty());
+        assert_eq!(press(&mut m, "Ty"), vec![Effect::Service { start: false }]);
     }
 
     fn form(m: &Model) -> &ConfigForm {

@@ -143,6 +143,15 @@ pub fn draw(f: &mut Frame, m: &Model) {
             "GitLab is told first; the entry leaves config.toml",
             ("unregister", "keep it"),
         ),
+        Mode::ConfirmServiceStop => confirm(
+            f,
+            area,
+            t,
+            " stop gitlab-runner ",
+            "Stop the gitlab-runner service?".to_string(),
+            "every job it runs now is aborted",
+            ("stop", "keep it running"),
+        ),
         Mode::ConfirmStop { container, job, .. } => confirm(
             f,
             area,
