@@ -185,6 +185,19 @@ fn doctor_passes_the_podman_checks_on_this_machine_quickly() {
     );
     assert!(!d.screen.contains('✗'), "unexpected problem:\n{}", d.screen);
     assert_eq!(d.code, 0);
+    // the space podman's images and pogo's state have, and what pogo's files take
+    let disk = d.line("disk");
+    assert!(
+        disk.contains("podman storage ")
+            && disk.contains(" free of ")
+            && disk.contains("log copies "),
+        "{disk}"
+    );
+    assert!(
+        d.line("gpu").contains("GPU") || d.line("gpu").contains("CDI"),
+        "{}",
+        d.screen
+    );
 }
 
 #[test]

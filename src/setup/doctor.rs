@@ -826,6 +826,13 @@ pub fn run_checks(opts: &Options, env: &HashMap<String, String>) -> Vec<Check> {
         )
     });
 
+    // where podman keeps images, for the disk check
+    let graph_root = info
+        .as_ref()
+        .ok()
+        .and_then(|v| v.pointer("/store/graphRoot"))
+        .and_then(|v| v.as_str())
+        .map(PathBuf::from);
     let mut checks = podman_checks(&user, &podman, env, info);
     // podman's own line first, then who runs it, then what rootless podman needs.
     let rest = checks.split_off(checks.len().min(1));
@@ -845,6 +852,16 @@ pub fn run_checks(opts: &Options, env: &HashMap<String, String>) -> Vec<Check> {
             ));
             checks.extend(config_checks(c, image_present));
             checks.push(selinux_check(crate::podman::selinux(), c));
+            checks.push(super::space::disk_check(
+                graph_root.as_deref(),
+                &c.working_dir,
+                &c.cache_dir,
+                &crate::state::state_dir(&c.working_dir, env),
+            ));
+            checks.push(super::space::gpu_check(
+                &[Path::new("/etc/cdi"), Path::new("/var/run/cdi")],
+                Path::new("/dev"),
+            ));
         }
         Err(e) => checks.push(fail(
             "pogo config",

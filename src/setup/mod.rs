@@ -13,6 +13,7 @@ pub mod doctor;
 pub mod install;
 pub mod register;
 pub mod runner_config;
+pub mod space;
 pub mod trial;
 
 use std::collections::HashMap;
