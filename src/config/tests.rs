@@ -550,3 +550,23 @@ fn a_tag_twice_under_extra_arguments_is_refused_with_its_position() {
     assert!(msg.contains("'gpu' is there twice"), "{msg}");
     assert!(msg.starts_with("/etc/pogo.yaml:"), "{msg}");
 }
+
+#[test]
+fn the_readmes_gpu_recipe_loads_and_needs_privileged() {
+    let ok = load_str(
+        "extra_arguments:\n  gpu:\n    args: '--device nvidia.com/gpu=all'\n    privileged: true\n    projects: ['ml/*']\n",
+        &env(&[]),
+    )
+    .unwrap();
+    assert_eq!(
+        ok.extra_arguments[0].args,
+        ["--device", "nvidia.com/gpu=all"]
+    );
+    let err = load_str(
+        "extra_arguments:\n  gpu: '--device nvidia.com/gpu=all'\n",
+        &env(&[]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("privileged: true"), "{err}");
+}
