@@ -134,6 +134,10 @@ pub struct JobRow {
     pub tags: Vec<String>,
     /// Why the job failed, short (from its record), for the log pane's title.
     pub reason: Option<String>,
+    /// Its container runs (also after the job ended, when `keep_failed` keeps it).
+    pub container_running: bool,
+    /// `keep_failed` keeps the job's containers until then (Unix seconds).
+    pub kept_until: Option<u64>,
 }
 
 /// The configuration as the Config screen shows it.
@@ -541,6 +545,10 @@ fn row(
             .filter(|r| r.result == Some(Outcome::Failed))
             .and_then(|r| r.reason.as_deref())
             .map(visible),
+        container_running,
+        kept_until: record
+            .and_then(|r| r.kept_until)
+            .filter(|_| job_ctr.is_some()),
     }
 }
 

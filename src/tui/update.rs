@@ -857,8 +857,9 @@ fn action(m: &mut Model, a: Action) -> Vec<Effect> {
             }],
             None => no_job(m),
         },
+        // a kept failed job's container runs on: a shell there is what it is kept for
         Action::Shell => match job {
-            Some(j) if j.running => match j.container {
+            Some(j) if j.running || j.container_running => match j.container {
                 Some(c) => vec![Effect::Shell(c)],
                 None => no_job(m),
             },
@@ -1513,6 +1514,35 @@ mod tests {
         m.selected = idx;
         assert!(press(&mut m, "e").is_empty());
         assert!(m.status.as_deref().unwrap().contains("not running"));
+    }
+
+    /// `keep_failed` keeps a failed job's container running for debugging: `e` opens a
+    /// shell in it (it said "not running").
+    #[test]
+    fn e_opens_a_shell_in_a_failed_jobs_kept_container() {
+        let mut m = fixtures::model();
+        let r = m.records.iter_mut().find(|r| r.id == "1190").unwrap();
+        r.kept_until = Some(fixtures::NOW + 600);
+        m.containers.push(fixtures::ctr(
+            "pogo-laptop-1190-0-build",
+            "pogo-laptop-1190-0",
+            "node:22",
+            "running",
+        ));
+        m.rebuild_jobs();
+        m.selected = m.jobs.iter().position(|j| j.id == "1190").unwrap();
+        assert_eq!(
+            press(&mut m, "e"),
+            vec![Effect::Shell("pogo-laptop-1190-0-build".into())]
+        );
+        let screen = fixtures::render(&m, 140, 30);
+        let cells: String = screen
+            .buffer()
+            .content()
+            .iter()
+            .map(|c| c.symbol())
+            .collect();
+        assert!(cells.contains("kept to 08:10"), "{screen:?}");
     }
 
     #[test]

@@ -140,6 +140,17 @@ fn elapsed(j: &JobRow, now: u64) -> String {
     format_elapsed(end.saturating_sub(j.started))
 }
 
+/// The STATE cell: a failed job's containers that `keep_failed` keeps say until when
+/// (`e` and `i` work on them meanwhile).
+fn state_text(j: &JobRow, m: &Model) -> String {
+    match j.kept_until {
+        Some(until) if until > m.now => {
+            format!("kept to {}", &clock(until * 1000, m.utc_offset)[..5])
+        }
+        _ => j.state.clone(),
+    }
+}
+
 fn state_style(j: &JobRow, t: Theme) -> Style {
     match j.outcome {
         Some(Outcome::Success) => t.ok(),
@@ -177,7 +188,7 @@ fn draw_table(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
             Cell::from(j.project.clone()),
             Cell::from(j.name.clone()),
             Cell::from(j.stage.clone()),
-            Cell::from(Span::styled(j.state.clone(), state_style(j, t))),
+            Cell::from(Span::styled(state_text(j, m), state_style(j, t))),
             Cell::from(elapsed(j, m.now)),
             Cell::from(j.cpu.clone().unwrap_or_else(|| "-".into())),
             Cell::from(j.mem.clone().unwrap_or_else(|| "-".into())),

@@ -319,7 +319,7 @@ pub mod fixtures {
 
     pub const NOW: u64 = 1_800_000_000;
 
-    fn ctr(name: &str, key: &str, image: &str, state: &str) -> PsContainer {
+    pub fn ctr(name: &str, key: &str, image: &str, state: &str) -> PsContainer {
         PsContainer {
             id: format!("id-{name}"),
             names: vec![name.to_string()],
