@@ -319,7 +319,20 @@ async fn run_async(
         }
     };
     restore_terminal();
+    if let Some(note) = quit_note(&model) {
+        println!("{note}");
+    }
     result
+}
+
+/// What to say on the way out: jobs that still run go on without the dashboard.
+pub fn quit_note(model: &Model) -> Option<String> {
+    let running = model.jobs.iter().filter(|j| j.running).count();
+    (running > 0).then(|| {
+        format!(
+            "pogo tui: {running} job(s) still running; they go on without the dashboard (pogo tui shows them again)"
+        )
+    })
 }
 
 /// Raw mode, alternate screen, mouse reporting; ratatui's panic hook restores the terminal.
@@ -946,6 +959,19 @@ fn save_log_in(dir: &Path, state: &StateDir, key: &str, id: &str, times: Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quitting_with_running_jobs_says_they_go_on() {
+        let m = crate::tui::views::fixtures::model();
+        let note = quit_note(&m).unwrap();
+        assert!(
+            note.contains("2 job(s) still running; they go on without the dashboard"),
+            "{note}"
+        );
+        let mut idle = crate::tui::views::fixtures::model();
+        idle.jobs.retain(|j| !j.running);
+        assert_eq!(quit_note(&idle), None);
+    }
     use crate::config::edit::Edit;
     use crate::config::model::{ExtraArgsRule, MountRule};
 
