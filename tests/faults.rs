@@ -88,6 +88,22 @@ fn working_for(key: &str) -> Vec<String> {
         .collect()
 }
 
+/// The job's log copy for `pogo tui` in `state_dir` (empty when there is none).
+fn log_copy(state_dir: &std::path::Path, job: &pogo::driver::Job) -> String {
+    let states = pogo::state::StateDir::new(state_dir);
+    std::fs::read_to_string(states.log_path(&expected_job_key(job))).unwrap_or_default()
+}
+
+/// `pogo cleanup` of the job succeeds and leaves nothing labelled with its id.
+fn cleanup_leaves_nothing(env: &TestEnv, runner: &str, job_id: u64) {
+    let out = phase(env, "cleanup", runner, job_id).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        env.podman.labelled(&format!("{LABEL_JOB_ID}={job_id}")),
+        Vec::<String>::new()
+    );
+}
+
 fn pogo_gc(env: &TestEnv, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_pogo"))
         .args(["--config", &env.config_path.to_string_lossy(), "gc"])
@@ -295,12 +311,7 @@ fn a_chatty_jobs_log_copy_stays_within_log_copy_limit() {
     let r = env.run(&job);
     assert_success(&r);
     assert!(plain_log(&r).contains("\nchatty-line-20000\n"));
-    let copy = std::fs::read_to_string(
-        state_dir
-            .path()
-            .join(format!("{}.log", expected_job_key(&job))),
-    )
-    .unwrap();
+    let copy = log_copy(state_dir.path(), &job);
     assert!(copy.len() <= 64 * 1024, "{} bytes", copy.len());
     assert!(
         copy.contains("first-line-of-the-log"),
@@ -661,12 +672,7 @@ fn after_a_sigkilled_stage_on_the_exec_path_the_next_stage_runs_alone() {
         "an orphan on the host"
     );
 
-    let out = phase(&env, "cleanup", &runner, job_id).output().unwrap();
-    assert!(out.status.success());
-    assert_eq!(
-        env.podman.labelled(&format!("{LABEL_JOB_ID}={job_id}")),
-        Vec::<String>::new()
-    );
+    cleanup_leaves_nothing(&env, &runner, job_id);
 }
 
 /// `pogo gc` (started in the background by another job's prepare) listed podman's containers,
@@ -772,12 +778,7 @@ fn gc_never_takes_the_files_of_a_job_that_started_while_it_listed() {
         "gc removed a starting job's agent socket: {said}"
     );
 
-    let out = phase(&env, "cleanup", &runner, job_id).output().unwrap();
-    assert!(out.status.success());
-    assert_eq!(
-        env.podman.labelled(&format!("{LABEL_JOB_ID}={job_id}")),
-        Vec::<String>::new()
-    );
+    cleanup_leaves_nothing(&env, &runner, job_id);
 }
 
 /// The dashboard shows a job's log copy: a job that failed in prepare had none ("no log copy
@@ -796,12 +797,7 @@ fn a_job_that_fails_in_prepare_has_its_reason_in_the_log_copy() {
     job.image = Some(missing_image("prepare-reason", &job));
     let r = env.run(&job);
     assert_system_failure(&r);
-    let copy = std::fs::read_to_string(
-        state_dir
-            .path()
-            .join(format!("{}.log", expected_job_key(&job))),
-    )
-    .unwrap_or_default();
+    let copy = log_copy(state_dir.path(), &job);
     assert!(
         copy.contains("is not in podman's local storage and pull_policy is never"),
         "log copy:\n{copy}"

@@ -520,6 +520,29 @@ mod tests {
         }
     }
 
+    /// The stage scripts' view of `s`: its project directory, no variables.
+    fn script_info(s: &Sandbox) -> ScriptInfo<'_> {
+        ScriptInfo {
+            variables: &[],
+            project_dir: &s.project,
+            hostname: "h",
+        }
+    }
+
+    /// 3000 files (and a `.o` every 1000th when `objects`) in a directory of `parent` whose
+    /// long name fills a command line fast; that directory.
+    fn thousands_of_files(parent: &Path, objects: bool) -> std::path::PathBuf {
+        let deep = parent.join("a-directory-with-a-rather-long-name-to-fill-the-argument-list");
+        std::fs::create_dir_all(&deep).unwrap();
+        for i in 0..3000 {
+            std::fs::write(deep.join(format!("file-number-{i:05}.txt")), "x").unwrap();
+            if objects && i % 1000 == 0 {
+                std::fs::write(deep.join(format!("file-number-{i:05}.o")), "o").unwrap();
+            }
+        }
+        deep
+    }
+
     fn run(root: &Path, w: &Writer) -> (i32, String) {
         let file = root.join("script");
         std::fs::write(&file, w.finish()).unwrap();
@@ -703,20 +726,9 @@ mod tests {
     #[test]
     fn thousands_of_artifact_files_an_exclude_and_a_dotenv_report_round_trip() {
         let s = sandbox();
-        let info = ScriptInfo {
-            variables: &[],
-            project_dir: &s.project,
-            hostname: "h",
-        };
+        let info = script_info(&s);
         let p = Path::new(&s.project);
-        let deep = p.join("out/a-directory-with-a-rather-long-name-to-fill-the-argument-list");
-        std::fs::create_dir_all(&deep).unwrap();
-        for i in 0..3000 {
-            std::fs::write(deep.join(format!("file-number-{i:05}.txt")), "x").unwrap();
-            if i % 1000 == 0 {
-                std::fs::write(deep.join(format!("file-number-{i:05}.o")), "o").unwrap();
-            }
-        }
+        let deep = thousands_of_files(&p.join("out"), true);
         std::fs::write(p.join("build.env"), "VERSION=1.2\n").unwrap();
         let a = Artifacts {
             paths: vec!["out/**/*.txt".into(), "out/".into()],
@@ -753,17 +765,9 @@ mod tests {
     #[test]
     fn a_cache_of_thousands_of_files_round_trips_and_shrinks() {
         let s = sandbox();
-        let info = ScriptInfo {
-            variables: &[],
-            project_dir: &s.project,
-            hostname: "h",
-        };
+        let info = script_info(&s);
         let p = Path::new(&s.project);
-        let deep = p.join("deps/a-directory-with-a-rather-long-name-to-fill-the-argument-list");
-        std::fs::create_dir_all(&deep).unwrap();
-        for i in 0..3000 {
-            std::fs::write(deep.join(format!("file-number-{i:05}.txt")), "x").unwrap();
-        }
+        let deep = thousands_of_files(&p.join("deps"), false);
         let cache = CacheArchive {
             key: "k".into(),
             rel_file: String::new(),
@@ -792,11 +796,7 @@ mod tests {
     #[test]
     fn no_files_to_upload_is_reported_but_not_a_failure() {
         let s = sandbox();
-        let info = ScriptInfo {
-            variables: &[],
-            project_dir: &s.project,
-            hostname: "h",
-        };
+        let info = script_info(&s);
         std::fs::create_dir_all(&s.project).unwrap();
         let a = Artifacts {
             paths: vec!["nothing/".into()],
@@ -810,11 +810,7 @@ mod tests {
     #[test]
     fn git_strategies() {
         let s = sandbox();
-        let info = ScriptInfo {
-            variables: &[],
-            project_dir: &s.project,
-            hostname: "h",
-        };
+        let info = script_info(&s);
         let log = run_ok(&s.root, &info.local_get_sources("none", &s.local));
         assert!(log.contains("Skipping Git repository setup"), "{log}");
         assert!(Path::new(&s.project).is_dir());

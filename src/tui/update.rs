@@ -1535,13 +1535,7 @@ mod tests {
             press(&mut m, "e"),
             vec![Effect::Shell("pogo-laptop-1190-0-build".into())]
         );
-        let screen = fixtures::render(&m, 140, 30);
-        let cells: String = screen
-            .buffer()
-            .content()
-            .iter()
-            .map(|c| c.symbol())
-            .collect();
+        let (cells, screen) = fixtures::screen_text(&m, 140, 30);
         assert!(cells.contains("kept to 08:10"), "{screen:?}");
     }
 

@@ -349,7 +349,7 @@ fn draw_log(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
 mod tests {
     use crate::tui::model::Model;
     use crate::tui::update::{update, Msg};
-    use crate::tui::views::fixtures::{model, render};
+    use crate::tui::views::fixtures::{model, render, screen_text};
     use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
     /// A job named with an OSC sequence retitled the terminal and could draw over the table:
@@ -360,13 +360,7 @@ mod tests {
         m.records[0].name = "\x1b]0;pwned\x07deploy\x1b[2J\u{202e}txt.exe".into();
         m.records[0].project = "g/\x1b[31mred".into();
         m.rebuild_jobs();
-        let screen = render(&m, 140, 30);
-        let cells: String = screen
-            .buffer()
-            .content()
-            .iter()
-            .map(|c| c.symbol())
-            .collect();
+        let (cells, screen) = screen_text(&m, 140, 30);
         assert!(!cells.contains('\x1b') && !cells.contains('\x07'));
         assert!(!cells.contains('\u{202e}'));
         assert!(cells.contains("<U+001B>]0;pwned"), "{screen:?}");
@@ -386,13 +380,7 @@ mod tests {
         );
         m.rebuild_jobs();
         m.selected = m.jobs.iter().position(|j| j.id == "1190").unwrap();
-        let screen = render(&m, 140, 30);
-        let cells: String = screen
-            .buffer()
-            .content()
-            .iter()
-            .map(|c| c.symbol())
-            .collect();
+        let (cells, screen) = screen_text(&m, 140, 30);
         assert!(
             cells.contains("failed: prepare: image node:22 is not in podman's local storage"),
             "{screen:?}"

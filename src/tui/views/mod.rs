@@ -514,4 +514,16 @@ pub mod fixtures {
         t.draw(|f| super::draw(f, m)).expect("draw");
         t.backend().clone()
     }
+
+    /// Every cell's text of [`render`], row after row, with the screen for messages.
+    pub fn screen_text(m: &Model, w: u16, h: u16) -> (String, TestBackend) {
+        let screen = render(m, w, h);
+        let cells = screen
+            .buffer()
+            .content()
+            .iter()
+            .map(|c| c.symbol())
+            .collect();
+        (cells, screen)
+    }
 }
