@@ -424,7 +424,8 @@ fn flow_list(items: &[String]) -> String {
     let items: Vec<String> = items
         .iter()
         .map(|s| {
-            if plain_ok(s) && !s.contains([',', '[', ']', '{', '}']) {
+            // in a flow list a ':' may read as a key's end (libyaml: `[a:?]` is a mapping)
+            if plain_ok(s) && !s.contains([',', '[', ']', '{', '}', ':']) {
                 s.clone()
             } else {
                 quoted(s)
