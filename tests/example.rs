@@ -893,3 +893,74 @@ where:
         "{out}"
     );
 }
+
+#[test]
+fn a_trigger_job_runs_its_child_pipeline_and_depend_takes_its_result() {
+    require_podman!();
+    let ex = Example::new();
+    std::fs::create_dir_all(ex.project.join("ci")).unwrap();
+    std::fs::write(
+        ex.project.join("ci/child.yml"),
+        format!(
+            r#"spec:
+  inputs:
+    who: {{default: nobody}}
+---
+image: {IMG_BASH}
+child-job:
+  script: ['echo "child says $FROM_PARENT to $[[ inputs.who ]] from $CI_PIPELINE_SOURCE"']
+  rules:
+    - if: $CI_PIPELINE_SOURCE == "parent_pipeline"
+child-fails:
+  script: ["exit $CHILD_EXIT"]
+"#
+        ),
+    )
+    .unwrap();
+    let ci = format!(
+        r#"image: {IMG_BASH}
+stages: [build, downstream]
+build:
+  stage: build
+  script: ["echo parent-build"]
+kick:
+  stage: downstream
+  variables: {{FROM_PARENT: hello}}
+  trigger:
+    include:
+      - local: ci/child.yml
+        inputs: {{who: world}}
+    strategy: depend
+"#
+    );
+    std::fs::write(ex.project.join(".gitlab-ci.yml"), ci).unwrap();
+    let (code, out, err) = ex.exec(&["--dirty", "--var", "CHILD_EXIT=0"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("\nchild says hello to world from parent_pipeline\n"),
+        "{out}"
+    );
+    // strategy: depend: the child's failure is the trigger job's
+    let (code, out, err) = ex.exec(&["--dirty", "--var", "CHILD_EXIT=3"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("child pipeline: 2 job(s) ran, failed: child-fails"),
+        "{out}"
+    );
+
+    // another project's pipeline cannot run here: refused before anything runs
+    std::fs::write(
+        ex.project.join(".gitlab-ci.yml"),
+        format!(
+            "image: {IMG_BASH}\nj: {{script: [echo j]}}\nother: {{trigger: group/other-project}}\n"
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = ex.exec(&["--dirty"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("job 'other': it triggers a pipeline of project group/other-project, which pogo exec cannot run locally"),
+        "{err}"
+    );
+    assert!(!out.contains("\nj\n"), "{out}");
+}

@@ -63,8 +63,8 @@ Supported: stages, variables, default, image, services, before_script, script,
 after_script, tags, stage, when (manual jobs run only when named), allow_failure (with
 exit_codes), cache (key, paths, policy, when), artifacts (paths, when), dependencies,
 needs, extends, include (local files, with inputs), spec: inputs (values of
-.gitlab-ci.yml's from --input), !reference, parallel, rules, workflow, only/except, YAML
-anchors and merge keys. Every other key is reported as `pogo: ignored locally: KEY`.
+.gitlab-ci.yml's from --input), !reference, parallel, rules, workflow, only/except,
+trigger: include (child pipelines), inherit, YAML anchors and merge keys. Every other key is reported as `pogo: ignored locally: KEY`.
 
 Sources: the committed HEAD of the git repository DIR is in (`git archive`); with --dirty
 the work tree instead (uncommitted and untracked files, without git-ignored ones); outside
@@ -398,6 +398,7 @@ fn exec(
         );
     }
     let plan = select(&pipeline, &args.jobs, &file)?;
+    refuse_foreign_triggers(&plan)?;
 
     let env: Vec<(String, String)> = std::env::vars_os()
         .map(|(k, v)| {
@@ -748,6 +749,24 @@ pub struct Planned<'a> {
     pub named: bool,
 }
 
+/// A trigger job that would run but starts a pipeline `pogo exec` cannot run (another
+/// project's, or a child made from an artifact) is refused before anything runs: without it
+/// the run would not be GitLab's pipeline.
+fn refuse_foreign_triggers(plan: &[Planned<'_>]) -> Result<(), ExecError> {
+    for p in plan {
+        if let Some(pipeline::Trigger::Elsewhere(why)) = &p.spec.trigger {
+            if p.named || p.spec.when != When::Manual {
+                return Err(ExecError::Rules(format!(
+                    "job '{}': {why}, which pogo exec cannot run locally; run pogo exec in that \
+                     project, or name the jobs to run here (pogo exec JOB ...) to leave it out",
+                    p.spec.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The jobs of this run in pipeline order: all of them, or only those named.
 pub fn select<'a>(
     pipeline: &'a Pipeline,
@@ -1005,6 +1024,9 @@ impl Local {
         out: &Out,
         err: &Out,
     ) -> Result<Row, ExecError> {
+        if let Some(pipeline::Trigger::Child { include, depend }) = &spec.trigger {
+            return self.run_child(spec, include, *depend, out, err);
+        }
         // This run's artifacts replace the last run's, even when the job makes none.
         let own_dir = self
             .store
@@ -1108,6 +1130,122 @@ impl Local {
             status,
             duration: Some(duration),
             phases: result.phase_times,
+            notes,
+        })
+    }
+
+    /// A trigger job's child pipeline, run here and now as GitLab runs it: its files
+    /// (`include:` with their `inputs`), `CI_PIPELINE_SOURCE` `parent_pipeline`, the trigger
+    /// job's variables as the child's pipeline variables. With `strategy: depend` the job
+    /// takes the child's result, else it passes once the child exists, as on GitLab.
+    fn run_child(
+        &self,
+        spec: &JobSpec,
+        include: &serde_json::Value,
+        depend: bool,
+        out: &Out,
+        err: &Out,
+    ) -> Result<Row, ExecError> {
+        let started = Instant::now();
+        let file = format!("the child pipeline of {}", spec.name);
+        say(
+            out,
+            &format!("\n==> {} (stage {}): {file}\n", spec.name, spec.stage),
+        );
+        let mut project = self.project.clone();
+        project.source = "parent_pipeline".to_string();
+        // the trigger job's variables (global ones included) pass to the child, as GitLab's
+        // forward: yaml_variables does by default; --var ones stay on top
+        let mut vars: Vec<(String, String)> = spec
+            .variables
+            .iter()
+            .map(|v| (v.key.clone(), v.value.clone()))
+            .collect();
+        vars.extend(self.vars.iter().cloned());
+        let mut variables = predefined_variables(&project);
+        variables.extend(vars.iter().cloned());
+        let context = compose::Context::new(
+            serde_json::Map::new(),
+            variables,
+            Some((project.clone(), self.dirty)),
+        );
+        let text = serde_json::json!({ "include": include }).to_string();
+        let dir = self.project.dir.clone();
+        let read = &mut |rel: &str| {
+            let path = dir.join(rel);
+            std::fs::read_to_string(&path)
+                .map(|text| (path.display().to_string(), text))
+                .map_err(|e| e.to_string())
+        };
+        let child = pipeline::parse_with(&text, &file, read, &context)?;
+        for key in &child.ignored {
+            say(err, &format!("pogo: ignored locally: {key} ({file})\n"));
+        }
+        let (child, verdicts) = apply_rules(&child, &project, &vars, self.dirty)?;
+        for v in verdicts.iter().filter(|v| !v.included) {
+            say(
+                out,
+                &format!("--- {}: not in the child pipeline ({})\n", v.job, v.why),
+            );
+        }
+        let plan = select(&child, &[], &file)?;
+        refuse_foreign_triggers(&plan)?;
+        let local = Local {
+            driver: self.driver.clone(),
+            project,
+            store: self.store.clone(),
+            mounts: self.mounts.clone(),
+            extra_tags: self.extra_tags.clone(),
+            vars,
+            colour: self.colour,
+            interrupted: self.interrupted.clone(),
+            parallel: self.parallel,
+            started: Mutex::new(HashSet::new()),
+            dirty: self.dirty,
+        };
+        let rows = run_pipeline(&plan, &child, &local, out, err)?;
+        let failed: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.status.is_blocking_failure())
+            .map(|r| r.job.as_str())
+            .collect();
+        let ran = rows.iter().filter(|r| r.status.ran()).count();
+        let mut notes = vec![format!(
+            "child pipeline: {ran} job(s) ran{}",
+            if failed.is_empty() {
+                String::new()
+            } else {
+                format!(", failed: {}", failed.join(", "))
+            }
+        )];
+        let status = if depend && !failed.is_empty() {
+            let f = Failure::Exit(1);
+            if f.allowed_by(&spec.allow_failure) {
+                Status::AllowedToFail(f)
+            } else {
+                Status::Failed(f)
+            }
+        } else {
+            if !depend && !failed.is_empty() {
+                notes.push("without strategy: depend the child's failure is not the job's".into());
+            }
+            Status::Passed
+        };
+        let duration = started.elapsed();
+        say(
+            out,
+            &format!(
+                "<== {}: {status} in {}\n",
+                spec.name,
+                report::format_duration(duration)
+            ),
+        );
+        Ok(Row {
+            job: spec.name.clone(),
+            stage: spec.stage.clone(),
+            status,
+            duration: Some(duration),
+            phases: Vec::new(),
             notes,
         })
     }

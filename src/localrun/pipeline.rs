@@ -60,6 +60,7 @@ const JOB_KEYS: &[&str] = &[
     "only",
     "except",
     "inherit",
+    "trigger",
     // Resolved before jobs are read (see compose); kept to explain a missing `script:`.
     "extends",
 ];
@@ -171,6 +172,8 @@ pub struct JobSpec {
     pub delayed: bool,
     /// The keys the job's own `variables:` sets (they win over `workflow: rules: variables`).
     pub own_variable_keys: Vec<String>,
+    /// `trigger:`: the job starts a downstream pipeline instead of running a script.
+    pub trigger: Option<Trigger>,
 }
 
 /// `cache: key: {files, prefix}` (or `files_commits`): the key is a hash of the files'
@@ -182,6 +185,18 @@ pub struct KeyFiles {
     pub prefix: Option<String>,
     /// `files_commits`: the commits, not the content.
     pub commits: bool,
+}
+
+/// `trigger:` of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// A child pipeline of this project: its `include:` entries (as `include:` takes them,
+    /// `inputs` too), and whether the job waits for it and takes its result
+    /// (`strategy: depend`).
+    Child { include: Value, depend: bool },
+    /// A pipeline of another project (or a child from a job's artifact), which `pogo exec`
+    /// cannot run: why, for the refusal.
+    Elsewhere(String),
 }
 
 /// What `.gitlab-ci.yml` describes, as far as `pogo exec` understands it.
@@ -652,20 +667,24 @@ impl Parser {
             let key = key.to_string();
             move |e: String| format!("job '{name}': {key}: {e}")
         };
-        let Some(script_value) = get(m, "script") else {
-            if m.contains_key("trigger") {
-                // A trigger job starts another pipeline: nothing to run here.
-                return Ok(None);
-            }
-            let hint = if m.contains_key("extends") {
-                " (nor do the jobs it extends)"
-            } else {
-                ""
-            };
-            return Err(format!("job '{name}' has no `script:`{hint}; add one"));
+        let trigger = match get(m, "trigger") {
+            Some(t) => Some(trigger(t).map_err(ctx("trigger"))?),
+            None => None,
         };
-        let script_lines = script(script_value).map_err(ctx("script"))?;
-        if script_lines.is_empty() {
+        let script_lines = match (get(m, "script"), &trigger) {
+            (Some(v), _) => script(v).map_err(ctx("script"))?,
+            // a trigger job runs no script of its own
+            (None, Some(_)) => Vec::new(),
+            (None, None) => {
+                let hint = if m.contains_key("extends") {
+                    " (nor do the jobs it extends)"
+                } else {
+                    ""
+                };
+                return Err(format!("job '{name}' has no `script:`{hint}; add one"));
+            }
+        };
+        if script_lines.is_empty() && trigger.is_none() {
             return Err(format!(
                 "job '{name}': script: can't be blank (GitLab rejects an empty script too); \
                  give it a command"
@@ -854,6 +873,7 @@ impl Parser {
             except,
             delayed,
             own_variable_keys,
+            trigger,
         }))
     }
 
@@ -1170,6 +1190,58 @@ impl Parser {
             )),
         }
     }
+}
+
+/// `trigger:` as GitLab reads it: a project path (or `project:`) is another project's
+/// pipeline; `include:` a child pipeline of files of this project.
+fn trigger(v: &Value) -> Result<Trigger, String> {
+    let m = match v {
+        Value::String(p) => {
+            return Ok(Trigger::Elsewhere(format!(
+                "it triggers a pipeline of project {p}"
+            )))
+        }
+        Value::Object(m) => m,
+        other => {
+            return Err(format!(
+                "must be a project path or a mapping with include: or project:, found {}",
+                kind(other)
+            ))
+        }
+    };
+    if let Some(p) = get(m, "project") {
+        return Ok(Trigger::Elsewhere(format!(
+            "it triggers a pipeline of project {}",
+            scalar(p).unwrap_or_default()
+        )));
+    }
+    let Some(include) = get(m, "include") else {
+        return Err("needs include: (a child pipeline) or project: (another project's)".into());
+    };
+    let entries = match include {
+        Value::Array(items) => items.clone(),
+        other => vec![other.clone()],
+    };
+    if let Some(e) = entries.iter().find(|e| e.get("artifact").is_some()) {
+        return Ok(Trigger::Elsewhere(format!(
+            "its child pipeline comes from an artifact of job {} (a dynamic child pipeline)",
+            e.get("job").and_then(scalar).unwrap_or_default()
+        )));
+    }
+    let depend = match get(m, "strategy") {
+        None => false,
+        Some(Value::String(s)) if s == "depend" || s == "mirror" => true,
+        Some(other) => {
+            return Err(format!(
+                "strategy: must be depend or mirror, found {}",
+                scalar(other).unwrap_or_default()
+            ))
+        }
+    };
+    Ok(Trigger::Child {
+        include: Value::Array(entries),
+        depend,
+    })
 }
 
 /// `docker: {platform, user}` of an image or a service (checked when the job starts, as
@@ -1690,10 +1762,25 @@ c:
             ]
         );
         assert_eq!(p.jobs.len(), 3);
-        // trigger jobs start other pipelines: skipped, but reported
-        let p = parse_ok("t: {trigger: other/project}\nj: {script: x}\n");
-        assert_eq!(p.jobs.len(), 1);
-        assert_eq!(p.ignored, vec!["trigger"]);
+        // trigger jobs are jobs: a child pipeline to run, or another project's to refuse
+        let p = parse_ok(
+            "t: {trigger: other/project}\nc: {trigger: {include: ci/c.yml, strategy: depend}}\nj: {script: x}\n",
+        );
+        assert_eq!(p.jobs.len(), 3);
+        assert!(p.ignored.is_empty(), "{:?}", p.ignored);
+        assert_eq!(
+            p.job("t").unwrap().trigger,
+            Some(Trigger::Elsewhere(
+                "it triggers a pipeline of project other/project".into()
+            ))
+        );
+        assert_eq!(
+            p.job("c").unwrap().trigger,
+            Some(Trigger::Child {
+                include: serde_json::json!(["ci/c.yml"]),
+                depend: true
+            })
+        );
     }
 
     #[test]
