@@ -161,15 +161,60 @@ fn state_style(j: &JobRow, t: Theme) -> Style {
     }
 }
 
-fn draw_table(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
-    // The image column only where there is room for it.
-    let wide = area.width >= 110;
-    let mut head = vec![
-        "JOB", "PROJECT", "NAME", "STAGE", "STATE", "TIME", "CPU", "MEM",
+/// The job list's columns for a pane `width` wide: CPU and MEM from 100 columns, IMAGE from
+/// 120; NAME and PROJECT take what is left. STAGE fits `cleanup_file_variables`.
+fn columns(width: u16) -> (Vec<&'static str>, Vec<Constraint>) {
+    let mut head = vec!["JOB", "PROJECT", "NAME", "STAGE", "STATE", "TIME"];
+    let mut widths = vec![
+        Constraint::Length(10),
+        Constraint::Fill(3),
+        Constraint::Fill(2),
+        Constraint::Length(22),
+        Constraint::Length(15),
+        Constraint::Length(6),
     ];
-    if wide {
-        head.push("IMAGE");
+    if width >= 100 {
+        head.extend(["CPU", "MEM"]);
+        widths.extend([Constraint::Length(7), Constraint::Length(9)]);
     }
+    if width >= 120 {
+        head.push("IMAGE");
+        widths.push(Constraint::Fill(3));
+    }
+    (head, widths)
+}
+
+/// `text` cut to `width` characters, with `…` where it was cut.
+fn ellipsize(text: &str, width: u16) -> String {
+    let width = usize::from(width);
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let mut s: String = text.chars().take(width - 1).collect();
+    s.push('…');
+    s
+}
+
+fn draw_table(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
+    let (head, mut widths) = columns(area.width);
+    let shown = head.len();
+    // the cells' widths, for `…` on text that does not fit
+    let inner = Rect {
+        x: area.x + 1,
+        y: area.y,
+        width: area.width.saturating_sub(2),
+        height: 1,
+    };
+    let cols: Vec<u16> = Layout::horizontal(widths.clone())
+        .spacing(1)
+        .split(inner)
+        .iter()
+        .map(|r| r.width)
+        .collect();
+    let fit = |i: usize, text: &str| ellipsize(text, cols.get(i).copied().unwrap_or(0));
     let header = Row::new(head).style(t.title());
     let mut rows = Vec::new();
     let mut selected_row = None;
@@ -184,52 +229,33 @@ fn draw_table(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
             Style::default()
         };
         let mut cells = vec![
-            Cell::from(j.id.clone()),
-            Cell::from(j.project.clone()),
-            Cell::from(j.name.clone()),
-            Cell::from(j.stage.clone()),
+            Cell::from(fit(0, &j.id)),
+            Cell::from(fit(1, &j.project)),
+            Cell::from(fit(2, &j.name)),
+            Cell::from(fit(3, &j.stage)),
             Cell::from(Span::styled(state_text(j, m), state_style(j, t))),
             Cell::from(elapsed(j, m.now)),
             Cell::from(j.cpu.clone().unwrap_or_else(|| "-".into())),
             Cell::from(j.mem.clone().unwrap_or_else(|| "-".into())),
+            Cell::from(fit(8, &short_image(&j.image))),
         ];
-        if wide {
-            cells.push(Cell::from(short_image(&j.image)));
-        }
+        cells.truncate(shown);
         rows.push(Row::new(cells).style(style));
         for s in &j.services {
             let mut cells = vec![
                 Cell::from(""),
                 Cell::from(" └ service"),
                 Cell::from(""),
-                Cell::from(short_image(&s.image)),
+                Cell::from(fit(3, &short_image(&s.image))),
                 Cell::from(s.state.clone()),
                 Cell::from(""),
                 Cell::from(s.cpu.clone().unwrap_or_else(|| "-".into())),
                 Cell::from(s.mem.clone().unwrap_or_else(|| "-".into())),
+                Cell::from(fit(8, &short_image(&s.image))),
             ];
-            if wide {
-                cells.push(Cell::from(short_image(&s.image)));
-            }
+            cells.truncate(shown);
             rows.push(Row::new(cells).style(t.dim()));
         }
-    }
-    let mut widths = vec![
-        Constraint::Length(8),
-        Constraint::Fill(3),
-        Constraint::Fill(2),
-        Constraint::Length(12),
-        Constraint::Length(15),
-        Constraint::Length(6),
-        Constraint::Length(6),
-        Constraint::Length(7),
-    ];
-    if wide {
-        widths[0] = Constraint::Length(10);
-        widths[3] = Constraint::Length(16);
-        widths[6] = Constraint::Length(7);
-        widths[7] = Constraint::Length(9);
-        widths.push(Constraint::Fill(3));
     }
     if rows.is_empty() {
         rows.push(Row::new(vec![Cell::from(Span::styled(
@@ -363,8 +389,28 @@ mod tests {
         let (cells, screen) = screen_text(&m, 140, 30);
         assert!(!cells.contains('\x1b') && !cells.contains('\x07'));
         assert!(!cells.contains('\u{202e}'));
-        assert!(cells.contains("<U+001B>]0;pwned"), "{screen:?}");
+        // shown as text (and cut with … where the column ends)
+        assert!(cells.contains("<U+001B>]0;pwn"), "{screen:?}");
         assert!(cells.contains("g/<U+001B>[31mred"), "{screen:?}");
+    }
+
+    #[test]
+    fn narrow_panes_drop_image_cpu_and_mem_first_and_cut_text_with_an_ellipsis() {
+        let names = |w: u16| super::columns(w).0;
+        assert_eq!(
+            names(80),
+            ["JOB", "PROJECT", "NAME", "STAGE", "STATE", "TIME"]
+        );
+        assert!(names(100).contains(&"MEM") && !names(100).contains(&"IMAGE"));
+        assert!(names(140).contains(&"IMAGE"));
+        assert_eq!(super::ellipsize("integration", 7), "integr…");
+        assert_eq!(super::ellipsize("lint", 7), "lint");
+        // the longest stage name fits
+        let mut m = model();
+        m.records[0].stage = Some("cleanup_file_variables".into());
+        m.rebuild_jobs();
+        let (cells, screen) = screen_text(&m, 80, 24);
+        assert!(cells.contains("cleanup_file_variables"), "{screen:?}");
     }
 
     /// A job that failed in prepare: why, in pogo's words, over its log (the log copy has
