@@ -517,11 +517,7 @@ pub fn key(f: &mut ConfigForm, k: KeyEvent) -> Outcome {
             *on = false;
             true
         }
-        (Value::Text(s), KeyCode::Backspace) => s.pop().is_some(),
-        (Value::Text(s), KeyCode::Char(c)) if !ctrl && !c.is_control() => {
-            s.push(c);
-            true
-        }
+        (Value::Text(s), _) => super::textinput::edit(s, &k),
         _ => false,
     };
     if changed {

@@ -11,6 +11,7 @@ pub mod model;
 pub mod procs;
 pub mod runners;
 pub mod sources;
+pub mod textinput;
 pub mod update;
 pub mod views;
 

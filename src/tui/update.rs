@@ -425,32 +425,23 @@ fn register_key(m: &mut Model, mut f: RegisterForm, k: KeyEvent) -> Vec<Effect> 
         KeyCode::BackTab | KeyCode::Up => {
             f.focus = (f.focus + RegisterForm::FIELDS - 1) % RegisterForm::FIELDS;
         }
-        KeyCode::Backspace => match f.focus {
+        _ => match f.focus {
             0 => {
-                f.url.pop();
+                super::textinput::edit(&mut f.url, &k);
             }
             1 => {
                 let mut t = f.token.expose().to_string();
-                t.pop();
-                f.token = crate::executor::env::Secret::new(t);
+                if super::textinput::edit(&mut t, &k) {
+                    f.token = crate::executor::env::Secret::new(t);
+                }
             }
             2 => {
-                f.name.pop();
+                super::textinput::edit(&mut f.name, &k);
             }
             _ => {
-                f.ca_file.pop();
+                super::textinput::edit(&mut f.ca_file, &k);
             }
         },
-        KeyCode::Char(c) if !c.is_control() => match f.focus {
-            0 => f.url.push(c),
-            1 => {
-                let t = format!("{}{c}", f.token.expose());
-                f.token = crate::executor::env::Secret::new(t);
-            }
-            2 => f.name.push(c),
-            _ => f.ca_file.push(c),
-        },
-        _ => {}
     }
     f.error = None;
     m.mode = Mode::Register(f);
@@ -603,14 +594,7 @@ fn filter_key(m: &mut Model, k: KeyEvent) -> Vec<Effect> {
             m.mode = Mode::Normal;
             filter_changed(m)
         }
-        KeyCode::Backspace => {
-            filter.pop();
-            filter_changed(m)
-        }
-        KeyCode::Char(c) if !c.is_control() => {
-            filter.push(c);
-            filter_changed(m)
-        }
+        _ if super::textinput::edit(filter, &k) => filter_changed(m),
         KeyCode::Up => move_selection(m, -1),
         KeyCode::Down => move_selection(m, 1),
         _ => Vec::new(),
@@ -712,15 +696,10 @@ fn key(m: &mut Model, k: KeyEvent) -> Vec<Effect> {
                         m.status = Some("no match".to_string());
                     }
                 }
-                KeyCode::Backspace => {
-                    text.pop();
+                _ => {
+                    super::textinput::edit(&mut text, &k);
                     m.mode = Mode::Search(text);
                 }
-                KeyCode::Char(c) => {
-                    text.push(c);
-                    m.mode = Mode::Search(text);
-                }
-                _ => {}
             }
             Vec::new()
         }
@@ -731,11 +710,9 @@ fn key(m: &mut Model, k: KeyEvent) -> Vec<Effect> {
             };
             match k.code {
                 KeyCode::Esc | KeyCode::Enter | KeyCode::Tab => m.mode = Mode::Normal,
-                KeyCode::Backspace => {
-                    target.pop();
+                _ => {
+                    super::textinput::edit(target, &k);
                 }
-                KeyCode::Char(c) => target.push(c),
-                _ => {}
             }
             Vec::new()
         }
