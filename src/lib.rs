@@ -11,6 +11,7 @@ pub mod fsutil;
 pub mod gitlab;
 pub mod localrun;
 pub mod logging;
+pub mod names;
 pub mod podman;
 pub mod setup;
 pub mod state;

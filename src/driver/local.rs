@@ -79,7 +79,7 @@ pub fn artifacts_dir_name(job_name: &str) -> String {
     let mapped: String = job_name
         .chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+            if crate::names::is_name_char(c) {
                 c
             } else {
                 '-'

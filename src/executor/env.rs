@@ -223,7 +223,7 @@ pub const LABEL_BUILDS_VOLUME: &str = "io.pogo.builds-volume";
 pub fn sanitize_name(s: &str, fallback: &str) -> String {
     let cleaned: String = s
         .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        .filter(|c| crate::names::is_name_char(*c))
         .take(40)
         .collect();
     let cleaned = cleaned.trim_start_matches(['.', '-', '_']).to_string();

@@ -474,7 +474,7 @@ pub fn sanitize_project_name(name: &str) -> String {
     let mapped: String = name
         .chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+            if crate::names::is_name_char(c) {
                 c
             } else {
                 '-'

@@ -16,17 +16,15 @@ pub const RUNNER_BINARY_PATH: &str = "/usr/local/bin/gitlab-runner";
 /// `--platform=` and `--user=` take them, from values the job wrote: `os[/arch[/variant]]`
 /// and `user[:group]` (names or numbers) only — never an option, never anything else.
 pub fn validate_docker_options(platform: Option<&str>, user: Option<&str>) -> Result<(), String> {
-    let word = |s: &str, extra: &[char]| {
+    let word = |s: &str| {
         !s.is_empty()
             && s.len() <= 64
             && !s.starts_with('-')
-            && s.chars().all(|c| {
-                c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') || extra.contains(&c)
-            })
+            && s.chars().all(crate::names::is_name_char)
     };
     if let Some(p) = platform {
         let parts: Vec<&str> = p.split('/').collect();
-        if parts.len() > 3 || !parts.iter().all(|part| word(part, &[])) {
+        if parts.len() > 3 || !parts.iter().all(|part| word(part)) {
             return Err(format!(
                 "docker: platform {p:?} is not OS[/ARCH[/VARIANT]] (for example linux/arm64)"
             ));
@@ -34,7 +32,7 @@ pub fn validate_docker_options(platform: Option<&str>, user: Option<&str>) -> Re
     }
     if let Some(u) = user {
         let parts: Vec<&str> = u.split(':').collect();
-        if parts.len() > 2 || !parts.iter().all(|part| word(part, &[])) {
+        if parts.len() > 2 || !parts.iter().all(|part| word(part)) {
             return Err(format!(
                 "docker: user {u:?} is not USER[:GROUP] (names or numeric ids)"
             ));

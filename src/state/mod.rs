@@ -132,11 +132,7 @@ pub fn now() -> u64 {
 
 /// Keys are pogo's job keys (`[A-Za-z0-9_.-]`); anything else cannot name a state file.
 fn valid_key(key: &str) -> bool {
-    !key.is_empty()
-        && !key.starts_with('.')
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    !key.is_empty() && !key.starts_with('.') && key.chars().all(crate::names::is_name_char)
 }
 
 /// The state directory with its records and logs.
