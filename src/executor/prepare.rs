@@ -763,10 +763,14 @@ async fn ensure_with(
     chosen_by_job: bool,
     auth: &mut PullAuth,
 ) -> Result<InspectedImage, Failure> {
-    // a local image for another platform (`docker: platform`) counts as missing
-    let local = inspect_local(podman, image)
-        .await?
-        .filter(|info| platform.is_none_or(|p| info.is_for(p)));
+    // a local image for another platform (`docker: platform`) counts as missing; `always`
+    // pulls without looking
+    let local = match policy {
+        PullPolicy::Always => None,
+        _ => inspect_local(podman, image)
+            .await?
+            .filter(|info| platform.is_none_or(|p| info.is_for(p))),
+    };
     let image_for = match platform {
         Some(p) => format!("{image} for {p}"),
         None => image.to_string(),
