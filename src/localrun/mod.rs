@@ -1107,31 +1107,18 @@ impl Local {
             notes.push(format!("dotenv report refused: {e}"));
             failure.get_or_insert(Failure::System);
         }
-        let status = match failure {
-            None => Status::Passed,
-            Some(f) if f.allowed_by(&spec.allow_failure) => Status::AllowedToFail(f),
-            Some(f) => Status::Failed(f),
-        };
         notes.extend(self.cache_notes(&job, &result, started_at));
         if let Ok(m) = std::fs::metadata(self.artifacts_file(&spec.name)) {
             notes.push(format!("artifacts saved ({})", human_size(m.len())));
         }
-        say(
-            out,
-            &format!(
-                "<== {}: {status} in {}\n",
-                spec.name,
-                report::format_duration(duration)
-            ),
-        );
-        Ok(Row {
-            job: spec.name.clone(),
-            stage: spec.stage.clone(),
-            status,
-            duration: Some(duration),
-            phases: result.phase_times,
+        Ok(finished(
+            spec,
+            failure,
+            duration,
+            result.phase_times,
             notes,
-        })
+            out,
+        ))
     }
 
     /// A trigger job's child pipeline, run here and now as GitLab runs it: its files
@@ -1218,36 +1205,22 @@ impl Local {
                 format!(", failed: {}", failed.join(", "))
             }
         )];
-        let status = if depend && !failed.is_empty() {
-            let f = Failure::Exit(1);
-            if f.allowed_by(&spec.allow_failure) {
-                Status::AllowedToFail(f)
-            } else {
-                Status::Failed(f)
-            }
+        let failure = if depend && !failed.is_empty() {
+            Some(Failure::Exit(1))
         } else {
             if !depend && !failed.is_empty() {
                 notes.push("without strategy: depend the child's failure is not the job's".into());
             }
-            Status::Passed
+            None
         };
-        let duration = started.elapsed();
-        say(
-            out,
-            &format!(
-                "<== {}: {status} in {}\n",
-                spec.name,
-                report::format_duration(duration)
-            ),
-        );
-        Ok(Row {
-            job: spec.name.clone(),
-            stage: spec.stage.clone(),
-            status,
-            duration: Some(duration),
-            phases: Vec::new(),
+        Ok(finished(
+            spec,
+            failure,
+            started.elapsed(),
+            Vec::new(),
             notes,
-        })
+            out,
+        ))
     }
 
     /// `cache 'KEY': hit|miss[, saved]` for each cache of the job.
@@ -1281,6 +1254,39 @@ impl Local {
             }
         }
         notes
+    }
+}
+
+/// A job's summary row once it ended with `failure` (none: passed; `allow_failure` decides
+/// whether a failure blocks), and its `<==` line in the output.
+fn finished(
+    spec: &JobSpec,
+    failure: Option<Failure>,
+    duration: std::time::Duration,
+    phases: Vec<(String, std::time::Duration)>,
+    notes: Vec<String>,
+    out: &Out,
+) -> Row {
+    let status = match failure {
+        None => Status::Passed,
+        Some(f) if f.allowed_by(&spec.allow_failure) => Status::AllowedToFail(f),
+        Some(f) => Status::Failed(f),
+    };
+    say(
+        out,
+        &format!(
+            "<== {}: {status} in {}\n",
+            spec.name,
+            report::format_duration(duration)
+        ),
+    );
+    Row {
+        job: spec.name.clone(),
+        stage: spec.stage.clone(),
+        status,
+        duration: Some(duration),
+        phases,
+        notes,
     }
 }
 
