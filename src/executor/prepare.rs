@@ -1368,7 +1368,7 @@ async fn agent_did_not_start(ctx: &Context, container: &str, role: &str) -> Resu
 }
 
 /// What a container wrote (stdout, then stderr); empty when podman cannot say.
-async fn container_logs(ctx: &Context, container: &str) -> String {
+pub(super) async fn container_logs(ctx: &Context, container: &str) -> String {
     ctx.podman
         .output(&args::logs(container))
         .await

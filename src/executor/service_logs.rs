@@ -214,12 +214,7 @@ pub async fn report_stopped(ctx: &Context) {
         if state.running {
             continue;
         }
-        let logs = ctx
-            .podman
-            .output(&args::logs(&container))
-            .await
-            .map(|o| format!("{}{}", o.stdout, o.stderr))
-            .unwrap_or_default();
+        let logs = super::prepare::container_logs(ctx, &container).await;
         let oom = if state.oom_killed {
             ", out of memory"
         } else {

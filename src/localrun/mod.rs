@@ -367,12 +367,7 @@ fn exec(
         variables,
         Some((project.clone(), args.dirty)),
     );
-    let read = &mut |rel: &str| {
-        let path = args.dir.join(rel);
-        std::fs::read_to_string(&path)
-            .map(|text| (path.display().to_string(), text))
-            .map_err(|e| e.to_string())
-    };
+    let read = &mut read_in(&args.dir);
     let pipeline = pipeline::parse_with(&text, &file, read, &context)?;
     for key in &pipeline.ignored {
         say(err, &format!("pogo: ignored locally: {key}\n"));
@@ -747,6 +742,17 @@ pub struct Planned<'a> {
     pub spec: &'a JobSpec,
     /// Named on the command line (manual jobs run only then).
     pub named: bool,
+}
+
+/// Reads the pipeline's included files from `dir` (the project's directory): the path to
+/// show in messages, and the text.
+fn read_in(dir: &Path) -> impl FnMut(&str) -> Result<(String, String), String> + '_ {
+    move |rel: &str| {
+        let path = dir.join(rel);
+        std::fs::read_to_string(&path)
+            .map(|text| (path.display().to_string(), text))
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// A trigger job that would run but starts a pipeline `pogo exec` cannot run (another
@@ -1157,13 +1163,7 @@ impl Local {
             Some((project.clone(), self.dirty)),
         );
         let text = serde_json::json!({ "include": include }).to_string();
-        let dir = self.project.dir.clone();
-        let read = &mut |rel: &str| {
-            let path = dir.join(rel);
-            std::fs::read_to_string(&path)
-                .map(|text| (path.display().to_string(), text))
-                .map_err(|e| e.to_string())
-        };
+        let read = &mut read_in(&self.project.dir);
         let child = pipeline::parse_with(&text, &file, read, &context)?;
         for key in &child.ignored {
             say(err, &format!("pogo: ignored locally: {key} ({file})\n"));
@@ -1753,12 +1753,7 @@ mod tests {
     fn the_example_parses_without_ignored_keys() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("example");
         let text = std::fs::read_to_string(dir.join(".gitlab-ci.yml")).unwrap();
-        let read = &mut |rel: &str| {
-            let path = dir.join(rel);
-            std::fs::read_to_string(&path)
-                .map(|t| (path.display().to_string(), t))
-                .map_err(|e| e.to_string())
-        };
+        let read = &mut read_in(&dir);
         let p = pipeline::parse_with(
             &text,
             "example/.gitlab-ci.yml",
