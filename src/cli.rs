@@ -38,6 +38,13 @@ pub enum Command {
     /// cleanup_exec: remove the job's containers, pod and volumes
     #[command(alias = "clean")]
     Cleanup,
+    /// The background removal `pogo cleanup` starts (not for direct use): remove the podman
+    /// objects the order file names, holding its lock
+    #[command(hide = true)]
+    RemoveJob {
+        /// `<working_dir>/removals/<job key>`
+        order: PathBuf,
+    },
     /// Run a project's .gitlab-ci.yml locally through the executor phases
     Exec(crate::localrun::ExecArgs),
     /// Remove containers, pods and volumes of finished jobs (pogo's labels only)
@@ -140,6 +147,7 @@ fn dispatch(cli: Cli, env: HashMap<String, String>) -> i32 {
             let r = cleanup_phase(flag, &env);
             executor::exit_code(r, &env)
         }
+        Command::RemoveJob { order } => executor::removal::remove_main(&order),
         Command::Gc(args) => gc_command(flag, &env, args),
         Command::Exec(args) => crate::localrun::exec_main(args, flag),
         Command::Print => match config::load(flag, &env) {

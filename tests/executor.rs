@@ -728,6 +728,7 @@ fn a_multi_line_service_variable_reaches_the_service_through_a_podman_secret_tha
     assert!(log.contains(&format!("\n[{cert}]|{plain}\n")), "{log}");
     // the secret went with the job
     let key = expected_job_key(&job);
+    env.wait_for_removals();
     let listed = env.podman.secret_names();
     assert!(
         !listed.iter().any(|n| n.contains(&key)),

@@ -98,10 +98,8 @@ fn log_copy(state_dir: &std::path::Path, job: &pogo::driver::Job) -> String {
 fn cleanup_leaves_nothing(env: &TestEnv, runner: &str, job_id: u64) {
     let out = phase(env, "cleanup", runner, job_id).output().unwrap();
     assert!(out.status.success());
-    assert_eq!(
-        env.podman.labelled(&format!("{LABEL_JOB_ID}={job_id}")),
-        Vec::<String>::new()
-    );
+    env.podman
+        .assert_nothing_labelled(&format!("{LABEL_JOB_ID}={job_id}"));
 }
 
 fn pogo_gc(env: &TestEnv, args: &[&str]) -> std::process::Output {
@@ -566,7 +564,7 @@ fn gc_older_than_keeps_a_job_between_two_of_its_stages() {
 
     let out = phase(&env, "cleanup", &runner, job_id).output().unwrap();
     assert!(out.status.success());
-    assert_eq!(env.podman.labelled(&label), Vec::<String>::new());
+    env.podman.assert_nothing_labelled(&label);
 }
 
 /// A prepare killed while it pulled leaves `jobdata/<key>/auth.json` (the runner's registry
@@ -859,4 +857,232 @@ fn a_job_stopped_from_the_dashboard_says_who_stopped_it() {
         );
     });
     env.assert_no_leftovers();
+}
+
+/// A test env whose podman holds every `podman rm` until the returned file exists (at most
+/// a minute), so a cleanup's background removal can be caught while it runs.
+fn env_whose_podman_rm_waits() -> (TestEnv, std::path::PathBuf) {
+    let env = TestEnv::new(&PogoConfig::default());
+    let go = env.dir.path().join("rm-go");
+    let podman = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v podman"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let wrapper = env.dir.path().join("slow-rm-podman");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n\
+             if [ \"$1\" = rm ]; then\n\
+             i=0; while [ ! -e {go} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n\
+             fi\n\
+             exec {podman} \"$@\"\n",
+            podman = podman.trim(),
+            go = go.display(),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    env.write_config(&PogoConfig {
+        podman: Some(wrapper.to_string_lossy().into_owned()),
+        ..PogoConfig::default()
+    });
+    (env, go)
+}
+
+/// The order file of job `key`'s background removal.
+fn removal_order(env: &TestEnv, key: &str) -> std::path::PathBuf {
+    pogo::executor::removal::order_path(&env.working_dir, key)
+}
+
+/// gitlab-runner reports a job's result only once cleanup_exec returns: `podman rm` of the
+/// job's containers (a quarter of a second and more) was on every job's time. Cleanup now
+/// returns while the removal still runs (here: held by podman), with the job's private files
+/// gone and its output pipes closed; the removal then finishes alone.
+#[test]
+fn cleanup_returns_without_waiting_for_podman_and_the_removal_finishes_alone() {
+    require_podman!();
+    let (env, go) = env_whose_podman_rm_waits();
+    let runner = format!("faults{}", unique_id());
+    let job_id = unique_id();
+    let key = format!("pogo-{runner}-{job_id}-0");
+    let label = format!("{LABEL_JOB_ID}={job_id}");
+    let out = phase(&env, "prepare", &runner, job_id).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let started = Instant::now();
+    // output() reads stdout and stderr to their end: a remover that kept them would hang it
+    let out = phase(&env, "cleanup", &runner, job_id).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "cleanup waited for the held podman rm"
+    );
+    assert!(
+        !env.podman.labelled(&label).is_empty(),
+        "the removal cannot have happened yet: podman rm is held"
+    );
+    assert!(!env.working_dir.join("jobdata").join(&key).exists());
+    assert!(!env.working_dir.join("run").join(&key).exists());
+    assert!(
+        pogo::executor::removal::running(&env.working_dir, &key),
+        "the removal holds its order's lock"
+    );
+    // the job is at work for gc while its removal runs
+    let out = pogo_gc_ok(&env, &["--runner", &runner, "--older-than", "0s"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("0 finished job(s) cleaned up"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    std::fs::write(&go, "").unwrap();
+    env.podman.assert_nothing_labelled(&label);
+    assert!(pogo::executor::removal::wait(
+        &env.working_dir,
+        &key,
+        Duration::from_secs(60)
+    ));
+    assert!(
+        !removal_order(&env, &key).exists(),
+        "a removal that succeeded leaves no order behind"
+    );
+}
+
+/// gitlab-runner retries a failed prepare 3 s after its cleanup, under the same names. The
+/// retry must not start while the first attempt's removal runs: that removal (by the job's
+/// label) would take the new attempt's containers with it.
+#[test]
+fn the_same_jobs_next_prepare_waits_for_the_removal_of_its_earlier_attempt() {
+    require_podman!();
+    let (env, go) = env_whose_podman_rm_waits();
+    let runner = format!("faults{}", unique_id());
+    let job_id = unique_id();
+    let label = format!("{LABEL_JOB_ID}={job_id}");
+    let out = phase(&env, "prepare", &runner, job_id).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = phase(&env, "cleanup", &runner, job_id).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut retry = phase(&env, "prepare", &runner, job_id)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        retry.try_wait().unwrap().is_none(),
+        "the retry went ahead while the removal ran"
+    );
+    std::fs::write(&go, "").unwrap();
+    let out = retry.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // the retry's job container runs: the earlier removal did not take it
+    let ps = env.podman.output(&[
+        "ps",
+        "--filter",
+        &format!("label={label}"),
+        "--filter",
+        "status=running",
+        "--format",
+        "{{.Names}}",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&ps.stdout).contains("-build"),
+        "{}",
+        String::from_utf8_lossy(&ps.stdout)
+    );
+    cleanup_leaves_nothing(&env, &runner, job_id);
+}
+
+/// A background removal killed half-way (a reboot, an OOM kill) leaves the job's containers;
+/// the job's cleanup ran, so `pogo gc` takes them at its next run, and the removal's order
+/// with them.
+#[test]
+fn a_killed_background_removal_leaves_the_job_to_gc() {
+    require_podman!();
+    let (env, go) = env_whose_podman_rm_waits();
+    let runner = format!("faults{}", unique_id());
+    let job_id = unique_id();
+    let key = format!("pogo-{runner}-{job_id}-0");
+    let label = format!("{LABEL_JOB_ID}={job_id}");
+    let out = phase(&env, "prepare", &runner, job_id).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = phase(&env, "cleanup", &runner, job_id).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // the remover leads its own process group (podman's processes with it)
+    let remover = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .find(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            cmd.contains("remove-job") && cmd.contains(&key)
+        })
+        .and_then(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .expect("the background removal runs");
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(remover),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(pogo::executor::removal::wait(
+        &env.working_dir,
+        &key,
+        Duration::from_secs(60)
+    ));
+    std::fs::write(&go, "").unwrap();
+    assert!(
+        !env.podman.labelled(&label).is_empty(),
+        "the killed removal removed nothing"
+    );
+    assert!(removal_order(&env, &key).exists());
+
+    // the order counts as stale once it is a few seconds old
+    std::thread::sleep(Duration::from_millis(2500));
+    let out = pogo_gc_ok(&env, &["--runner", &runner]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 finished job(s) cleaned up"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(env.podman.labelled(&label), Vec::<String>::new());
+    assert!(!removal_order(&env, &key).exists());
 }

@@ -1,5 +1,6 @@
-//! `pogo cleanup`: remove everything labelled for this job (pod, containers, volumes).
-//! Idempotent; never touches anything without pogo's job label, never prunes.
+//! `pogo cleanup`: remove everything labelled for this job (pod, containers, volumes), in a
+//! detached process of pogo's own ([`super::removal`]) so that the job ends without waiting
+//! for podman. Idempotent; never touches anything without pogo's job label, never prunes.
 
 use std::path::Path;
 
@@ -130,13 +131,15 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
         );
         return Ok(());
     }
-    let errors = remove_job(
+    // podman's removal goes on in the background: gitlab-runner reports the job's result
+    // only once cleanup returns
+    let errors = super::removal::start(
         &ctx.podman,
-        &ctx.job.names.key,
+        &ctx.config.working_dir,
+        &ctx.job.names,
         Scope::of_job(ctx, made_volume),
     )
     .await;
-    remove_sockets(&ctx.config.working_dir, &ctx.job.names);
     if errors.is_empty() {
         Ok(())
     } else {

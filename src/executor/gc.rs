@@ -323,10 +323,14 @@ pub async fn run(
     let now = now_secs();
     let mut errors = 0;
     let mut removed = 0;
+    // a job whose cleanup's removal still runs is at work (its remover holds the job's key
+    // too, unless it was started by hand)
     let abandoned: Vec<&JobObjects> = jobs
         .iter()
         .filter(|j| is_abandoned(j, now, opts.older_than, &live))
+        .filter(|j| !super::removal::running(working_dir, &j.key))
         .collect();
+    let mut gone: HashSet<&str> = HashSet::new();
     for job in &abandoned {
         let what = describe(job, now);
         if opts.dry_run {
@@ -339,6 +343,7 @@ pub async fn run(
         let _ = super::jobdata::remove(working_dir, &job.key);
         if errs.is_empty() {
             removed += 1;
+            gone.insert(&job.key);
             // a job whose cleanup never ran (pogo killed): close its record for `pogo tui`
             if states.read(&job.key).is_some_and(|r| r.ended.is_none()) {
                 let _ = states.update(&job.key, crate::state::JobRecord::default, |r| {
@@ -357,6 +362,14 @@ pub async fn run(
         } else {
             errors += errs.len();
             eprintln!("pogo gc: could not remove {what}: {}", errs.join("; "));
+        }
+    }
+    // the orders of removals that failed or were killed, once their job has nothing left
+    if !opts.dry_run {
+        for key in super::removal::stale_orders(working_dir, Duration::from_secs(2)) {
+            if !with_objects.contains(&key) || gone.contains(key.as_str()) {
+                let _ = std::fs::remove_file(super::removal::order_path(working_dir, &key));
+            }
         }
     }
     // private job directories (registry credentials) of jobs that have no podman object and
@@ -641,6 +654,9 @@ pub fn maybe_start_background(config: &crate::config::Config, runner: &str) {
     let _ = cmd
         .args(["gc", "--quiet", "--runner", runner])
         .env_remove(JOB_KEY)
+        // the job's temporary directory (prepare's working directory) goes with the job,
+        // and podman fails without a working directory
+        .current_dir("/")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

@@ -12,6 +12,7 @@ pub mod gc;
 pub mod jobdata;
 pub mod local;
 pub mod prepare;
+pub mod removal;
 pub mod response;
 pub mod run;
 pub mod service_logs;

@@ -20,6 +20,21 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     let state = crate::state::hooks::Prepare::start(ctx);
     // from here pogo's messages (and its error, should prepare fail) reach the dashboard too
     let _log_copy = super::job_log_copy(ctx);
+    // gitlab-runner retries a failed prepare after its cleanup, under the same names: the
+    // removal that cleanup started must be over before anything of this attempt exists
+    if !super::removal::wait(
+        &ctx.config.working_dir,
+        &ctx.job.names.key,
+        super::removal::WAIT,
+    ) {
+        return Err(Failure::system(format!(
+            "the removal of this job's earlier attempt ({}) still runs after {} s; podman may be stuck: check `podman ps -a --filter label={}={}`",
+            super::removal::order_path(&ctx.config.working_dir, &ctx.job.names.key).display(),
+            super::removal::WAIT.as_secs(),
+            super::env::LABEL_JOB_KEY,
+            ctx.job.names.key
+        )));
+    }
     // Leftovers of this runner's killed jobs: a background gc at most every 10 minutes.
     super::gc::maybe_start_background(&ctx.config, &ctx.job.runner_short_token);
     for note in &ctx.notes {

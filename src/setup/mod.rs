@@ -211,7 +211,13 @@ pub fn redact(token: &str) -> String {
 
 /// `pogo completions SHELL`: the completion script for `shell`.
 pub fn completions(shell: clap_complete::Shell, out: &mut dyn Write) {
-    let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+    let full = <crate::cli::Cli as clap::CommandFactory>::command();
+    // clap_complete would offer hidden subcommands too (`remove-job`, pogo's own)
+    let shown = full.get_subcommands().filter(|s| !s.is_hide_set()).cloned();
+    let mut cmd = clap::Command::new("pogo")
+        .version(env!("CARGO_PKG_VERSION"))
+        .args(full.get_arguments().cloned())
+        .subcommands(shown);
     clap_complete::generate(shell, &mut cmd, "pogo", out);
 }
 

@@ -219,6 +219,16 @@ fn job_key(result: &JobResult) -> Option<String> {
 fn left_behind(cfg: &Config, key: &str) -> Vec<String> {
     let filter = format!("label={}={key}", crate::executor::env::LABEL_JOB_KEY);
     let mut found = Vec::new();
+    // cleanup hands podman's removal to a process of its own: what counts is what is left
+    // once that is over
+    use crate::executor::removal;
+    if !removal::wait(&cfg.working_dir, key, removal::WAIT) {
+        found.push(format!(
+            "the removal cleanup started ({}) still runs after {} s",
+            removal::order_path(&cfg.working_dir, key).display(),
+            removal::WAIT.as_secs()
+        ));
+    }
     for (kind, list) in [
         ("container", &["ps", "-a"][..]),
         ("pod", &["pod", "ps"][..]),

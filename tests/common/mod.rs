@@ -958,8 +958,26 @@ impl TestEnv {
         self.run_with(&self.driver(), job, None)
     }
 
-    /// Asserts that nothing labelled with any job of this env remains.
+    /// Waits until the removals the cleanups of this env's jobs started in the background
+    /// are over (as the same job's next prepare would).
+    pub fn wait_for_removals(&self) {
+        let jobs = self.jobs.lock().unwrap().clone();
+        for key in jobs.into_iter().filter_map(|(_, key)| key) {
+            assert!(
+                pogo::executor::removal::wait(
+                    &self.working_dir,
+                    &key,
+                    pogo::executor::removal::WAIT
+                ),
+                "the removal of job {key} still runs"
+            );
+        }
+    }
+
+    /// Asserts that nothing labelled with any job of this env remains once the cleanups'
+    /// removals are over.
     pub fn assert_no_leftovers(&self) {
+        self.wait_for_removals();
         let jobs = self.jobs.lock().unwrap().clone();
         for (id, key) in jobs {
             if let Some(k) = key {
@@ -1079,8 +1097,15 @@ impl PodmanCmd {
         found
     }
 
+    /// Asserts that nothing carries `label` within a minute: a cleanup's removal runs on in
+    /// the background for a moment after the job ended.
     pub fn assert_nothing_labelled(&self, label: &str) {
-        let found = self.labelled(label);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut found = self.labelled(label);
+        while !found.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+            found = self.labelled(label);
+        }
         assert!(found.is_empty(), "left behind (label {label}): {found:?}");
     }
 
