@@ -541,6 +541,9 @@ pub struct LogCopy {
     limit: u64,
     /// The second of the last timestamp line written.
     stamped: Option<u64>,
+    /// Where the head ends, and whether a [`DROPPED`] line follows it there: found at the
+    /// first compaction of this process, the same from then on (the head is never rewritten).
+    head: Option<(u64, bool)>,
     out: redact::Redactor,
     err: redact::Redactor,
     buf: Vec<u8>,
@@ -563,6 +566,39 @@ pub fn now_millis() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+/// Where the head of a log copy `len` bytes long ends, and whether a [`DROPPED`] line
+/// (`marker`) follows it: an earlier compaction's marker where there is one, else the last line
+/// end in the first `half` bytes.
+fn find_head(
+    file: &mut fs::File,
+    len: u64,
+    half: u64,
+    marker: &str,
+) -> std::io::Result<(u64, bool)> {
+    use std::io::Read;
+    let want = half.saturating_add(marker.len() as u64).min(len);
+    let mut head = Vec::with_capacity(usize::try_from(want).unwrap_or(0));
+    file.take(want).read_to_end(&mut head)?;
+    if head.starts_with(marker.as_bytes()) {
+        return Ok((0, true));
+    }
+    let line_then_marker = format!("\n{marker}");
+    if let Some(i) = head
+        .windows(line_then_marker.len())
+        .position(|w| w == line_then_marker.as_bytes())
+    {
+        return Ok((i as u64 + 1, true));
+    }
+    let first_half = &head[..usize::try_from(half.min(len))
+        .unwrap_or(head.len())
+        .min(head.len())];
+    let end = match first_half.iter().rposition(|b| *b == b'\n') {
+        Some(i) => i + 1,
+        None => first_half.len(),
+    };
+    Ok((end as u64, false))
 }
 
 impl LogCopy {
@@ -594,6 +630,7 @@ impl LogCopy {
             pos,
             limit: crate::config::model::DEFAULT_LOG_COPY_LIMIT_KIB * 1024,
             stamped: None,
+            head: None,
             out: redact::Redactor::new(secrets),
             err: redact::Redactor::new(secrets),
             buf: Vec::new(),
@@ -609,6 +646,7 @@ impl LogCopy {
             pos: 0,
             limit: 0,
             stamped: None,
+            head: None,
             out: redact::Redactor::default(),
             err: redact::Redactor::default(),
             buf: Vec::new(),
@@ -681,40 +719,48 @@ impl LogCopy {
 
     /// Make room for `buf` within the limit: the copy keeps its head (up to the last line end
     /// in its first half, never rewritten), then one [`DROPPED`] line, then the latest output
-    /// (the last quarter of the limit, from a line start), `buf` included. The timestamps
-    /// past the head go, and one for the new part is written.
+    /// (the last eighth of the limit, from a line start), `buf` included. The timestamps
+    /// past the head go, and one for the new part is written. Only the latest output is read
+    /// back (the head once per process): a 100 MB log costs a few percent more writing, not
+    /// twice as much.
     fn compact(&mut self, millis: u64) -> std::io::Result<()> {
         use std::io::{Read, Seek, SeekFrom};
-        let Some(f) = &mut self.file else {
+        if self.file.is_none() {
             return Ok(());
-        };
-        let mut reader = fs::File::open(&self.path)?;
-        let mut head = vec![0; usize::try_from((self.limit / 2).min(self.pos)).unwrap_or(0)];
-        reader.read_exact(&mut head)?;
-        let head_end = match head.iter().rposition(|b| *b == b'\n') {
-            Some(i) => i + 1,
-            None => head.len(),
-        } as u64;
+        }
         let marker = format!("{DROPPED}\n");
-        // the latest output: the end of what is there after the head (an earlier marker left
-        // out), and `buf`
-        let keep = usize::try_from(self.limit / 4).unwrap_or(usize::MAX);
-        let mut rest = Vec::new();
-        reader.seek(SeekFrom::Start(head_end))?;
-        reader.read_to_end(&mut rest)?;
-        let rest = rest.strip_prefix(marker.as_bytes()).unwrap_or(&rest);
-        let mut latest: Vec<u8> = Vec::with_capacity(keep);
-        let from_rest = keep.saturating_sub(self.buf.len()).min(rest.len());
-        latest.extend_from_slice(&rest[rest.len() - from_rest..]);
+        let mut reader = fs::File::open(&self.path)?;
+        let (head_end, marked) = match self.head {
+            Some(h) => h,
+            None => {
+                let h = find_head(&mut reader, self.pos, self.limit / 2, &marker)?;
+                self.head = Some(h);
+                h
+            }
+        };
+        let after_head = head_end + if marked { marker.len() as u64 } else { 0 };
+        // the latest output: the end of what is there after the head, and `buf`
+        let keep = usize::try_from(self.limit / 8).unwrap_or(usize::MAX);
         let from_buf = keep.min(self.buf.len());
+        let from_file = (keep - from_buf)
+            .min(usize::try_from(self.pos.saturating_sub(after_head)).unwrap_or(0));
+        let mut latest: Vec<u8> = Vec::with_capacity(from_file + from_buf);
+        reader.seek(SeekFrom::Start(self.pos - from_file as u64))?;
+        Read::by_ref(&mut reader)
+            .take(from_file as u64)
+            .read_to_end(&mut latest)?;
         latest.extend_from_slice(&self.buf[self.buf.len() - from_buf..]);
         let cut = match latest.iter().position(|b| *b == b'\n') {
             Some(i) if i + 1 < latest.len() => i + 1,
             _ => 0,
         };
+        let Some(f) = &mut self.file else {
+            return Ok(());
+        };
         f.set_len(head_end)?;
         f.write_all(marker.as_bytes())?;
         f.write_all(&latest[cut..])?;
+        self.head = Some((head_end, true));
         self.pos = head_end + (marker.len() + latest.len() - cut) as u64;
         // timestamps: those of the head stay; the rest is new
         if let Some(t) = &mut self.times {
@@ -857,6 +903,39 @@ mod tests {
         assert!(!s.log_path("pogo-mid").exists());
         assert!(s.log_path("pogo-running").exists());
         assert_eq!(s.prune_logs_to(1500), 0);
+    }
+
+    /// Lines longer than the dropped-output line: a later stage (a new `pogo run`) finds the
+    /// head where the earlier one ended it, not at some line end after the marker.
+    #[test]
+    fn a_log_of_long_lines_keeps_one_head_and_one_marker_across_stages() {
+        let d = tempfile::tempdir().unwrap();
+        let s = StateDir::new(d.path());
+        let limit = 64 * 1024;
+        let long = "x".repeat(900);
+        for stage in 0..4 {
+            let mut c = LogCopy::open(&s, "pogo-k", &[]).unwrap().with_limit(limit);
+            for i in 0..300 {
+                c.write(
+                    Stream::Stdout,
+                    format!("stage {stage} line {i:05} {long}\n").as_bytes(),
+                );
+            }
+            c.finish();
+        }
+        let text = std::fs::read_to_string(s.log_path("pogo-k")).unwrap();
+        assert!(text.len() as u64 <= limit, "{}", text.len());
+        assert_eq!(text.matches(DROPPED).count(), 1, "one marker");
+        let (head, latest) = text.split_once(DROPPED).unwrap();
+        assert!(
+            head.lines().all(|l| l.starts_with("stage 0 ")),
+            "the head is stage 0's"
+        );
+        assert!(latest
+            .trim_start()
+            .lines()
+            .all(|l| l.starts_with("stage 3 ")));
+        assert!(text.ends_with(&format!("stage 3 line 00299 {long}\n")));
     }
 
     /// One chatty job filled the runner's disk with its log copy: it keeps its first half and
