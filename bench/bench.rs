@@ -442,7 +442,13 @@ impl StagePath {
 struct PhasedRun {
     phases: Vec<(String, Duration)>,
     total: Duration,
+    /// From cleanup's return to the end of the removal it left running (not on the job's
+    /// time; zero for the shell driver, whose `podman rm` is a phase).
+    removal: Duration,
 }
+
+/// The name of the background removal's window in a probe.
+const REMOVAL: &str = "removal (background)";
 
 impl PhasedRun {
     fn phase(&self, name: &str) -> Option<Duration> {
@@ -827,7 +833,11 @@ impl Bench {
         stages?;
         m.check("podman rm -f")?;
         fs::remove_dir_all(&dir)?;
-        Ok(PhasedRun { phases, total })
+        Ok(PhasedRun {
+            phases,
+            total,
+            removal: Duration::ZERO,
+        })
     }
 
     /// The trivial job through the gitlab-runner imitation on one stage path.
@@ -838,6 +848,23 @@ impl Bench {
         let r = self.driver(path).run_job(&job, None)?;
         let total = t.elapsed();
         let requests = self.gitlab.hits() - hits;
+        // the removal cleanup left running: timed, and over before the next variant starts
+        let t = Instant::now();
+        let key = r
+            .config_output
+            .as_ref()
+            .and_then(|c| {
+                c.get("job_env")?
+                    .get(pogo::executor::env::JOB_KEY)?
+                    .as_str()
+            })
+            .context("the job's key in the config phase's output")?
+            .to_string();
+        ensure!(
+            pogo::executor::removal::wait(&self.working_dir, &key, pogo::executor::removal::WAIT),
+            "the job's background removal never ended"
+        );
+        let removal = t.elapsed();
         ensure!(
             r.outcome.is_success(),
             "the job did not succeed ({:?}); job log:\n{}",
@@ -892,6 +919,7 @@ impl Bench {
             PhasedRun {
                 phases: r.phase_times,
                 total,
+                removal,
             },
             requests,
         ))
@@ -941,12 +969,20 @@ impl Bench {
         env: &[(String, String)],
         cwd: &Path,
     ) -> Command {
+        use pogo::executor::env::{JOB_CONFIG, JOB_CONFIG_PATH, JOB_PODMAN, JOB_PODMAN_ARGS};
+        // untraced: podman itself, not the shim a traced config phase passed on with its
+        // config (as for a job whose config phase passed nothing on)
+        let passed_on = [JOB_CONFIG, JOB_CONFIG_PATH, JOB_PODMAN, JOB_PODMAN_ARGS];
         let mut c = Command::new(&self.pogo);
         c.arg("--config")
             .arg(config_file(&self.dir, path, traced))
             .args(args)
             .env_clear()
-            .envs(env.iter().map(|(k, v)| (k, v)))
+            .envs(
+                env.iter()
+                    .filter(|(k, _)| traced || !passed_on.contains(&k.as_str()))
+                    .map(|(k, v)| (k, v)),
+            )
             .current_dir(cwd)
             .stdin(Stdio::null())
             .process_group(0);
@@ -1113,6 +1149,16 @@ impl Bench {
         let cleaned = traced("cleanup", &["cleanup"], &env);
         body?;
         cleaned?;
+        // cleanup hands podman's removal to a process of its own: its calls, once it is over
+        let start = unix_micros();
+        let t = Instant::now();
+        let removed = pogo::executor::removal::wait(
+            &self.working_dir,
+            &names.key,
+            pogo::executor::removal::WAIT,
+        );
+        ensure!(removed, "the probe's background removal never ended");
+        windows.push((REMOVAL.to_string(), start, unix_micros(), t.elapsed()));
         // the 100 MB log copies of pogo tui would pile up in the temp dir
         let state =
             pogo::state::StateDir::new(pogo::state::state_dir(&self.working_dir, &HashMap::new()));
@@ -1692,6 +1738,14 @@ impl Report {
             phase_row(format!("run {s}"), s, s);
         }
         phase_row("cleanup / `podman rm -f`".into(), "podman rm -f", "cleanup");
+        let removal =
+            |runs: &[PhasedRun]| median(&runs.iter().map(|j| j.removal).collect::<Vec<_>>());
+        t.row(vec![
+            "*background removal after cleanup returned (not in the total)*".into(),
+            "-".into(),
+            format!("{:.1}", removal(&r.exec_jobs)),
+            format!("{:.1}", removal(&r.agent_jobs)),
+        ]);
         t.row(vec![
             "between phases (the runner imitation's own work)".into(),
             "-".into(),
@@ -1918,21 +1972,27 @@ impl Report {
         let agent_total = median(&totals(&r.agent_jobs));
         let exec_total = median(&totals(&r.exec_jobs));
         let mut t = Table::new(
-            "**Targets** (issue 7)",
+            "**Targets** (issues 7 and 18)",
             &["target", "measured", "verdict"],
             "lll",
         );
         let ratio = agent_total / floor.0;
         t.row(vec![
-            "whole job, fast path ≤ 1.5 × floor".into(),
+            "whole job, fast path ≤ 0.8 × floor (issue 18; issue 7 asked ≤ 1.5×)".into(),
             format!("{ratio:.2}× ({agent_total:.0} / {:.0} ms)", floor.0),
-            verdict(ratio <= 1.5).into(),
+            verdict(ratio <= 0.8).into(),
         ]);
         let phases_ratio = phases_sum(&r.agent_jobs) / floor.0;
         t.row(vec![
             "… pogo's phases only (without the imitation's work between them)".into(),
             format!("{phases_ratio:.2}×"),
-            verdict(phases_ratio <= 1.5).into(),
+            verdict(phases_ratio <= 0.8).into(),
+        ]);
+        let removal = median(&r.agent_jobs.iter().map(|j| j.removal).collect::<Vec<_>>());
+        t.row(vec![
+            "… with the background removal added (the machine's work per job)".into(),
+            format!("{:.2}×", (agent_total + removal) / floor.0),
+            "-".into(),
         ]);
         t.row(vec![
             "whole job, `podman exec` stages (for comparison; ≈ 3.7× before the fast path)".into(),

@@ -1032,6 +1032,14 @@ impl Soak {
             .filter(|d| d.kind == Kind::SigkillPrepare)
             .filter_map(|d| d.key.as_deref())
             .collect();
+        // the removals the jobs' cleanups left running in the background end first
+        let working_dir = self.state_dir.parent().context("the state dir's parent")?;
+        for key in done.iter().filter_map(|d| d.key.as_deref()) {
+            ensure!(
+                pogo::executor::removal::wait(working_dir, key, pogo::executor::removal::WAIT),
+                "the background removal of job {key} never ended"
+            );
+        }
         let before = Labelled::query(&self.runner)?;
         let unexpected_before: Vec<String> = before
             .by_key
