@@ -283,6 +283,8 @@ fn gc_command(flag: Option<&Path>, env: &HashMap<String, String>, args: GcArgs) 
         log_copies_total: config
             .log_copy_limit
             .saturating_mul(crate::config::model::LOG_COPIES_TOTAL_FACTOR),
+        max_images_size: config.max_images_size,
+        keep_images: config.keep_images.clone(),
     };
     let rt = match runtime() {
         Ok(rt) => rt,

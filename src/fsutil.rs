@@ -1,6 +1,7 @@
 //! Replacing a file atomically: pogo's one way to write a file others read (configs, job
 //! state records, the job's private files). Readers see the old file or the new one, never a
-//! mix; a failed write (a full disk) leaves no temporary file behind.
+//! mix; a failed write (a full disk) leaves no temporary file behind. Also how pogo writes a
+//! size for people ([`human`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -71,6 +72,22 @@ fn tempfile_in(dir: &Path, name: &str) -> std::io::Result<(PathBuf, std::fs::Fil
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// `1.5 GiB`, `312 MiB`, `48 KiB`, `12 B`.
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
     }
 }
 

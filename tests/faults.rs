@@ -1086,3 +1086,88 @@ fn a_killed_background_removal_leaves_the_job_to_gc() {
     assert_eq!(env.podman.labelled(&label), Vec::<String>::new());
     assert!(!removal_order(&env, &key).exists());
 }
+
+/// `max_images_size`: past it, `pogo gc` removes the images pogo pulled for jobs, least
+/// recently used first, by the name it pulled: never one `keep_images` pins, never an image
+/// pogo did not pull (the test images were local before any job).
+#[test]
+fn gc_keeps_the_images_pogo_pulled_within_max_images_size_least_recently_used_first() {
+    let env_podman = PodmanCmd::default;
+    require_podman!();
+    let Some(mut registry) = Registry::start() else {
+        return;
+    };
+    let id = unique_id();
+    let tag = format!("t{id}");
+    // images of the test's own (no other test's container uses them), only in the registry
+    let mut pushed = |what: &str| {
+        let local = derived_image(
+            &format!("gc-{id}-{what}"),
+            IMG_BUSYBOX,
+            &format!("echo {what} > /{what}"),
+            &[],
+        );
+        let remote = registry.push(&local, &format!("pogo/gc-{what}"), &tag);
+        let out = env_podman().output(&["image", "rm", &local]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        remote
+    };
+    let old = pushed("old");
+    let pinned = pushed("pinned");
+    let new = pushed("new");
+    let env = TestEnv::logged_in_to(&registry);
+    for image in [&old, &pinned, &new, &IMG_BASH.to_string()] {
+        let mut job = env.job(&[], &["echo ran"]);
+        job.image = Some(pogo::driver::Image::new(image.clone()));
+        assert_success(&env.run(&job));
+        // one use a second: the order of last use is the order of the jobs
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    env.wait_for_removals();
+    for image in [&old, &pinned, &new] {
+        assert!(env.podman.image_exists(image), "the job pulled {image}");
+    }
+    let auth = registry.dir.path().join("auth.json");
+    env.write_config(
+        &PogoConfig {
+            auth_file: Some(auth),
+            ..PogoConfig::default()
+        }
+        .with_extra_yaml("max_images_size: 1\nkeep_images: ['*/pogo/gc-pinned:*']\n"),
+    );
+    let runner = format!("faults{}", unique_id());
+
+    let out = pogo_gc_ok(&env, &["--runner", &runner, "--dry-run"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    let old_at = said
+        .find(&format!("would remove image {old} "))
+        .expect(&said);
+    let new_at = said
+        .find(&format!("would remove image {new} "))
+        .expect(&said);
+    assert!(old_at < new_at, "least recently used first: {said}");
+    assert!(said.contains("over max_images_size 1.0 MiB"), "{said}");
+    assert!(said.contains("; frees "), "{said}");
+    assert!(!said.contains(&pinned), "{said}");
+    assert!(!said.contains(&format!("image {IMG_BASH}")), "{said}");
+    assert!(env.podman.image_exists(&old), "a dry run removes nothing");
+
+    let out = pogo_gc_ok(&env, &["--runner", &runner]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains(&format!("removed image {old} ")), "{said}");
+    assert!(!env.podman.image_exists(&old));
+    assert!(!env.podman.image_exists(&new));
+    assert!(env.podman.image_exists(&pinned), "keep_images pins it");
+    assert!(
+        env.podman.image_exists(IMG_BASH),
+        "{IMG_BASH} was not pogo's to remove"
+    );
+    // a second run finds nothing more of pogo's to remove
+    let out = pogo_gc_ok(&env, &["--runner", &runner]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("removed image"));
+    let _ = env.podman.output(&["image", "rm", &pinned]);
+}

@@ -140,6 +140,7 @@ const NUMERIC_KEYS: &[&str] = &[
     "persistent_builds_days",
     "keep_failed",
     "log_copy_limit",
+    "max_images_size",
 ];
 
 fn edit_key(edit: &Edit) -> &str {

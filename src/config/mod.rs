@@ -307,6 +307,15 @@ pub fn apply_env(
                     ),
                 }
             }
+            "max_images_size" => {
+                raw.max_images_size = match v {
+                    None => None,
+                    Some(s) => Some(
+                        s.parse()
+                            .map_err(|_| invalid(format!("'{s}' is not a number of MiB")))?,
+                    ),
+                }
+            }
             "services_wait_timeout" => {
                 raw.services_wait_timeout = match v {
                     None => None,
@@ -447,6 +456,7 @@ pub fn finalize(
         });
     }
     let allowed_images = globs("allowed_images", &raw.allowed_images)?;
+    let keep_images = globs("keep_images", &raw.keep_images)?;
     let allowed_services = globs("allowed_services", &raw.allowed_services)?;
     let pull_policy = raw.pull_policy.unwrap_or_default();
     let mut allowed_pull_policies: Vec<PullPolicy> = Vec::new();
@@ -480,6 +490,8 @@ pub fn finalize(
         runner_binary,
         services_wait_timeout,
         log_copy_limit: log_copy_limit * 1024,
+        max_images_size: raw.max_images_size.unwrap_or(0).saturating_mul(1024 * 1024),
+        keep_images,
         podman,
         podman_args,
         stage_runner: raw.stage_runner.unwrap_or_default(),
@@ -707,6 +719,8 @@ pub fn to_yaml(config: &Config) -> Result<String, yaml::YamlError> {
             .then_some(config.persistent_builds_days),
         keep_failed: (config.keep_failed > 0).then_some(config.keep_failed),
         log_copy_limit: Some(config.log_copy_limit / 1024),
+        max_images_size: (config.max_images_size > 0)
+            .then_some(config.max_images_size / (1024 * 1024)),
         mounts: config
             .mounts
             .iter()
@@ -735,6 +749,7 @@ pub fn to_yaml(config: &Config) -> Result<String, yaml::YamlError> {
             })
             .collect(),
         allowed_images: config.allowed_images.patterns.clone(),
+        keep_images: config.keep_images.patterns.clone(),
         allowed_services: config.allowed_services.patterns.clone(),
         // the default (only the configured policy) is left out
         allowed_pull_policies: if config.allowed_pull_policies == [config.pull_policy] {

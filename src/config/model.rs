@@ -47,6 +47,10 @@ pub struct RawConfig {
     /// KiB of a job's log kept in its log copy for `pogo tui` (its first and last halves).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_copy_limit: Option<u64>,
+    /// MiB the images pogo pulled for jobs may take before `pogo gc` removes the least
+    /// recently used (0: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_images_size: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<MountRule>,
     #[serde(
@@ -58,6 +62,9 @@ pub struct RawConfig {
     /// Image globs jobs may use (empty: any image).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_images: Vec<String>,
+    /// Image globs `pogo gc` never removes for `max_images_size`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keep_images: Vec<String>,
     /// Service image globs jobs may use (empty: any service).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_services: Vec<String>,
@@ -176,6 +183,7 @@ pub const SCALAR_KEYS: &[&str] = &[
     "persistent_builds_days",
     "keep_failed",
     "log_copy_limit",
+    "max_images_size",
 ];
 
 /// Top-level keys holding lists or maps.
@@ -183,6 +191,7 @@ pub const COLLECTION_KEYS: &[&str] = &[
     "mounts",
     "extra_arguments",
     "allowed_images",
+    "keep_images",
     "allowed_services",
     "allowed_pull_policies",
 ];
@@ -374,6 +383,11 @@ impl Globs {
     pub fn allows(&self, value: &str) -> bool {
         self.patterns.is_empty() || self.set.is_match(value)
     }
+
+    /// True when `value` matches a pattern (never for an empty list).
+    pub fn matches(&self, value: &str) -> bool {
+        self.set.is_match(value)
+    }
 }
 
 impl PartialEq for Globs {
@@ -412,6 +426,11 @@ pub struct Config {
     pub keep_failed: u64,
     /// Bytes of a job's log its log copy keeps (the first and last halves).
     pub log_copy_limit: u64,
+    /// Bytes the images pogo pulled for jobs may take (0: no limit); `pogo gc` removes the
+    /// least recently used past it.
+    pub max_images_size: u64,
+    /// Images `pogo gc` never removes for `max_images_size`.
+    pub keep_images: Globs,
     pub mounts: Vec<Mount>,
     pub extra_arguments: Vec<ExtraArgs>,
     pub allowed_images: Globs,

@@ -366,6 +366,32 @@ fn allowed_image_globs_are_validated_and_matched() {
 }
 
 #[test]
+fn max_images_size_is_mib_and_keep_images_pins_by_glob_but_an_empty_list_pins_nothing() {
+    let c = load_str(
+        "max_images_size: 2048\nkeep_images: ['registry.example.com/base/*']\n",
+        &env(&[]),
+    )
+    .unwrap();
+    assert_eq!(c.max_images_size, 2048 * 1024 * 1024);
+    assert!(c.keep_images.matches("registry.example.com/base/rust:1"));
+    assert!(!c.keep_images.matches("docker.io/library/rust:1"));
+    let d = load_str("", &env(&[("POGO_MAX_IMAGES_SIZE", "10")])).unwrap();
+    assert_eq!(d.max_images_size, 10 * 1024 * 1024);
+    assert!(
+        !d.keep_images.matches("anything"),
+        "no patterns: nothing pinned"
+    );
+    let err = load_str("", &env(&[("POGO_MAX_IMAGES_SIZE", "20G")])).unwrap_err();
+    assert!(err.to_string().contains("not a number of MiB"), "{err}");
+    let err = load_str("keep_images: ['[unclosed']\n", &env(&[])).unwrap_err();
+    assert!(err.to_string().contains("keep_images"), "{err}");
+    // pogo print shows them
+    let y = crate::config::to_yaml(&c).unwrap();
+    assert!(y.contains("max_images_size: 2048"), "{y}");
+    assert!(y.contains("registry.example.com/base/*"), "{y}");
+}
+
+#[test]
 fn a_misspelt_key_in_a_map_form_argument_entry_is_named() {
     let err = load_str(
         "extra_arguments:\n  t:\n    args: --env A=1\n    privilegd: true\n",

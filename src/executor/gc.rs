@@ -31,6 +31,9 @@ pub struct GcOptions {
     /// The most bytes all log copies together keep (0: no limit): those of finished jobs go,
     /// oldest first, past it.
     pub log_copies_total: u64,
+    /// `max_images_size` (bytes, 0: no limit) and `keep_images`.
+    pub max_images_size: u64,
+    pub keep_images: crate::config::Globs,
 }
 
 /// What pogo created for one job, found by its labels.
@@ -378,6 +381,17 @@ pub async fn run(
     errors += remove_orphaned_job_dirs(opts, working_dir, orphaned);
     // persistent builds volumes (persistent_builds_days) unused for too long
     errors += remove_unused_builds_volumes(podman, opts, working_dir, now).await;
+    // the images pogo pulled, within max_images_size (after the jobs: their containers go
+    // first, so their images are free)
+    errors += super::images::enforce(
+        podman,
+        working_dir,
+        opts.max_images_size,
+        &opts.keep_images,
+        opts.dry_run,
+        opts.quiet,
+    )
+    .await;
     if !opts.quiet && !opts.dry_run {
         let kept = jobs.len() - abandoned.len();
         println!(

@@ -9,6 +9,7 @@ pub mod config_stage;
 pub mod env;
 pub mod exec_guard;
 pub mod gc;
+pub mod images;
 pub mod jobdata;
 pub mod local;
 pub mod prepare;

@@ -97,6 +97,10 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
         &mut pull_auth,
     )
     .await?;
+    let note = |name: &str, info: &InspectedImage| {
+        super::images::note_use(&ctx.config.working_dir, name, &info.id, info.pulled);
+    };
+    note(&image, &image_info);
     let mut service_images = Vec::with_capacity(ctx.job.services.len());
     for ((svc, pull), d) in ctx
         .job
@@ -106,8 +110,9 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
         .zip(&service_docker)
     {
         let platform = d.platform.as_deref();
-        service_images
-            .push(ensure_image(&ctx.podman, &svc.name, platform, pull, &mut pull_auth).await?);
+        let info = ensure_image(&ctx.podman, &svc.name, platform, pull, &mut pull_auth).await?;
+        note(&svc.name, &info);
+        service_images.push(info);
     }
     // The helper image: the runner's own choice, pulled per the runner's policy and login.
     let helper = match &ctx.config.helper_image {
@@ -126,6 +131,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
                         Failure::system(format!("helper_image: {}", message.unwrap_or_default()))
                     }
                 })?;
+            note(helper_image, &info);
             let entrypoint = check_entrypoint(
                 info.config.entrypoint.as_deref().unwrap_or(&[]),
                 &format!("helper image {helper_image}"),
@@ -664,6 +670,11 @@ impl PullAuth {
 /// What pogo reads from `podman image inspect`.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct InspectedImage {
+    #[serde(rename = "Id", default)]
+    pub id: String,
+    /// pogo pulled it for this job (not read from podman).
+    #[serde(skip)]
+    pub pulled: bool,
     #[serde(rename = "Config", default)]
     pub config: InspectedConfig,
     #[serde(rename = "Os", default)]
@@ -829,11 +840,13 @@ async fn ensure_with(
         .await
         .map_err(|e| Failure::system(format!("cannot pull {image}: {e}")))?;
     if ok {
-        return inspect_local(podman, image).await?.ok_or_else(|| {
+        let mut info = inspect_local(podman, image).await?.ok_or_else(|| {
             Failure::system(format!(
                 "image {image} was pulled but podman cannot find it"
             ))
-        });
+        })?;
+        info.pulled = true;
+        return Ok(info);
     }
     // podman's final "Error: …" line says it all (its retries were shown above)
     let tail = tail

@@ -122,6 +122,23 @@ pub(super) fn podman_command(podman: &str, podman_args: &[String], args: &[&str]
     c
 }
 
+/// What the images pogo pulled for jobs take now (`None`: podman could not list them).
+fn pogo_images_size(cfg: &Config) -> Option<u64> {
+    use crate::executor::images;
+    let noted = images::noted(&cfg.working_dir);
+    if noted.is_empty() {
+        return Some(0);
+    }
+    let cmd = podman_command(
+        &cfg.podman,
+        &cfg.podman_args,
+        &["image", "ls", "--format", "json"],
+    );
+    let out = super::install::output_with_timeout(cmd, std::time::Duration::from_secs(30)).ok()?;
+    let listed: Vec<images::Listed> = serde_json::from_slice(&out.stdout).ok()?;
+    Some(images::taken(&noted, &listed))
+}
+
 /// `(major, minor)` of "4.3.1" or "podman version 4.3.1".
 fn parse_version(s: &str) -> Option<(u32, u32)> {
     let v = s
@@ -857,6 +874,10 @@ pub fn run_checks(opts: &Options, env: &HashMap<String, String>) -> Vec<Check> {
                 &c.working_dir,
                 &c.cache_dir,
                 &crate::state::state_dir(&c.working_dir, env),
+                super::space::PogoImages {
+                    size: pogo_images_size(c),
+                    limit: c.max_images_size,
+                },
             ));
             checks.push(super::space::gpu_check(
                 &[Path::new("/etc/cdi"), Path::new("/var/run/cdi")],

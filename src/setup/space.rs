@@ -3,6 +3,7 @@
 //! log copies take), and GPUs for jobs through CDI (`--device nvidia.com/gpu=all`).
 
 use super::doctor::{ok, warn, Check};
+use crate::fsutil::human;
 use std::path::{Path, PathBuf};
 
 /// Below either, the disk check warns: jobs start failing when image pulls or caches do.
@@ -54,22 +55,6 @@ pub fn tree_size(dir: &Path) -> (u64, bool) {
     (total, true)
 }
 
-/// `1.5 GiB`, `312 MiB`, `48 KiB`, `12 B`.
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
-
 /// One file system's line: `PATH: FREE free of TOTAL (P %)`, and whether it is low.
 pub fn describe_free(what: &str, path: &Path, free: u64, total: u64) -> (String, bool) {
     let percent = (free.saturating_mul(100)).checked_div(total).unwrap_or(100);
@@ -85,13 +70,22 @@ pub fn describe_free(what: &str, path: &Path, free: u64, total: u64) -> (String,
     )
 }
 
+/// What the images pogo pulled for jobs take (`None`: podman could not say), and the
+/// config's `max_images_size` (bytes, 0: none).
+#[derive(Debug, Clone, Copy)]
+pub struct PogoImages {
+    pub size: Option<u64>,
+    pub limit: u64,
+}
+
 /// Free space where podman keeps images (`graph_root`) and where pogo keeps its state, and
-/// what pogo's caches and log copies take.
+/// what pogo's images, caches and log copies take.
 pub fn disk_check(
     graph_root: Option<&Path>,
     working_dir: &Path,
     cache_dir: &Path,
     state_dir: &Path,
+    images: PogoImages,
 ) -> Check {
     let mut parts = Vec::new();
     let mut low = Vec::new();
@@ -116,6 +110,13 @@ pub fn disk_check(
         }
         parts.push(line);
     }
+    if let Some(size) = images.size {
+        let limit = match images.limit {
+            0 => "no max_images_size".to_string(),
+            l => format!("max_images_size {}", human(l)),
+        };
+        parts.push(format!("pogo's images {} ({limit})", human(size)));
+    }
     for (what, dir) in [("caches", cache_dir), ("log copies", state_dir)] {
         let (size, all) = tree_size(dir);
         let at_least = if all { "" } else { "at least " };
@@ -130,7 +131,8 @@ pub fn disk_check(
             message,
             format!(
                 "free space on {} (under {} or {MIN_FREE_PERCENT} % free, pulls and caches start failing): \
-                 `pogo gc` removes finished jobs' leftovers, `podman image prune` unused images, \
+                 `pogo gc` removes finished jobs' leftovers (and, with max_images_size, the least \
+                 recently used images pogo pulled), `podman image prune` unused images, \
                  and removing {} empties pogo's caches",
                 low.join(" and "),
                 human(MIN_FREE_BYTES),
@@ -235,7 +237,17 @@ mod tests {
         let cache = d.path().join("cache");
         std::fs::create_dir_all(cache.join("g/p")).unwrap();
         std::fs::write(cache.join("g/p/cache.tgz"), vec![0u8; 3000]).unwrap();
-        let c = disk_check(None, d.path(), &cache, &d.path().join("jobs"));
+        let images = PogoImages {
+            size: Some(3 * 1024 * 1024),
+            limit: 0,
+        };
+        let c = disk_check(None, d.path(), &cache, &d.path().join("jobs"), images);
+        assert!(
+            c.message
+                .contains("pogo's images 3.0 MiB (no max_images_size)"),
+            "{}",
+            c.message
+        );
         assert!(c.message.contains("caches 2.9 KiB"), "{}", c.message);
         assert!(c.message.contains("log copies 0 B"), "{}", c.message);
         assert!(c.message.contains("pogo's working_dir"), "{}", c.message);
