@@ -285,6 +285,8 @@ fn gc_command(flag: Option<&Path>, env: &HashMap<String, String>, args: GcArgs) 
             .saturating_mul(crate::config::model::LOG_COPIES_TOTAL_FACTOR),
         max_images_size: config.max_images_size,
         keep_images: config.keep_images.clone(),
+        cache_dir: config.cache_dir.clone(),
+        max_cache_size: config.max_cache_size,
     };
     let rt = match runtime() {
         Ok(rt) => rt,

@@ -75,6 +75,37 @@ fn tempfile_in(dir: &Path, name: &str) -> std::io::Result<(PathBuf, std::fs::Fil
     }
 }
 
+/// Visit every entry under `dir` (not following symbolic links) with its own metadata,
+/// directories before what they hold, stopping after `max_entries`; whether it saw them all.
+pub fn walk(
+    dir: &Path,
+    max_entries: usize,
+    mut visit: impl FnMut(&Path, &std::fs::Metadata),
+) -> bool {
+    let mut seen = 0usize;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            seen += 1;
+            if seen > max_entries {
+                return false;
+            }
+            let path = e.path();
+            let Ok(meta) = path.symlink_metadata() else {
+                continue;
+            };
+            visit(&path, &meta);
+            if meta.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    true
+}
+
 /// `1.5 GiB`, `312 MiB`, `48 KiB`, `12 B`.
 pub fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

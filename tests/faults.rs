@@ -1171,3 +1171,42 @@ fn gc_keeps_the_images_pogo_pulled_within_max_images_size_least_recently_used_fi
     assert!(!String::from_utf8_lossy(&out.stdout).contains("removed image"));
     let _ = env.podman.output(&["image", "rm", &pinned]);
 }
+
+/// `max_cache_size`: `pogo gc` keeps the job caches under `cache_dir` within it, the least
+/// recently used archive first, and says so; a cache used in the last minutes stays.
+#[test]
+fn gc_keeps_the_caches_within_max_cache_size_least_recently_used_first() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default().with_extra_yaml("max_cache_size: 1\n"));
+    let old = env.cache_dir.join("group/a/key/cache.zip");
+    let recent = env.cache_dir.join("group/b/key/cache.zip");
+    for p in [&old, &recent] {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, vec![7u8; 1024 * 1024]).unwrap();
+    }
+    let day_ago = std::time::SystemTime::now() - Duration::from_secs(86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_times(
+            std::fs::FileTimes::new()
+                .set_accessed(day_ago)
+                .set_modified(day_ago),
+        )
+        .unwrap();
+    let runner = format!("faults{}", unique_id());
+    let out = pogo_gc_ok(&env, &["--runner", &runner, "--dry-run"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!("would remove cache {}", old.display())),
+        "{said}"
+    );
+    assert!(said.contains("over max_cache_size 1.0 MiB"), "{said}");
+    assert!(!said.contains(&recent.display().to_string()), "{said}");
+    assert!(old.exists());
+    pogo_gc_ok(&env, &["--runner", &runner]);
+    assert!(!old.exists());
+    assert!(!env.cache_dir.join("group/a").exists());
+    assert!(recent.exists(), "a cache used minutes ago stays");
+}

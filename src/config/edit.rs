@@ -141,6 +141,7 @@ const NUMERIC_KEYS: &[&str] = &[
     "keep_failed",
     "log_copy_limit",
     "max_images_size",
+    "max_cache_size",
 ];
 
 fn edit_key(edit: &Edit) -> &str {

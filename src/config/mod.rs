@@ -307,13 +307,18 @@ pub fn apply_env(
                     ),
                 }
             }
-            "max_images_size" => {
-                raw.max_images_size = match v {
+            "max_images_size" | "max_cache_size" => {
+                let mib = match v {
                     None => None,
                     Some(s) => Some(
                         s.parse()
                             .map_err(|_| invalid(format!("'{s}' is not a number of MiB")))?,
                     ),
+                };
+                if *key == "max_images_size" {
+                    raw.max_images_size = mib;
+                } else {
+                    raw.max_cache_size = mib;
                 }
             }
             "services_wait_timeout" => {
@@ -492,6 +497,7 @@ pub fn finalize(
         log_copy_limit: log_copy_limit * 1024,
         max_images_size: raw.max_images_size.unwrap_or(0).saturating_mul(1024 * 1024),
         keep_images,
+        max_cache_size: raw.max_cache_size.unwrap_or(0).saturating_mul(1024 * 1024),
         podman,
         podman_args,
         stage_runner: raw.stage_runner.unwrap_or_default(),
@@ -721,6 +727,8 @@ pub fn to_yaml(config: &Config) -> Result<String, yaml::YamlError> {
         log_copy_limit: Some(config.log_copy_limit / 1024),
         max_images_size: (config.max_images_size > 0)
             .then_some(config.max_images_size / (1024 * 1024)),
+        max_cache_size: (config.max_cache_size > 0)
+            .then_some(config.max_cache_size / (1024 * 1024)),
         mounts: config
             .mounts
             .iter()

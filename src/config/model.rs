@@ -51,6 +51,10 @@ pub struct RawConfig {
     /// recently used (0: no limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_images_size: Option<u64>,
+    /// MiB the job caches under `cache_dir` may take before `pogo gc` removes the least
+    /// recently used (0: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cache_size: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<MountRule>,
     #[serde(
@@ -184,6 +188,7 @@ pub const SCALAR_KEYS: &[&str] = &[
     "keep_failed",
     "log_copy_limit",
     "max_images_size",
+    "max_cache_size",
 ];
 
 /// Top-level keys holding lists or maps.
@@ -431,6 +436,9 @@ pub struct Config {
     pub max_images_size: u64,
     /// Images `pogo gc` never removes for `max_images_size`.
     pub keep_images: Globs,
+    /// Bytes the job caches under `cache_dir` may take (0: no limit); `pogo gc` removes the
+    /// least recently used past it.
+    pub max_cache_size: u64,
     pub mounts: Vec<Mount>,
     pub extra_arguments: Vec<ExtraArgs>,
     pub allowed_images: Globs,

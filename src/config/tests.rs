@@ -366,7 +366,8 @@ fn allowed_image_globs_are_validated_and_matched() {
 }
 
 #[test]
-fn max_images_size_is_mib_and_keep_images_pins_by_glob_but_an_empty_list_pins_nothing() {
+fn max_images_size_and_max_cache_size_are_mib_and_keep_images_pins_by_glob_but_an_empty_list_pins_nothing(
+) {
     let c = load_str(
         "max_images_size: 2048\nkeep_images: ['registry.example.com/base/*']\n",
         &env(&[]),
@@ -375,8 +376,14 @@ fn max_images_size_is_mib_and_keep_images_pins_by_glob_but_an_empty_list_pins_no
     assert_eq!(c.max_images_size, 2048 * 1024 * 1024);
     assert!(c.keep_images.matches("registry.example.com/base/rust:1"));
     assert!(!c.keep_images.matches("docker.io/library/rust:1"));
-    let d = load_str("", &env(&[("POGO_MAX_IMAGES_SIZE", "10")])).unwrap();
+    let d = load_str(
+        "",
+        &env(&[("POGO_MAX_IMAGES_SIZE", "10"), ("POGO_MAX_CACHE_SIZE", "3")]),
+    )
+    .unwrap();
     assert_eq!(d.max_images_size, 10 * 1024 * 1024);
+    assert_eq!(d.max_cache_size, 3 * 1024 * 1024);
+    assert_eq!(c.max_cache_size, 0, "no limit unless set");
     assert!(
         !d.keep_images.matches("anything"),
         "no patterns: nothing pinned"

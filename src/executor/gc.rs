@@ -34,6 +34,9 @@ pub struct GcOptions {
     /// `max_images_size` (bytes, 0: no limit) and `keep_images`.
     pub max_images_size: u64,
     pub keep_images: crate::config::Globs,
+    /// `cache_dir` and `max_cache_size` (bytes, 0: no limit).
+    pub cache_dir: PathBuf,
+    pub max_cache_size: u64,
 }
 
 /// What pogo created for one job, found by its labels.
@@ -392,6 +395,14 @@ pub async fn run(
         opts.quiet,
     )
     .await;
+    // the job caches, within max_cache_size
+    errors += super::caches::enforce(
+        &opts.cache_dir,
+        opts.max_cache_size,
+        now,
+        opts.dry_run,
+        opts.quiet,
+    );
     if !opts.quiet && !opts.dry_run {
         let kept = jobs.len() - abandoned.len();
         println!(

@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod auth;
+pub mod caches;
 pub mod cleanup;
 pub mod config_stage;
 pub mod env;

@@ -31,28 +31,12 @@ fn free_space(path: &Path) -> Option<(u64, u64)> {
 /// The bytes of the files below `dir` (not following links), and whether all were counted.
 pub fn tree_size(dir: &Path) -> (u64, bool) {
     let mut total = 0u64;
-    let mut seen = 0usize;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            seen += 1;
-            if seen > MAX_ENTRIES {
-                return (total, false);
-            }
-            let Ok(meta) = e.path().symlink_metadata() else {
-                continue;
-            };
-            if meta.is_dir() {
-                stack.push(e.path());
-            } else {
-                total = total.saturating_add(meta.len());
-            }
+    let all = crate::fsutil::walk(dir, MAX_ENTRIES, |_, meta| {
+        if !meta.is_dir() {
+            total = total.saturating_add(meta.len());
         }
-    }
-    (total, true)
+    });
+    (total, all)
 }
 
 /// One file system's line: `PATH: FREE free of TOTAL (P %)`, and whether it is low.
