@@ -756,15 +756,15 @@ async fn run_effect(rtm: &mut Runtime, model: &mut Model, e: Effect) -> Option<L
             let tx = rtm.tx.clone();
             tokio::task::spawn_blocking(move || {
                 let msg = match crate::setup::register::register(&req, &env) {
-                    Ok(r) => format!(
+                    Ok(r) => Msg::Status(format!(
                         "registered runner {} (id {}) in {}; gitlab-runner picks it up by itself",
                         req.name,
                         r.runner_id,
                         r.runner_config.display()
-                    ),
-                    Err(e) => format!("not registered: {e}"),
+                    )),
+                    Err(e) => Msg::RegisterFailed(format!("not registered: {e}")),
                 };
-                let _ = tx.send(Input::Msg(Msg::Status(msg)));
+                let _ = tx.send(Input::Msg(msg));
                 let _ = tx.send(Input::Msg(Msg::Runners(runners::load(
                     &req.runner_config,
                     pogo.as_deref(),

@@ -275,6 +275,9 @@ pub struct Model {
     pub size: (u16, u16),
     /// The name the register form proposes (the host name).
     pub default_runner_name: String,
+    /// The register form while GitLab answers: a refused registration opens it again as it
+    /// was typed (the token included), with GitLab's answer.
+    pub registering: Option<RegisterForm>,
     pub dirty: bool,
     pub quit: bool,
 }
@@ -303,6 +306,7 @@ impl Model {
             now,
             color,
             default_runner_name: String::new(),
+            registering: None,
             size: (80, 24),
             dirty: true,
             quit: false,

@@ -56,6 +56,8 @@ pub enum Msg {
     },
     /// An action finished; a line for the footer.
     Status(String),
+    /// GitLab (or config.toml) refused the registration: why, for the form it reopens.
+    RegisterFailed(String),
     /// `systemctl --user is-active gitlab-runner.service` answered.
     Service(String),
     /// A form's or a delete's save finished: what was saved, or why not.
@@ -258,6 +260,19 @@ pub fn update(m: &mut Model, msg: Msg) -> Vec<Effect> {
             m.dirty = true;
             Vec::new()
         }
+        Msg::RegisterFailed(why) => {
+            // the form comes back as typed, unless another prompt is open meanwhile
+            match m.registering.take() {
+                Some(mut f) if matches!(m.mode, Mode::Normal) => {
+                    f.error = Some(why.clone());
+                    m.mode = Mode::Register(f);
+                }
+                _ => {}
+            }
+            m.status = Some(why);
+            m.dirty = true;
+            Vec::new()
+        }
         Msg::Service(s) => {
             m.runners.service = Some(s);
             m.dirty = true;
@@ -404,6 +419,10 @@ fn register_key(m: &mut Model, mut f: RegisterForm, k: KeyEvent) -> Vec<Effect> 
         }
         m.mode = Mode::Normal;
         m.status = Some(format!("registering {name} with {url}…"));
+        m.registering = Some(RegisterForm {
+            error: None,
+            ..f.clone()
+        });
         let ca_file = Some(f.ca_file.trim())
             .filter(|c| !c.is_empty())
             .map(std::path::PathBuf::from);
@@ -554,6 +573,30 @@ fn move_selection(m: &mut Model, delta: isize) -> Vec<Effect> {
 /// PgUp/PgDn in the log: the pane's height less one line, kept on screen for context.
 fn log_page(m: &Model) -> isize {
     log_height(m).saturating_sub(1).max(1) as isize
+}
+
+/// PgUp/PgDn/Home/End: on Jobs with the log focused they page and jump in the log (as u, d,
+/// g, G do anywhere), elsewhere they move the selection a page or to the first or last row.
+fn pane_key(m: &mut Model, a: Action) -> Vec<Effect> {
+    if m.screen == Screen::Jobs && m.focus == Focus::Log {
+        let log = match a {
+            Action::PaneUp => Action::PageUp,
+            Action::PaneDown => Action::PageDown,
+            Action::PaneTop => Action::Top,
+            _ => Action::Bottom,
+        };
+        return action(m, log);
+    }
+    let page = isize::try_from(super::views::jobs::list_height(m))
+        .unwrap_or(1)
+        .max(1);
+    let delta = match a {
+        Action::PaneUp => -page,
+        Action::PaneDown => page,
+        Action::PaneTop => isize::MIN / 2,
+        _ => isize::MAX / 2,
+    };
+    move_selection(m, delta)
 }
 
 /// ↑/↓: on Jobs with the log focused they scroll the log a line, elsewhere they move the
@@ -790,6 +833,7 @@ fn action(m: &mut Model, a: Action) -> Vec<Effect> {
             m.log.top = 0;
             Vec::new()
         }
+        Action::PaneUp | Action::PaneDown | Action::PaneTop | Action::PaneBottom => pane_key(m, a),
         Action::Bottom => {
             m.log.follow = true;
             Vec::new()
@@ -1060,6 +1104,10 @@ mod tests {
                 '→' => KeyCode::Right,
                 '↑' => KeyCode::Up,
                 '↓' => KeyCode::Down,
+                '⇞' => KeyCode::PageUp,
+                '⇟' => KeyCode::PageDown,
+                '⇱' => KeyCode::Home,
+                '⇲' => KeyCode::End,
                 c => KeyCode::Char(c),
             };
             effects.extend(update(m, Msg::Key(KeyEvent::new(code, KeyModifiers::NONE))));
@@ -1417,6 +1465,35 @@ mod tests {
     }
 
     #[test]
+    fn page_and_end_keys_move_in_the_focused_pane() {
+        let mut m = fixtures::model();
+        m.size = (100, 12);
+        let visible = m.visible_jobs();
+        assert!(visible.len() > 2, "{visible:?}");
+        let page = super::super::views::jobs::list_height(&m);
+        // the job list
+        press(&mut m, "⇲");
+        assert_eq!(m.selected, *visible.last().unwrap(), "End: the last job");
+        press(&mut m, "⇱");
+        assert_eq!(m.selected, visible[0], "Home: the first job");
+        press(&mut m, "⇟");
+        assert_eq!(
+            m.selected,
+            visible[page.min(visible.len() - 1)],
+            "PgDn: a page on"
+        );
+        press(&mut m, "⇞");
+        assert_eq!(m.selected, visible[0]);
+        // the log, once focused: the keys act on it, the selection stays
+        let before = m.selected;
+        press(&mut m, "l⇱");
+        assert_eq!((m.log.follow, m.log.top, m.selected), (false, 0, before));
+        press(&mut m, "⇲");
+        assert!(m.log.follow);
+        assert_eq!(m.selected, before);
+    }
+
+    #[test]
     fn log_keys_work_whichever_pane_is_focused() {
         for focus in ["", "l"] {
             let mut m = fixtures::model();
@@ -1657,6 +1734,35 @@ mod tests {
         assert_eq!(m.other_runner, Some(other));
         update(&mut m, Msg::OtherRunner(None));
         assert_eq!(m.other_runner, None, "gone again: nothing to say");
+    }
+
+    #[test]
+    fn a_refused_registration_opens_the_form_again_as_typed_with_gitlabs_answer() {
+        let mut m = fixtures::model();
+        m.default_runner_name = "laptop-2".into();
+        press(&mut m, "3a");
+        press(&mut m, "https://gitlab.example.com\nglrt-mistyped");
+        let fx = press(&mut m, "\t\n\n");
+        assert!(matches!(fx.as_slice(), [Effect::Register { .. }]));
+        assert_eq!(m.mode, Mode::Normal);
+        update(
+            &mut m,
+            Msg::RegisterFailed("not registered: GitLab answered 403 Forbidden".into()),
+        );
+        match &m.mode {
+            Mode::Register(f) => {
+                assert_eq!(f.url, "https://gitlab.example.com");
+                assert_eq!(f.token.expose(), "glrt-mistyped");
+                assert_eq!(f.name, "laptop-2");
+                assert!(f.error.as_deref().unwrap().contains("403"), "{f:?}");
+            }
+            other => panic!("the form is gone: {other:?}"),
+        }
+        // fixed and sent again: a second refusal reopens it once more
+        press(&mut m, "\x1b");
+        assert_eq!(m.mode, Mode::Normal);
+        update(&mut m, Msg::RegisterFailed("not registered: again".into()));
+        assert_eq!(m.mode, Mode::Normal, "nothing was being registered");
     }
 
     #[test]

@@ -11,18 +11,29 @@ use ratatui::Frame;
 pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
     let mut lines = Vec::new();
     let mut last_scope = None;
+    // neighbours with the same text share a line (`PgUp PgDn  page up/down`)
+    let mut rows: Vec<(Scope, String, &str)> = Vec::new();
     for b in help_for(m.screen) {
-        if last_scope != Some(b.scope) {
-            let heading = match b.scope {
+        match rows.last_mut() {
+            Some((scope, label, help)) if *scope == b.scope && *help == b.help => {
+                label.push(' ');
+                label.push_str(b.label);
+            }
+            _ => rows.push((b.scope, b.label.to_string(), b.help)),
+        }
+    }
+    for (scope, label, help) in rows {
+        if last_scope != Some(scope) {
+            let heading = match scope {
                 Scope::Global => "everywhere".to_string(),
                 Scope::On(s) => format!("on {}", s.title()),
             };
             lines.push(Line::from(Span::styled(heading, t.title())));
-            last_scope = Some(b.scope);
+            last_scope = Some(scope);
         }
         lines.push(Line::from(vec![
-            Span::styled(format!(" {:<9} ", b.label), t.key()),
-            Span::raw(b.help),
+            Span::styled(format!(" {label:<9} "), t.key()),
+            Span::raw(help),
         ]));
     }
     let r = popup(area, 96, 96);

@@ -53,6 +53,20 @@ pub fn log_height(m: &Model) -> usize {
     usize::from(log.height.saturating_sub(2)).max(1)
 }
 
+/// The rows a page of a list moves: the job list's height on Jobs (less its header and
+/// borders), the body's elsewhere.
+pub fn list_height(m: &Model) -> usize {
+    let area = Rect::new(0, 0, m.size.0, m.size.1);
+    let [_, _, body, _] = super::frame_layout(m, area);
+    let height = if m.screen == crate::tui::model::Screen::Jobs {
+        let [table, _] = split(m, body);
+        table.height
+    } else {
+        body.height
+    };
+    usize::from(height.saturating_sub(3)).max(1)
+}
+
 /// The job (index in `m.jobs`) whose row or service row is at screen line `y` of the Jobs
 /// body `area`.
 pub fn job_at(m: &Model, area: Rect, y: u16) -> Option<usize> {
