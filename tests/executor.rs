@@ -1222,3 +1222,43 @@ fn a_failed_script_names_a_service_that_died_with_its_last_lines() {
     assert!(log.contains("[service:db] out of disk space"), "{log}");
     env.assert_no_leftovers();
 }
+
+/// `extra_arguments: TAG: services:` gives the service containers of the tag's jobs their own
+/// limits (as the Docker executor's `service_memory`), and `args` stay the job container's.
+#[test]
+fn a_tags_service_arguments_limit_its_service_containers_and_not_the_job() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default().with_extra_yaml(
+        "extra_arguments:\n  small-services:\n    args: '--env JOB_SIDE=job-only'\n    services: '--memory 64m --env SERVICE_SIDE=services-only'\n",
+    ));
+    let limit = "$(cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes)";
+    let mut job = env.job(
+        &["small-services"],
+        &[
+            &format!("echo \"job-limit=${{SERVICE_SIDE:-none}}/{limit}\""),
+            "echo \"job-env=$JOB_SIDE\"",
+            "sleep 2",
+        ],
+    );
+    job.variables
+        .push(pogo::driver::Variable::new("CI_DEBUG_SERVICES", "true"));
+    job.services = vec![Service {
+        command: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            format!("echo \"service-limit=$SERVICE_SIDE/{limit} job-env=${{JOB_SIDE:-none}}\"; exec httpd -f -p 80 -h /www"),
+        ]),
+        ..httpd_service("web")
+    }];
+    let r = env.run(&job);
+    assert_success(&r);
+    let log = plain_log(&r);
+    assert!(
+        log.contains("[service:web] service-limit=services-only/67108864 job-env=none"),
+        "{log}"
+    );
+    assert!(log.contains("\njob-env=job-only\n"), "{log}");
+    assert!(log.contains("\njob-limit=none/"), "{log}");
+    assert!(!log.contains("job-limit=none/67108864"), "{log}");
+    env.assert_no_leftovers();
+}

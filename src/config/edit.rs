@@ -398,6 +398,9 @@ fn extra_lines(tag: &str, rule: &ExtraArgsRule) -> Vec<String> {
             if e.privileged {
                 v.push("  privileged: true".to_string());
             }
+            if !e.services.is_empty() {
+                v.push(format!("  services: {}", scalar(&e.services)));
+            }
             v
         }
     }

@@ -441,7 +441,10 @@ pub fn finalize(
         validate_tags(std::slice::from_ref(&tag)).map_err(|e| invalid(&key, e))?;
         let entry = rule.entry();
         let args = split_args(&entry.args).map_err(|e| invalid(&key, e))?;
-        let widening = policy::widening_args(&args);
+        let service_args =
+            split_args(&entry.services).map_err(|e| invalid(&format!("{key}.services"), e))?;
+        let mut widening = policy::widening_args(&args);
+        widening.extend(policy::widening_args(&service_args));
         if !widening.is_empty() && !entry.privileged {
             return Err(invalid(
                 &key,
@@ -458,6 +461,8 @@ pub fn finalize(
             tag,
             source: entry.args,
             args,
+            service_args,
+            services_source: entry.services,
         });
     }
     let allowed_images = globs("allowed_images", &raw.allowed_images)?;
@@ -744,15 +749,18 @@ pub fn to_yaml(config: &Config) -> Result<String, yaml::YamlError> {
             .iter()
             .map(|e| {
                 let args = redact(&e.args);
-                let rule = if e.privileged || !e.projects.patterns.is_empty() {
-                    ExtraArgsRule::Full(ExtraArgsEntry {
-                        args,
-                        projects: e.projects.patterns.clone(),
-                        privileged: e.privileged,
-                    })
-                } else {
-                    ExtraArgsRule::Args(args)
-                };
+                let services = redact(&e.service_args);
+                let rule =
+                    if e.privileged || !e.projects.patterns.is_empty() || !services.is_empty() {
+                        ExtraArgsRule::Full(ExtraArgsEntry {
+                            args,
+                            projects: e.projects.patterns.clone(),
+                            privileged: e.privileged,
+                            services,
+                        })
+                    } else {
+                        ExtraArgsRule::Args(args)
+                    };
                 (e.tag.clone(), rule)
             })
             .collect(),

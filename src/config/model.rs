@@ -128,6 +128,10 @@ pub struct ExtraArgsEntry {
     /// Allows arguments such as `--privileged`, `--device`, `--volume`, `--network=host`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub privileged: bool,
+    /// podman arguments for the job's service containers (`--memory 1g --cpus 1`), as the
+    /// Docker executor's `service_*` settings; `args` reach the job container only.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub services: String,
 }
 
 impl ExtraArgsRule {
@@ -202,7 +206,7 @@ pub const COLLECTION_KEYS: &[&str] = &[
 ];
 
 /// Keys of a map-form `extra_arguments` entry.
-pub const EXTRA_ARGS_KEYS: &[&str] = &["args", "projects", "privileged"];
+pub const EXTRA_ARGS_KEYS: &[&str] = &["args", "projects", "privileged", "services"];
 
 /// Keys of one `mounts:` entry.
 pub const MOUNT_KEYS: &[&str] = &["volume", "tags", "projects", "readonly"];
@@ -352,6 +356,9 @@ pub struct ExtraArgs {
     pub args: Vec<String>,
     pub projects: Globs,
     pub privileged: bool,
+    /// For the job's service containers, split (`services:`), and as written.
+    pub service_args: Vec<String>,
+    pub services_source: String,
 }
 
 impl ExtraArgs {

@@ -8,6 +8,8 @@ pub struct Grants<'a> {
     pub mounts: Vec<&'a Mount>,
     /// Extra podman arguments, in the configuration's tag order, already split.
     pub extra_args: Vec<String>,
+    /// The same for the job's service containers (the entries' `services:`).
+    pub service_args: Vec<String>,
 }
 
 /// Mounts whose tags match (or that have no tags) and the extra arguments of every job tag,
@@ -18,11 +20,19 @@ pub fn grants<'a>(config: &'a Config, job_tags: &[String], project: &str) -> Gra
         .iter()
         .filter(|m| m.applies_to(job_tags, project))
         .collect();
-    let extra_args = config
-        .extra_arguments
-        .iter()
-        .filter(|e| e.applies_to(job_tags, project))
-        .flat_map(|e| e.args.iter().cloned())
+    let granted = || {
+        config
+            .extra_arguments
+            .iter()
+            .filter(|e| e.applies_to(job_tags, project))
+    };
+    let extra_args = granted().flat_map(|e| e.args.iter().cloned()).collect();
+    let service_args = granted()
+        .flat_map(|e| e.service_args.iter().cloned())
         .collect();
-    Grants { mounts, extra_args }
+    Grants {
+        mounts,
+        extra_args,
+        service_args,
+    }
 }

@@ -160,13 +160,18 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
         ));
     }
 
+    let grants = resolve::grants(&ctx.config, &tags, &ctx.job.project_path);
     let pod = if ctx.job.services.is_empty() {
         None
     } else {
-        Some(start_services(ctx, &labels, &job_dir, &service_envs, &service_docker).await?)
+        let services = Services {
+            envs: &service_envs,
+            docker: &service_docker,
+            extra_args: &grants.service_args,
+        };
+        Some(start_services(ctx, &labels, &job_dir, &services).await?)
     };
 
-    let grants = resolve::grants(&ctx.config, &tags, &ctx.job.project_path);
     let mut volumes: Vec<String> = grants.mounts.iter().map(|m| m.volume_arg()).collect();
     if let Some(v) = cache_volume(&ctx.config.cache_dir, &ctx.job.project_path)? {
         volumes.push(v);
@@ -1032,13 +1037,21 @@ fn check_auth_file(auth: Option<&Path>) -> Result<Option<String>, Failure> {
     }
 }
 
+/// What prepare worked out for the job's services: each one's variables and image options,
+/// and the arguments the job's tags give every service container.
+struct Services<'a> {
+    envs: &'a [args::ServiceEnv],
+    docker: &'a [DockerOptions],
+    extra_args: &'a [String],
+}
+
 async fn start_services(
     ctx: &Context,
     labels: &[(String, String)],
     job_dir: &Path,
-    envs: &[args::ServiceEnv],
-    docker: &[DockerOptions],
+    services: &Services<'_>,
 ) -> Result<String, Failure> {
+    let (envs, docker) = (services.envs, services.docker);
     let pod = ctx.job.names.pod.clone();
     let mut hosts: Vec<String> = Vec::new();
     for svc in &ctx.job.services {
@@ -1087,7 +1100,16 @@ async fn start_services(
             platform: d.platform.as_deref(),
             user: d.user.as_deref(),
         };
-        let argv = args::service_run(&name, &pod, labels, svc, env_file.as_deref(), &secrets, &d);
+        let run = args::ServiceRun {
+            name: &name,
+            pod: &pod,
+            labels,
+            env_file: env_file.as_deref(),
+            secrets: &secrets,
+            docker: &d,
+            extra_args: services.extra_args,
+        };
+        let argv = args::service_run(svc, &run);
         log_info(&format!(
             "starting service {}: {}",
             svc.name,

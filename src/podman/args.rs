@@ -226,33 +226,40 @@ pub fn pod_create(name: &str, labels: &[(String, String)], hosts: &[String]) -> 
     a
 }
 
+/// How one service container of a job is started, besides the service itself.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceRun<'a> {
+    pub name: &'a str,
+    pub pod: &'a str,
+    pub labels: &'a [(String, String)],
+    pub env_file: Option<&'a Path>,
+    pub secrets: &'a [(String, String)],
+    pub docker: &'a Docker<'a>,
+    /// Arguments the job's tags give its service containers.
+    pub extra_args: &'a [String],
+}
+
 /// `podman run -d` of one service container in the job's pod. The service's variables are in
 /// `env_file` (see [`service_env_file`]): neither their values (secrets) nor their names reach
 /// the command line, and none of them is ever in the environment of podman itself, where a
 /// job-chosen `LD_PRELOAD`, `PATH` or `CONTAINERS_CONF` would act on the host.
-pub fn service_run(
-    name: &str,
-    pod: &str,
-    labels: &[(String, String)],
-    svc: &Service,
-    env_file: Option<&Path>,
-    secrets: &[(String, String)],
-    docker: &Docker<'_>,
-) -> Vec<String> {
+pub fn service_run(svc: &Service, run: &ServiceRun<'_>) -> Vec<String> {
     let mut a = vec![
         "run".into(),
         "-d".into(),
         "--name".into(),
-        name.into(),
+        run.name.into(),
         "--pod".into(),
-        pod.into(),
+        run.pod.into(),
     ];
-    a.extend(label_args(labels));
-    a.extend(docker.args());
-    if let Some(f) = env_file {
+    a.extend(label_args(run.labels));
+    a.extend(run.docker.args());
+    // the runner owner's, from the job's tags (`extra_arguments: TAG: services:`)
+    a.extend(run.extra_args.iter().cloned());
+    if let Some(f) = run.env_file {
         a.push(format!("--env-file={}", f.display()));
     }
-    for (secret, var) in secrets {
+    for (secret, var) in run.secrets {
         a.push(format!("--secret={secret},type=env,target={var}"));
     }
     if let Some(ep) = &svc.entrypoint {

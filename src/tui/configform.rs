@@ -261,6 +261,11 @@ impl ConfigForm {
                         e.privileged,
                         "allow --device, --volume, --cap-add, … (Space toggles)",
                     ),
+                    Field::text(
+                        "services",
+                        e.services,
+                        "podman run arguments for its service containers (optional)",
+                    ),
                 ]
             }
         };
@@ -398,7 +403,10 @@ impl ConfigForm {
                     return Err((1, "no arguments: delete the entry instead (D)".into()));
                 }
                 let privileged = self.flag(3);
-                let widening = policy::widening_args(&tokens);
+                let services = self.text(4).to_string();
+                let service_tokens = config::split_args(&services).map_err(|e| (4, e))?;
+                let mut widening = policy::widening_args(&tokens);
+                widening.extend(policy::widening_args(&service_tokens));
                 if !widening.is_empty() && !privileged {
                     return Err((
                         3,
@@ -410,13 +418,14 @@ impl ConfigForm {
                 }
                 let projects = globs(self.text(2));
                 Globs::new(&projects).map_err(|e| (2, e))?;
-                let rule = if projects.is_empty() && !privileged {
+                let rule = if projects.is_empty() && !privileged && services.trim().is_empty() {
                     ExtraArgsRule::Args(args)
                 } else {
                     ExtraArgsRule::Full(ExtraArgsEntry {
                         args,
                         projects,
                         privileged,
+                        services: services.trim().to_string(),
                     })
                 };
                 Ok(Edit::Extra {
@@ -464,6 +473,20 @@ impl ConfigForm {
                 Ok(_) => {}
                 Err(e) => v.push(Note::Bad(e)),
             },
+        }
+        if let FormKind::Extra(_) = &self.kind {
+            match config::split_args(self.text(4)) {
+                Ok(tokens) if !tokens.is_empty() => v.push(Note::Info(format!(
+                    "its services get: {}",
+                    tokens
+                        .iter()
+                        .map(|t| format!("[{t}]"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ))),
+                Ok(_) => {}
+                Err(e) => v.push(Note::Bad(format!("services: {e}"))),
+            }
         }
         v
     }
@@ -637,6 +660,31 @@ mod tests {
         typing(&mut f, " 'open");
         assert!(matches!(&f.notes()[0], Note::Bad(e) if e.contains("quotes")));
         assert_eq!(f.check().unwrap_err().0, 1);
+    }
+
+    #[test]
+    fn service_arguments_are_saved_with_the_entry_and_checked_like_the_jobs() {
+        let mut f = form(FormKind::Extra(None));
+        typing(&mut f, "small\n--memory 2g\n\n\n--memory 512m --cpus 1");
+        assert!(f.notes().contains(&Note::Info(
+            "its services get: [--memory] [512m] [--cpus] [1]".into()
+        )));
+        match f.check() {
+            Ok(Edit::Extra {
+                new: Some((tag, ExtraArgsRule::Full(e))),
+                ..
+            }) => {
+                assert_eq!(tag, "small");
+                assert_eq!(e.services, "--memory 512m --cpus 1");
+                assert!(!e.privileged);
+            }
+            other => panic!("{other:?}"),
+        }
+        // a service argument that widens the reach needs privileged too
+        typing(&mut f, " --cap-add SYS_ADMIN");
+        let (field, why) = f.check().unwrap_err();
+        assert_eq!(field, 3);
+        assert!(why.contains("--cap-add"), "{why}");
     }
 
     #[test]

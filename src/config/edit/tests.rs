@@ -330,6 +330,7 @@ fn an_entry_switching_to_the_map_form_is_written_as_a_nested_block() {
                     args: "--env CI_LOCAL=1".into(),
                     projects: vec!["group/*".into()],
                     privileged: false,
+                    services: String::new(),
                 }),
             )),
         },
@@ -338,6 +339,38 @@ fn an_entry_switching_to_the_map_form_is_written_as_a_nested_block() {
         new.contains("  ci:   # marks local runs\n    args: '--env CI_LOCAL=1'\n    projects: [group/*]\n  buildah:"),
         "{new}"
     );
+}
+
+#[test]
+fn an_entry_with_service_arguments_keeps_them_and_they_load() {
+    let new = edit(
+        FILE,
+        Edit::Extra {
+            tag: Some("ci".into()),
+            new: Some((
+                "ci".into(),
+                ExtraArgsRule::Full(ExtraArgsEntry {
+                    args: "--memory 4g".into(),
+                    projects: Vec::new(),
+                    privileged: false,
+                    services: "--memory 1g --cpus 1".into(),
+                }),
+            )),
+        },
+    );
+    assert!(
+        new.contains("    args: '--memory 4g'\n    services: '--memory 1g --cpus 1'\n"),
+        "{new}"
+    );
+    let c = crate::config::load_text(
+        &new,
+        Some(Path::new("/p/pogo.yaml")),
+        &std::collections::HashMap::new(),
+    )
+    .unwrap();
+    let ci = c.extra_arguments.iter().find(|e| e.tag == "ci").unwrap();
+    assert_eq!(ci.service_args, ["--memory", "1g", "--cpus", "1"]);
+    assert_eq!(ci.args, ["--memory", "4g"]);
 }
 
 #[test]

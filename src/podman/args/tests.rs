@@ -89,15 +89,17 @@ fn service_variables_reach_the_service_through_a_file_and_secrets_never_the_comm
     s.command = Some(vec!["--privileged".into()]);
     let file = std::path::Path::new("/w/jobdata/k/service0.env");
     let secrets = [("k-svc0-env0".to_string(), "CERT".to_string())];
-    let a = service_run(
-        "svc0",
-        "pod",
-        &[],
-        &s,
-        Some(file),
-        &secrets,
-        &Docker::default(),
-    );
+    let docker = Docker::default();
+    let run = ServiceRun {
+        name: "svc0",
+        pod: "pod",
+        labels: &[],
+        env_file: Some(file),
+        secrets: &secrets,
+        docker: &docker,
+        extra_args: &[],
+    };
+    let a = service_run(&s, &run);
     assert!(!a
         .iter()
         .any(|x| x.contains("s3cret") || x.contains("POSTGRES_PASSWORD")));
@@ -106,11 +108,42 @@ fn service_variables_reach_the_service_through_a_file_and_secrets_never_the_comm
     // a service command is positional, after the image
     let dd = a.iter().position(|x| x == "--").unwrap();
     assert_eq!(&a[dd + 1..], ["postgres:15", "--privileged"]);
-    assert!(
-        !service_run("svc0", "pod", &[], &s, None, &[], &Docker::default())
-            .iter()
-            .any(|x| x.starts_with("--env") || x.starts_with("--secret"))
-    );
+    assert!(!service_run(
+        &s,
+        &ServiceRun {
+            env_file: None,
+            secrets: &[],
+            ..run
+        }
+    )
+    .iter()
+    .any(|x| x.starts_with("--env") || x.starts_with("--secret")));
+}
+
+#[test]
+fn a_tags_service_arguments_reach_every_service_container_before_the_image() {
+    let s = svc("postgres:15", "db");
+    let docker = Docker::default();
+    let extra = [
+        "--memory".to_string(),
+        "512m".to_string(),
+        "--cpus=1".to_string(),
+    ];
+    let run = ServiceRun {
+        name: "k-svc0",
+        pod: "k-pod",
+        labels: &[],
+        env_file: None,
+        secrets: &[],
+        docker: &docker,
+        extra_args: &extra,
+    };
+    let a = service_run(&s, &run);
+    let dd = a.iter().position(|x| x == "--").unwrap();
+    let at = a.iter().position(|x| x == "--memory").unwrap();
+    assert!(at < dd, "{a:?}");
+    assert_eq!(&a[at..at + 3], ["--memory", "512m", "--cpus=1"]);
+    assert_eq!(&a[dd + 1..], ["postgres:15"]);
 }
 
 #[test]
@@ -261,15 +294,17 @@ fn hostile_job_values_never_become_options_or_leave_their_argv_slot() {
             command: Some(vec![h.clone(), "second".into()]),
             variables: Some(vars),
         };
-        let a = service_run(
-            "pogo-r-1-0-svc0",
-            "pogo-r-1-0-pod",
-            &[],
-            &svc,
-            Some(std::path::Path::new("/w/service0.env")),
-            &[],
-            &Docker::default(),
-        );
+        let docker = Docker::default();
+        let run = ServiceRun {
+            name: "pogo-r-1-0-svc0",
+            pod: "pogo-r-1-0-pod",
+            labels: &[],
+            env_file: Some(std::path::Path::new("/w/service0.env")),
+            secrets: &[],
+            docker: &docker,
+            extra_args: &[],
+        };
+        let a = service_run(&svc, &run);
         let dd = a.iter().position(|x| x == "--").unwrap();
         let expected_head: Vec<String> = [
             "run",
