@@ -1210,3 +1210,30 @@ fn gc_keeps_the_caches_within_max_cache_size_least_recently_used_first() {
     assert!(!env.cache_dir.join("group/a").exists());
     assert!(recent.exists(), "a cache used minutes ago stays");
 }
+
+/// A working_dir deleted as soon as the job is over (a test's temporary directory, an owner
+/// cleaning up) must not stop the background removal: it gets its order on stdin, not only
+/// from `<working_dir>/removals/`. (A `pogo exec` test left a container on Debian 13 when its
+/// temporary working_dir went before the removal had read its order.)
+#[test]
+fn the_background_removal_finishes_when_the_working_dir_is_deleted_right_after_cleanup() {
+    require_podman!();
+    let env = TestEnv::new(&PogoConfig::default());
+    let runner = format!("faults{}", unique_id());
+    let job_id = unique_id();
+    let label = format!("{LABEL_JOB_ID}={job_id}");
+    let out = phase(&env, "prepare", &runner, job_id).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = phase(&env, "cleanup", &runner, job_id).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(&env.working_dir).unwrap();
+    env.podman.assert_nothing_labelled(&label);
+}

@@ -171,7 +171,9 @@ fn detach(working_dir: &Path, order: &Order) -> Result<(), String> {
         // gitlab-runner removes the job's temporary directory (cleanup's working directory)
         // once cleanup returns, and podman fails without a working directory
         .current_dir("/")
-        .stdin(std::process::Stdio::null())
+        // the order comes on stdin too: it must not depend on the file, which an owner (or a
+        // test) may delete with the working_dir as soon as the job is over
+        .stdin(std::process::Stdio::piped())
         // gitlab-runner reads cleanup's output until every writer is gone
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -190,8 +192,12 @@ fn detach(working_dir: &Path, order: &Order) -> Result<(), String> {
         // not waited for: it outlives this process (init reaps it). The lock is not dropped
         // either: dropping it would unlock it for the remover too (`flock(LOCK_UN)` acts on
         // the open file both share); the descriptor closes when this process exits.
-        Ok(_child) => {
+        Ok(mut child) => {
             std::mem::forget(lock);
+            // a few hundred bytes: the pipe takes them without waiting for the reader
+            if let Some(mut stdin) = child.stdin.take() {
+                let _ = stdin.write_all(&text);
+            }
             Ok(())
         }
         Err(e) => Err(format!("cannot start pogo remove-job: {e}")),
@@ -224,16 +230,22 @@ pub fn remove_main(path: &Path) -> i32 {
             }
         },
     };
-    let order: Order = match std::fs::read(path)
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-    {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("pogo remove-job: {}: {e}", path.display());
-            return 2;
-        }
+    // from cleanup on stdin, else (started by hand) from the file
+    let mut given = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut given);
+    let text = if given.is_empty() {
+        std::fs::read(path).map_err(|e| e.to_string())
+    } else {
+        Ok(given)
     };
+    let order: Order =
+        match text.and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("pogo remove-job: {}: {e}", path.display());
+                return 2;
+            }
+        };
     let Some(working_dir) = path.parent().and_then(Path::parent) else {
         return 2;
     };
