@@ -908,7 +908,7 @@ fn a_trigger_job_runs_its_child_pipeline_and_depend_takes_its_result() {
 ---
 image: {IMG_BASH}
 child-job:
-  script: ['echo "child says $FROM_PARENT to $[[ inputs.who ]] from $CI_PIPELINE_SOURCE"']
+  script: ['echo "child says $FROM_PARENT to $[[ inputs.who ]] from $CI_PIPELINE_SOURCE"', 'echo "child-job-id=$CI_JOB_ID"']
   rules:
     - if: $CI_PIPELINE_SOURCE == "parent_pipeline"
 child-fails:
@@ -940,6 +940,9 @@ kick:
         out.contains("\nchild says hello to world from parent_pipeline\n"),
         "{out}"
     );
+    // the child's second job is not the parent's second job (kick, id 2): a job id of its
+    // own (kick's id × 1000 on), so its containers, names and removal are its own
+    assert!(out.contains("\nchild-job-id=2002\n"), "{out}");
     // strategy: depend: the child's failure is the trigger job's
     let (code, out, err) = ex.exec(&["--dirty", "--var", "CHILD_EXIT=3"]);
     assert_eq!(code, 1, "{out}{err}");

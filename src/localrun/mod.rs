@@ -461,6 +461,7 @@ fn exec(
         parallel: usize::from(args.parallel),
         started: Mutex::new(HashSet::new()),
         dirty: args.dirty,
+        id_base: 0,
     };
     let rows = run_pipeline(&plan, &pipeline, &local, out, err)?;
     let failed: Vec<&str> = rows
@@ -842,16 +843,22 @@ pub struct Local {
     pub started: Mutex<HashSet<String>>,
     /// `--dirty`: the jobs get the work tree (cache `key: files` hash its files too).
     pub dirty: bool,
+    /// Added to the job ids: 0 for the pipeline run, the trigger job's id × [`CHILD_IDS`] for
+    /// a child pipeline.
+    pub id_base: u64,
 }
 
-/// The `CI_JOB_ID` of a job: its place in the pipeline, the same in every run.
-fn job_id(pipeline: &Pipeline, name: &str) -> u64 {
+/// A child pipeline's job ids start at its trigger job's id times this.
+const CHILD_IDS: u64 = 1000;
+
+/// The `CI_JOB_ID` of a job: its place in the pipeline (after `base`), the same in every run.
+fn job_id(pipeline: &Pipeline, name: &str, base: u64) -> u64 {
     let index = pipeline
         .jobs
         .iter()
         .position(|j| j.name == name)
         .unwrap_or(pipeline.jobs.len());
-    u64::try_from(index + 1).unwrap_or(u64::MAX)
+    base.saturating_add(u64::try_from(index + 1).unwrap_or(u64::MAX))
 }
 
 /// `12.3 KiB`.
@@ -866,6 +873,11 @@ fn human_size(bytes: u64) -> String {
 }
 
 impl Local {
+    /// The `CI_JOB_ID` of job `name` of `pipeline` in this run.
+    fn job_id(&self, pipeline: &Pipeline, name: &str) -> u64 {
+        job_id(pipeline, name, self.id_base)
+    }
+
     fn is_interrupted(&self) -> bool {
         self.interrupted
             .as_ref()
@@ -908,7 +920,7 @@ impl Local {
     fn job(&self, spec: &JobSpec, pipeline: &Pipeline) -> (Job, Vec<String>) {
         let p = &self.project;
         let mut job = Job::new(
-            job_id(pipeline, &spec.name),
+            self.job_id(pipeline, &spec.name),
             LOCAL_JOB_TOKEN,
             p.path.clone(),
             LOCAL_API_URL,
@@ -949,7 +961,7 @@ impl Local {
             let exists = file.is_file();
             if exists {
                 job.dependencies.push(Dependency {
-                    id: job_id(pipeline, name),
+                    id: self.job_id(pipeline, name),
                     name: name.to_string(),
                     token: LOCAL_JOB_TOKEN.to_string(),
                     artifacts_file: Some(ARTIFACTS_FILE.to_string()),
@@ -1031,7 +1043,8 @@ impl Local {
         err: &Out,
     ) -> Result<Row, ExecError> {
         if let Some(pipeline::Trigger::Child { include, depend }) = &spec.trigger {
-            return self.run_child(spec, include, *depend, out, err);
+            let id = self.job_id(pipeline, &spec.name);
+            return self.run_child(spec, id, include, *depend, out, err);
         }
         // This run's artifacts replace the last run's, even when the job makes none.
         let own_dir = self
@@ -1134,6 +1147,7 @@ impl Local {
     fn run_child(
         &self,
         spec: &JobSpec,
+        trigger_id: u64,
         include: &serde_json::Value,
         depend: bool,
         out: &Out,
@@ -1189,6 +1203,9 @@ impl Local {
             parallel: self.parallel,
             started: Mutex::new(HashSet::new()),
             dirty: self.dirty,
+            // the child's jobs must not share a job id (and so a key, names and a removal)
+            // with the parent's: the trigger job's id × 1000 on
+            id_base: trigger_id.saturating_mul(CHILD_IDS),
         };
         let rows = run_pipeline(&plan, &child, &local, out, err)?;
         let failed: Vec<&str> = rows
@@ -1851,6 +1868,7 @@ esac
             parallel: 1,
             started: Mutex::new(HashSet::new()),
             dirty: false,
+            id_base: 0,
         }
     }
 
