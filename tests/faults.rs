@@ -36,6 +36,26 @@ fn phase(env: &TestEnv, name: &str, runner: &str, job_id: u64) -> Command {
     cmd
 }
 
+/// A new job on a new runner token: the token, the job id, the job's key as the phases get
+/// it, and its `io.pogo.job-id=ID` label.
+fn new_job() -> (String, u64, String, String) {
+    let runner = format!("faults{}", unique_id());
+    let job_id = unique_id();
+    let key = format!("pogo-{runner}-{job_id}-0");
+    let label = format!("{LABEL_JOB_ID}={job_id}");
+    (runner, job_id, key, label)
+}
+
+/// [`phase`] run to its end, which must be a success.
+fn phase_ok(env: &TestEnv, name: &str, runner: &str, job_id: u64) {
+    let out = phase(env, name, runner, job_id).output().unwrap();
+    assert!(
+        out.status.success(),
+        "pogo {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// [`start_prepare`] for a new job id on a new runner token: (the runner token, the job id,
 /// the label `io.pogo.job-id=ID` the job's containers, pod and volumes carry, the process).
 fn start_prepare_of_a_new_job(env: &TestEnv) -> (String, u64, String, std::process::Child) {
@@ -540,15 +560,8 @@ fn gc_for_one_runner_never_removes_another_runners_volumes() {
 fn gc_older_than_keeps_a_job_between_two_of_its_stages() {
     require_podman!();
     let env = TestEnv::new(&PogoConfig::default());
-    let runner = format!("faults{}", unique_id());
-    let job_id = unique_id();
-    let label = format!("{LABEL_JOB_ID}={job_id}");
-    let out = phase(&env, "prepare", &runner, job_id).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (runner, job_id, _, label) = new_job();
+    phase_ok(&env, "prepare", &runner, job_id);
     assert!(!env.podman.labelled(&label).is_empty());
 
     let out = pogo_gc_ok(&env, &["--runner", &runner, "--older-than", "0s"]);
@@ -607,12 +620,7 @@ fn after_a_sigkilled_stage_on_the_exec_path_the_next_stage_runs_alone() {
     let runner = format!("faults{}", unique_id());
     let job_id = unique_id();
     let key = format!("pogo-{runner}-{job_id}-0");
-    let out = phase(&env, "prepare", &runner, job_id).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    phase_ok(&env, "prepare", &runner, job_id);
     let script = |name: &str, body: &str| {
         let p = shared.path().join(name);
         std::fs::write(&p, body).unwrap();
@@ -687,35 +695,19 @@ fn gc_never_takes_the_files_of_a_job_that_started_while_it_listed() {
     let job_id = unique_id();
     let listed = env.dir.path().join("gc-listed");
     let go = env.dir.path().join("gc-go");
-    let podman = String::from_utf8(
-        Command::new("sh")
-            .args(["-c", "command -v podman"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let wrapper = env.dir.path().join("slow-listing-podman");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\n\
-             [ \"$1\" = ps ] || exec {podman} \"$@\"\n\
-             out=$({podman} \"$@\") || exit $?\n\
+    let wrapper = podman_wrapper(
+        &env,
+        "slow-listing-podman",
+        &format!(
+            "[ \"$1\" = ps ] || exec \"$PODMAN\" \"$@\"\n\
+             out=$(\"$PODMAN\" \"$@\") || exit $?\n\
              touch {listed}\n\
              i=0; while [ ! -e {go} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n\
              printf '%s\\n' \"$out\"\n",
-            podman = podman.trim(),
             listed = listed.display(),
             go = go.display(),
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    );
     let gc_config = env.dir.path().join("gc.yaml");
     std::fs::write(
         &gc_config,
@@ -744,12 +736,7 @@ fn gc_never_takes_the_files_of_a_job_that_started_while_it_listed() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    let out = phase(&env, "prepare", &runner, job_id).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    phase_ok(&env, "prepare", &runner, job_id);
     let key = std::fs::read_dir(env.working_dir.join("jobdata"))
         .unwrap()
         .flatten()
@@ -859,11 +846,9 @@ fn a_job_stopped_from_the_dashboard_says_who_stopped_it() {
     env.assert_no_leftovers();
 }
 
-/// A test env whose podman holds every `podman rm` until the returned file exists (at most
-/// a minute), so a cleanup's background removal can be caught while it runs.
-fn env_whose_podman_rm_waits() -> (TestEnv, std::path::PathBuf) {
-    let env = TestEnv::new(&PogoConfig::default());
-    let go = env.dir.path().join("rm-go");
+/// An executable `name` in the env's directory that runs shell `body` as podman, with the
+/// real podman in `$PODMAN`.
+fn podman_wrapper(env: &TestEnv, name: &str, body: &str) -> std::path::PathBuf {
     let podman = String::from_utf8(
         Command::new("sh")
             .args(["-c", "command -v podman"])
@@ -872,18 +857,10 @@ fn env_whose_podman_rm_waits() -> (TestEnv, std::path::PathBuf) {
             .stdout,
     )
     .unwrap();
-    let wrapper = env.dir.path().join("slow-rm-podman");
+    let wrapper = env.dir.path().join(name);
     std::fs::write(
         &wrapper,
-        format!(
-            "#!/bin/sh\n\
-             if [ \"$1\" = rm ]; then\n\
-             i=0; while [ ! -e {go} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n\
-             fi\n\
-             exec {podman} \"$@\"\n",
-            podman = podman.trim(),
-            go = go.display(),
-        ),
+        format!("#!/bin/sh\nPODMAN='{}'\n{body}", podman.trim()),
     )
     .unwrap();
     std::fs::set_permissions(
@@ -891,6 +868,25 @@ fn env_whose_podman_rm_waits() -> (TestEnv, std::path::PathBuf) {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
+    wrapper
+}
+
+/// A test env whose podman holds every `podman rm` until the returned file exists (at most
+/// a minute), so a cleanup's background removal can be caught while it runs.
+fn env_whose_podman_rm_waits() -> (TestEnv, std::path::PathBuf) {
+    let env = TestEnv::new(&PogoConfig::default());
+    let go = env.dir.path().join("rm-go");
+    let wrapper = podman_wrapper(
+        &env,
+        "slow-rm-podman",
+        &format!(
+            "if [ \"$1\" = rm ]; then\n\
+             i=0; while [ ! -e {go} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n\
+             fi\n\
+             exec \"$PODMAN\" \"$@\"\n",
+            go = go.display(),
+        ),
+    );
     env.write_config(&PogoConfig {
         podman: Some(wrapper.to_string_lossy().into_owned()),
         ..PogoConfig::default()
@@ -911,25 +907,12 @@ fn removal_order(env: &TestEnv, key: &str) -> std::path::PathBuf {
 fn cleanup_returns_without_waiting_for_podman_and_the_removal_finishes_alone() {
     require_podman!();
     let (env, go) = env_whose_podman_rm_waits();
-    let runner = format!("faults{}", unique_id());
-    let job_id = unique_id();
-    let key = format!("pogo-{runner}-{job_id}-0");
-    let label = format!("{LABEL_JOB_ID}={job_id}");
-    let out = phase(&env, "prepare", &runner, job_id).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (runner, job_id, key, label) = new_job();
+    phase_ok(&env, "prepare", &runner, job_id);
 
     let started = Instant::now();
     // output() reads stdout and stderr to their end: a remover that kept them would hang it
-    let out = phase(&env, "cleanup", &runner, job_id).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    phase_ok(&env, "cleanup", &runner, job_id);
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "cleanup waited for the held podman rm"
@@ -972,21 +955,9 @@ fn cleanup_returns_without_waiting_for_podman_and_the_removal_finishes_alone() {
 fn the_same_jobs_next_prepare_waits_for_the_removal_of_its_earlier_attempt() {
     require_podman!();
     let (env, go) = env_whose_podman_rm_waits();
-    let runner = format!("faults{}", unique_id());
-    let job_id = unique_id();
-    let label = format!("{LABEL_JOB_ID}={job_id}");
-    let out = phase(&env, "prepare", &runner, job_id).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = phase(&env, "cleanup", &runner, job_id).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (runner, job_id, _, label) = new_job();
+    phase_ok(&env, "prepare", &runner, job_id);
+    phase_ok(&env, "cleanup", &runner, job_id);
 
     let mut retry = phase(&env, "prepare", &runner, job_id)
         .stdout(Stdio::null())
@@ -1030,22 +1001,9 @@ fn the_same_jobs_next_prepare_waits_for_the_removal_of_its_earlier_attempt() {
 fn a_killed_background_removal_leaves_the_job_to_gc() {
     require_podman!();
     let (env, go) = env_whose_podman_rm_waits();
-    let runner = format!("faults{}", unique_id());
-    let job_id = unique_id();
-    let key = format!("pogo-{runner}-{job_id}-0");
-    let label = format!("{LABEL_JOB_ID}={job_id}");
-    let out = phase(&env, "prepare", &runner, job_id).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = phase(&env, "cleanup", &runner, job_id).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (runner, job_id, key, label) = new_job();
+    phase_ok(&env, "prepare", &runner, job_id);
+    phase_ok(&env, "cleanup", &runner, job_id);
 
     // the remover leads its own process group (podman's processes with it)
     let remover = std::fs::read_dir("/proc")
@@ -1219,21 +1177,9 @@ fn gc_keeps_the_caches_within_max_cache_size_least_recently_used_first() {
 fn the_background_removal_finishes_when_the_working_dir_is_deleted_right_after_cleanup() {
     require_podman!();
     let env = TestEnv::new(&PogoConfig::default());
-    let runner = format!("faults{}", unique_id());
-    let job_id = unique_id();
-    let label = format!("{LABEL_JOB_ID}={job_id}");
-    let out = phase(&env, "prepare", &runner, job_id).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = phase(&env, "cleanup", &runner, job_id).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (runner, job_id, _, label) = new_job();
+    phase_ok(&env, "prepare", &runner, job_id);
+    phase_ok(&env, "cleanup", &runner, job_id);
     std::fs::remove_dir_all(&env.working_dir).unwrap();
     env.podman.assert_nothing_labelled(&label);
 }
