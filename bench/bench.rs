@@ -65,7 +65,18 @@ struct Args {
     /// Log volume of the throughput and memory measure, in MB (10^6 bytes).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     log_mb: u64,
+    /// Trivial jobs per concurrency level (4 and 8 at once) in the jobs-per-minute measure
+    /// (0: skip it).
+    #[arg(long, default_value_t = 24)]
+    throughput_jobs: usize,
+    /// Another pogo binary (an earlier commit's, say) measured in the same jobs-per-minute
+    /// rounds, interleaved with this one.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
 }
+
+/// The concurrency levels of the jobs-per-minute measure.
+const PARALLEL: [usize; 2] = [4, 8];
 
 /// `pogo config` runs per measured round, with and without the HTTP request.
 const CONFIG_ALONE_PER_ROUND: usize = 3;
@@ -495,8 +506,42 @@ impl Probe {
     }
 }
 
+/// One jobs-per-minute round: `jobs` trivial jobs, `parallel` at once, through one binary.
+#[derive(Debug, Clone)]
+struct Throughput {
+    binary: String,
+    parallel: usize,
+    jobs: usize,
+    /// From the first job's start to the last job's end as the runner sees it (cleanup
+    /// returned).
+    wall: Duration,
+    /// … and until the last background removal was over.
+    wall_all: Duration,
+    /// The machine's busy CPU time (all processes, /proc/stat) over `wall_all`.
+    cpu: Duration,
+}
+
+/// The machine's busy CPU time so far (user, nice, system, irq, softirq, steal; /proc/stat).
+fn busy_cpu() -> Duration {
+    let text = fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: u64 = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .enumerate()
+        .filter(|(i, _)| [0, 1, 2, 5, 6, 7].contains(i))
+        .filter_map(|(_, v)| v.parse::<u64>().ok())
+        .sum();
+    // USER_HZ is 100 on Linux
+    Duration::from_millis(ticks * 10)
+}
+
 #[derive(Debug, Default)]
 struct Results {
+    /// Jobs per minute at 4 and 8 at once (this binary, and the baseline if given).
+    throughput: Vec<Throughput>,
     floor: Vec<Duration>,
     shell: Vec<PhasedRun>,
     exec_jobs: Vec<PhasedRun>,
@@ -755,7 +800,88 @@ impl Bench {
             }
             eprintln!("{line} (ms)");
         }
+        if args.throughput_jobs > 0 {
+            let mut binaries = vec![(self.pogo.clone(), "this pogo".to_string())];
+            if let Some(b) = &args.baseline {
+                binaries.push((b.clone(), format!("baseline ({})", b.display())));
+            }
+            for parallel in PARALLEL {
+                // interleaved: each binary's round follows the other's
+                for (bin, name) in &binaries {
+                    let t = self
+                        .throughput(bin, name, parallel, args.throughput_jobs)
+                        .with_context(|| format!("jobs per minute, {name}, {parallel} at once"))?;
+                    eprintln!(
+                        "bench: {name}: {} jobs {parallel} at once in {:.1} s ({:.1} s with removals)",
+                        t.jobs,
+                        t.wall.as_secs_f64(),
+                        t.wall_all.as_secs_f64()
+                    );
+                    results.throughput.push(t);
+                }
+            }
+        }
         Ok(results)
+    }
+
+    /// `jobs` trivial jobs through `pogo` (fast path), `parallel` at once, as a runner with
+    /// that many slots runs them.
+    fn throughput(
+        &self,
+        pogo: &Path,
+        name: &str,
+        parallel: usize,
+        jobs: usize,
+    ) -> Result<Throughput> {
+        let mut driver = self.agent_driver.clone();
+        driver.pogo = pogo.to_path_buf();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let keys = Mutex::new(Vec::new());
+        let cpu_before = busy_cpu();
+        let started = Instant::now();
+        std::thread::scope(|scope| -> Result<()> {
+            let workers: Vec<_> = (0..parallel)
+                .map(|slot| {
+                    let mut driver = driver.clone();
+                    driver.concurrent_id = u32::try_from(slot).unwrap_or(0);
+                    let (next, keys) = (&next, &keys);
+                    scope.spawn(move || -> Result<()> {
+                        while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < jobs {
+                            let r = driver.run_job(&self.job()?, None)?;
+                            ensure!(r.outcome.is_success(), "a job failed:\n{}", r.log);
+                            if let Some(k) = r.config_output.as_ref().and_then(|c| {
+                                c.get("job_env")?
+                                    .get(pogo::executor::env::JOB_KEY)?
+                                    .as_str()
+                            }) {
+                                lock(keys)?.push(k.to_string());
+                            }
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            for w in workers {
+                w.join().map_err(|_| anyhow!("a worker panicked"))??;
+            }
+            Ok(())
+        })?;
+        let wall = started.elapsed();
+        for k in lock(&keys)?.iter() {
+            ensure!(
+                pogo::executor::removal::wait(&self.working_dir, k, pogo::executor::removal::WAIT),
+                "a background removal never ended"
+            );
+        }
+        let wall_all = started.elapsed();
+        Ok(Throughput {
+            binary: name.to_string(),
+            parallel,
+            jobs,
+            wall,
+            wall_all,
+            cpu: busy_cpu().saturating_sub(cpu_before),
+        })
     }
 
     fn podman(&self) -> Command {
@@ -2057,6 +2183,33 @@ impl Report {
             "-".into(),
         ]);
         tables.push(t);
+
+        if !r.throughput.is_empty() {
+            let mut t = Table::new(
+                "**Jobs per minute** (trivial jobs, fast path, N at once as a runner with N slots runs them; a job ends when its cleanup returns, as gitlab-runner sees it)",
+                &[
+                    "binary",
+                    "at once",
+                    "jobs",
+                    "jobs/min",
+                    "jobs/min until every removal was over",
+                    "machine CPU per job (all processes)",
+                ],
+                "llrrrr",
+            );
+            for x in &r.throughput {
+                let per_min = |d: Duration| x.jobs as f64 * 60.0 / d.as_secs_f64().max(0.001);
+                t.row(vec![
+                    x.binary.clone(),
+                    x.parallel.to_string(),
+                    x.jobs.to_string(),
+                    format!("{:.0}", per_min(x.wall)),
+                    format!("{:.0}", per_min(x.wall_all)),
+                    format!("{:.0} ms", ms(x.cpu) / x.jobs as f64),
+                ]);
+            }
+            tables.push(t);
+        }
 
         let mut requests: Vec<usize> = r.api_requests.clone();
         requests.sort_unstable();
