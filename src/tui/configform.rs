@@ -145,6 +145,8 @@ pub struct ConfigForm {
     pub kind: FormKind,
     pub fields: Vec<Field>,
     pub focus: usize,
+    /// The cursor in the focused text field, characters from its end.
+    pub cursor: usize,
     /// Why the last save was refused.
     pub error: Option<String>,
     /// Something to know before saving (a host path that does not exist); Enter saves anyway.
@@ -273,6 +275,7 @@ impl ConfigForm {
             kind,
             fields,
             focus: 0,
+            cursor: 0,
             error: None,
             warning: None,
             base: base.to_string(),
@@ -516,10 +519,12 @@ pub fn key(f: &mut ConfigForm, k: KeyEvent) -> Outcome {
         KeyCode::Esc => return Outcome::Cancel,
         KeyCode::Tab | KeyCode::Down | KeyCode::Enter => {
             f.focus = (f.focus + 1) % n;
+            f.cursor = 0;
             return Outcome::Stay;
         }
         KeyCode::BackTab | KeyCode::Up => {
             f.focus = (f.focus + n - 1) % n;
+            f.cursor = 0;
             return Outcome::Stay;
         }
         _ => {}
@@ -540,7 +545,7 @@ pub fn key(f: &mut ConfigForm, k: KeyEvent) -> Outcome {
             *on = false;
             true
         }
-        (Value::Text(s), _) => super::textinput::edit(s, &k),
+        (Value::Text(s), _) => super::textinput::edit(s, &mut f.cursor, &k),
         _ => false,
     };
     if changed {

@@ -85,6 +85,8 @@ pub struct RegisterForm {
     pub ca_file: String,
     /// 0 URL, 1 token, 2 name, 3 CA file.
     pub focus: usize,
+    /// The cursor in the focused field, characters from its end.
+    pub cursor: usize,
     /// Why the last submit was refused.
     pub error: Option<String>,
 }
@@ -275,6 +277,9 @@ pub struct Model {
     pub size: (u16, u16),
     /// The name the register form proposes (the host name).
     pub default_runner_name: String,
+    /// The cursor of the text being typed (the list filter, the log search, the preview's
+    /// inputs): characters from its end (see `textinput`); 0 whenever typing starts.
+    pub cursor: usize,
     /// The register form while GitLab answers: a refused registration opens it again as it
     /// was typed (the token included), with GitLab's answer.
     pub registering: Option<RegisterForm>,
@@ -307,6 +312,7 @@ impl Model {
             color,
             default_runner_name: String::new(),
             registering: None,
+            cursor: 0,
             size: (80, 24),
             dirty: true,
             quit: false,

@@ -440,25 +440,27 @@ fn register_key(m: &mut Model, mut f: RegisterForm, k: KeyEvent) -> Vec<Effect> 
         }
         KeyCode::Tab | KeyCode::Down | KeyCode::Enter => {
             f.focus = (f.focus + 1) % RegisterForm::FIELDS;
+            f.cursor = 0;
         }
         KeyCode::BackTab | KeyCode::Up => {
             f.focus = (f.focus + RegisterForm::FIELDS - 1) % RegisterForm::FIELDS;
+            f.cursor = 0;
         }
         _ => match f.focus {
             0 => {
-                super::textinput::edit(&mut f.url, &k);
+                super::textinput::edit(&mut f.url, &mut f.cursor, &k);
             }
             1 => {
                 let mut t = f.token.expose().to_string();
-                if super::textinput::edit(&mut t, &k) {
+                if super::textinput::edit(&mut t, &mut f.cursor, &k) {
                     f.token = crate::executor::env::Secret::new(t);
                 }
             }
             2 => {
-                super::textinput::edit(&mut f.name, &k);
+                super::textinput::edit(&mut f.name, &mut f.cursor, &k);
             }
             _ => {
-                super::textinput::edit(&mut f.ca_file, &k);
+                super::textinput::edit(&mut f.ca_file, &mut f.cursor, &k);
             }
         },
     }
@@ -637,7 +639,7 @@ fn filter_key(m: &mut Model, k: KeyEvent) -> Vec<Effect> {
             m.mode = Mode::Normal;
             filter_changed(m)
         }
-        _ if super::textinput::edit(filter, &k) => filter_changed(m),
+        _ if super::textinput::edit(filter, &mut m.cursor, &k) => filter_changed(m),
         KeyCode::Up => move_selection(m, -1),
         KeyCode::Down => move_selection(m, 1),
         _ => Vec::new(),
@@ -740,7 +742,7 @@ fn key(m: &mut Model, k: KeyEvent) -> Vec<Effect> {
                     }
                 }
                 _ => {
-                    super::textinput::edit(&mut text, &k);
+                    super::textinput::edit(&mut text, &mut m.cursor, &k);
                     m.mode = Mode::Search(text);
                 }
             }
@@ -754,15 +756,19 @@ fn key(m: &mut Model, k: KeyEvent) -> Vec<Effect> {
             match k.code {
                 KeyCode::Esc | KeyCode::Enter | KeyCode::Tab => m.mode = Mode::Normal,
                 _ => {
-                    super::textinput::edit(target, &k);
+                    super::textinput::edit(target, &mut m.cursor, &k);
                 }
             }
             Vec::new()
         }
-        Mode::Normal => match action_for(&k, m.screen) {
-            Some(a) => action(m, a),
-            None => Vec::new(),
-        },
+        Mode::Normal => {
+            // whatever field this key opens, typing starts at its end
+            m.cursor = 0;
+            match action_for(&k, m.screen) {
+                Some(a) => action(m, a),
+                None => Vec::new(),
+            }
+        }
     }
 }
 
@@ -1462,6 +1468,22 @@ mod tests {
             },
         );
         assert_eq!(m.log.times.len(), before.len() + 1);
+    }
+
+    #[test]
+    fn the_list_filter_is_edited_at_its_cursor_and_typing_again_starts_at_its_end() {
+        let mut m = fixtures::model();
+        press(&mut m, "/lptop");
+        press(&mut m, "←←←←a");
+        assert_eq!(
+            m.filters.of(Screen::Jobs).map(String::as_str),
+            Some("laptop")
+        );
+        press(&mut m, "\n/x");
+        assert_eq!(
+            m.filters.of(Screen::Jobs).map(String::as_str),
+            Some("laptopx")
+        );
     }
 
     #[test]

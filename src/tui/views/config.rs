@@ -310,7 +310,7 @@ pub fn draw_form(f: &mut Frame, area: Rect, form: &ConfigForm, t: Theme) {
     for (i, field) in form.fields.iter().enumerate() {
         let focused = i == form.focus;
         let value = match &field.value {
-            Value::Text(s) if focused => format!("{s}█"),
+            Value::Text(s) if focused => crate::tui::textinput::show(s, form.cursor),
             Value::Text(s) => s.clone(),
             Value::Flag(on) => if *on { "[x]" } else { "[ ]" }.to_string(),
         };
@@ -382,7 +382,7 @@ fn draw_preview(f: &mut Frame, area: Rect, m: &Model, c: &Config, t: Theme) {
         let shown = if value.is_empty() && !editing {
             "(none)".to_string()
         } else if editing {
-            format!("{value}█")
+            crate::tui::textinput::show(value, m.cursor)
         } else {
             value.to_string()
         };

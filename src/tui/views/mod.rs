@@ -243,14 +243,15 @@ fn draw_footer(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
     let line = match &m.mode {
         Mode::Search(s) => Line::from(vec![
             Span::styled("/", t.key()),
-            Span::raw(s.clone()),
-            Span::styled("█", t.dim()),
+            Span::raw(crate::tui::textinput::show(s, m.cursor)),
             Span::styled("   Enter search · Esc cancel", t.dim()),
         ]),
         Mode::Filter => Line::from(vec![
             Span::styled("filter /", t.key()),
-            Span::raw(m.filters.of(m.screen).cloned().unwrap_or_default()),
-            Span::styled("█", t.dim()),
+            Span::raw(crate::tui::textinput::show(
+                &m.filters.of(m.screen).cloned().unwrap_or_default(),
+                m.cursor,
+            )),
             Span::styled("   Enter keep · Esc clear · ↑↓ move", t.dim()),
         ]),
         Mode::PreviewInput(_) => {

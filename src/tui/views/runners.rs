@@ -163,7 +163,7 @@ pub fn draw_form(f: &mut Frame, area: Rect, form: &RegisterForm, t: Theme) {
         .map(|(i, (label, value))| {
             let focused = i == form.focus;
             let shown = if focused {
-                format!("{value}█")
+                crate::tui::textinput::show(value, form.cursor)
             } else {
                 value.to_string()
             };
@@ -264,6 +264,8 @@ mod tests {
             name: "laptop".into(),
             ca_file: String::new(),
             focus: 1,
+            // the cursor four characters before the end of the (hidden) token
+            cursor: 4,
             error: None,
         });
         let out = render(&m, 80, 24);
