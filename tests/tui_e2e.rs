@@ -228,11 +228,13 @@ fn the_dashboard_shows_a_running_job_with_its_stage_and_live_log_and_reloads_the
         s.contains("e2e-reloaded:1")
     });
 
-    // An invalid edit: a banner with line and column, the last good config still shown.
+    // An invalid edit: a banner with line and column and what it means for jobs, the last
+    // good config still shown.
     std::fs::write(&env.config_path, format!("{edited}mountz: []\n")).unwrap();
     let s = t.wait_for("the invalid-config banner", LONG, |s| {
-        s.contains("config not reloaded")
+        s.contains("invalid config:")
     });
+    assert!(s.contains("jobs that start now fail on it"), "{s}");
     let lines = edited.lines().count() + 1;
     assert!(
         s.contains(&format!(":{lines}:1: unknown key 'mountz'")),
@@ -243,9 +245,7 @@ fn the_dashboard_shows_a_running_job_with_its_stage_and_live_log_and_reloads_the
     // Fixed again (with a comment of the user's): the banner goes away.
     let commented = format!("# e2e: the user's comment\n{good}");
     std::fs::write(&env.config_path, &commented).unwrap();
-    let s = t.wait_for("the banner to go", LONG, |s| {
-        !s.contains("config not reloaded")
-    });
+    let s = t.wait_for("the banner to go", LONG, |s| !s.contains("invalid config:"));
     assert!(s.contains(IMG_BASH), "{s}");
 
     // A mount added in the form is saved into the file, the comment kept, and shown.
@@ -275,7 +275,7 @@ fn the_dashboard_shows_a_running_job_with_its_stage_and_live_log_and_reloads_the
     // our own write is not reported as a change, nor reloaded in a loop
     std::thread::sleep(Duration::from_millis(600));
     let s = t.screen();
-    assert!(!s.contains("config not reloaded"), "{s}");
+    assert!(!s.contains("invalid config:"), "{s}");
     std::fs::write(&env.config_path, &good).unwrap();
 
     // q quits and gives the terminal back.

@@ -214,9 +214,13 @@ fn banner_lines(m: &Model) -> Vec<String> {
         v.push(format!(" ! {}", b.text));
     }
     if let Some(e) = &m.config.error {
-        v.push(format!(
-            " ! config not reloaded, still using the last good one: {e}"
-        ));
+        // the error first: it says what to fix, and stays visible however narrow the screen
+        v.push(format!(" ! invalid config: {e}"));
+        v.push(
+            "   jobs that start now fail on it (a system failure) until it is fixed; running jobs \
+             keep the config they started with; shown here: the last valid one"
+                .to_string(),
+        );
     }
     v
 }
