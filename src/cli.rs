@@ -1,7 +1,7 @@
 //! Command line: the custom-executor phases gitlab-runner calls, plus `print` and `version`.
 
 use crate::config;
-use crate::executor::{self, cleanup, config_stage, env::JobEnv, prepare, run, Context, Failure};
+use crate::executor::{self, cleanup, config_stage, prepare, run, Context, Failure};
 use crate::podman::Podman;
 use clap::{Parser, Subcommand};
 use std::collections::HashMap;
@@ -144,7 +144,7 @@ fn dispatch(cli: Cli, env: HashMap<String, String>) -> i32 {
             executor::exit_code(r, &env)
         }
         Command::Cleanup => {
-            let r = cleanup_phase(flag, &env);
+            let r = runtime().and_then(|rt| rt.block_on(cleanup::phase(flag, &env)));
             executor::exit_code(r, &env)
         }
         Command::RemoveJob { order } => executor::removal::remove_main(&order),
@@ -221,51 +221,6 @@ where
     f(&ctx, &rt)
 }
 
-/// Cleanup must remove the job's containers even when the config became unreadable in the
-/// meantime: it then falls back to plain `podman`.
-fn cleanup_phase(flag: Option<&Path>, env: &HashMap<String, String>) -> Result<(), Failure> {
-    let rt = runtime()?;
-    match Context::load(flag, env.clone()) {
-        Ok(ctx) => rt.block_on(cleanup::run(&ctx)),
-        // only with the names the config phase passed on (or the description's): never by
-        // values the job's variables can set
-        Err(Failure::System(m)) if fallback_job(env).is_some() => {
-            // the podman the job started with, as the config phase passed it on
-            let (bin, args) = executor::env::job_podman(env)
-                .unwrap_or_else(|| ("podman".to_string(), Vec::new()));
-            executor::log_warning(&format!(
-                "{m}; cleaning up with `{}`",
-                shell_words::join(std::iter::once(&bin).chain(&args))
-            ));
-            let job = fallback_job(env).ok_or_else(|| Failure::system(m.clone()))?;
-            let podman = Podman::new(bin, args);
-            let mut errors = rt.block_on(cleanup::remove_job(
-                &podman,
-                &job.names.key,
-                cleanup::Scope::ALL,
-            ));
-            // the job's private files (registry credentials) and agent sockets, under the
-            // working_dir the config phase passed on
-            if let Some(wd) = executor::env::job_working_dir(env) {
-                errors.extend(cleanup::remove_jobdata(&wd, &job.names.key));
-                cleanup::remove_sockets(&wd, &job.names);
-            }
-            if errors.is_empty() {
-                Ok(())
-            } else {
-                Err(Failure::system(errors.join("; ")))
-            }
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// The job as cleanup's fallback sees it: the config phase's names, else the description's.
-fn fallback_job(env: &HashMap<String, String>) -> Option<JobEnv> {
-    let response = executor::load_response(env).ok();
-    JobEnv::from_env(env, response.as_ref()).ok()
-}
-
 fn gc_command(flag: Option<&Path>, env: &HashMap<String, String>, args: GcArgs) -> i32 {
     let config = match config::load(flag, env) {
         Ok(c) => c,
@@ -280,13 +235,7 @@ fn gc_command(flag: Option<&Path>, env: &HashMap<String, String>, args: GcArgs) 
         older_than: args.older_than,
         runner: args.runner,
         quiet: args.quiet,
-        log_copies_total: config
-            .log_copy_limit
-            .saturating_mul(crate::config::model::LOG_COPIES_TOTAL_FACTOR),
-        max_images_size: config.max_images_size,
-        keep_images: config.keep_images.clone(),
-        cache_dir: config.cache_dir.clone(),
-        max_cache_size: config.max_cache_size,
+        ..executor::gc::GcOptions::of_config(&config)
     };
     let rt = match runtime() {
         Ok(rt) => rt,

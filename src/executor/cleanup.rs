@@ -153,6 +153,59 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     }
 }
 
+/// `pogo cleanup`: [`run`] with the job's context; when the config has become unreadable
+/// meanwhile, the job's containers, private files and sockets are still removed, with the
+/// podman the job started with (plain `podman` if the config phase passed none on).
+pub async fn phase(
+    flag: Option<&Path>,
+    env: &std::collections::HashMap<String, String>,
+) -> Result<(), Failure> {
+    match Context::load(flag, env.clone()) {
+        Ok(ctx) => run(&ctx).await,
+        // only with the names the config phase passed on (or the description's): never by
+        // values the job's variables can set
+        Err(Failure::System(m)) => match fallback_job(env) {
+            Some(job) => fall_back(env, &job, &m).await,
+            None => Err(Failure::System(m)),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// The job as cleanup's fallback sees it: the config phase's names, else the description's.
+fn fallback_job(env: &std::collections::HashMap<String, String>) -> Option<super::env::JobEnv> {
+    let response = super::load_response(env).ok();
+    super::env::JobEnv::from_env(env, response.as_ref()).ok()
+}
+
+/// Cleanup without a config (`why` it could not be read).
+async fn fall_back(
+    env: &std::collections::HashMap<String, String>,
+    job: &super::env::JobEnv,
+    why: &str,
+) -> Result<(), Failure> {
+    // the podman the job started with, as the config phase passed it on
+    let (bin, args) =
+        super::env::job_podman(env).unwrap_or_else(|| ("podman".to_string(), Vec::new()));
+    super::log_warning(&format!(
+        "{why}; cleaning up with `{}`",
+        shell_words::join(std::iter::once(&bin).chain(&args))
+    ));
+    let podman = Podman::new(bin, args);
+    let mut errors = remove_job(&podman, &job.names.key, Scope::ALL).await;
+    // the job's private files (registry credentials) and agent sockets, under the
+    // working_dir the config phase passed on
+    if let Some(wd) = super::env::job_working_dir(env) {
+        errors.extend(remove_jobdata(&wd, &job.names.key));
+        remove_sockets(&wd, &job.names);
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::system(errors.join("; ")))
+    }
+}
+
 /// Remove the job's private files under `working_dir` (its registry credentials among
 /// them); what went wrong, if anything.
 pub fn remove_jobdata(working_dir: &Path, key: &str) -> Option<String> {

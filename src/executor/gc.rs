@@ -39,6 +39,23 @@ pub struct GcOptions {
     pub max_cache_size: u64,
 }
 
+impl GcOptions {
+    /// The limits `config` sets (log copies, images, caches); no dry run, no age or runner
+    /// filter, not quiet.
+    pub fn of_config(config: &crate::config::Config) -> Self {
+        GcOptions {
+            log_copies_total: config
+                .log_copy_limit
+                .saturating_mul(crate::config::model::LOG_COPIES_TOTAL_FACTOR),
+            max_images_size: config.max_images_size,
+            keep_images: config.keep_images.clone(),
+            cache_dir: config.cache_dir.clone(),
+            max_cache_size: config.max_cache_size,
+            ..GcOptions::default()
+        }
+    }
+}
+
 /// What pogo created for one job, found by its labels.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct JobObjects {
