@@ -414,3 +414,53 @@ fn a_job_printing_a_lot_streams_through_pogo_without_losing_output() {
     assert!(len > 20_000_000, "log copy has {len} bytes");
     env.assert_no_leftovers();
 }
+
+/// `e` on a running job opens a shell in its container the way GitLab's web terminal does:
+/// in `$CI_PROJECT_DIR`, with the job's `CI_*` variables, the masked ones (the job token)
+/// masked; `exit` returns to the dashboard.
+#[test]
+fn e_opens_a_shell_in_the_project_dir_with_the_jobs_variables_masked() {
+    require_podman!();
+    if !tmux_ready() {
+        return;
+    }
+    let sync = tempfile::tempdir().unwrap();
+    let env = TestEnv::new(&PogoConfig::mounting(sync.path(), "/mnt/sync"));
+    let t = Tmux::start(&pogo_tui(&env.config_path), &tui_env(), 120, 36);
+    t.wait_for("the Jobs screen", LONG, |s| s.contains("1 Jobs"));
+    let job = env.job(
+        &[],
+        &[
+            "mkdir -p \"$CI_PROJECT_DIR\"",
+            "i=0; while [ ! -e /mnt/sync/go ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done",
+        ],
+    );
+    let id = job.id;
+    let go = sync.path().join("go");
+    let result = std::thread::scope(|scope| {
+        let runner = scope.spawn(|| env.run(&job));
+        let _go = Touch(go.clone());
+        t.wait_for("the job in build_script", Duration::from_secs(90), |s| {
+            s.lines()
+                .any(|l| l.contains(&id.to_string()) && l.contains("build_script"))
+        });
+        t.keys(&format!("/{id}"));
+        t.keys("\r");
+        t.keys("e");
+        t.wait_for("the shell", LONG, |s| {
+            s.contains("`exit` returns to the dashboard")
+        });
+        t.keys("echo \"at=$(pwd) name=$CI_JOB_NAME token=$CI_JOB_TOKEN\"\r");
+        let s = t.wait_for("the shell's answer", LONG, |s| {
+            s.contains("name=test-job token=")
+        });
+        assert!(s.contains("name=test-job token=[MASKED]"), "{s}");
+        assert!(!s.contains(&job.token), "the job token shown:\n{s}");
+        assert!(s.contains(&format!("at=/builds/pogo-test/p{id} ")), "{s}");
+        t.keys("exit\r");
+        t.wait_for("the dashboard again", LONG, |s| s.contains("1 Jobs"));
+        std::fs::write(&go, "").unwrap();
+        runner.join().unwrap()
+    });
+    assert_success(&result);
+}

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub async fn run(ctx: &Context) -> Result<(), Failure> {
     // pogo tui: the job's state record
     let state = crate::state::hooks::Prepare::start(ctx);
+    // the dashboard's shell in the job's container gets its CI_* variables (masked masked)
+    crate::state::hooks::shell_env_written(ctx);
     // from here pogo's messages (and its error, should prepare fail) reach the dashboard too
     let _log_copy = super::job_log_copy(ctx);
     // gitlab-runner retries a failed prepare after its cleanup, under the same names: the

@@ -88,6 +88,38 @@ pub struct JobRecord {
     /// podman's local storage`); `None` for a script's own failure (its exit code says it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// `CI_PROJECT_DIR` in the job container: where the dashboard's shell starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_dir: Option<String>,
+}
+
+/// What `pogo tui`'s shell in a job's container gets, as GitLab's web terminal: the job's
+/// `CI_*` and `GITLAB_*` variables (gitlab-runner's `CUSTOM_ENV_*`), as `--env-file` lines,
+/// with every masked value and the job token replaced by `[MASKED]` wherever they appear
+/// (`CI_REPOSITORY_URL` holds the token too). Values podman's env file cannot hold (a line
+/// break) are left out. Pure.
+pub fn shell_env<'a>(
+    env: impl IntoIterator<Item = (&'a String, &'a String)>,
+    secrets: &[&str],
+) -> String {
+    let mut secrets: Vec<&str> = secrets.iter().copied().filter(|s| !s.is_empty()).collect();
+    // the longest first: a secret that contains a shorter one is masked whole
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut lines: Vec<String> = env
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("CUSTOM_ENV_")?, v)))
+        .filter(|(k, _)| k.starts_with("CI_") || k.starts_with("GITLAB_"))
+        .filter(|(k, _)| k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        .filter(|(_, v)| !v.contains(['\n', '\r', '\0']))
+        .map(|(k, v)| {
+            let masked = secrets
+                .iter()
+                .fold(v.clone(), |v, s| v.replace(s, "[MASKED]"));
+            format!("{k}={masked}")
+        })
+        .collect();
+    lines.sort();
+    lines.iter().map(|l| format!("{l}\n")).collect()
 }
 
 /// A failure message made short for one line of the dashboard: its first line, up to the
@@ -210,6 +242,12 @@ impl StateDir {
         self.root.join(format!("{key}.times"))
     }
 
+    /// The job's `CI_*` variables for the dashboard's shell in its container (see
+    /// [`shell_env`]).
+    pub fn env_path(&self, key: &str) -> PathBuf {
+        self.root.join(format!("{key}.env"))
+    }
+
     fn ensure(&self) -> std::io::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
         fs::DirBuilder::new()
@@ -294,6 +332,7 @@ impl StateDir {
             let ext_ok = name.ends_with(".json")
                 || name.ends_with(".log")
                 || name.ends_with(".times")
+                || name.ends_with(".env")
                 || name.ends_with(STOPPED_EXT)
                 || name.contains(".tmp");
             if !ext_ok {
@@ -375,6 +414,7 @@ pub mod hooks {
             image: j.image.clone().or_else(|| ctx.config.default_image.clone()),
             container: j.names.container.clone(),
             started: now(),
+            project_dir: ctx.env.get("CUSTOM_ENV_CI_PROJECT_DIR").cloned(),
             ..JobRecord::default()
         }
     }
@@ -442,6 +482,24 @@ pub mod hooks {
                 r.reason = Some(format!("{phase}: {}", short_reason(message)));
             }
         });
+    }
+
+    /// The job's variables for the dashboard's shell in its container ([`shell_env`], mode
+    /// 0600, pruned with the record). Best effort: the job never fails for it.
+    pub fn shell_env_written(ctx: &Context) {
+        let mut secrets: Vec<&str> = vec![ctx.job.job_token.expose()];
+        if let Ok(r) = &ctx.response {
+            secrets.extend(r.masked.iter().map(|m| m.expose()));
+        }
+        let text = shell_env(&ctx.env, &secrets);
+        let how = crate::fsutil::Replace {
+            mode: Some(0o600),
+            durable: false,
+        };
+        let d = dir(ctx);
+        if d.ensure().is_ok() {
+            let _ = crate::fsutil::replace(&d.env_path(&ctx.job.names.key), text.as_bytes(), how);
+        }
     }
 
     /// Prepare learnt the job's tags (the dashboard's preview can show what they grant).
@@ -903,6 +961,37 @@ mod tests {
         assert!(!s.log_path("pogo-mid").exists());
         assert!(s.log_path("pogo-running").exists());
         assert_eq!(s.prune_logs_to(1500), 0);
+    }
+
+    /// GitLab's web terminal: the job's CI variables, with what is masked masked wherever it
+    /// appears (the job token is in `CI_REPOSITORY_URL` too).
+    #[test]
+    fn the_shell_gets_the_jobs_ci_variables_with_secrets_masked() {
+        let env: std::collections::HashMap<String, String> = [
+            ("CUSTOM_ENV_CI_JOB_NAME", "build"),
+            ("CUSTOM_ENV_CI_JOB_TOKEN", "glcbt-TOKEN123"),
+            (
+                "CUSTOM_ENV_CI_REPOSITORY_URL",
+                "https://gitlab-ci-token:glcbt-TOKEN123@gitlab.example.com/g/p.git",
+            ),
+            ("CUSTOM_ENV_CI_DEPLOY_PASSWORD", "hunter2"),
+            ("CUSTOM_ENV_GITLAB_USER_LOGIN", "me"),
+            ("CUSTOM_ENV_MY_SECRET", "not-a-ci-variable"),
+            ("CUSTOM_ENV_CI_CERT", "two\nlines"),
+            ("PATH", "/usr/bin"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let text = shell_env(&env, &["glcbt-TOKEN123", "hunter2", ""]);
+        assert_eq!(
+            text,
+            "CI_DEPLOY_PASSWORD=[MASKED]\n\
+             CI_JOB_NAME=build\n\
+             CI_JOB_TOKEN=[MASKED]\n\
+             CI_REPOSITORY_URL=https://gitlab-ci-token:[MASKED]@gitlab.example.com/g/p.git\n\
+             GITLAB_USER_LOGIN=me\n"
+        );
     }
 
     /// Lines longer than the dropped-output line: a later stage (a new `pogo run`) finds the

@@ -564,15 +564,48 @@ struct Leave {
     banner: String,
 }
 
+/// `podman exec` arguments for a shell in `container` as GitLab's web terminal opens one: in
+/// the job's project directory (when it exists yet) with the job's `CI_*` variables from
+/// `env_file`. The directory goes to the shell as an argument, never into its code. Pure.
+fn shell_args(container: &str, env_file: Option<&Path>, workdir: Option<&str>) -> Vec<String> {
+    let mut a: Vec<String> = vec!["exec".into(), "-it".into()];
+    if let Some(f) = env_file {
+        a.push(format!("--env-file={}", f.display()));
+    }
+    a.extend([
+        container.to_string(),
+        "sh".into(),
+        "-c".into(),
+        "[ -n \"$1\" ] && cd -- \"$1\" 2>/dev/null; \
+         if command -v bash >/dev/null 2>&1; then exec bash; else exec sh; fi"
+            .into(),
+        "sh".into(),
+        workdir.unwrap_or_default().to_string(),
+    ]);
+    a
+}
+
 impl Leave {
     fn run(self) {
         println!("{}", self.banner);
         let status = std::process::Command::new(&self.program)
             .args(&self.args)
             .status();
-        if let Err(e) = status {
-            eprintln!("pogo: cannot start {}: {e}", self.program);
-            std::thread::sleep(Duration::from_secs(2));
+        // podman's own failures (125: podman, 126/127: the command could not run) would
+        // vanish with the dashboard's redraw: they stay until a key
+        let failed = match status {
+            Err(e) => Some(format!("cannot start {}: {e}", self.program)),
+            Ok(s) if matches!(s.code(), Some(125..=127)) => Some(format!(
+                "{} ended with exit code {}",
+                self.program,
+                s.code().unwrap_or_default()
+            )),
+            Ok(_) => None,
+        };
+        if let Some(why) = failed {
+            eprintln!("pogo: {why}; press Enter to return to the dashboard");
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
         }
     }
 }
@@ -704,19 +737,18 @@ async fn run_effect(rtm: &mut Runtime, model: &mut Model, e: Effect) -> Option<L
             update(model, Msg::Status(msg));
             None
         }
-        Effect::Shell(container) => {
+        Effect::Shell {
+            container,
+            key,
+            workdir,
+        } => {
+            let env_file = rtm.state.env_path(&key);
             let mut args = rtm.podman.global_args.clone();
-            args.extend(
-                [
-                    "exec",
-                    "-it",
-                    container.as_str(),
-                    "sh",
-                    "-c",
-                    "if command -v bash >/dev/null 2>&1; then exec bash; else exec sh; fi",
-                ]
-                .map(String::from),
-            );
+            args.extend(shell_args(
+                &container,
+                env_file.is_file().then_some(env_file.as_path()),
+                workdir.as_deref(),
+            ));
             Some(Leave {
                 program: rtm.podman.bin.clone(),
                 args,
@@ -959,6 +991,27 @@ fn save_log_in(dir: &Path, state: &StateDir, key: &str, id: &str, times: Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shell_starts_in_the_project_dir_with_the_jobs_variables_and_runs_no_job_text() {
+        let hostile = "/builds/x\"; rm -rf / #$(id)";
+        let a = shell_args(
+            "pogo-r-1-0-build",
+            Some(Path::new("/w/jobs/pogo-r-1-0.env")),
+            Some(hostile),
+        );
+        assert_eq!(
+            &a[..3],
+            ["exec", "-it", "--env-file=/w/jobs/pogo-r-1-0.env"]
+        );
+        assert_eq!(a[3], "pogo-r-1-0-build");
+        // the directory is the script's $1, an argument of its own, never part of its code
+        assert_eq!(a.last().map(String::as_str), Some(hostile));
+        assert!(!a[6].contains("builds"), "{}", a[6]);
+        let plain = shell_args("c", None, None);
+        assert!(!plain.iter().any(|x| x.starts_with("--env-file")));
+        assert_eq!(plain.last().map(String::as_str), Some(""));
+    }
 
     #[test]
     fn quitting_with_running_jobs_says_they_go_on() {

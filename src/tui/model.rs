@@ -140,6 +140,8 @@ pub struct JobRow {
     pub container_running: bool,
     /// `keep_failed` keeps the job's containers until then (Unix seconds).
     pub kept_until: Option<u64>,
+    /// Where a shell in its container starts (`CI_PROJECT_DIR`).
+    pub project_dir: Option<String>,
 }
 
 /// The configuration as the Config screen shows it.
@@ -559,6 +561,7 @@ fn row(
         kept_until: record
             .and_then(|r| r.kept_until)
             .filter(|_| job_ctr.is_some()),
+        project_dir: record.and_then(|r| r.project_dir.clone()),
     }
 }
 

@@ -80,8 +80,13 @@ pub enum Effect {
     ReadUtcOffset,
     ReloadConfig,
     ReloadRunners,
-    /// Leave the TUI for `podman exec -it CONTAINER bash` (or `sh`), then come back.
-    Shell(String),
+    /// Leave the TUI for `podman exec -it CONTAINER bash` (or `sh`), then come back: in the
+    /// job's `CI_PROJECT_DIR` (`workdir`), with its `CI_*` variables (the job `key`'s env file).
+    Shell {
+        container: String,
+        key: String,
+        workdir: Option<String>,
+    },
     /// Stop the job's container, after noting who stops it (the job's failure says so).
     Stop {
         container: String,
@@ -887,7 +892,11 @@ fn action(m: &mut Model, a: Action) -> Vec<Effect> {
         // a kept failed job's container runs on: a shell there is what it is kept for
         Action::Shell => match job {
             Some(j) if j.running || j.container_running => match j.container {
-                Some(c) => vec![Effect::Shell(c)],
+                Some(container) => vec![Effect::Shell {
+                    container,
+                    key: j.key,
+                    workdir: j.project_dir,
+                }],
                 None => no_job(m),
             },
             Some(j) => {
@@ -1577,9 +1586,17 @@ mod tests {
     #[test]
     fn e_opens_a_shell_only_in_a_running_job() {
         let mut m = fixtures::model();
+        let project_dir = "/builds/web/shop".to_string();
+        let r = m.records.iter_mut().find(|r| r.id == "1201").unwrap();
+        r.project_dir = Some(project_dir.clone());
+        m.rebuild_jobs();
         assert_eq!(
             press(&mut m, "e"),
-            vec![Effect::Shell("pogo-laptop-1201-0-build".into())]
+            vec![Effect::Shell {
+                container: "pogo-laptop-1201-0-build".into(),
+                key: "pogo-laptop-1201-0".into(),
+                workdir: Some(project_dir),
+            }]
         );
         // the finished job
         let idx = m
@@ -1609,7 +1626,11 @@ mod tests {
         m.selected = m.jobs.iter().position(|j| j.id == "1190").unwrap();
         assert_eq!(
             press(&mut m, "e"),
-            vec![Effect::Shell("pogo-laptop-1190-0-build".into())]
+            vec![Effect::Shell {
+                container: "pogo-laptop-1190-0-build".into(),
+                key: "pogo-laptop-1190-0".into(),
+                workdir: None,
+            }]
         );
         let (cells, screen) = fixtures::screen_text(&m, 140, 30);
         assert!(cells.contains("kept to 08:10"), "{screen:?}");
