@@ -97,7 +97,7 @@ pub struct JobRecord {
 /// `CI_*` and `GITLAB_*` variables (gitlab-runner's `CUSTOM_ENV_*`), as `--env-file` lines,
 /// with every masked value and the job token replaced by `[MASKED]` wherever they appear
 /// (`CI_REPOSITORY_URL` holds the token too). Values podman's env file cannot hold (a line
-/// break) are left out. Pure.
+/// break) are left out, and so is `CI_JOB_SERVICES` (the services' variables). Pure.
 pub fn shell_env<'a>(
     env: impl IntoIterator<Item = (&'a String, &'a String)>,
     secrets: &[&str],
@@ -109,6 +109,9 @@ pub fn shell_env<'a>(
         .into_iter()
         .filter_map(|(k, v)| Some((k.strip_prefix("CUSTOM_ENV_")?, v)))
         .filter(|(k, _)| k.starts_with("CI_") || k.starts_with("GITLAB_"))
+        // gitlab-runner's description of the services, their variables included: not the
+        // job's variables, and not for a shell
+        .filter(|(k, _)| *k != "CI_JOB_SERVICES")
         .filter(|(k, _)| k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
         .filter(|(_, v)| !v.contains(['\n', '\r', '\0']))
         .map(|(k, v)| {
@@ -978,6 +981,10 @@ mod tests {
             ("CUSTOM_ENV_GITLAB_USER_LOGIN", "me"),
             ("CUSTOM_ENV_MY_SECRET", "not-a-ci-variable"),
             ("CUSTOM_ENV_CI_CERT", "two\nlines"),
+            (
+                "CUSTOM_ENV_CI_JOB_SERVICES",
+                r#"[{"name":"db","variables":{"PW":"svc-secret"}}]"#,
+            ),
             ("PATH", "/usr/bin"),
         ]
         .iter()
