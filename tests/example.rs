@@ -967,3 +967,55 @@ kick:
     );
     assert!(!out.contains("\nj\n"), "{out}");
 }
+
+/// A child pipeline may name its jobs as the parent does: a child `build` keeps its artifacts
+/// apart from the parent's `build`, its own later jobs get its, and the parent's later jobs
+/// still get the parent's.
+#[test]
+fn a_child_pipelines_artifacts_do_not_replace_the_parents_of_the_same_job_name() {
+    require_podman!();
+    let ex = Example::new();
+    std::fs::create_dir_all(ex.project.join("ci")).unwrap();
+    std::fs::write(
+        ex.project.join("ci/child.yml"),
+        format!(
+            r#"image: {IMG_BASH}
+stages: [build, test]
+build:
+  stage: build
+  script: ["echo child > who.txt"]
+  artifacts: {{paths: [who.txt]}}
+use:
+  stage: test
+  script: ['echo "child sees $(cat who.txt)"']
+"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        ex.project.join(".gitlab-ci.yml"),
+        format!(
+            r#"image: {IMG_BASH}
+stages: [build, downstream, after]
+build:
+  stage: build
+  script: ["echo parent > who.txt"]
+  artifacts: {{paths: [who.txt]}}
+kick:
+  stage: downstream
+  trigger:
+    include: [{{local: ci/child.yml}}]
+    strategy: depend
+check:
+  stage: after
+  needs: [build]
+  script: ['echo "parent sees $(cat who.txt)"']
+"#
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = ex.exec(&["--dirty"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\nchild sees child\n"), "{out}");
+    assert!(out.contains("\nparent sees parent\n"), "{out}");
+}

@@ -447,6 +447,7 @@ fn exec(
     let local = Local {
         driver,
         project,
+        artifacts: store.artifacts_dir(),
         store,
         mounts,
         extra_tags: args
@@ -846,6 +847,9 @@ pub struct Local {
     /// Added to the job ids: 0 for the pipeline run, the trigger job's id × [`CHILD_IDS`] for
     /// a child pipeline.
     pub id_base: u64,
+    /// Where the jobs' artifacts go on the host: the store's, or for a child pipeline a
+    /// directory of its own in the parent's (its jobs may share names with the parent's).
+    pub artifacts: PathBuf,
 }
 
 /// A child pipeline's job ids start at its trigger job's id times this.
@@ -895,16 +899,14 @@ impl Local {
     }
 
     fn artifacts_file(&self, job_name: &str) -> PathBuf {
-        self.store
-            .artifacts_dir()
+        self.artifacts
             .join(artifacts_dir_name(job_name))
             .join(ARTIFACTS_FILE)
     }
 
     /// Where the dotenv report of the job named `job_name` is kept.
     fn dotenv_file(&self, job_name: &str) -> PathBuf {
-        self.store
-            .artifacts_dir()
+        self.artifacts
             .join(artifacts_dir_name(job_name))
             .join(local::DOTENV_FILE)
     }
@@ -1047,10 +1049,7 @@ impl Local {
             return self.run_child(spec, id, include, *depend, out, err);
         }
         // This run's artifacts replace the last run's, even when the job makes none.
-        let own_dir = self
-            .store
-            .artifacts_dir()
-            .join(artifacts_dir_name(&spec.name));
+        let own_dir = self.artifacts.join(artifacts_dir_name(&spec.name));
         if let Err(e) = std::fs::remove_dir_all(&own_dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 say(
@@ -1191,8 +1190,16 @@ impl Local {
         }
         let plan = select(&child, &[], &file)?;
         refuse_foreign_triggers(&plan)?;
+        // the child's artifacts in a directory of their own, inside the parent's (mounted)
+        let sub = format!("child-of-{}", artifacts_dir_name(&spec.name));
+        let artifacts = self.artifacts.join(&sub);
+        let mut driver = self.driver.clone();
+        if let Some(stages) = &mut driver.local {
+            stages.artifacts.host = artifacts.display().to_string();
+            stages.artifacts.container = format!("{}/{sub}", stages.artifacts.container);
+        }
         let local = Local {
-            driver: self.driver.clone(),
+            driver,
             project,
             store: self.store.clone(),
             mounts: self.mounts.clone(),
@@ -1206,6 +1213,7 @@ impl Local {
             // the child's jobs must not share a job id (and so a key, names and a removal)
             // with the parent's: the trigger job's id × 1000 on
             id_base: trigger_id.saturating_mul(CHILD_IDS),
+            artifacts,
         };
         let rows = run_pipeline(&plan, &child, &local, out, err)?;
         let failed: Vec<&str> = rows
@@ -1859,6 +1867,7 @@ esac
         Local {
             driver,
             project,
+            artifacts: store.artifacts_dir(),
             store,
             mounts: "[]".into(),
             extra_tags: vec![],
