@@ -1228,16 +1228,16 @@ fn a_failed_script_names_a_service_that_died_with_its_last_lines() {
 #[test]
 fn a_tags_service_arguments_limit_its_service_containers_and_not_the_job() {
     require_podman!();
-    let env = TestEnv::new(&PogoConfig::default().with_extra_yaml(
+    // the job waits for the test's `go` file, so its containers can be inspected meanwhile
+    let sync = tempfile::tempdir().unwrap();
+    let env = TestEnv::new(&PogoConfig::mounting(sync.path(), "/mnt/sync").with_extra_yaml(
         "extra_arguments:\n  small-services:\n    args: '--env JOB_SIDE=job-only'\n    services: '--memory 64m --env SERVICE_SIDE=services-only'\n",
     ));
-    let limit = "$(cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes)";
     let mut job = env.job(
         &["small-services"],
         &[
-            &format!("echo \"job-limit=${{SERVICE_SIDE:-none}}/{limit}\""),
-            "echo \"job-env=$JOB_SIDE\"",
-            "sleep 2",
+            "echo \"job-env=$JOB_SIDE service-env=${SERVICE_SIDE:-none}\"",
+            "i=0; while [ ! -e /mnt/sync/go ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done",
         ],
     );
     job.variables
@@ -1246,19 +1246,49 @@ fn a_tags_service_arguments_limit_its_service_containers_and_not_the_job() {
         command: Some(vec![
             "sh".into(),
             "-c".into(),
-            format!("echo \"service-limit=$SERVICE_SIDE/{limit} job-env=${{JOB_SIDE:-none}}\"; exec httpd -f -p 80 -h /www"),
+            "echo \"service-env=$SERVICE_SIDE job-env=${JOB_SIDE:-none}\"; exec httpd -f -p 80 -h /www".into(),
         ]),
         ..httpd_service("web")
     }];
-    let r = env.run(&job);
+    let key = expected_job_key(&job);
+    let memory = |container: &str| {
+        let out = env
+            .podman
+            .output(&["inspect", "--format", "{{.HostConfig.Memory}}", container]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let go = sync.path().join("go");
+    let (service_memory, job_memory, r) = std::thread::scope(|scope| {
+        let runner = scope.spawn(|| env.run(&job));
+        let build = format!("{key}-build");
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !env
+            .podman
+            .output(&["container", "exists", &build])
+            .status
+            .success()
+        {
+            assert!(Instant::now() < deadline, "the job container never came");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let seen = (memory(&format!("{key}-svc0")), memory(&build));
+        std::fs::write(&go, "").unwrap();
+        (seen.0, seen.1, runner.join().unwrap())
+    });
     assert_success(&r);
+    assert_eq!(service_memory, "67108864", "the service's memory limit");
+    assert_eq!(
+        job_memory, "0",
+        "the job container has no limit of the services'"
+    );
     let log = plain_log(&r);
     assert!(
-        log.contains("[service:web] service-limit=services-only/67108864 job-env=none"),
+        log.contains("[service:web] service-env=services-only job-env=none"),
         "{log}"
     );
-    assert!(log.contains("\njob-env=job-only\n"), "{log}");
-    assert!(log.contains("\njob-limit=none/"), "{log}");
-    assert!(!log.contains("job-limit=none/67108864"), "{log}");
+    assert!(
+        log.contains("\njob-env=job-only service-env=none\n"),
+        "{log}"
+    );
     env.assert_no_leftovers();
 }
