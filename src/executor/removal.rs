@@ -296,6 +296,19 @@ pub fn stale_orders(working_dir: &Path, min_age: Duration) -> Vec<String> {
     keys
 }
 
+/// The removals that failed and are not running again: each job key with what went wrong, for
+/// `pogo doctor` (`pogo gc` removes what they left and their orders).
+pub fn failed(working_dir: &Path) -> Vec<(String, Vec<String>)> {
+    stale_orders(working_dir, Duration::ZERO)
+        .into_iter()
+        .filter_map(|key| {
+            let text = std::fs::read(order_path(working_dir, &key)).ok()?;
+            let order: Order = serde_json::from_slice(&text).ok()?;
+            (!order.errors.is_empty()).then_some((key, order.errors))
+        })
+        .collect()
+}
+
 fn old_enough(entry: &std::fs::DirEntry, min_age: Duration) -> bool {
     entry
         .metadata()
@@ -347,6 +360,27 @@ mod tests {
             vec!["pogo-r-2-0-abcd".to_string()]
         );
         assert!(stale_orders(&wd, Duration::from_secs(600)).is_empty());
+    }
+
+    #[test]
+    fn a_failed_removal_is_listed_with_its_errors_until_it_runs_again() {
+        let wd = tmp();
+        let names = Names::from_key("pogo-r-4-0-abcd".to_string());
+        let scope = Scope::ALL;
+        let mut order = Order::new(&Podman::new("podman", Vec::new()), &names, scope);
+        let path = order_path(&wd, &names.key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, serde_json::to_vec(&order).unwrap()).unwrap();
+        assert!(
+            failed(&wd).is_empty(),
+            "an order without errors has not failed"
+        );
+        order.errors = vec!["`podman rm -f` failed (exit 125): storage is full".into()];
+        std::fs::write(&path, serde_json::to_vec(&order).unwrap()).unwrap();
+        assert_eq!(failed(&wd), vec![(names.key.clone(), order.errors.clone())]);
+        let lock = lock_until(open_order(&path, false).unwrap(), Instant::now()).unwrap();
+        assert!(failed(&wd).is_empty(), "running again");
+        drop(lock);
     }
 
     #[test]

@@ -122,6 +122,21 @@ pub(super) fn podman_command(podman: &str, podman_args: &[String], args: &[&str]
     c
 }
 
+/// Removals cleanup started in the background that failed (`failed`: job key, errors); no
+/// line when there are none. Pure.
+fn removals_check(failed: &[(String, Vec<String>)]) -> Option<Check> {
+    let (key, errors) = failed.first()?;
+    Some(warn(
+        "removals",
+        format!(
+            "{} job(s) whose containers cleanup could not remove, e.g. {key}: {}",
+            failed.len(),
+            errors.join("; ")
+        ),
+        "`pogo gc` removes them (prepare starts it every 10 minutes); fix what the error says, then run `pogo gc`",
+    ))
+}
+
 /// What the images pogo pulled for jobs take now (`None`: podman could not list them).
 fn pogo_images_size(cfg: &Config) -> Option<u64> {
     use crate::executor::images;
@@ -883,6 +898,9 @@ pub fn run_checks(opts: &Options, env: &HashMap<String, String>) -> Vec<Check> {
                 &[Path::new("/etc/cdi"), Path::new("/var/run/cdi")],
                 Path::new("/dev"),
             ));
+            if let Some(c) = removals_check(&crate::executor::removal::failed(&c.working_dir)) {
+                checks.push(c);
+            }
         }
         Err(e) => checks.push(fail(
             "pogo config",
@@ -953,6 +971,24 @@ pub fn doctor_main(args: DoctorArgs, global_config: Option<&Path>) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_background_removal_is_a_warning_naming_the_job_and_the_fix() {
+        assert!(removals_check(&[]).is_none(), "nothing to say: no line");
+        let c = removals_check(&[(
+            "pogo-r-1-0-abcd".to_string(),
+            vec!["`podman rm -f` failed (exit 125): no space left on device".to_string()],
+        )])
+        .unwrap();
+        assert_eq!(c.name, "removals");
+        assert!(c.message.contains("1 job(s)"), "{}", c.message);
+        assert!(
+            c.message.contains("pogo-r-1-0-abcd: `podman rm -f` failed"),
+            "{}",
+            c.message
+        );
+        assert!(format!("{c:?}").contains("pogo gc"), "{c:?}");
+    }
 
     #[test]
     fn doctor_recommends_a_helper_image_until_one_is_set() {
