@@ -7,9 +7,31 @@ pub fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
 }
 
+/// The first `bytes` bytes of the SHA-256 of `parts` (one after the other), in lower-case hex:
+/// the fingerprints in pogo's names, its image notes and `cache: key: files`.
+pub fn sha256_hex(parts: &[&[u8]], bytes: usize) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for p in parts {
+        ctx.update(p);
+    }
+    ctx.finish()
+        .as_ref()
+        .iter()
+        .take(bytes)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sha256_hex_is_the_digest_of_the_parts_in_order() {
+        // SHA-256("abc") begins ba7816bf
+        assert_eq!(sha256_hex(&[b"a", b"bc"], 4), "ba7816bf");
+        assert_eq!(sha256_hex(&[b"abc"], 32).len(), 64);
+    }
 
     #[test]
     fn names_are_ascii_letters_digits_and_three_marks() {

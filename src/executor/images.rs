@@ -29,12 +29,7 @@ fn dir(working_dir: &Path) -> PathBuf {
 }
 
 fn record_path(working_dir: &Path, name: &str) -> PathBuf {
-    let digest = ring::digest::digest(&ring::digest::SHA256, name.as_bytes());
-    let hex: String = digest.as_ref()[..12]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    dir(working_dir).join(hex)
+    dir(working_dir).join(crate::names::sha256_hex(&[name.as_bytes()], 12))
 }
 
 /// Note that a job used image `name` (podman's id `id`), pulled by pogo now or not. Best

@@ -52,13 +52,7 @@ impl std::fmt::Debug for JobIdentity {
 
 /// The fingerprint of a job token (see [`JobIdentity::fingerprint`]).
 pub fn token_fingerprint(token: &str) -> String {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    ctx.update(b"pogo job key\0");
-    ctx.update(token.as_bytes());
-    ctx.finish().as_ref()[..4]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::names::sha256_hex(&[b"pogo job key\0", token.as_bytes()], 4)
 }
 
 /// Predefined variables pogo decides by, as GitLab set them. GitLab sends its predefined

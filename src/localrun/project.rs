@@ -196,12 +196,7 @@ impl Project {
         let hash = if hashed.is_empty() {
             super::pipeline::DEFAULT_CACHE_KEY.to_string()
         } else {
-            ring::digest::digest(&ring::digest::SHA256, &hashed)
-                .as_ref()
-                .iter()
-                .take(20)
-                .map(|b| format!("{b:02x}"))
-                .collect()
+            crate::names::sha256_hex(&[&hashed], 20)
         };
         match &key.prefix {
             Some(p) => format!("{p}-{hash}"),
