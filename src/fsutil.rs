@@ -75,6 +75,19 @@ fn tempfile_in(dir: &Path, name: &str) -> std::io::Result<(PathBuf, std::fs::Fil
     }
 }
 
+/// Open `path` for reading and writing as a lock file (mode 0600 when `create` makes it; never
+/// truncated: it may hold what its holder wrote).
+pub fn open_lock_file(path: &Path, create: bool) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+}
+
 /// Visit every entry under `dir` (not following symbolic links) with its own metadata,
 /// directories before what they hold, stopping after `max_entries`; whether it saw them all.
 pub fn walk(

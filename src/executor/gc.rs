@@ -524,19 +524,12 @@ fn lock_builds_volume(
     volume: &str,
     how: nix::fcntl::FlockArg,
 ) -> std::io::Result<BuildsVolumeLock> {
-    use std::os::unix::fs::OpenOptionsExt;
     let mut path = builds_volume_stamp(working_dir, volume);
     path.set_extension("lock");
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)?;
+    let file = crate::fsutil::open_lock_file(&path, true)?;
     nix::fcntl::Flock::lock(file, how).map_err(|(_, e)| std::io::Error::from(e))
 }
 

@@ -68,7 +68,7 @@ pub fn order_path(working_dir: &Path, key: &str) -> PathBuf {
 }
 
 fn open_order(path: &Path, create: bool) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use std::os::unix::fs::DirBuilderExt;
     if create {
         if let Some(dir) = path.parent() {
             std::fs::DirBuilder::new()
@@ -77,13 +77,7 @@ fn open_order(path: &Path, create: bool) -> std::io::Result<std::fs::File> {
                 .create(dir)?;
         }
     }
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(create)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
+    crate::fsutil::open_lock_file(path, create)
 }
 
 /// Take the lock on `path`, trying until `deadline`.
