@@ -240,9 +240,6 @@ pub fn remove_main(path: &Path) -> i32 {
                 return 2;
             }
         };
-    let Some(working_dir) = path.parent().and_then(Path::parent) else {
-        return 2;
-    };
     let podman = Podman::new(order.podman.clone(), order.podman_args.clone());
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -254,8 +251,8 @@ pub fn remove_main(path: &Path) -> i32 {
             return 2;
         }
     };
+    // (the agent sockets went with cleanup, before it handed this over)
     let errors = rt.block_on(remove_job(&podman, &order.key, order.scope()));
-    remove_sockets(working_dir, &Names::from_key(order.key.clone()));
     if errors.is_empty() {
         // deleted while still locked: a waiter that opened it before sees the lock go
         let _ = std::fs::remove_file(path);
