@@ -27,6 +27,12 @@ pub enum Action {
     PaneBottom,
     ToggleFollow,
     ToggleTimes,
+    /// `&`: show only the log lines that match the search, or every line again.
+    ToggleFilter,
+    /// `w`: wrap long log lines, or cut them (and scroll sideways with `<`/`>`).
+    ToggleWrap,
+    SideLeft,
+    SideRight,
     /// `/` on Jobs: filter the list or search the log, whichever pane is focused.
     Search,
     /// `/` on a list screen: filter it.
@@ -102,6 +108,10 @@ pub const BINDINGS: &[Binding] = &[
     Binding { keys: &[K::Char('g')], label: "g", scope: On(Jobs), action: A::Top, help: "log start/end (following)" },
     Binding { keys: &[K::Char('G')], label: "G", scope: On(Jobs), action: A::Bottom, help: "log start/end (following)" },
     Binding { keys: &[K::Char('f')], label: "f", scope: On(Jobs), action: A::ToggleFollow, help: "follow the log on/off" },
+    Binding { keys: &[K::Char('&')], label: "&", scope: On(Jobs), action: A::ToggleFilter, help: "only lines that match" },
+    Binding { keys: &[K::Char('w')], label: "w", scope: On(Jobs), action: A::ToggleWrap, help: "wrap long lines on/off" },
+    Binding { keys: &[K::Char('<')], label: "<", scope: On(Jobs), action: A::SideLeft, help: "scroll the log sideways" },
+    Binding { keys: &[K::Char('>')], label: ">", scope: On(Jobs), action: A::SideRight, help: "scroll the log sideways" },
     Binding { keys: &[K::Char('t')], label: "t", scope: On(Jobs), action: A::ToggleTimes, help: "log timestamps on/off" },
     Binding { keys: &[K::Char('s')], label: "s", scope: On(Jobs), action: A::SaveLog, help: "save the log to a file" },
     Binding { keys: &[K::Char('e')], label: "e", scope: On(Jobs), action: A::Shell, help: "shell in the job container" },
@@ -150,7 +160,7 @@ pub fn footer_hint(screen: Screen, focus: Focus) -> &'static str {
             "↑↓ job  → log  / filter  e shell  x stop  i inspect  s save  ? help  q quit"
         }
         (Jobs, Focus::Log) => {
-            "↑↓ scroll  ← list  / search  n/N match  f follow  t times  ? help  Esc back"
+            "↑↓ scroll  ← list  / search  n/N match  & only matches  w wrap  f follow  ?"
         }
         (Config, _) => {
             "↑↓ select  Enter edit  a add  D delete  / filter  t/p preview  E $EDITOR  ?"

@@ -1,25 +1,36 @@
 //! The detail pane's log: the job's log copy read incrementally (only what was appended since
-//! the last read), cleaned of terminal escapes and GitLab's section markers, bounded in memory,
-//! with follow, scrolling and search; each line knows where it starts in the file, and so when it
-//! was written (from the log copy's `.times` file). Pure apart from [`read_new`].
+//! the last read), cleaned of terminal escapes and GitLab's section markers, held whole in
+//! memory up to [`MAX_TEXT`] bytes (a log copy within gitlab-runner's default 4 MiB limit always
+//! is), with follow, scrolling, search with a match count, a filter that shows only matching
+//! lines, wrapping and horizontal scrolling; each line knows where it starts in the file, and so
+//! when it was written (from the log copy's `.times` file). Pure apart from [`read_new`].
 
 use std::io::{Read, Seek, SeekFrom};
+use std::ops::Range;
 use std::path::Path;
 
-/// Lines kept in memory; older ones are dropped (the file has them all).
-pub const MAX_LINES: usize = 10_000;
-/// On opening a big log, read only its end.
-pub const MAX_INITIAL_BYTES: u64 = 1 << 20;
+/// Bytes of cleaned text kept in memory: twice gitlab-runner's default `output_limit` (and
+/// pogo's default `log_copy_limit`), so a default log copy is always there whole. Past it the
+/// oldest lines are dropped (the file has them; the title says how many, `s` saves all).
+pub const MAX_TEXT: usize = 8 << 20;
+/// On opening a log, read at most this much of its end.
+pub const MAX_INITIAL_BYTES: u64 = MAX_TEXT as u64;
+/// Columns `<`/`>` move the log sideways.
+pub const SIDE_STEP: usize = 8;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogView {
     /// The job key whose log this is.
     pub key: Option<String>,
-    pub lines: Vec<String>,
-    /// Byte offset in the file where each of `lines` starts.
+    /// The complete lines, cleaned, one after another (no separators): line `i` is
+    /// `text[ends[i-1]..ends[i]]`.
+    text: String,
+    ends: Vec<usize>,
+    /// Byte offset in the file where each complete line starts.
     pub starts: Vec<u64>,
-    /// A line still being written (no newline yet).
-    pub partial: String,
+    /// A line still being written (no newline yet), as read, and cleaned.
+    partial: String,
+    partial_clean: String,
     /// Where `partial` starts in the file.
     partial_start: u64,
     /// The file position after the last byte read.
@@ -35,11 +46,20 @@ pub struct LogView {
     carry: Vec<u8>,
     /// Stick to the end as lines arrive.
     pub follow: bool,
-    /// First line shown when not following.
+    /// First row shown when not following (a line; with the filter on, a matching line).
     pub top: usize,
-    pub search: Option<String>,
+    /// What `/` searches for (case-insensitive); set with [`LogView::set_search`].
+    search: Option<String>,
+    /// The complete lines that contain `search`, rising.
+    matches: Vec<usize>,
     /// Line of the current search hit.
     pub hit: Option<usize>,
+    /// Show only the lines that contain the search text.
+    pub filter: bool,
+    /// Wrap long lines instead of cutting them.
+    pub wrap: bool,
+    /// Columns scrolled to the right (when not wrapping).
+    pub left: usize,
     /// Lines dropped from the front (for "… N earlier lines").
     pub dropped: usize,
 }
@@ -48,9 +68,11 @@ impl Default for LogView {
     fn default() -> Self {
         Self {
             key: None,
-            lines: Vec::new(),
+            text: String::new(),
+            ends: Vec::new(),
             starts: Vec::new(),
             partial: String::new(),
+            partial_clean: String::new(),
             partial_start: 0,
             offset: 0,
             times: Vec::new(),
@@ -60,7 +82,11 @@ impl Default for LogView {
             follow: true,
             top: 0,
             search: None,
+            matches: Vec::new(),
             hit: None,
+            filter: false,
+            wrap: false,
+            left: 0,
             dropped: 0,
         }
     }
@@ -175,11 +201,52 @@ fn complete_up_to(bytes: &[u8]) -> usize {
     bytes.len()
 }
 
+/// Where `needle` occurs in `line`, ignoring case (as Unicode lowercases characters), as byte
+/// ranges of `line` that do not overlap.
+pub fn match_ranges(line: &str, needle: &str) -> Vec<Range<usize>> {
+    let pattern: Vec<char> = needle.chars().flat_map(char::to_lowercase).collect();
+    let mut found = Vec::new();
+    if pattern.is_empty() {
+        return found;
+    }
+    let mut at = 0;
+    while at < line.len() {
+        match match_at(line, at, &pattern) {
+            Some(end) => {
+                found.push(at..end);
+                at = end;
+            }
+            None => at += line[at..].chars().next().map_or(1, char::len_utf8),
+        }
+    }
+    found
+}
+
+/// The end of `pattern` (lowercase) matched in `line` from byte `at`, if it is there.
+fn match_at(line: &str, at: usize, pattern: &[char]) -> Option<usize> {
+    let mut p = 0;
+    for (i, c) in line[at..].char_indices() {
+        for lower in c.to_lowercase() {
+            if pattern.get(p) != Some(&lower) {
+                return None;
+            }
+            p += 1;
+        }
+        if p == pattern.len() {
+            return Some(at + i + c.len_utf8());
+        }
+    }
+    None
+}
+
 impl LogView {
-    /// Start over for another job.
+    /// Start over for another job (how the log is shown stays as the user set it).
     pub fn reset(&mut self, key: Option<String>) {
         *self = Self {
             key,
+            search: self.search.take(),
+            filter: self.filter,
+            wrap: self.wrap,
             ..Self::default()
         };
     }
@@ -203,22 +270,53 @@ impl LogView {
         for (i, _) in bytes.iter().enumerate().filter(|(_, &b)| b == b'\n') {
             let mut line = std::mem::take(&mut self.partial);
             line.push_str(&String::from_utf8_lossy(&bytes[from..i]));
-            self.lines.push(clean_line(&line));
-            self.starts.push(self.partial_start);
+            self.push_line(clean_line(&line));
             from = i + 1;
             self.partial_start = base + from as u64;
         }
         self.partial
             .push_str(&String::from_utf8_lossy(&bytes[from..]));
-        if self.lines.len() > MAX_LINES {
-            let drop = self.lines.len() - MAX_LINES;
-            self.lines.drain(..drop);
-            self.starts.drain(..drop);
-            self.dropped += drop;
-            self.top = self.top.saturating_sub(drop);
-            self.hit = self.hit.and_then(|h| h.checked_sub(drop));
-            self.forget_old_times();
+        self.partial_clean = clean_line(&self.partial);
+        if self.text.len() > MAX_TEXT {
+            // a quarter at a time, so that a log growing past the limit is not moved per line
+            let excess = self.text.len() - MAX_TEXT * 3 / 4;
+            let drop = self.ends.partition_point(|&e| e < excess) + 1;
+            self.drop_front(drop.min(self.ends.len()));
         }
+    }
+
+    fn push_line(&mut self, line: String) {
+        let i = self.ends.len();
+        if self
+            .search
+            .as_deref()
+            .is_some_and(|s| !match_ranges(&line, s).is_empty())
+        {
+            self.matches.push(i);
+        }
+        self.text.push_str(&line);
+        self.ends.push(self.text.len());
+        self.starts.push(self.partial_start);
+    }
+
+    /// Forget the first `n` complete lines.
+    fn drop_front(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let rows_before = self.row_of_line(n);
+        let bytes = self.ends[n - 1];
+        self.text.drain(..bytes);
+        self.ends.drain(..n);
+        self.ends.iter_mut().for_each(|e| *e -= bytes);
+        self.starts.drain(..n);
+        let gone = self.matches.partition_point(|&l| l < n);
+        self.matches.drain(..gone);
+        self.matches.iter_mut().for_each(|l| *l -= n);
+        self.dropped += n;
+        self.top = self.top.saturating_sub(rows_before);
+        self.hit = self.hit.and_then(|h| h.checked_sub(n));
+        self.forget_old_times();
     }
 
     /// Append `data`, read from the `.times` file at byte `start`: lines `OFFSET MILLIS`.
@@ -252,35 +350,119 @@ impl LogView {
         }
     }
 
-    /// When line `i` (of [`LogView::all_lines`]) was written, in Unix milliseconds: the time of
+    /// When line `i` (of [`LogView::lines`]) was written, in Unix milliseconds: the time of
     /// the write its first byte came with; none when the `.times` file does not say.
     pub fn time_of(&self, i: usize) -> Option<u64> {
         let start = match self.starts.get(i) {
             Some(&s) => s,
-            None if i == self.lines.len() && !self.partial.is_empty() => self.partial_start,
+            None if i == self.ends.len() && !self.partial.is_empty() => self.partial_start,
             None => return None,
         };
         let n = self.times.partition_point(|&(o, _)| o <= start);
         n.checked_sub(1).map(|k| self.times[k].1)
     }
 
+    /// Line `i`, the one being written last.
+    pub fn line(&self, i: usize) -> Option<&str> {
+        match i.cmp(&self.ends.len()) {
+            std::cmp::Ordering::Less => {
+                let from = i.checked_sub(1).map_or(0, |p| self.ends[p]);
+                Some(&self.text[from..self.ends[i]])
+            }
+            std::cmp::Ordering::Equal if !self.partial.is_empty() => Some(&self.partial_clean),
+            _ => None,
+        }
+    }
+
     /// Every line including the one being written.
-    pub fn all_lines(&self) -> impl Iterator<Item = String> + '_ {
-        let partial = (!self.partial.is_empty()).then(|| clean_line(&self.partial));
-        self.lines.iter().cloned().chain(partial)
+    pub fn lines(&self) -> impl Iterator<Item = &str> + '_ {
+        (0..self.len()).filter_map(|i| self.line(i))
     }
 
     pub fn len(&self) -> usize {
-        self.lines.len() + usize::from(!self.partial.is_empty())
+        self.ends.len() + usize::from(!self.partial.is_empty())
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The first line to show in a pane `height` lines high.
+    pub fn search(&self) -> Option<&str> {
+        self.search.as_deref()
+    }
+
+    /// Search for `text` (none, or empty: no search): every line is looked at once here, and
+    /// each new line as it arrives.
+    pub fn set_search(&mut self, text: Option<String>) {
+        self.search = text.filter(|t| !t.is_empty());
+        self.hit = None;
+        self.matches = match self.search.as_deref() {
+            Some(s) => (0..self.ends.len())
+                .filter(|&i| self.line(i).is_some_and(|l| !match_ranges(l, s).is_empty()))
+                .collect(),
+            None => Vec::new(),
+        };
+        if self.filtering() {
+            self.top = 0;
+        }
+    }
+
+    /// The lines that contain the search text, rising (the line being written included).
+    fn matching(&self) -> impl Iterator<Item = usize> + '_ {
+        let partial = self.search.as_deref().filter(|s| {
+            !self.partial.is_empty() && !match_ranges(&self.partial_clean, s).is_empty()
+        });
+        let partial = partial.map(|_| self.ends.len());
+        self.matches.iter().copied().chain(partial)
+    }
+
+    /// How many lines contain the search text.
+    pub fn match_count(&self) -> usize {
+        self.matching().count()
+    }
+
+    /// The current hit as "which of how many matching lines", counting from 1.
+    pub fn hit_position(&self) -> Option<(usize, usize)> {
+        let hit = self.hit?;
+        let n = self.matching().position(|l| l == hit)?;
+        Some((n + 1, self.match_count()))
+    }
+
+    /// Only the matching lines are shown: the filter is on and there is a search.
+    pub fn filtering(&self) -> bool {
+        self.filter && self.search.is_some()
+    }
+
+    /// How many rows there are to show: lines, or matching lines when filtering.
+    pub fn rows(&self) -> usize {
+        if self.filtering() {
+            self.match_count()
+        } else {
+            self.len()
+        }
+    }
+
+    /// The lines shown from row `first` on.
+    pub fn rows_from(&self, first: usize) -> Box<dyn Iterator<Item = usize> + '_> {
+        if self.filtering() {
+            Box::new(self.matching().skip(first))
+        } else {
+            Box::new(first..self.len())
+        }
+    }
+
+    /// The row of the first line at or after `line` that is shown.
+    fn row_of_line(&self, line: usize) -> usize {
+        if self.filtering() {
+            self.matching().take_while(|&l| l < line).count()
+        } else {
+            line
+        }
+    }
+
+    /// The first row to show in a pane `height` lines high.
     pub fn first_visible(&self, height: usize) -> usize {
-        let max_top = self.len().saturating_sub(height);
+        let max_top = self.rows().saturating_sub(height);
         if self.follow {
             max_top
         } else {
@@ -288,47 +470,49 @@ impl LogView {
         }
     }
 
-    /// Scroll by `delta` lines (negative: up); scrolling stops following.
+    /// Scroll by `delta` rows (negative: up); scrolling stops following.
     pub fn scroll(&mut self, delta: isize, height: usize) {
         let cur = self.first_visible(height);
-        let max_top = self.len().saturating_sub(height);
+        let max_top = self.rows().saturating_sub(height);
         let new = cur.saturating_add_signed(delta).min(max_top);
         self.follow = false;
         self.top = new;
     }
 
+    /// Scroll sideways by `delta` columns (not below the first).
+    pub fn scroll_sideways(&mut self, delta: isize) {
+        self.left = self.left.saturating_add_signed(delta);
+    }
+
+    /// Show only matching lines, or all again; the current hit (or the line at the top) stays
+    /// in view.
+    pub fn toggle_filter(&mut self, height: usize) {
+        let anchor = self
+            .hit
+            .or_else(|| self.rows_from(self.first_visible(height)).next());
+        self.filter = !self.filter;
+        if let Some(line) = anchor {
+            self.follow = false;
+            self.top = self.row_of_line(line).saturating_sub(height / 2);
+        }
+    }
+
     /// Jump to the next (or previous) line containing the search text, wrapping around.
     pub fn find(&mut self, forward: bool, height: usize) -> bool {
-        let Some(needle) = self.search.clone().filter(|s| !s.is_empty()) else {
+        let found: Vec<usize> = self.matching().collect();
+        let next = match (self.hit, forward) {
+            (Some(h), true) => found.iter().find(|&&l| l > h).or(found.first()),
+            (Some(h), false) => found.iter().rev().find(|&&l| l < h).or(found.last()),
+            (None, true) => found.first(),
+            (None, false) => found.last(),
+        };
+        self.hit = next.copied();
+        let Some(hit) = self.hit else {
             return false;
         };
-        let needle = needle.to_lowercase();
-        let lines: Vec<String> = self.all_lines().collect();
-        let n = lines.len();
-        if n == 0 {
-            return false;
-        }
-        let start = match (self.hit, forward) {
-            (Some(h), true) => h + 1,
-            (Some(h), false) => h + n - 1,
-            (None, true) => 0,
-            (None, false) => n - 1,
-        };
-        for k in 0..n {
-            let i = if forward {
-                (start + k) % n
-            } else {
-                (start + n - k) % n
-            };
-            if lines[i].to_lowercase().contains(&needle) {
-                self.hit = Some(i);
-                self.follow = false;
-                self.top = i.saturating_sub(height / 2);
-                return true;
-            }
-        }
-        self.hit = None;
-        false
+        self.follow = false;
+        self.top = self.row_of_line(hit).saturating_sub(height / 2);
+        true
     }
 }
 
@@ -398,17 +582,17 @@ mod tests {
         v.append(0, b"\xff ok \xc3");
         v.append(6, b"\xa9t\xe6\x97");
         v.append(10, b"\xa5\n");
-        assert_eq!(v.lines, vec!["\u{fffd} ok ét日"]);
+        assert_eq!(v.lines().collect::<Vec<_>>(), vec!["\u{fffd} ok ét日"]);
     }
 
     #[test]
     fn lines_arriving_in_pieces_are_joined() {
         let mut v = LogView::default();
         v.append(0, b"hel");
-        assert_eq!(v.all_lines().collect::<Vec<_>>(), vec!["hel"]);
+        assert_eq!(v.lines().collect::<Vec<_>>(), vec!["hel"]);
         v.append(3, b"lo\nwor");
         v.append(9, b"ld\n");
-        assert_eq!(v.lines, vec!["hello", "world"]);
+        assert_eq!(v.lines().collect::<Vec<_>>(), vec!["hello", "world"]);
         assert_eq!(v.starts, vec![0, 6]);
         assert_eq!(v.offset, 12);
     }
@@ -419,18 +603,119 @@ mod tests {
         let s = "été\nà\n".as_bytes();
         v.append(0, &s[..1]);
         v.append(1, &s[1..]);
-        assert_eq!(v.lines, vec!["été", "à"]);
+        assert_eq!(v.lines().collect::<Vec<_>>(), vec!["été", "à"]);
         assert_eq!(v.starts, vec![0, 6]);
     }
 
     #[test]
     fn memory_is_bounded_by_dropping_the_oldest_lines() {
         let mut v = LogView::default();
-        let text: String = (0..MAX_LINES + 5).map(|i| format!("{i}\n")).collect();
+        let line = "x".repeat(1023);
+        let n = MAX_TEXT / 1024 + 5;
+        let text: String = (0..n).map(|i| format!("{i} {line}\n")).collect();
         v.append(0, text.as_bytes());
-        assert_eq!(v.lines.len(), MAX_LINES);
-        assert_eq!(v.dropped, 5);
-        assert_eq!(v.lines[0], "5");
+        assert!(v.text.len() <= MAX_TEXT);
+        assert!(v.dropped > 0);
+        assert_eq!(v.len() + v.dropped, n);
+        let first = v.line(0).unwrap();
+        assert!(first.starts_with(&format!("{} ", v.dropped)), "{}", &first[..10]);
+        let dropped_bytes: usize = text.lines().take(v.dropped).map(|l| l.len() + 1).sum();
+        assert_eq!(v.starts[0], dropped_bytes as u64);
+    }
+
+    #[test]
+    fn a_log_within_gitlabs_output_limit_is_held_whole() {
+        // 50 015 lines: the dashboard used to keep the last 10 000 (`g` landed on line 40 013)
+        let mut v = LogView::default();
+        let text: String = (1..=50_015).map(|i| format!("line {i}\n")).collect();
+        v.append(0, text.as_bytes());
+        assert_eq!((v.len(), v.dropped), (50_015, 0));
+        assert_eq!(v.line(0), Some("line 1"));
+        v.set_search(Some("line 7\n".trim_end().into()));
+        assert!(v.find(true, 10));
+        assert_eq!(v.line(v.hit.unwrap()), Some("line 7"), "an early line is found");
+    }
+
+    #[test]
+    fn search_counts_matching_lines_and_says_which_one_is_shown() {
+        let mut v = LogView::default();
+        v.append(0, b"ok\nERROR one\nok\nan error, another Error\nwarn");
+        v.set_search(Some("error".into()));
+        assert_eq!(v.match_count(), 2, "lines, not occurrences");
+        assert_eq!(v.hit_position(), None);
+        assert!(v.find(true, 4));
+        assert_eq!(v.hit_position(), Some((1, 2)));
+        assert!(v.find(true, 4));
+        assert_eq!(v.hit_position(), Some((2, 2)));
+        // the line being written counts once it matches, and new lines are searched
+        v.append(40, b"ing error\nerror again\n");
+        assert_eq!(v.match_count(), 4);
+        assert_eq!(v.hit_position(), Some((2, 4)));
+    }
+
+    #[test]
+    fn matches_are_found_whatever_their_case_with_their_place_in_the_line() {
+        assert_eq!(match_ranges("an Error, ERROR", "error"), vec![3..8, 10..15]);
+        assert_eq!(match_ranges("été ÉTÉ", "été"), vec![0..5, 6..11]);
+        assert_eq!(match_ranges("aaa", "aa"), vec![0..2], "matches do not overlap");
+        assert!(match_ranges("abc", "").is_empty());
+        assert!(match_ranges("ab", "abc").is_empty());
+    }
+
+    #[test]
+    fn the_filter_shows_only_matching_lines_and_keeps_the_hit_in_view() {
+        let mut v = LogView::default();
+        let text: String = (0..100)
+            .map(|i| if i % 10 == 3 { format!("{i} fail\n") } else { format!("{i}\n") })
+            .collect();
+        v.append(0, text.as_bytes());
+        v.set_search(Some("FAIL".into()));
+        assert!(v.find(true, 4));
+        assert!(v.find(true, 4));
+        assert_eq!(v.line(v.hit.unwrap()), Some("13 fail"));
+        v.toggle_filter(4);
+        assert!(v.filtering());
+        assert_eq!(v.rows(), 10);
+        let shown: Vec<&str> = v
+            .rows_from(v.first_visible(4))
+            .take(4)
+            .filter_map(|l| v.line(l))
+            .collect();
+        assert!(shown.contains(&"13 fail"), "{shown:?}");
+        assert!(shown.iter().all(|l| l.ends_with("fail")), "{shown:?}");
+        v.toggle_filter(4);
+        assert_eq!(v.rows(), 100);
+        let shown: Vec<usize> = v.rows_from(v.first_visible(4)).take(4).collect();
+        assert!(shown.contains(&13), "{shown:?}");
+        // no search: the filter has nothing to filter by and shows every line
+        v.set_search(None);
+        v.filter = true;
+        assert_eq!(v.rows(), 100);
+    }
+
+    #[test]
+    fn dropping_old_lines_keeps_the_matches_and_the_hit_on_their_lines() {
+        let mut v = LogView::default();
+        v.set_search(Some("needle".into()));
+        let filler = "y".repeat(1 << 16);
+        let mut at = 0u64;
+        let mut push = |v: &mut LogView, s: String| {
+            v.append(at, s.as_bytes());
+            at += s.len() as u64;
+        };
+        push(&mut v, "needle early\n".into());
+        for _ in 0..(MAX_TEXT >> 16) / 2 {
+            push(&mut v, format!("{filler}\n"));
+        }
+        push(&mut v, "needle late\n".into());
+        assert!(v.find(false, 4));
+        assert_eq!(v.line(v.hit.unwrap()), Some("needle late"));
+        for _ in 0..(MAX_TEXT >> 16) * 2 {
+            push(&mut v, format!("{filler}\n"));
+        }
+        assert!(v.dropped > 0);
+        assert_eq!(v.match_count(), 0, "both needles were dropped");
+        assert_eq!(v.hit, None);
     }
 
     #[test]
@@ -449,7 +734,7 @@ mod tests {
     fn search_jumps_forward_and_back_and_wraps() {
         let mut v = LogView::default();
         v.append(0, b"a ERROR\nb\nc error\nd\n");
-        v.search = Some("error".into());
+        v.set_search(Some("error".into()));
         assert!(v.find(true, 2));
         assert_eq!(v.hit, Some(0));
         assert!(v.find(true, 2));
@@ -458,7 +743,7 @@ mod tests {
         assert_eq!(v.hit, Some(0), "wraps around");
         assert!(v.find(false, 2));
         assert_eq!(v.hit, Some(2));
-        v.search = Some("absent".into());
+        v.set_search(Some("absent".into()));
         assert!(!v.find(true, 2));
     }
 

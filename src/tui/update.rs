@@ -3,6 +3,7 @@
 
 use super::configform::{self, ConfigForm, FormKind, Row, SaveProblem};
 use super::keys::{action_for, Action};
+use super::logview;
 use super::model::{Banner, Focus, Mode, Model, PreviewField, RegisterForm, Screen};
 use super::runners::RunnersState;
 use super::sources::{PsContainer, StatEntry};
@@ -740,9 +741,8 @@ fn key(m: &mut Model, k: KeyEvent) -> Vec<Effect> {
                 KeyCode::Esc => m.mode = Mode::Normal,
                 KeyCode::Enter => {
                     m.mode = Mode::Normal;
-                    m.log.search = (!text.is_empty()).then_some(text);
-                    m.log.hit = None;
-                    if !m.log.find(true, log_height(m)) && m.log.search.is_some() {
+                    m.log.set_search(Some(text));
+                    if !m.log.find(true, log_height(m)) && m.log.search().is_some() {
                         m.status = Some("no match".to_string());
                     }
                 }
@@ -856,6 +856,27 @@ fn action(m: &mut Model, a: Action) -> Vec<Effect> {
             m.log.follow = !m.log.follow;
             Vec::new()
         }
+        Action::ToggleFilter => {
+            if m.log.search().is_none() {
+                m.status = Some("nothing to filter by: search with / first".to_string());
+            } else {
+                m.log.toggle_filter(log_height(m));
+            }
+            Vec::new()
+        }
+        Action::ToggleWrap => {
+            m.log.wrap = !m.log.wrap;
+            Vec::new()
+        }
+        Action::SideLeft => {
+            m.log.scroll_sideways(-(logview::SIDE_STEP as isize));
+            Vec::new()
+        }
+        Action::SideRight => {
+            m.log.wrap = false;
+            m.log.scroll_sideways(logview::SIDE_STEP as isize);
+            Vec::new()
+        }
         Action::ToggleTimes => {
             m.show_times = !m.show_times;
             // the offset read at start may be stale by now (daylight saving)
@@ -874,7 +895,7 @@ fn action(m: &mut Model, a: Action) -> Vec<Effect> {
             Vec::new()
         }
         Action::NextHit | Action::PrevHit => {
-            if m.log.search.is_none() {
+            if m.log.search().is_none() {
                 m.status = Some("no search: press / first".to_string());
             } else if !m.log.find(a == Action::NextHit, log_height(m)) {
                 m.status = Some("no match".to_string());
@@ -1181,7 +1202,7 @@ mod tests {
         press(&mut m, "l/step 2\n");
         assert_eq!(m.mode, Mode::Normal);
         let first = m.log.hit.unwrap();
-        assert!(m.log.lines[first].contains("step 2"));
+        assert!(m.log.line(first).unwrap().contains("step 2"));
         press(&mut m, "/echo\n");
         let a = m.log.hit.unwrap();
         press(&mut m, "n");

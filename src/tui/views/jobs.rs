@@ -1,6 +1,7 @@
 //! The Jobs screen: one row per job (services nested), and the selected job's live log.
 
 use super::Theme;
+use crate::tui::logview;
 use crate::state::Outcome;
 use crate::tui::model::{clock, day, format_elapsed, Focus, JobRow, Model};
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -312,75 +313,129 @@ fn times_label(m: &Model) -> String {
     }
 }
 
+/// Log line `i` as shown: cut `left` columns when not wrapping, each match of the search
+/// highlighted (reversed on the current hit's line).
+fn log_line<'a>(m: &'a Model, i: usize, t: Theme) -> Line<'a> {
+    let text = m.log.line(i).unwrap_or_default();
+    let cut = if m.log.wrap {
+        0
+    } else {
+        text.char_indices()
+            .nth(m.log.left)
+            .map_or(text.len(), |(b, _)| b)
+    };
+    let mut spans = Vec::new();
+    if m.show_times {
+        let stamp = match m.log.time_of(i) {
+            Some(ms) => format!("{} ", clock(ms, m.utc_offset)),
+            None => " ".repeat(TIME_WIDTH),
+        };
+        spans.push(Span::styled(stamp, t.dim()));
+    }
+    let style = if Some(i) == m.log.hit {
+        t.selected()
+    } else {
+        t.key()
+    };
+    let mut at = cut;
+    for r in m
+        .log
+        .search()
+        .map(|s| logview::match_ranges(text, s))
+        .unwrap_or_default()
+    {
+        if r.end <= at {
+            continue;
+        }
+        let from = r.start.max(at);
+        if from > at {
+            spans.push(Span::raw(&text[at..from]));
+        }
+        spans.push(Span::styled(&text[from..r.end], style));
+        at = r.end;
+    }
+    if at < text.len() {
+        spans.push(Span::raw(&text[at..]));
+    }
+    Line::from(spans)
+}
+
+/// The log pane's title: job, why it failed, following or not, the search with "3/10", and
+/// how the log is shown.
+fn log_title(m: &Model, j: &JobRow) -> String {
+    let log = &m.log;
+    let mut title = format!(" log · job {} {}", j.id, j.stage);
+    if let Some(r) = &j.reason {
+        title += &format!(" · failed: {r}");
+    }
+    title += if log.follow { " · following" } else { " · paused" };
+    if let Some(s) = log.search() {
+        title += &match log.hit_position() {
+            Some((n, of)) => format!(" · /{s} {n}/{of}"),
+            None => format!(" · /{s} ({})", log.match_count()),
+        };
+        if log.filter {
+            title += " · only matches";
+        }
+    }
+    if log.wrap {
+        title += " · wrap";
+    } else if log.left > 0 {
+        title += &format!(" · →{}", log.left);
+    }
+    if log.dropped > 0 {
+        title += &format!(" · {} earlier lines not shown (s saves all)", log.dropped);
+    }
+    if m.show_times {
+        title += &times_label(m);
+    }
+    title + " "
+}
+
 fn draw_log(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
     let Some(j) = m.selected_job() else {
         f.render_widget(pane(" log ".to_string(), m.focus == Focus::Log, t), area);
         return;
     };
     let height = usize::from(area.height.saturating_sub(2));
-    let first = m.log.first_visible(height);
-    let needle = m.log.search.as_deref().map(str::to_lowercase);
-    let lines: Vec<Line> = m
-        .log
-        .all_lines()
-        .enumerate()
-        .skip(first)
-        .take(height)
-        .map(|(i, l)| {
-            let hit = needle
-                .as_deref()
-                .is_some_and(|n| !n.is_empty() && l.to_lowercase().contains(n));
-            let text = if Some(i) == m.log.hit {
-                Span::styled(l, t.selected())
-            } else if hit {
-                Span::styled(l, t.key())
-            } else {
-                Span::raw(l)
-            };
-            if m.show_times {
-                let stamp = match m.log.time_of(i) {
-                    Some(ms) => format!("{} ", clock(ms, m.utc_offset)),
-                    None => " ".repeat(TIME_WIDTH),
-                };
-                Line::from(vec![Span::styled(stamp, t.dim()), text])
-            } else {
-                Line::from(text)
-            }
-        })
-        .collect();
-    let mode = if m.log.follow { "following" } else { "paused" };
-    let search = m
-        .log
-        .search
-        .as_deref()
-        .map(|s| format!(" · /{s}"))
-        .unwrap_or_default();
-    let times = if m.show_times {
-        times_label(m)
+    let width = usize::from(area.width.saturating_sub(2));
+    // following wrapped lines: the last `height` lines (enough to fill the pane), scrolled so
+    // that the last row is at the bottom (ratatui says how many rows they wrap into)
+    let tail = m.log.wrap && m.log.follow;
+    let first = if tail {
+        m.log.rows().saturating_sub(height)
     } else {
-        String::new()
+        m.log.first_visible(height)
     };
-    let reason = j
-        .reason
-        .as_deref()
-        .map(|r| format!(" · failed: {r}"))
-        .unwrap_or_default();
-    let title = format!(
-        " log · job {} {}{reason} · {mode}{search}{times} ",
-        j.id, j.stage
-    );
-    let body = if m.log.is_empty() {
+    let body: Vec<Line> = if m.log.is_empty() {
         let why = if j.running {
             "waiting for output…"
         } else {
             "no log copy for this job"
         };
         vec![Line::from(Span::styled(why, t.dim()))]
+    } else if m.log.rows() == 0 {
+        vec![Line::from(Span::styled(
+            "no line matches the search (& shows every line)",
+            t.dim(),
+        ))]
     } else {
-        lines
+        m.log
+            .rows_from(first)
+            .take(height)
+            .map(|i| log_line(m, i, t))
+            .collect()
     };
+    let mut log = Paragraph::new(body);
+    if m.log.wrap {
+        log = log.wrap(Wrap { trim: false });
+        if tail {
+            let below = log.line_count(width as u16).saturating_sub(height);
+            log = log.scroll((u16::try_from(below).unwrap_or(u16::MAX), 0));
+        }
+    }
     f.render_widget(
-        Paragraph::new(body).block(pane(title, m.focus == Focus::Log, t)),
+        log.block(pane(log_title(m, j), m.focus == Focus::Log, t)),
         area,
     );
 }
@@ -531,6 +586,108 @@ mod tests {
             Msg::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
         );
         insta::assert_snapshot!(render(&m, 80, 24));
+    }
+
+    /// Replace the selected job's log with `text`.
+    fn with_log(m: &mut Model, text: &str) {
+        m.log.reset(m.log.key.clone());
+        m.log.append(0, text.as_bytes());
+    }
+
+    /// The screen's rows as text.
+    fn rows(m: &Model, w: u16, h: u16) -> Vec<String> {
+        let (cells, _) = screen_text(m, w, h);
+        let cells: Vec<char> = cells.chars().collect();
+        cells
+            .chunks(usize::from(w))
+            .map(|r| r.iter().collect())
+            .collect()
+    }
+
+    #[test]
+    fn g_reaches_the_first_line_of_a_50_000_line_log_and_search_finds_early_lines() {
+        // the dashboard used to hold the last 10 000 lines: `g` landed on line 40 013
+        let mut m = model();
+        let log: String = (1..=50_015).map(|i| format!("line {i:05}\n")).collect();
+        with_log(&mut m, &log);
+        keys(&mut m, "lg");
+        let shown = rows(&m, 80, 24).join("\n");
+        assert!(shown.contains("line 00001"), "{shown}");
+        keys(&mut m, "G/line 00007\n");
+        let shown = rows(&m, 80, 24).join("\n");
+        assert!(shown.contains("/line 00007 1/1"), "{shown}");
+        assert!(!shown.contains("no match"), "{shown}");
+    }
+
+    #[test]
+    fn the_filter_shows_only_matching_lines_and_the_title_counts_them() {
+        let mut m = model();
+        keys(&mut m, "l/step\n&");
+        let shown = rows(&m, 80, 24).join("\n");
+        // "Executing \"step_script\" stage", two commands and their output
+        assert!(shown.contains("/step 1/5 · only matches"), "{shown}");
+        assert!(shown.contains("$ echo step 2"), "{shown}");
+        assert!(!shown.contains("Compiling"), "{shown}");
+        keys(&mut m, "&");
+        let shown = rows(&m, 80, 24).join("\n");
+        assert!(shown.contains("Compiling"), "{shown}");
+    }
+
+    #[test]
+    fn the_match_itself_is_highlighted_not_the_whole_line() {
+        let mut m = model();
+        keys(&mut m, "l/cargo\n");
+        let screen = crate::tui::views::fixtures::render(&m, 80, 24);
+        let buf = screen.buffer();
+        let row = (0..24)
+            .find(|&y| {
+                (0..80)
+                    .map(|x| buf[(x, y)].symbol())
+                    .collect::<String>()
+                    .contains("$ cargo build")
+            })
+            .expect("the cargo line is shown");
+        let line: String = (0..80).map(|x| buf[(x, row)].symbol()).collect();
+        let byte = line.find("cargo build").unwrap();
+        let at = line[..byte].chars().count() as u16;
+        let style = |x: u16| buf[(x, row)].modifier;
+        use ratatui::style::Modifier;
+        assert!(style(at).contains(Modifier::REVERSED), "the hit is reversed");
+        assert!(style(at + 4).contains(Modifier::REVERSED));
+        assert!(!style(at + 6).contains(Modifier::REVERSED), "' build' is not");
+        assert!(!style(at - 2).contains(Modifier::REVERSED), "'$' is not");
+    }
+
+    #[test]
+    fn long_lines_are_cut_scroll_sideways_with_gt_and_wrap_with_w() {
+        let mut m = model();
+        let long = format!("abcdefghijklmnop{}END\nnext\n", "-".repeat(100));
+        with_log(&mut m, &long);
+        keys(&mut m, "l");
+        let shown = rows(&m, 80, 24).join("\n");
+        assert!(shown.contains("abcdefghijklmnop---") && !shown.contains("END"), "{shown}");
+        keys(&mut m, ">");
+        let shown = rows(&m, 80, 24).join("\n");
+        assert!(!shown.contains("abcdefgh") && shown.contains("ijklmnop---"), "cut 8: {shown}");
+        assert!(shown.contains("→8"), "the title says how far: {shown}");
+        keys(&mut m, "<w");
+        let shown = rows(&m, 80, 24);
+        let at = shown.iter().position(|r| r.contains("abcdefgh")).expect("shown");
+        assert!(shown[at + 1].contains("END"), "wrapped onto the next row: {shown:?}");
+        assert!(shown[at + 2].contains("next"), "{shown:?}");
+        assert!(shown.join("\n").contains("· wrap"));
+    }
+
+    #[test]
+    fn a_followed_wrapped_log_shows_its_last_line() {
+        let mut m = model();
+        let log: String = (0..40)
+            .map(|i| format!("{i:02}-{}\n", "x".repeat(120)))
+            .collect();
+        with_log(&mut m, &log);
+        keys(&mut m, "w");
+        let shown = rows(&m, 80, 24).join("\n");
+        assert!(shown.contains("39-xxx"), "{shown}");
     }
 
     fn keys(m: &mut Model, keys: &str) {
