@@ -31,6 +31,8 @@ pub enum Action {
     ToggleFilter,
     /// `w`: wrap long log lines, or cut them (and scroll sideways with `<`/`>`).
     ToggleWrap,
+    /// `c`: the log in the job's colours, or plain.
+    ToggleColours,
     SideLeft,
     SideRight,
     /// `/` on Jobs: filter the list or search the log, whichever pane is focused.
@@ -110,6 +112,7 @@ pub const BINDINGS: &[Binding] = &[
     Binding { keys: &[K::Char('f')], label: "f", scope: On(Jobs), action: A::ToggleFollow, help: "follow the log on/off" },
     Binding { keys: &[K::Char('&')], label: "&", scope: On(Jobs), action: A::ToggleFilter, help: "only lines that match" },
     Binding { keys: &[K::Char('w')], label: "w", scope: On(Jobs), action: A::ToggleWrap, help: "wrap long lines on/off" },
+    Binding { keys: &[K::Char('c')], label: "c", scope: On(Jobs), action: A::ToggleColours, help: "the job's colours on/off" },
     Binding { keys: &[K::Char('<')], label: "<", scope: On(Jobs), action: A::SideLeft, help: "scroll the log sideways" },
     Binding { keys: &[K::Char('>')], label: ">", scope: On(Jobs), action: A::SideRight, help: "scroll the log sideways" },
     Binding { keys: &[K::Char('t')], label: "t", scope: On(Jobs), action: A::ToggleTimes, help: "log timestamps on/off" },

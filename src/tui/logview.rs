@@ -5,6 +5,7 @@
 //! lines, wrapping and horizontal scrolling; each line knows where it starts in the file, and so
 //! when it was written (from the log copy's `.times` file). Pure apart from [`read_new`].
 
+use ratatui::style::{Color, Modifier, Style};
 use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::Path;
@@ -26,11 +27,16 @@ pub struct LogView {
     /// `text[ends[i-1]..ends[i]]`.
     text: String,
     ends: Vec<usize>,
+    /// Where the job's own colours change in `text`, rising.
+    styles: StylePoints,
+    /// The job's colour in effect after the last complete line.
+    pen: Style,
     /// Byte offset in the file where each complete line starts.
     pub starts: Vec<u64>,
     /// A line still being written (no newline yet), as read, and cleaned.
     partial: String,
     partial_clean: String,
+    partial_styles: StylePoints,
     /// Where `partial` starts in the file.
     partial_start: u64,
     /// The file position after the last byte read.
@@ -60,6 +66,8 @@ pub struct LogView {
     pub wrap: bool,
     /// Columns scrolled to the right (when not wrapping).
     pub left: usize,
+    /// Show the log without the job's colours.
+    pub plain: bool,
     /// Lines dropped from the front (for "… N earlier lines").
     pub dropped: usize,
 }
@@ -70,9 +78,12 @@ impl Default for LogView {
             key: None,
             text: String::new(),
             ends: Vec::new(),
+            styles: Vec::new(),
+            pen: Style::default(),
             starts: Vec::new(),
             partial: String::new(),
             partial_clean: String::new(),
+            partial_styles: Vec::new(),
             partial_start: 0,
             offset: 0,
             times: Vec::new(),
@@ -87,6 +98,7 @@ impl Default for LogView {
             filter: false,
             wrap: false,
             left: 0,
+            plain: false,
             dropped: 0,
         }
     }
@@ -134,11 +146,32 @@ pub fn with_timestamps(raw: &[u8], times: &str, utc_offset: i32) -> Vec<u8> {
     out
 }
 
+/// Where the job's own colours change in a line: from byte `.0` on, style `.1` (until the next).
+pub type StylePoints = Vec<(usize, Style)>;
+
 /// Remove terminal escape sequences and GitLab's `section_start:…`/`section_end:…` markers;
 /// a carriage return keeps what follows it (progress bars), as a terminal shows it.
 pub fn clean_line(raw: &str) -> String {
+    clean(raw, &mut Style::default()).0
+}
+
+/// [`clean_line`], keeping the job's colours (SGR sequences, `ESC[…m`) as style changes:
+/// `pen` is the style in effect at the line's start, and after it (as on a terminal, a colour
+/// not reset goes on to the next line).
+pub fn clean(raw: &str, pen: &mut Style) -> (String, StylePoints) {
     let raw = raw.strip_suffix('\r').unwrap_or(raw);
     let mut out = String::with_capacity(raw.len());
+    let mut points: StylePoints = Vec::new();
+    // the first point is always at 0: the style the line starts in
+    let mark = |points: &mut StylePoints, at: usize, pen: Style| {
+        if points.last().is_some_and(|&(o, _)| o == at) {
+            points.pop();
+        }
+        if points.last().is_none_or(|&(_, s)| s != pen) {
+            points.push((at, pen));
+        }
+    };
+    mark(&mut points, 0, *pen);
     let mut chars = raw.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
@@ -146,16 +179,26 @@ pub fn clean_line(raw: &str) -> String {
                 if chars.peek() == Some(&'[') {
                     chars.next();
                     // CSI: parameters and intermediates until a final byte @..~
+                    let mut params = String::new();
                     for d in chars.by_ref() {
                         if ('@'..='~').contains(&d) {
+                            if d == 'm' {
+                                apply_sgr(&params, pen);
+                                mark(&mut points, out.len(), *pen);
+                            }
                             break;
                         }
+                        params.push(d);
                     }
                 } else {
                     chars.next();
                 }
             }
-            '\r' => out.clear(),
+            '\r' => {
+                out.clear();
+                points.clear();
+                mark(&mut points, 0, *pen);
+            }
             '\t' => out.push_str("    "),
             c if c.is_control() => {}
             c => out.push(c),
@@ -177,14 +220,88 @@ pub fn clean_line(raw: &str) -> String {
                 let name_len = tail
                     .find(|c: char| !(c.is_ascii_alphanumeric() || "_-.[]=,".contains(c)))
                     .unwrap_or(tail.len());
-                out.replace_range(i..i + marker_len + digits + 1 + name_len, "");
+                let len = marker_len + digits + 1 + name_len;
+                out.replace_range(i..i + len, "");
+                for (o, _) in points.iter_mut().filter(|(o, _)| *o > i) {
+                    *o = o.saturating_sub(len).max(i);
+                }
+                // two changes now at one place: the later one holds
+                points.dedup_by(|later, earlier| {
+                    let same = later.0 == earlier.0;
+                    if same {
+                        earlier.1 = later.1;
+                    }
+                    same
+                });
                 from = i;
             }
             _ => from = i + marker_len,
         }
     }
-    out
+    (out, points)
 }
+
+/// Apply an SGR sequence's parameters (`1;32`, `38;5;208`, `` = reset) to `pen`.
+fn apply_sgr(params: &str, pen: &mut Style) {
+    let mut ps = params.split([';', ':']).map(|p| p.parse::<u16>().unwrap_or(0));
+    while let Some(p) = ps.next() {
+        match p {
+            0 => *pen = Style::default(),
+            1 => pen.add_modifier |= Modifier::BOLD,
+            2 => pen.add_modifier |= Modifier::DIM,
+            3 => pen.add_modifier |= Modifier::ITALIC,
+            4 => pen.add_modifier |= Modifier::UNDERLINED,
+            7 => pen.add_modifier |= Modifier::REVERSED,
+            22 => pen.add_modifier.remove(Modifier::BOLD | Modifier::DIM),
+            23 => pen.add_modifier.remove(Modifier::ITALIC),
+            24 => pen.add_modifier.remove(Modifier::UNDERLINED),
+            27 => pen.add_modifier.remove(Modifier::REVERSED),
+            30..=37 => pen.fg = Some(BASIC[usize::from(p - 30)]),
+            39 => pen.fg = None,
+            40..=47 => pen.bg = Some(BASIC[usize::from(p - 40)]),
+            49 => pen.bg = None,
+            90..=97 => pen.fg = Some(BRIGHT[usize::from(p - 90)]),
+            100..=107 => pen.bg = Some(BRIGHT[usize::from(p - 100)]),
+            38 | 48 => {
+                let colour = match ps.next() {
+                    Some(5) => ps.next().map(|n| Color::Indexed(n.min(255) as u8)),
+                    Some(2) => {
+                        let mut c = || ps.next().map_or(0, |v| v.min(255) as u8);
+                        Some(Color::Rgb(c(), c(), c()))
+                    }
+                    _ => None,
+                };
+                if p == 38 {
+                    pen.fg = colour;
+                } else {
+                    pen.bg = colour;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+const BASIC: [Color; 8] = [
+    Color::Black,
+    Color::Red,
+    Color::Green,
+    Color::Yellow,
+    Color::Blue,
+    Color::Magenta,
+    Color::Cyan,
+    Color::Gray,
+];
+const BRIGHT: [Color; 8] = [
+    Color::DarkGray,
+    Color::LightRed,
+    Color::LightGreen,
+    Color::LightYellow,
+    Color::LightBlue,
+    Color::LightMagenta,
+    Color::LightCyan,
+    Color::White,
+];
 
 /// Where the bytes stop being whole characters: a read may end inside one, whose first bytes
 /// wait for the next read (invalid bytes earlier on do not matter, they show as �).
@@ -247,6 +364,7 @@ impl LogView {
             search: self.search.take(),
             filter: self.filter,
             wrap: self.wrap,
+            plain: self.plain,
             ..Self::default()
         };
     }
@@ -270,13 +388,14 @@ impl LogView {
         for (i, _) in bytes.iter().enumerate().filter(|(_, &b)| b == b'\n') {
             let mut line = std::mem::take(&mut self.partial);
             line.push_str(&String::from_utf8_lossy(&bytes[from..i]));
-            self.push_line(clean_line(&line));
+            let (clean, styles) = clean(&line, &mut self.pen);
+            self.push_line(clean, styles);
             from = i + 1;
             self.partial_start = base + from as u64;
         }
         self.partial
             .push_str(&String::from_utf8_lossy(&bytes[from..]));
-        self.partial_clean = clean_line(&self.partial);
+        (self.partial_clean, self.partial_styles) = clean(&self.partial, &mut self.pen.clone());
         if self.text.len() > MAX_TEXT {
             // a quarter at a time, so that a log growing past the limit is not moved per line
             let excess = self.text.len() - MAX_TEXT * 3 / 4;
@@ -285,7 +404,7 @@ impl LogView {
         }
     }
 
-    fn push_line(&mut self, line: String) {
+    fn push_line(&mut self, line: String, styles: StylePoints) {
         let i = self.ends.len();
         if self
             .search
@@ -293,6 +412,12 @@ impl LogView {
             .is_some_and(|s| !match_ranges(&line, s).is_empty())
         {
             self.matches.push(i);
+        }
+        let base = self.text.len();
+        for (o, style) in styles {
+            if self.styles.last().map_or(Style::default(), |&(_, s)| s) != style {
+                self.styles.push((base + o, style));
+            }
         }
         self.text.push_str(&line);
         self.ends.push(self.text.len());
@@ -306,6 +431,13 @@ impl LogView {
         }
         let rows_before = self.row_of_line(n);
         let bytes = self.ends[n - 1];
+        let carried = self.style_at(bytes);
+        let gone = self.styles.partition_point(|&(o, _)| o <= bytes);
+        self.styles.drain(..gone);
+        self.styles.iter_mut().for_each(|(o, _)| *o -= bytes);
+        if carried != Style::default() {
+            self.styles.insert(0, (0, carried));
+        }
         self.text.drain(..bytes);
         self.ends.drain(..n);
         self.ends.iter_mut().for_each(|e| *e -= bytes);
@@ -372,6 +504,45 @@ impl LogView {
             std::cmp::Ordering::Equal if !self.partial.is_empty() => Some(&self.partial_clean),
             _ => None,
         }
+    }
+
+    /// The job's colour at byte `at` of `text`.
+    fn style_at(&self, at: usize) -> Style {
+        let n = self.styles.partition_point(|&(o, _)| o <= at);
+        n.checked_sub(1).map_or(Style::default(), |k| self.styles[k].1)
+    }
+
+    /// Line `i` in the job's colours: byte ranges of [`LogView::line`] and their style,
+    /// covering the line (one default-styled range when it has none, or when `plain`).
+    pub fn line_styles(&self, i: usize) -> Vec<(Range<usize>, Style)> {
+        let len = self.line(i).map_or(0, str::len);
+        if self.plain {
+            return vec![(0..len, Style::default())];
+        }
+        let (first, points): (Style, Vec<(usize, Style)>) = if i < self.ends.len() {
+            let start = i.checked_sub(1).map_or(0, |p| self.ends[p]);
+            let from = self.styles.partition_point(|&(o, _)| o <= start);
+            let to = self.styles.partition_point(|&(o, _)| o < self.ends[i]);
+            let inside = self.styles[from..to]
+                .iter()
+                .map(|&(o, s)| (o - start, s))
+                .collect();
+            (self.style_at(start), inside)
+        } else {
+            (self.pen, self.partial_styles.clone())
+        };
+        let mut out: Vec<(Range<usize>, Style)> = Vec::new();
+        let (mut at, mut style) = (0, first);
+        for (o, s) in points {
+            if o > at {
+                out.push((at..o, style));
+            }
+            (at, style) = (o, s);
+        }
+        if at < len || out.is_empty() {
+            out.push((at..len, style));
+        }
+        out
     }
 
     /// Every line including the one being written.
@@ -561,6 +732,64 @@ mod tests {
             ),
             "a  b  c"
         );
+    }
+
+    #[test]
+    fn the_jobs_colours_are_kept_as_style_changes() {
+        use ratatui::style::{Color, Modifier};
+        let green = Style::default().fg(Color::Green).add_modifier(Modifier::BOLD);
+        let mut pen = Style::default();
+        let (text, points) = clean("\x1b[32;1m$ echo hi\x1b[0;m", &mut pen);
+        assert_eq!(text, "$ echo hi");
+        assert_eq!(points, vec![(0, green), (9, Style::default())]);
+        assert_eq!(pen, Style::default());
+        // a section marker between two changes: the points move with the text
+        let (text, points) = clean("a section_end:1700000000:x \x1b[31mred", &mut pen);
+        assert_eq!(text, "a  red");
+        let red = Style::default().fg(Color::Red);
+        assert_eq!(points, vec![(0, Style::default()), (3, red)]);
+        pen = Style::default();
+        // 256 colours and true colour; a colour not reset goes on after the line
+        clean("\x1b[38;5;208mx\x1b[48;2;1;2;3m", &mut pen);
+        assert_eq!(pen.fg, Some(Color::Indexed(208)));
+        assert_eq!(pen.bg, Some(Color::Rgb(1, 2, 3)));
+    }
+
+    #[test]
+    fn a_colour_goes_on_into_the_next_lines_until_reset_and_plain_drops_it() {
+        use ratatui::style::Color;
+        let red = Style::default().fg(Color::Red);
+        let mut v = LogView::default();
+        v.append(0, b"ok \x1b[31merror:\nstill red\n\x1b[0mdone\nbeing wr\x1b[31mitten");
+        assert_eq!(
+            v.line_styles(0),
+            vec![(0..3, Style::default()), (3..9, red)]
+        );
+        assert_eq!(v.line_styles(1), vec![(0..9, red)]);
+        assert_eq!(v.line_styles(2), vec![(0..4, Style::default())]);
+        assert_eq!(
+            v.line_styles(3),
+            vec![(0..8, Style::default()), (8..13, red)],
+            "the line being written"
+        );
+        v.plain = true;
+        assert_eq!(v.line_styles(1), vec![(0..9, Style::default())]);
+    }
+
+    #[test]
+    fn dropping_old_lines_keeps_the_colour_in_effect() {
+        use ratatui::style::Color;
+        let mut v = LogView::default();
+        let filler = "y".repeat(1 << 16);
+        let mut text = format!("\x1b[34m{filler}\n");
+        for _ in 0..(MAX_TEXT >> 16) {
+            text.push_str(&filler);
+            text.push('\n');
+        }
+        v.append(0, text.as_bytes());
+        assert!(v.dropped > 0);
+        let blue = Style::default().fg(Color::Blue);
+        assert_eq!(v.line_styles(0), vec![(0..filler.len(), blue)]);
     }
 
     #[test]

@@ -864,6 +864,10 @@ fn action(m: &mut Model, a: Action) -> Vec<Effect> {
             }
             Vec::new()
         }
+        Action::ToggleColours => {
+            m.log.plain = !m.log.plain;
+            Vec::new()
+        }
         Action::ToggleWrap => {
             m.log.wrap = !m.log.wrap;
             Vec::new()

@@ -313,8 +313,9 @@ fn times_label(m: &Model) -> String {
     }
 }
 
-/// Log line `i` as shown: cut `left` columns when not wrapping, each match of the search
-/// highlighted (reversed on the current hit's line).
+/// Log line `i` as shown: in the job's colours (unless plain, or the dashboard has none), cut
+/// `left` columns when not wrapping, each match of the search highlighted (reversed on the
+/// current hit's line).
 fn log_line<'a>(m: &'a Model, i: usize, t: Theme) -> Line<'a> {
     let text = m.log.line(i).unwrap_or_default();
     let cut = if m.log.wrap {
@@ -332,30 +333,39 @@ fn log_line<'a>(m: &'a Model, i: usize, t: Theme) -> Line<'a> {
         };
         spans.push(Span::styled(stamp, t.dim()));
     }
-    let style = if Some(i) == m.log.hit {
+    let hit = if Some(i) == m.log.hit {
         t.selected()
     } else {
         t.key()
     };
-    let mut at = cut;
-    for r in m
+    let matches = m
         .log
         .search()
         .map(|s| logview::match_ranges(text, s))
-        .unwrap_or_default()
-    {
-        if r.end <= at {
-            continue;
+        .unwrap_or_default();
+    let colours = if t.color {
+        m.log.line_styles(i)
+    } else {
+        vec![(0..text.len(), Style::default())]
+    };
+    // cut the line where a colour or a match starts or ends, and at `cut`
+    let mut bounds: Vec<usize> = colours
+        .iter()
+        .map(|(r, _)| r.start)
+        .chain(matches.iter().flat_map(|r| [r.start, r.end]))
+        .chain([cut, text.len()])
+        .filter(|&b| b >= cut)
+        .collect();
+    bounds.sort_unstable();
+    bounds.dedup();
+    for w in bounds.windows(2) {
+        let (from, to) = (w[0], w[1]);
+        let k = colours.partition_point(|(r, _)| r.start <= from);
+        let mut style = k.checked_sub(1).map_or(Style::default(), |k| colours[k].1);
+        if matches.iter().any(|r| r.start <= from && from < r.end) {
+            style = style.patch(hit);
         }
-        let from = r.start.max(at);
-        if from > at {
-            spans.push(Span::raw(&text[at..from]));
-        }
-        spans.push(Span::styled(&text[from..r.end], style));
-        at = r.end;
-    }
-    if at < text.len() {
-        spans.push(Span::raw(&text[at..]));
+        spans.push(Span::styled(&text[from..to], style));
     }
     Line::from(spans)
 }
@@ -377,6 +387,9 @@ fn log_title(m: &Model, j: &JobRow) -> String {
         if log.filter {
             title += " · only matches";
         }
+    }
+    if log.plain {
+        title += " · plain";
     }
     if log.wrap {
         title += " · wrap";
@@ -656,6 +669,36 @@ mod tests {
         assert!(style(at + 4).contains(Modifier::REVERSED));
         assert!(!style(at + 6).contains(Modifier::REVERSED), "' build' is not");
         assert!(!style(at - 2).contains(Modifier::REVERSED), "'$' is not");
+    }
+
+    #[test]
+    fn the_log_keeps_the_jobs_colours_and_c_shows_it_plain() {
+        let mut m = model();
+        m.color = true;
+        with_log(&mut m, "\x1b[32;1m$ make\x1b[0;m\n\x1b[31mboom\x1b[0m\n");
+        let colour_of = |m: &Model, word: &str| {
+            let screen = crate::tui::views::fixtures::render(m, 80, 24);
+            let buf = screen.buffer();
+            (0..24u16)
+                .flat_map(|y| (0..79u16).map(move |x| (x, y)))
+                .find(|&(x, y)| {
+                    (0..word.chars().count() as u16)
+                        .map(|k| buf[(x + k.min(79 - x), y)].symbol())
+                        .collect::<String>()
+                        == word
+                })
+                .map(|(x, y)| buf[(x, y)].fg)
+        };
+        use ratatui::style::Color;
+        assert_eq!(colour_of(&m, "$ make"), Some(Color::Green));
+        assert_eq!(colour_of(&m, "boom"), Some(Color::Red));
+        keys(&mut m, "c");
+        assert_eq!(colour_of(&m, "boom"), Some(Color::Reset));
+        assert!(rows(&m, 80, 24).join("\n").contains("· plain"));
+        // NO_COLOR: no colours whatever the job wrote
+        keys(&mut m, "c");
+        m.color = false;
+        assert_eq!(colour_of(&m, "boom"), Some(Color::Reset));
     }
 
     #[test]
