@@ -24,6 +24,9 @@ mod fake_gitlab;
 use fake_gitlab::FakeGitlab;
 #[path = "machine.rs"]
 mod machine;
+#[path = "peers.rs"]
+mod peers;
+use peers::{GclVolumes, Peer};
 use machine::PodmanInfo;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -73,6 +76,10 @@ struct Args {
     /// rounds, interleaved with this one.
     #[arg(long)]
     baseline: Option<PathBuf>,
+    /// Measured rounds of `pogo exec` against gitlab-ci-local on a one-job pipeline (0: skip;
+    /// gitlab-ci-local is installed by bench/gitlab-ci-local.sh into target/bench-tools).
+    #[arg(long, default_value_t = 5)]
+    peer_runs: u32,
 }
 
 /// The concurrency levels of the jobs-per-minute measure.
@@ -113,6 +120,7 @@ fn run(args: &Args, started: Instant) -> Result<()> {
             format!("label=io.pogo.bench={pid}"),
             format!("label=io.pogo.runner={runner_token}"),
         ],
+        gcl: GclVolumes::new(),
         dir: dir.clone(),
         done: Mutex::new(false),
     });
@@ -122,7 +130,7 @@ fn run(args: &Args, started: Instant) -> Result<()> {
 
     let bench = Bench::new(args, pid, runner_token, dir)?;
     let facts = machine_facts();
-    let results = bench.measure(args)?;
+    let results = bench.measure(args, &cleanup.gcl)?;
     let wall = started.elapsed();
     let report = Report::new(args, &bench, &facts, &results, wall);
     print!("{}", report.render(args.markdown));
@@ -172,6 +180,8 @@ fn unix_micros() -> u128 {
 struct Cleanup {
     /// `podman rm --filter` values selecting everything the bench (and pogo for it) made.
     filters: Vec<String>,
+    /// gitlab-ci-local's volumes made during the bench.
+    gcl: GclVolumes,
     dir: PathBuf,
     done: Mutex<bool>,
 }
@@ -186,6 +196,7 @@ impl Cleanup {
         }
         *done = true;
         self.remove_containers();
+        self.gcl.remove();
         if let Err(e) = fs::remove_dir_all(&self.dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 eprintln!("bench: warning: removing {}: {e}", self.dir.display());
@@ -556,6 +567,8 @@ struct Results {
     api_requests: Vec<usize>,
     /// What the podman shim adds to every traced call (counted in pogo's own time).
     shim_overhead: Duration,
+    /// `pogo exec` against gitlab-ci-local.
+    peer: Option<Peer>,
 }
 
 impl Results {
@@ -708,7 +721,7 @@ impl Bench {
         }
     }
 
-    fn measure(&self, args: &Args) -> Result<Results> {
+    fn measure(&self, args: &Args, gcl: &GclVolumes) -> Result<Results> {
         let mut results = Results {
             shim_overhead: self.shim_overhead()?,
             ..Results::default()
@@ -820,6 +833,12 @@ impl Bench {
                     results.throughput.push(t);
                 }
             }
+        }
+        if args.peer_runs > 0 {
+            results.peer = Some(
+                self.exec_vs_gitlab_ci_local(args.peer_runs, gcl)
+                    .context("pogo exec against gitlab-ci-local")?,
+            );
         }
         Ok(results)
     }
@@ -2184,6 +2203,54 @@ impl Report {
         ]);
         tables.push(t);
 
+        let mut peer_notes = Vec::new();
+        match &r.peer {
+            Some(Peer::Measured {
+                version,
+                pogo,
+                glcl,
+                leftovers,
+            }) => {
+                let (p, g) = peers::medians(pogo, glcl);
+                let mut t = Table::new(
+                    format!(
+                        "**`pogo exec` against gitlab-ci-local {version}** (one-job pipeline `script: [\"echo hi\"]`, image `{}`, `--container-executable podman`, its helper image `{}`, interleaved, {} runs each; peak RSS of the tool's own process)",
+                        args.image,
+                        "localhost/pogo-test/busybox",
+                        pogo.len()
+                    ),
+                    &["tool", "wall median (ms)", "wall min (ms)", "peak RSS median / max (MB)"],
+                    "lrrr",
+                );
+                for (name, runs) in [("`pogo exec`", pogo), ("gitlab-ci-local", glcl)] {
+                    let walls: Vec<Duration> = runs.iter().map(|r| r.0).collect();
+                    let (med, min) = stats(&walls);
+                    let rss = rss_mb(runs.iter().map(|r| r.1));
+                    t.row(vec![
+                        name.into(),
+                        format!("{med:.0}"),
+                        format!("{min:.0}"),
+                        rss.map_or("-".into(), |(m, x)| format!("{m:.1} / {x:.1}")),
+                    ]);
+                }
+                t.row(vec![
+                    "goal: `pogo exec` ≤ 0.2× gitlab-ci-local's wall".into(),
+                    format!("{:.2}×", p / g),
+                    verdict(p / g <= 0.2).into(),
+                    String::new(),
+                ]);
+                tables.push(t);
+                if *leftovers > 0 {
+                    peer_notes.push(format!(
+                        "gitlab-ci-local left {leftovers} volumes behind (removed by the bench)."
+                    ));
+                }
+            }
+            Some(Peer::NotMeasured(why)) => {
+                peer_notes.push(format!("`pogo exec` against gitlab-ci-local: not measured: {why}."));
+            }
+            None => {}
+        }
         if !r.throughput.is_empty() {
             let mut t = Table::new(
                 "**Jobs per minute** (trivial jobs, fast path, N at once as a runner with N slots runs them; a job ends when its cleanup returns, as gitlab-runner sees it)",
@@ -2274,7 +2341,7 @@ impl Report {
         Report {
             intro,
             tables,
-            notes,
+            notes: notes.into_iter().chain(peer_notes).collect(),
         }
     }
 
