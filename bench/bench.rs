@@ -14,7 +14,10 @@
 //!    through one stage (`pogo run`, stdout to /dev/null) against a raw `podman exec` of the
 //!    same script, with the peak RSS (VmHWM, sampled every 2 ms) and CPU time of `pogo run`.
 //!
-//! It also times `pogo config` alone. Run it with `bash bench/run.sh [--runs N] [--markdown]`.
+//! It also times `pogo config` alone, trivial jobs per minute with 4 and 8 at once, two cold
+//! starts (bench/cold.rs: a fresh working_dir, an image pulled from a loopback registry) and
+//! `pogo exec` against gitlab-ci-local (bench/peers.rs). Run it with
+//! `bash bench/run.sh [--runs N] [--markdown]`.
 //! Everything it creates (containers labelled `io.pogo.bench=PID` or carrying its runner
 //! token, one temp dir) is removed at the end, on errors and on SIGINT/SIGTERM/SIGHUP; it
 //! never prunes.
@@ -24,6 +27,8 @@ mod fake_gitlab;
 use fake_gitlab::FakeGitlab;
 #[path = "machine.rs"]
 mod machine;
+#[path = "cold.rs"]
+mod cold;
 #[path = "peers.rs"]
 mod peers;
 use peers::{GclVolumes, Peer};
@@ -80,6 +85,10 @@ struct Args {
     /// gitlab-ci-local is installed by bench/gitlab-ci-local.sh into target/bench-tools).
     #[arg(long, default_value_t = 5)]
     peer_runs: u32,
+    /// Rounds of each cold start (a fresh working_dir; an image pulled from a loopback
+    /// registry), each against the job right after it (0: skip).
+    #[arg(long, default_value_t = 3)]
+    cold_runs: u32,
 }
 
 /// The concurrency levels of the jobs-per-minute measure.
@@ -569,6 +578,7 @@ struct Results {
     shim_overhead: Duration,
     /// `pogo exec` against gitlab-ci-local.
     peer: Option<Peer>,
+    cold: Option<cold::Cold>,
 }
 
 impl Results {
@@ -834,6 +844,9 @@ impl Bench {
                 }
             }
         }
+        if args.cold_runs > 0 {
+            results.cold = Some(self.cold_start(args.cold_runs).context("cold starts")?);
+        }
         if args.peer_runs > 0 {
             results.peer = Some(
                 self.exec_vs_gitlab_ci_local(args.peer_runs, gcl)
@@ -987,40 +1000,9 @@ impl Bench {
 
     /// The trivial job through the gitlab-runner imitation on one stage path.
     fn pogo_job(&self, path: StagePath) -> Result<(PhasedRun, usize)> {
-        let job = self.job()?;
         let hits = self.gitlab.hits();
-        let t = Instant::now();
-        let r = self.driver(path).run_job(&job, None)?;
-        let total = t.elapsed();
+        let (run, r) = self.job_through(self.driver(path), &self.working_dir, &self.job()?)?;
         let requests = self.gitlab.hits() - hits;
-        // the removal cleanup left running: timed, and over before the next variant starts
-        let t = Instant::now();
-        let key = r
-            .config_output
-            .as_ref()
-            .and_then(|c| {
-                c.get("job_env")?
-                    .get(pogo::executor::env::JOB_KEY)?
-                    .as_str()
-            })
-            .context("the job's key in the config phase's output")?
-            .to_string();
-        ensure!(
-            pogo::executor::removal::wait(&self.working_dir, &key, pogo::executor::removal::WAIT),
-            "the job's background removal never ended"
-        );
-        let removal = t.elapsed();
-        ensure!(
-            r.outcome.is_success(),
-            "the job did not succeed ({:?}); job log:\n{}",
-            r.outcome,
-            r.log
-        );
-        ensure!(
-            r.log.lines().any(|l| l == "hi"),
-            "the job log has no line \"hi\":\n{}",
-            r.log
-        );
         // The path really taken: prepare logs the container's command line.
         let with_agent = r.log.contains(pogo::executor::agent::AGENT_PATH)
             && !r.log.contains("stages use podman exec");
@@ -1060,14 +1042,54 @@ impl Bench {
                 );
             }
         }
-        Ok((
-            PhasedRun {
-                phases: r.phase_times,
-                total,
-                removal,
-            },
-            requests,
-        ))
+        Ok((run, requests))
+    }
+
+    /// `job` through `driver` (whose pogo config has `working_dir`), checked: it succeeded and
+    /// said "hi"; timed by phase, and its background removal until it is over.
+    fn job_through(
+        &self,
+        driver: &Driver,
+        working_dir: &Path,
+        job: &Job,
+    ) -> Result<(PhasedRun, pogo::driver::JobResult)> {
+        let t = Instant::now();
+        let r = driver.run_job(job, None)?;
+        let total = t.elapsed();
+        // the removal cleanup left running: timed, and over before the next variant starts
+        let t = Instant::now();
+        let key = r
+            .config_output
+            .as_ref()
+            .and_then(|c| {
+                c.get("job_env")?
+                    .get(pogo::executor::env::JOB_KEY)?
+                    .as_str()
+            })
+            .context("the job's key in the config phase's output")?
+            .to_string();
+        ensure!(
+            pogo::executor::removal::wait(working_dir, &key, pogo::executor::removal::WAIT),
+            "the job's background removal never ended"
+        );
+        let removal = t.elapsed();
+        ensure!(
+            r.outcome.is_success(),
+            "the job did not succeed ({:?}); job log:\n{}",
+            r.outcome,
+            r.log
+        );
+        ensure!(
+            r.log.lines().any(|l| l == "hi"),
+            "the job log has no line \"hi\":\n{}",
+            r.log
+        );
+        let run = PhasedRun {
+            phases: r.phase_times.clone(),
+            total,
+            removal,
+        };
+        Ok((run, r))
     }
 
     /// `pogo config` on its own, with the environment the driver gives config_exec.
@@ -2203,6 +2225,52 @@ impl Report {
         ]);
         tables.push(t);
 
+        if let Some(c) = &r.cold {
+            let mut t = Table::new(
+                format!(
+                    "**Cold starts** (the trivial job, fast path, {} rounds each; each against the job right after it)",
+                    c.fresh.len()
+                ),
+                &["first job", "whole job (ms)", "prepare (ms)", "the next job (ms)", "its prepare (ms)"],
+                "lrrrr",
+            );
+            let med = |v: Vec<Duration>| median(&v);
+            let prep = |runs: &mut dyn Iterator<Item = &PhasedRun>| {
+                med(runs.filter_map(|x| x.phase("prepare")).collect())
+            };
+            t.row(vec![
+                "of a fresh `working_dir` (agent and catatonit not yet copied, no state)".into(),
+                format!("{:.0}", med(c.fresh.iter().map(|x| x.0.total).collect())),
+                format!("{:.0}", prep(&mut c.fresh.iter().map(|x| &x.0))),
+                format!("{:.0}", med(c.fresh.iter().map(|x| x.1.total).collect())),
+                format!("{:.0}", prep(&mut c.fresh.iter().map(|x| &x.1))),
+            ]);
+            match &c.pulled {
+                Ok(p) => {
+                    let total = med(p.runs.iter().map(|x| x.0.total).collect());
+                    let pull = med(p.runs.iter().map(|x| x.1).collect());
+                    t.row(vec![
+                        format!(
+                            "with its image pulled from a registry on 127.0.0.1 ({:.1} MB, one layer): `podman pull` {pull:.0} ms, {:.0} % of the job",
+                            p.size as f64 / 1e6,
+                            100.0 * pull / total
+                        ),
+                        format!("{total:.0}"),
+                        format!("{:.0}", prep(&mut p.runs.iter().map(|x| &x.0))),
+                        format!("{:.0}", med(p.runs.iter().map(|x| x.2.total).collect())),
+                        format!("{:.0}", prep(&mut p.runs.iter().map(|x| &x.2))),
+                    ]);
+                }
+                Err(why) => t.row(vec![
+                    format!("with its image pulled from a loopback registry: not measured: {why}"),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                ]),
+            }
+            tables.push(t);
+        }
         let mut peer_notes = Vec::new();
         match &r.peer {
             Some(Peer::Measured {

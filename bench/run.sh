@@ -2,7 +2,9 @@
 # pogo's benchmark (issue 7): a trivial job as plain `podman run --rm` (the floor), as a
 # minimal shell driver (podman run -d / exec / rm) and through pogo on both stage paths
 # (`stage_runner: exec` and the fast path, `agent`), interleaved, in one run; plus per-stage
-# overhead, log throughput and `pogo run`'s memory on a 100 MB stage, and `pogo config`.
+# overhead, log throughput and `pogo run`'s memory on a 100 MB stage, and `pogo config`; jobs
+# per minute; cold starts (a fresh working_dir; an image pulled from a registry on 127.0.0.1);
+# `pogo exec` against gitlab-ci-local (installed by bench/gitlab-ci-local.sh, npm).
 #
 #   bash bench/run.sh [--runs N] [--warmup N] [--markdown] [--image IMAGE] [--log-mb MB]
 #
