@@ -25,14 +25,14 @@
 #[path = "fake_gitlab.rs"]
 mod fake_gitlab;
 use fake_gitlab::FakeGitlab;
-#[path = "machine.rs"]
-mod machine;
 #[path = "cold.rs"]
 mod cold;
+#[path = "machine.rs"]
+mod machine;
 #[path = "peers.rs"]
 mod peers;
-use peers::{GclVolumes, Peer};
 use machine::PodmanInfo;
+use peers::{GclVolumes, Peer};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs;
@@ -90,6 +90,9 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     cold_runs: u32,
 }
+
+/// The jobs-per-minute row of plain `podman run --rm IMAGE bash -c 'echo hi'`.
+const FLOOR_PER_MINUTE: &str = "floor: `podman run --rm`";
 
 /// The concurrency levels of the jobs-per-minute measure.
 const PARALLEL: [usize; 2] = [4, 8];
@@ -829,11 +832,21 @@ impl Bench {
                 binaries.push((b.clone(), format!("baseline ({})", b.display())));
             }
             for parallel in PARALLEL {
-                // interleaved: each binary's round follows the other's
-                for (bin, name) in &binaries {
-                    let t = self
-                        .throughput(bin, name, parallel, args.throughput_jobs)
-                        .with_context(|| format!("jobs per minute, {name}, {parallel} at once"))?;
+                // interleaved: each binary's round follows the other's, then the floor's
+                let floor = FLOOR_PER_MINUTE.to_string();
+                for (bin, name) in binaries
+                    .iter()
+                    .map(|(b, n)| (b, n))
+                    .chain([(&self.pogo, &floor)])
+                {
+                    let t = if name == &floor {
+                        self.per_minute(name, parallel, args.throughput_jobs, |_| {
+                            self.floor().map(|_| None)
+                        })
+                    } else {
+                        self.throughput(bin, name, parallel, args.throughput_jobs)
+                    }
+                    .with_context(|| format!("jobs per minute, {name}, {parallel} at once"))?;
                     eprintln!(
                         "bench: {name}: {} jobs {parallel} at once in {:.1} s ({:.1} s with removals)",
                         t.jobs,
@@ -867,6 +880,31 @@ impl Bench {
     ) -> Result<Throughput> {
         let mut driver = self.agent_driver.clone();
         driver.pogo = pogo.to_path_buf();
+        self.per_minute(name, parallel, jobs, |slot| {
+            let mut driver = driver.clone();
+            driver.concurrent_id = u32::try_from(slot).unwrap_or(0);
+            let r = driver.run_job(&self.job()?, None)?;
+            ensure!(r.outcome.is_success(), "a job failed:\n{}", r.log);
+            Ok(r.config_output.as_ref().and_then(|c| {
+                Some(
+                    c.get("job_env")?
+                        .get(pogo::executor::env::JOB_KEY)?
+                        .as_str()?
+                        .to_string(),
+                )
+            }))
+        })
+    }
+
+    /// `jobs` runs of `one` (given its slot), `parallel` at once; `one` returns the job key
+    /// whose background removal the measure waits for at the end (`wall_all`).
+    fn per_minute(
+        &self,
+        name: &str,
+        parallel: usize,
+        jobs: usize,
+        one: impl Fn(usize) -> Result<Option<String>> + Sync,
+    ) -> Result<Throughput> {
         let next = std::sync::atomic::AtomicUsize::new(0);
         let keys = Mutex::new(Vec::new());
         let cpu_before = busy_cpu();
@@ -874,19 +912,11 @@ impl Bench {
         std::thread::scope(|scope| -> Result<()> {
             let workers: Vec<_> = (0..parallel)
                 .map(|slot| {
-                    let mut driver = driver.clone();
-                    driver.concurrent_id = u32::try_from(slot).unwrap_or(0);
-                    let (next, keys) = (&next, &keys);
+                    let (next, keys, one) = (&next, &keys, &one);
                     scope.spawn(move || -> Result<()> {
                         while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < jobs {
-                            let r = driver.run_job(&self.job()?, None)?;
-                            ensure!(r.outcome.is_success(), "a job failed:\n{}", r.log);
-                            if let Some(k) = r.config_output.as_ref().and_then(|c| {
-                                c.get("job_env")?
-                                    .get(pogo::executor::env::JOB_KEY)?
-                                    .as_str()
-                            }) {
-                                lock(keys)?.push(k.to_string());
+                            if let Some(k) = one(slot)? {
+                                lock(keys)?.push(k);
                             }
                         }
                         Ok(())
@@ -2315,7 +2345,9 @@ impl Report {
                 }
             }
             Some(Peer::NotMeasured(why)) => {
-                peer_notes.push(format!("`pogo exec` against gitlab-ci-local: not measured: {why}."));
+                peer_notes.push(format!(
+                    "`pogo exec` against gitlab-ci-local: not measured: {why}."
+                ));
             }
             None => {}
         }
@@ -2341,6 +2373,37 @@ impl Report {
                     format!("{:.0}", per_min(x.wall)),
                     format!("{:.0}", per_min(x.wall_all)),
                     format!("{:.0} ms", ms(x.cpu) / x.jobs as f64),
+                ]);
+            }
+            tables.push(t);
+            let mut t = Table::new(
+                "**Jobs per minute against the goal** (issue 18: twice the baseline's, measured in the same rounds; the floor shows what podman alone allows)",
+                &["at once", "this pogo", "baseline", "× baseline (goal ≥ 2×)", "floor `podman run --rm`", "this pogo ÷ floor"],
+                "rrrrrr",
+            );
+            let rate = |who: &str, parallel: usize| {
+                r.throughput
+                    .iter()
+                    .find(|x| {
+                        x.parallel == parallel && (x.binary == who || x.binary.starts_with(who))
+                    })
+                    .map(|x| x.jobs as f64 * 60.0 / x.wall.as_secs_f64().max(0.001))
+            };
+            for parallel in PARALLEL {
+                let this = rate("this pogo", parallel);
+                let base = rate("baseline", parallel);
+                let floor = rate(FLOOR_PER_MINUTE, parallel);
+                let ratio = this.zip(base).map(|(a, b)| a / b);
+                t.row(vec![
+                    parallel.to_string(),
+                    opt(this),
+                    opt(base),
+                    ratio.map_or("- (no `--baseline`)".into(), |x| {
+                        format!("{x:.2}× {}", verdict(x >= 2.0))
+                    }),
+                    opt(floor),
+                    this.zip(floor)
+                        .map_or("-".into(), |(a, b)| format!("{:.2}×", a / b)),
                 ]);
             }
             tables.push(t);

@@ -270,7 +270,12 @@ impl Bench {
         let size: u64 = podman_ok(&["image", "inspect", "--format", "{{.Size}}", image])?
             .parse()
             .unwrap_or(0);
-        podman_ok(&["push", "--tls-verify=false", image, &format!("docker://{image}")])?;
+        podman_ok(&[
+            "push",
+            "--tls-verify=false",
+            image,
+            &format!("docker://{image}"),
+        ])?;
         podman_ok(&["rmi", "-f", image])?;
         let _ = fs::remove_dir_all(&work);
         Ok(size)

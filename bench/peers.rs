@@ -133,7 +133,10 @@ impl Bench {
                 "https://gitlab.example.com/bench/proj.git",
             ],
         )?;
-        git(&project, &["update-ref", "refs/remotes/origin/main", "HEAD"])?;
+        git(
+            &project,
+            &["update-ref", "refs/remotes/origin/main", "HEAD"],
+        )?;
         git(&project, &["remote", "set-head", "origin", "main"])?;
         volumes.remember();
 
@@ -189,7 +192,11 @@ impl Bench {
     fn pogo_exec(&self, project: &Path) -> Result<Run> {
         let mut c = Command::new(self.pogo.as_path());
         c.arg("--config")
-            .arg(super::config_file(&self.dir, super::StagePath::Agent, false))
+            .arg(super::config_file(
+                &self.dir,
+                super::StagePath::Agent,
+                false,
+            ))
             .arg("exec")
             .arg("--dir")
             .arg(project)
@@ -197,7 +204,9 @@ impl Bench {
         let m = measure(&mut c, Out::Capture, true)?;
         m.check("pogo exec")?;
         ensure!(
-            String::from_utf8_lossy(&m.stdout).lines().any(|l| l == "hi"),
+            String::from_utf8_lossy(&m.stdout)
+                .lines()
+                .any(|l| l == "hi"),
             "pogo exec: no \"hi\" in its output"
         );
         Ok((m.elapsed, m.peak_rss_kb))

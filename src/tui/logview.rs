@@ -243,7 +243,9 @@ pub fn clean(raw: &str, pen: &mut Style) -> (String, StylePoints) {
 
 /// Apply an SGR sequence's parameters (`1;32`, `38;5;208`, `` = reset) to `pen`.
 fn apply_sgr(params: &str, pen: &mut Style) {
-    let mut ps = params.split([';', ':']).map(|p| p.parse::<u16>().unwrap_or(0));
+    let mut ps = params
+        .split([';', ':'])
+        .map(|p| p.parse::<u16>().unwrap_or(0));
     while let Some(p) = ps.next() {
         match p {
             0 => *pen = Style::default(),
@@ -509,7 +511,8 @@ impl LogView {
     /// The job's colour at byte `at` of `text`.
     fn style_at(&self, at: usize) -> Style {
         let n = self.styles.partition_point(|&(o, _)| o <= at);
-        n.checked_sub(1).map_or(Style::default(), |k| self.styles[k].1)
+        n.checked_sub(1)
+            .map_or(Style::default(), |k| self.styles[k].1)
     }
 
     /// Line `i` in the job's colours: byte ranges of [`LogView::line`] and their style,
@@ -737,7 +740,9 @@ mod tests {
     #[test]
     fn the_jobs_colours_are_kept_as_style_changes() {
         use ratatui::style::{Color, Modifier};
-        let green = Style::default().fg(Color::Green).add_modifier(Modifier::BOLD);
+        let green = Style::default()
+            .fg(Color::Green)
+            .add_modifier(Modifier::BOLD);
         let mut pen = Style::default();
         let (text, points) = clean("\x1b[32;1m$ echo hi\x1b[0;m", &mut pen);
         assert_eq!(text, "$ echo hi");
@@ -760,7 +765,10 @@ mod tests {
         use ratatui::style::Color;
         let red = Style::default().fg(Color::Red);
         let mut v = LogView::default();
-        v.append(0, b"ok \x1b[31merror:\nstill red\n\x1b[0mdone\nbeing wr\x1b[31mitten");
+        v.append(
+            0,
+            b"ok \x1b[31merror:\nstill red\n\x1b[0mdone\nbeing wr\x1b[31mitten",
+        );
         assert_eq!(
             v.line_styles(0),
             vec![(0..3, Style::default()), (3..9, red)]
@@ -847,7 +855,11 @@ mod tests {
         assert!(v.dropped > 0);
         assert_eq!(v.len() + v.dropped, n);
         let first = v.line(0).unwrap();
-        assert!(first.starts_with(&format!("{} ", v.dropped)), "{}", &first[..10]);
+        assert!(
+            first.starts_with(&format!("{} ", v.dropped)),
+            "{}",
+            &first[..10]
+        );
         let dropped_bytes: usize = text.lines().take(v.dropped).map(|l| l.len() + 1).sum();
         assert_eq!(v.starts[0], dropped_bytes as u64);
     }
@@ -862,7 +874,11 @@ mod tests {
         assert_eq!(v.line(0), Some("line 1"));
         v.set_search(Some("line 7\n".trim_end().into()));
         assert!(v.find(true, 10));
-        assert_eq!(v.line(v.hit.unwrap()), Some("line 7"), "an early line is found");
+        assert_eq!(
+            v.line(v.hit.unwrap()),
+            Some("line 7"),
+            "an early line is found"
+        );
     }
 
     #[test]
@@ -886,7 +902,11 @@ mod tests {
     fn matches_are_found_whatever_their_case_with_their_place_in_the_line() {
         assert_eq!(match_ranges("an Error, ERROR", "error"), vec![3..8, 10..15]);
         assert_eq!(match_ranges("été ÉTÉ", "été"), vec![0..5, 6..11]);
-        assert_eq!(match_ranges("aaa", "aa"), vec![0..2], "matches do not overlap");
+        assert_eq!(
+            match_ranges("aaa", "aa"),
+            vec![0..2],
+            "matches do not overlap"
+        );
         assert!(match_ranges("abc", "").is_empty());
         assert!(match_ranges("ab", "abc").is_empty());
     }
@@ -895,7 +915,13 @@ mod tests {
     fn the_filter_shows_only_matching_lines_and_keeps_the_hit_in_view() {
         let mut v = LogView::default();
         let text: String = (0..100)
-            .map(|i| if i % 10 == 3 { format!("{i} fail\n") } else { format!("{i}\n") })
+            .map(|i| {
+                if i % 10 == 3 {
+                    format!("{i} fail\n")
+                } else {
+                    format!("{i}\n")
+                }
+            })
             .collect();
         v.append(0, text.as_bytes());
         v.set_search(Some("FAIL".into()));

@@ -1,8 +1,8 @@
 //! The Jobs screen: one row per job (services nested), and the selected job's live log.
 
 use super::Theme;
-use crate::tui::logview;
 use crate::state::Outcome;
+use crate::tui::logview;
 use crate::tui::model::{clock, day, format_elapsed, Focus, JobRow, Model};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
@@ -378,7 +378,11 @@ fn log_title(m: &Model, j: &JobRow) -> String {
     if let Some(r) = &j.reason {
         title += &format!(" · failed: {r}");
     }
-    title += if log.follow { " · following" } else { " · paused" };
+    title += if log.follow {
+        " · following"
+    } else {
+        " · paused"
+    };
     if let Some(s) = log.search() {
         title += &match log.hit_position() {
             Some((n, of)) => format!(" · /{s} {n}/{of}"),
@@ -665,9 +669,15 @@ mod tests {
         let at = line[..byte].chars().count() as u16;
         let style = |x: u16| buf[(x, row)].modifier;
         use ratatui::style::Modifier;
-        assert!(style(at).contains(Modifier::REVERSED), "the hit is reversed");
+        assert!(
+            style(at).contains(Modifier::REVERSED),
+            "the hit is reversed"
+        );
         assert!(style(at + 4).contains(Modifier::REVERSED));
-        assert!(!style(at + 6).contains(Modifier::REVERSED), "' build' is not");
+        assert!(
+            !style(at + 6).contains(Modifier::REVERSED),
+            "' build' is not"
+        );
         assert!(!style(at - 2).contains(Modifier::REVERSED), "'$' is not");
     }
 
@@ -708,15 +718,27 @@ mod tests {
         with_log(&mut m, &long);
         keys(&mut m, "l");
         let shown = rows(&m, 80, 24).join("\n");
-        assert!(shown.contains("abcdefghijklmnop---") && !shown.contains("END"), "{shown}");
+        assert!(
+            shown.contains("abcdefghijklmnop---") && !shown.contains("END"),
+            "{shown}"
+        );
         keys(&mut m, ">");
         let shown = rows(&m, 80, 24).join("\n");
-        assert!(!shown.contains("abcdefgh") && shown.contains("ijklmnop---"), "cut 8: {shown}");
+        assert!(
+            !shown.contains("abcdefgh") && shown.contains("ijklmnop---"),
+            "cut 8: {shown}"
+        );
         assert!(shown.contains("→8"), "the title says how far: {shown}");
         keys(&mut m, "<w");
         let shown = rows(&m, 80, 24);
-        let at = shown.iter().position(|r| r.contains("abcdefgh")).expect("shown");
-        assert!(shown[at + 1].contains("END"), "wrapped onto the next row: {shown:?}");
+        let at = shown
+            .iter()
+            .position(|r| r.contains("abcdefgh"))
+            .expect("shown");
+        assert!(
+            shown[at + 1].contains("END"),
+            "wrapped onto the next row: {shown:?}"
+        );
         assert!(shown[at + 2].contains("next"), "{shown:?}");
         assert!(shown.join("\n").contains("· wrap"));
     }
