@@ -464,3 +464,104 @@ fn e_opens_a_shell_in_the_project_dir_with_the_jobs_variables_masked() {
     });
     assert_success(&result);
 }
+
+/// The CPU% of job `id`'s row (the first `N.NN%` on it), if shown.
+fn cpu_of(screen: &str, id: u64) -> Option<f64> {
+    let row = screen.lines().find(|l| l.contains(&id.to_string()))?;
+    row.split_whitespace()
+        .find_map(|w| w.strip_suffix('%').and_then(|n| n.parse::<f64>().ok()))
+}
+
+/// pids of the `podman stats` processes the dashboard started (its children).
+fn stats_children(tui_pid: &str) -> Vec<String> {
+    let out = Command::new("pgrep")
+        .args(["-P", tui_pid, "-f", "stats"])
+        .output()
+        .expect("pgrep");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_cpu_column_shows_current_use_from_one_podman_stats_not_the_average_since_start() {
+    require_podman!();
+    if !tmux_ready() {
+        return;
+    }
+    let sync = tempfile::tempdir().unwrap();
+    let env = TestEnv::new(&PogoConfig::mounting(sync.path(), "/mnt/sync"));
+    let t = Tmux::start(&pogo_tui(&env.config_path), &tui_env(), 140, 36);
+    t.wait_for("the Jobs screen", LONG, |s| s.contains("1 Jobs"));
+    let out = Command::new("pgrep")
+        .args(["-n", "-f"])
+        .arg(format!("{} tui", env.config_path.display()))
+        .output()
+        .expect("pgrep");
+    let tui_pid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(!tui_pid.is_empty(), "pogo tui's pid");
+    // 8 s of a spinning core, then idle until the test says go
+    let job = env.job(
+        &[],
+        &[
+            "end=$((SECONDS+8)); while [ $SECONDS -lt $end ]; do :; done; touch /mnt/sync/spun",
+            "i=0; while [ ! -e /mnt/sync/go ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done",
+        ],
+    );
+    let id = job.id;
+    let go = sync.path().join("go");
+    let result = std::thread::scope(|scope| {
+        let runner = scope.spawn(|| env.run(&job));
+        let _go = Touch(go.clone());
+        t.wait_for("the job running", Duration::from_secs(90), |s| {
+            s.lines()
+                .any(|l| l.contains(&id.to_string()) && l.contains("build_script"))
+        });
+        let spinning = t.wait_for("the spinning job's CPU", LONG, |s| {
+            cpu_of(s, id).is_some_and(|c| c >= 40.0) || sync.path().join("spun").exists()
+        });
+        let Some(busy) = cpu_of(&spinning, id) else {
+            // rootless cgroup v1 has no numbers at all: the column shows "-"
+            assert!(!in_ci_with_stats(), "no CPU shown:\n{spinning}");
+            std::fs::write(&go, "").unwrap();
+            return runner.join().unwrap();
+        };
+        assert!(busy >= 40.0, "a spinning job at {busy} %:\n{spinning}");
+        // One long-lived `podman stats`, not one per sample.
+        let first = stats_children(&tui_pid);
+        std::thread::sleep(Duration::from_secs(5));
+        let later = stats_children(&tui_pid);
+        assert_eq!(first.len(), 1, "one podman stats: {first:?}");
+        assert_eq!(first, later, "the same podman stats after 5 s");
+        // Spun down: within seconds the row says so (the average since the start stays near
+        // half a core for minutes).
+        let start = Instant::now();
+        while !sync.path().join("spun").exists() {
+            assert!(start.elapsed() < LONG, "the job never finished spinning");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        t.wait_for("the idle job's CPU", Duration::from_secs(12), |s| {
+            cpu_of(s, id).is_some_and(|c| c < 5.0)
+        });
+        std::fs::write(&go, "").unwrap();
+        runner.join().unwrap()
+    });
+    assert_success(&result);
+    // No job running: no podman stats either.
+    let start = Instant::now();
+    while !stats_children(&tui_pid).is_empty() {
+        assert!(
+            start.elapsed() < LONG,
+            "podman stats still runs with no job running"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// CI on a host whose podman has container numbers (all but rootless cgroup v1).
+fn in_ci_with_stats() -> bool {
+    let rootless_v1 = !nix::unistd::Uid::effective().is_root()
+        && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    std::env::var_os("CI").is_some() && !rootless_v1
+}

@@ -22,9 +22,10 @@ use tokio::time::Instant;
 
 /// File events are gathered this long before acting (editors write several times).
 const DEBOUNCE: Duration = Duration::from_millis(100);
-/// While jobs run: elapsed times tick, stats are polled this often.
+/// While jobs run: elapsed times tick this often.
 const TICK: Duration = Duration::from_secs(1);
-const STATS_EVERY: Duration = Duration::from_secs(3);
+/// After the streaming `podman stats` ended (rootless cgroup v1 has none), try again after this.
+const STATS_RETRY: Duration = Duration::from_secs(30);
 /// A safety net under the event-driven refresh while jobs run (and the only refresh when
 /// podman's event stream is unavailable).
 const POLL: Duration = Duration::from_secs(5);
@@ -42,6 +43,8 @@ enum Input {
     PodmanEvent,
     /// `podman events` ended; why.
     EventsEnded(String),
+    /// The streaming `podman stats` ended; why.
+    StatsEnded(String),
 }
 
 /// What the loop knows besides the model.
@@ -54,6 +57,8 @@ struct Runtime {
     pogo_exe: Option<PathBuf>,
     tx: UnboundedSender<Input>,
     refresh_in_flight: bool,
+    /// The streaming `podman stats`, while jobs run.
+    stats: Option<tokio::task::JoinHandle<()>>,
     /// File names of the config file (and of its symlink's target), for the watcher's events.
     config_names: Vec<std::ffi::OsString>,
 }
@@ -173,6 +178,7 @@ async fn run_async(
         state: state_dir,
         tx: tx.clone(),
         refresh_in_flight: false,
+        stats: None,
         config_names: config_files(&model)
             .iter()
             .filter_map(|f| f.file_name().map(ToOwned::to_owned))
@@ -252,6 +258,11 @@ async fn run_async(
                     soon(&mut due.events_restart, EVENTS_RETRY);
                     soon(&mut due.poll, POLL);
                 }
+                Some(Input::StatsEnded(why)) => {
+                    tracing::debug!("podman stats ended: {why}");
+                    rtm.stats = None;
+                    soon(&mut due.stats, STATS_RETRY);
+                }
                 Some(Input::Fs(paths)) => on_files(&rtm, &model, &mut due, &paths),
                 None => {}
             },
@@ -277,8 +288,15 @@ async fn run_async(
                 read_log(&rtm, &mut model, false);
             }
         }
-        if take_due(&mut due.stats, now) {
-            spawn_stats(&rtm, &model);
+        // the stats stream runs while jobs do (an idle dashboard starts no podman)
+        if !model.any_running() {
+            if let Some(stream) = rtm.stats.take() {
+                stream.abort();
+            }
+            due.stats = None;
+        } else if rtm.stats.is_none() && due.stats.is_none_or(|t| t <= now) {
+            due.stats = None;
+            rtm.stats = Some(spawn_stats(&rtm.podman, rtm.tx.clone()));
         }
         if take_due(&mut due.poll, now) {
             effects.push(Effect::RefreshJobs);
@@ -292,9 +310,6 @@ async fn run_async(
         if model.any_running() {
             if due.tick.is_none() {
                 due.tick = Some(now + TICK);
-            }
-            if due.stats.is_none() {
-                due.stats = Some(now + STATS_EVERY);
             }
             if due.poll.is_none() {
                 due.poll = Some(now + POLL);
@@ -512,28 +527,40 @@ fn spawn_events(podman: &Podman, tx: UnboundedSender<Input>) {
     });
 }
 
-fn spawn_stats(rtm: &Runtime, model: &Model) {
-    let mut names: Vec<String> = Vec::new();
-    for j in model.jobs.iter().filter(|j| j.running) {
-        names.extend(j.container.clone());
-        names.extend(
-            j.services
-                .iter()
-                .filter(|s| s.state == "running")
-                .map(|s| s.name.clone()),
-        );
-    }
-    if names.is_empty() {
-        return;
-    }
-    let podman = rtm.podman.clone();
-    let tx = rtm.tx.clone();
+/// The streaming `podman stats`: each sample (after the first) goes to the model.
+fn spawn_stats(podman: &Podman, tx: UnboundedSender<Input>) -> tokio::task::JoinHandle<()> {
+    let mut cmd = podman.command(&sources::stats_stream_args());
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
     tokio::spawn(async move {
-        // Stats are a nicety: rootless cgroup v1 has none, and then the columns show "-".
-        if let Ok(s) = sources::stats(&podman, &names).await {
-            let _ = tx.send(Input::Msg(Msg::Stats(s)));
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = tx.send(Input::StatsEnded(e.to_string()));
+                return;
+            }
+        };
+        if let Some(out) = child.stdout.take() {
+            let mut lines = BufReader::new(out).lines();
+            let mut stream = sources::StatsStream::default();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(sample) = stream.push(&line) {
+                    if tx.send(Input::Msg(Msg::Stats(sample))).is_err() {
+                        return;
+                    }
+                }
+            }
         }
-    });
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            use tokio::io::AsyncReadExt;
+            let _ = e.read_to_string(&mut err).await;
+        }
+        let _ = child.wait().await;
+        // Stats are a nicety: rootless cgroup v1 has none, and then the columns show "-".
+        let _ = tx.send(Input::StatsEnded(err));
+    })
 }
 
 /// Ask systemd whether gitlab-runner's user service runs; the answer goes to the Runners screen.

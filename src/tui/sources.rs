@@ -68,16 +68,51 @@ pub fn ps_args() -> Vec<String> {
     ]
 }
 
-pub fn stats_args(names: &[String]) -> Vec<String> {
-    let mut a: Vec<String> = vec![
+/// Seconds between two samples of the streaming `podman stats`.
+pub const STATS_INTERVAL: u32 = 2;
+
+/// `podman stats` streaming every [`STATS_INTERVAL`] seconds, every running container (it
+/// picks up containers that start later). `--no-stream` would be one podman per sample, and
+/// on podman 4 its CPU% is the average since the container started; a stream's samples after
+/// its first cover the last interval.
+pub fn stats_stream_args() -> Vec<String> {
+    vec![
         "stats".into(),
-        "--no-stream".into(),
         "--format".into(),
         "json".into(),
-        "--".into(),
-    ];
-    a.extend(names.iter().cloned());
-    a
+        "--interval".into(),
+        STATS_INTERVAL.to_string(),
+    ]
+}
+
+/// The streaming `podman stats` output read line by line: each sample is a JSON array
+/// (podman prints it over several lines, `]` alone ending it). The first sample is left out:
+/// its CPU% is since each container started, not current.
+#[derive(Debug, Default)]
+pub struct StatsStream {
+    buf: String,
+    samples: usize,
+}
+
+/// A sample is never this big (bytes): garbage is dropped instead of growing without end.
+const MAX_SAMPLE: usize = 4 << 20;
+
+impl StatsStream {
+    /// Add one line; a whole sample (after the first) comes back.
+    pub fn push(&mut self, line: &str) -> Option<Vec<StatEntry>> {
+        self.buf.push_str(line);
+        self.buf.push('\n');
+        let t = line.trim();
+        if t != "]" && t != "[]" {
+            if self.buf.len() > MAX_SAMPLE {
+                self.buf.clear();
+            }
+            return None;
+        }
+        let sample = parse_stats(&std::mem::take(&mut self.buf)).ok()?;
+        self.samples += 1;
+        (self.samples > 1).then_some(sample)
+    }
 }
 
 pub fn events_args() -> Vec<String> {
@@ -199,17 +234,6 @@ pub async fn ps(podman: &Podman) -> Result<Vec<PsContainer>, String> {
     parse_ps(&out)
 }
 
-pub async fn stats(podman: &Podman, names: &[String]) -> Result<Vec<StatEntry>, String> {
-    if names.is_empty() {
-        return Ok(Vec::new());
-    }
-    let out = podman
-        .run(&stats_args(names))
-        .await
-        .map_err(|e| e.to_string())?;
-    parse_stats(&out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +260,39 @@ mod tests {
                 mem: "1.45MB".into()
             }
         );
+    }
+
+    #[test]
+    fn streamed_stats_come_per_sample_without_the_first_since_start_one() {
+        // as podman 4.3 prints `stats --format json --interval 2`
+        let sample = |cpu: &str| {
+            format!(
+                "[\n {{\n  \"id\": \"e0f2\",\n  \"name\": \"job\",\n  \"cpu_percent\": \"{cpu}\",\n  \"mem_usage\": \"520.2kB / 25.28GB\"\n }}\n]\n"
+            )
+        };
+        let mut s = StatsStream::default();
+        let mut got = Vec::new();
+        let text = sample("51.96%") + &sample("0.00%") + "[]\n" + &sample("99.88%");
+        for line in text.lines() {
+            got.extend(s.push(line));
+        }
+        let cpus: Vec<Vec<String>> = got
+            .iter()
+            .map(|v| v.iter().map(|e| e.cpu.clone()).collect())
+            .collect();
+        assert_eq!(
+            cpus,
+            vec![vec!["0.00%".to_string()], vec![], vec!["99.88%".to_string()]],
+            "the average since start is left out; no container running is an empty sample"
+        );
+        // garbage between samples does not stop the stream
+        assert_eq!(s.push("Error: something"), None);
+        assert_eq!(s.push("]"), None);
+        for line in sample("5.00%").lines() {
+            if let Some(v) = s.push(line) {
+                assert_eq!(v[0].cpu, "5.00%");
+            }
+        }
     }
 
     #[test]

@@ -181,7 +181,14 @@ pub fn update(m: &mut Model, msg: Msg) -> Vec<Effect> {
             Vec::new()
         }
         Msg::Stats(s) => {
-            m.stats = s.into_iter().map(|e| (e.name.clone(), e)).collect();
+            // podman streams every running container's numbers: keep pogo's
+            let ours: std::collections::HashSet<&str> =
+                m.containers.iter().map(|c| c.name()).collect();
+            m.stats = s
+                .into_iter()
+                .filter(|e| ours.contains(e.name.as_str()))
+                .map(|e| (e.name.clone(), e))
+                .collect();
             m.rebuild_jobs();
             m.dirty = true;
             Vec::new()
