@@ -282,7 +282,11 @@ mod tests {
             .collect();
         assert_eq!(
             cpus,
-            vec![vec!["0.00%".to_string()], vec![], vec!["99.88%".to_string()]],
+            vec![
+                vec!["0.00%".to_string()],
+                vec![],
+                vec!["99.88%".to_string()]
+            ],
             "the average since start is left out; no container running is an empty sample"
         );
         // garbage between samples does not stop the stream
