@@ -31,6 +31,8 @@ pub enum Action {
     ToggleFilter,
     /// `w`: wrap long log lines, or cut them (and scroll sideways with `<`/`>`).
     ToggleWrap,
+    /// `S` on Jobs: the next order of the job list.
+    NextSort,
     /// `c`: the log in the job's colours, or plain.
     ToggleColours,
     SideLeft,
@@ -99,8 +101,8 @@ pub const BINDINGS: &[Binding] = &[
     Binding { keys: &[K::Right, K::Char('l'), K::Enter], label: "→ l Enter", scope: On(Jobs), action: A::FocusLog, help: "focus the log" },
     Binding { keys: &[K::Left, K::Char('h')], label: "← h", scope: On(Jobs), action: A::FocusList, help: "focus the job list" },
     Binding { keys: &[K::Char('/')], label: "/", scope: On(Jobs), action: A::Search, help: "filter list / search log" },
-    Binding { keys: &[K::Char('n')], label: "n", scope: On(Jobs), action: A::NextHit, help: "next match" },
-    Binding { keys: &[K::Char('N')], label: "N", scope: On(Jobs), action: A::PrevHit, help: "previous match" },
+    Binding { keys: &[K::Char('n')], label: "n", scope: On(Jobs), action: A::NextHit, help: "next/previous match" },
+    Binding { keys: &[K::Char('N')], label: "N", scope: On(Jobs), action: A::PrevHit, help: "next/previous match" },
     Binding { keys: &[K::PageUp], label: "PgUp", scope: On(Jobs), action: A::PaneUp, help: "a page (focused pane)" },
     Binding { keys: &[K::PageDown], label: "PgDn", scope: On(Jobs), action: A::PaneDown, help: "a page (focused pane)" },
     Binding { keys: &[K::Home], label: "Home", scope: On(Jobs), action: A::PaneTop, help: "first/last (focused pane)" },
@@ -112,6 +114,7 @@ pub const BINDINGS: &[Binding] = &[
     Binding { keys: &[K::Char('f')], label: "f", scope: On(Jobs), action: A::ToggleFollow, help: "follow the log on/off" },
     Binding { keys: &[K::Char('&')], label: "&", scope: On(Jobs), action: A::ToggleFilter, help: "only lines that match" },
     Binding { keys: &[K::Char('w')], label: "w", scope: On(Jobs), action: A::ToggleWrap, help: "wrap long lines on/off" },
+    Binding { keys: &[K::Char('S')], label: "S", scope: On(Jobs), action: A::NextSort, help: "sort the jobs (cycles)" },
     Binding { keys: &[K::Char('c')], label: "c", scope: On(Jobs), action: A::ToggleColours, help: "the job's colours on/off" },
     Binding { keys: &[K::Char('<')], label: "<", scope: On(Jobs), action: A::SideLeft, help: "scroll the log sideways" },
     Binding { keys: &[K::Char('>')], label: ">", scope: On(Jobs), action: A::SideRight, help: "scroll the log sideways" },

@@ -243,6 +243,83 @@ pub struct Banner {
     pub text: String,
 }
 
+/// The order of the job list (`S` cycles it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JobSort {
+    /// Running jobs first, then the newest.
+    #[default]
+    Started,
+    Cpu,
+    Memory,
+    Name,
+    Project,
+    State,
+}
+
+impl JobSort {
+    pub const ALL: [JobSort; 6] = [
+        JobSort::Started,
+        JobSort::Cpu,
+        JobSort::Memory,
+        JobSort::Name,
+        JobSort::Project,
+        JobSort::State,
+    ];
+
+    pub fn next(self) -> Self {
+        let i = Self::ALL.iter().position(|&s| s == self).unwrap_or(0);
+        Self::ALL[(i + 1) % Self::ALL.len()]
+    }
+
+    /// How the list's title says it.
+    pub fn label(self) -> &'static str {
+        match self {
+            JobSort::Started => "started",
+            JobSort::Cpu => "CPU ↓",
+            JobSort::Memory => "memory ↓",
+            JobSort::Name => "name",
+            JobSort::Project => "project",
+            JobSort::State => "state",
+        }
+    }
+}
+
+/// Samples of a container's numbers kept for its sparkline (2 s apart: two minutes).
+pub const HISTORY: usize = 60;
+
+/// A container's recent CPU (percent) and memory (bytes), oldest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    pub cpu: std::collections::VecDeque<f64>,
+    pub mem: std::collections::VecDeque<f64>,
+}
+
+/// `12.34%` → 12.34.
+pub fn percent(s: &str) -> Option<f64> {
+    s.trim().strip_suffix('%')?.trim().parse().ok()
+}
+
+/// podman's `1.45MB`, `520.2kB`, `1.2GiB` → bytes.
+pub fn bytes(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let unit_at = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let n: f64 = s[..unit_at].parse().ok()?;
+    let scale = match s[unit_at..].trim() {
+        "" | "B" => 1.0,
+        "kB" | "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some(n * scale)
+}
+
 pub struct Model {
     pub screen: Screen,
     pub mode: Mode,
@@ -250,6 +327,10 @@ pub struct Model {
     pub containers: Vec<PsContainer>,
     /// Stats by container name.
     pub stats: HashMap<String, StatEntry>,
+    /// Recent stats by container name, for the selected job's sparkline.
+    pub history: HashMap<String, History>,
+    /// The job list's order.
+    pub sort: JobSort,
     pub jobs: Vec<JobRow>,
     /// Index in `jobs` of the selected job; always a row the filter shows, when there is one.
     pub selected: usize,
@@ -297,6 +378,8 @@ impl Model {
             records: Vec::new(),
             containers: Vec::new(),
             stats: HashMap::new(),
+            history: HashMap::new(),
+            sort: JobSort::default(),
             jobs: Vec::new(),
             selected: 0,
             focus: Focus::List,
@@ -404,12 +487,52 @@ impl Model {
     pub fn rebuild_jobs(&mut self) {
         let key = self.selected_job().map(|j| j.key.clone());
         self.jobs = merge_jobs(&self.records, &self.containers, &self.stats, self.now);
+        sort_jobs(&mut self.jobs, self.sort);
         self.selected = key
             .and_then(|k| self.jobs.iter().position(|j| j.key == k))
             .unwrap_or(0)
             .min(self.jobs.len().saturating_sub(1));
         self.keep_selection_visible();
     }
+}
+
+impl Model {
+    /// A sample of the streamed stats: the numbers shown and each container's history.
+    pub fn add_stats(&mut self, sample: Vec<StatEntry>) {
+        self.history
+            .retain(|name, _| sample.iter().any(|e| &e.name == name));
+        for e in &sample {
+            let h = self.history.entry(e.name.clone()).or_default();
+            for (v, x) in [(&mut h.cpu, percent(&e.cpu)), (&mut h.mem, bytes(&e.mem))] {
+                v.push_back(x.unwrap_or(0.0));
+                if v.len() > HISTORY {
+                    v.pop_front();
+                }
+            }
+        }
+        self.stats = sample.into_iter().map(|e| (e.name.clone(), e)).collect();
+        self.rebuild_jobs();
+    }
+}
+
+/// Order the rows by `sort`; ties (and rows without the number) keep the default order:
+/// running first, then newest.
+pub fn sort_jobs(rows: &mut [JobRow], sort: JobSort) {
+    let number =
+        |v: &Option<String>, f: fn(&str) -> Option<f64>| v.as_deref().and_then(f).unwrap_or(-1.0);
+    rows.sort_by(|a, b| {
+        let by = match sort {
+            JobSort::Started => std::cmp::Ordering::Equal,
+            JobSort::Cpu => number(&b.cpu, percent).total_cmp(&number(&a.cpu, percent)),
+            JobSort::Memory => number(&b.mem, bytes).total_cmp(&number(&a.mem, bytes)),
+            JobSort::Name => a.name.cmp(&b.name),
+            JobSort::Project => a.project.cmp(&b.project),
+            JobSort::State => a.state.cmp(&b.state),
+        };
+        by.then_with(|| b.running.cmp(&a.running))
+            .then_with(|| b.started.cmp(&a.started))
+            .then_with(|| a.key.cmp(&b.key))
+    });
 }
 
 fn label<'a>(c: &'a PsContainer, k: &str) -> &'a str {
@@ -454,12 +577,7 @@ pub fn merge_jobs(
             row(key, record, &cs, stats)
         })
         .collect();
-    rows.sort_by(|a, b| {
-        b.running
-            .cmp(&a.running)
-            .then_with(|| b.started.cmp(&a.started))
-            .then_with(|| a.key.cmp(&b.key))
-    });
+    sort_jobs(&mut rows, JobSort::Started);
     rows
 }
 
@@ -782,6 +900,33 @@ mod tests {
             assert!(row.matches(q), "{q}");
         }
         assert!(!row.matches("python"));
+    }
+
+    #[test]
+    fn podmans_numbers_are_read_in_their_units() {
+        assert_eq!(percent("97.30%"), Some(97.3));
+        assert_eq!(percent("--"), None);
+        assert_eq!(bytes("1.45MB"), Some(1.45e6));
+        assert!((bytes("520.2kB").unwrap() - 520.2e3).abs() < 1e-6);
+        assert_eq!(bytes("2GiB"), Some(2.0 * 1024.0 * 1024.0 * 1024.0));
+        assert_eq!(bytes("0B"), Some(0.0));
+        assert_eq!(bytes("12 parsecs"), None);
+    }
+
+    #[test]
+    fn the_history_keeps_the_last_samples_of_each_container() {
+        let mut m = Model::new(0, false);
+        for i in 0..HISTORY + 5 {
+            m.add_stats(vec![StatEntry {
+                name: "c".into(),
+                cpu: format!("{i}%"),
+                mem: "1MB".into(),
+            }]);
+        }
+        let h = &m.history["c"];
+        assert_eq!(h.cpu.len(), HISTORY);
+        assert_eq!(h.cpu.front(), Some(&5.0));
+        assert_eq!(h.mem.back(), Some(&1e6));
     }
 
     #[test]

@@ -184,12 +184,11 @@ pub fn update(m: &mut Model, msg: Msg) -> Vec<Effect> {
             // podman streams every running container's numbers: keep pogo's
             let ours: std::collections::HashSet<&str> =
                 m.containers.iter().map(|c| c.name()).collect();
-            m.stats = s
+            let sample = s
                 .into_iter()
                 .filter(|e| ours.contains(e.name.as_str()))
-                .map(|e| (e.name.clone(), e))
                 .collect();
-            m.rebuild_jobs();
+            m.add_stats(sample);
             m.dirty = true;
             Vec::new()
         }
@@ -869,6 +868,11 @@ fn action(m: &mut Model, a: Action) -> Vec<Effect> {
             } else {
                 m.log.toggle_filter(log_height(m));
             }
+            Vec::new()
+        }
+        Action::NextSort => {
+            m.sort = m.sort.next();
+            m.rebuild_jobs();
             Vec::new()
         }
         Action::ToggleColours => {

@@ -104,11 +104,16 @@ pub fn in_log(m: &Model, area: Rect, y: u16) -> bool {
 /// ` Jobs ` or ` Jobs · filter: app (2 of 5) `.
 fn list_title(m: &Model) -> String {
     let q = &m.filters.jobs;
+    let sort = if m.sort == crate::tui::model::JobSort::Started {
+        String::new()
+    } else {
+        format!(" · sorted by {}", m.sort.label())
+    };
     if q.is_empty() {
-        return " Jobs ".to_string();
+        return format!(" Jobs{sort} ");
     }
     let shown = m.visible_jobs().len();
-    format!(" Jobs · filter: {q} ({shown} of {}) ", m.jobs.len())
+    format!(" Jobs · filter: {q} ({shown} of {}){sort} ", m.jobs.len())
 }
 
 fn draw_empty(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
@@ -370,6 +375,40 @@ fn log_line<'a>(m: &'a Model, i: usize, t: Theme) -> Line<'a> {
     Line::from(spans)
 }
 
+/// Samples each sparkline shows (the latest).
+const SPARK: usize = 20;
+
+/// `values` as block characters, from 0 to `top` (the last [`SPARK`] of them).
+fn sparkline(values: &std::collections::VecDeque<f64>, top: f64) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    values
+        .iter()
+        .skip(values.len().saturating_sub(SPARK))
+        .map(|v| {
+            let k = (v / top.max(f64::MIN_POSITIVE) * 7.0).round();
+            BARS[k.clamp(0.0, 7.0) as usize]
+        })
+        .collect()
+}
+
+/// The selected job's recent CPU and memory, for the log pane's bottom border:
+/// ` cpu ▁▂▅▇ 97.1% · mem ▁▁▂▂ 1.45MB ` (from two samples of its container on).
+fn job_numbers(m: &Model, j: &JobRow) -> Option<String> {
+    let h = m.history.get(j.container.as_deref()?)?;
+    if h.cpu.len() < 2 {
+        return None;
+    }
+    let cpu_top = h.cpu.iter().copied().fold(100.0, f64::max);
+    let mem_top = h.mem.iter().copied().fold(0.0, f64::max);
+    Some(format!(
+        " cpu {} {} · mem {} {} ",
+        sparkline(&h.cpu, cpu_top),
+        j.cpu.as_deref().unwrap_or("-"),
+        sparkline(&h.mem, mem_top),
+        j.mem.as_deref().unwrap_or("-"),
+    ))
+}
+
 /// The log pane's title: job, why it failed, following or not, the search with "3/10", and
 /// how the log is shown.
 fn log_title(m: &Model, j: &JobRow) -> String {
@@ -451,10 +490,11 @@ fn draw_log(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
             log = log.scroll((u16::try_from(below).unwrap_or(u16::MAX), 0));
         }
     }
-    f.render_widget(
-        log.block(pane(log_title(m, j), m.focus == Focus::Log, t)),
-        area,
-    );
+    let mut block = pane(log_title(m, j), m.focus == Focus::Log, t);
+    if let Some(numbers) = job_numbers(m, j).filter(|_| j.running) {
+        block = block.title_bottom(Line::from(numbers).right_aligned());
+    }
+    f.render_widget(log.block(block), area);
 }
 
 #[cfg(test)]
@@ -709,6 +749,64 @@ mod tests {
         keys(&mut m, "c");
         m.color = false;
         assert_eq!(colour_of(&m, "boom"), Some(Color::Reset));
+    }
+
+    fn stat(name: &str, cpu: &str, mem: &str) -> crate::tui::sources::StatEntry {
+        crate::tui::sources::StatEntry {
+            name: name.into(),
+            cpu: cpu.into(),
+            mem: mem.into(),
+        }
+    }
+
+    #[test]
+    fn s_sorts_the_jobs_by_cpu_then_memory_and_the_title_says_so() {
+        let mut m = model();
+        m.add_stats(vec![
+            stat("pogo-laptop-1201-0-build", "3.00%", "812.4MB"),
+            stat("pogo-laptop-1202-1-build", "97.30%", "55.2MB"),
+        ]);
+        let order = |m: &Model| -> Vec<String> { m.jobs.iter().map(|j| j.id.clone()).collect() };
+        assert_eq!(
+            order(&m),
+            ["1201", "1202", "1190"],
+            "started: running, newest first"
+        );
+        keys(&mut m, "S");
+        assert_eq!(
+            order(&m),
+            ["1202", "1201", "1190"],
+            "CPU: 97 % first, none last"
+        );
+        assert!(rows(&m, 80, 24)
+            .join("\n")
+            .contains("Jobs · sorted by CPU ↓"));
+        keys(&mut m, "S");
+        assert_eq!(order(&m), ["1201", "1202", "1190"], "memory: 812 MB first");
+        keys(&mut m, "S");
+        assert_eq!(
+            order(&m),
+            ["1201", "1202", "1190"],
+            "name: build, integration, lint"
+        );
+    }
+
+    #[test]
+    fn the_selected_running_job_shows_cpu_and_memory_sparklines_under_its_log() {
+        let mut m = model();
+        let shown = rows(&m, 100, 24).join("\n");
+        assert!(
+            !shown.contains("cpu ▁"),
+            "one sample is no line yet:\n{shown}"
+        );
+        for (cpu, mem) in [("0.00%", "10MB"), ("50.00%", "20MB"), ("100.00%", "40MB")] {
+            m.add_stats(vec![stat("pogo-laptop-1201-0-build", cpu, mem)]);
+        }
+        let shown = rows(&m, 100, 24).join("\n");
+        assert!(shown.contains("cpu ▁▅█ 100.00% · mem ▃▅█ 40MB"), "{shown}");
+        // a container gone from the stream loses its history
+        m.add_stats(vec![]);
+        assert!(m.history.is_empty());
     }
 
     #[test]
