@@ -485,7 +485,7 @@ fn stats_children(tui_pid: &str) -> Vec<String> {
 }
 
 #[test]
-fn the_cpu_column_shows_current_use_from_one_podman_stats_not_the_average_since_start() {
+fn the_cpu_column_shows_current_use_without_starting_podman_not_the_average_since_start() {
     require_podman!();
     if !tmux_ready() {
         return;
@@ -528,12 +528,13 @@ fn the_cpu_column_shows_current_use_from_one_podman_stats_not_the_average_since_
             return runner.join().unwrap();
         };
         assert!(busy >= 40.0, "a spinning job at {busy} %:\n{spinning}");
-        // One long-lived `podman stats`, not one per sample.
-        let first = stats_children(&tui_pid);
-        std::thread::sleep(Duration::from_secs(5));
-        let later = stats_children(&tui_pid);
-        assert_eq!(first.len(), 1, "one podman stats: {first:?}");
-        assert_eq!(first, later, "the same podman stats after 5 s");
+        // The numbers come from the containers' cgroups: no `podman stats` (it costs podman
+        // ≈ 110 ms of CPU a sample with 20 containers), streaming or one per sample.
+        for _ in 0..20 {
+            let stats = stats_children(&tui_pid);
+            assert!(stats.is_empty(), "podman stats runs: {stats:?}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
         // Spun down: within seconds the row says so (the average since the start stays near
         // half a core for minutes).
         let start = Instant::now();
@@ -548,15 +549,6 @@ fn the_cpu_column_shows_current_use_from_one_podman_stats_not_the_average_since_
         runner.join().unwrap()
     });
     assert_success(&result);
-    // No job running: no podman stats either.
-    let start = Instant::now();
-    while !stats_children(&tui_pid).is_empty() {
-        assert!(
-            start.elapsed() < LONG,
-            "podman stats still runs with no job running"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// CI on a host whose podman has container numbers (all but rootless cgroup v1).

@@ -5,8 +5,9 @@
 
 use super::configform::SaveProblem;
 use super::model::Model;
+use super::sources::StatEntry;
 use super::update::{update, Effect, Msg};
-use super::{logview, runners, sources, TuiArgs};
+use super::{cgroup, logview, runners, sources, TuiArgs};
 use crate::config::{self, ConfigSource};
 use crate::podman::Podman;
 use crate::state::{self, StateDir};
@@ -24,11 +25,17 @@ use tokio::time::Instant;
 const DEBOUNCE: Duration = Duration::from_millis(100);
 /// While jobs run: elapsed times tick this often.
 const TICK: Duration = Duration::from_secs(1);
-/// After the streaming `podman stats` ended (rootless cgroup v1 has none), try again after this.
+/// While jobs run, their CPU and memory are read every this many ticks (from their cgroups),
+/// on a tick: one redraw for both.
+const STATS_EVERY_TICKS: u64 = 2;
+/// After the streaming `podman stats` (the fallback where cgroups cannot be read) ended
+/// (rootless cgroup v1 has no numbers at all), try again after this.
 const STATS_RETRY: Duration = Duration::from_secs(30);
-/// A safety net under the event-driven refresh while jobs run (and the only refresh when
-/// podman's event stream is unavailable).
+/// While jobs run and podman's event stream is unavailable, the job list is refreshed this
+/// often; with the stream, every [`POLL_WITH_EVENTS`] as a safety net (a `podman ps` costs
+/// podman ≈ 160 ms of CPU).
 const POLL: Duration = Duration::from_secs(5);
+const POLL_WITH_EVENTS: Duration = Duration::from_secs(30);
 const EVENTS_RETRY: Duration = Duration::from_secs(10);
 /// While log timestamps are shown, the zone's offset is read again this often: a dashboard
 /// left open across a daylight-saving change shows the new local time within this long.
@@ -57,8 +64,17 @@ struct Runtime {
     pogo_exe: Option<PathBuf>,
     tx: UnboundedSender<Input>,
     refresh_in_flight: bool,
-    /// The streaming `podman stats`, while jobs run.
+    /// The cgroup mounts, and each running container's files and last sample.
+    cgroups: cgroup::Mounts,
+    samples: HashMap<String, (cgroup::Open, cgroup::Usage, Instant)>,
+    /// The streaming `podman stats`, while jobs run whose cgroups cannot be read.
     stats: Option<tokio::task::JoinHandle<()>>,
+    /// Not before then again, after it ended.
+    stats_retry: Option<Instant>,
+    /// `podman events` runs (started, not ended yet).
+    events_live: bool,
+    /// Ticks so far.
+    ticks: u64,
     /// File names of the config file (and of its symlink's target), for the watcher's events.
     config_names: Vec<std::ffi::OsString>,
 }
@@ -70,7 +86,6 @@ struct Due {
     log: Option<Instant>,
     config: Option<Instant>,
     tick: Option<Instant>,
-    stats: Option<Instant>,
     poll: Option<Instant>,
     events_restart: Option<Instant>,
     utc_offset: Option<Instant>,
@@ -83,7 +98,6 @@ impl Due {
             self.log,
             self.config,
             self.tick,
-            self.stats,
             self.poll,
             self.events_restart,
             self.utc_offset,
@@ -178,7 +192,12 @@ async fn run_async(
         state: state_dir,
         tx: tx.clone(),
         refresh_in_flight: false,
+        cgroups: cgroup::mounts(),
+        samples: HashMap::new(),
         stats: None,
+        stats_retry: None,
+        events_live: false,
+        ticks: 0,
         config_names: config_files(&model)
             .iter()
             .filter_map(|f| f.file_name().map(ToOwned::to_owned))
@@ -199,6 +218,7 @@ async fn run_async(
         );
     });
     spawn_events(&rtm.podman, tx.clone());
+    rtm.events_live = true;
     tokio::spawn(service_status(tx.clone()));
     model.default_runner_name = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
@@ -255,13 +275,14 @@ async fn run_async(
                 Some(Input::PodmanEvent) => soon(&mut due.jobs, DEBOUNCE),
                 Some(Input::EventsEnded(why)) => {
                     tracing::debug!("podman events ended: {why}");
+                    rtm.events_live = false;
                     soon(&mut due.events_restart, EVENTS_RETRY);
                     soon(&mut due.poll, POLL);
                 }
                 Some(Input::StatsEnded(why)) => {
                     tracing::debug!("podman stats ended: {why}");
                     rtm.stats = None;
-                    soon(&mut due.stats, STATS_RETRY);
+                    rtm.stats_retry = Some(Instant::now() + STATS_RETRY);
                 }
                 Some(Input::Fs(paths)) => on_files(&rtm, &model, &mut due, &paths),
                 None => {}
@@ -280,23 +301,25 @@ async fn run_async(
         }
         if take_due(&mut due.events_restart, now) {
             spawn_events(&rtm.podman, tx.clone());
+            rtm.events_live = true;
         }
         if take_due(&mut due.tick, now) {
+            rtm.ticks += 1;
+            if rtm.ticks % STATS_EVERY_TICKS == 0 {
+                sample_stats(&mut rtm, &mut model, now);
+            }
             update(&mut model, Msg::Tick(state::now()));
             // A running job's log is also read on the tick, in case a file event was missed.
             if model.selected_job().is_some_and(|j| j.running) {
                 read_log(&rtm, &mut model, false);
             }
         }
-        // the stats stream runs while jobs do (an idle dashboard starts no podman)
+        // numbers only while jobs run (an idle dashboard reads nothing and starts no podman)
         if !model.any_running() {
             if let Some(stream) = rtm.stats.take() {
                 stream.abort();
             }
-            due.stats = None;
-        } else if rtm.stats.is_none() && due.stats.is_none_or(|t| t <= now) {
-            due.stats = None;
-            rtm.stats = Some(spawn_stats(&rtm.podman, rtm.tx.clone()));
+            rtm.samples.clear();
         }
         if take_due(&mut due.poll, now) {
             effects.push(Effect::RefreshJobs);
@@ -312,7 +335,13 @@ async fn run_async(
                 due.tick = Some(now + TICK);
             }
             if due.poll.is_none() {
-                due.poll = Some(now + POLL);
+                due.poll = Some(
+                    now + if rtm.events_live {
+                        POLL_WITH_EVENTS
+                    } else {
+                        POLL
+                    },
+                );
             }
         }
         for e in effects {
@@ -525,6 +554,56 @@ fn spawn_events(podman: &Podman, tx: UnboundedSender<Input>) {
         let _ = child.wait().await;
         let _ = tx.send(Input::EventsEnded(err));
     });
+}
+
+/// The running containers' CPU and memory from their cgroups (CPU% over the time since the last
+/// sample). Where no running container's cgroup can be read (an unknown layout, or rootless
+/// cgroup v1, which has none), the streaming `podman stats` is the fallback.
+fn sample_stats(rtm: &mut Runtime, model: &mut Model, now: Instant) {
+    let running: Vec<(String, u32)> = model
+        .containers
+        .iter()
+        .filter(|c| c.state == "running" && !c.is_infra && c.pid > 0)
+        .map(|c| (c.name().to_string(), c.pid))
+        .collect();
+    let mut sample = Vec::new();
+    let mut unreadable = 0;
+    for (name, pid) in &running {
+        let known = rtm.samples.remove(name);
+        let (open, before) = match known {
+            Some((open, usage, at)) => (Some(open), Some((usage, at))),
+            None => (
+                cgroup::files_of_pid(&rtm.cgroups, *pid).and_then(|f| cgroup::Open::new(&f)),
+                None,
+            ),
+        };
+        let Some((open, usage)) = open.and_then(|mut o| o.read().map(|u| (o, u))) else {
+            unreadable += 1;
+            continue;
+        };
+        if let Some((before, at)) = before {
+            let elapsed = u64::try_from(now.duration_since(at).as_nanos()).unwrap_or(u64::MAX);
+            let cpu = cgroup::cpu_percent(before, usage, elapsed);
+            sample.push(StatEntry {
+                name: name.clone(),
+                cpu: format!("{cpu:.2}%"),
+                mem: cgroup::si_size(usage.mem),
+            });
+        }
+        rtm.samples.insert(name.clone(), (open, usage, now));
+    }
+    rtm.samples
+        .retain(|name, _| running.iter().any(|(n, _)| n == name));
+    if unreadable > 0 && unreadable == running.len() {
+        if rtm.stats.is_none() && rtm.stats_retry.is_none_or(|t| t <= now) {
+            rtm.stats = Some(spawn_stats(&rtm.podman, rtm.tx.clone()));
+        }
+        return;
+    }
+    if let Some(stream) = rtm.stats.take() {
+        stream.abort();
+    }
+    update(model, Msg::Stats(sample));
 }
 
 /// The streaming `podman stats`: each sample (after the first) goes to the model.

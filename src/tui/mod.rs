@@ -4,6 +4,7 @@
 //! file watcher and timers, drawing only when something changed.
 
 pub mod app;
+pub mod cgroup;
 pub mod configform;
 pub mod keys;
 pub mod logview;

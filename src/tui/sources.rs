@@ -31,6 +31,9 @@ pub struct PsContainer {
     pub is_infra: bool,
     #[serde(rename = "ExitCode", default)]
     pub exit_code: i32,
+    /// Its main process on the host (0 when not running): where its cgroup is found.
+    #[serde(rename = "Pid", default)]
+    pub pid: u32,
 }
 
 impl PsContainer {

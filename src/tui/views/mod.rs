@@ -337,6 +337,7 @@ pub mod fixtures {
             created: NOW - 95,
             is_infra: false,
             exit_code: 0,
+            pid: 0,
         }
     }
 
