@@ -557,3 +557,67 @@ fn in_ci_with_stats() -> bool {
         && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     std::env::var_os("CI").is_some() && !rootless_v1
 }
+
+#[test]
+fn a_job_run_with_another_pogo_config_shows_its_log_through_the_runners_config() {
+    // gitlab-runner runs `pogo --config B`; the user runs `pogo tui` with their own config A:
+    // the dashboard showed "waiting for output…" for ever. It finds B through config.toml.
+    require_podman!();
+    if !tmux_ready() {
+        return;
+    }
+    let sync = tempfile::tempdir().unwrap();
+    let env = TestEnv::new(&PogoConfig::mounting(sync.path(), "/mnt/sync"));
+    let mine = tempfile::tempdir().unwrap();
+    let own_config = mine.path().join("own.yaml");
+    std::fs::write(
+        &own_config,
+        format!("working_dir: {}\n", mine.path().join("work").display()),
+    )
+    .unwrap();
+    let runners = mine.path().join("config.toml");
+    std::fs::write(
+        &runners,
+        format!(
+            "concurrent = 1\n\n[[runners]]\n  name = \"other\"\n  url = \"https://gitlab.example.com\"\n  token = \"glrt-e2e\"\n  executor = \"custom\"\n  [runners.custom]\n    run_exec = {pogo:?}\n    run_args = [\"--config\", {config:?}, \"run\"]\n",
+            pogo = env!("CARGO_BIN_EXE_pogo"),
+            config = env.config_path.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let argv = vec![
+        env!("CARGO_BIN_EXE_pogo").to_string(),
+        "--config".to_string(),
+        own_config.display().to_string(),
+        "tui".to_string(),
+        "--runner-config".to_string(),
+        runners.display().to_string(),
+    ];
+    let t = Tmux::start(&argv, &tui_env(), 120, 36);
+    t.wait_for("the Jobs screen", LONG, |s| s.contains("1 Jobs"));
+    let job = env.job(
+        &[],
+        &[
+            "echo other-config-output",
+            "i=0; while [ ! -e /mnt/sync/go ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done",
+        ],
+    );
+    let id = job.id;
+    let go = sync.path().join("go");
+    let result = std::thread::scope(|scope| {
+        let runner = scope.spawn(|| env.run(&job));
+        let _go = Touch(go.clone());
+        t.wait_for("the job running", Duration::from_secs(90), |s| {
+            s.lines()
+                .any(|l| l.contains(&id.to_string()) && l.contains("build_script"))
+        });
+        t.keys(&format!("/{id}"));
+        t.keys("\r");
+        t.wait_for("the job's log copy from the other config", LONG, |s| {
+            s.contains(&format!("log · job {id} ")) && s.contains("other-config-output")
+        });
+        std::fs::write(&go, "").unwrap();
+        runner.join().unwrap()
+    });
+    assert_success(&result);
+}

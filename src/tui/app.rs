@@ -60,6 +60,10 @@ struct Runtime {
     env: HashMap<String, String>,
     podman: Podman,
     state: StateDir,
+    /// The state dirs of the other pogo configs the runners use (`--config` in config.toml):
+    /// `pogo tui` with its own config still finds those jobs' records and log copies. By
+    /// config path, none where that config cannot be read.
+    others: HashMap<PathBuf, Option<StateDir>>,
     runner_config: PathBuf,
     pogo_exe: Option<PathBuf>,
     tx: UnboundedSender<Input>,
@@ -190,6 +194,7 @@ async fn run_async(
         env,
         podman,
         state: state_dir,
+        others: HashMap::new(),
         tx: tx.clone(),
         refresh_in_flight: false,
         cgroups: cgroup::mounts(),
@@ -456,10 +461,12 @@ fn config_files(model: &Model) -> Vec<PathBuf> {
 }
 
 fn on_files(rtm: &Runtime, model: &Model, due: &mut Due, paths: &[PathBuf]) {
-    let selected_log = model.log.key.as_deref().map(|k| rtm.state.log_path(k));
-    let selected_times = model.log.key.as_deref().map(|k| rtm.state.times_path(k));
+    let selected = model.log.key.as_deref().map(|k| (k, rtm.state_of(k)));
+    let selected_log = selected.as_ref().map(|(k, s)| s.log_path(k));
+    let selected_times = selected.as_ref().map(|(k, s)| s.times_path(k));
+    let roots = rtm.all_states();
     for p in paths {
-        if p.parent() == Some(rtm.state.root.as_path()) {
+        if roots.iter().any(|s| p.parent() == Some(s.root.as_path())) {
             if p.extension().is_some_and(|e| e == "json") {
                 soon(&mut due.jobs, DEBOUNCE);
             } else if selected_log.as_deref() == Some(p.as_path())
@@ -483,7 +490,8 @@ fn read_log(rtm: &Runtime, model: &mut Model, from_start: bool) {
         return;
     };
     let offset = if from_start { 0 } else { model.log.offset };
-    if let Ok((data, len, reset)) = logview::read_new(&rtm.state.log_path(&key), offset) {
+    let state = rtm.state_of(&key);
+    if let Ok((data, len, reset)) = logview::read_new(&state.log_path(&key), offset) {
         if !data.is_empty() || reset || from_start {
             update(
                 model,
@@ -499,7 +507,7 @@ fn read_log(rtm: &Runtime, model: &mut Model, from_start: bool) {
     }
     // after the log: a reset log starts its times over too
     let offset = model.log.times_offset;
-    if let Ok((data, len, _)) = logview::read_new(&rtm.state.times_path(&key), offset) {
+    if let Ok((data, len, _)) = logview::read_new(&state.times_path(&key), offset) {
         if !data.is_empty() {
             update(
                 model,
@@ -716,19 +724,63 @@ impl Leave {
     }
 }
 
+impl Runtime {
+    /// Know the state dirs of the pogo configs the runners name (each config read once).
+    fn find_others(&mut self, model: &Model) {
+        let own = model.config.path.as_deref();
+        for path in runners::other_pogo_configs(&model.runners.rows, own) {
+            if self.others.contains_key(&path) {
+                continue;
+            }
+            let state = config::load(Some(&path), &HashMap::new())
+                .ok()
+                .map(|c| StateDir::new(state::state_dir(&c.working_dir, &HashMap::new())))
+                .filter(|s| s.root != self.state.root);
+            self.others.insert(path, state);
+        }
+    }
+
+    /// Every state dir: the dashboard's own first.
+    fn all_states(&self) -> Vec<StateDir> {
+        let mut all = vec![self.state.clone()];
+        for s in self.others.values().flatten() {
+            if !all.iter().any(|a| a.root == s.root) {
+                all.push(s.clone());
+            }
+        }
+        all
+    }
+
+    /// The state dir that has job `key`'s record (its log copy, env file, stop note).
+    fn state_of(&self, key: &str) -> StateDir {
+        self.all_states()
+            .into_iter()
+            .find(|s| s.record_path(key).exists())
+            .unwrap_or_else(|| self.state.clone())
+    }
+}
+
 async fn run_effect(rtm: &mut Runtime, model: &mut Model, e: Effect) -> Option<Leave> {
     match e {
         Effect::RefreshJobs => {
             if !rtm.refresh_in_flight {
                 rtm.refresh_in_flight = true;
+                rtm.find_others(model);
                 let podman = rtm.podman.clone();
-                let state = rtm.state.clone();
+                let states = rtm.all_states();
                 let tx = rtm.tx.clone();
                 tokio::spawn(async move {
                     let containers = sources::ps(&podman)
                         .await
                         .map_err(|e| sources::explain_podman_error(&podman.bin, &e));
-                    let records = state.list();
+                    let mut records = Vec::new();
+                    for state in &states {
+                        for r in state.list() {
+                            if !records.iter().any(|x: &state::JobRecord| x.key == r.key) {
+                                records.push(r);
+                            }
+                        }
+                    }
                     let _ = tx.send(Input::Msg(Msg::Jobs {
                         containers,
                         records,
@@ -790,7 +842,7 @@ async fn run_effect(rtm: &mut Runtime, model: &mut Model, e: Effect) -> Option<L
                 .filter(|u| !u.is_empty())
                 .cloned()
                 .unwrap_or_else(|| format!("uid {}", nix::unistd::Uid::effective()));
-            let noted = rtm.state.note_stopped(&key, &who);
+            let noted = rtm.state_of(&key).note_stopped(&key, &who);
             tokio::spawn(async move {
                 let msg = match podman.run(&sources::stop_args(&container)).await {
                     Ok(_) if noted.is_ok() => {
@@ -821,7 +873,7 @@ async fn run_effect(rtm: &mut Runtime, model: &mut Model, e: Effect) -> Option<L
             None
         }
         Effect::SaveLog { key, id, times } => {
-            let msg = save_log(&rtm.state, &key, &id, times);
+            let msg = save_log(&rtm.state_of(&key), &key, &id, times);
             update(model, Msg::Status(msg));
             None
         }
@@ -848,7 +900,7 @@ async fn run_effect(rtm: &mut Runtime, model: &mut Model, e: Effect) -> Option<L
             key,
             workdir,
         } => {
-            let env_file = rtm.state.env_path(&key);
+            let env_file = rtm.state_of(&key).env_path(&key);
             let mut args = rtm.podman.global_args.clone();
             args.extend(shell_args(
                 &container,

@@ -62,6 +62,19 @@ pub fn parse(text: &str, path: &Path, pogo: Option<&Path>) -> Result<Vec<RunnerR
         .collect())
 }
 
+/// The pogo configs the runners run pogo with (`--config PATH`), other than `own` (the
+/// dashboard's): their jobs' records and log copies are in those configs' working dirs.
+pub fn other_pogo_configs(rows: &[RunnerRow], own: Option<&Path>) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for p in rows.iter().filter_map(|r| r.pogo_config.as_deref()) {
+        let p = PathBuf::from(p);
+        if Some(p.as_path()) != own && !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
 /// Load the runners from `path` into a state (errors become the screen's message).
 pub fn load(path: &Path, pogo: Option<&Path>) -> RunnersState {
     let mut st = RunnersState {
@@ -139,5 +152,27 @@ concurrent = 2
     fn a_missing_file_says_how_to_get_one() {
         let st = load(Path::new("/nonexistent/config.toml"), None);
         assert!(st.error.unwrap().contains("press a to register"));
+    }
+
+    #[test]
+    fn the_pogo_configs_of_other_runners_are_found_once_and_not_the_dashboards_own() {
+        let row = |config: Option<&str>| RunnerRow {
+            name: "r".into(),
+            url: "https://gitlab.example.com".into(),
+            executor: "custom".into(),
+            token_masked: "glrt-<redacted>".into(),
+            uses_pogo: true,
+            pogo_config: config.map(str::to_string),
+        };
+        let rows = [
+            row(Some("/etc/pogo.yaml")),
+            row(Some("/home/me/.pogo.yaml")),
+            row(None),
+            row(Some("/etc/pogo.yaml")),
+        ];
+        assert_eq!(
+            other_pogo_configs(&rows, Some(Path::new("/home/me/.pogo.yaml"))),
+            vec![PathBuf::from("/etc/pogo.yaml")]
+        );
     }
 }
