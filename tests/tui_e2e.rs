@@ -621,3 +621,34 @@ fn a_job_run_with_another_pogo_config_shows_its_log_through_the_runners_config()
     });
     assert_success(&result);
 }
+
+#[test]
+fn x_releases_a_job_kept_by_keep_failed_and_its_containers_go() {
+    require_podman!();
+    if !tmux_ready() {
+        return;
+    }
+    let env = TestEnv::new(&PogoConfig::default().with_extra_yaml("keep_failed: 30\n"));
+    let t = Tmux::start(&pogo_tui(&env.config_path), &tui_env(), 120, 36);
+    t.wait_for("the Jobs screen", LONG, |s| s.contains("1 Jobs"));
+    let job = env.job(&[], &["exit 5"]);
+    let r = env.run(&job);
+    assert_build_failure(&r, 5);
+    let key = job_key(&r).expect("job key");
+    let label = format!("{LABEL_JOB_KEY}={key}");
+    assert!(!env.podman.labelled(&label).is_empty(), "kept");
+    let id = job.id;
+    t.keys(&format!("/{id}"));
+    t.keys("\r");
+    t.wait_for("the kept job", LONG, |s| {
+        s.lines()
+            .any(|l| l.contains(&id.to_string()) && l.contains("kept to"))
+    });
+    t.keys("x");
+    t.wait_for("the question", LONG, |s| {
+        s.contains(&format!("Remove job {id}'s kept containers now?"))
+    });
+    t.keys("y");
+    t.wait_for("pogo gc's answer", LONG, |s| s.contains("released"));
+    assert_eq!(env.podman.labelled(&label), Vec::<String>::new());
+}

@@ -740,6 +740,17 @@ impl Runtime {
         }
     }
 
+    /// The pogo config whose state dir `state` is (none: the dashboard's own, found as it was).
+    fn config_of(&self, state: &StateDir) -> Option<PathBuf> {
+        if state.root == self.state.root {
+            return self.flag.clone();
+        }
+        self.others
+            .iter()
+            .find(|(_, s)| s.as_ref().is_some_and(|s| s.root == state.root))
+            .map(|(p, _)| p.clone())
+    }
+
     /// Every state dir: the dashboard's own first.
     fn all_states(&self) -> Vec<StateDir> {
         let mut all = vec![self.state.clone()];
@@ -830,6 +841,42 @@ async fn run_effect(rtm: &mut Runtime, model: &mut Model, e: Effect) -> Option<L
                 Msg::Runners(runners::load(&rtm.runner_config, rtm.pogo_exe.as_deref())),
             );
             tokio::spawn(service_status(rtm.tx.clone()));
+            None
+        }
+        Effect::Release { key } => {
+            let state = rtm.state_of(&key);
+            let config = rtm.config_of(&state);
+            let released = state.read(&key).map(|mut r| {
+                r.kept_until = Some(state::now());
+                state.write(&r)
+            });
+            let (Some(Ok(())), Some(pogo)) = (released, rtm.pogo_exe.clone()) else {
+                model.status = Some(format!(
+                    "cannot release {key}: its record in {} cannot be changed",
+                    state.root.display()
+                ));
+                return None;
+            };
+            let tx = rtm.tx.clone();
+            tokio::spawn(async move {
+                let mut cmd = tokio::process::Command::new(pogo);
+                if let Some(c) = config {
+                    cmd.arg("--config").arg(c);
+                }
+                cmd.args(["gc", "--quiet"])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped());
+                let msg = match cmd.output().await {
+                    Ok(o) if o.status.success() => format!("released {key}: pogo gc removed it"),
+                    Ok(o) => format!(
+                        "pogo gc failed: {}",
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    ),
+                    Err(e) => format!("cannot run pogo gc: {e}"),
+                };
+                let _ = tx.send(Input::Msg(Msg::Status(msg)));
+            });
             None
         }
         Effect::Stop { container, key } => {

@@ -121,7 +121,7 @@ pub const BINDINGS: &[Binding] = &[
     Binding { keys: &[K::Char('t')], label: "t", scope: On(Jobs), action: A::ToggleTimes, help: "log timestamps on/off" },
     Binding { keys: &[K::Char('s')], label: "s", scope: On(Jobs), action: A::SaveLog, help: "save the log to a file" },
     Binding { keys: &[K::Char('e')], label: "e", scope: On(Jobs), action: A::Shell, help: "shell in the job container" },
-    Binding { keys: &[K::Char('x')], label: "x", scope: On(Jobs), action: A::Stop, help: "stop the job (asks first)" },
+    Binding { keys: &[K::Char('x')], label: "x", scope: On(Jobs), action: A::Stop, help: "stop (release if kept)" },
     Binding { keys: &[K::Char('i')], label: "i", scope: On(Jobs), action: A::Inspect, help: "podman inspect the job" },
     Binding { keys: &[K::Char('o')], label: "o", scope: On(Jobs), action: A::OpenUrl, help: "open the job's web page" },
     Binding { keys: &[K::Char('t')], label: "t", scope: On(Config), action: A::EditTags, help: "preview: type the job's tags" },

@@ -46,6 +46,11 @@ pub enum Mode {
     /// `x` asked: stop this container?
     /// `T` asked: stop the gitlab-runner service (which aborts every running job)?
     ConfirmServiceStop,
+    /// `x` on a job kept by `keep_failed`: remove its containers now?
+    ConfirmRelease {
+        job: String,
+        key: String,
+    },
     ConfirmStop {
         container: String,
         job: String,

@@ -88,6 +88,10 @@ pub enum Effect {
         key: String,
         workdir: Option<String>,
     },
+    /// End the keeping of a job kept by `keep_failed` now, and let `pogo gc` remove it.
+    Release {
+        key: String,
+    },
     /// Stop the job's container, after noting who stops it (the job's failure says so).
     Stop {
         container: String,
@@ -729,6 +733,15 @@ fn key(m: &mut Model, k: KeyEvent) -> Vec<Effect> {
             m.status = Some("gitlab-runner keeps running".to_string());
             Vec::new()
         }
+        Mode::ConfirmRelease { job, key } => {
+            m.mode = Mode::Normal;
+            if matches!(k.code, KeyCode::Char('y') | KeyCode::Char('Y')) {
+                m.status = Some(format!("releasing job {job}'s kept containers…"));
+                return vec![Effect::Release { key }];
+            }
+            m.status = Some("still kept".to_string());
+            Vec::new()
+        }
         Mode::ConfirmStop {
             container,
             job,
@@ -956,6 +969,13 @@ fn action(m: &mut Model, a: Action) -> Vec<Effect> {
                 }
                 None => no_job(m),
             },
+            Some(j) if j.kept_until.is_some() && j.container.is_some() => {
+                m.mode = Mode::ConfirmRelease {
+                    job: j.id,
+                    key: j.key,
+                };
+                Vec::new()
+            }
             Some(j) => {
                 m.status = Some(format!("job {} is not running", j.id));
                 Vec::new()
@@ -1670,6 +1690,36 @@ mod tests {
         );
         let (cells, screen) = fixtures::screen_text(&m, 140, 30);
         assert!(cells.contains("kept to 08:10"), "{screen:?}");
+    }
+
+    #[test]
+    fn x_on_a_kept_job_asks_then_releases_it() {
+        let mut m = fixtures::model();
+        let r = m.records.iter_mut().find(|r| r.id == "1190").unwrap();
+        r.kept_until = Some(fixtures::NOW + 600);
+        m.containers.push(fixtures::ctr(
+            "pogo-laptop-1190-0-build",
+            "pogo-laptop-1190-0",
+            "node:22",
+            "running",
+        ));
+        m.rebuild_jobs();
+        m.selected = m.jobs.iter().position(|j| j.id == "1190").unwrap();
+        assert_eq!(press(&mut m, "x"), vec![]);
+        let (cells, _) = fixtures::screen_text(&m, 100, 30);
+        assert!(
+            cells.contains("Remove job 1190's kept containers now?"),
+            "{cells}"
+        );
+        assert_eq!(press(&mut m, "n"), vec![]);
+        assert_eq!(m.status.as_deref(), Some("still kept"));
+        press(&mut m, "x");
+        assert_eq!(
+            press(&mut m, "y"),
+            vec![Effect::Release {
+                key: "pogo-laptop-1190-0".into()
+            }]
+        );
     }
 
     #[test]

@@ -152,6 +152,15 @@ pub fn draw(f: &mut Frame, m: &Model) {
             "every job it runs now is aborted",
             ("stop", "keep it running"),
         ),
+        Mode::ConfirmRelease { job, .. } => confirm(
+            f,
+            area,
+            t,
+            " release ",
+            format!("Remove job {job}'s kept containers now?"),
+            "keep_failed kept them for debugging; pogo gc removes them",
+            ("remove", "keep them"),
+        ),
         Mode::ConfirmStop { container, job, .. } => confirm(
             f,
             area,
