@@ -652,3 +652,49 @@ fn x_releases_a_job_kept_by_keep_failed_and_its_containers_go() {
     t.wait_for("pogo gc's answer", LONG, |s| s.contains("released"));
     assert_eq!(env.podman.labelled(&label), Vec::<String>::new());
 }
+
+#[test]
+fn a_service_row_shows_the_services_own_log() {
+    require_podman!();
+    if !tmux_ready() {
+        return;
+    }
+    let sync = tempfile::tempdir().unwrap();
+    let env = TestEnv::new(&PogoConfig::mounting(sync.path(), "/mnt/sync"));
+    let t = Tmux::start(&pogo_tui(&env.config_path), &tui_env(), 120, 36);
+    t.wait_for("the Jobs screen", LONG, |s| s.contains("1 Jobs"));
+    let mut job = env.job(
+        &[],
+        &["i=0; while [ ! -e /mnt/sync/go ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done"],
+    );
+    let mut svc = pogo::driver::Service::new(IMG_BUSYBOX);
+    svc.command = Some(vec![
+        "sh".into(),
+        "-c".into(),
+        "echo service-says-hello; echo service-error >&2; sleep 600".into(),
+    ]);
+    job.services = vec![svc];
+    let id = job.id;
+    let go = sync.path().join("go");
+    let result = std::thread::scope(|scope| {
+        let runner = scope.spawn(|| env.run(&job));
+        let _go = Touch(go.clone());
+        t.wait_for("the job running", Duration::from_secs(90), |s| {
+            s.lines()
+                .any(|l| l.contains(&id.to_string()) && l.contains("build_script"))
+        });
+        t.keys(&format!("/{id}"));
+        t.keys("\r");
+        // the job's row, then its service's
+        t.keys("j");
+        let s = t.wait_for("the service's log", LONG, |s| {
+            s.contains(&format!("service {IMG_BUSYBOX} of job {id}"))
+                && s.contains("service-says-hello")
+                && s.contains("service-error")
+        });
+        assert!(s.contains("podman logs"), "{s}");
+        std::fs::write(&go, "").unwrap();
+        runner.join().unwrap()
+    });
+    assert_success(&result);
+}

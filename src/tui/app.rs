@@ -4,7 +4,7 @@
 //! only when the model says something changed.
 
 use super::configform::SaveProblem;
-use super::model::Model;
+use super::model::{Model, SERVICE_LOG};
 use super::sources::StatEntry;
 use super::update::{update, Effect, Msg};
 use super::{cgroup, logview, runners, sources, TuiArgs};
@@ -71,6 +71,8 @@ struct Runtime {
     /// The cgroup mounts, and each running container's files and last sample.
     cgroups: cgroup::Mounts,
     samples: HashMap<String, (cgroup::Open, cgroup::Usage, Instant)>,
+    /// `podman logs -f` of the selected service.
+    service_log: Option<tokio::task::JoinHandle<()>>,
     /// The streaming `podman stats`, while jobs run whose cgroups cannot be read.
     stats: Option<tokio::task::JoinHandle<()>>,
     /// Not before then again, after it ended.
@@ -199,6 +201,7 @@ async fn run_async(
         refresh_in_flight: false,
         cgroups: cgroup::mounts(),
         samples: HashMap::new(),
+        service_log: None,
         stats: None,
         stats_retry: None,
         events_live: false,
@@ -489,6 +492,9 @@ fn read_log(rtm: &Runtime, model: &mut Model, from_start: bool) {
     let Some(key) = model.log.key.clone() else {
         return;
     };
+    if key.starts_with(SERVICE_LOG) {
+        return; // followed by `podman logs -f` (follow_service_log)
+    }
     let offset = if from_start { 0 } else { model.log.offset };
     let state = rtm.state_of(&key);
     if let Ok((data, len, reset)) = logview::read_new(&state.log_path(&key), offset) {
@@ -612,6 +618,63 @@ fn sample_stats(rtm: &mut Runtime, model: &mut Model, now: Instant) {
         stream.abort();
     }
     update(model, Msg::Stats(sample));
+}
+
+/// Lines of a service's log the pane starts with.
+const SERVICE_LOG_TAIL: &str = "10000";
+
+/// `podman logs -f` of a service container into the log pane (its stdout and its stderr as
+/// they come, line by line), until another log is selected.
+fn follow_service_log(
+    podman: &Podman,
+    container: &str,
+    tx: UnboundedSender<Input>,
+) -> tokio::task::JoinHandle<()> {
+    let key = format!("{SERVICE_LOG}{container}");
+    let mut cmd = podman.command(&[
+        "logs".to_string(),
+        "--follow".to_string(),
+        "--tail".to_string(),
+        SERVICE_LOG_TAIL.to_string(),
+        "--".to_string(),
+        container.to_string(),
+    ]);
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    tokio::spawn(async move {
+        let Ok(mut child) = cmd.spawn() else {
+            return;
+        };
+        let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
+            return;
+        };
+        let (mut out, mut err) = (BufReader::new(out).lines(), BufReader::new(err).lines());
+        let (mut out_open, mut err_open) = (true, true);
+        let mut at = 0u64;
+        while out_open || err_open {
+            let line = tokio::select! {
+                l = out.next_line(), if out_open => l.ok().flatten().or_else(|| { out_open = false; None }),
+                l = err.next_line(), if err_open => l.ok().flatten().or_else(|| { err_open = false; None }),
+            };
+            let Some(line) = line else {
+                continue;
+            };
+            let data = format!("{line}\n").into_bytes();
+            let start = at;
+            at += data.len() as u64;
+            let msg = Msg::Log {
+                key: key.clone(),
+                start,
+                data,
+                reset: false,
+            };
+            if tx.send(Input::Msg(msg)).is_err() {
+                return;
+            }
+        }
+        let _ = child.wait().await;
+    })
 }
 
 /// The streaming `podman stats`: each sample (after the first) goes to the model.
@@ -818,7 +881,21 @@ async fn run_effect(rtm: &mut Runtime, model: &mut Model, e: Effect) -> Option<L
             None
         }
         Effect::ReloadLog => {
-            read_log(rtm, model, true);
+            if let Some(follow) = rtm.service_log.take() {
+                follow.abort();
+            }
+            match model
+                .log
+                .key
+                .as_deref()
+                .and_then(|k| k.strip_prefix(SERVICE_LOG))
+            {
+                Some(container) => {
+                    rtm.service_log =
+                        Some(follow_service_log(&rtm.podman, container, rtm.tx.clone()));
+                }
+                None => read_log(rtm, model, true),
+            }
             None
         }
         Effect::ReloadConfig => {

@@ -109,6 +109,8 @@ pub enum PreviewField {
 /// One service container of a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceRow {
+    /// The container's name as podman has it (for `podman logs`, exec, inspect).
+    pub container: String,
     pub name: String,
     pub image: String,
     pub state: String,
@@ -289,6 +291,9 @@ impl JobSort {
     }
 }
 
+/// The log key of a service's log: this, then the service container's name.
+pub const SERVICE_LOG: &str = "service:";
+
 /// Samples of a container's numbers kept for its sparkline (2 s apart: two minutes).
 pub const HISTORY: usize = 60;
 
@@ -336,6 +341,8 @@ pub struct Model {
     pub history: HashMap<String, History>,
     /// The job list's order.
     pub sort: JobSort,
+    /// Which of the selected job's service rows is selected (none: the job's own row).
+    pub service: Option<usize>,
     pub jobs: Vec<JobRow>,
     /// Index in `jobs` of the selected job; always a row the filter shows, when there is one.
     pub selected: usize,
@@ -385,6 +392,7 @@ impl Model {
             stats: HashMap::new(),
             history: HashMap::new(),
             sort: JobSort::default(),
+            service: None,
             jobs: Vec::new(),
             selected: 0,
             focus: Focus::List,
@@ -407,6 +415,31 @@ impl Model {
             dirty: true,
             quit: false,
         }
+    }
+
+    /// The selected service row of the selected job, if a service row is selected.
+    pub fn selected_service(&self) -> Option<&ServiceRow> {
+        self.selected_job()?.services.get(self.service?)
+    }
+
+    /// The key of the log the log pane shows: the selected job's log copy, or the selected
+    /// service's `podman logs` ([`SERVICE_LOG`] and its container).
+    pub fn log_source(&self) -> Option<String> {
+        match self.selected_service() {
+            Some(s) => Some(format!("{SERVICE_LOG}{}", s.container)),
+            None => self.selected_job().map(|j| j.key.clone()),
+        }
+    }
+
+    /// The Jobs list's rows as shown: each job (index in `jobs`), then its services.
+    pub fn shown_rows(&self) -> Vec<(usize, Option<usize>)> {
+        self.visible_jobs()
+            .into_iter()
+            .flat_map(|i| {
+                std::iter::once((i, None))
+                    .chain((0..self.jobs[i].services.len()).map(move |s| (i, Some(s))))
+            })
+            .collect()
     }
 
     /// The selected job, unless the filter hides every job.
@@ -467,6 +500,7 @@ impl Model {
         if !jobs.contains(&self.selected) {
             if let Some(&first) = jobs.first() {
                 self.selected = first;
+                self.service = None;
             }
         }
         let runners = self.visible_runners();
@@ -491,12 +525,20 @@ impl Model {
     /// Rebuild the rows from records, containers and stats; keep the selection on the same job.
     pub fn rebuild_jobs(&mut self) {
         let key = self.selected_job().map(|j| j.key.clone());
+        let service = self.selected_service().map(|s| s.container.clone());
         self.jobs = merge_jobs(&self.records, &self.containers, &self.stats, self.now);
         sort_jobs(&mut self.jobs, self.sort);
         self.selected = key
             .and_then(|k| self.jobs.iter().position(|j| j.key == k))
             .unwrap_or(0)
             .min(self.jobs.len().saturating_sub(1));
+        // a service row stays selected while it is listed
+        self.service = service.and_then(|c| {
+            self.selected_job()?
+                .services
+                .iter()
+                .position(|s| s.container == c)
+        });
         self.keep_selection_visible();
     }
 }
@@ -634,6 +676,7 @@ fn row(
         .iter()
         .filter(|c| c.name().contains("-svc"))
         .map(|c| ServiceRow {
+            container: c.name().to_string(),
             name: visible(c.name()),
             image: visible(&c.image),
             state: c.state.clone(),

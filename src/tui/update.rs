@@ -4,7 +4,7 @@
 use super::configform::{self, ConfigForm, FormKind, Row, SaveProblem};
 use super::keys::{action_for, Action};
 use super::logview;
-use super::model::{Banner, Focus, Mode, Model, PreviewField, RegisterForm, Screen};
+use super::model::{Banner, Focus, Mode, Model, PreviewField, RegisterForm, Screen, ServiceRow};
 use super::runners::RunnersState;
 use super::sources::{PsContainer, StatEntry};
 use super::views::jobs::log_height;
@@ -512,9 +512,9 @@ fn mouse(m: &mut Model, e: MouseEvent) -> Vec<Effect> {
             } else if super::views::jobs::in_list(m, body, e.row) {
                 m.focus = Focus::List;
                 match super::views::jobs::job_at(m, body, e.row) {
-                    Some(i) if i != m.selected => {
-                        let before = m.selected_job().map(|j| j.key.clone());
-                        m.selected = i;
+                    Some(i) if i != m.selected || m.service.is_some() => {
+                        let before = m.log_source();
+                        (m.selected, m.service) = (i, None);
                         select_log(m, before)
                     }
                     _ => Vec::new(),
@@ -543,7 +543,7 @@ fn mouse(m: &mut Model, e: MouseEvent) -> Vec<Effect> {
 
 /// When the selected job changed, the log pane shows the new one's log.
 fn select_log(m: &mut Model, before: Option<String>) -> Vec<Effect> {
-    let now = m.selected_job().map(|j| j.key.clone());
+    let now = m.log_source();
     if now != before || m.log.key != now {
         m.log.reset(now.clone());
         if now.is_some() {
@@ -551,6 +551,32 @@ fn select_log(m: &mut Model, before: Option<String>) -> Vec<Effect> {
         }
     }
     Vec::new()
+}
+
+/// What a key does on a selected service row (none: what it does on the job's).
+fn service_action(m: &mut Model, a: Action, s: ServiceRow) -> Option<Vec<Effect>> {
+    let running = s.state == "running";
+    Some(match a {
+        Action::Shell if running => vec![Effect::Shell {
+            container: s.container,
+            key: m.selected_job()?.key.clone(),
+            workdir: None,
+        }],
+        Action::Shell => {
+            m.status = Some(format!("service {} is not running: no shell", s.name));
+            Vec::new()
+        }
+        Action::Inspect => vec![Effect::Inspect(s.container)],
+        Action::Stop | Action::SaveLog => {
+            m.status = Some(format!(
+                "on the job's row: {} acts on jobs (a service's log: podman logs {})",
+                if a == Action::Stop { "x" } else { "s" },
+                s.container
+            ));
+            Vec::new()
+        }
+        _ => return None,
+    })
 }
 
 /// Move the selection by `delta` rows among the rows the filter shows.
@@ -564,14 +590,17 @@ fn move_selection(m: &mut Model, delta: isize) -> Vec<Effect> {
     };
     match m.screen {
         Screen::Jobs => {
-            let before = m.selected_job().map(|j| j.key.clone());
-            match step(m.visible_jobs(), m.selected) {
-                Some(i) => {
-                    m.selected = i;
-                    select_log(m, before)
-                }
-                None => Vec::new(),
-            }
+            let rows = m.shown_rows();
+            let before = m.log_source();
+            let Some(last) = rows.len().checked_sub(1) else {
+                return Vec::new();
+            };
+            let at = rows
+                .iter()
+                .position(|&r| r == (m.selected, m.service))
+                .unwrap_or(0);
+            (m.selected, m.service) = rows[at.saturating_add_signed(delta).min(last)];
+            select_log(m, before)
         }
         Screen::Runners => {
             if let Some(i) = step(m.visible_runners(), m.runners.selected) {
@@ -798,6 +827,13 @@ fn key(m: &mut Model, k: KeyEvent) -> Vec<Effect> {
 
 fn action(m: &mut Model, a: Action) -> Vec<Effect> {
     let job = m.selected_job().cloned();
+    if let Some(fx) = m
+        .selected_service()
+        .cloned()
+        .and_then(|s| service_action(m, a, s))
+    {
+        return fx;
+    }
     match a {
         Action::Quit => {
             m.quit = true;
@@ -1564,9 +1600,11 @@ mod tests {
         press(&mut m, "⇱");
         assert_eq!(m.selected, visible[0], "Home: the first job");
         press(&mut m, "⇟");
+        // a page of screen rows: service rows count
+        let rows = m.shown_rows();
         assert_eq!(
-            m.selected,
-            visible[page.min(visible.len() - 1)],
+            (m.selected, m.service),
+            rows[page.min(rows.len() - 1)],
             "PgDn: a page on"
         );
         press(&mut m, "⇞");
@@ -1690,6 +1728,49 @@ mod tests {
         );
         let (cells, screen) = fixtures::screen_text(&m, 140, 30);
         assert!(cells.contains("kept to 08:10"), "{screen:?}");
+    }
+
+    #[test]
+    fn a_service_row_is_selectable_with_its_own_log_shell_and_inspect() {
+        let mut m = fixtures::model();
+        let rows = |m: &Model| (m.selected_job().unwrap().id.clone(), m.service);
+        assert_eq!(rows(&m), ("1201".to_string(), None));
+        press(&mut m, "j");
+        assert_eq!(rows(&m), ("1202".to_string(), None));
+        let fx = press(&mut m, "j");
+        assert_eq!(rows(&m), ("1202".to_string(), Some(0)), "its service's row");
+        assert_eq!(fx, vec![Effect::ReloadLog]);
+        assert_eq!(
+            m.log.key.as_deref(),
+            Some("service:pogo-laptop-1202-1-svc0"),
+            "the service's podman logs"
+        );
+        assert_eq!(
+            press(&mut m, "e"),
+            vec![Effect::Shell {
+                container: "pogo-laptop-1202-1-svc0".into(),
+                key: "pogo-laptop-1202-1".into(),
+                workdir: None,
+            }]
+        );
+        assert_eq!(
+            press(&mut m, "i"),
+            vec![Effect::Inspect("pogo-laptop-1202-1-svc0".into())]
+        );
+        assert_eq!(press(&mut m, "x"), vec![]);
+        assert!(m.status.as_deref().unwrap_or("").contains("acts on jobs"));
+        let (cells, _) = fixtures::screen_text(&m, 100, 30);
+        assert!(
+            cells.contains("log · service postgres:16 of job 1202 · podman logs"),
+            "{cells}"
+        );
+        press(&mut m, "j");
+        assert_eq!(rows(&m), ("1190".to_string(), None));
+        press(&mut m, "k");
+        assert_eq!(rows(&m), ("1202".to_string(), Some(0)));
+        // a refresh keeps the service row selected
+        m.rebuild_jobs();
+        assert_eq!(rows(&m), ("1202".to_string(), Some(0)));
     }
 
     #[test]

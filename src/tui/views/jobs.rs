@@ -77,7 +77,8 @@ pub fn job_at(m: &Model, area: Rect, y: u16) -> Option<usize> {
         .iter()
         .take_while(|&&(i, _)| i != m.selected)
         .map(|(_, h)| h)
-        .sum();
+        .sum::<u16>()
+        + m.service.map_or(0, |s| s as u16 + 1);
     let at = super::table_line_at(table, usize::from(selected_line), y)?;
     let mut line = 0;
     for (i, h) in heights {
@@ -240,10 +241,10 @@ fn draw_table(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
     let mut selected_row = None;
     for i in m.visible_jobs() {
         let j = &m.jobs[i];
-        if i == m.selected {
+        if i == m.selected && m.service.is_none() {
             selected_row = Some(rows.len());
         }
-        let style = if i == m.selected {
+        let style = if i == m.selected && m.service.is_none() {
             t.selected()
         } else {
             Style::default()
@@ -261,7 +262,11 @@ fn draw_table(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
         ];
         cells.truncate(shown);
         rows.push(Row::new(cells).style(style));
-        for s in &j.services {
+        for (k, s) in j.services.iter().enumerate() {
+            let chosen = i == m.selected && m.service == Some(k);
+            if chosen {
+                selected_row = Some(rows.len());
+            }
             let mut cells = vec![
                 Cell::from(""),
                 Cell::from(" └ service"),
@@ -274,7 +279,7 @@ fn draw_table(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
                 Cell::from(fit(8, &short_image(&s.image))),
             ];
             cells.truncate(shown);
-            rows.push(Row::new(cells).style(t.dim()));
+            rows.push(Row::new(cells).style(if chosen { t.selected() } else { t.dim() }));
         }
     }
     if rows.is_empty() {
@@ -394,7 +399,11 @@ fn sparkline(values: &std::collections::VecDeque<f64>, top: f64) -> String {
 /// The selected job's recent CPU and memory, for the log pane's bottom border:
 /// ` cpu ▁▂▅▇ 97.1% · mem ▁▁▂▂ 1.45MB ` (from two samples of its container on).
 fn job_numbers(m: &Model, j: &JobRow) -> Option<String> {
-    let h = m.history.get(j.container.as_deref()?)?;
+    let (container, cpu, mem) = match m.selected_service() {
+        Some(s) => (Some(s.container.as_str()), &s.cpu, &s.mem),
+        None => (j.container.as_deref(), &j.cpu, &j.mem),
+    };
+    let h = m.history.get(container?)?;
     if h.cpu.len() < 2 {
         return None;
     }
@@ -403,9 +412,9 @@ fn job_numbers(m: &Model, j: &JobRow) -> Option<String> {
     Some(format!(
         " cpu {} {} · mem {} {} ",
         sparkline(&h.cpu, cpu_top),
-        j.cpu.as_deref().unwrap_or("-"),
+        cpu.as_deref().unwrap_or("-"),
         sparkline(&h.mem, mem_top),
-        j.mem.as_deref().unwrap_or("-"),
+        mem.as_deref().unwrap_or("-"),
     ))
 }
 
@@ -413,8 +422,15 @@ fn job_numbers(m: &Model, j: &JobRow) -> Option<String> {
 /// how the log is shown.
 fn log_title(m: &Model, j: &JobRow) -> String {
     let log = &m.log;
-    let mut title = format!(" log · job {} {}", j.id, j.stage);
-    if let Some(r) = &j.reason {
+    let mut title = match m.selected_service() {
+        Some(s) => format!(
+            " log · service {} of job {} · podman logs",
+            short_image(&s.image),
+            j.id
+        ),
+        None => format!(" log · job {} {}", j.id, j.stage),
+    };
+    if let Some(r) = j.reason.as_ref().filter(|_| m.service.is_none()) {
         title += &format!(" · failed: {r}");
     }
     title += if log.follow {
@@ -464,7 +480,9 @@ fn draw_log(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
         m.log.first_visible(height)
     };
     let body: Vec<Line> = if m.log.is_empty() {
-        let why = if j.running {
+        let why = if m.service.is_some() {
+            "no output from the service (yet)"
+        } else if j.running {
             "waiting for output…"
         } else {
             "no log copy for this job"
