@@ -41,14 +41,27 @@ pub enum AgentError {
 /// The agent binary on the host, written once per build into `<working_dir>/agent/`.
 /// `None` when this pogo has no static agent (then stages use `podman exec`).
 pub fn install(working_dir: &Path) -> std::io::Result<Option<PathBuf>> {
-    if AGENT.is_empty() {
+    let Some(path) = installed_path(working_dir) else {
         return Ok(None);
-    }
-    let name = format!("pogo-agent-{AGENT_ID}");
+    };
+    let name = path
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
     install_file(working_dir, &name, AGENT.len() as u64, |to| {
         std::fs::write(to, AGENT)
     })
     .map(Some)
+}
+
+/// Where [`install`] puts this build's agent; none when this pogo has no static agent.
+pub fn installed_path(working_dir: &Path) -> Option<PathBuf> {
+    (!AGENT.is_empty()).then(|| {
+        working_dir
+            .join("agent")
+            .join(format!("pogo-agent-{AGENT_ID}"))
+    })
 }
 
 /// pogo's own copy of a host program it puts into job containers (catatonit, gitlab-runner),

@@ -13,6 +13,7 @@ pub mod gc;
 pub mod images;
 pub mod jobdata;
 pub mod local;
+pub mod plan;
 pub mod prepare;
 pub mod removal;
 pub mod response;

@@ -5,10 +5,11 @@
 
 use super::config_stage::job_tags;
 use super::env::Service;
+use super::plan;
 use super::response::{DockerOptions, ImageSpec, JobResponse};
 use super::{auth, jobdata, log_info, log_warning, Context, Failure};
 use crate::config::{resolve, Config, PullPolicy};
-use crate::podman::args::{self, JobContainer, KeepAlive, RUNNER_BINARY_PATH};
+use crate::podman::args::{self, JobContainer, KeepAlive};
 use crate::podman::Podman;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -174,18 +175,24 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
         Some(start_services(ctx, &labels, &job_dir, &services).await?)
     };
 
-    let mut volumes: Vec<String> = grants.mounts.iter().map(|m| m.volume_arg()).collect();
-    if let Some(v) = cache_volume(&ctx.config.cache_dir, &ctx.job.project_path)? {
-        volumes.push(v);
-    }
+    let cache = match plan::cache_dir(&ctx.config.cache_dir, &ctx.job.project_path)
+        .map_err(Failure::system)?
+    {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                Failure::system(format!(
+                    "cannot create the cache directory {}: {e}; check cache_dir in the pogo config",
+                    dir.display()
+                ))
+            })?;
+            Some(plan::cache_volume(&dir).map_err(Failure::system)?)
+        }
+        None => None,
+    };
     // `pogo exec` only: sources, cache and artifacts dirs (see executor::local).
     let local = super::local::volumes(&ctx.env).map_err(Failure::system)?;
-    volumes.extend(local.iter().cloned());
-    let mut job_volumes = volumes.clone();
-    // The builds directory: a volume kept per runner + project + slot (`fetch` finds the last
-    // clone), else one per job when the helper container shares it, else the job container's.
-    // An image with a non-root USER cannot make the builds directory in the container's
-    // root-owned filesystem: it gets a volume too, which podman hands to that user (`:U`).
+    // The builds directory (see plan::BuildsVolume). An image with a non-root USER cannot make
+    // it in the container's root-owned filesystem.
     let non_root = match &docker.user {
         // `docker: user` is who the container runs as, whatever the image's USER
         Some(user) => InspectedConfig {
@@ -197,31 +204,26 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     };
     // held until the job container mounts the persistent volume (see gc::BuildsVolumeLock)
     let mut volume_lock = None;
-    let builds_volume = if ctx.config.persistent_builds_days > 0 {
-        let (volume, lock) = persistent_builds_volume(ctx).await?;
-        volume_lock = lock;
-        Some(volume)
-    } else if helper.is_some() || non_root {
-        let volume = create_builds_volume(ctx, &labels).await?;
-        jobdata::write_private(&job_dir, jobdata::BUILDS_VOLUME_MARK, b"")
-            .map_err(|e| Failure::system(format!("cannot write in {}: {e}", job_dir.display())))?;
-        Some(volume)
-    } else {
-        None
+    let builds = match plan::builds_volume(&ctx.config, helper.is_some(), non_root) {
+        plan::BuildsVolume::Persistent => {
+            let (volume, lock) = persistent_builds_volume(ctx).await?;
+            volume_lock = lock;
+            Some(volume)
+        }
+        plan::BuildsVolume::PerJob => {
+            let volume = create_builds_volume(ctx, &labels).await?;
+            jobdata::write_private(&job_dir, jobdata::BUILDS_VOLUME_MARK, b"").map_err(|e| {
+                Failure::system(format!("cannot write in {}: {e}", job_dir.display()))
+            })?;
+            Some(volume)
+        }
+        plan::BuildsVolume::None => None,
     };
-    if let Some(volume) = builds_volume {
-        let mount = format!("{volume}:{}", ctx.config.builds_dir);
-        volumes.push(mount.clone());
-        job_volumes.push(if non_root {
-            format!("{mount}:U")
-        } else {
-            mount
-        });
-    }
-    if helper.is_some() {
+    let runner_binary = if helper.is_some() {
         if ctx.config.runner_binary.is_some() {
             log_info("runner_binary is not mounted: the helper image brings gitlab-runner");
         }
+        None
     } else {
         match runner_binary(ctx.config.runner_binary.as_deref(), &ctx.env)? {
             Some(bin) => {
@@ -234,20 +236,30 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
                             ctx.config.working_dir.display()
                         ))
                     })?;
-                job_volumes.push(args::own_volume(
-                    &own.display().to_string(),
-                    RUNNER_BINARY_PATH,
-                    true,
-                ));
+                Some(own.display().to_string())
             }
-            None if !local.is_empty() => {} // pogo exec's stages use tar, not gitlab-runner
-            None => log_warning(
-                "no gitlab-runner binary found on this host (PATH) and `runner_binary` is not set: \
-                 cache and artifact stages will be skipped; set runner_binary in the pogo config, \
-                 or set helper_image",
-            ),
+            None if !local.is_empty() => None, // pogo exec's stages use tar, not gitlab-runner
+            None => {
+                log_warning(
+                    "no gitlab-runner binary found on this host (PATH) and `runner_binary` is not set: \
+                     cache and artifact stages will be skipped; set runner_binary in the pogo config, \
+                     or set helper_image",
+                );
+                None
+            }
         }
-    }
+    };
+    let volumes = plan::volumes(
+        &ctx.config,
+        &grants,
+        &plan::Mounts {
+            cache,
+            local,
+            builds,
+            non_root,
+            runner_binary,
+        },
+    );
     let keep_alive = with_agent(ctx, own_init(ctx), &ctx.job.names.key);
     let agent_socket = matches!(keep_alive, KeepAlive::InitWithAgent { .. })
         .then(|| super::agent::socket_path(&ctx.config.working_dir, &ctx.job.names.key));
@@ -259,7 +271,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
         },
         pod: pod.as_deref(),
         labels: &labels,
-        volumes: job_volumes,
+        volumes: volumes.job,
         extra_args: &grants.extra_args,
         keep_alive,
         image: &image,
@@ -299,7 +311,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
             docker: args::Docker::default(),
             pod: pod.as_deref(),
             labels: &labels,
-            volumes: volumes.clone(),
+            volumes: volumes.shared.clone(),
             extra_args: &[],
             keep_alive,
             image: helper_image,
@@ -971,38 +983,26 @@ fn own_init(ctx: &Context) -> KeepAlive {
 }
 
 fn with_agent(ctx: &Context, keep_alive: KeepAlive, agent_key: &str) -> KeepAlive {
-    let KeepAlive::Init(init) = &keep_alive else {
+    let KeepAlive::Init(init) = keep_alive else {
         return keep_alive;
     };
     if ctx.config.stage_runner != crate::config::StageRunner::Agent {
-        return keep_alive;
+        return KeepAlive::Init(init);
     }
     let working_dir = &ctx.config.working_dir;
     let prepared = super::agent::install(working_dir).and_then(|agent| {
         let dir = super::agent::socket_dir(working_dir, agent_key);
         super::agent::prepare_socket_dir(&dir)?;
-        Ok(agent.map(|a| (a, dir)))
+        Ok(agent.map(|a| (a.display().to_string(), dir.display().to_string())))
     });
-    match prepared {
-        Ok(Some((agent, dir)))
-            if !agent.display().to_string().contains([':', ','])
-                && !dir.display().to_string().contains([':', ',']) =>
-        {
-            KeepAlive::InitWithAgent {
-                init: init.clone(),
-                agent: agent.display().to_string(),
-                socket_dir: dir.display().to_string(),
-            }
-        }
-        Ok(_) => keep_alive,
-        Err(e) => {
-            log_warning(&format!(
-                "cannot set up the stage agent under {}: {e}; stages use podman exec",
-                working_dir.display()
-            ));
-            keep_alive
-        }
-    }
+    let agent = prepared.unwrap_or_else(|e| {
+        log_warning(&format!(
+            "cannot set up the stage agent under {}: {e}; stages use podman exec",
+            working_dir.display()
+        ));
+        None
+    });
+    plan::keep_alive(&ctx.config, init, agent)
 }
 
 /// The job's image, else the configured default, else a message saying how to get one.
@@ -1487,41 +1487,6 @@ pub fn listening_ports(table: &str) -> Vec<u16> {
         .collect()
 }
 
-/// `<cache_dir>/<project path>` on the host, mounted at the same path (gitlab-runner's cache
-/// scripts use the cache_dir pogo reported).
-fn cache_volume(cache_dir: &Path, project_path: &str) -> Result<Option<String>, Failure> {
-    if project_path.is_empty() {
-        return Ok(None);
-    }
-    let valid = project_path.split('/').all(|c| {
-        !c.is_empty()
-            && c != "."
-            && c != ".."
-            && c.chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '.' | '-'))
-    });
-    if !valid {
-        return Err(Failure::system(format!(
-            "project path {:?} is not a GitLab project path; refusing to use it as a cache directory",
-            project_path
-        )));
-    }
-    let dir = cache_dir.join(project_path);
-    std::fs::create_dir_all(&dir).map_err(|e| {
-        Failure::system(format!(
-            "cannot create the cache directory {}: {e}; check cache_dir in the pogo config",
-            dir.display()
-        ))
-    })?;
-    let d = dir.display().to_string();
-    if d.contains([':', ',']) {
-        return Err(Failure::system(format!(
-            "cache directory {d} contains ':' or ',', which podman cannot mount; change cache_dir"
-        )));
-    }
-    Ok(Some(args::own_volume(&d, &d, false)))
-}
-
 /// The gitlab-runner binary to mount: configured, else the parent process when it is
 /// gitlab-runner, else `gitlab-runner` on PATH.
 fn runner_binary(
@@ -1781,20 +1746,5 @@ mod tests {
         for other in [Some("1000"), Some("node"), Some("1000:1000"), Some("app:0")] {
             assert!(with(other).runs_as_non_root(), "{other:?}");
         }
-    }
-
-    #[test]
-    fn project_paths_that_escape_the_cache_dir_are_refused() {
-        let d = tempfile::tempdir().unwrap();
-        assert!(cache_volume(d.path(), "../etc").is_err());
-        assert!(cache_volume(d.path(), "a//b").is_err());
-        let v = cache_volume(d.path(), "group/project").unwrap().unwrap();
-        let p = d.path().join("group/project").display().to_string();
-        assert_eq!(
-            v,
-            format!("{p}:{p}:z"),
-            "pogo's own cache directory is relabelled for SELinux"
-        );
-        assert!(d.path().join("group/project").is_dir());
     }
 }

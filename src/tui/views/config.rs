@@ -14,16 +14,61 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
 /// What a job with `tags` in `project` gets: the `--volume` values from the tag mounts and
-/// the full `podman run` argv of the job container (as prepare builds it, with placeholders
-/// for the per-job parts: name, labels, cache and runner binary).
+/// the full `podman run` argv of the job container, built by prepare's own code
+/// (`executor::plan`, `podman::args::job_run`) with placeholders for what each job makes: its
+/// name and labels, the builds volume's name, pogo's copies of catatonit and gitlab-runner
+/// (named per version), the agent's socket directory. `detected`: the host's keep-alive.
 pub fn preview(
     config: &Config,
     tags: &[String],
     project: &str,
-    keep_alive: &KeepAlive,
+    detected: &KeepAlive,
 ) -> (Vec<String>, Vec<String>) {
+    use crate::executor::{agent, env, plan};
     let grants = resolve::grants(config, tags, project);
-    let volumes: Vec<String> = grants.mounts.iter().map(|m| m.volume_arg()).collect();
+    let tag_mounts: Vec<String> = grants.mounts.iter().map(|m| m.volume_arg()).collect();
+    let helper = config.helper_image.is_some();
+    let builds = match plan::builds_volume(config, helper, false) {
+        plan::BuildsVolume::Persistent => {
+            Some(env::persistent_builds_volume("<runner>", project, "<slot>"))
+        }
+        plan::BuildsVolume::PerJob => Some("<job>-builds".to_string()),
+        plan::BuildsVolume::None => None,
+    };
+    let own = |name: &str| {
+        config
+            .working_dir
+            .join("agent")
+            .join(name)
+            .display()
+            .to_string()
+    };
+    let mounts = plan::Mounts {
+        cache: if project.is_empty() {
+            plan::cache_volume(&config.cache_dir.join("<project>")).ok()
+        } else {
+            plan::cache_dir(&config.cache_dir, project)
+                .ok()
+                .flatten()
+                .and_then(|d| plan::cache_volume(&d).ok())
+        },
+        local: Vec::new(),
+        builds,
+        non_root: false,
+        runner_binary: (!helper).then(|| own("gitlab-runner-<version>")),
+    };
+    let volumes = plan::volumes(config, &grants, &mounts);
+    let keep_alive = match detected {
+        KeepAlive::Init(_) => plan::keep_alive(
+            config,
+            own("catatonit-<version>"),
+            agent::installed_path(&config.working_dir).map(|a| {
+                let socket = agent::socket_dir(&config.working_dir, "<job>");
+                (a.display().to_string(), socket.display().to_string())
+            }),
+        ),
+        other => other.clone(),
+    };
     let image = config
         .default_image
         .clone()
@@ -33,12 +78,12 @@ pub fn preview(
         docker: args::Docker::default(),
         pod: None,
         labels: &[],
-        volumes: volumes.clone(),
+        volumes: volumes.job,
         extra_args: &grants.extra_args,
-        keep_alive: keep_alive.clone(),
+        keep_alive,
         image: &image,
     };
-    (volumes, args::job_run(&spec))
+    (tag_mounts, args::job_run(&spec))
 }
 
 pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: Theme) {
@@ -418,7 +463,7 @@ fn draw_preview(f: &mut Frame, area: Rect, m: &Model, c: &Config, t: Theme) {
         Span::raw(cmd),
     ]));
     lines.push(Line::from(Span::styled(
-        "(+ labels, the project's cache dir and the gitlab-runner binary, per job)",
+        "(+ the job's labels; <…>: named per job or per version; the image's own USER adds :U)",
         t.dim(),
     )));
     f.render_widget(
@@ -454,6 +499,53 @@ mod tests {
         assert_eq!(argv[i + 1], "/dev/fuse:rw");
         assert!(argv.contains(&"label=disable".to_string()));
         assert_eq!(argv.last().unwrap(), "fedora:41");
+    }
+
+    #[test]
+    fn the_preview_is_the_podman_run_prepare_builds_with_pogos_init_agent_cache_and_runner() {
+        use crate::executor::agent;
+        let c = config();
+        let host_init = KeepAlive::Init("/usr/libexec/podman/catatonit".into());
+        let (_, argv) = preview(&c, &[], "group/app", &host_init);
+        let cmd = argv.join(" ");
+        let wd = c.working_dir.display().to_string();
+        let cache = c.cache_dir.join("group/app").display().to_string();
+        assert!(
+            cmd.contains(&format!("{cache}:{cache}:z")),
+            "the cache: {cmd}"
+        );
+        assert!(
+            cmd.contains(&format!(
+                "{wd}/agent/gitlab-runner-<version>:/usr/local/bin/gitlab-runner:ro,z"
+            )),
+            "pogo's copy of gitlab-runner: {cmd}"
+        );
+        assert!(
+            cmd.contains(&format!("{wd}/agent/catatonit-<version>:")),
+            "pogo's copy of catatonit, not the host's: {cmd}"
+        );
+        if agent::AGENT.is_empty() {
+            assert!(
+                cmd.contains(r#"--entrypoint=["/run/pogo/init","-P"]"#),
+                "{cmd}"
+            );
+        } else {
+            assert!(
+                cmd.contains(&format!("{wd}/run/<job>:/run/pogo/sock:z")),
+                "{cmd}"
+            );
+            assert!(cmd.contains("pogo-agent-"), "the stage agent: {cmd}");
+        }
+        // a helper image: no runner binary (the helper brings it), a builds volume per job
+        let mut c = c;
+        c.helper_image = Some("registry.example.com/helper:1".into());
+        let (_, argv) = preview(&c, &[], "group/app", &host_init);
+        let cmd = argv.join(" ");
+        assert!(!cmd.contains("gitlab-runner-<version>"), "{cmd}");
+        assert!(
+            cmd.contains(&format!("<job>-builds:{}", c.builds_dir)),
+            "{cmd}"
+        );
     }
 
     #[test]
