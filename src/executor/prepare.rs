@@ -44,44 +44,19 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
         log_warning(note);
     }
     let tags = job_tags(&ctx.job)?;
+    let Request {
+        tags,
+        image,
+        service_envs,
+        entrypoint_override,
+        image_pull,
+        docker,
+        service_pulls,
+        service_ports,
+        service_docker,
+        response,
+    } = request(ctx, tags)?;
     crate::state::hooks::tags_known(ctx, &tags);
-    let image = pick_image(
-        ctx.job.image.as_deref(),
-        ctx.config.default_image.as_deref(),
-    )?;
-    args::validate_image(&image)
-        .map_err(|m| Failure::build(1, format!("job image refused: {m}")))?;
-    let mut service_envs = Vec::with_capacity(ctx.job.services.len());
-    for svc in &ctx.job.services {
-        args::validate_image(&svc.name)
-            .map_err(|m| Failure::build(1, format!("service image refused: {m}")))?;
-        service_envs.push(args::service_env(svc).map_err(|m| Failure::build(1, m))?);
-    }
-    check_allowed(&image, &ctx.job.services, &ctx.config)?;
-
-    // What only the job description carries: entrypoint, pull policies, ports, credentials.
-    let response = job_response(ctx)?;
-    let image_spec = job_image_spec(ctx.job.image.as_deref(), &response.image);
-    let entrypoint_override = match image_spec.and_then(|s| s.entrypoint.as_deref()) {
-        Some(ep) => Some(check_entrypoint(ep, "the job's image")?),
-        None => None,
-    };
-    let image_pull = pull_policies(
-        image_spec.map(|s| s.pull_policy.as_slice()).unwrap_or(&[]),
-        &format!("image {image}"),
-        &ctx.config,
-    )?;
-    let docker = docker_options(image_spec, "the job's image")?;
-    let service_specs = service_specs(&ctx.job.services, &response.services);
-    let mut service_pulls = Vec::with_capacity(service_specs.len());
-    let mut service_ports = Vec::with_capacity(service_specs.len());
-    let mut service_docker = Vec::with_capacity(service_specs.len());
-    for (svc, spec) in ctx.job.services.iter().zip(&service_specs) {
-        let what = format!("service {}", svc.name);
-        service_pulls.push(pull_policies(&spec.pull_policy, &what, &ctx.config)?);
-        service_ports.push(readiness_ports(svc, spec)?);
-        service_docker.push(docker_options(Some(spec), &what)?);
-    }
     let configured_auth = check_auth_file(ctx.config.auth_file.as_deref())?;
     let job_dir = jobdata::create(&ctx.config.working_dir, &ctx.job.names.key).map_err(|e| {
         Failure::system(format!(
@@ -368,6 +343,78 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     }
     state.succeeded(); // pogo tui: prepare finished
     Ok(())
+}
+
+/// What the job asks for, checked against the config, before anything is pulled or started:
+/// its tags, image and services (names, variables, entrypoint, pull policies, ports, `docker:`
+/// options). A pure function of the job, its tags (which GitLab may have been asked for)
+/// and the config; a refusal is the job's failure (or the config's: `allowed_images`).
+pub struct Request<'a> {
+    pub tags: Vec<String>,
+    pub image: String,
+    pub service_envs: Vec<args::ServiceEnv>,
+    /// `image: entrypoint:` of the job, when it sets one.
+    pub entrypoint_override: Option<Vec<String>>,
+    pub image_pull: Pull,
+    pub docker: DockerOptions,
+    pub service_pulls: Vec<Pull>,
+    /// Per service: the ports to wait for, when its `ports:` say (else the image's).
+    pub service_ports: Vec<Option<Vec<u16>>>,
+    pub service_docker: Vec<DockerOptions>,
+    /// The job description (its credentials are used to pull).
+    pub response: &'a JobResponse,
+}
+
+pub fn request(ctx: &Context, tags: Vec<String>) -> Result<Request<'_>, Failure> {
+    let image = pick_image(
+        ctx.job.image.as_deref(),
+        ctx.config.default_image.as_deref(),
+    )?;
+    args::validate_image(&image)
+        .map_err(|m| Failure::build(1, format!("job image refused: {m}")))?;
+    let mut service_envs = Vec::with_capacity(ctx.job.services.len());
+    for svc in &ctx.job.services {
+        args::validate_image(&svc.name)
+            .map_err(|m| Failure::build(1, format!("service image refused: {m}")))?;
+        service_envs.push(args::service_env(svc).map_err(|m| Failure::build(1, m))?);
+    }
+    check_allowed(&image, &ctx.job.services, &ctx.config)?;
+
+    // What only the job description carries: entrypoint, pull policies, ports, credentials.
+    let response = job_response(ctx)?;
+    let image_spec = job_image_spec(ctx.job.image.as_deref(), &response.image);
+    let entrypoint_override = match image_spec.and_then(|s| s.entrypoint.as_deref()) {
+        Some(ep) => Some(check_entrypoint(ep, "the job's image")?),
+        None => None,
+    };
+    let image_pull = pull_policies(
+        image_spec.map(|s| s.pull_policy.as_slice()).unwrap_or(&[]),
+        &format!("image {image}"),
+        &ctx.config,
+    )?;
+    let docker = docker_options(image_spec, "the job's image")?;
+    let service_specs = service_specs(&ctx.job.services, &response.services);
+    let mut service_pulls = Vec::with_capacity(service_specs.len());
+    let mut service_ports = Vec::with_capacity(service_specs.len());
+    let mut service_docker = Vec::with_capacity(service_specs.len());
+    for (svc, spec) in ctx.job.services.iter().zip(&service_specs) {
+        let what = format!("service {}", svc.name);
+        service_pulls.push(pull_policies(&spec.pull_policy, &what, &ctx.config)?);
+        service_ports.push(readiness_ports(svc, spec)?);
+        service_docker.push(docker_options(Some(spec), &what)?);
+    }
+    Ok(Request {
+        tags,
+        image,
+        service_envs,
+        entrypoint_override,
+        image_pull,
+        docker,
+        service_pulls,
+        service_ports,
+        service_docker,
+        response,
+    })
 }
 
 /// `docker: {platform, user}` of an image (the job's or a service's) checked — they are
@@ -1536,6 +1583,66 @@ fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A prepare context from a config, `CUSTOM_ENV_*` values and a job description.
+    fn context(config: &str, env: &[(&str, &str)], response: &str) -> Context {
+        let env: std::collections::HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let response = super::super::response::parse(response).unwrap();
+        let config = crate::config::load_text(config, Some(Path::new("/p.yaml")), &env).unwrap();
+        let job = super::super::env::JobEnv::from_env(&env, Some(&response)).unwrap();
+        Context {
+            podman: crate::podman::Podman::new("podman", Vec::new()),
+            notes: Vec::new(),
+            env,
+            config,
+            job,
+            response: Ok(response),
+        }
+    }
+
+    #[test]
+    fn the_jobs_request_is_checked_before_anything_is_pulled() {
+        let services = r#"[{"name":"postgres:16","alias":"db","entrypoint":null,"command":null}]"#;
+        let ctx = context(
+            "working_dir: /w\nallowed_pull_policies: [always, if-not-present]\n",
+            &[
+                ("CUSTOM_ENV_CI_JOB_IMAGE", "alpine:3"),
+                ("CUSTOM_ENV_CI_JOB_SERVICES", services),
+            ],
+            r#"{"id":7,"token":"t",
+                "image":{"name":"alpine:3","entrypoint":["/bin/ep"],"pull_policy":["always"],
+                         "executor_opts":{"docker":{"platform":"linux/arm64","user":"1000"}}},
+                "services":[{"name":"postgres:16","alias":"db","ports":[{"number":5432}]}]}"#,
+        );
+        let r = request(&ctx, vec!["a".into()]).unwrap();
+        assert_eq!(
+            (r.tags, r.image.as_str()),
+            (vec!["a".to_string()], "alpine:3")
+        );
+        assert_eq!(r.entrypoint_override, Some(vec!["/bin/ep".to_string()]));
+        assert!(r.image_pull.chosen_by_job);
+        assert_eq!(r.docker.platform.as_deref(), Some("linux/arm64"));
+        assert_eq!(r.docker.user.as_deref(), Some("1000"));
+        assert_eq!(r.service_ports, vec![Some(vec![5432])]);
+
+        // a pull policy the owner does not allow is the job's failure
+        let ctx = context(
+            "working_dir: /w\n",
+            &[("CUSTOM_ENV_CI_JOB_IMAGE", "alpine:3")],
+            r#"{"id":7,"token":"t","image":{"name":"alpine:3","pull_policy":["always"]}}"#,
+        );
+        assert!(matches!(request(&ctx, vec![]), Err(Failure::Build { .. })));
+        // an image name that would be a podman option never reaches podman
+        let ctx = context(
+            "working_dir: /w\n",
+            &[("CUSTOM_ENV_CI_JOB_IMAGE", "--privileged")],
+            r#"{"id":7,"token":"t"}"#,
+        );
+        assert!(matches!(request(&ctx, vec![]), Err(Failure::Build { .. })));
+    }
 
     #[test]
     fn a_netavark_without_iptables_or_nft_says_what_to_install() {
