@@ -418,27 +418,37 @@ fn a_job_printing_a_lot_streams_through_pogo_without_losing_output() {
 /// `e` on a running job opens a shell in its container the way GitLab's web terminal does:
 /// in `$CI_PROJECT_DIR`, with the job's `CI_*` variables, the masked ones (the job token)
 /// masked; `exit` returns to the dashboard.
-#[test]
-fn e_opens_a_shell_in_the_project_dir_with_the_jobs_variables_masked() {
-    require_podman!();
-    if !tmux_ready() {
-        return;
+/// A test env whose config mounts a temp dir (returned) at /mnt/sync, and `pogo tui` on it in
+/// tmux, `width`×36, showing its Jobs screen; none (skipped) without podman or tmux.
+fn dashboard_with_sync(width: u16) -> Option<(tempfile::TempDir, TestEnv, Tmux)> {
+    if !podman_ready() || !tmux_ready() {
+        return None;
     }
     let sync = tempfile::tempdir().unwrap();
     let env = TestEnv::new(&PogoConfig::mounting(sync.path(), "/mnt/sync"));
-    let t = Tmux::start(&pogo_tui(&env.config_path), &tui_env(), 120, 36);
+    let t = Tmux::start(&pogo_tui(&env.config_path), &tui_env(), width, 36);
     t.wait_for("the Jobs screen", LONG, |s| s.contains("1 Jobs"));
-    let job = env.job(
-        &[],
-        &[
-            "mkdir -p \"$CI_PROJECT_DIR\"",
-            "i=0; while [ ! -e /mnt/sync/go ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done",
-        ],
-    );
+    Some((sync, env, t))
+}
+
+/// The script line that waits (up to 2 min) for the test's `go` file at /mnt/sync.
+const WAIT_FOR_GO: &str =
+    "i=0; while [ ! -e /mnt/sync/go ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done";
+
+/// Runs `job` of `env` (whose config mounts `sync` at /mnt/sync; the job waits with
+/// [`WAIT_FOR_GO`]) while `during` looks at the dashboard in `t`, once the job shows in
+/// build_script and the list is filtered to it. The job ends when `during` returns or panics.
+fn while_job_runs(
+    env: &TestEnv,
+    sync: &Path,
+    t: &Tmux,
+    job: &pogo::driver::Job,
+    during: impl FnOnce(u64),
+) -> pogo::driver::JobResult {
     let id = job.id;
-    let go = sync.path().join("go");
-    let result = std::thread::scope(|scope| {
-        let runner = scope.spawn(|| env.run(&job));
+    let go = sync.join("go");
+    std::thread::scope(|scope| {
+        let runner = scope.spawn(|| env.run(job));
         let _go = Touch(go.clone());
         t.wait_for("the job in build_script", Duration::from_secs(90), |s| {
             s.lines()
@@ -446,6 +456,19 @@ fn e_opens_a_shell_in_the_project_dir_with_the_jobs_variables_masked() {
         });
         t.keys(&format!("/{id}"));
         t.keys("\r");
+        during(id);
+        std::fs::write(&go, "").unwrap();
+        runner.join().unwrap()
+    })
+}
+
+#[test]
+fn e_opens_a_shell_in_the_project_dir_with_the_jobs_variables_masked() {
+    let Some((sync, env, t)) = dashboard_with_sync(120) else {
+        return;
+    };
+    let job = env.job(&[], &["mkdir -p \"$CI_PROJECT_DIR\"", WAIT_FOR_GO]);
+    let result = while_job_runs(&env, sync.path(), &t, &job, |id| {
         t.keys("e");
         t.wait_for("the shell", LONG, |s| {
             s.contains("`exit` returns to the dashboard")
@@ -459,17 +482,19 @@ fn e_opens_a_shell_in_the_project_dir_with_the_jobs_variables_masked() {
         assert!(s.contains(&format!("at=/builds/pogo-test/p{id} ")), "{s}");
         t.keys("exit\r");
         t.wait_for("the dashboard again", LONG, |s| s.contains("1 Jobs"));
-        std::fs::write(&go, "").unwrap();
-        runner.join().unwrap()
     });
     assert_success(&result);
 }
 
 /// The CPU% of job `id`'s row (the first `N.NN%` on it), if shown.
 fn cpu_of(screen: &str, id: u64) -> Option<f64> {
-    let row = screen.lines().find(|l| l.contains(&id.to_string()))?;
-    row.split_whitespace()
-        .find_map(|w| w.strip_suffix('%').and_then(|n| n.parse::<f64>().ok()))
+    screen
+        .lines()
+        .filter(|l| l.contains(&id.to_string()))
+        .find_map(|row| {
+            row.split_whitespace()
+                .find_map(|w| w.strip_suffix('%').and_then(|n| n.parse::<f64>().ok()))
+        })
 }
 
 /// pids of the `podman stats` processes the dashboard started (its children).
@@ -486,14 +511,9 @@ fn stats_children(tui_pid: &str) -> Vec<String> {
 
 #[test]
 fn the_cpu_column_shows_current_use_without_starting_podman_not_the_average_since_start() {
-    require_podman!();
-    if !tmux_ready() {
+    let Some((sync, env, t)) = dashboard_with_sync(140) else {
         return;
-    }
-    let sync = tempfile::tempdir().unwrap();
-    let env = TestEnv::new(&PogoConfig::mounting(sync.path(), "/mnt/sync"));
-    let t = Tmux::start(&pogo_tui(&env.config_path), &tui_env(), 140, 36);
-    t.wait_for("the Jobs screen", LONG, |s| s.contains("1 Jobs"));
+    };
     let out = Command::new("pgrep")
         .args(["-n", "-f"])
         .arg(format!("{} tui", env.config_path.display()))
@@ -506,26 +526,18 @@ fn the_cpu_column_shows_current_use_without_starting_podman_not_the_average_sinc
         &[],
         &[
             "end=$((SECONDS+8)); while [ $SECONDS -lt $end ]; do :; done; touch /mnt/sync/spun",
-            "i=0; while [ ! -e /mnt/sync/go ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done",
+            WAIT_FOR_GO,
         ],
     );
-    let id = job.id;
-    let go = sync.path().join("go");
-    let result = std::thread::scope(|scope| {
-        let runner = scope.spawn(|| env.run(&job));
-        let _go = Touch(go.clone());
-        t.wait_for("the job running", Duration::from_secs(90), |s| {
-            s.lines()
-                .any(|l| l.contains(&id.to_string()) && l.contains("build_script"))
-        });
+    let spun = sync.path().join("spun");
+    let result = while_job_runs(&env, sync.path(), &t, &job, |id| {
         let spinning = t.wait_for("the spinning job's CPU", LONG, |s| {
-            cpu_of(s, id).is_some_and(|c| c >= 40.0) || sync.path().join("spun").exists()
+            cpu_of(s, id).is_some_and(|c| c >= 40.0) || spun.exists()
         });
         let Some(busy) = cpu_of(&spinning, id) else {
             // rootless cgroup v1 has no numbers at all: the column shows "-"
             assert!(!in_ci_with_stats(), "no CPU shown:\n{spinning}");
-            std::fs::write(&go, "").unwrap();
-            return runner.join().unwrap();
+            return;
         };
         assert!(busy >= 40.0, "a spinning job at {busy} %:\n{spinning}");
         // The numbers come from the containers' cgroups: no `podman stats` (it costs podman
@@ -538,15 +550,13 @@ fn the_cpu_column_shows_current_use_without_starting_podman_not_the_average_sinc
         // Spun down: within seconds the row says so (the average since the start stays near
         // half a core for minutes).
         let start = Instant::now();
-        while !sync.path().join("spun").exists() {
+        while !spun.exists() {
             assert!(start.elapsed() < LONG, "the job never finished spinning");
             std::thread::sleep(Duration::from_millis(100));
         }
         t.wait_for("the idle job's CPU", Duration::from_secs(12), |s| {
             cpu_of(s, id).is_some_and(|c| c < 5.0)
         });
-        std::fs::write(&go, "").unwrap();
-        runner.join().unwrap()
     });
     assert_success(&result);
 }
@@ -595,29 +605,11 @@ fn a_job_run_with_another_pogo_config_shows_its_log_through_the_runners_config()
     ];
     let t = Tmux::start(&argv, &tui_env(), 120, 36);
     t.wait_for("the Jobs screen", LONG, |s| s.contains("1 Jobs"));
-    let job = env.job(
-        &[],
-        &[
-            "echo other-config-output",
-            "i=0; while [ ! -e /mnt/sync/go ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done",
-        ],
-    );
-    let id = job.id;
-    let go = sync.path().join("go");
-    let result = std::thread::scope(|scope| {
-        let runner = scope.spawn(|| env.run(&job));
-        let _go = Touch(go.clone());
-        t.wait_for("the job running", Duration::from_secs(90), |s| {
-            s.lines()
-                .any(|l| l.contains(&id.to_string()) && l.contains("build_script"))
-        });
-        t.keys(&format!("/{id}"));
-        t.keys("\r");
+    let job = env.job(&[], &["echo other-config-output", WAIT_FOR_GO]);
+    let result = while_job_runs(&env, sync.path(), &t, &job, |id| {
         t.wait_for("the job's log copy from the other config", LONG, |s| {
             s.contains(&format!("log · job {id} ")) && s.contains("other-config-output")
         });
-        std::fs::write(&go, "").unwrap();
-        runner.join().unwrap()
     });
     assert_success(&result);
 }
@@ -655,18 +647,10 @@ fn x_releases_a_job_kept_by_keep_failed_and_its_containers_go() {
 
 #[test]
 fn a_service_row_shows_the_services_own_log() {
-    require_podman!();
-    if !tmux_ready() {
+    let Some((sync, env, t)) = dashboard_with_sync(120) else {
         return;
-    }
-    let sync = tempfile::tempdir().unwrap();
-    let env = TestEnv::new(&PogoConfig::mounting(sync.path(), "/mnt/sync"));
-    let t = Tmux::start(&pogo_tui(&env.config_path), &tui_env(), 120, 36);
-    t.wait_for("the Jobs screen", LONG, |s| s.contains("1 Jobs"));
-    let mut job = env.job(
-        &[],
-        &["i=0; while [ ! -e /mnt/sync/go ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done"],
-    );
+    };
+    let mut job = env.job(&[], &[WAIT_FOR_GO]);
     let mut svc = pogo::driver::Service::new(IMG_BUSYBOX);
     svc.command = Some(vec![
         "sh".into(),
@@ -674,17 +658,7 @@ fn a_service_row_shows_the_services_own_log() {
         "echo service-says-hello; echo service-error >&2; sleep 600".into(),
     ]);
     job.services = vec![svc];
-    let id = job.id;
-    let go = sync.path().join("go");
-    let result = std::thread::scope(|scope| {
-        let runner = scope.spawn(|| env.run(&job));
-        let _go = Touch(go.clone());
-        t.wait_for("the job running", Duration::from_secs(90), |s| {
-            s.lines()
-                .any(|l| l.contains(&id.to_string()) && l.contains("build_script"))
-        });
-        t.keys(&format!("/{id}"));
-        t.keys("\r");
+    let result = while_job_runs(&env, sync.path(), &t, &job, |id| {
         // the job's row, then its service's
         t.keys("j");
         let s = t.wait_for("the service's log", LONG, |s| {
@@ -693,8 +667,6 @@ fn a_service_row_shows_the_services_own_log() {
                 && s.contains("service-error")
         });
         assert!(s.contains("podman logs"), "{s}");
-        std::fs::write(&go, "").unwrap();
-        runner.join().unwrap()
     });
     assert_success(&result);
 }

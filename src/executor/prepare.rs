@@ -44,19 +44,8 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
         log_warning(note);
     }
     let tags = job_tags(&ctx.job)?;
-    let Request {
-        tags,
-        image,
-        service_envs,
-        entrypoint_override,
-        image_pull,
-        docker,
-        service_pulls,
-        service_ports,
-        service_docker,
-        response,
-    } = request(ctx, tags)?;
-    crate::state::hooks::tags_known(ctx, &tags);
+    let req = request(ctx, tags)?;
+    crate::state::hooks::tags_known(ctx, &req.tags);
     let configured_auth = check_auth_file(ctx.config.auth_file.as_deref())?;
     let job_dir = jobdata::create(&ctx.config.working_dir, &ctx.job.names.key).map_err(|e| {
         Failure::system(format!(
@@ -64,28 +53,28 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
             ctx.config.working_dir.display()
         ))
     })?;
-    let mut pull_auth = PullAuth::for_job(ctx, configured_auth, response, &job_dir)?;
+    let mut pull_auth = PullAuth::for_job(ctx, configured_auth, req.response, &job_dir)?;
 
     let labels = ctx.job.labels(&unix_now().to_string());
     let image_info = ensure_image(
         &ctx.podman,
-        &image,
-        docker.platform.as_deref(),
-        &image_pull,
+        &req.image,
+        req.docker.platform.as_deref(),
+        &req.image_pull,
         &mut pull_auth,
     )
     .await?;
     let note = |name: &str, info: &InspectedImage| {
         super::images::note_use(&ctx.config.working_dir, name, &info.id, info.pulled);
     };
-    note(&image, &image_info);
+    note(&req.image, &image_info);
     let mut service_images = Vec::with_capacity(ctx.job.services.len());
     for ((svc, pull), d) in ctx
         .job
         .services
         .iter()
-        .zip(&service_pulls)
-        .zip(&service_docker)
+        .zip(&req.service_pulls)
+        .zip(&req.service_docker)
     {
         let platform = d.platform.as_deref();
         let info = ensure_image(&ctx.podman, &svc.name, platform, pull, &mut pull_auth).await?;
@@ -124,11 +113,11 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     };
     // Each stage starts through the entrypoint, as the Docker executor starts each of its
     // stage containers; pogo's own init replaces it as the container's main process.
-    let entrypoint = match entrypoint_override {
+    let entrypoint = match req.entrypoint_override {
         Some(ep) => ep,
         None => check_entrypoint(
             image_info.config.entrypoint.as_deref().unwrap_or(&[]),
-            &format!("image {image}"),
+            &format!("image {}", req.image),
         )?,
     };
     if !entrypoint.is_empty() {
@@ -138,13 +127,13 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
         ));
     }
 
-    let grants = resolve::grants(&ctx.config, &tags, &ctx.job.project_path);
+    let grants = resolve::grants(&ctx.config, &req.tags, &ctx.job.project_path);
     let pod = if ctx.job.services.is_empty() {
         None
     } else {
         let services = Services {
-            envs: &service_envs,
-            docker: &service_docker,
+            envs: &req.service_envs,
+            docker: &req.service_docker,
             extra_args: &grants.service_args,
         };
         Some(start_services(ctx, &labels, &job_dir, &services).await?)
@@ -168,7 +157,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     let local = super::local::volumes(&ctx.env).map_err(Failure::system)?;
     // The builds directory (see plan::BuildsVolume). An image with a non-root USER cannot make
     // it in the container's root-owned filesystem.
-    let non_root = match &docker.user {
+    let non_root = match &req.docker.user {
         // `docker: user` is who the container runs as, whatever the image's USER
         Some(user) => InspectedConfig {
             user: Some(user.clone()),
@@ -241,15 +230,15 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     let spec = JobContainer {
         name: &ctx.job.names.container,
         docker: args::Docker {
-            platform: docker.platform.as_deref(),
-            user: docker.user.as_deref(),
+            platform: req.docker.platform.as_deref(),
+            user: req.docker.user.as_deref(),
         },
         pod: pod.as_deref(),
         labels: &labels,
         volumes: volumes.job,
         extra_args: &grants.extra_args,
         keep_alive,
-        image: &image,
+        image: &req.image,
     };
     let argv = args::job_run(&spec);
     log_info(&format!(
@@ -324,7 +313,8 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     })?;
 
     if pod.is_some() {
-        let waits: Vec<Vec<u16>> = service_ports
+        let waits: Vec<Vec<u16>> = req
+            .service_ports
             .into_iter()
             .zip(&service_images)
             .map(|(ports, info)| ports.unwrap_or_else(|| exposed_tcp_ports(info)))

@@ -540,7 +540,25 @@ fn local_utc_offset() -> Option<i32> {
 
 /// `podman events` for pogo's containers; every line says "look again".
 fn spawn_events(podman: &Podman, tx: UnboundedSender<Input>) {
-    let mut cmd = podman.command(&sources::events_args());
+    spawn_podman_lines(
+        podman,
+        &sources::events_args(),
+        tx,
+        |line, tx| sources::parse_event(line).is_none() || tx.send(Input::PodmanEvent).is_ok(),
+        Input::EventsEnded,
+    );
+}
+
+/// A long-running podman (`args`): each line of its output goes to `line` (which says whether
+/// to go on), and its end to the loop as `ended(why)`, unless the loop is gone.
+fn spawn_podman_lines(
+    podman: &Podman,
+    args: &[String],
+    tx: UnboundedSender<Input>,
+    mut line: impl FnMut(&str, &UnboundedSender<Input>) -> bool + Send + 'static,
+    ended: fn(String) -> Input,
+) -> tokio::task::JoinHandle<()> {
+    let mut cmd = podman.command(args);
     cmd.stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -548,14 +566,14 @@ fn spawn_events(podman: &Podman, tx: UnboundedSender<Input>) {
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
-                let _ = tx.send(Input::EventsEnded(e.to_string()));
+                let _ = tx.send(ended(e.to_string()));
                 return;
             }
         };
         if let Some(out) = child.stdout.take() {
             let mut lines = BufReader::new(out).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if sources::parse_event(&line).is_some() && tx.send(Input::PodmanEvent).is_err() {
+            while let Ok(Some(text)) = lines.next_line().await {
+                if !line(&text, &tx) {
                     return;
                 }
             }
@@ -566,8 +584,8 @@ fn spawn_events(podman: &Podman, tx: UnboundedSender<Input>) {
             let _ = e.read_to_string(&mut err).await;
         }
         let _ = child.wait().await;
-        let _ = tx.send(Input::EventsEnded(err));
-    });
+        let _ = tx.send(ended(err));
+    })
 }
 
 /// The running containers' CPU and memory from their cgroups (CPU% over the time since the last
@@ -677,40 +695,20 @@ fn follow_service_log(
     })
 }
 
-/// The streaming `podman stats`: each sample (after the first) goes to the model.
+/// The streaming `podman stats`: each sample (after the first) goes to the model. Stats are a
+/// nicety: rootless cgroup v1 has none, and then the columns show "-".
 fn spawn_stats(podman: &Podman, tx: UnboundedSender<Input>) -> tokio::task::JoinHandle<()> {
-    let mut cmd = podman.command(&sources::stats_stream_args());
-    cmd.stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    tokio::spawn(async move {
-        let mut child = match cmd.spawn() {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = tx.send(Input::StatsEnded(e.to_string()));
-                return;
-            }
-        };
-        if let Some(out) = child.stdout.take() {
-            let mut lines = BufReader::new(out).lines();
-            let mut stream = sources::StatsStream::default();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(sample) = stream.push(&line) {
-                    if tx.send(Input::Msg(Msg::Stats(sample))).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            use tokio::io::AsyncReadExt;
-            let _ = e.read_to_string(&mut err).await;
-        }
-        let _ = child.wait().await;
-        // Stats are a nicety: rootless cgroup v1 has none, and then the columns show "-".
-        let _ = tx.send(Input::StatsEnded(err));
-    })
+    let mut stream = sources::StatsStream::default();
+    spawn_podman_lines(
+        podman,
+        &sources::stats_stream_args(),
+        tx,
+        move |line, tx| match stream.push(line) {
+            Some(sample) => tx.send(Input::Msg(Msg::Stats(sample))).is_ok(),
+            None => true,
+        },
+        Input::StatsEnded,
+    )
 }
 
 /// Ask systemd whether gitlab-runner's user service runs; the answer goes to the Runners screen.

@@ -1703,10 +1703,9 @@ mod tests {
         assert!(m.status.as_deref().unwrap().contains("not running"));
     }
 
-    /// `keep_failed` keeps a failed job's container running for debugging: `e` opens a
-    /// shell in it (it said "not running").
-    #[test]
-    fn e_opens_a_shell_in_a_failed_jobs_kept_container() {
+    /// The fixture with its failed job 1190 kept by `keep_failed` (its container runs on),
+    /// selected.
+    fn kept_failed_job_selected() -> Model {
         let mut m = fixtures::model();
         let r = m.records.iter_mut().find(|r| r.id == "1190").unwrap();
         r.kept_until = Some(fixtures::NOW + 600);
@@ -1718,6 +1717,14 @@ mod tests {
         ));
         m.rebuild_jobs();
         m.selected = m.jobs.iter().position(|j| j.id == "1190").unwrap();
+        m
+    }
+
+    /// `keep_failed` keeps a failed job's container running for debugging: `e` opens a
+    /// shell in it (it said "not running").
+    #[test]
+    fn e_opens_a_shell_in_a_failed_jobs_kept_container() {
+        let mut m = kept_failed_job_selected();
         assert_eq!(
             press(&mut m, "e"),
             vec![Effect::Shell {
@@ -1775,17 +1782,7 @@ mod tests {
 
     #[test]
     fn x_on_a_kept_job_asks_then_releases_it() {
-        let mut m = fixtures::model();
-        let r = m.records.iter_mut().find(|r| r.id == "1190").unwrap();
-        r.kept_until = Some(fixtures::NOW + 600);
-        m.containers.push(fixtures::ctr(
-            "pogo-laptop-1190-0-build",
-            "pogo-laptop-1190-0",
-            "node:22",
-            "running",
-        ));
-        m.rebuild_jobs();
-        m.selected = m.jobs.iter().position(|j| j.id == "1190").unwrap();
+        let mut m = kept_failed_job_selected();
         assert_eq!(press(&mut m, "x"), vec![]);
         let (cells, _) = fixtures::screen_text(&m, 100, 30);
         assert!(
