@@ -188,8 +188,30 @@ pub fn plan(
     (taken, out)
 }
 
-/// Keep the images pogo pulled within `limit` bytes (0: no limit). Notes of images that are
-/// gone go too. Returns the number of errors.
+/// `podman image ls`. Podman 4 fails it when an image goes while it lists (another job's
+/// `podman rmi`, "image not known"): it is asked again, three times at most.
+async fn list_images(podman: &Podman) -> Option<Vec<Listed>> {
+    let argv: Vec<String> = ["image", "ls", "--format", "json"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut last = String::new();
+    for attempt in 0..3 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        match podman.json::<Vec<Listed>>(&argv).await {
+            Ok(l) => return Some(l),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    eprintln!("pogo gc: cannot list images (3 tries): {last}");
+    None
+}
+
+/// Keep the images pogo pulled within `limit` bytes (0: no limit, and no podman call: the
+/// notes of images that are gone are dropped when there is a limit). Returns the number of
+/// errors.
 pub async fn enforce(
     podman: &Podman,
     working_dir: &Path,
@@ -199,19 +221,11 @@ pub async fn enforce(
     quiet: bool,
 ) -> usize {
     let noted = records(working_dir);
-    if noted.is_empty() {
+    if noted.is_empty() || limit == 0 {
         return 0;
     }
-    let argv: Vec<String> = ["image", "ls", "--format", "json"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let listed: Vec<Listed> = match podman.json(&argv).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("pogo gc: cannot list images: {e}");
-            return 1;
-        }
+    let Some(listed) = list_images(podman).await else {
+        return 1;
     };
     let present: std::collections::HashSet<&str> = listed.iter().map(|l| l.id.as_str()).collect();
     if !dry_run {
