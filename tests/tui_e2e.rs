@@ -497,15 +497,35 @@ fn cpu_of(screen: &str, id: u64) -> Option<f64> {
         })
 }
 
+/// Every process: pid, parent pid and command line (from /proc: a fresh Debian has no pgrep).
+fn processes() -> Vec<(u32, u32, String)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // `PID (COMM) STATE PPID ...`: the command may hold spaces and parentheses
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            Some((pid, ppid, String::from_utf8_lossy(&cmd).replace('\0', " ")))
+        })
+        .collect()
+}
+
 /// pids of the `podman stats` processes the dashboard started (its children).
-fn stats_children(tui_pid: &str) -> Vec<String> {
-    let out = Command::new("pgrep")
-        .args(["-P", tui_pid, "-f", "stats"])
-        .output()
-        .expect("pgrep");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(str::to_string)
+fn stats_children(tui_pid: u32) -> Vec<u32> {
+    processes()
+        .into_iter()
+        .filter(|(_, ppid, cmd)| *ppid == tui_pid && cmd.contains("stats"))
+        .map(|(pid, _, _)| pid)
         .collect()
 }
 
@@ -514,13 +534,13 @@ fn the_cpu_column_shows_current_use_without_starting_podman_not_the_average_sinc
     let Some((sync, env, t)) = dashboard_with_sync(140) else {
         return;
     };
-    let out = Command::new("pgrep")
-        .args(["-n", "-f"])
-        .arg(format!("{} tui", env.config_path.display()))
-        .output()
-        .expect("pgrep");
-    let tui_pid = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(!tui_pid.is_empty(), "pogo tui's pid");
+    let tui = format!("{} tui", env.config_path.display());
+    let tui_pid = processes()
+        .into_iter()
+        .filter(|(_, _, cmd)| cmd.starts_with(env!("CARGO_BIN_EXE_pogo")) && cmd.contains(&tui))
+        .map(|(pid, _, _)| pid)
+        .max()
+        .expect("pogo tui's pid");
     // 8 s of a spinning core, then idle until the test says go
     let job = env.job(
         &[],
@@ -543,7 +563,7 @@ fn the_cpu_column_shows_current_use_without_starting_podman_not_the_average_sinc
         // The numbers come from the containers' cgroups: no `podman stats` (it costs podman
         // ≈ 110 ms of CPU a sample with 20 containers), streaming or one per sample.
         for _ in 0..20 {
-            let stats = stats_children(&tui_pid);
+            let stats = stats_children(tui_pid);
             assert!(stats.is_empty(), "podman stats runs: {stats:?}");
             std::thread::sleep(Duration::from_millis(250));
         }
