@@ -226,14 +226,14 @@ EXEC_PID=$!
 jobs_ready() {
     local s
     s=$(pane)
-    grep -q "unit-tests.*build_script" <<<"$s" && grep -q "integration.*build_script" <<<"$s" &&
+    grep -q "unit-tes.*build_script" <<<"$s" && grep -q "integrat.*build_script" <<<"$s" &&
         grep -q "lint.*failed" <<<"$s" && grep -q "compile.*success" <<<"$s"
 }
 wait_for 120 "the test stage" jobs_ready
 
-# Select unit-tests (its id from its row): to the top, then down until the log is its own.
+# Select unit-tests (its id from its row; the NAME column cuts it to `unit-tes…`): to the top, then down until the log is its own.
 # (the focused pane is framed ┃, the other │)
-SHOWN_JOB=$(pane | awk '/ unit-tests / {sub(/^(│|┃)/, "", $1); print $1; exit}')
+SHOWN_JOB=$(pane | awk '/ unit-tes/ {sub(/^(│|┃)/, "", $1); print $1; exit}')
 for _ in $(seq 1 8); do keys k; done
 for _ in $(seq 1 8); do
     sleep 0.3
@@ -245,7 +245,7 @@ log_ready() {
     s=$(pane)
     grep -q "log · job $SHOWN_JOB build_script" <<<"$s" &&
         [ "$(grep -c 'test .* \.\.\. ok' <<<"$s")" -ge 9 ] &&
-        grep "unit-tests" <<<"$s" | grep -q "%" # podman stats arrived
+        grep "unit-tes" <<<"$s" | grep -q "%" # its CPU and memory arrived
 }
 wait_for 90 "unit-tests' log" log_ready
 # The dashboard lists every pogo job of this user, those of other runs (tests) too: wait a
