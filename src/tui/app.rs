@@ -896,6 +896,17 @@ async fn run_effect(rtm: &mut Runtime, model: &mut Model, e: Effect) -> Option<L
             }
             None
         }
+        Effect::SearchEarlier { key, needle, upto } => {
+            let path = rtm.state_of(&key).log_path(&key);
+            let tx = rtm.tx.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Ok(count) = logview::count_matches(&path, upto, &needle) {
+                    let msg = Msg::EarlierMatches { key, needle, count };
+                    let _ = tx.send(Input::Msg(msg));
+                }
+            });
+            None
+        }
         Effect::ReloadConfig => {
             let r = load_config(rtm.flag.as_deref(), &rtm.env);
             model.config.missing =

@@ -70,6 +70,8 @@ pub struct LogView {
     pub plain: bool,
     /// Lines dropped from the front (for "… N earlier lines").
     pub dropped: usize,
+    /// How many of the dropped lines match the search (read from the file), once known.
+    pub earlier_matches: Option<usize>,
 }
 
 impl Default for LogView {
@@ -100,6 +102,7 @@ impl Default for LogView {
             left: 0,
             plain: false,
             dropped: 0,
+            earlier_matches: None,
         }
     }
 }
@@ -570,6 +573,7 @@ impl LogView {
     pub fn set_search(&mut self, text: Option<String>) {
         self.search = text.filter(|t| !t.is_empty());
         self.hit = None;
+        self.earlier_matches = None;
         self.matches = match self.search.as_deref() {
             Some(s) => (0..self.ends.len())
                 .filter(|&i| self.line(i).is_some_and(|l| !match_ranges(l, s).is_empty()))
@@ -688,6 +692,24 @@ impl LogView {
         self.top = self.row_of_line(hit).saturating_sub(height / 2);
         true
     }
+}
+
+/// How many lines of the file's first `upto` bytes contain `needle` (as [`match_ranges`] finds
+/// it, on the cleaned lines): the search of the lines the pane no longer holds.
+pub fn count_matches(path: &Path, upto: u64, needle: &str) -> std::io::Result<usize> {
+    use std::io::BufRead;
+    let f = std::fs::File::open(path)?;
+    let mut r = std::io::BufReader::new(f.take(upto));
+    let mut line = Vec::new();
+    let mut n = 0;
+    while r.read_until(b'\n', &mut line)? > 0 {
+        let text = String::from_utf8_lossy(&line);
+        if !match_ranges(&clean_line(text.trim_end_matches('\n')), needle).is_empty() {
+            n += 1;
+        }
+        line.clear();
+    }
+    Ok(n)
 }
 
 /// Read what was appended to `path` since `offset`. A file that shrank (a retried job started a
@@ -1046,6 +1068,20 @@ mod tests {
             Some(&(990, 2000)),
             "older times are forgotten"
         );
+    }
+
+    #[test]
+    fn the_lines_no_longer_held_are_searched_in_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.log");
+        std::fs::write(
+            &p,
+            "an Error\nok\n\x1b[31merror\x1b[0m again\nlater error\n",
+        )
+        .unwrap();
+        // the first three lines (32 bytes) are the ones the pane dropped
+        assert_eq!(count_matches(&p, 32, "ERROR").unwrap(), 2);
+        assert_eq!(count_matches(&p, 0, "error").unwrap(), 0);
     }
 
     #[test]

@@ -41,6 +41,12 @@ pub enum Msg {
         data: Vec<u8>,
         reset: bool,
     },
+    /// How many of the lines the log pane dropped (log `key`) match `needle`.
+    EarlierMatches {
+        key: String,
+        needle: String,
+        count: usize,
+    },
     /// Bytes appended to the selected job's `.times` file, from file position `start`.
     LogTimes {
         key: String,
@@ -77,6 +83,13 @@ pub enum Effect {
     FindOtherRunner,
     /// Read the selected job's log from its start (another job was selected).
     ReloadLog,
+    /// Count the matches of `needle` in the first `upto` bytes of log `key` (the lines the
+    /// pane dropped).
+    SearchEarlier {
+        key: String,
+        needle: String,
+        upto: u64,
+    },
     /// Find the local zone's offset from UTC again; answers with [`Msg::UtcOffset`].
     ReadUtcOffset,
     ReloadConfig,
@@ -212,6 +225,14 @@ pub fn update(m: &mut Model, msg: Msg) -> Vec<Effect> {
                     m.log.reset(Some(key));
                 }
                 m.log.append(start, &data);
+                m.dirty = true;
+            }
+            Vec::new()
+        }
+        Msg::EarlierMatches { key, needle, count } => {
+            if m.log.key.as_deref() == Some(key.as_str()) && m.log.search() == Some(needle.as_str())
+            {
+                m.log.earlier_matches = Some(count);
                 m.dirty = true;
             }
             Vec::new()
@@ -792,6 +813,19 @@ fn key(m: &mut Model, k: KeyEvent) -> Vec<Effect> {
                     m.log.set_search(Some(text));
                     if !m.log.find(true, log_height(m)) && m.log.search().is_some() {
                         m.status = Some("no match".to_string());
+                    }
+                    // the lines the pane no longer holds are searched in the file
+                    let earlier = (m.log.dropped > 0)
+                        .then(|| m.log.starts.first().copied())
+                        .flatten();
+                    if let (Some(upto), Some(key), Some(needle)) =
+                        (earlier, m.log.key.clone(), m.log.search())
+                    {
+                        return vec![Effect::SearchEarlier {
+                            key,
+                            needle: needle.to_string(),
+                            upto,
+                        }];
                     }
                 }
                 _ => {
@@ -1778,6 +1812,44 @@ mod tests {
         // a refresh keeps the service row selected
         m.rebuild_jobs();
         assert_eq!(rows(&m), ("1202".to_string(), Some(0)));
+    }
+
+    #[test]
+    fn a_search_also_counts_the_matches_in_the_lines_the_pane_dropped() {
+        let mut m = fixtures::model();
+        let line = format!("{}\n", "x".repeat(1023));
+        let text = format!(
+            "needle early\n{}",
+            line.repeat(logview::MAX_TEXT / 1024 + 64)
+        );
+        m.log.reset(m.log.key.clone());
+        m.log.append(0, text.as_bytes());
+        assert!(m.log.dropped > 0);
+        let upto = m.log.starts[0];
+        let key = m.log.key.clone().unwrap();
+        press(&mut m, "l/needle");
+        let fx = press(&mut m, "\n");
+        assert_eq!(
+            fx,
+            vec![Effect::SearchEarlier {
+                key: key.clone(),
+                needle: "needle".into(),
+                upto
+            }]
+        );
+        update(
+            &mut m,
+            Msg::EarlierMatches {
+                key,
+                needle: "needle".into(),
+                count: 1,
+            },
+        );
+        let (cells, _) = fixtures::screen_text(&m, 200, 30);
+        assert!(
+            cells.contains("earlier lines not shown, 1 of them match (s saves all)"),
+            "{cells}"
+        );
     }
 
     #[test]

@@ -456,7 +456,13 @@ fn log_title(m: &Model, j: &JobRow) -> String {
         title += &format!(" · →{}", log.left);
     }
     if log.dropped > 0 {
-        title += &format!(" · {} earlier lines not shown (s saves all)", log.dropped);
+        title += &match log.earlier_matches.filter(|_| log.search().is_some()) {
+            Some(n) => format!(
+                " · {} earlier lines not shown, {n} of them match (s saves all)",
+                log.dropped
+            ),
+            None => format!(" · {} earlier lines not shown (s saves all)", log.dropped),
+        };
     }
     if m.show_times {
         title += &times_label(m);
