@@ -592,20 +592,20 @@ fn spawn_podman_lines(
 /// sample). Where no running container's cgroup can be read (an unknown layout, or rootless
 /// cgroup v1, which has none), the streaming `podman stats` is the fallback.
 fn sample_stats(rtm: &mut Runtime, model: &mut Model, now: Instant) {
-    let running: Vec<(String, u32)> = model
+    let running: Vec<(String, u32, String)> = model
         .containers
         .iter()
         .filter(|c| c.state == "running" && !c.is_infra && c.pid > 0)
-        .map(|c| (c.name().to_string(), c.pid))
+        .map(|c| (c.name().to_string(), c.pid, c.id.clone()))
         .collect();
     let mut sample = Vec::new();
     let mut unreadable = 0;
-    for (name, pid) in &running {
+    for (name, pid, id) in &running {
         let known = rtm.samples.remove(name);
         let (open, before) = match known {
             Some((open, usage, at)) => (Some(open), Some((usage, at))),
             None => (
-                cgroup::files_of_pid(&rtm.cgroups, *pid).and_then(|f| cgroup::Open::new(&f)),
+                cgroup::files_of_pid(&rtm.cgroups, *pid, id).and_then(|f| cgroup::Open::new(&f)),
                 None,
             ),
         };
@@ -625,7 +625,7 @@ fn sample_stats(rtm: &mut Runtime, model: &mut Model, now: Instant) {
         rtm.samples.insert(name.clone(), (open, usage, now));
     }
     rtm.samples
-        .retain(|name, _| running.iter().any(|(n, _)| n == name));
+        .retain(|name, _| running.iter().any(|(n, _, _)| n == name));
     if unreadable > 0 && unreadable == running.len() {
         if rtm.stats.is_none() && rtm.stats_retry.is_none_or(|t| t <= now) {
             rtm.stats = Some(spawn_stats(&rtm.podman, rtm.tx.clone()));

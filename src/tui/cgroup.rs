@@ -84,8 +84,13 @@ fn unescape(s: &str) -> String {
 }
 
 /// The files of the cgroup that `/proc/PID/cgroup` (`proc_cgroup`) names: v1 when its
-/// `cpuacct` and `memory` hierarchies are mounted, else v2's.
-pub fn files(mounts: &Mounts, proc_cgroup: &str) -> Option<Files> {
+/// `cpuacct` and `memory` hierarchies are mounted, else v2's. Only a cgroup of the container's
+/// own (its path names `container_id`, as podman names them: `libpod-ID`): rootless podman on
+/// cgroup v1 leaves containers in the user's session cgroup, whose numbers are not theirs.
+pub fn files(mounts: &Mounts, proc_cgroup: &str, container_id: &str) -> Option<Files> {
+    if container_id.len() < 12 || !proc_cgroup.contains(container_id) {
+        return None;
+    }
     let mut v2_path = None;
     let (mut cpuacct, mut memory) = (None, None);
     for line in proc_cgroup.lines() {
@@ -203,11 +208,11 @@ impl Open {
     }
 }
 
-/// The files of the container whose main process is `pid`, if this host lets pogo read them.
-pub fn files_of_pid(mounts: &Mounts, pid: u32) -> Option<Files> {
+/// The files of container `id` whose main process is `pid`, if this host lets pogo read them.
+pub fn files_of_pid(mounts: &Mounts, pid: u32, id: &str) -> Option<Files> {
     let text =
         std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("cgroup")).ok()?;
-    files(mounts, &text)
+    files(mounts, &text, id)
 }
 
 /// This process's view of the cgroup mounts.
@@ -267,30 +272,38 @@ mod tests {
     fn a_v1_container_is_read_from_its_cpuacct_and_memory_hierarchies() {
         let m = parse_mountinfo(MOUNTINFO_V1);
         let cgroup = "\
-12:memory:/libpod_parent/libpod-abc
-4:cpu,cpuacct:/libpod_parent/libpod-abc
-0::/libpod_parent/libpod-abc
+12:memory:/libpod_parent/libpod-abc123456789
+4:cpu,cpuacct:/libpod_parent/libpod-abc123456789
+0::/libpod_parent/libpod-abc123456789
 ";
         assert_eq!(
-            files(&m, cgroup),
+            files(&m, cgroup, "abc123456789"),
             Some(Files::V1 {
-                cpuacct: "/sys/fs/cgroup/cpu,cpuacct/libpod_parent/libpod-abc".into(),
-                memory: "/sys/fs/cgroup/memory/libpod_parent/libpod-abc".into(),
+                cpuacct: "/sys/fs/cgroup/cpu,cpuacct/libpod_parent/libpod-abc123456789".into(),
+                memory: "/sys/fs/cgroup/memory/libpod_parent/libpod-abc123456789".into(),
             })
         );
+        // rootless podman on cgroup v1: the user's session cgroup is not the container's
+        let session =
+            "4:cpu,cpuacct:/user.slice/session-3.scope\n12:memory:/user.slice/session-3.scope\n";
+        assert_eq!(files(&m, session, "abc123456789"), None);
     }
 
     #[test]
     fn a_v2_container_is_read_from_the_unified_hierarchy() {
         let m = parse_mountinfo(MOUNTINFO_V2);
-        let cgroup = "0::/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-abc.scope/container\n";
+        let cgroup = "0::/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-abc123456789.scope/container\n";
         assert_eq!(
-            files(&m, cgroup),
+            files(&m, cgroup, "abc123456789"),
             Some(Files::V2 {
-                dir: "/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-abc.scope/container".into()
+                dir: "/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-abc123456789.scope/container".into()
             })
         );
-        assert_eq!(files(&Mounts::default(), cgroup), None, "no cgroup2 mount");
+        assert_eq!(
+            files(&Mounts::default(), cgroup, "abc123456789"),
+            None,
+            "no cgroup2 mount"
+        );
     }
 
     #[test]
