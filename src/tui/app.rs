@@ -68,6 +68,8 @@ struct Runtime {
     pogo_exe: Option<PathBuf>,
     tx: UnboundedSender<Input>,
     refresh_in_flight: bool,
+    /// A refresh was asked for while one ran: it follows.
+    refresh_again: bool,
     /// The cgroup mounts, and each running container's files and last sample.
     cgroups: cgroup::Mounts,
     samples: HashMap<String, (cgroup::Open, cgroup::Usage, Instant)>,
@@ -77,7 +79,7 @@ struct Runtime {
     stats: Option<tokio::task::JoinHandle<()>>,
     /// Not before then again, after it ended.
     stats_retry: Option<Instant>,
-    /// `podman events` runs (started, not ended yet).
+    /// `podman events` runs and has reported an event (not ended since).
     events_live: bool,
     /// Ticks so far.
     ticks: u64,
@@ -199,6 +201,7 @@ async fn run_async(
         others: HashMap::new(),
         tx: tx.clone(),
         refresh_in_flight: false,
+        refresh_again: false,
         cgroups: cgroup::mounts(),
         samples: HashMap::new(),
         service_log: None,
@@ -226,7 +229,6 @@ async fn run_async(
         );
     });
     spawn_events(&rtm.podman, tx.clone());
-    rtm.events_live = true;
     tokio::spawn(service_status(tx.clone()));
     model.default_runner_name = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
@@ -277,10 +279,19 @@ async fn run_async(
                 Some(Input::Msg(m)) => {
                     if matches!(m, Msg::Jobs { .. }) {
                         rtm.refresh_in_flight = false;
+                        // a refresh asked for while this one ran looks again
+                        if std::mem::take(&mut rtm.refresh_again) {
+                            soon(&mut due.jobs, DEBOUNCE);
+                        }
                     }
                     effects = update(&mut model, m);
                 }
-                Some(Input::PodmanEvent) => soon(&mut due.jobs, DEBOUNCE),
+                Some(Input::PodmanEvent) => {
+                    // the stream is trusted once it has said something (a fresh machine's
+                    // podman may run `podman events` and never report a thing)
+                    rtm.events_live = true;
+                    soon(&mut due.jobs, DEBOUNCE);
+                }
                 Some(Input::EventsEnded(why)) => {
                     tracing::debug!("podman events ended: {why}");
                     rtm.events_live = false;
@@ -309,7 +320,6 @@ async fn run_async(
         }
         if take_due(&mut due.events_restart, now) {
             spawn_events(&rtm.podman, tx.clone());
-            rtm.events_live = true;
         }
         if take_due(&mut due.tick, now) {
             rtm.ticks += 1;
@@ -835,6 +845,7 @@ impl Runtime {
 async fn run_effect(rtm: &mut Runtime, model: &mut Model, e: Effect) -> Option<Leave> {
     match e {
         Effect::RefreshJobs => {
+            rtm.refresh_again = rtm.refresh_in_flight;
             if !rtm.refresh_in_flight {
                 rtm.refresh_in_flight = true;
                 rtm.find_others(model);
