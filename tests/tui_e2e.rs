@@ -555,8 +555,13 @@ fn the_cpu_column_shows_current_use_without_starting_podman_not_the_average_sinc
             cpu_of(s, id).is_some_and(|c| c >= 40.0) || spun.exists()
         });
         let Some(busy) = cpu_of(&spinning, id) else {
-            // rootless cgroup v1 has no numbers at all: the column shows "-"
-            assert!(!in_ci_with_stats(), "no CPU shown:\n{spinning}");
+            // a host with no per-container numbers at all (rootless cgroup v1; some nested
+            // set-ups): the column shows "-", which is only right when podman has none either
+            assert!(
+                !job_cgroup_readable(&env, id) && !podman_stats_has_numbers(&env, id),
+                "no CPU shown, yet this host has numbers for the job:\n{spinning}"
+            );
+            eprintln!("note: this host has no per-container CPU numbers (podman stats neither)");
             return;
         };
         assert!(busy >= 40.0, "a spinning job at {busy} %:\n{spinning}");
@@ -610,11 +615,25 @@ fn job_cgroup_readable(env: &TestEnv, id: u64) -> bool {
         .is_some()
 }
 
-/// CI on a host whose podman has container numbers (all but rootless cgroup v1).
-fn in_ci_with_stats() -> bool {
-    let rootless_v1 = !nix::unistd::Uid::effective().is_root()
-        && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
-    std::env::var_os("CI").is_some() && !rootless_v1
+/// Whether `podman stats` gives job `id`'s container a CPU figure here.
+fn podman_stats_has_numbers(env: &TestEnv, id: u64) -> bool {
+    let out = env.podman.output(&["ps", "--format", "{{.Names}}"]);
+    let names = String::from_utf8_lossy(&out.stdout).into_owned();
+    let Some(name) = names
+        .lines()
+        .find(|n| n.contains(&format!("-{id}-")) && n.ends_with("-build"))
+    else {
+        return false;
+    };
+    let out = env
+        .podman
+        .output(&["stats", "--no-stream", "--format", "{{.CPUPerc}}", name]);
+    out.status.success()
+        && String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .trim_end_matches('%')
+            .parse::<f64>()
+            .is_ok()
 }
 
 #[test]
