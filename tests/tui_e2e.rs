@@ -594,22 +594,11 @@ fn the_cpu_column_shows_current_use_without_starting_podman_not_the_average_sinc
 /// Whether pogo can read job `id`'s container's CPU and memory from its cgroup here.
 fn job_cgroup_readable(env: &TestEnv, id: u64) -> bool {
     use pogo::tui::cgroup;
-    let out = env.podman.output(&[
-        "ps",
-        "--no-trunc",
-        "--format",
-        "{{.ID}} {{.Pid}} {{.Names}}",
-    ]);
-    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
-    let Some((cid, pid)) = listed.lines().find_map(|l| {
-        let mut w = l.split_whitespace();
-        let (cid, pid, name) = (w.next()?, w.next()?, w.next()?);
-        (name.contains(&format!("-{id}-")) && name.ends_with("-build"))
-            .then(|| (cid.to_string(), pid.parse::<u32>().ok()))
-    }) else {
+    let Some(c) = job_container(env, id) else {
         return false;
     };
-    pid.and_then(|p| cgroup::files_of_pid(&cgroup::mounts(), p, &cid))
+    c.pid
+        .and_then(|p| cgroup::files_of_pid(&cgroup::mounts(), p, &c.id))
         .and_then(|f| cgroup::Open::new(&f))
         .and_then(|mut o| o.read())
         .is_some()
@@ -617,23 +606,44 @@ fn job_cgroup_readable(env: &TestEnv, id: u64) -> bool {
 
 /// Whether `podman stats` gives job `id`'s container a CPU figure here.
 fn podman_stats_has_numbers(env: &TestEnv, id: u64) -> bool {
-    let out = env.podman.output(&["ps", "--format", "{{.Names}}"]);
-    let names = String::from_utf8_lossy(&out.stdout).into_owned();
-    let Some(name) = names
-        .lines()
-        .find(|n| n.contains(&format!("-{id}-")) && n.ends_with("-build"))
-    else {
+    let Some(c) = job_container(env, id) else {
         return false;
     };
     let out = env
         .podman
-        .output(&["stats", "--no-stream", "--format", "{{.CPUPerc}}", name]);
+        .output(&["stats", "--no-stream", "--format", "{{.CPUPerc}}", &c.name]);
     out.status.success()
         && String::from_utf8_lossy(&out.stdout)
             .trim()
             .trim_end_matches('%')
             .parse::<f64>()
             .is_ok()
+}
+
+/// Job `id`'s running job container as `podman ps` lists it.
+struct JobContainer {
+    id: String,
+    pid: Option<u32>,
+    name: String,
+}
+
+fn job_container(env: &TestEnv, id: u64) -> Option<JobContainer> {
+    let out = env.podman.output(&[
+        "ps",
+        "--no-trunc",
+        "--format",
+        "{{.ID}} {{.Pid}} {{.Names}}",
+    ]);
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    listed.lines().find_map(|l| {
+        let mut w = l.split_whitespace();
+        let (cid, pid, name) = (w.next()?, w.next()?, w.next()?);
+        (name.contains(&format!("-{id}-")) && name.ends_with("-build")).then(|| JobContainer {
+            id: cid.to_string(),
+            pid: pid.parse().ok(),
+            name: name.to_string(),
+        })
+    })
 }
 
 #[test]
