@@ -1034,7 +1034,7 @@ impl Bench {
         let (run, r) = self.job_through(self.driver(path), &self.working_dir, &self.job()?)?;
         let requests = self.gitlab.hits() - hits;
         // The path really taken: prepare logs the container's command line.
-        let with_agent = r.log.contains(pogo::executor::agent::AGENT_PATH)
+        let with_agent = r.log.contains(pogo::podman::args::AGENT_PATH)
             && !r.log.contains("stages use podman exec");
         ensure!(
             with_agent == (path == StagePath::Agent),

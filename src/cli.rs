@@ -1,10 +1,13 @@
-//! Command line: the custom-executor phases gitlab-runner calls, plus `print` and `version`.
+//! Command line, the only module that knows clap's parser: the custom-executor phases
+//! gitlab-runner calls and every other subcommand, plain `pogo` opening the dashboard on a
+//! terminal, shell completions and man pages.
 
 use crate::config;
 use crate::executor::{self, cleanup, config_stage, prepare, run, Context, Failure};
 use crate::podman::Podman;
 use clap::{Parser, Subcommand};
 use std::collections::HashMap;
+use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -105,8 +108,27 @@ fn env_map() -> HashMap<String, String> {
         .collect()
 }
 
+/// Parse the command line; plain `pogo` (no subcommand) on a terminal opens the dashboard.
+pub fn parse_cli_or_dashboard() -> Cli {
+    match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::MissingSubcommand
+                    | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) && std::io::stdout().is_terminal()
+                && std::io::stdin().is_terminal() =>
+        {
+            let args = std::env::args_os().chain(std::iter::once("tui".into()));
+            Cli::try_parse_from(args).unwrap_or_else(|e| e.exit())
+        }
+        Err(e) => e.exit(),
+    }
+}
+
 pub fn main() -> ExitCode {
-    let cli = crate::tui::parse_cli_or_dashboard();
+    let cli = parse_cli_or_dashboard();
     crate::logging::init();
     let env = env_map();
     let code = dispatch(cli, env);
@@ -180,10 +202,10 @@ fn dispatch(cli: Cli, env: HashMap<String, String>) -> i32 {
         Command::Install(args) => crate::setup::install::install_main(args),
         Command::Doctor(args) => crate::setup::doctor::doctor_main(args, flag),
         Command::Completions { shell } => {
-            crate::setup::completions(shell, &mut std::io::stdout());
+            completions(shell, &mut std::io::stdout());
             0
         }
-        Command::Man { dir } => match crate::setup::man(dir.as_deref(), &mut std::io::stdout()) {
+        Command::Man { dir } => match man(dir.as_deref(), &mut std::io::stdout()) {
             Ok(files) => {
                 for f in files {
                     println!("{}", f.display());
@@ -209,7 +231,7 @@ fn note_failure(ctx: &executor::Context, phase: &str, r: &Result<(), Failure>) {
         }) => m.as_str(),
         _ => return,
     };
-    crate::state::hooks::failed_because(ctx, phase, message);
+    crate::executor::record::failed_because(ctx, phase, message);
 }
 
 fn with_context<F>(flag: Option<&Path>, env: &HashMap<String, String>, f: F) -> Result<(), Failure>
@@ -255,4 +277,46 @@ fn gc_command(flag: Option<&Path>, env: &HashMap<String, String>, args: GcArgs) 
             2
         }
     }
+}
+
+/// `pogo completions SHELL`: the completion script for `shell`.
+pub fn completions(shell: clap_complete::Shell, out: &mut dyn Write) {
+    let full = <Cli as clap::CommandFactory>::command();
+    // clap_complete would offer hidden subcommands too (`remove-job`, pogo's own)
+    let shown = full.get_subcommands().filter(|s| !s.is_hide_set()).cloned();
+    let mut cmd = clap::Command::new("pogo")
+        .version(env!("CARGO_PKG_VERSION"))
+        .args(full.get_arguments().cloned())
+        .subcommands(shown);
+    clap_complete::generate(shell, &mut cmd, "pogo", out);
+}
+
+/// `pogo man`: `pogo.1` to `out`, or with `dir`, `pogo.1` and one `pogo-COMMAND.1` per
+/// subcommand into `dir`. Returns the files written.
+pub fn man(dir: Option<&Path>, out: &mut dyn Write) -> io::Result<Vec<PathBuf>> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let Some(dir) = dir else {
+        clap_mangen::Man::new(cmd).render(out)?;
+        return Ok(Vec::new());
+    };
+    std::fs::create_dir_all(dir)?;
+    let mut written = Vec::new();
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut buf)?;
+    let main = dir.join("pogo.1");
+    std::fs::write(&main, &buf)?;
+    written.push(main);
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("pogo-{}", sub.get_name());
+        let sub = sub
+            .clone()
+            .display_name(name.clone())
+            .bin_name(format!("pogo {}", sub.get_name()));
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(sub).render(&mut buf)?;
+        let file = dir.join(format!("{name}.1"));
+        std::fs::write(&file, &buf)?;
+        written.push(file);
+    }
+    Ok(written)
 }

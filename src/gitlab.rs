@@ -5,7 +5,7 @@
 //!   (runner authentication token `glrt-…`), the legacy `POST /runners` (registration token),
 //!   `DELETE /runners` and `DELETE /runners/managers`.
 
-use crate::executor::env::Secret;
+use crate::secret::Secret;
 use serde::Deserialize;
 use std::time::Duration;
 

@@ -13,6 +13,8 @@ pub mod localrun;
 pub mod logging;
 pub mod names;
 pub mod podman;
+pub mod secret;
 pub mod setup;
 pub mod state;
 pub mod tui;
+

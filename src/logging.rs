@@ -8,6 +8,12 @@
 
 use tracing_subscriber::EnvFilter;
 
+/// A warning line for the job log (stderr of prepare/run is the job log), in GitLab's yellow
+/// warning style.
+pub fn job_log_warning(message: &str) -> String {
+    format!("\x1b[0;33mWARNING: pogo: {message}\x1b[0;m")
+}
+
 /// The filter directives for a `POGO_LOG` value (pure): `warn` for everything, then each of
 /// the user's directives that concerns pogo (a bare level is pogo's).
 pub fn directives(pogo_log: Option<&str>) -> String {

@@ -3,6 +3,7 @@
 //! per-job host directory. `pogo run` connects and streams the stage script to it instead of
 //! starting `podman exec` (~0.1–0.2 s) for every stage. Same exit codes, same output.
 
+use crate::podman::args::SOCKET_NAME;
 use std::path::{Path, PathBuf};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
@@ -12,11 +13,6 @@ use tokio::sync::mpsc;
 pub const AGENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pogo-agent"));
 /// Identifies this build of the agent (file names of installed copies).
 pub const AGENT_ID: &str = env!("POGO_AGENT_ID");
-
-/// Where things appear inside the job container.
-pub const AGENT_PATH: &str = "/run/pogo/agent";
-pub const SOCKET_DIR: &str = "/run/pogo/sock";
-pub const SOCKET_NAME: &str = "agent.sock";
 
 const MAX_FRAME: u32 = 16 << 20;
 

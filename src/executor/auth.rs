@@ -11,8 +11,8 @@
 //! directory, removed at cleanup). No credential is ever put on a command line.
 //! `credHelpers`/`credsStore` from a job are ignored: they would run programs on the host.
 
-use super::env::Secret;
 use super::response::{redacted_json_error, Credential};
+use crate::secret::Secret;
 use serde_json::{Map, Value};
 
 /// Where an entry of the merged auth file came from (for the job log; never the secret).

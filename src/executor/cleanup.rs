@@ -113,7 +113,7 @@ pub async fn remove_job(podman: &Podman, key: &str, scope: Scope) -> Vec<String>
 }
 
 pub async fn run(ctx: &Context) -> Result<(), Failure> {
-    crate::state::hooks::job_finished(ctx); // pogo tui: job state record
+    crate::executor::record::job_finished(ctx); // pogo tui: job state record
 
     // pogo's private job files (the job's registry credentials among them) go first, also
     // when the containers are kept for debugging
@@ -147,7 +147,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
             "cleanup of job {} incomplete: {}; remove leftovers with `podman rm -f --filter label={}={}`",
             ctx.job.job_id,
             errors.join("; "),
-            super::env::LABEL_JOB_KEY,
+            crate::podman::labels::LABEL_JOB_KEY,
             ctx.job.names.key
         )))
     }

@@ -1,9 +1,13 @@
 //! Pure parsing of what gitlab-runner hands each phase through the environment
 //! (`CUSTOM_ENV_*`, the exit-code variables, pogo's own `job_env`).
 
-use serde::Deserialize;
+use crate::podman::labels::{
+    sanitize_label_value, LABEL_CREATED, LABEL_JOB_KEY, LABEL_MANAGED_BY, LABEL_RUNNER,
+    LABEL_TIMEOUT,
+};
+use crate::podman::service::Service;
+use crate::secret::Secret;
 use std::collections::HashMap;
-use std::fmt;
 use std::path::PathBuf;
 
 /// `job_env` keys pogo's config phase hands to the later phases.
@@ -58,42 +62,6 @@ pub fn job_podman(env: &HashMap<String, String>) -> Option<(String, Vec<String>)
 }
 pub const JOB_CONTAINER: &str = "POGO_JOB_CONTAINER";
 pub const JOB_POD: &str = "POGO_JOB_POD";
-
-/// A value that must never be printed (job token). `Debug`/`Display` show `<redacted>`.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// One entry of `CUSTOM_ENV_CI_JOB_SERVICES`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
-pub struct Service {
-    pub name: String,
-    #[serde(default)]
-    pub alias: String,
-    #[serde(default)]
-    pub entrypoint: Option<Vec<String>>,
-    #[serde(default)]
-    pub command: Option<Vec<String>>,
-    #[serde(default)]
-    pub variables: Option<std::collections::BTreeMap<String, String>>,
-}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EnvError {
@@ -215,9 +183,6 @@ pub fn persistent_builds_volume(runner: &str, project_path: &str, slot: &str) ->
         sanitize_name(slot, "0")
     )
 }
-
-/// Marks a persistent builds volume; its value is the days it is kept unused.
-pub const LABEL_BUILDS_VOLUME: &str = "io.pogo.builds-volume";
 
 /// Keep `[A-Za-z0-9_.-]`, at most 40 characters; `fallback` when nothing is left.
 pub fn sanitize_name(s: &str, fallback: &str) -> String {
@@ -415,20 +380,8 @@ impl JobEnv {
     }
 }
 
-pub const LABEL_MANAGED_BY: &str = "io.pogo.managed-by";
-pub const LABEL_RUNNER: &str = "io.pogo.runner";
-pub const LABEL_CREATED: &str = "io.pogo.created";
-/// The job's timeout in seconds: `pogo gc` leaves younger jobs alone.
-pub const LABEL_TIMEOUT: &str = "io.pogo.timeout";
 /// GitLab's default job timeout.
 pub const DEFAULT_JOB_TIMEOUT_SECS: u64 = 3600;
-pub const LABEL_JOB_KEY: &str = "io.pogo.job-key";
-
-/// Label values come partly from the job (its name, project path): no control characters,
-/// bounded length.
-pub fn sanitize_label_value(v: &str) -> String {
-    v.chars().filter(|c| !c.is_control()).take(256).collect()
-}
 
 #[cfg(test)]
 mod tests {
@@ -607,11 +560,5 @@ mod tests {
         assert!(!format!("{e:?}").contains("glcbt-secret"));
         // GitLab's token (the description's), not one the job's variables set
         assert_eq!(e.job_token.expose(), "glcbt-secret");
-    }
-
-    #[test]
-    fn label_values_lose_control_characters() {
-        assert_eq!(sanitize_label_value("a\nb\0c"), "abc");
-        assert_eq!(sanitize_label_value(&"x".repeat(1000)).len(), 256);
     }
 }

@@ -3,9 +3,9 @@
 //! Never touches anything without pogo's labels, never prunes.
 
 use super::cleanup::remove_job;
-use super::env::{
-    DEFAULT_JOB_TIMEOUT_SECS, JOB_KEY, LABEL_CREATED, LABEL_JOB_KEY, LABEL_MANAGED_BY,
-    LABEL_RUNNER, LABEL_TIMEOUT,
+use super::env::{DEFAULT_JOB_TIMEOUT_SECS, JOB_KEY};
+use crate::podman::labels::{
+    LABEL_CREATED, LABEL_JOB_KEY, LABEL_MANAGED_BY, LABEL_RUNNER, LABEL_TIMEOUT,
 };
 use crate::podman::Podman;
 use serde::Deserialize;
@@ -570,7 +570,7 @@ async fn remove_unused_builds_volumes(
     working_dir: &Path,
     now: u64,
 ) -> usize {
-    use super::env::LABEL_BUILDS_VOLUME;
+    use crate::podman::labels::LABEL_BUILDS_VOLUME;
     let mut argv: Vec<String> = ["volume", "ls"].iter().map(|s| s.to_string()).collect();
     argv.extend(label_filters(opts.runner.as_deref()));
     argv.extend([

@@ -15,6 +15,7 @@ pub mod jobdata;
 pub mod local;
 pub mod plan;
 pub mod prepare;
+pub mod record;
 pub mod removal;
 pub mod response;
 pub mod run;
@@ -105,7 +106,7 @@ pub fn log_error(message: &str) {
 }
 
 pub fn log_warning(message: &str) {
-    say(&format!("\x1b[0;33mWARNING: pogo: {message}\x1b[0;m"));
+    say(&crate::logging::job_log_warning(message));
 }
 
 pub fn log_info(message: &str) {

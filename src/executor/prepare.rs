@@ -4,12 +4,12 @@
 //! stages start (the image's entrypoint), wait for the services' ports.
 
 use super::config_stage::job_tags;
-use super::env::Service;
 use super::plan;
 use super::response::{DockerOptions, ImageSpec, JobResponse};
 use super::{auth, jobdata, log_info, log_warning, Context, Failure};
 use crate::config::{resolve, Config, PullPolicy};
 use crate::podman::args::{self, JobContainer, KeepAlive};
+use crate::podman::service::Service;
 use crate::podman::Podman;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -18,9 +18,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub async fn run(ctx: &Context) -> Result<(), Failure> {
     // pogo tui: the job's state record
-    let state = crate::state::hooks::Prepare::start(ctx);
+    let state = crate::executor::record::Prepare::start(ctx);
     // the dashboard's shell in the job's container gets its CI_* variables (masked masked)
-    crate::state::hooks::shell_env_written(ctx);
+    crate::executor::record::shell_env_written(ctx);
     // from here pogo's messages (and its error, should prepare fail) reach the dashboard too
     let _log_copy = super::job_log_copy(ctx);
     // gitlab-runner retries a failed prepare after its cleanup, under the same names: the
@@ -34,7 +34,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
             "the removal of this job's earlier attempt ({}) still runs after {} s; podman may be stuck: check `podman ps -a --filter label={}={}`",
             super::removal::order_path(&ctx.config.working_dir, &ctx.job.names.key).display(),
             super::removal::WAIT.as_secs(),
-            super::env::LABEL_JOB_KEY,
+            crate::podman::labels::LABEL_JOB_KEY,
             ctx.job.names.key
         )));
     }
@@ -45,7 +45,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     }
     let tags = job_tags(&ctx.job)?;
     let req = request(ctx, tags)?;
-    crate::state::hooks::tags_known(ctx, &req.tags);
+    crate::executor::record::tags_known(ctx, &req.tags);
     let configured_auth = check_auth_file(ctx.config.auth_file.as_deref())?;
     let job_dir = jobdata::create(&ctx.config.working_dir, &ctx.job.names.key).map_err(|e| {
         Failure::system(format!(
@@ -638,7 +638,7 @@ impl PullAuth {
         let ci_registry = custom("CI_REGISTRY").map(|registry| {
             let user = custom("CI_REGISTRY_USER").unwrap_or_else(|| "gitlab-ci-token".into());
             let password = custom("CI_REGISTRY_PASSWORD")
-                .map(super::env::Secret::new)
+                .map(crate::secret::Secret::new)
                 .unwrap_or_else(|| ctx.job.job_token.clone());
             (registry, user, password)
         });
@@ -962,7 +962,7 @@ pub fn pull_failure(image: &str, auth: &str, error: &str) -> Failure {
 /// build failure naming the rule (retrying cannot help).
 pub fn check_allowed(
     image: &str,
-    services: &[crate::executor::env::Service],
+    services: &[crate::podman::service::Service],
     config: &crate::config::Config,
 ) -> Result<(), Failure> {
     if !config.allowed_images.allows(image) {
@@ -1168,7 +1168,7 @@ async fn start_services(
 async fn persistent_builds_volume(
     ctx: &Context,
 ) -> Result<(String, Option<super::gc::BuildsVolumeLock>), Failure> {
-    use super::env::LABEL_BUILDS_VOLUME;
+    use crate::podman::labels::LABEL_BUILDS_VOLUME;
     let name = super::env::persistent_builds_volume(
         &ctx.job.runner_short_token,
         &ctx.job.project_path,
@@ -1217,7 +1217,10 @@ async fn persistent_builds_volume(
             .next()
             .and_then(|v| v.labels)
             .unwrap_or_default();
-        let ours = labels.get(super::env::LABEL_MANAGED_BY).map(String::as_str) == Some("pogo")
+        let ours = labels
+            .get(crate::podman::labels::LABEL_MANAGED_BY)
+            .map(String::as_str)
+            == Some("pogo")
             && labels.contains_key(LABEL_BUILDS_VOLUME);
         if !ours {
             return Err(failed(
@@ -1229,9 +1232,12 @@ async fn persistent_builds_volume(
         ));
     } else {
         let labels = [
-            (super::env::LABEL_MANAGED_BY.to_string(), "pogo".to_string()),
             (
-                super::env::LABEL_RUNNER.to_string(),
+                crate::podman::labels::LABEL_MANAGED_BY.to_string(),
+                "pogo".to_string(),
+            ),
+            (
+                crate::podman::labels::LABEL_RUNNER.to_string(),
                 ctx.job.runner_short_token.clone(),
             ),
             ("io.pogo.project".to_string(), ctx.job.project_path.clone()),
@@ -1240,11 +1246,11 @@ async fn persistent_builds_volume(
                 ctx.config.persistent_builds_days.to_string(),
             ),
             (
-                super::env::LABEL_CREATED.to_string(),
+                crate::podman::labels::LABEL_CREATED.to_string(),
                 unix_now().to_string(),
             ),
         ]
-        .map(|(k, v)| (k, super::env::sanitize_label_value(&v)));
+        .map(|(k, v)| (k, crate::podman::labels::sanitize_label_value(&v)));
         match ctx.podman.run(&args::volume_create(&name, &labels)).await {
             Ok(_) => log_info(&format!(
                 "created the builds volume {name} (persistent_builds_days: kept for later jobs)"

@@ -6,7 +6,7 @@
 //! Only these fields are read; everything else in the file is ignored. Parsing is pure
 //! ([`parse`]); values the job controls are validated where they are used (prepare).
 
-use super::env::Secret;
+use crate::secret::Secret;
 use serde::Deserialize;
 
 /// The parts of the job description pogo uses.

@@ -3,9 +3,10 @@
 //! through the image's entrypoint as the Docker executor does, stream its output unbuffered,
 //! and map its exit code to the protocol.
 
+use super::record as hooks;
 use super::{log_info, log_warning, Context, Failure};
 use crate::podman::args;
-use crate::state::{self, hooks, LogCopy, StateDir, Stream};
+use crate::state::{self, LogCopy, StateDir, Stream};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -429,10 +430,10 @@ pub async fn run(ctx: &Context, script: &Path, stage: &str) -> Result<(), Failur
         super::service_logs::report_stopped(ctx).await;
     }
     let end = match &result {
-        _ if canceled => hooks::StageEnd::Canceled,
-        Ok(()) => hooks::StageEnd::Ok,
-        Err(Failure::Build { exit_code, .. }) => hooks::StageEnd::ScriptFailed(*exit_code),
-        Err(Failure::System(_)) => hooks::StageEnd::SystemFailure,
+        _ if canceled => state::StageEnd::Canceled,
+        Ok(()) => state::StageEnd::Ok,
+        Err(Failure::Build { exit_code, .. }) => state::StageEnd::ScriptFailed(*exit_code),
+        Err(Failure::System(_)) => state::StageEnd::SystemFailure,
     };
     hooks::stage_finished(ctx, stage, end);
     result

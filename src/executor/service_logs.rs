@@ -38,7 +38,7 @@ pub fn enabled(value: Option<&str>) -> Result<bool, String> {
 }
 
 /// What precedes a service's lines: its alias (or the name its image gives it).
-pub fn prefix(svc: &super::env::Service) -> String {
+pub fn prefix(svc: &crate::podman::service::Service) -> String {
     let name = args::service_hostnames(svc)
         .into_iter()
         .next()
@@ -258,7 +258,7 @@ mod tests {
 
     #[test]
     fn a_service_line_is_shown_once_after_its_alias() {
-        let svc = super::super::env::Service {
+        let svc = crate::podman::service::Service {
             name: "postgres:15".into(),
             alias: "db".into(),
             ..Default::default()

@@ -3,10 +3,16 @@
 
 use std::path::Path;
 
-use crate::executor::env::{Service, LABEL_JOB_KEY, LABEL_MANAGED_BY};
+use crate::podman::labels::{LABEL_JOB_KEY, LABEL_MANAGED_BY};
+use crate::podman::service::Service;
 
 /// Where pogo mounts its keep-alive init (catatonit) inside the job container.
 pub const INIT_PATH: &str = "/run/pogo/init";
+/// Where pogo's stage agent (src/agent) and its socket's directory appear inside the job
+/// container.
+pub const AGENT_PATH: &str = "/run/pogo/agent";
+pub const SOCKET_DIR: &str = "/run/pogo/sock";
+pub const SOCKET_NAME: &str = "agent.sock";
 /// Where the gitlab-runner binary appears inside the job container (on PATH).
 pub const RUNNER_BINARY_PATH: &str = "/usr/local/bin/gitlab-runner";
 
@@ -430,14 +436,14 @@ impl KeepAlive {
                 "--volume".into(),
                 own_volume(init, INIT_PATH, true),
                 "--volume".into(),
-                own_volume(agent, crate::executor::agent::AGENT_PATH, true),
+                own_volume(agent, AGENT_PATH, true),
                 "--volume".into(),
-                own_volume(socket_dir, crate::executor::agent::SOCKET_DIR, false),
+                own_volume(socket_dir, SOCKET_DIR, false),
                 format!(
                     "--entrypoint=[\"{INIT_PATH}\",\"--\",\"{}\",\"serve\",\"{}/{}\"]",
-                    crate::executor::agent::AGENT_PATH,
-                    crate::executor::agent::SOCKET_DIR,
-                    crate::executor::agent::SOCKET_NAME
+                    AGENT_PATH,
+                    SOCKET_DIR,
+                    SOCKET_NAME
                 ),
             ],
             KeepAlive::Shell => vec![

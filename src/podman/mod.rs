@@ -1,6 +1,8 @@
 //! The thin IO layer over the `podman` CLI (`tokio::process`, `--format json` where it answers).
 
 pub mod args;
+pub mod labels;
+pub mod service;
 
 use serde::Deserialize;
 use std::process::{ExitStatus, Stdio};

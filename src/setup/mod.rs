@@ -4,7 +4,7 @@
 //!   gitlab-runner's `config.toml` ([`runner_config`]).
 //! * `pogo install` ([`install`]): the systemd user unit that runs `gitlab-runner run`.
 //! * `pogo doctor` ([`doctor`]): checks of the machine, each with its fix.
-//! * `pogo completions SHELL` and `pogo man` ([`completions`], [`man`]).
+//! * `pogo completions SHELL` and `pogo man`: see `crate::cli`.
 //!
 //! The library functions here return data (checks, plans, outcomes) so the TUI can show the
 //! same things the commands print.
@@ -207,48 +207,6 @@ pub fn redact(token: &str) -> String {
     } else {
         "<redacted>".to_string()
     }
-}
-
-/// `pogo completions SHELL`: the completion script for `shell`.
-pub fn completions(shell: clap_complete::Shell, out: &mut dyn Write) {
-    let full = <crate::cli::Cli as clap::CommandFactory>::command();
-    // clap_complete would offer hidden subcommands too (`remove-job`, pogo's own)
-    let shown = full.get_subcommands().filter(|s| !s.is_hide_set()).cloned();
-    let mut cmd = clap::Command::new("pogo")
-        .version(env!("CARGO_PKG_VERSION"))
-        .args(full.get_arguments().cloned())
-        .subcommands(shown);
-    clap_complete::generate(shell, &mut cmd, "pogo", out);
-}
-
-/// `pogo man`: `pogo.1` to `out`, or with `dir`, `pogo.1` and one `pogo-COMMAND.1` per
-/// subcommand into `dir`. Returns the files written.
-pub fn man(dir: Option<&Path>, out: &mut dyn Write) -> io::Result<Vec<PathBuf>> {
-    let cmd = <crate::cli::Cli as clap::CommandFactory>::command();
-    let Some(dir) = dir else {
-        clap_mangen::Man::new(cmd).render(out)?;
-        return Ok(Vec::new());
-    };
-    std::fs::create_dir_all(dir)?;
-    let mut written = Vec::new();
-    let mut buf = Vec::new();
-    clap_mangen::Man::new(cmd.clone()).render(&mut buf)?;
-    let main = dir.join("pogo.1");
-    std::fs::write(&main, &buf)?;
-    written.push(main);
-    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-        let name = format!("pogo-{}", sub.get_name());
-        let sub = sub
-            .clone()
-            .display_name(name.clone())
-            .bin_name(format!("pogo {}", sub.get_name()));
-        let mut buf = Vec::new();
-        clap_mangen::Man::new(sub).render(&mut buf)?;
-        let file = dir.join(format!("{name}.1"));
-        std::fs::write(&file, &buf)?;
-        written.push(file);
-    }
-    Ok(written)
 }
 
 #[cfg(test)]

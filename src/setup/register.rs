@@ -8,8 +8,8 @@
 use super::runner_config::{self, Added, NewRunner, RunnerConfigError, RunnerEntry};
 use super::{redact, UserInfo};
 use crate::config::{self, ConfigError};
-use crate::executor::env::Secret;
 use crate::gitlab::{self, LegacyRunnerOptions, RunnerApiError};
+use crate::secret::Secret;
 use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //!
 //! Everything but [`read`] and [`write`] is pure: text in, text out.
 
-use crate::executor::env::Secret;
+use crate::secret::Secret;
 use std::path::{Path, PathBuf};
 use toml_edit::{DocumentMut, Item, Table};
 

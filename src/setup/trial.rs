@@ -217,7 +217,7 @@ fn job_key(result: &JobResult) -> Option<String> {
 
 /// Containers, pods and volumes labelled with job `key`, as "container NAME" etc.
 fn left_behind(cfg: &Config, key: &str) -> Vec<String> {
-    let filter = format!("label={}={key}", crate::executor::env::LABEL_JOB_KEY);
+    let filter = format!("label={}={key}", crate::podman::labels::LABEL_JOB_KEY);
     let mut found = Vec::new();
     // cleanup hands podman's removal to a process of its own: what counts is what is left
     // once that is over

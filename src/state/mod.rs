@@ -145,7 +145,7 @@ pub fn short_reason(message: &str) -> String {
 
 /// Stages whose failure does not fail the job (gitlab-runner runs them after a failure or
 /// ignores their result).
-fn failure_is_ignored(stage: &str) -> bool {
+pub fn failure_is_ignored(stage: &str) -> bool {
     matches!(
         stage,
         "after_script"
@@ -251,7 +251,7 @@ impl StateDir {
         self.root.join(format!("{key}.env"))
     }
 
-    fn ensure(&self) -> std::io::Result<()> {
+    pub(crate) fn ensure(&self) -> std::io::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
         fs::DirBuilder::new()
             .recursive(true)
@@ -396,192 +396,52 @@ impl StateDir {
     }
 }
 
-/// The executor's side: record stages and the result of the job in `ctx`'s state dir.
-/// Failures to write are reported once on stderr and otherwise ignored.
-pub mod hooks {
-    use super::*;
-    use crate::executor::Context;
+/// How a job's record changes when a stage ends and when the job ends (pure).
+/// How a stage ended, as `pogo run` saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageEnd {
+    Ok,
+    /// The script exited with this code.
+    ScriptFailed(i32),
+    /// Podman or the container failed.
+    SystemFailure,
+    /// SIGTERM/SIGINT: canceled or timed out.
+    Canceled,
+}
 
-    fn dir(ctx: &Context) -> StateDir {
-        StateDir::new(state_dir(&ctx.config.working_dir, &ctx.env))
+/// The first failure of a stage that counts decides the job's result.
+pub fn apply_stage_end(r: &mut JobRecord, stage: &str, end: StageEnd) {
+    if r.result.is_some() && r.result != Some(Outcome::Success) {
+        return;
     }
-
-    fn init(ctx: &Context) -> JobRecord {
-        let j = &ctx.job;
-        JobRecord {
-            key: j.names.key.clone(),
-            id: j.job_id.clone(),
-            name: j.job_name.clone(),
-            project: j.project_path.clone(),
-            url: j.job_url.clone(),
-            image: j.image.clone().or_else(|| ctx.config.default_image.clone()),
-            container: j.names.container.clone(),
-            started: now(),
-            project_dir: ctx.env.get("CUSTOM_ENV_CI_PROJECT_DIR").cloned(),
-            ..JobRecord::default()
+    match end {
+        StageEnd::Ok => {}
+        StageEnd::Canceled => {
+            r.result = Some(Outcome::Canceled);
+            r.failure = Some(stage.to_string());
+        }
+        StageEnd::ScriptFailed(_) | StageEnd::SystemFailure if failure_is_ignored(stage) => {}
+        StageEnd::ScriptFailed(code) => {
+            r.result = Some(Outcome::Failed);
+            r.exit_code = Some(code);
+            r.failure = Some(stage.to_string());
+        }
+        StageEnd::SystemFailure => {
+            r.result = Some(Outcome::Failed);
+            r.failure = Some(format!("{stage} (system failure)"));
         }
     }
+}
 
-    /// One warning per process is enough: the job log is the user's, not pogo's.
-    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-    fn record(ctx: &Context, change: impl FnOnce(&mut JobRecord)) {
-        if let Err(e) = dir(ctx).update(&ctx.job.names.key, || init(ctx), change) {
-            if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                return;
-            }
-            crate::executor::log_warning(&format!(
-                "cannot write the job's state record for `pogo tui` in {}: {e}; the job is not affected",
-                dir(ctx).root.display()
-            ));
-        }
-    }
-
-    /// Prepare begins: a fresh record (an earlier attempt's is replaced). Old records are
-    /// pruned by `pogo gc`, which prepare starts in the background, not on every job.
-    pub fn prepare_started(ctx: &Context) {
-        dir(ctx).clear_stop_note(&ctx.job.names.key);
-        let fresh = init(ctx);
-        let stamp = fresh.started;
-        record(ctx, |r| {
-            *r = fresh;
-            r.stage = Some("prepare".to_string());
-            r.stage_started = Some(stamp);
+/// The job is over: no failure recorded so far means it succeeded.
+pub fn finish(r: &mut JobRecord) {
+    r.ended = Some(now());
+    if r.result.is_none() {
+        r.result = Some(if r.prepared {
+            Outcome::Success
+        } else {
+            Outcome::Failed
         });
-    }
-
-    /// Records "prepare started" now and "prepare finished" when dropped: as a success only
-    /// after [`Prepare::succeeded`], so every early return of prepare counts as a failure.
-    #[must_use = "keep the guard until prepare ends"]
-    pub struct Prepare<'a> {
-        ctx: &'a Context,
-        ok: bool,
-    }
-
-    impl<'a> Prepare<'a> {
-        pub fn start(ctx: &'a Context) -> Self {
-            prepare_started(ctx);
-            Self { ctx, ok: false }
-        }
-        pub fn succeeded(mut self) {
-            self.ok = true;
-        }
-    }
-
-    impl Drop for Prepare<'_> {
-        fn drop(&mut self) {
-            prepare_finished(self.ctx, self.ok);
-        }
-    }
-
-    /// A phase failed with `message`: the job's record keeps the first reason, after the
-    /// phase or stage it happened in (`prepare`, `build_script`).
-    pub fn failed_because(ctx: &Context, phase: &str, message: &str) {
-        if failure_is_ignored(phase) {
-            return;
-        }
-        record(ctx, |r| {
-            if r.reason.is_none() {
-                r.reason = Some(format!("{phase}: {}", short_reason(message)));
-            }
-        });
-    }
-
-    /// The job's variables for the dashboard's shell in its container ([`shell_env`], mode
-    /// 0600, pruned with the record). Best effort: the job never fails for it.
-    pub fn shell_env_written(ctx: &Context) {
-        let mut secrets: Vec<&str> = vec![ctx.job.job_token.expose()];
-        if let Ok(r) = &ctx.response {
-            secrets.extend(r.masked.iter().map(|m| m.expose()));
-        }
-        let text = shell_env(&ctx.env, &secrets);
-        let how = crate::fsutil::Replace {
-            mode: Some(0o600),
-            durable: false,
-        };
-        let d = dir(ctx);
-        if d.ensure().is_ok() {
-            let _ = crate::fsutil::replace(&d.env_path(&ctx.job.names.key), text.as_bytes(), how);
-        }
-    }
-
-    /// Prepare learnt the job's tags (the dashboard's preview can show what they grant).
-    pub fn tags_known(ctx: &Context, tags: &[String]) {
-        record(ctx, |r| r.tags = tags.to_vec());
-    }
-
-    /// Prepare ended; `ok` false records the job as failed at prepare.
-    pub fn prepare_finished(ctx: &Context, ok: bool) {
-        record(ctx, |r| {
-            r.prepared = ok;
-            if !ok && r.result.is_none() {
-                r.result = Some(Outcome::Failed);
-                r.failure = Some("prepare".to_string());
-            }
-        });
-    }
-
-    pub fn stage_started(ctx: &Context, stage: &str) {
-        record(ctx, |r| {
-            r.stage = Some(stage.to_string());
-            r.stage_started = Some(now());
-        });
-    }
-
-    /// How a stage ended, as `pogo run` saw it.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum StageEnd {
-        Ok,
-        /// The script exited with this code.
-        ScriptFailed(i32),
-        /// Podman or the container failed.
-        SystemFailure,
-        /// SIGTERM/SIGINT: canceled or timed out.
-        Canceled,
-    }
-
-    /// The first failure of a stage that counts decides the job's result.
-    pub fn apply_stage_end(r: &mut JobRecord, stage: &str, end: StageEnd) {
-        if r.result.is_some() && r.result != Some(Outcome::Success) {
-            return;
-        }
-        match end {
-            StageEnd::Ok => {}
-            StageEnd::Canceled => {
-                r.result = Some(Outcome::Canceled);
-                r.failure = Some(stage.to_string());
-            }
-            StageEnd::ScriptFailed(_) | StageEnd::SystemFailure if failure_is_ignored(stage) => {}
-            StageEnd::ScriptFailed(code) => {
-                r.result = Some(Outcome::Failed);
-                r.exit_code = Some(code);
-                r.failure = Some(stage.to_string());
-            }
-            StageEnd::SystemFailure => {
-                r.result = Some(Outcome::Failed);
-                r.failure = Some(format!("{stage} (system failure)"));
-            }
-        }
-    }
-
-    pub fn stage_finished(ctx: &Context, stage: &str, end: StageEnd) {
-        record(ctx, |r| apply_stage_end(r, stage, end));
-    }
-
-    /// Cleanup: the job is over. No failure recorded so far means it succeeded.
-    pub fn job_finished(ctx: &Context) {
-        record(ctx, finish);
-    }
-
-    pub fn finish(r: &mut JobRecord) {
-        r.ended = Some(now());
-        if r.result.is_none() {
-            r.result = Some(if r.prepared {
-                Outcome::Success
-            } else {
-                Outcome::Failed
-            });
-        }
     }
 }
 
@@ -755,20 +615,20 @@ impl LogCopy {
         }
         if self.pos + self.buf.len() as u64 > self.limit {
             if let Err(e) = self.compact(millis) {
-                crate::executor::log_warning(&format!(
+                eprintln!("{}", crate::logging::job_log_warning(&format!(
                     "cannot keep the job's log copy {} within log_copy_limit: {e}; the copy stops here, the job is not affected",
                     self.path.display()
-                ));
+                )));
                 self.file = None;
             }
             return;
         }
         if let Some(f) = &mut self.file {
             if let Err(e) = f.write_all(&self.buf) {
-                crate::executor::log_warning(&format!(
+                eprintln!("{}", crate::logging::job_log_warning(&format!(
                     "cannot write the job's log copy {} for `pogo tui`: {e}; the copy stops here, the job is not affected",
                     self.path.display()
-                ));
+                )));
                 self.file = None;
                 return;
             }
@@ -871,7 +731,6 @@ impl LogCopy {
 
 #[cfg(test)]
 mod tests {
-    use super::hooks::{apply_stage_end, finish, StageEnd};
     use super::*;
 
     #[test]

@@ -16,8 +16,6 @@ pub mod textinput;
 pub mod update;
 pub mod views;
 
-use crate::cli::Cli;
-use clap::Parser;
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -28,25 +26,6 @@ pub struct TuiArgs {
     /// /etc/gitlab-runner/config.toml)
     #[arg(long, value_name = "PATH")]
     pub runner_config: Option<PathBuf>,
-}
-
-/// Parse the command line; plain `pogo` (no subcommand) on a terminal opens the dashboard.
-pub fn parse_cli_or_dashboard() -> Cli {
-    match Cli::try_parse() {
-        Ok(c) => c,
-        Err(e)
-            if matches!(
-                e.kind(),
-                clap::error::ErrorKind::MissingSubcommand
-                    | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-            ) && std::io::stdout().is_terminal()
-                && std::io::stdin().is_terminal() =>
-        {
-            let args = std::env::args_os().chain(std::iter::once("tui".into()));
-            Cli::try_parse_from(args).unwrap_or_else(|e| e.exit())
-        }
-        Err(e) => e.exit(),
-    }
 }
 
 /// Run the dashboard until the user quits; the exit code.

@@ -84,7 +84,7 @@ pub enum Mode {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RegisterForm {
     pub url: String,
-    pub token: crate::executor::env::Secret,
+    pub token: crate::secret::Secret,
     pub name: String,
     /// Optional: the PEM file of a private CA GitLab's certificate comes from.
     pub ca_file: String,
@@ -595,7 +595,7 @@ pub fn merge_jobs(
     stats: &HashMap<String, StatEntry>,
     now: u64,
 ) -> Vec<JobRow> {
-    use crate::executor::env::LABEL_JOB_KEY;
+    use crate::podman::labels::LABEL_JOB_KEY;
     let mut by_key: HashMap<&str, Vec<&PsContainer>> = HashMap::new();
     for c in containers.iter().filter(|c| !c.is_infra) {
         let key = label(c, LABEL_JOB_KEY);

@@ -2,7 +2,7 @@
 //! the event stream that says when to ask again, `inspect` and `stop`. Parsing is pure and
 //! tested; the calls go through [`crate::podman::Podman`].
 
-use crate::executor::env::LABEL_MANAGED_BY;
+use crate::podman::labels::LABEL_MANAGED_BY;
 use crate::podman::Podman;
 use serde::Deserialize;
 use std::collections::HashMap;

@@ -123,7 +123,7 @@ pub enum Effect {
     /// Register a runner through `setup::register` (asks GitLab, then edits config.toml).
     Register {
         url: String,
-        token: crate::executor::env::Secret,
+        token: crate::secret::Secret,
         name: String,
         /// The private CA's PEM file (`--tls-ca-file`), if given.
         ca_file: Option<std::path::PathBuf>,
@@ -490,7 +490,7 @@ fn register_key(m: &mut Model, mut f: RegisterForm, k: KeyEvent) -> Vec<Effect> 
             1 => {
                 let mut t = f.token.expose().to_string();
                 if super::textinput::edit(&mut t, &mut f.cursor, &k) {
-                    f.token = crate::executor::env::Secret::new(t);
+                    f.token = crate::secret::Secret::new(t);
                 }
             }
             2 => {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::executor::env::Service;
+use crate::podman::service::Service;
 
 fn svc(name: &str, alias: &str) -> Service {
     Service {
@@ -357,7 +357,7 @@ fn hostile_job_values_never_become_options_or_leave_their_argv_slot() {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')));
         assert!(!n.container.starts_with('-'));
-        let l = crate::executor::env::sanitize_label_value(h);
+        let l = crate::podman::labels::sanitize_label_value(h);
         assert!(!l.chars().any(char::is_control) && l.len() <= 256 * 4);
     }
     assert!(!std::path::Path::new("/tmp/pwned").exists());

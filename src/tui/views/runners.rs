@@ -253,7 +253,7 @@ mod tests {
 
     #[test]
     fn the_register_form_hides_the_token() {
-        use crate::executor::env::Secret;
+        use crate::secret::Secret;
         use crate::tui::model::{Mode, RegisterForm};
         let mut m = model();
         m.screen = Screen::Runners;
