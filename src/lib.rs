@@ -18,3 +18,5 @@ pub mod setup;
 pub mod state;
 pub mod tui;
 
+#[cfg(test)]
+mod architecture_tests;
