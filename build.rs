@@ -1,6 +1,7 @@
 //! Builds `pogo-agent` (src/agent/main.rs), the in-container stage runner, as a static
-//! program embedded into pogo. Without a static C library the build still succeeds: pogo
-//! then always runs stages with `podman exec`.
+//! program embedded into pogo. (src/agent is also a workspace member, so that fmt, clippy and
+//! `cargo test` cover it; that build is not the one embedded.) Without a static C library the
+//! build still succeeds: pogo then always runs stages with `podman exec`.
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -32,6 +32,16 @@ extern "C" {
     fn kill(pid: i32, sig: i32) -> i32;
 }
 
+/// Send `sig` to the process group `pgid` (the stage's program and whatever it started).
+#[allow(unsafe_code)]
+fn signal_group(pgid: i32, sig: i32) {
+    // SAFETY: a plain syscall on integers; a wrong pid or signal only yields an error code,
+    // which there is no one to report to (the stage's exit code says what happened).
+    unsafe {
+        kill(-pgid, sig);
+    }
+}
+
 fn read_frame(r: &mut impl Read) -> io::Result<Option<(u8, Vec<u8>)>> {
     let mut head = [0u8; 5];
     match r.read_exact(&mut head) {
@@ -41,7 +51,10 @@ fn read_frame(r: &mut impl Read) -> io::Result<Option<(u8, Vec<u8>)>> {
     }
     let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]);
     if len > MAX_FRAME {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "frame too large"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "frame too large",
+        ));
     }
     let mut payload = vec![0u8; len as usize];
     r.read_exact(&mut payload)?;
@@ -49,7 +62,7 @@ fn read_frame(r: &mut impl Read) -> io::Result<Option<(u8, Vec<u8>)>> {
 }
 
 fn write_frame(w: &Mutex<UnixStream>, kind: u8, payload: &[u8]) -> io::Result<()> {
-    let mut w = w.lock().map_err(|_| io::Error::new(io::ErrorKind::Other, "poisoned"))?;
+    let mut w = w.lock().map_err(|_| io::Error::other("poisoned"))?;
     let mut head = [kind, 0, 0, 0, 0];
     head[1..].copy_from_slice(&(payload.len() as u32).to_be_bytes());
     w.write_all(&head)?;
@@ -98,8 +111,16 @@ fn serve_one(stream: UnixStream) -> io::Result<()> {
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
-            let code: i32 = if e.kind() == io::ErrorKind::NotFound { 127 } else { 126 };
-            write_frame(&writer, b'F', format!("cannot run {program}: {e}").as_bytes())?;
+            let code: i32 = if e.kind() == io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+            write_frame(
+                &writer,
+                b'F',
+                format!("cannot run {program}: {e}").as_bytes(),
+            )?;
             return write_frame(&writer, b'X', &code.to_be_bytes());
         }
     };
@@ -108,8 +129,20 @@ fn serve_one(stream: UnixStream) -> io::Result<()> {
     let (ended, pipes_ended) = mpsc::channel::<()>();
     let mut open = 0;
     for (pipe, kind) in [
-        (child.stdout.take().map(|o| Box::new(o) as Box<dyn Read + Send>), b'O'),
-        (child.stderr.take().map(|e| Box::new(e) as Box<dyn Read + Send>), b'R'),
+        (
+            child
+                .stdout
+                .take()
+                .map(|o| Box::new(o) as Box<dyn Read + Send>),
+            b'O',
+        ),
+        (
+            child
+                .stderr
+                .take()
+                .map(|e| Box::new(e) as Box<dyn Read + Send>),
+            b'R',
+        ),
     ] {
         if let Some(p) = pipe {
             let (w, done) = (writer.clone(), ended.clone());
@@ -139,20 +172,13 @@ fn serve_one(stream: UnixStream) -> io::Result<()> {
                 }
                 b'E' => stdin = None,
                 b'K' => {
-                    let sig = i32::from(payload.first().copied().unwrap_or(15));
-                    // SAFETY: plain syscall on integers; a wrong pid only yields an error code.
-                    unsafe {
-                        kill(-pgid, sig);
-                    }
+                    signal_group(pgid, i32::from(payload.first().copied().unwrap_or(15)));
                 }
                 _ => {}
             }
         }
         if !client_gone_early.load(std::sync::atomic::Ordering::SeqCst) {
-            // SAFETY: plain syscall on integers; a wrong pid only yields an error code.
-            unsafe {
-                kill(-pgid, 9);
-            }
+            signal_group(pgid, 9);
         }
     });
     let status = child.wait()?;
@@ -210,5 +236,86 @@ fn main() {
         thread::spawn(move || {
             let _ = serve_one(stream);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send(s: &UnixStream, kind: u8, payload: &[u8]) {
+        write_frame(&Mutex::new(s.try_clone().unwrap()), kind, payload).unwrap();
+    }
+
+    /// Run `argv` through `serve_one` with `stdin`; the frames it answered, `O`/`R` merged
+    /// per kind.
+    fn stage(argv: &[&str], stdin: &[u8]) -> (Vec<u8>, Vec<u8>, Vec<u8>, Option<i32>) {
+        let (client, agent) = UnixStream::pair().unwrap();
+        let server = thread::spawn(move || serve_one(agent));
+        send(&client, b'S', argv.join("\0").as_bytes());
+        if !stdin.is_empty() {
+            send(&client, b'I', stdin);
+        }
+        send(&client, b'E', b"");
+        let (mut out, mut err, mut failed, mut code) = (Vec::new(), Vec::new(), Vec::new(), None);
+        let mut reader = client.try_clone().unwrap();
+        while let Some((kind, payload)) = read_frame(&mut reader).unwrap() {
+            match kind {
+                b'O' => out.extend(payload),
+                b'R' => err.extend(payload),
+                b'F' => failed.extend(payload),
+                b'X' => {
+                    code = Some(i32::from_be_bytes(payload.try_into().unwrap()));
+                    break;
+                }
+                other => panic!("unexpected frame {other}"),
+            }
+        }
+        drop(client);
+        server.join().unwrap().unwrap();
+        (out, err, failed, code)
+    }
+
+    #[test]
+    fn a_stage_streams_its_output_and_exit_code_and_reads_its_stdin() {
+        let (out, err, failed, code) = stage(
+            &["/bin/sh", "-c", "cat; echo to-err >&2; exit 3"],
+            b"from stdin\n",
+        );
+        assert_eq!(out, b"from stdin\n");
+        assert_eq!(err, b"to-err\n");
+        assert!(failed.is_empty());
+        assert_eq!(code, Some(3));
+    }
+
+    #[test]
+    fn a_program_that_does_not_exist_exits_127_with_a_message() {
+        let (_, _, failed, code) = stage(&["/nonexistent/program"], b"");
+        assert!(String::from_utf8_lossy(&failed).contains("cannot run /nonexistent/program"));
+        assert_eq!(code, Some(127));
+    }
+
+    #[test]
+    fn a_stage_killed_by_a_signal_exits_128_plus_the_signal() {
+        let (_, _, _, code) = stage(&["/bin/sh", "-c", "kill -TERM $$"], b"");
+        assert_eq!(code, Some(128 + 15));
+    }
+
+    #[test]
+    fn frames_round_trip_and_oversized_ones_are_refused() {
+        let (a, b) = UnixStream::pair().unwrap();
+        send(&a, b'O', b"payload");
+        drop(a);
+        let mut r = b;
+        assert_eq!(
+            read_frame(&mut r).unwrap(),
+            Some((b'O', b"payload".to_vec()))
+        );
+        assert_eq!(read_frame(&mut r).unwrap(), None);
+
+        let mut big = vec![b'O'];
+        big.extend((MAX_FRAME + 1).to_be_bytes());
+        let err = read_frame(&mut big.as_slice()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
 }
