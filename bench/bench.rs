@@ -61,7 +61,7 @@ struct Args {
     /// Unmeasured warm-up rounds before the measured ones (after one warm-up job per path).
     #[arg(long, default_value_t = 1)]
     warmup: u32,
-    /// Print Markdown tables (for the README) instead of plain text.
+    /// Print Markdown tables (for docs/performance.md) instead of plain text.
     #[arg(long)]
     markdown: bool,
     /// The job image (must be in local storage; nothing is pulled).

@@ -11,7 +11,7 @@
 # Builds the release binary (target/release/pogo) and the bench example, then runs it (on a
 # copy of the binary, so a concurrent build cannot swap it mid-run). Needs podman and the
 # offline test image (`make setup` builds it). Progress goes to stderr, the report to stdout
-# (`--markdown`: tables to paste into README.md). Everything it starts is labelled and
+# (`--markdown`: tables to paste into docs/performance.md). Everything it starts is labelled and
 # removed at the end, also on errors and Ctrl-C; it never prunes.
 set -euo pipefail
 

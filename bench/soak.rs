@@ -54,7 +54,7 @@ struct Args {
     /// How many jobs run at once (gitlab-runner's `concurrent`).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     parallel: u32,
-    /// Print the report as Markdown (for the README) instead of plain text.
+    /// Print the report as Markdown (for docs/performance.md) instead of plain text.
     #[arg(long)]
     markdown: bool,
     /// The pogo binary [default: `pogo` next to this example's directory, i.e. target/release/pogo].

@@ -7,7 +7,7 @@
 #
 # Builds the release binary (target/release/pogo) and the soak example, then runs it. Needs
 # podman and the offline test images (`make setup` builds them). Progress goes to stderr, the
-# report to stdout (`--markdown`: a table for README.md). Exit status 0 only when every job
+# report to stdout (`--markdown`: a table for docs/performance.md). Exit status 0 only when every job
 # ended as expected and nothing was left behind; `--jobs 20` is a short version for CI.
 set -euo pipefail
 

@@ -2,7 +2,7 @@
 # Benchmark of the dashboard: RSS and CPU of `pogo tui` idle for DURATION seconds with N
 # pogo-labelled containers running, keypress-to-frame latency (tmux send-keys until
 # capture-pane shows the change) and external-config-edit-to-frame latency (the hot reload).
-# Not a test: prints figures for the README.
+# Not a test: prints figures for docs/performance.md.
 #
 #   bash bench/tui.sh [--containers N] [--duration SECONDS] [--image IMAGE]
 #

@@ -9,7 +9,7 @@
 #     share/zsh/site-functions/_pogo               `pogo completions zsh`
 #     share/fish/vendor_completions.d/pogo.fish    `pogo completions fish`
 #     share/pogo/gitlab-runner.service             systemd user unit (`pogo install` adapts it)
-#     share/doc/pogo/{README.md,pogo.yaml.example,config.toml.example,assets/*.png}
+#     share/doc/pogo/{README.md,pogo.yaml.example,config.toml.example,assets/*.png,docs/*.md}
 #
 # Environment: POGO_BIN (use this binary instead of building one with `cargo build --release`),
 # DIST_DIR (default target/dist; the files are also left in DIST_DIR/stage, where
@@ -47,6 +47,9 @@ install -m 644 "$ROOT/README.md" "$ROOT/packaging/pogo.yaml.example" \
 # the README's screenshots, where its image links expect them
 install -d "$STAGE/share/doc/pogo/assets"
 install -m 644 "$ROOT"/assets/*.png "$STAGE/share/doc/pogo/assets/"
+# the documents the README links to, in docs/ next to it as in the repository
+install -d "$STAGE/share/doc/pogo/docs"
+install -m 644 "$ROOT"/docs/*.md "$STAGE/share/doc/pogo/docs/"
 install -m 755 "$ROOT/packaging/install.sh" "$STAGE/install.sh"
 find "$STAGE/share" -type f -exec chmod 644 {} +
 

@@ -476,6 +476,8 @@ fn dist_tarball_has_binary_configs_unit_completions_man_pages_and_installer() {
         "share/doc/pogo/pogo.yaml.example",
         "share/doc/pogo/config.toml.example",
         "share/doc/pogo/assets/dashboard-jobs.png",
+        "share/doc/pogo/docs/README.md",
+        "share/doc/pogo/docs/configuration.md",
     ] {
         assert!(files.contains(f), "{f} missing from the tarball: {files:?}");
     }
@@ -642,7 +644,7 @@ fn rpm_spec_has_the_required_fields_and_packages_only_files_dist_builds() {
             for d in docs.split_whitespace() {
                 let name = Path::new(d).file_name().unwrap().to_string_lossy();
                 let path = Path::new(ROOT).join(d);
-                // a directory (the README's screenshots) is copied whole, as `%doc` does
+                // a directory (the README's screenshots, docs/) is copied whole, as `%doc` does
                 let in_tarball = if path.is_dir() {
                     let prefix = format!("share/doc/pogo/{name}/");
                     tarball.iter().any(|f| f.starts_with(&prefix))
@@ -777,6 +779,7 @@ fn deb_metadata_lists_assets_that_exist_after_make_dist() {
         "usr/lib/systemd/user/",
         "usr/share/doc/pogo/",
         "usr/share/doc/pogo/assets/",
+        "usr/share/doc/pogo/docs/",
     ] {
         assert!(targets.contains(dest), "nothing goes to {dest}");
     }

@@ -830,9 +830,9 @@ fn big_repo(parent: &std::path::Path, commits: usize) -> (std::path::PathBuf, St
     )
 }
 
-/// The README's figures: `cargo test --test parity -- --ignored --nocapture measure`.
+/// The figures in docs/performance.md: `cargo test --test parity -- --ignored --nocapture measure`.
 #[test]
-#[ignore = "a measurement for the README, not a check"]
+#[ignore = "a measurement for docs/performance.md, not a check"]
 fn measure_get_sources_fetch_vs_clone_on_a_2000_commit_repository() {
     require_helper!();
     let dir = tempfile::tempdir().unwrap();

@@ -536,7 +536,7 @@ async fn classify(ctx: &Context, target: &StageTarget, code: i32, stage: &str) -
 pub fn missing_shell_message(role: &str) -> String {
     if role == HELPER {
         return "the helper image (helper_image in the pogo config) has no sh: use a helper image \
-                with a shell, git, git-lfs and gitlab-runner (see the README)"
+                with a shell, git, git-lfs and gitlab-runner (see docs/configuration.md)"
             .to_string();
     }
     "the job image has no sh, which starts every stage (as with the Docker executor, which picks \

@@ -734,8 +734,8 @@ fn helper_image_check(cfg: &Config) -> Check {
         None => warn(
             "helper_image",
             "not set: job images need git and gitlab-runner for clone, cache and artifacts",
-            "set helper_image in the pogo config (README: \"Any job image\") so that images \
-             without git (python:slim, node:alpine, distroless) work",
+            "set helper_image in the pogo config (docs/configuration.md, \"Any job image\") \
+             so that images without git (python:slim, node:alpine, distroless) work",
         ),
     }
 }

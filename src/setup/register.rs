@@ -28,7 +28,7 @@ pub const SYSTEM_ID_FILE: &str = ".runner_system_id";
 pub const STARTER_POGO_CONFIG: &str = "\
 # pogo's configuration, created by `pogo register`. Every key is optional: this file as it is
 # means built-in defaults. `pogo print` shows the effective values, `pogo doctor` checks them,
-# and the README's \"Configuration reference\" lists every key.
+# and docs/configuration.md lists every key.
 #
 # default_image: fedora:latest          # for jobs without `image:`
 # cache_dir: /home/runner/cache         # host side of job caches
