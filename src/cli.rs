@@ -97,17 +97,6 @@ pub struct GcArgs {
     pub quiet: bool,
 }
 
-fn env_map() -> HashMap<String, String> {
-    std::env::vars_os()
-        .map(|(k, v)| {
-            (
-                k.to_string_lossy().into_owned(),
-                v.to_string_lossy().into_owned(),
-            )
-        })
-        .collect()
-}
-
 /// Parse the command line; plain `pogo` (no subcommand) on a terminal opens the dashboard.
 pub fn parse_cli_or_dashboard() -> Cli {
     match Cli::try_parse() {
@@ -130,7 +119,7 @@ pub fn parse_cli_or_dashboard() -> Cli {
 pub fn main() -> ExitCode {
     let cli = parse_cli_or_dashboard();
     crate::logging::init();
-    let env = env_map();
+    let env = crate::setup::env_map();
     let code = dispatch(cli, env);
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

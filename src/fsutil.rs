@@ -14,6 +14,9 @@ pub struct Replace {
     /// Flush the file and the rename to disk before returning (configs, credentials); off for
     /// records rewritten on every stage.
     pub durable: bool,
+    /// Give the new file the old file's owner when pogo runs as root (root editing another
+    /// user's gitlab-runner config or systemd unit).
+    pub keep_owner: bool,
 }
 
 /// Write `bytes` to a new file `.NAME.tmp-<pid>-<n>` next to `path` (created exclusively,
@@ -30,6 +33,17 @@ pub fn replace(path: &Path, bytes: &[u8], how: Replace) -> std::io::Result<()> {
         .unwrap_or_else(|| "file".into());
     let (tmp, mut file) = tempfile_in(dir, &name)?;
     let result = (|| {
+        if how.keep_owner && nix::unistd::geteuid().is_root() {
+            if let Ok(meta) = std::fs::metadata(path) {
+                use std::os::unix::fs::MetadataExt;
+                nix::unistd::fchown(
+                    std::os::fd::AsRawFd::as_raw_fd(&file),
+                    Some(nix::unistd::Uid::from_raw(meta.uid())),
+                    Some(nix::unistd::Gid::from_raw(meta.gid())),
+                )
+                .map_err(std::io::Error::from)?;
+            }
+        }
         file.write_all(bytes)?;
         match how.mode {
             Some(mode) => file.set_permissions(std::fs::Permissions::from_mode(mode))?,
@@ -148,12 +162,38 @@ mod tests {
         let how = Replace {
             mode: Some(0o600),
             durable: true,
+            keep_owner: false,
         };
         replace(&p, b"new", how).unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "new");
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn root_replacing_another_users_file_keeps_its_owner_when_asked() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.toml");
+        std::fs::write(&p, "old").unwrap();
+        let root = nix::unistd::geteuid().is_root();
+        if root {
+            std::os::unix::fs::chown(&p, Some(4321), Some(4321)).unwrap();
+        }
+        let me = nix::unistd::geteuid().as_raw();
+        let write = |keep_owner| {
+            let how = Replace {
+                mode: Some(0o600),
+                durable: false,
+                keep_owner,
+            };
+            replace(&p, b"new", how).unwrap();
+            std::fs::metadata(&p).unwrap().uid()
+        };
+        // as root the old owner stays; as anyone else the file stays theirs
+        assert_eq!(write(true), if root { 4321 } else { me });
+        assert_eq!(write(false), me);
     }
 
     /// A write that fails half-way (a full disk; here a rename onto a directory) must not

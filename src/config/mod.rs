@@ -689,6 +689,7 @@ pub fn write_atomic(
         crate::fsutil::Replace {
             mode: None,
             durable: true,
+            keep_owner: true,
         },
     )
     .map_err(io_err)

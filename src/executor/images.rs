@@ -57,6 +57,7 @@ pub fn note_use(working_dir: &Path, name: &str, id: &str, pulled_now: bool) {
         let how = crate::fsutil::Replace {
             mode: Some(0o600),
             durable: false,
+            keep_owner: false,
         };
         if let Err(e) = crate::fsutil::replace(&path, &text, how) {
             tracing::debug!("cannot note the use of image {name}: {e}");

@@ -65,6 +65,7 @@ pub fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<Pa
         crate::fsutil::Replace {
             mode: Some(0o600),
             durable: true,
+            keep_owner: false,
         },
     )?;
     Ok(path)

@@ -104,6 +104,7 @@ pub fn shell_env_written(ctx: &Context) {
     let how = crate::fsutil::Replace {
         mode: Some(0o600),
         durable: false,
+        keep_owner: false,
     };
     let d = dir(ctx);
     if d.ensure().is_ok() {

@@ -263,6 +263,7 @@ pub fn remove_main(path: &Path) -> i32 {
             let how = crate::fsutil::Replace {
                 mode: Some(0o600),
                 durable: false,
+                keep_owner: false,
             };
             let _ = crate::fsutil::replace(path, &text, how);
         }

@@ -17,72 +17,23 @@ pub mod space;
 pub mod trial;
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, `fsync`, then
 /// `rename` over `path` (and `fsync` of the directory). Readers see the old or the new file,
 /// never a half-written one. The file gets `mode`; an existing file's owner is kept when we
 /// may (root editing another user's file). A symlink at `path` is followed.
 pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let target = match std::fs::canonicalize(path) {
-        Ok(p) => p,
-        Err(_) => path.to_path_buf(),
+    let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let how = crate::fsutil::Replace {
+        mode: Some(mode),
+        durable: true,
+        keep_owner: true,
     };
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "file".to_string());
-    let owner = std::fs::metadata(&target).ok().map(|m| (m.uid(), m.gid()));
-    let mut attempt = 0u32;
-    let (tmp, mut file) = loop {
-        let tmp = dir.join(format!(
-            ".{file_name}.pogo-{}-{attempt}.tmp",
-            std::process::id()
-        ));
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-        {
-            Ok(f) => break (tmp, f),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
-            Err(e) => return Err(e),
-        }
-    };
-    let result = (|| {
-        // The umask may have removed bits; set exactly `mode`.
-        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        if let Some((uid, gid)) = owner {
-            if nix::unistd::geteuid().is_root() {
-                nix::unistd::fchown(
-                    std::os::fd::AsRawFd::as_raw_fd(&file),
-                    Some(nix::unistd::Uid::from_raw(uid)),
-                    Some(nix::unistd::Gid::from_raw(gid)),
-                )
-                .map_err(io::Error::from)?;
-            }
-        }
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, &target)?;
-        if let Ok(d) = File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::fsutil::replace(&target, bytes, how)
 }
 
 /// Creates `dir` (and parents) with `mode` for the directories pogo creates.
@@ -176,28 +127,7 @@ pub fn find_in_path(program: &str, env: &HashMap<String, String>) -> Option<Path
 
 /// `now` as RFC 3339 UTC (`2024-05-01T10:00:00Z`).
 pub fn rfc3339_utc(now: SystemTime) -> String {
-    let secs = now
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    humantime::format_rfc3339_seconds(now).to_string()
 }
 
 /// A token for output: its kind, never its value.
@@ -212,7 +142,9 @@ pub fn redact(token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
     use std::time::Duration;
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn rfc3339_of_known_instants() {

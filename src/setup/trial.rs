@@ -260,6 +260,7 @@ fn save_log(id: u64, log: &str) -> Option<PathBuf> {
     let how = crate::fsutil::Replace {
         mode: Some(0o600),
         durable: false,
+        keep_owner: false,
     };
     crate::fsutil::replace(
         &path,

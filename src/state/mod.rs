@@ -205,6 +205,7 @@ impl StateDir {
             crate::fsutil::Replace {
                 mode: Some(0o600),
                 durable: false,
+                keep_owner: false,
             },
         )
     }
@@ -277,6 +278,7 @@ impl StateDir {
             crate::fsutil::Replace {
                 mode: Some(0o600),
                 durable: false,
+                keep_owner: false,
             },
         )
     }
