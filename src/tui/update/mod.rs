@@ -69,6 +69,9 @@ pub enum Msg {
     },
     /// The config file was read again: the new config with its text, or why it is invalid.
     Config(Result<Box<(Config, String)>, String>),
+    /// Whether pogo finds no config file (it runs on built-in defaults; the first save
+    /// creates `~/.pogo.yaml`). Comes before the [`Msg::Config`] of the same read.
+    ConfigMissing(bool),
     Runners(RunnersState),
     /// `podman inspect` answered.
     Inspected {
@@ -87,6 +90,8 @@ pub enum Msg {
     OtherRunner(Option<super::procs::OtherRunner>),
     /// The local zone's offset from UTC now, in seconds east (it changes with daylight saving).
     UtcOffset(i32),
+    /// The terminal is the dashboard's again (after a shell or an editor): draw it all.
+    Redraw,
 }
 
 /// Work for the runtime; it reports back with messages.

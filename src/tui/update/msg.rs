@@ -15,6 +15,12 @@ pub(super) fn message(m: &mut Model, msg: Msg, fx: &mut Vec<Effect>) -> bool {
     match msg {
         // dispatched before this
         Msg::Key(_) | Msg::Mouse(_) => false,
+        Msg::Redraw => true,
+        Msg::ConfigMissing(missing) => {
+            m.config.missing = missing;
+            // the title that says so is drawn with the config read with it
+            false
+        }
         Msg::Resize(w, h) => {
             m.size = (w, h);
             true
