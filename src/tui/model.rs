@@ -88,7 +88,8 @@ pub struct RegisterForm {
     pub name: String,
     /// Optional: the PEM file of a private CA GitLab's certificate comes from.
     pub ca_file: String,
-    /// 0 URL, 1 token, 2 name, 3 CA file.
+    /// The focused field: [`RegisterForm::URL`], [`RegisterForm::TOKEN`],
+    /// [`RegisterForm::NAME`] or [`RegisterForm::CA_FILE`].
     pub focus: usize,
     /// The cursor in the focused field, characters from its end.
     pub cursor: usize,
@@ -98,6 +99,10 @@ pub struct RegisterForm {
 
 impl RegisterForm {
     pub const FIELDS: usize = 4;
+    pub const URL: usize = 0;
+    pub const TOKEN: usize = 1;
+    pub const NAME: usize = 2;
+    pub const CA_FILE: usize = 3;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -56,25 +56,18 @@ pub(super) fn register_key(m: &mut Model, mut f: RegisterForm, k: KeyEvent, fx: 
             m.mode = Mode::Normal;
             return;
         }
-        KeyCode::Tab | KeyCode::Down | KeyCode::Enter => {
-            f.focus = (f.focus + 1) % RegisterForm::FIELDS;
-            f.cursor = 0;
-        }
-        KeyCode::BackTab | KeyCode::Up => {
-            f.focus = (f.focus + RegisterForm::FIELDS - 1) % RegisterForm::FIELDS;
-            f.cursor = 0;
-        }
+        _ if textinput::move_focus(&mut f.focus, &mut f.cursor, RegisterForm::FIELDS, &k) => {}
         _ => match f.focus {
-            0 => {
+            RegisterForm::URL => {
                 textinput::edit(&mut f.url, &mut f.cursor, &k);
             }
-            1 => {
+            RegisterForm::TOKEN => {
                 let mut t = f.token.expose().to_string();
                 if textinput::edit(&mut t, &mut f.cursor, &k) {
                     f.token = crate::executor::env::Secret::new(t);
                 }
             }
-            2 => {
+            RegisterForm::NAME => {
                 textinput::edit(&mut f.name, &mut f.cursor, &k);
             }
             _ => {
