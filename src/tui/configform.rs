@@ -352,125 +352,129 @@ impl ConfigForm {
     /// The edit this form asks for, or the field that is wrong and why.
     pub fn check(&self) -> Result<Edit, (usize, String)> {
         match &self.kind {
-            FormKind::Setting(key) => {
-                let v = self.text(0);
-                let bad = |m: String| Err((0, m));
-                if v.is_empty() {
-                    return Ok(Edit::Scalar {
-                        key: key.to_string(),
-                        value: None,
-                    });
-                }
-                match *key {
-                    "pull_policy" if PullPolicy::parse(v).is_none() => {
-                        return bad(format!(
-                            "'{v}' is not a pull policy: always, if-not-present or never"
-                        ))
-                    }
-                    "keep_failed" if v.parse::<u64>().is_err() => {
-                        return bad(format!("'{v}' is not a number of minutes"))
-                    }
-                    "auth_file" if !self.paths.resolve(std::path::Path::new(v)).is_absolute() => {
-                        return bad(format!(
-                            "'{v}' must be an absolute path, ~/… or relative to the config file"
-                        ))
-                    }
-                    "default_image" if v.contains(char::is_whitespace) => {
-                        return bad(format!("'{v}' is not an image name: no spaces"))
-                    }
-                    _ => {}
-                }
-                Ok(Edit::Scalar {
-                    key: key.to_string(),
-                    value: Some(v.to_string()),
-                })
+            FormKind::Setting(key) => self.check_setting(key),
+            FormKind::Mount(index) => self.check_mount(*index),
+            FormKind::Extra(tag) => self.check_extra(tag.clone()),
+        }
+    }
+
+    fn check_setting(&self, key: &str) -> Result<Edit, (usize, String)> {
+        let v = self.text(0);
+        let bad = |m: String| Err((0, m));
+        if v.is_empty() {
+            return Ok(Edit::Scalar {
+                key: key.to_string(),
+                value: None,
+            });
+        }
+        match key {
+            "pull_policy" if PullPolicy::parse(v).is_none() => {
+                return bad(format!(
+                    "'{v}' is not a pull policy: always, if-not-present or never"
+                ))
             }
-            FormKind::Mount(index) => {
-                if self.text(mount::HOST).is_empty() {
-                    return Err((mount::HOST, "the host path is missing".into()));
-                }
-                if self.text(mount::CONTAINER).is_empty() {
-                    return Err((mount::CONTAINER, "the container path is missing".into()));
-                }
-                for (i, what) in [
-                    (mount::HOST, "host path"),
-                    (mount::CONTAINER, "container path"),
-                    (mount::OPTIONS, "options"),
-                ] {
-                    if self.text(i).contains(':') {
-                        return Err((i, format!("the {what} cannot contain ':'")));
-                    }
-                }
-                if let Err(e) = config::parse_volume(&self.volume(), &self.paths) {
-                    let field = if e.starts_with("container") {
-                        mount::CONTAINER
-                    } else {
-                        mount::HOST
-                    };
-                    return Err((field, e));
-                }
-                let tags = parse_tags(self.text(mount::TAGS));
-                config::validate_tags(&tags).map_err(|e| (mount::TAGS, e))?;
-                let projects = globs(self.text(mount::PROJECTS));
-                Globs::new(&projects).map_err(|e| (mount::PROJECTS, e))?;
-                Ok(Edit::Mount {
-                    index: *index,
-                    rule: Some(MountRule {
-                        volume: self.volume(),
-                        tags,
-                        projects,
-                        readonly: self.flag(mount::READONLY),
-                    }),
-                })
+            "keep_failed" if v.parse::<u64>().is_err() => {
+                return bad(format!("'{v}' is not a number of minutes"))
             }
-            FormKind::Extra(tag) => {
-                let new_tag = self.text(extra::TAG).to_string();
-                if new_tag.is_empty() {
-                    return Err((extra::TAG, "the tag is missing".into()));
-                }
-                config::validate_tags(std::slice::from_ref(&new_tag))
-                    .map_err(|e| (extra::TAG, e))?;
-                let args = self.text(extra::ARGS).to_string();
-                let tokens = config::split_args(&args).map_err(|e| (extra::ARGS, e))?;
-                if tokens.is_empty() {
-                    return Err((
-                        extra::ARGS,
-                        "no arguments: delete the entry instead (D)".into(),
-                    ));
-                }
-                let privileged = self.flag(extra::PRIVILEGED);
-                let services = self.text(extra::SERVICES).to_string();
-                let service_tokens =
-                    config::split_args(&services).map_err(|e| (extra::SERVICES, e))?;
-                let mut widening = policy::widening_args(&tokens);
-                widening.extend(policy::widening_args(&service_tokens));
-                if !widening.is_empty() && !privileged {
-                    return Err((
-                        3,
-                        format!(
-                            "{} widen the container's reach: tick privileged if jobs with tag {new_tag} may have that",
-                            widening.join(" ")
-                        ),
-                    ));
-                }
-                let projects = globs(self.text(extra::PROJECTS));
-                Globs::new(&projects).map_err(|e| (extra::PROJECTS, e))?;
-                let rule = if projects.is_empty() && !privileged && services.trim().is_empty() {
-                    ExtraArgsRule::Args(args)
-                } else {
-                    ExtraArgsRule::Full(ExtraArgsEntry {
-                        args,
-                        projects,
-                        privileged,
-                        services: services.trim().to_string(),
-                    })
-                };
-                Ok(Edit::Extra {
-                    tag: tag.clone(),
-                    new: Some((new_tag, rule)),
-                })
+            "auth_file" if !self.paths.resolve(std::path::Path::new(v)).is_absolute() => {
+                return bad(format!(
+                    "'{v}' must be an absolute path, ~/… or relative to the config file"
+                ))
+            }
+            "default_image" if v.contains(char::is_whitespace) => {
+                return bad(format!("'{v}' is not an image name: no spaces"))
+            }
+            _ => {}
+        }
+        Ok(Edit::Scalar {
+            key: key.to_string(),
+            value: Some(v.to_string()),
+        })
+    }
+
+    fn check_mount(&self, index: Option<usize>) -> Result<Edit, (usize, String)> {
+        if self.text(mount::HOST).is_empty() {
+            return Err((mount::HOST, "the host path is missing".into()));
+        }
+        if self.text(mount::CONTAINER).is_empty() {
+            return Err((mount::CONTAINER, "the container path is missing".into()));
+        }
+        for (i, what) in [
+            (mount::HOST, "host path"),
+            (mount::CONTAINER, "container path"),
+            (mount::OPTIONS, "options"),
+        ] {
+            if self.text(i).contains(':') {
+                return Err((i, format!("the {what} cannot contain ':'")));
             }
         }
+        if let Err(e) = config::parse_volume(&self.volume(), &self.paths) {
+            let field = if e.starts_with("container") {
+                mount::CONTAINER
+            } else {
+                mount::HOST
+            };
+            return Err((field, e));
+        }
+        let tags = parse_tags(self.text(mount::TAGS));
+        config::validate_tags(&tags).map_err(|e| (mount::TAGS, e))?;
+        let projects = globs(self.text(mount::PROJECTS));
+        Globs::new(&projects).map_err(|e| (mount::PROJECTS, e))?;
+        Ok(Edit::Mount {
+            index,
+            rule: Some(MountRule {
+                volume: self.volume(),
+                tags,
+                projects,
+                readonly: self.flag(mount::READONLY),
+            }),
+        })
+    }
+
+    fn check_extra(&self, tag: Option<String>) -> Result<Edit, (usize, String)> {
+        let new_tag = self.text(extra::TAG).to_string();
+        if new_tag.is_empty() {
+            return Err((extra::TAG, "the tag is missing".into()));
+        }
+        config::validate_tags(std::slice::from_ref(&new_tag)).map_err(|e| (extra::TAG, e))?;
+        let args = self.text(extra::ARGS).to_string();
+        let tokens = config::split_args(&args).map_err(|e| (extra::ARGS, e))?;
+        if tokens.is_empty() {
+            return Err((
+                extra::ARGS,
+                "no arguments: delete the entry instead (D)".into(),
+            ));
+        }
+        let privileged = self.flag(extra::PRIVILEGED);
+        let services = self.text(extra::SERVICES).to_string();
+        let service_tokens = config::split_args(&services).map_err(|e| (extra::SERVICES, e))?;
+        let mut widening = policy::widening_args(&tokens);
+        widening.extend(policy::widening_args(&service_tokens));
+        if !widening.is_empty() && !privileged {
+            return Err((
+                extra::PRIVILEGED,
+                format!(
+                    "{} widen the container's reach: tick privileged if jobs with tag {new_tag} may have that",
+                    widening.join(" ")
+                ),
+            ));
+        }
+        let projects = globs(self.text(extra::PROJECTS));
+        Globs::new(&projects).map_err(|e| (extra::PROJECTS, e))?;
+        let rule = if projects.is_empty() && !privileged && services.trim().is_empty() {
+            ExtraArgsRule::Args(args)
+        } else {
+            ExtraArgsRule::Full(ExtraArgsEntry {
+                args,
+                projects,
+                privileged,
+                services: services.trim().to_string(),
+            })
+        };
+        Ok(Edit::Extra {
+            tag,
+            new: Some((new_tag, rule)),
+        })
     }
 
     /// What the form means, live, under its fields: the volume podman gets, the tags, the
