@@ -383,6 +383,8 @@ pub struct Model {
     /// The register form while GitLab answers: a refused registration opens it again as it
     /// was typed (the token included), with GitLab's answer.
     pub registering: Option<RegisterForm>,
+    /// The screen is to be drawn again: set by `update` (in one place, its dispatcher), cleared
+    /// by the runtime once it has drawn.
     pub dirty: bool,
     pub quit: bool,
 }

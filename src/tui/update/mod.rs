@@ -162,6 +162,7 @@ pub enum Effect {
     },
 }
 
+/// A message in: the model changed, and the effects to run out.
 pub fn update(m: &mut Model, msg: Msg) -> Vec<Effect> {
     let mut fx = Vec::new();
     let redraw = match msg {
