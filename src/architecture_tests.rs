@@ -18,8 +18,6 @@ const KNOWN_LONG_FILES: &[(&str, usize)] = &[
     ("src/localrun/mod.rs", 1569),
     ("src/localrun/pipeline.rs", 1566),
     ("src/setup/doctor.rs", 970),
-    ("src/tui/app.rs", 1292),
-    ("src/tui/update.rs", 1228),
 ];
 const KNOWN_LONG_FNS: &[(&str, &str, usize)] = &[
     ("src/config/mod.rs", "finalize", 181),
@@ -33,11 +31,6 @@ const KNOWN_LONG_FNS: &[(&str, &str, usize)] = &[
     ("src/setup/doctor.rs", "podman_checks", 167),
     ("src/setup/doctor.rs", "run_checks", 125),
     ("src/setup/install.rs", "plan", 123),
-    ("src/tui/app.rs", "run_async", 230),
-    ("src/tui/app.rs", "run_effect", 358),
-    ("src/tui/update.rs", "action", 361),
-    ("src/tui/update.rs", "key", 146),
-    ("src/tui/update.rs", "update", 197),
 ];
 
 struct Source {

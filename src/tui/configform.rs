@@ -140,6 +140,25 @@ impl Field {
     }
 }
 
+/// Where each field of a mount's form is (its `fields`, and `focus`).
+pub mod mount {
+    pub const HOST: usize = 0;
+    pub const CONTAINER: usize = 1;
+    pub const OPTIONS: usize = 2;
+    pub const TAGS: usize = 3;
+    pub const PROJECTS: usize = 4;
+    pub const READONLY: usize = 5;
+}
+
+/// Where each field of a tag's extra arguments form is.
+pub mod extra {
+    pub const TAG: usize = 0;
+    pub const ARGS: usize = 1;
+    pub const PROJECTS: usize = 2;
+    pub const PRIVILEGED: usize = 3;
+    pub const SERVICES: usize = 4;
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigForm {
     pub kind: FormKind,
@@ -210,6 +229,7 @@ impl ConfigForm {
                 let host = parts.next().unwrap_or_default();
                 let container = parts.next().unwrap_or_default();
                 let options = parts.next().unwrap_or_default();
+                // in the order of `mount`'s positions
                 vec![
                     Field::text(
                         "host path",
@@ -242,6 +262,7 @@ impl ConfigForm {
                     .cloned()
                     .map(ExtraArgsRule::entry)
                     .unwrap_or_default();
+                // in the order of `extra`'s positions
                 vec![
                     Field::text(
                         "tag",
@@ -310,10 +331,10 @@ impl ConfigForm {
     }
 
     fn volume(&self) -> String {
-        let mut v = format!("{}:{}", self.text(0), self.text(1));
-        if !self.text(2).is_empty() {
+        let mut v = format!("{}:{}", self.text(mount::HOST), self.text(mount::CONTAINER));
+        if !self.text(mount::OPTIONS).is_empty() {
             v.push(':');
-            v.push_str(self.text(2));
+            v.push_str(self.text(mount::OPTIONS));
         }
         v
     }
@@ -331,112 +352,129 @@ impl ConfigForm {
     /// The edit this form asks for, or the field that is wrong and why.
     pub fn check(&self) -> Result<Edit, (usize, String)> {
         match &self.kind {
-            FormKind::Setting(key) => {
-                let v = self.text(0);
-                let bad = |m: String| Err((0, m));
-                if v.is_empty() {
-                    return Ok(Edit::Scalar {
-                        key: key.to_string(),
-                        value: None,
-                    });
-                }
-                match *key {
-                    "pull_policy" if PullPolicy::parse(v).is_none() => {
-                        return bad(format!(
-                            "'{v}' is not a pull policy: always, if-not-present or never"
-                        ))
-                    }
-                    "keep_failed" if v.parse::<u64>().is_err() => {
-                        return bad(format!("'{v}' is not a number of minutes"))
-                    }
-                    "auth_file" if !self.paths.resolve(std::path::Path::new(v)).is_absolute() => {
-                        return bad(format!(
-                            "'{v}' must be an absolute path, ~/… or relative to the config file"
-                        ))
-                    }
-                    "default_image" if v.contains(char::is_whitespace) => {
-                        return bad(format!("'{v}' is not an image name: no spaces"))
-                    }
-                    _ => {}
-                }
-                Ok(Edit::Scalar {
-                    key: key.to_string(),
-                    value: Some(v.to_string()),
-                })
+            FormKind::Setting(key) => self.check_setting(key),
+            FormKind::Mount(index) => self.check_mount(*index),
+            FormKind::Extra(tag) => self.check_extra(tag.clone()),
+        }
+    }
+
+    fn check_setting(&self, key: &str) -> Result<Edit, (usize, String)> {
+        let v = self.text(0);
+        let bad = |m: String| Err((0, m));
+        if v.is_empty() {
+            return Ok(Edit::Scalar {
+                key: key.to_string(),
+                value: None,
+            });
+        }
+        match key {
+            "pull_policy" if PullPolicy::parse(v).is_none() => {
+                return bad(format!(
+                    "'{v}' is not a pull policy: always, if-not-present or never"
+                ))
             }
-            FormKind::Mount(index) => {
-                if self.text(0).is_empty() {
-                    return Err((0, "the host path is missing".into()));
-                }
-                if self.text(1).is_empty() {
-                    return Err((1, "the container path is missing".into()));
-                }
-                for (i, what) in [(0, "host path"), (1, "container path"), (2, "options")] {
-                    if self.text(i).contains(':') {
-                        return Err((i, format!("the {what} cannot contain ':'")));
-                    }
-                }
-                if let Err(e) = config::parse_volume(&self.volume(), &self.paths) {
-                    let field = if e.starts_with("container") { 1 } else { 0 };
-                    return Err((field, e));
-                }
-                let tags = parse_tags(self.text(3));
-                config::validate_tags(&tags).map_err(|e| (3, e))?;
-                let projects = globs(self.text(4));
-                Globs::new(&projects).map_err(|e| (4, e))?;
-                Ok(Edit::Mount {
-                    index: *index,
-                    rule: Some(MountRule {
-                        volume: self.volume(),
-                        tags,
-                        projects,
-                        readonly: self.flag(5),
-                    }),
-                })
+            "keep_failed" if v.parse::<u64>().is_err() => {
+                return bad(format!("'{v}' is not a number of minutes"))
             }
-            FormKind::Extra(tag) => {
-                let new_tag = self.text(0).to_string();
-                if new_tag.is_empty() {
-                    return Err((0, "the tag is missing".into()));
-                }
-                config::validate_tags(std::slice::from_ref(&new_tag)).map_err(|e| (0, e))?;
-                let args = self.text(1).to_string();
-                let tokens = config::split_args(&args).map_err(|e| (1, e))?;
-                if tokens.is_empty() {
-                    return Err((1, "no arguments: delete the entry instead (D)".into()));
-                }
-                let privileged = self.flag(3);
-                let services = self.text(4).to_string();
-                let service_tokens = config::split_args(&services).map_err(|e| (4, e))?;
-                let mut widening = policy::widening_args(&tokens);
-                widening.extend(policy::widening_args(&service_tokens));
-                if !widening.is_empty() && !privileged {
-                    return Err((
-                        3,
-                        format!(
-                            "{} widen the container's reach: tick privileged if jobs with tag {new_tag} may have that",
-                            widening.join(" ")
-                        ),
-                    ));
-                }
-                let projects = globs(self.text(2));
-                Globs::new(&projects).map_err(|e| (2, e))?;
-                let rule = if projects.is_empty() && !privileged && services.trim().is_empty() {
-                    ExtraArgsRule::Args(args)
-                } else {
-                    ExtraArgsRule::Full(ExtraArgsEntry {
-                        args,
-                        projects,
-                        privileged,
-                        services: services.trim().to_string(),
-                    })
-                };
-                Ok(Edit::Extra {
-                    tag: tag.clone(),
-                    new: Some((new_tag, rule)),
-                })
+            "auth_file" if !self.paths.resolve(std::path::Path::new(v)).is_absolute() => {
+                return bad(format!(
+                    "'{v}' must be an absolute path, ~/… or relative to the config file"
+                ))
+            }
+            "default_image" if v.contains(char::is_whitespace) => {
+                return bad(format!("'{v}' is not an image name: no spaces"))
+            }
+            _ => {}
+        }
+        Ok(Edit::Scalar {
+            key: key.to_string(),
+            value: Some(v.to_string()),
+        })
+    }
+
+    fn check_mount(&self, index: Option<usize>) -> Result<Edit, (usize, String)> {
+        if self.text(mount::HOST).is_empty() {
+            return Err((mount::HOST, "the host path is missing".into()));
+        }
+        if self.text(mount::CONTAINER).is_empty() {
+            return Err((mount::CONTAINER, "the container path is missing".into()));
+        }
+        for (i, what) in [
+            (mount::HOST, "host path"),
+            (mount::CONTAINER, "container path"),
+            (mount::OPTIONS, "options"),
+        ] {
+            if self.text(i).contains(':') {
+                return Err((i, format!("the {what} cannot contain ':'")));
             }
         }
+        if let Err(e) = config::parse_volume(&self.volume(), &self.paths) {
+            let field = if e.starts_with("container") {
+                mount::CONTAINER
+            } else {
+                mount::HOST
+            };
+            return Err((field, e));
+        }
+        let tags = parse_tags(self.text(mount::TAGS));
+        config::validate_tags(&tags).map_err(|e| (mount::TAGS, e))?;
+        let projects = globs(self.text(mount::PROJECTS));
+        Globs::new(&projects).map_err(|e| (mount::PROJECTS, e))?;
+        Ok(Edit::Mount {
+            index,
+            rule: Some(MountRule {
+                volume: self.volume(),
+                tags,
+                projects,
+                readonly: self.flag(mount::READONLY),
+            }),
+        })
+    }
+
+    fn check_extra(&self, tag: Option<String>) -> Result<Edit, (usize, String)> {
+        let new_tag = self.text(extra::TAG).to_string();
+        if new_tag.is_empty() {
+            return Err((extra::TAG, "the tag is missing".into()));
+        }
+        config::validate_tags(std::slice::from_ref(&new_tag)).map_err(|e| (extra::TAG, e))?;
+        let args = self.text(extra::ARGS).to_string();
+        let tokens = config::split_args(&args).map_err(|e| (extra::ARGS, e))?;
+        if tokens.is_empty() {
+            return Err((
+                extra::ARGS,
+                "no arguments: delete the entry instead (D)".into(),
+            ));
+        }
+        let privileged = self.flag(extra::PRIVILEGED);
+        let services = self.text(extra::SERVICES).to_string();
+        let service_tokens = config::split_args(&services).map_err(|e| (extra::SERVICES, e))?;
+        let mut widening = policy::widening_args(&tokens);
+        widening.extend(policy::widening_args(&service_tokens));
+        if !widening.is_empty() && !privileged {
+            return Err((
+                extra::PRIVILEGED,
+                format!(
+                    "{} widen the container's reach: tick privileged if jobs with tag {new_tag} may have that",
+                    widening.join(" ")
+                ),
+            ));
+        }
+        let projects = globs(self.text(extra::PROJECTS));
+        Globs::new(&projects).map_err(|e| (extra::PROJECTS, e))?;
+        let rule = if projects.is_empty() && !privileged && services.trim().is_empty() {
+            ExtraArgsRule::Args(args)
+        } else {
+            ExtraArgsRule::Full(ExtraArgsEntry {
+                args,
+                projects,
+                privileged,
+                services: services.trim().to_string(),
+            })
+        };
+        Ok(Edit::Extra {
+            tag,
+            new: Some((new_tag, rule)),
+        })
     }
 
     /// What the form means, live, under its fields: the volume podman gets, the tags, the
@@ -451,18 +489,22 @@ impl ConfigForm {
         match &self.kind {
             FormKind::Setting(_) => {}
             FormKind::Mount(_) => {
-                if !self.text(0).is_empty() && !self.text(1).is_empty() {
-                    let ro = if self.flag(5) { " (read-only)" } else { "" };
+                if !self.text(mount::HOST).is_empty() && !self.text(mount::CONTAINER).is_empty() {
+                    let ro = if self.flag(mount::READONLY) {
+                        " (read-only)"
+                    } else {
+                        ""
+                    };
                     v.push(Note::Info(format!("--volume {}{ro}", self.volume())));
                 }
-                let tags = parse_tags(self.text(3));
+                let tags = parse_tags(self.text(mount::TAGS));
                 v.push(Note::Info(if tags.is_empty() {
                     "for every job".to_string()
                 } else {
                     format!("for jobs tagged {}", tags.join(" or "))
                 }));
             }
-            FormKind::Extra(_) => match config::split_args(self.text(1)) {
+            FormKind::Extra(_) => match config::split_args(self.text(extra::ARGS)) {
                 Ok(tokens) if !tokens.is_empty() => {
                     v.push(Note::Tokens(tokens.clone()));
                     let widening = policy::widening_args(&tokens);
@@ -478,7 +520,7 @@ impl ConfigForm {
             },
         }
         if let FormKind::Extra(_) = &self.kind {
-            match config::split_args(self.text(4)) {
+            match config::split_args(self.text(extra::SERVICES)) {
                 Ok(tokens) if !tokens.is_empty() => v.push(Note::Info(format!(
                     "its services get: {}",
                     tokens
@@ -515,19 +557,11 @@ pub fn key(f: &mut ConfigForm, k: KeyEvent) -> Outcome {
     if (ctrl && k.code == KeyCode::Char('s')) || (k.code == KeyCode::Enter && enter_saves) {
         return Outcome::Submit;
     }
-    match k.code {
-        KeyCode::Esc => return Outcome::Cancel,
-        KeyCode::Tab | KeyCode::Down | KeyCode::Enter => {
-            f.focus = (f.focus + 1) % n;
-            f.cursor = 0;
-            return Outcome::Stay;
-        }
-        KeyCode::BackTab | KeyCode::Up => {
-            f.focus = (f.focus + n - 1) % n;
-            f.cursor = 0;
-            return Outcome::Stay;
-        }
-        _ => {}
+    if k.code == KeyCode::Esc {
+        return Outcome::Cancel;
+    }
+    if super::textinput::move_focus(&mut f.focus, &mut f.cursor, n, &k) {
+        return Outcome::Stay;
     }
     let Some(field) = f.fields.get_mut(f.focus) else {
         return Outcome::Stay;
@@ -589,6 +623,42 @@ mod tests {
             last = key(f, KeyEvent::new(code, KeyModifiers::NONE));
         }
         last
+    }
+
+    #[test]
+    fn the_named_positions_are_the_fields_labels() {
+        let labels = |f: ConfigForm| f.fields.iter().map(|f| f.label).collect::<Vec<_>>();
+        let m = labels(form(FormKind::Mount(None)));
+        assert_eq!(
+            [
+                m[mount::HOST],
+                m[mount::CONTAINER],
+                m[mount::OPTIONS],
+                m[mount::TAGS],
+                m[mount::PROJECTS],
+                m[mount::READONLY]
+            ],
+            [
+                "host path",
+                "container path",
+                "options",
+                "tags",
+                "projects",
+                "read-only"
+            ]
+        );
+        let e = labels(form(FormKind::Extra(None)));
+        assert_eq!(
+            [
+                e[extra::TAG],
+                e[extra::ARGS],
+                e[extra::PROJECTS],
+                e[extra::PRIVILEGED],
+                e[extra::SERVICES]
+            ],
+            ["tag", "arguments", "projects", "privileged", "services"]
+        );
+        assert_eq!((m.len(), e.len()), (6, 5));
     }
 
     #[test]

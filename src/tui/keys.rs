@@ -145,11 +145,19 @@ pub fn action_for(key: &KeyEvent, screen: Screen) -> Option<Action> {
     if key.modifiers.contains(KeyModifiers::CONTROL) {
         return matches!(key.code, K::Char('c')).then_some(A::Quit);
     }
+    binding_for(key, screen).map(|b| b.action)
+}
+
+/// The binding of `key` on `screen`, if any: its action and its scope (which `update` routes
+/// by). No binding has Ctrl (Ctrl-C is [`action_for`]'s).
+pub fn binding_for(key: &KeyEvent, screen: Screen) -> Option<&'static Binding> {
+    if key.modifiers.contains(KeyModifiers::CONTROL) {
+        return None;
+    }
     BINDINGS
         .iter()
         .filter(|b| b.scope == Global || b.scope == On(screen))
         .find(|b| b.keys.contains(&key.code))
-        .map(|b| b.action)
 }
 
 /// The bindings the help shows for `screen`: global ones, then the screen's.

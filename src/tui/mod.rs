@@ -6,6 +6,7 @@
 pub mod app;
 pub mod cgroup;
 pub mod configform;
+pub mod effects;
 pub mod keys;
 pub mod logview;
 pub mod model;

@@ -6,7 +6,8 @@
 //!
 //! The cursor is counted in characters from the end of the text (`back`: 0 is the end, where
 //! typing appends), so a field whose text changes elsewhere keeps a sensible position. One
-//! field is edited at a time; the caller resets `back` when the focus moves.
+//! field is edited at a time; the caller resets `back` when the focus moves, as the forms'
+//! [`move_focus`] does.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -62,6 +63,19 @@ pub fn edit(text: &mut String, back: &mut usize, k: &KeyEvent) -> bool {
     true
 }
 
+/// Between the `n` fields of a form (the register form, the Config forms): Tab, ↓ and Enter
+/// focus the next, S-Tab and ↑ the previous, round; typing then starts at the end of the field
+/// (`back` is 0). Whether `k` was such a key.
+pub fn move_focus(focus: &mut usize, back: &mut usize, n: usize, k: &KeyEvent) -> bool {
+    match k.code {
+        KeyCode::Tab | KeyCode::Down | KeyCode::Enter => *focus = (*focus + 1) % n,
+        KeyCode::BackTab | KeyCode::Up => *focus = (*focus + n - 1) % n,
+        _ => return false,
+    }
+    *back = 0;
+    true
+}
+
 /// `text` as a focused field shows it: a block after it with the cursor at the end, a thin bar
 /// before the character the cursor is on otherwise.
 pub fn show(text: &str, back: usize) -> String {
@@ -109,6 +123,38 @@ mod tests {
         assert!(!edit(&mut t, &mut back, &key(KeyCode::Char('s'), true)));
         assert!(!edit(&mut t, &mut back, &key(KeyCode::Enter, false)));
         assert_eq!((t.as_str(), back), ("", 0));
+    }
+
+    #[test]
+    fn tab_and_arrows_move_between_fields_round_and_typing_starts_at_the_end() {
+        let (mut focus, mut back) = (0, 3);
+        assert!(move_focus(
+            &mut focus,
+            &mut back,
+            3,
+            &key(KeyCode::BackTab, false)
+        ));
+        assert_eq!((focus, back), (2, 0));
+        back = 1;
+        for code in [KeyCode::Tab, KeyCode::Down, KeyCode::Enter] {
+            assert!(move_focus(&mut focus, &mut back, 3, &key(code, false)));
+        }
+        assert_eq!((focus, back), (2, 0));
+        assert!(move_focus(
+            &mut focus,
+            &mut back,
+            3,
+            &key(KeyCode::Up, false)
+        ));
+        assert_eq!(focus, 1);
+        back = 2;
+        assert!(!move_focus(
+            &mut focus,
+            &mut back,
+            3,
+            &key(KeyCode::Left, false)
+        ));
+        assert_eq!((focus, back), (1, 2));
     }
 
     #[test]

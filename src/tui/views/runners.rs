@@ -151,6 +151,7 @@ pub fn draw_form(f: &mut Frame, area: Rect, form: &RegisterForm, t: Theme) {
     let r = super::popup_fixed(area, 70, 9);
     f.render_widget(Clear, r);
     let token_shown = "*".repeat(form.token.expose().chars().count());
+    // at their positions: RegisterForm::URL, TOKEN, NAME, CA_FILE
     let fields = [
         ("GitLab URL ", form.url.as_str()),
         ("token      ", token_shown.as_str()),
