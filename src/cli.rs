@@ -3,8 +3,7 @@
 //! terminal, shell completions and man pages.
 
 use crate::config;
-use crate::executor::{self, cleanup, config_stage, prepare, run, Context, Failure};
-use crate::podman::Podman;
+use crate::executor;
 use clap::{Parser, Subcommand};
 use std::collections::HashMap;
 use std::io::{self, IsTerminal, Write};
@@ -124,42 +123,24 @@ pub fn main() -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::system(format!("cannot start pogo's runtime: {e}")))
-}
-
 fn dispatch(cli: Cli, env: HashMap<String, String>) -> i32 {
     let flag = cli.config.as_deref();
     match cli.command {
-        Command::Config => {
-            let r = config_stage::run(flag, &env);
-            executor::exit_code(r, &env)
-        }
-        Command::Prepare => {
-            let r = with_context(flag, &env, |ctx, rt| {
-                let r = rt.block_on(prepare::run(ctx));
-                note_failure(ctx, "prepare", &r);
-                r
-            });
-            executor::exit_code(r, &env)
-        }
-        Command::Run { script, stage } => {
-            let r = with_context(flag, &env, |ctx, rt| {
-                let r = rt.block_on(run::run(ctx, &script, &stage));
-                note_failure(ctx, &stage, &r);
-                r
-            });
-            executor::exit_code(r, &env)
-        }
-        Command::Cleanup => {
-            let r = runtime().and_then(|rt| rt.block_on(cleanup::phase(flag, &env)));
-            executor::exit_code(r, &env)
-        }
+        Command::Config => executor::config_main(flag, &env),
+        Command::Prepare => executor::prepare_main(flag, &env),
+        Command::Run { script, stage } => executor::run_main(flag, &env, &script, &stage),
+        Command::Cleanup => executor::cleanup_main(flag, &env),
         Command::RemoveJob { order } => executor::removal::remove_main(&order),
-        Command::Gc(args) => gc_command(flag, &env, args),
+        Command::Gc(args) => executor::gc::gc_main(
+            flag,
+            &env,
+            executor::gc::GcRequest {
+                dry_run: args.dry_run,
+                older_than: args.older_than,
+                runner: args.runner,
+                quiet: args.quiet,
+            },
+        ),
         Command::Exec(args) => crate::localrun::exec_main(args, flag),
         Command::Print => match config::load(flag, &env) {
             Ok(c) => match config::to_yaml(&c) {
@@ -207,64 +188,6 @@ fn dispatch(cli: Cli, env: HashMap<String, String>) -> i32 {
             }
         },
         Command::Tui(args) => crate::tui::main(flag, &args, env),
-    }
-}
-
-/// A failed phase's message, for the dashboard's record of the job (a script's own failure
-/// has none: its exit code is the reason).
-fn note_failure(ctx: &executor::Context, phase: &str, r: &Result<(), Failure>) {
-    let message = match r {
-        Err(Failure::System(m)) => m.as_str(),
-        Err(Failure::Build {
-            message: Some(m), ..
-        }) => m.as_str(),
-        _ => return,
-    };
-    crate::executor::record::failed_because(ctx, phase, message);
-}
-
-fn with_context<F>(flag: Option<&Path>, env: &HashMap<String, String>, f: F) -> Result<(), Failure>
-where
-    F: FnOnce(&Context, &tokio::runtime::Runtime) -> Result<(), Failure>,
-{
-    let ctx = Context::load(flag, env.clone())?;
-    let rt = runtime()?;
-    f(&ctx, &rt)
-}
-
-fn gc_command(flag: Option<&Path>, env: &HashMap<String, String>, args: GcArgs) -> i32 {
-    let config = match config::load(flag, env) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("pogo gc: {e}");
-            return 2;
-        }
-    };
-    let podman = Podman::new(config.podman.clone(), config.podman_args.clone());
-    let opts = executor::gc::GcOptions {
-        dry_run: args.dry_run,
-        older_than: args.older_than,
-        runner: args.runner,
-        quiet: args.quiet,
-        ..executor::gc::GcOptions::of_config(&config)
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => return executor::exit_code(Err(e), env),
-    };
-    let state_dir = crate::state::state_dir(&config.working_dir, env);
-    match rt.block_on(executor::gc::run(
-        &podman,
-        &opts,
-        &config.working_dir,
-        &state_dir,
-    )) {
-        Ok(0) => 0,
-        Ok(_) => 1,
-        Err(e) => {
-            eprintln!("pogo gc: podman failed: {e}");
-            2
-        }
     }
 }
 

@@ -699,6 +699,52 @@ pub fn maybe_start_background(config: &crate::config::Config, runner: &str) {
         .spawn();
 }
 
+/// What `pogo gc`'s command line asks for (the rest comes from the config).
+#[derive(Debug, Clone, Default)]
+pub struct GcRequest {
+    pub dry_run: bool,
+    pub older_than: Option<std::time::Duration>,
+    pub runner: Option<String>,
+    pub quiet: bool,
+}
+
+/// `pogo gc`: 0 when everything of finished jobs is gone, 1 when something could not be
+/// removed, 2 when the config or podman failed.
+pub fn gc_main(
+    flag: Option<&std::path::Path>,
+    env: &std::collections::HashMap<String, String>,
+    args: GcRequest,
+) -> i32 {
+    let config = match crate::config::load(flag, env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("pogo gc: {e}");
+            return 2;
+        }
+    };
+    let podman = Podman::new(config.podman.clone(), config.podman_args.clone());
+    let opts = GcOptions {
+        dry_run: args.dry_run,
+        older_than: args.older_than,
+        runner: args.runner,
+        quiet: args.quiet,
+        ..GcOptions::of_config(&config)
+    };
+    let rt = match super::runtime() {
+        Ok(rt) => rt,
+        Err(e) => return super::exit_code(Err(e), env),
+    };
+    let state_dir = crate::state::state_dir(&config.working_dir, env);
+    match rt.block_on(run(&podman, &opts, &config.working_dir, &state_dir)) {
+        Ok(0) => 0,
+        Ok(_) => 1,
+        Err(e) => {
+            eprintln!("pogo gc: podman failed: {e}");
+            2
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -171,6 +171,72 @@ pub fn load_response(env: &HashMap<String, String>) -> Result<JobResponse, Strin
         .map_or_else(|| Ok(JobResponse::default()), response::load)
 }
 
+/// `pogo config`: its exit code for gitlab-runner.
+pub fn config_main(flag: Option<&Path>, env: &HashMap<String, String>) -> i32 {
+    exit_code(config_stage::run(flag, env), env)
+}
+
+/// `pogo prepare`: its exit code for gitlab-runner.
+pub fn prepare_main(flag: Option<&Path>, env: &HashMap<String, String>) -> i32 {
+    let r = with_context(flag, env, |ctx, rt| {
+        let r = rt.block_on(prepare::run(ctx));
+        note_failure(ctx, "prepare", &r);
+        r
+    });
+    exit_code(r, env)
+}
+
+/// `pogo run SCRIPT STAGE`: its exit code for gitlab-runner.
+pub fn run_main(
+    flag: Option<&Path>,
+    env: &HashMap<String, String>,
+    script: &Path,
+    stage: &str,
+) -> i32 {
+    let r = with_context(flag, env, |ctx, rt| {
+        let r = rt.block_on(run::run(ctx, script, stage));
+        note_failure(ctx, stage, &r);
+        r
+    });
+    exit_code(r, env)
+}
+
+/// `pogo cleanup`: its exit code for gitlab-runner.
+pub fn cleanup_main(flag: Option<&Path>, env: &HashMap<String, String>) -> i32 {
+    let r = runtime().and_then(|rt| rt.block_on(cleanup::phase(flag, env)));
+    exit_code(r, env)
+}
+
+/// The runtime of a phase: one thread, as a phase is one job's.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::system(format!("cannot start pogo's runtime: {e}")))
+}
+
+/// A failed phase's message, for the dashboard's record of the job (a script's own failure
+/// has none: its exit code is the reason).
+fn note_failure(ctx: &Context, phase: &str, r: &Result<(), Failure>) {
+    let message = match r {
+        Err(Failure::System(m)) => m.as_str(),
+        Err(Failure::Build {
+            message: Some(m), ..
+        }) => m.as_str(),
+        _ => return,
+    };
+    crate::executor::record::failed_because(ctx, phase, message);
+}
+
+fn with_context<F>(flag: Option<&Path>, env: &HashMap<String, String>, f: F) -> Result<(), Failure>
+where
+    F: FnOnce(&Context, &tokio::runtime::Runtime) -> Result<(), Failure>,
+{
+    let ctx = Context::load(flag, env.clone())?;
+    let rt = runtime()?;
+    f(&ctx, &rt)
+}
+
 /// Turn a phase result into the process exit code, writing `BUILD_EXIT_CODE_FILE` for build
 /// failures as the protocol asks.
 pub fn exit_code(result: Result<(), Failure>, env: &HashMap<String, String>) -> i32 {
