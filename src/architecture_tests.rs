@@ -20,7 +20,6 @@ const KNOWN_LONG_FILES: &[(&str, usize)] = &[
     ("src/setup/doctor.rs", 970),
 ];
 const KNOWN_LONG_FNS: &[(&str, &str, usize)] = &[
-    ("src/config/mod.rs", "finalize", 181),
     ("src/driver/job.rs", "response_json", 136),
     ("src/driver/mod.rs", "run_stages", 235),
     ("src/executor/gc.rs", "run", 126),

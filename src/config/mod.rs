@@ -342,32 +342,25 @@ pub fn finalize(
     source: Option<PathBuf>,
     env: &HashMap<String, String>,
 ) -> Result<Config, ConfigError> {
-    let origin = source
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "built-in defaults".to_string());
-    let invalid = |key: &str, message: String| ConfigError::Invalid {
-        origin: origin.clone(),
-        key: key.to_string(),
-        message,
+    let invalid = Invalid {
+        origin: source
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "built-in defaults".to_string()),
     };
     let paths = PathBase::of(source.as_deref(), env);
-    let home = paths.home.clone();
     let abs = |key: &str, p: PathBuf| -> Result<PathBuf, ConfigError> {
         let p = paths.resolve(&p);
         if p.is_absolute() {
             Ok(p)
         } else {
-            Err(invalid(
-                key,
-                format!("'{}' must be an absolute path", p.display()),
-            ))
+            Err(invalid.at(key, format!("'{}' must be an absolute path", p.display())))
         }
     };
 
     let working_dir = match raw.working_dir {
         Some(p) => abs("working_dir", p)?,
-        None => default_working_dir(home.as_deref()),
+        None => default_working_dir(paths.home.as_deref()),
     };
     let cache_dir = match raw.cache_dir {
         Some(p) => abs("cache_dir", p)?,
@@ -377,7 +370,7 @@ pub fn finalize(
         .builds_dir
         .unwrap_or_else(|| model::DEFAULT_BUILDS_DIR.to_string());
     if !builds_dir.starts_with('/') {
-        return Err(invalid(
+        return Err(invalid.at(
             "builds_dir",
             format!("'{builds_dir}' must be an absolute path inside the job container"),
         ));
@@ -387,107 +380,26 @@ pub fn finalize(
         .runner_binary
         .map(|p| abs("runner_binary", p))
         .transpose()?;
-    let services_wait_timeout = raw
-        .services_wait_timeout
-        .unwrap_or(model::DEFAULT_SERVICES_WAIT_TIMEOUT);
-    if !(1..=model::MAX_SERVICES_WAIT_TIMEOUT).contains(&services_wait_timeout) {
-        return Err(invalid(
-            "services_wait_timeout",
-            format!(
-                "{services_wait_timeout} is not between 1 and {} seconds (a day)",
-                model::MAX_SERVICES_WAIT_TIMEOUT
-            ),
-        ));
-    }
-    let log_copy_limit = raw
-        .log_copy_limit
-        .unwrap_or(model::DEFAULT_LOG_COPY_LIMIT_KIB);
-    if !model::LOG_COPY_LIMIT_RANGE_KIB.contains(&log_copy_limit) {
-        return Err(invalid(
-            "log_copy_limit",
-            format!(
-                "{log_copy_limit} is not between {} and {} KiB",
-                model::LOG_COPY_LIMIT_RANGE_KIB.start(),
-                model::LOG_COPY_LIMIT_RANGE_KIB.end()
-            ),
-        ));
-    }
+    let (services_wait_timeout, log_copy_limit) =
+        limits(raw.services_wait_timeout, raw.log_copy_limit, &invalid)?;
     // empty means the default, as POGO_PODMAN="" does
     let podman = raw
         .podman
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| model::DEFAULT_PODMAN.to_string());
     let podman_args = split_args(raw.podman_args.as_deref().unwrap_or(""))
-        .map_err(|m| invalid("podman_args", m))?;
-
-    let globs = |key: &str, patterns: &[String]| Globs::new(patterns).map_err(|m| invalid(key, m));
-    let mut mounts = Vec::with_capacity(raw.mounts.len());
-    for (i, rule) in raw.mounts.into_iter().enumerate() {
-        let key = format!("mounts[{i}]");
-        let mut m = parse_volume(&rule.volume, &paths).map_err(|e| invalid(&key, e))?;
-        validate_tags(&rule.tags).map_err(|e| invalid(&key, e))?;
-        if rule.readonly && !m.options.iter().any(|o| o == "ro") {
-            m.options.retain(|o| o != "rw");
-            m.options.push("ro".to_string());
-        }
-        m.tags = rule.tags;
-        m.projects = globs(&key, &rule.projects)?;
-        mounts.push(m);
-    }
-
-    let mut extra_arguments = Vec::with_capacity(raw.extra_arguments.len());
-    for (tag, rule) in raw.extra_arguments {
-        let key = format!("extra_arguments.{tag}");
-        validate_tags(std::slice::from_ref(&tag)).map_err(|e| invalid(&key, e))?;
-        let entry = rule.entry();
-        let args = split_args(&entry.args).map_err(|e| invalid(&key, e))?;
-        let service_args =
-            split_args(&entry.services).map_err(|e| invalid(&format!("{key}.services"), e))?;
-        let mut widening = policy::widening_args(&args);
-        widening.extend(policy::widening_args(&service_args));
-        if !widening.is_empty() && !entry.privileged {
-            return Err(invalid(
-                &key,
-                format!(
-                    "{} widen(s) what jobs with tag '{tag}' can reach on this host; if you mean it, \
-                     write the entry as a map with `args:` and `privileged: true`",
-                    widening.join(", ")
-                ),
-            ));
-        }
-        extra_arguments.push(ExtraArgs {
-            projects: globs(&key, &entry.projects)?,
-            privileged: entry.privileged,
-            tag,
-            source: entry.args,
-            args,
-            service_args,
-            services_source: entry.services,
-        });
-    }
-    let allowed_images = globs("allowed_images", &raw.allowed_images)?;
-    let keep_images = globs("keep_images", &raw.keep_images)?;
-    let allowed_services = globs("allowed_services", &raw.allowed_services)?;
+        .map_err(|m| invalid.at("podman_args", m))?;
+    let mounts = mounts(raw.mounts, &paths, &invalid)?;
+    let extra_arguments = extra_arguments(raw.extra_arguments, &invalid)?;
+    let allowed_images = invalid.globs("allowed_images", &raw.allowed_images)?;
+    let keep_images = invalid.globs("keep_images", &raw.keep_images)?;
+    let allowed_services = invalid.globs("allowed_services", &raw.allowed_services)?;
     let pull_policy = raw.pull_policy.unwrap_or_default();
-    let mut allowed_pull_policies: Vec<PullPolicy> = Vec::new();
-    for p in raw.allowed_pull_policies {
-        if !allowed_pull_policies.contains(&p) {
-            allowed_pull_policies.push(p);
-        }
-    }
-    if allowed_pull_policies.is_empty() {
-        allowed_pull_policies.push(pull_policy);
-    } else if !allowed_pull_policies.contains(&pull_policy) {
-        return Err(invalid(
-            "allowed_pull_policies",
-            format!(
-                "must include pull_policy ({pull_policy}): jobs that choose no pull_policy use it"
-            ),
-        ));
-    }
+    let allowed_pull_policies =
+        allowed_pull_policies(raw.allowed_pull_policies, pull_policy, &invalid)?;
     let helper_image = raw.helper_image.filter(|s| !s.is_empty());
     if let Some(h) = &helper_image {
-        crate::podman::args::validate_image(h).map_err(|m| invalid("helper_image", m))?;
+        crate::podman::args::validate_image(h).map_err(|m| invalid.at("helper_image", m))?;
     }
 
     Ok(Config {
@@ -517,6 +429,140 @@ pub fn finalize(
         allowed_pull_policies,
         source,
     })
+}
+
+/// Makes [`ConfigError::Invalid`]s of one config file.
+struct Invalid {
+    origin: String,
+}
+
+impl Invalid {
+    fn at(&self, key: &str, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            origin: self.origin.clone(),
+            key: key.to_string(),
+            message,
+        }
+    }
+
+    fn globs(&self, key: &str, patterns: &[String]) -> Result<Globs, ConfigError> {
+        Globs::new(patterns).map_err(|m| self.at(key, m))
+    }
+}
+
+/// `services_wait_timeout` (seconds) and `log_copy_limit` (KiB), defaulted and in range.
+fn limits(
+    services_wait_timeout: Option<u64>,
+    log_copy_limit: Option<u64>,
+    invalid: &Invalid,
+) -> Result<(u64, u64), ConfigError> {
+    let services_wait_timeout =
+        services_wait_timeout.unwrap_or(model::DEFAULT_SERVICES_WAIT_TIMEOUT);
+    if !(1..=model::MAX_SERVICES_WAIT_TIMEOUT).contains(&services_wait_timeout) {
+        return Err(invalid.at(
+            "services_wait_timeout",
+            format!(
+                "{services_wait_timeout} is not between 1 and {} seconds (a day)",
+                model::MAX_SERVICES_WAIT_TIMEOUT
+            ),
+        ));
+    }
+    let log_copy_limit = log_copy_limit.unwrap_or(model::DEFAULT_LOG_COPY_LIMIT_KIB);
+    if !model::LOG_COPY_LIMIT_RANGE_KIB.contains(&log_copy_limit) {
+        return Err(invalid.at(
+            "log_copy_limit",
+            format!(
+                "{log_copy_limit} is not between {} and {} KiB",
+                model::LOG_COPY_LIMIT_RANGE_KIB.start(),
+                model::LOG_COPY_LIMIT_RANGE_KIB.end()
+            ),
+        ));
+    }
+    Ok((services_wait_timeout, log_copy_limit))
+}
+
+fn mounts(
+    rules: Vec<model::MountRule>,
+    paths: &PathBase,
+    invalid: &Invalid,
+) -> Result<Vec<Mount>, ConfigError> {
+    let mut mounts = Vec::with_capacity(rules.len());
+    for (i, rule) in rules.into_iter().enumerate() {
+        let key = format!("mounts[{i}]");
+        let mut m = parse_volume(&rule.volume, paths).map_err(|e| invalid.at(&key, e))?;
+        validate_tags(&rule.tags).map_err(|e| invalid.at(&key, e))?;
+        if rule.readonly && !m.options.iter().any(|o| o == "ro") {
+            m.options.retain(|o| o != "rw");
+            m.options.push("ro".to_string());
+        }
+        m.tags = rule.tags;
+        m.projects = invalid.globs(&key, &rule.projects)?;
+        mounts.push(m);
+    }
+    Ok(mounts)
+}
+
+fn extra_arguments(
+    rules: std::collections::BTreeMap<String, model::ExtraArgsRule>,
+    invalid: &Invalid,
+) -> Result<Vec<ExtraArgs>, ConfigError> {
+    let mut extra_arguments = Vec::with_capacity(rules.len());
+    for (tag, rule) in rules {
+        let key = format!("extra_arguments.{tag}");
+        validate_tags(std::slice::from_ref(&tag)).map_err(|e| invalid.at(&key, e))?;
+        let entry = rule.entry();
+        let args = split_args(&entry.args).map_err(|e| invalid.at(&key, e))?;
+        let service_args =
+            split_args(&entry.services).map_err(|e| invalid.at(&format!("{key}.services"), e))?;
+        let mut widening = policy::widening_args(&args);
+        widening.extend(policy::widening_args(&service_args));
+        if !widening.is_empty() && !entry.privileged {
+            return Err(invalid.at(
+                &key,
+                format!(
+                    "{} widen(s) what jobs with tag '{tag}' can reach on this host; if you mean it, \
+                     write the entry as a map with `args:` and `privileged: true`",
+                    widening.join(", ")
+                ),
+            ));
+        }
+        extra_arguments.push(ExtraArgs {
+            projects: invalid.globs(&key, &entry.projects)?,
+            privileged: entry.privileged,
+            tag,
+            source: entry.args,
+            args,
+            service_args,
+            services_source: entry.services,
+        });
+    }
+    Ok(extra_arguments)
+}
+
+/// The pull policies jobs may choose: as listed (once each), else `pull_policy` alone; the
+/// list must include `pull_policy`, which jobs that choose none use.
+fn allowed_pull_policies(
+    listed: Vec<PullPolicy>,
+    pull_policy: PullPolicy,
+    invalid: &Invalid,
+) -> Result<Vec<PullPolicy>, ConfigError> {
+    let mut allowed: Vec<PullPolicy> = Vec::new();
+    for p in listed {
+        if !allowed.contains(&p) {
+            allowed.push(p);
+        }
+    }
+    if allowed.is_empty() {
+        allowed.push(pull_policy);
+    } else if !allowed.contains(&pull_policy) {
+        return Err(invalid.at(
+            "allowed_pull_policies",
+            format!(
+                "must include pull_policy ({pull_policy}): jobs that choose no pull_policy use it"
+            ),
+        ));
+    }
+    Ok(allowed)
 }
 
 /// Split podman arguments the way a POSIX shell would (quotes respected), without running one.
