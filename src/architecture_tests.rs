@@ -17,7 +17,6 @@ const KNOWN_LONG_FILES: &[(&str, usize)] = &[
     ("src/driver/mod.rs", 1580),
     ("src/localrun/mod.rs", 1569),
     ("src/localrun/pipeline.rs", 1566),
-    ("src/setup/doctor.rs", 970),
 ];
 const KNOWN_LONG_FNS: &[(&str, &str, usize)] = &[
     ("src/driver/job.rs", "response_json", 136),
@@ -27,8 +26,6 @@ const KNOWN_LONG_FNS: &[(&str, &str, usize)] = &[
     ("src/localrun/mod.rs", "exec", 178),
     ("src/localrun/pipeline.rs", "job", 227),
     ("src/localrun/pipeline.rs", "pipeline", 143),
-    ("src/setup/doctor.rs", "podman_checks", 167),
-    ("src/setup/doctor.rs", "run_checks", 125),
     ("src/setup/install.rs", "plan", 123),
 ];
 
