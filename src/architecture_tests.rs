@@ -14,7 +14,6 @@ const MAX_FN_LINES: usize = 120;
 /// function that grows past its entry, or a new one over the limit, fails the test; one that
 /// got under the limit must leave the list.
 const KNOWN_LONG_FILES: &[(&str, usize)] = &[
-    ("src/driver/mod.rs", 1580),
     ("src/executor/prepare.rs", 1578),
     ("src/localrun/mod.rs", 1569),
     ("src/localrun/pipeline.rs", 1566),
@@ -25,7 +24,7 @@ const KNOWN_LONG_FILES: &[(&str, usize)] = &[
 const KNOWN_LONG_FNS: &[(&str, &str, usize)] = &[
     ("src/config/mod.rs", "finalize", 181),
     ("src/driver/job.rs", "response_json", 136),
-    ("src/driver/mod.rs", "run_stages", 235),
+    ("src/driver/stages.rs", "run_stages", 235),
     ("src/executor/gc.rs", "run", 126),
     ("src/executor/prepare.rs", "run", 318),
     ("src/localrun/mod.rs", "apply_rules", 161),
