@@ -9,8 +9,9 @@ use super::run::Run;
 use super::{Job, Outcome};
 
 /// Receives the job log while the job runs: the concatenation of all pieces is
-/// [`JobResult::log`](super::JobResult::log). A piece is one or more whole lines, except that a phase's output
-/// may end without a newline. Called from the driver's threads, one piece at a time.
+/// [`JobResult::log`](super::JobResult::log). A piece is one or more whole lines, except
+/// that a phase's output may end without a newline. Called from the driver's threads, one
+/// piece at a time.
 #[derive(Clone)]
 pub struct LogSink(Arc<dyn Fn(&str) + Send + Sync>);
 

@@ -11,6 +11,13 @@
 //! Two opt-in extensions serve `pogo exec`: [`Driver::local`] replaces the git and
 //! `gitlab-runner` helper commands of the source, cache and artifact stages by local `tar`
 //! scripts (see [`local`]), and [`Driver::log_sink`] receives the job log while it is written.
+//!
+//! By concern: `run.rs` follows one job (`Run`) and starts each executor call,
+//! `prepare.rs` has Prepare (config_exec, prepare_exec) and cleanup_exec, `stages.rs` the
+//! stage loop, `transfer.rs` how sources, cache and artifacts move (git and the helper
+//! binary, or local `tar`), `script.rs` and [`local`] the stage scripts, `variables.rs` the
+//! variables and environment, `config_output.rs` config_exec's answer, `joblog.rs` the job
+//! log, `outcome.rs` how a job ended, [`job`] the job itself and [`process`] the processes.
 
 mod config_output;
 pub mod job;
@@ -22,6 +29,7 @@ pub mod process;
 mod run;
 pub mod script;
 mod stages;
+mod transfer;
 mod variables;
 
 use std::path::PathBuf;

@@ -234,12 +234,12 @@ impl<'a> Run<'a> {
         self.section_start("prepare_executor", "Preparing the \"custom\" executor");
         let exec = self.prepare_with_retries();
         self.section_end("prepare_executor");
-        let Some(mut exec) = exec else {
+        let Some(exec) = exec else {
             self.finish_log();
             return;
         };
 
-        self.run_stages(&mut exec, cancel);
+        self.run_stages(&exec, cancel);
         self.cleanup(&exec, self.current_status());
         self.finish_log();
     }

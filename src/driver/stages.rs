@@ -7,7 +7,9 @@ use super::joblog::section_of;
 use super::process::{self, Deadline, StdoutMode, StopReason};
 use super::run::{Exec, Run};
 use super::script::{self, CacheArchive, ScriptInfo, Writer};
-use super::{interpret_exit, CachePolicy, CancelWhenLogShows, Dependency, Outcome, PhaseFailure};
+use super::{
+    interpret_exit, CachePolicy, CancelWhenLogShows, Dependency, Job, Outcome, PhaseFailure,
+};
 
 /// Default of `RUNNER_AFTER_SCRIPT_TIMEOUT`.
 const AFTER_SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -22,6 +24,258 @@ enum StageResult {
 }
 
 impl Run<'_> {
+    /// `executeScript`: all run_exec stages in order. A failing `prepare_script` or the job's
+    /// deadline ends the job early; a failed source stage skips only the job's own script.
+    pub(super) fn run_stages(&mut self, exec: &Exec, cancel: Option<CancelWhenLogShows>) {
+        let vars = self.all_variables(exec, "running");
+        let info = ScriptInfo {
+            variables: &vars,
+            project_dir: &exec.project_dir,
+            hostname: &exec.hostname,
+        };
+        if !self.prepare_script_stage(exec, &info) {
+            return;
+        }
+        let Some(sources_ok) = self.source_stages(exec, &info) else {
+            return;
+        };
+        if sources_ok && !self.script_stages(exec, &info, cancel) {
+            return;
+        }
+        self.closing_stages(exec);
+    }
+
+    /// Stage 1, `prepare_script`: `false` when it failed or timed out (the job ends).
+    fn prepare_script_stage(&mut self, exec: &Exec, info: &ScriptInfo<'_>) -> bool {
+        let jd = Some(self.job_deadline());
+        match self.run_stage(
+            exec,
+            "prepare_script",
+            &info.prepare_script(),
+            "running",
+            jd,
+        ) {
+            StageResult::Ok => true,
+            StageResult::Failed(f) => {
+                self.outcome = match Self::failure_outcome(&f) {
+                    Outcome::SystemFailure { reason } => Outcome::SystemFailure {
+                        reason: format!("prepare environment: {reason}"),
+                    },
+                    o => o,
+                };
+                self.logln(&format!(
+                    "\x1b[31;1mERROR: Job failed: prepare environment: {}. Check https://docs.gitlab.com/runner/shells/#shell-profile-loading for more information\x1b[0;m",
+                    f.message()
+                ));
+                false
+            }
+            StageResult::Stopped(_) => {
+                self.outcome = Outcome::TimedOut;
+                false
+            }
+        }
+    }
+
+    /// Stages 2-4: `get_sources`, `restore_cache` (when a cache is to be restored) and
+    /// `download_artifacts` (when a dependency has artifacts), their scripts by the driver's
+    /// `Transfer`: whether they succeeded (a failure skips the stages after it), `None` when
+    /// the job's deadline passed (the job ends).
+    fn source_stages(&mut self, exec: &Exec, info: &ScriptInfo<'_>) -> Option<bool> {
+        let job = self.job;
+        let transfer = self.d.transfer();
+        let jd = Some(self.job_deadline());
+        let sources = transfer.get_sources(info, job, &git_strategy(job));
+        let mut ok = self.run_pre_stage(exec, "get_sources", &sources, jd)?;
+        let caches = if ok {
+            self.caches(exec, true, true)
+        } else {
+            Vec::new()
+        };
+        if !caches.is_empty() {
+            let restore = transfer.restore_cache(info, &caches);
+            ok = self.run_pre_stage(exec, "restore_cache", &restore, jd)?;
+        }
+        let deps: Vec<&Dependency> = job
+            .dependencies
+            .iter()
+            .filter(|d| d.artifacts_file.is_some())
+            .collect();
+        if ok && !deps.is_empty() {
+            let download = transfer.download_artifacts(info, job, &deps);
+            ok = self.run_pre_stage(exec, "download_artifacts", &download, jd)?;
+        }
+        Some(ok)
+    }
+
+    /// Stages 5-6: `build_script` (cancelable by `cancel`), then `after_script` when the job
+    /// has one: `false` when the job's deadline passed in `build_script` (the job ends).
+    fn script_stages(
+        &mut self,
+        exec: &Exec,
+        info: &ScriptInfo<'_>,
+        cancel: Option<CancelWhenLogShows>,
+    ) -> bool {
+        let job = self.job;
+        let deadline = self.job_deadline();
+        self.cancel_on = cancel.map(|CancelWhenLogShows(text)| text);
+        let build = self.run_stage(
+            exec,
+            "build_script",
+            &info.user_script(&job.step_script()),
+            "running",
+            Some(deadline),
+        );
+        self.cancel_on = None;
+        match build {
+            StageResult::Ok => {}
+            StageResult::Failed(f) => self.outcome = Self::failure_outcome(&f),
+            StageResult::Stopped(StopReason::Canceled) => self.outcome = Outcome::Canceled,
+            StageResult::Stopped(StopReason::Timeout) => {
+                self.outcome = Outcome::TimedOut;
+                return false;
+            }
+        }
+        if !job.after_script.is_empty() {
+            self.after_script_stage(exec);
+        }
+        true
+    }
+
+    /// Stage 6, `after_script`, with the job's status so far, within its own timeout (and
+    /// the job's deadline unless the job was canceled): a failure is only a warning.
+    fn after_script_stage(&mut self, exec: &Exec) {
+        let status = self.current_status();
+        let vars = self.all_variables(exec, status);
+        let info = ScriptInfo {
+            variables: &vars,
+            project_dir: &exec.project_dir,
+            hostname: &exec.hostname,
+        };
+        let own = Instant::now() + AFTER_SCRIPT_TIMEOUT;
+        let at = if self.outcome == Outcome::Canceled {
+            own
+        } else {
+            own.min(self.job_deadline)
+        };
+        let d = Deadline {
+            at,
+            reason: StopReason::Timeout,
+        };
+        let script = info.after_script(&self.job.after_script);
+        match self.run_stage(exec, "after_script", &script, status, Some(d)) {
+            StageResult::Ok => {}
+            StageResult::Failed(f) => self.logln(&format!(
+                "\x1b[0;33mWARNING: after_script failed, but job will continue unaffected: {}\x1b[0;m",
+                f.message()
+            )),
+            StageResult::Stopped(_) => self.logln(
+                "\x1b[0;33mWARNING: after_script failed, but job will continue unaffected: context deadline exceeded\x1b[0;m",
+            ),
+        }
+    }
+
+    /// Stages 7-9: the cache and the artifacts saved as the job ended, then
+    /// `cleanup_file_variables`; all with the job's status after its script (and without
+    /// the job's deadline once it was canceled).
+    fn closing_stages(&mut self, exec: &Exec) {
+        let job_ok = self.outcome.is_success();
+        let status = self.current_status();
+        let vars = self.all_variables(exec, status);
+        let info = ScriptInfo {
+            variables: &vars,
+            project_dir: &exec.project_dir,
+            hostname: &exec.hostname,
+        };
+        let after_job = if self.outcome == Outcome::Canceled {
+            None
+        } else {
+            Some(self.job_deadline())
+        };
+        if !self.archive_cache_stage(exec, &info, job_ok, status, after_job) {
+            return;
+        }
+        if !self.upload_artifacts_stage(exec, &info, job_ok, status, after_job) {
+            return;
+        }
+        self.cleanup_file_variables_stage(exec, &info);
+    }
+
+    /// Stage 7, `archive_cache` / `archive_cache_on_failure` by the driver's `Transfer`, when
+    /// a cache is to be saved: its failure counts when the job succeeded. `false` when the
+    /// deadline passed (the job ends).
+    fn archive_cache_stage(
+        &mut self,
+        exec: &Exec,
+        info: &ScriptInfo<'_>,
+        job_ok: bool,
+        status: &str,
+        deadline: Option<Deadline>,
+    ) -> bool {
+        let caches = self.caches(exec, false, job_ok);
+        if caches.is_empty() {
+            return true;
+        }
+        let stage = if job_ok {
+            "archive_cache"
+        } else {
+            "archive_cache_on_failure"
+        };
+        let archive = self.d.transfer().archive_cache(info, &caches);
+        self.run_post_stage(exec, stage, &archive, status, deadline, job_ok)
+    }
+
+    /// Stage 8, `upload_artifacts_on_success` / `upload_artifacts_on_failure` by the
+    /// driver's `Transfer`, when the job has artifacts for how it ended (decided by the job's
+    /// own result, like `archive_cache`): an upload error counts only when the job had no
+    /// error yet. `false` when the deadline passed (the job ends).
+    fn upload_artifacts_stage(
+        &mut self,
+        exec: &Exec,
+        info: &ScriptInfo<'_>,
+        job_ok: bool,
+        status: &str,
+        deadline: Option<Deadline>,
+    ) -> bool {
+        let job = self.job;
+        let upload = job.artifacts.as_ref().filter(|a| {
+            (!a.paths.is_empty() || !a.dotenv.is_empty())
+                && a.when.matches(job_ok)
+                && !job.api_url.is_empty()
+        });
+        let Some(artifacts) = upload else {
+            return true;
+        };
+        let stage = if job_ok {
+            "upload_artifacts_on_success"
+        } else {
+            "upload_artifacts_on_failure"
+        };
+        let script = self.d.transfer().upload_artifacts(info, job, artifacts);
+        let counts = self.outcome.is_success();
+        self.run_post_stage(exec, stage, &script, status, deadline, counts)
+    }
+
+    /// Stage 9, `cleanup_file_variables`, with the status as it is now: a failure is a
+    /// runner-log warning.
+    fn cleanup_file_variables_stage(&mut self, exec: &Exec, info: &ScriptInfo<'_>) {
+        let status = self.current_status();
+        let d = if self.outcome == Outcome::Canceled {
+            None
+        } else {
+            Some(self.job_deadline())
+        };
+        let script = info.cleanup_file_variables();
+        match self.run_stage(exec, "cleanup_file_variables", &script, status, d) {
+            StageResult::Ok => {}
+            StageResult::Failed(f) => self
+                .warnings
+                .push(format!("cleanup_file_variables failed: {}", f.message())),
+            StageResult::Stopped(_) => self
+                .warnings
+                .push("cleanup_file_variables: deadline passed".to_string()),
+        }
+    }
+
     /// Writes the stage script and calls run_exec.
     fn run_stage(
         &mut self,
@@ -205,241 +459,14 @@ impl Run<'_> {
             }
         }
     }
+}
 
-    /// `executeScript`: all run_exec stages in order.
-    pub(super) fn run_stages(&mut self, exec: &mut Exec, cancel: Option<CancelWhenLogShows>) {
-        let job = self.job;
-        let jd = Some(self.job_deadline());
-        let git_strategy = job
-            .payload_variables()
-            .iter()
-            .rev()
-            .find(|v| v.key == "GIT_STRATEGY")
-            .map(|v| v.value.clone())
-            .unwrap_or_else(|| "fetch".into());
-
-        let vars = self.all_variables(exec, "running");
-        let hostname = exec.hostname.clone();
-        let info = ScriptInfo {
-            variables: &vars,
-            project_dir: &exec.project_dir,
-            hostname: &hostname,
-        };
-
-        // 1. prepare_script
-        match self.run_stage(
-            exec,
-            "prepare_script",
-            &info.prepare_script(),
-            "running",
-            jd,
-        ) {
-            StageResult::Ok => {}
-            StageResult::Failed(f) => {
-                self.outcome = match Self::failure_outcome(&f) {
-                    Outcome::SystemFailure { reason } => Outcome::SystemFailure {
-                        reason: format!("prepare environment: {reason}"),
-                    },
-                    o => o,
-                };
-                self.logln(&format!(
-                    "\x1b[31;1mERROR: Job failed: prepare environment: {}. Check https://docs.gitlab.com/runner/shells/#shell-profile-loading for more information\x1b[0;m",
-                    f.message()
-                ));
-                return;
-            }
-            StageResult::Stopped(_) => {
-                self.outcome = Outcome::TimedOut;
-                return;
-            }
-        }
-
-        // 2.-4. get_sources, restore_cache, download_artifacts
-        let local = self.d.local.clone();
-        let sources = match &local {
-            Some(l) => info.local_get_sources(&git_strategy, l),
-            None => match (&job.repo_url, git_strategy.as_str()) {
-                (Some(url), "fetch" | "clone") => {
-                    let refspecs = job.refspecs();
-                    info.get_sources_git(
-                        &git_strategy,
-                        &script::GitSource {
-                            url,
-                            git_ref: &job.git_ref,
-                            sha: &job.sha,
-                            refspecs: &refspecs,
-                            depth: job.git_depth(),
-                        },
-                    )
-                }
-                _ => info.get_sources(&git_strategy),
-            },
-        };
-        let Some(mut sources_ok) = self.run_pre_stage(exec, "get_sources", &sources, jd) else {
-            return;
-        };
-        let caches = if sources_ok {
-            self.caches(exec, true, true)
-        } else {
-            Vec::new()
-        };
-        if !caches.is_empty() {
-            let restore = match &local {
-                Some(l) => info.local_restore_cache(&caches, l),
-                None => info.restore_cache(&caches),
-            };
-            let Some(ok) = self.run_pre_stage(exec, "restore_cache", &restore, jd) else {
-                return;
-            };
-            sources_ok = ok;
-        }
-        let deps: Vec<&Dependency> = job
-            .dependencies
-            .iter()
-            .filter(|d| d.artifacts_file.is_some())
-            .collect();
-        if sources_ok && !deps.is_empty() {
-            let download = match &local {
-                Some(l) => info.local_download_artifacts(&deps, l),
-                None => info.download_artifacts(&deps, &job.server_url()),
-            };
-            let Some(ok) = self.run_pre_stage(exec, "download_artifacts", &download, jd) else {
-                return;
-            };
-            sources_ok = ok;
-        }
-
-        // 5.-6. build_script, after_script
-        if sources_ok {
-            let deadline = self.job_deadline();
-            self.cancel_on = cancel.map(|CancelWhenLogShows(text)| text);
-            let build = self.run_stage(
-                exec,
-                "build_script",
-                &info.user_script(&job.step_script()),
-                "running",
-                Some(deadline),
-            );
-            self.cancel_on = None;
-            match build {
-                StageResult::Ok => {}
-                StageResult::Failed(f) => self.outcome = Self::failure_outcome(&f),
-                StageResult::Stopped(StopReason::Canceled) => self.outcome = Outcome::Canceled,
-                StageResult::Stopped(StopReason::Timeout) => {
-                    self.outcome = Outcome::TimedOut;
-                    return;
-                }
-            }
-            if !job.after_script.is_empty() {
-                let status = self.current_status();
-                let after_vars = self.all_variables(exec, status);
-                let after_info = ScriptInfo {
-                    variables: &after_vars,
-                    project_dir: &exec.project_dir,
-                    hostname: &hostname,
-                };
-                let own = Instant::now() + AFTER_SCRIPT_TIMEOUT;
-                let d = if self.outcome == Outcome::Canceled {
-                    Deadline {
-                        at: own,
-                        reason: StopReason::Timeout,
-                    }
-                } else {
-                    Deadline {
-                        at: own.min(self.job_deadline),
-                        reason: StopReason::Timeout,
-                    }
-                };
-                match self.run_stage(exec, "after_script", &after_info.after_script(&job.after_script), status, Some(d)) {
-                    StageResult::Ok => {}
-                    StageResult::Failed(f) => self.logln(&format!(
-                        "\x1b[0;33mWARNING: after_script failed, but job will continue unaffected: {}\x1b[0;m",
-                        f.message()
-                    )),
-                    StageResult::Stopped(_) => self.logln(
-                        "\x1b[0;33mWARNING: after_script failed, but job will continue unaffected: context deadline exceeded\x1b[0;m",
-                    ),
-                }
-            }
-        }
-
-        // 7. archive_cache / archive_cache_on_failure
-        let job_ok = self.outcome.is_success();
-        let status = self.current_status();
-        let final_vars = self.all_variables(exec, status);
-        let final_info = ScriptInfo {
-            variables: &final_vars,
-            project_dir: &exec.project_dir,
-            hostname: &hostname,
-        };
-        let caches = self.caches(exec, false, job_ok);
-        let after_job = if self.outcome == Outcome::Canceled {
-            None
-        } else {
-            jd
-        };
-        if !caches.is_empty() {
-            let stage = if job_ok {
-                "archive_cache"
-            } else {
-                "archive_cache_on_failure"
-            };
-            let archive = match &local {
-                Some(l) => final_info.local_archive_cache(&caches, l),
-                None => final_info.archive_cache(&caches),
-            };
-            if !self.run_post_stage(exec, stage, &archive, status, after_job, job_ok) {
-                return;
-            }
-        }
-
-        // 8. upload_artifacts_on_success / upload_artifacts_on_failure: decided by the
-        // job's own result, like archive_cache; an upload error counts only when the job
-        // had no error yet.
-        let upload = job.artifacts.as_ref().filter(|a| {
-            (!a.paths.is_empty() || !a.dotenv.is_empty())
-                && a.when.matches(job_ok)
-                && !job.api_url.is_empty()
-        });
-        if let Some(artifacts) = upload {
-            let stage = if job_ok {
-                "upload_artifacts_on_success"
-            } else {
-                "upload_artifacts_on_failure"
-            };
-            let script = match &local {
-                Some(l) => final_info.local_upload_artifacts(artifacts, &job.name, l),
-                None => {
-                    final_info.upload_artifacts(artifacts, &job.server_url(), &job.token, job.id)
-                }
-            };
-            let counts = self.outcome.is_success();
-            if !self.run_post_stage(exec, stage, &script, status, after_job, counts) {
-                return;
-            }
-        }
-
-        // 9. cleanup_file_variables
-        let status = self.current_status();
-        let d = if self.outcome == Outcome::Canceled {
-            None
-        } else {
-            jd
-        };
-        match self.run_stage(
-            exec,
-            "cleanup_file_variables",
-            &final_info.cleanup_file_variables(),
-            status,
-            d,
-        ) {
-            StageResult::Ok => {}
-            StageResult::Failed(f) => self
-                .warnings
-                .push(format!("cleanup_file_variables failed: {}", f.message())),
-            StageResult::Stopped(_) => self
-                .warnings
-                .push("cleanup_file_variables: deadline passed".to_string()),
-        }
-    }
+/// `GIT_STRATEGY` as the job sets it (its last value), `fetch` when it does not.
+fn git_strategy(job: &Job) -> String {
+    job.payload_variables()
+        .iter()
+        .rev()
+        .find(|v| v.key == "GIT_STRATEGY")
+        .map(|v| v.value.clone())
+        .unwrap_or_else(|| "fetch".into())
 }
