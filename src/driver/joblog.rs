@@ -137,14 +137,14 @@ fn unix_now() -> u64 {
 impl Run<'_> {
     /// Appends the runner's own text to the log and hands it to the sink.
     fn emit(&mut self, text: &str) {
-        self.log.push_str(text);
+        self.result.log.push_str(text);
         if let Some(sink) = &self.d.log_sink {
             sink.send(text);
         }
     }
 
     fn ensure_newline(&mut self) {
-        if !self.log.is_empty() && !self.log.ends_with('\n') {
+        if !self.result.log.is_empty() && !self.result.log.ends_with('\n') {
             self.emit("\n");
         }
     }
@@ -157,7 +157,7 @@ impl Run<'_> {
     /// Appends a phase's output to the log; the sink got it while the phase ran.
     pub(super) fn log_output(&mut self, bytes: &[u8]) {
         let text = mask(&String::from_utf8_lossy(bytes), &self.masks);
-        self.log.push_str(&text);
+        self.result.log.push_str(&text);
     }
 
     /// The phase-output callback for the sink, if there is one.
@@ -192,7 +192,7 @@ impl Run<'_> {
     }
 
     pub(super) fn finish_log(&mut self) {
-        let line = match &self.outcome {
+        let line = match &self.result.outcome {
             Outcome::Success => "\x1b[32;1mJob succeeded\x1b[0;m".to_string(),
             Outcome::BuildFailure { exit_code } => {
                 format!("\x1b[31;1mERROR: Job failed: exit code {exit_code}\x1b[0;m")

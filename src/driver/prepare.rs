@@ -28,7 +28,7 @@ impl Run<'_> {
     pub(super) fn prepare_with_retries(&mut self) -> Option<Exec> {
         let mut last = String::new();
         for attempt in 1..=PREPARATION_RETRIES {
-            self.prepare_attempts = attempt;
+            self.result.prepare_attempts = attempt;
             let mut exec = Exec::default();
             match self.prepare(&mut exec) {
                 Ok(()) => return Some(exec),
@@ -41,12 +41,12 @@ impl Run<'_> {
                         self.cleanup(&exec, "running");
                     }
                     if let Some(o) = e.build_error {
-                        self.outcome = o;
+                        self.result.outcome = o;
                         return None;
                     }
                     last = e.message;
                     if Instant::now() >= self.job_deadline {
-                        self.outcome = Outcome::TimedOut;
+                        self.result.outcome = Outcome::TimedOut;
                         return None;
                     }
                     if attempt < PREPARATION_RETRIES {
@@ -59,7 +59,7 @@ impl Run<'_> {
                 }
             }
         }
-        self.outcome = Outcome::SystemFailure { reason: last };
+        self.result.outcome = Outcome::SystemFailure { reason: last };
         None
     }
 
@@ -76,7 +76,7 @@ impl Run<'_> {
                 self.d.tmp_root.display()
             ))
         })?;
-        self.temp_dirs.push(exec.tmp.clone());
+        self.result.temp_dirs.push(exec.tmp.clone());
         let tmp = exec.tmp.clone();
         self.chown(&tmp);
         let payload = self.job.response_json(&self.job.payload_variables());
@@ -97,7 +97,7 @@ impl Run<'_> {
                 .map_err(|e| sys(format!("error while parsing JSON output: {e}")))?;
             let cfg = ConfigOutput::from_value(&value)
                 .map_err(|e| sys(format!("error while parsing JSON output: {e}")))?;
-            self.config_output = Some(value);
+            self.result.config_output = Some(value);
             if let Some(b) = cfg.builds_dir {
                 exec.builds_dir = b;
             }
@@ -206,19 +206,23 @@ impl Run<'_> {
         };
         match self.phase("cleanup", &cmd, Some(deadline), false) {
             Ok(out) => {
-                self.cleanup_output
+                self.result
+                    .cleanup_output
                     .push_str(&String::from_utf8_lossy(&out.output));
                 if let Err(f) = interpret_exit(out.termination, &exec.tmp.join("build_exit_code")) {
-                    self.warnings
+                    self.result
+                        .warnings
                         .push(format!("cleanup_exec failed: {}", f.message()));
                 }
             }
             Err(f) => self
+                .result
                 .warnings
                 .push(format!("cleanup_exec failed: {}", f.message())),
         }
         if let Err(e) = std::fs::remove_dir_all(&exec.tmp) {
-            self.warnings
+            self.result
+                .warnings
                 .push(format!("removing {}: {e}", exec.tmp.display()));
         }
     }

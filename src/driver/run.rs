@@ -8,58 +8,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use super::joblog::masks;
-use super::process::{
-    self, Deadline, KillReport, PhaseCommand, PhaseOutput, StdoutMode, StopReason,
-};
+use super::process::{self, Deadline, PhaseCommand, PhaseOutput, StdoutMode, StopReason};
 use super::{job, CancelWhenLogShows, Driver, Job, JobResult, Outcome, PhaseFailure};
-
-/// State of one executor instance (one Prepare attempt and what follows).
-#[derive(Debug, Clone, Default)]
-pub(super) struct Exec {
-    pub(super) tmp: PathBuf,
-    pub(super) job_env: Vec<(String, String)>,
-    pub(super) builds_dir: String,
-    pub(super) cache_dir: String,
-    pub(super) shared_builds_dir: bool,
-    pub(super) hostname: String,
-    pub(super) shell: String,
-    /// Empty until `StartBuild`.
-    pub(super) project_dir: String,
-    pub(super) job_cache_dir: String,
-}
-
-impl Exec {
-    /// `CI_BUILDS_DIR`: empty before `StartBuild` (i.e. in config_exec).
-    pub(super) fn builds_dir_if_started(&self) -> String {
-        if self.project_dir.is_empty() {
-            String::new()
-        } else {
-            self.builds_dir.clone()
-        }
-    }
-}
 
 /// One job on its way through the executor: what has been observed so far.
 pub(super) struct Run<'a> {
     pub(super) d: &'a Driver,
     pub(super) job: &'a Job,
-    pub(super) log: String,
-    pub(super) phase_times: Vec<(String, Duration)>,
-    pub(super) cleanup_output: String,
-    pub(super) config_output: Option<Value>,
-    pub(super) kills: Vec<(String, KillReport)>,
-    pub(super) prepare_attempts: u32,
-    pub(super) temp_dirs: Vec<PathBuf>,
-    pub(super) warnings: Vec<String>,
-    pub(super) cache_keys: Vec<(usize, String)>,
+    /// The result so far; its `outcome` is the job's as it stands.
+    pub(super) result: JobResult,
     pub(super) masks: Vec<String>,
     pub(super) job_deadline: Instant,
     /// While `build_script` runs: the text whose appearance in its output cancels the job.
     pub(super) cancel_on: Option<String>,
-    pub(super) outcome: Outcome,
 }
 
 impl<'a> Run<'a> {
@@ -67,38 +29,61 @@ impl<'a> Run<'a> {
         Run {
             d,
             job,
-            log: String::new(),
-            phase_times: Vec::new(),
-            cleanup_output: String::new(),
-            config_output: None,
-            kills: Vec::new(),
-            prepare_attempts: 0,
-            temp_dirs: Vec::new(),
-            warnings: Vec::new(),
-            cache_keys: Vec::new(),
+            result: JobResult {
+                outcome: Outcome::Success,
+                log: String::new(),
+                phase_times: Vec::new(),
+                cleanup_output: String::new(),
+                config_output: None,
+                kills: Vec::new(),
+                prepare_attempts: 0,
+                temp_dirs: Vec::new(),
+                warnings: Vec::new(),
+                cache_keys: Vec::new(),
+            },
             masks: masks(job),
             job_deadline: Instant::now() + job.timeout,
             cancel_on: None,
-            outcome: Outcome::Success,
         }
     }
 
+    /// The result, with the cache keys in the order of the job's `cache:`.
     pub(super) fn into_result(self) -> JobResult {
-        JobResult {
-            outcome: self.outcome,
-            log: self.log,
-            phase_times: self.phase_times,
-            cleanup_output: self.cleanup_output,
-            config_output: self.config_output,
-            kills: self.kills,
-            prepare_attempts: self.prepare_attempts,
-            temp_dirs: self.temp_dirs,
-            warnings: self.warnings,
-            cache_keys: {
-                let mut keys = self.cache_keys;
-                keys.sort_by_key(|(i, _)| *i);
-                keys
-            },
+        let mut result = self.result;
+        result.cache_keys.sort_by_key(|(i, _)| *i);
+        result
+    }
+
+    /// The whole job: Prepare, the stages, cleanup, the last log line.
+    pub(super) fn execute(&mut self, cancel: Option<CancelWhenLogShows>) {
+        self.logln(&format!(
+            "Running with gitlab-runner {} ({})",
+            job::RUNNER_VERSION,
+            job::RUNNER_REVISION
+        ));
+        let host = self.d.hostname.clone();
+        let token = self.d.runner_short_token.clone();
+        self.logln(&format!("  on {host} {token}, system ID: s_000000000000"));
+
+        self.section_start("prepare_executor", "Preparing the \"custom\" executor");
+        let exec = self.prepare_with_retries();
+        self.section_end("prepare_executor");
+        let Some(exec) = exec else {
+            self.finish_log();
+            return;
+        };
+
+        self.run_stages(&exec, cancel);
+        self.cleanup(&exec, self.current_status());
+        self.finish_log();
+    }
+
+    /// `CI_JOB_STATUS` for the outcome so far.
+    pub(super) fn current_status(&self) -> &'static str {
+        match self.result.outcome {
+            Outcome::Success => "success",
+            Outcome::Canceled => "canceled",
+            _ => "failed",
         }
     }
 
@@ -172,19 +157,23 @@ impl<'a> Run<'a> {
         }
         match result {
             Ok(out) => {
-                self.phase_times.push((name.to_string(), out.duration));
+                self.result
+                    .phase_times
+                    .push((name.to_string(), out.duration));
                 if let Some(k) = &out.kill {
-                    self.kills.push((name.to_string(), k.clone()));
+                    self.result.kills.push((name.to_string(), k.clone()));
                 }
                 if out.output_truncated {
-                    self.warnings.push(format!(
+                    self.result.warnings.push(format!(
                         "{name}: output pipe still open after the process exited; stopped reading"
                     ));
                 }
                 Ok(out)
             }
             Err(e) => {
-                self.phase_times.push((name.to_string(), started.elapsed()));
+                self.result
+                    .phase_times
+                    .push((name.to_string(), started.elapsed()));
                 Err(PhaseFailure::System {
                     message: format!("failed to start {}: {e}", cmd.program.display()),
                 })
@@ -196,7 +185,8 @@ impl<'a> Run<'a> {
     pub(super) fn chown(&mut self, path: &Path) {
         if let Some((uid, gid)) = self.d.run_as {
             if let Err(e) = std::os::unix::fs::chown(path, Some(uid), Some(gid)) {
-                self.warnings
+                self.result
+                    .warnings
                     .push(format!("chown {} to {uid}:{gid}: {e}", path.display()));
             }
         }
@@ -219,37 +209,30 @@ impl<'a> Run<'a> {
         self.chown(path);
         Ok(())
     }
+}
 
-    /// The whole job: Prepare, the stages, cleanup, the last log line.
-    pub(super) fn execute(&mut self, cancel: Option<CancelWhenLogShows>) {
-        self.logln(&format!(
-            "Running with gitlab-runner {} ({})",
-            job::RUNNER_VERSION,
-            job::RUNNER_REVISION
-        ));
-        let host = self.d.hostname.clone();
-        let token = self.d.runner_short_token.clone();
-        self.logln(&format!("  on {host} {token}, system ID: s_000000000000"));
+/// State of one executor instance (one Prepare attempt and what follows).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Exec {
+    pub(super) tmp: PathBuf,
+    pub(super) job_env: Vec<(String, String)>,
+    pub(super) builds_dir: String,
+    pub(super) cache_dir: String,
+    pub(super) shared_builds_dir: bool,
+    pub(super) hostname: String,
+    pub(super) shell: String,
+    /// Empty until `StartBuild`.
+    pub(super) project_dir: String,
+    pub(super) job_cache_dir: String,
+}
 
-        self.section_start("prepare_executor", "Preparing the \"custom\" executor");
-        let exec = self.prepare_with_retries();
-        self.section_end("prepare_executor");
-        let Some(exec) = exec else {
-            self.finish_log();
-            return;
-        };
-
-        self.run_stages(&exec, cancel);
-        self.cleanup(&exec, self.current_status());
-        self.finish_log();
-    }
-
-    /// `CI_JOB_STATUS` for the outcome so far.
-    pub(super) fn current_status(&self) -> &'static str {
-        match self.outcome {
-            Outcome::Success => "success",
-            Outcome::Canceled => "canceled",
-            _ => "failed",
+impl Exec {
+    /// `CI_BUILDS_DIR`: empty before `StartBuild` (i.e. in config_exec).
+    pub(super) fn builds_dir_if_started(&self) -> String {
+        if self.project_dir.is_empty() {
+            String::new()
+        } else {
+            self.builds_dir.clone()
         }
     }
 }

@@ -57,7 +57,7 @@ impl Run<'_> {
         ) {
             StageResult::Ok => true,
             StageResult::Failed(f) => {
-                self.outcome = match Self::failure_outcome(&f) {
+                self.result.outcome = match Self::failure_outcome(&f) {
                     Outcome::SystemFailure { reason } => Outcome::SystemFailure {
                         reason: format!("prepare environment: {reason}"),
                     },
@@ -70,7 +70,7 @@ impl Run<'_> {
                 false
             }
             StageResult::Stopped(_) => {
-                self.outcome = Outcome::TimedOut;
+                self.result.outcome = Outcome::TimedOut;
                 false
             }
         }
@@ -128,10 +128,10 @@ impl Run<'_> {
         self.cancel_on = None;
         match build {
             StageResult::Ok => {}
-            StageResult::Failed(f) => self.outcome = Self::failure_outcome(&f),
-            StageResult::Stopped(StopReason::Canceled) => self.outcome = Outcome::Canceled,
+            StageResult::Failed(f) => self.result.outcome = Self::failure_outcome(&f),
+            StageResult::Stopped(StopReason::Canceled) => self.result.outcome = Outcome::Canceled,
             StageResult::Stopped(StopReason::Timeout) => {
-                self.outcome = Outcome::TimedOut;
+                self.result.outcome = Outcome::TimedOut;
                 return false;
             }
         }
@@ -152,7 +152,7 @@ impl Run<'_> {
             hostname: &exec.hostname,
         };
         let own = Instant::now() + AFTER_SCRIPT_TIMEOUT;
-        let at = if self.outcome == Outcome::Canceled {
+        let at = if self.result.outcome == Outcome::Canceled {
             own
         } else {
             own.min(self.job_deadline)
@@ -178,7 +178,7 @@ impl Run<'_> {
     /// `cleanup_file_variables`; all with the job's status after its script (and without
     /// the job's deadline once it was canceled).
     fn closing_stages(&mut self, exec: &Exec) {
-        let job_ok = self.outcome.is_success();
+        let job_ok = self.result.outcome.is_success();
         let status = self.current_status();
         let vars = self.all_variables(exec, status);
         let info = ScriptInfo {
@@ -186,7 +186,7 @@ impl Run<'_> {
             project_dir: &exec.project_dir,
             hostname: &exec.hostname,
         };
-        let after_job = if self.outcome == Outcome::Canceled {
+        let after_job = if self.result.outcome == Outcome::Canceled {
             None
         } else {
             Some(self.job_deadline())
@@ -251,7 +251,7 @@ impl Run<'_> {
             "upload_artifacts_on_failure"
         };
         let script = self.d.transfer().upload_artifacts(info, job, artifacts);
-        let counts = self.outcome.is_success();
+        let counts = self.result.outcome.is_success();
         self.run_post_stage(exec, stage, &script, status, deadline, counts)
     }
 
@@ -259,7 +259,7 @@ impl Run<'_> {
     /// runner-log warning.
     fn cleanup_file_variables_stage(&mut self, exec: &Exec, info: &ScriptInfo<'_>) {
         let status = self.current_status();
-        let d = if self.outcome == Outcome::Canceled {
+        let d = if self.result.outcome == Outcome::Canceled {
             None
         } else {
             Some(self.job_deadline())
@@ -268,9 +268,11 @@ impl Run<'_> {
         match self.run_stage(exec, "cleanup_file_variables", &script, status, d) {
             StageResult::Ok => {}
             StageResult::Failed(f) => self
+                .result
                 .warnings
                 .push(format!("cleanup_file_variables failed: {}", f.message())),
             StageResult::Stopped(_) => self
+                .result
                 .warnings
                 .push("cleanup_file_variables: deadline passed".to_string()),
         }
@@ -390,13 +392,14 @@ impl Run<'_> {
             let key = match self.job.cache_key(c, &all) {
                 Ok(key) => key,
                 Err(raw) => {
-                    self.warnings
+                    self.result
+                        .warnings
                         .push(format!("skipping cache with invalid key {raw:?}"));
                     continue;
                 }
             };
-            if !self.cache_keys.iter().any(|(at, _)| *at == i) {
-                self.cache_keys.push((i, key.clone()));
+            if !self.result.cache_keys.iter().any(|(at, _)| *at == i) {
+                self.result.cache_keys.push((i, key.clone()));
             }
             out.push(CacheArchive {
                 rel_file: script::cache_rel_file(&exec.project_dir, &exec.job_cache_dir, &key),
@@ -421,11 +424,11 @@ impl Run<'_> {
         match self.run_stage(exec, stage, writer, "running", deadline) {
             StageResult::Ok => Some(true),
             StageResult::Failed(f) => {
-                self.outcome = Self::failure_outcome(&f);
+                self.result.outcome = Self::failure_outcome(&f);
                 Some(false)
             }
             StageResult::Stopped(_) => {
-                self.outcome = Outcome::TimedOut;
+                self.result.outcome = Outcome::TimedOut;
                 None
             }
         }
@@ -447,13 +450,13 @@ impl Run<'_> {
             StageResult::Ok => true,
             StageResult::Failed(f) => {
                 if counts {
-                    self.outcome = Self::failure_outcome(&f);
+                    self.result.outcome = Self::failure_outcome(&f);
                 }
                 true
             }
             StageResult::Stopped(_) => {
                 if counts {
-                    self.outcome = Outcome::TimedOut;
+                    self.result.outcome = Outcome::TimedOut;
                 }
                 false
             }
