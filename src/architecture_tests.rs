@@ -23,7 +23,6 @@ const KNOWN_LONG_FILES: &[(&str, usize)] = &[
 ];
 const KNOWN_LONG_FNS: &[(&str, &str, usize)] = &[
     ("src/config/mod.rs", "finalize", 181),
-    ("src/driver/job.rs", "response_json", 136),
     ("src/executor/gc.rs", "run", 126),
     ("src/executor/prepare.rs", "run", 318),
     ("src/localrun/mod.rs", "apply_rules", 161),
