@@ -1,18 +1,21 @@
-//! config_exec's JSON output (`api.ConfigExecOutput`), read like Go's `json.Unmarshal`.
+//! config_exec's JSON output (`api.ConfigExecOutput`), read like Go's `json.Unmarshal`, and
+//! what it changes for the job.
 
 use serde_json::Value;
+
+use super::run::Exec;
 
 /// The fields of config_exec's JSON output (`api.ConfigExecOutput`).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct ConfigOutput {
-    pub(super) builds_dir: Option<String>,
-    pub(super) cache_dir: Option<String>,
-    pub(super) builds_dir_is_shared: Option<bool>,
-    pub(super) hostname: Option<String>,
-    pub(super) driver_name: Option<String>,
-    pub(super) driver_version: Option<String>,
-    pub(super) job_env: Vec<(String, String)>,
-    pub(super) shell: Option<String>,
+    builds_dir: Option<String>,
+    cache_dir: Option<String>,
+    builds_dir_is_shared: Option<bool>,
+    hostname: Option<String>,
+    driver_name: Option<String>,
+    driver_version: Option<String>,
+    job_env: Vec<(String, String)>,
+    shell: Option<String>,
 }
 
 impl ConfigOutput {
@@ -86,6 +89,35 @@ impl ConfigOutput {
         }
         Ok(out)
     }
+
+    /// Sets on `exec` what config_exec set; the " with driver NAME VERSION" the "Using Custom
+    /// executor" line gets (empty without a driver name).
+    pub(super) fn apply(self, exec: &mut Exec) -> String {
+        if let Some(b) = self.builds_dir {
+            exec.builds_dir = b;
+        }
+        if let Some(c) = self.cache_dir {
+            exec.cache_dir = c;
+        }
+        if let Some(s) = self.builds_dir_is_shared {
+            exec.shared_builds_dir = s;
+        }
+        if let Some(h) = self.hostname {
+            exec.hostname = h;
+        }
+        if let Some(s) = self.shell {
+            exec.shell = s;
+        }
+        exec.job_env = self.job_env;
+        let mut driver = String::new();
+        if let Some(name) = self.driver_name.filter(|n| !n.is_empty()) {
+            driver.push_str(&format!(" with driver {name}"));
+            if let Some(v) = self.driver_version.filter(|v| !v.is_empty()) {
+                driver.push_str(&format!(" {v}"));
+            }
+        }
+        driver
+    }
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -120,5 +152,29 @@ mod tests {
         assert!(ConfigOutput::from_value(&json!({"builds_dir": 1})).is_err());
         assert!(ConfigOutput::from_value(&json!({"job_env": {"A": 1}})).is_err());
         assert!(ConfigOutput::from_value(&json!([1])).is_err());
+    }
+
+    #[test]
+    fn what_config_exec_set_replaces_the_defaults_and_names_the_driver() {
+        let mut exec = Exec {
+            builds_dir: "/runner-builds".into(),
+            cache_dir: "/runner-cache".into(),
+            hostname: "runner".into(),
+            shell: "bash".into(),
+            ..Exec::default()
+        };
+        let v = json!({"builds_dir": "/b", "builds_dir_is_shared": true, "shell": "sh",
+                       "job_env": {"A": "1"}, "driver": {"name": "pogo", "version": ""}});
+        let driver = ConfigOutput::from_value(&v).unwrap().apply(&mut exec);
+        assert_eq!(driver, " with driver pogo");
+        assert_eq!(exec.builds_dir, "/b");
+        assert_eq!(exec.cache_dir, "/runner-cache", "unset: kept");
+        assert!(exec.shared_builds_dir);
+        assert_eq!(exec.hostname, "runner");
+        assert_eq!(exec.shell, "sh");
+        assert_eq!(exec.job_env, vec![("A".to_string(), "1".to_string())]);
+        let none = ConfigOutput::default().apply(&mut exec);
+        assert_eq!(none, "");
+        assert!(exec.job_env.is_empty(), "job_env is replaced, not merged");
     }
 }

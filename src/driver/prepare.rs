@@ -98,28 +98,7 @@ impl Run<'_> {
             let cfg = ConfigOutput::from_value(&value)
                 .map_err(|e| sys(format!("error while parsing JSON output: {e}")))?;
             self.result.config_output = Some(value);
-            if let Some(b) = cfg.builds_dir {
-                exec.builds_dir = b;
-            }
-            if let Some(c) = cfg.cache_dir {
-                exec.cache_dir = c;
-            }
-            if let Some(s) = cfg.builds_dir_is_shared {
-                exec.shared_builds_dir = s;
-            }
-            if let Some(h) = cfg.hostname {
-                exec.hostname = h;
-            }
-            if let Some(s) = cfg.shell {
-                exec.shell = s;
-            }
-            exec.job_env = cfg.job_env;
-            if let Some(name) = cfg.driver_name.filter(|n| !n.is_empty()) {
-                driver_line.push_str(&format!(" with driver {name}"));
-                if let Some(v) = cfg.driver_version.filter(|v| !v.is_empty()) {
-                    driver_line.push_str(&format!(" {v}"));
-                }
-            }
+            driver_line.push_str(&cfg.apply(exec));
         }
         self.logln(&format!("{driver_line}..."));
 
