@@ -14,13 +14,10 @@ const MAX_FN_LINES: usize = 120;
 /// function that grows past its entry, or a new one over the limit, fails the test; one that
 /// got under the limit must leave the list.
 const KNOWN_LONG_FILES: &[(&str, usize)] = &[
-    ("src/driver/mod.rs", 1580),
     ("src/localrun/mod.rs", 1569),
     ("src/localrun/pipeline.rs", 1566),
 ];
 const KNOWN_LONG_FNS: &[(&str, &str, usize)] = &[
-    ("src/driver/job.rs", "response_json", 136),
-    ("src/driver/mod.rs", "run_stages", 235),
     ("src/executor/gc.rs", "run", 126),
     ("src/localrun/mod.rs", "apply_rules", 161),
     ("src/localrun/mod.rs", "exec", 178),

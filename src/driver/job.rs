@@ -419,6 +419,49 @@ impl Job {
     /// The whole payload as gitlab-runner writes it to `response.json`.
     pub fn response_json(&self, vars: &[Variable]) -> Value {
         let timeout = self.timeout.as_secs();
+        let mut description = json!({
+            "id": self.id,
+            "token": self.token,
+            "allow_git_fetch": false,
+            "job_info": {
+                "id": self.id,
+                "name": self.name,
+                "stage": self.stage,
+                "project_id": self.project_id,
+                "project_name": self.project_name(),
+            },
+            "git_info": {
+                "repo_url": self.repo_url.clone().unwrap_or_else(|| format!("{}/{}.git", self.server_url(), self.project_path)),
+                "ref": self.git_ref,
+                "sha": self.sha,
+                "before_sha": "0000000000000000000000000000000000000000",
+                "ref_type": "branch",
+                "refspecs": self.refspecs(),
+                "depth": self.git_depth(),
+            },
+            "runner_info": {"timeout": timeout},
+            "variables": self.payload_variables(),
+            "steps": self.steps_json(),
+            "image": self.image_json(vars),
+            "services": self.services_json(vars),
+            "artifacts": self.artifacts_json(),
+            "cache": self.cache_json(),
+            "credentials": [],
+            "dependencies": self.dependencies_json(),
+            "features": {
+                "trace_sections": true,
+                "failure_reasons": ["script_failure", "runner_system_failure", "job_execution_timeout"],
+            },
+        });
+        if let Some(patch) = &self.description_patch {
+            merge_json(&mut description, patch);
+        }
+        description
+    }
+
+    /// `steps` of [`Job::response_json`]: `script`, and `after_script` when there is one.
+    fn steps_json(&self) -> Vec<Value> {
+        let timeout = self.timeout.as_secs();
         let mut steps = vec![json!({
             "name": "script",
             "script": self.step_script(),
@@ -435,16 +478,24 @@ impl Job {
                 "allow_failure": true,
             }));
         }
-        let image = match &self.image {
+        steps
+    }
+
+    /// `image` of [`Job::response_json`], its name expanded against `vars`.
+    fn image_json(&self, vars: &[Variable]) -> Value {
+        match &self.image {
             Some(i) => json!({
                 "name": expand(&i.name, vars),
                 "entrypoint": i.entrypoint,
                 "executor_opts": i.docker.payload(),
             }),
             None => json!({"name": "", "entrypoint": null}),
-        };
-        let services: Vec<Value> = self
-            .services
+        }
+    }
+
+    /// `services` of [`Job::response_json`], names and variables expanded against `vars`.
+    fn services_json(&self, vars: &[Variable]) -> Vec<Value> {
+        self.services
             .iter()
             .map(|s| {
                 let variables: Vec<Value> = s
@@ -461,9 +512,12 @@ impl Job {
                     "executor_opts": s.docker.payload(),
                 })
             })
-            .collect();
-        let cache: Vec<Value> = self
-            .cache
+            .collect()
+    }
+
+    /// `cache` of [`Job::response_json`].
+    fn cache_json(&self) -> Vec<Value> {
+        self.cache
             .iter()
             .map(|c| {
                 json!({
@@ -475,7 +529,12 @@ impl Job {
                     "fallback_keys": [],
                 })
             })
-            .collect();
+            .collect()
+    }
+
+    /// `artifacts` of [`Job::response_json`]: the archive and the dotenv report, each when
+    /// it has paths.
+    fn artifacts_json(&self) -> Vec<Value> {
         let mut artifacts: Vec<Value> = Vec::new();
         if let Some(a) = &self.artifacts {
             if !a.paths.is_empty() {
@@ -503,8 +562,12 @@ impl Job {
                 }));
             }
         }
-        let dependencies: Vec<Value> = self
-            .dependencies
+        artifacts
+    }
+
+    /// `dependencies` of [`Job::response_json`].
+    fn dependencies_json(&self) -> Vec<Value> {
+        self.dependencies
             .iter()
             .map(|d| {
                 let file = d
@@ -513,45 +576,7 @@ impl Job {
                     .map(|f| json!({"filename": f, "size": 0}));
                 json!({"id": d.id, "token": d.token, "name": d.name, "artifacts_file": file})
             })
-            .collect();
-        let mut description = json!({
-            "id": self.id,
-            "token": self.token,
-            "allow_git_fetch": false,
-            "job_info": {
-                "id": self.id,
-                "name": self.name,
-                "stage": self.stage,
-                "project_id": self.project_id,
-                "project_name": self.project_name(),
-            },
-            "git_info": {
-                "repo_url": self.repo_url.clone().unwrap_or_else(|| format!("{}/{}.git", self.server_url(), self.project_path)),
-                "ref": self.git_ref,
-                "sha": self.sha,
-                "before_sha": "0000000000000000000000000000000000000000",
-                "ref_type": "branch",
-                "refspecs": self.refspecs(),
-                "depth": self.git_depth(),
-            },
-            "runner_info": {"timeout": timeout},
-            "variables": self.payload_variables(),
-            "steps": steps,
-            "image": image,
-            "services": services,
-            "artifacts": artifacts,
-            "cache": cache,
-            "credentials": [],
-            "dependencies": dependencies,
-            "features": {
-                "trace_sections": true,
-                "failure_reasons": ["script_failure", "runner_system_failure", "job_execution_timeout"],
-            },
-        });
-        if let Some(patch) = &self.description_patch {
-            merge_json(&mut description, patch);
-        }
-        description
+            .collect()
     }
 }
 
