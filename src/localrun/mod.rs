@@ -26,33 +26,32 @@ pub mod rules;
 mod schedule;
 mod setup;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::driver::{Driver, DriverError};
+use crate::driver::DriverError;
 
 pub use args::ExecArgs;
-pub use filter::Verdict;
+pub use filter::{apply_rules, Verdict};
 pub use job::Local;
 pub use plan::{decide, select, Planned};
 pub use schedule::run_pipeline;
 pub(crate) use setup::runner_env;
 
 use filter::{list, predefined_variables, pushed_ref};
-use pipeline::{ParseError, Pipeline, When};
+use pipeline::{ParseError, Pipeline};
 use plan::refuse_foreign_triggers;
 use project::{Project, Store};
-use setup::{local_setup, RemoveOnDrop};
+use report::Row;
+use setup::{local_setup, phase_driver, run_sources, runner_setup, RemoveOnDrop};
 
 /// `CI_JOB_TOKEN` of local jobs: nothing accepts it, it only has to be non-empty.
 const LOCAL_JOB_TOKEN: &str = "pogo-exec-local-job-token";
 /// `CI_API_V4_URL` of local jobs: `.invalid` never resolves, so nothing is sent anywhere.
 pub(crate) const LOCAL_API_URL: &str = "https://gitlab.invalid/api/v4";
-/// `CI_RUNNER_SHORT_TOKEN` of local jobs (part of the container names).
-const LOCAL_RUNNER: &str = "local";
 /// Where the job container sees the sources, the cache and the artifacts.
 pub const CONTAINER_DIR: &str = "/pogo-exec";
 
@@ -167,127 +166,27 @@ fn exec(
     err: &Out,
 ) -> Result<i32, ExecError> {
     if args.clean {
-        if !args.jobs.is_empty() {
-            return Err(ExecError::CleanWithJobs(args.jobs.join(" ")));
-        }
-        match project::clean(&args.dir).map_err(ExecError::Store)? {
-            Some(root) => say(
-                out,
-                &format!(
-                    "pogo exec: removed {} (cache and artifacts)\n",
-                    root.display()
-                ),
-            ),
-            None => say(
-                out,
-                &format!(
-                    "pogo exec: nothing to clean: {} does not exist\n",
-                    args.dir.join(project::STORE_DIR).display()
-                ),
-            ),
-        }
-        return Ok(0);
+        return clean(args, out);
     }
     let file_path = args.dir.join(".gitlab-ci.yml");
     let file = file_path.display().to_string();
-    let text = std::fs::read_to_string(&file_path).map_err(|source| ExecError::Read {
-        path: file.clone(),
-        source,
-    })?;
-    let mut project = Project::discover(&args.dir);
-    project
-        .pretend(
-            args.branch.as_deref(),
-            args.tag.as_deref(),
-            args.source.as_deref(),
-        )
-        .map_err(ExecError::Rules)?;
-    let mut variables = predefined_variables(&project);
-    variables.extend(args.vars.iter().cloned());
-    let context = compose::Context::new(
-        args.inputs
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-            .collect(),
-        variables,
-        Some((project.clone(), args.dirty)),
-    );
-    let read = &mut read_in(&args.dir);
-    let pipeline = pipeline::parse_with(&text, &file, read, &context)?;
-    for key in &pipeline.ignored {
-        say(err, &format!("pogo: ignored locally: {key}\n"));
-    }
+    let (project, pipeline) = load(args, &file_path, &file, err)?;
     let (pipeline, verdicts) = apply_rules(&pipeline, &project, &args.vars, args.dirty)?;
     if args.list {
         say(out, &list(&pipeline, &verdicts, &pushed_ref(&project)));
         return Ok(0);
     }
-    for name in &args.jobs {
-        if let Some(v) = verdicts.iter().find(|v| &v.job == name && !v.included) {
-            return Err(ExecError::NotInPipeline(
-                name.clone(),
-                pushed_ref(&project),
-                v.why.clone(),
-            ));
-        }
-    }
-    for v in verdicts.iter().filter(|v| !v.included) {
-        say(
-            out,
-            &format!("--- {}: not in this pipeline ({})\n", v.job, v.why),
-        );
-    }
+    report_left_out(&args.jobs, &verdicts, &project, out)?;
     let plan = select(&pipeline, &args.jobs, &file)?;
     refuse_foreign_triggers(&plan)?;
 
-    let env: Vec<(String, String)> = std::env::vars_os()
-        .map(|(k, v)| {
-            (
-                k.to_string_lossy().into_owned(),
-                v.to_string_lossy().into_owned(),
-            )
-        })
-        .collect();
-    let env = runner_env(&env);
-    let config = config.map(project::absolute);
-    let env_map: HashMap<String, String> = env.iter().cloned().collect();
-    crate::config::load(config.as_deref(), &env_map)
-        .map_err(|e| ExecError::Config(e.to_string()))?;
-
+    let (env, config) = runner_setup(config)?;
     let store = Store::open(&project.dir).map_err(ExecError::Store)?;
     let run_dir = store.run_dir().map_err(ExecError::Store)?;
     let _remove_run_dir = RemoveOnDrop(run_dir.clone());
-    let sources = project::pack_sources(&project, args.dirty, &run_dir.join("sources.tar"))
-        .map_err(ExecError::Sources)?;
-    say(out, &format!("pogo exec: sources: {}\n", sources.note));
-    if sources.left_out > 0 {
-        say(
-            out,
-            &format!(
-                "pogo exec: {} uncommitted change(s) in {} are not in the sources (--dirty takes them)\n",
-                sources.left_out,
-                project.dir.display()
-            ),
-        );
-    }
-    say(
-        out,
-        &format!(
-            "pogo exec: cache and artifacts in {} (pogo exec --clean removes them)\n",
-            store.root.display()
-        ),
-    );
+    let sources = run_sources(&project, &store, args.dirty, &run_dir, out)?;
     let (stages, mounts) = local_setup(&store, &sources)?;
-
-    let mut driver = Driver::new(pogo);
-    driver.env = env;
-    if let Some(c) = &config {
-        driver.pogo_args = vec!["--config".into(), c.display().to_string()];
-    }
-    driver.runner_short_token = LOCAL_RUNNER.into();
-    // Two `pogo exec` runs on one machine must not share container names.
-    driver.concurrent_id = std::process::id();
-    driver.local = Some(stages);
+    let driver = phase_driver(pogo, env, config.as_deref(), stages);
 
     let local = Local {
         driver,
@@ -310,12 +209,109 @@ fn exec(
         id_base: 0,
     };
     let rows = run_pipeline(&plan, &pipeline, &local, out, err)?;
+    let (end, code) = conclusion(&rows, &local);
+    say(out, &end);
+    Ok(code)
+}
+
+/// `pogo exec --clean`: removes the project's `.pogo/` (cache and artifacts); runs no job.
+fn clean(args: &ExecArgs, out: &Out) -> Result<i32, ExecError> {
+    if !args.jobs.is_empty() {
+        return Err(ExecError::CleanWithJobs(args.jobs.join(" ")));
+    }
+    match project::clean(&args.dir).map_err(ExecError::Store)? {
+        Some(root) => say(
+            out,
+            &format!(
+                "pogo exec: removed {} (cache and artifacts)\n",
+                root.display()
+            ),
+        ),
+        None => say(
+            out,
+            &format!(
+                "pogo exec: nothing to clean: {} does not exist\n",
+                args.dir.join(project::STORE_DIR).display()
+            ),
+        ),
+    }
+    Ok(0)
+}
+
+/// The project (as `--branch`, `--tag` and `--source` pretend it is) and its pipeline:
+/// `file_path` read and parsed with its includes, `--input` and `--var`; the keys ignored
+/// locally are said on `err`.
+fn load(
+    args: &ExecArgs,
+    file_path: &Path,
+    file: &str,
+    err: &Out,
+) -> Result<(Project, Pipeline), ExecError> {
+    let text = std::fs::read_to_string(file_path).map_err(|source| ExecError::Read {
+        path: file.to_string(),
+        source,
+    })?;
+    let mut project = Project::discover(&args.dir);
+    project
+        .pretend(
+            args.branch.as_deref(),
+            args.tag.as_deref(),
+            args.source.as_deref(),
+        )
+        .map_err(ExecError::Rules)?;
+    let mut variables = predefined_variables(&project);
+    variables.extend(args.vars.iter().cloned());
+    let context = compose::Context::new(
+        args.inputs
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect(),
+        variables,
+        Some((project.clone(), args.dirty)),
+    );
+    let read = &mut read_in(&args.dir);
+    let pipeline = pipeline::parse_with(&text, file, read, &context)?;
+    for key in &pipeline.ignored {
+        say(err, &format!("pogo: ignored locally: {key}\n"));
+    }
+    Ok((project, pipeline))
+}
+
+/// A job named on the command line that GitLab's pipeline leaves out is refused; the jobs
+/// it leaves out are said on `out`.
+fn report_left_out(
+    names: &[String],
+    verdicts: &[Verdict],
+    project: &Project,
+    out: &Out,
+) -> Result<(), ExecError> {
+    for name in names {
+        if let Some(v) = verdicts.iter().find(|v| &v.job == name && !v.included) {
+            return Err(ExecError::NotInPipeline(
+                name.clone(),
+                pushed_ref(project),
+                v.why.clone(),
+            ));
+        }
+    }
+    for v in verdicts.iter().filter(|v| !v.included) {
+        say(
+            out,
+            &format!("--- {}: not in this pipeline ({})\n", v.job, v.why),
+        );
+    }
+    Ok(())
+}
+
+/// The end of `pogo exec`'s output (the summary, then how the pipeline went) and its exit
+/// status.
+fn conclusion(rows: &[Row], local: &Local) -> (String, i32) {
     let failed: Vec<&str> = rows
         .iter()
         .filter(|r| r.status.is_blocking_failure())
         .map(|r| r.job.as_str())
         .collect();
-    let mut end = format!("\n{}", report::summary(&rows));
+    let mut end = format!("\n{}", report::summary(rows));
     let code = if local.is_interrupted() {
         end.push_str("Pipeline interrupted.\n");
         130
@@ -332,174 +328,7 @@ fn exec(
         end.push_str(&format!("Pipeline failed: {}.\n", failed.join(", ")));
         1
     };
-    say(out, &end);
-    Ok(code)
-}
-
-/// The pipeline GitLab would create for a push of this project: `workflow: rules` decide
-/// whether there is one, each job's `rules:` (or `only`/`except`) whether it is in it and how
-/// (`when`, `allow_failure`, variables). Returns it and each job's [`Verdict`], in the file's
-/// order.
-pub fn apply_rules(
-    pipeline: &Pipeline,
-    project: &Project,
-    cli_vars: &[(String, String)],
-    dirty: bool,
-) -> Result<(Pipeline, Vec<Verdict>), ExecError> {
-    use rules::{Decision, RuleWhen};
-    let uses_rules = pipeline.workflow.is_some()
-        || pipeline
-            .jobs
-            .iter()
-            .any(|j| j.rules.is_some() || j.only.is_some() || j.except.is_some());
-    let repo = if uses_rules {
-        project.facts(dirty)
-    } else {
-        project::RepoFacts::default()
-    };
-    let compare = |r: &str| project.changed_against(r);
-    let git = project.git.as_ref();
-    let facts = rules::Facts {
-        files: &repo.files,
-        changed: repo.changed.as_deref(),
-        changed_against: &compare,
-        // outside git, or on a detached commit that no tag names, the pipeline counts as a
-        // branch pipeline (GitLab's always run for a branch or a tag) of no particular name
-        branch: match git {
-            _ if project.source == project::MERGE_REQUEST => None,
-            Some(g) if g.tag.is_some() && g.branch.is_none() => None,
-            Some(g) => Some(g.branch.as_deref().unwrap_or("")),
-            None => Some(""),
-        },
-        tag: git.and_then(|g| g.tag.as_deref()),
-        source: &project.source,
-    };
-    let base = predefined_variables(project);
-    let with_cli = |mut vars: HashMap<String, String>| {
-        vars.extend(cli_vars.iter().cloned());
-        vars
-    };
-    // workflow: rules
-    let mut workflow_vars = Vec::new();
-    if let Some(wf) = &pipeline.workflow {
-        let mut vars = base.clone();
-        vars.extend(
-            pipeline
-                .variables
-                .iter()
-                .map(|v| (v.key.clone(), v.value.clone())),
-        );
-        match rules::eval_rules(wf, RuleWhen::Always, &with_cli(vars), &facts)
-            .map_err(|e| ExecError::Rules(format!("workflow: rules: {e}")))?
-        {
-            Decision::Out(why) => {
-                return Err(ExecError::Filtered(
-                    pushed_ref(project),
-                    format!("workflow: rules: {why}"),
-                ))
-            }
-            Decision::In { variables, .. } => workflow_vars = variables,
-        }
-    }
-    let mut out = pipeline.clone();
-    let mut verdicts = Vec::new();
-    out.jobs.clear();
-    for job in &pipeline.jobs {
-        let mut spec = job.clone();
-        // workflow variables: over the global ones, under the job's own
-        for v in &workflow_vars {
-            if !job.own_variable_keys.contains(&v.key) {
-                spec.variables.push(v.clone());
-            }
-        }
-        let mut vars = base.clone();
-        vars.insert("CI_JOB_NAME".into(), job.name.clone());
-        vars.insert("CI_JOB_STAGE".into(), job.stage.clone());
-        vars.extend(
-            spec.variables
-                .iter()
-                .map(|v| (v.key.clone(), v.value.clone())),
-        );
-        let vars = with_cli(vars);
-        let job_when = match job.when {
-            When::OnSuccess if job.delayed => RuleWhen::Delayed,
-            When::OnSuccess => RuleWhen::OnSuccess,
-            When::Manual => RuleWhen::Manual,
-            When::Always => RuleWhen::Always,
-            When::OnFailure => RuleWhen::OnFailure,
-        };
-        let decision = match &job.rules {
-            Some(r) => rules::eval_rules(r, job_when, &vars, &facts),
-            None => rules::eval_only_except(job.only.as_ref(), job.except.as_ref(), &vars, &facts),
-        }
-        .map_err(|e| ExecError::Rules(format!("job '{}': {e}", job.name)))?;
-        match decision {
-            Decision::Out(why) => {
-                let what = if job.rules.is_some() {
-                    "rules"
-                } else {
-                    "only/except"
-                };
-                verdicts.push(Verdict {
-                    job: job.name.clone(),
-                    stage: job.stage.clone(),
-                    included: false,
-                    why: format!("{what}: {why}"),
-                });
-            }
-            Decision::In {
-                when,
-                allow_failure,
-                variables,
-                why,
-            } => {
-                verdicts.push(Verdict {
-                    job: job.name.clone(),
-                    stage: job.stage.clone(),
-                    included: true,
-                    why,
-                });
-                if job.rules.is_some() {
-                    spec.when = match when {
-                        RuleWhen::Manual => When::Manual,
-                        RuleWhen::Always => When::Always,
-                        RuleWhen::OnFailure => When::OnFailure,
-                        _ => When::OnSuccess,
-                    };
-                    // GitLab: a rule's manual job blocks the pipeline unless it says otherwise
-                    spec.allow_failure = match allow_failure {
-                        Some(a) => a,
-                        None if when == RuleWhen::Manual && job.when != When::Manual => {
-                            pipeline::AllowFailure::No
-                        }
-                        None => job.allow_failure.clone(),
-                    };
-                    spec.variables.extend(variables);
-                }
-                out.jobs.push(spec);
-            }
-        }
-    }
-    let kept: Vec<String> = out.jobs.iter().map(|j| j.name.clone()).collect();
-    for job in &mut out.jobs {
-        if let Some(needs) = &mut job.needs {
-            needs.retain(|n| !n.optional || kept.contains(&n.job));
-        }
-    }
-    out.check_references().map_err(|e| {
-        ExecError::Rules(format!(
-            "{e} (in GitLab's pipeline for {}: rules left jobs out; GitLab rejects such a \
-             pipeline too)",
-            pushed_ref(project)
-        ))
-    })?;
-    if out.jobs.is_empty() {
-        return Err(ExecError::Filtered(
-            pushed_ref(project),
-            "every job's rules leave it out".to_string(),
-        ));
-    }
-    Ok((out, verdicts))
+    (end, code)
 }
 
 /// Reads the pipeline's included files from `dir` (the project's directory): the path to

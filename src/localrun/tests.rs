@@ -2,8 +2,9 @@
 use super::*;
 use std::path::PathBuf;
 
+use super::pipeline::When;
 use super::report::{Row, Status};
-use crate::driver::{LocalDir, LocalStages};
+use crate::driver::{Driver, LocalDir, LocalStages};
 use clap::Parser;
 
 #[derive(Debug, clap::Parser)]
