@@ -16,7 +16,6 @@ const MAX_FN_LINES: usize = 120;
 const KNOWN_LONG_FILES: &[(&str, usize)] = &[
     ("src/driver/mod.rs", 1580),
     ("src/executor/prepare.rs", 1578),
-    ("src/localrun/pipeline.rs", 1566),
     ("src/setup/doctor.rs", 970),
     ("src/tui/app.rs", 1292),
     ("src/tui/update.rs", 1228),
