@@ -26,8 +26,6 @@ const KNOWN_LONG_FNS: &[(&str, &str, usize)] = &[
     ("src/driver/mod.rs", "run_stages", 235),
     ("src/executor/gc.rs", "run", 126),
     ("src/executor/prepare.rs", "run", 318),
-    ("src/localrun/pipeline.rs", "job", 227),
-    ("src/localrun/pipeline.rs", "pipeline", 143),
     ("src/setup/doctor.rs", "podman_checks", 167),
     ("src/setup/doctor.rs", "run_checks", 125),
     ("src/setup/install.rs", "plan", 123),

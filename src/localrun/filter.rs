@@ -119,12 +119,7 @@ pub fn apply_rules(
         verdicts.push(verdict);
         out.jobs.extend(spec);
     }
-    let kept: Vec<String> = out.jobs.iter().map(|j| j.name.clone()).collect();
-    for job in &mut out.jobs {
-        if let Some(needs) = &mut job.needs {
-            needs.retain(|n| !n.optional || kept.contains(&n.job));
-        }
-    }
+    pipeline::drop_missing_optional_needs(&mut out.jobs);
     out.check_references().map_err(|e| {
         ExecError::Rules(format!(
             "{e} (in GitLab's pipeline for {}: rules left jobs out; GitLab rejects such a \

@@ -1,16 +1,32 @@
 //! `needs:` and `dependencies:`: the needs of a job as written, and the check that both
 //! name jobs of the pipeline in the right stages.
 
-use serde_json::Value;
+use std::collections::BTreeMap;
 
+use serde_json::{Map, Value};
+
+use super::job::in_job;
 use super::parallel::matrix_instances;
 use super::parser::Parser;
-use super::values::{get, kind};
-use super::{Need, Pipeline};
+use super::values::{get, kind, string_list};
+use super::{JobSpec, Need, Pipeline};
 
 impl Parser {
+    /// `needs:` of the job `name` (`None`: not given; `null`: none).
+    pub(super) fn job_needs(
+        &mut self,
+        name: &str,
+        m: &Map<String, Value>,
+    ) -> Result<Option<Vec<Need>>, String> {
+        Ok(match m.get("needs") {
+            None => None,
+            Some(Value::Null) => Some(Vec::new()),
+            Some(v) => Some(self.needs(v).map_err(in_job(name, "needs"))?),
+        })
+    }
+
     /// `needs:`: job names or `{job, artifacts, optional}`; other kinds are reported.
-    pub(super) fn needs(&mut self, v: &Value) -> Result<Vec<Need>, String> {
+    fn needs(&mut self, v: &Value) -> Result<Vec<Need>, String> {
         let Value::Array(items) = v else {
             return Err(format!("must be a list, found {}", kind(v)));
         };
@@ -145,5 +161,55 @@ impl Pipeline {
             }
         }
         Ok(())
+    }
+}
+
+/// `dependencies:` of the job `name` (`None`: not given; `null`: none).
+pub(super) fn job_dependencies(
+    name: &str,
+    m: &Map<String, Value>,
+) -> Result<Option<Vec<String>>, String> {
+    Ok(match m.get("dependencies") {
+        None => None,
+        Some(Value::Null) => Some(Vec::new()),
+        Some(v) => Some(string_list(v).map_err(in_job(name, "dependencies"))?),
+    })
+}
+
+/// `needs: [job]` and `dependencies: [job]` of a parallel job mean all its instances
+/// (`parallel`: each `parallel:` job's instances, by the name written).
+pub(super) fn needs_of_instances(jobs: &mut [JobSpec], parallel: &BTreeMap<String, Vec<String>>) {
+    for job in jobs {
+        if let Some(needs) = &mut job.needs {
+            *needs = std::mem::take(needs)
+                .into_iter()
+                .flat_map(|n| match parallel.get(&n.job) {
+                    Some(names) => names
+                        .iter()
+                        .map(|name| Need {
+                            job: name.clone(),
+                            ..n.clone()
+                        })
+                        .collect(),
+                    None => vec![n],
+                })
+                .collect();
+        }
+        if let Some(deps) = &mut job.dependencies {
+            *deps = std::mem::take(deps)
+                .into_iter()
+                .flat_map(|d| parallel.get(&d).cloned().unwrap_or_else(|| vec![d]))
+                .collect();
+        }
+    }
+}
+
+/// Drops the `optional: true` needs of jobs that are not among `jobs`.
+pub(crate) fn drop_missing_optional_needs(jobs: &mut [JobSpec]) {
+    let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
+    for job in jobs {
+        if let Some(needs) = &mut job.needs {
+            needs.retain(|n| !n.optional || names.contains(&n.job));
+        }
     }
 }

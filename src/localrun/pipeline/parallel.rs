@@ -3,6 +3,8 @@
 use serde_json::Value;
 
 use super::values::{get, kind, valid_variable_name};
+use super::JobSpec;
+use crate::driver::Variable;
 
 /// How many instances `parallel:` may make (GitLab's limit).
 const MAX_PARALLEL: usize = 200;
@@ -27,8 +29,32 @@ impl Instance {
     }
 }
 
+/// The instances of the job `name` (`spec`) with `parallel:` `v`: copies named as GitLab
+/// names them, each with `CI_NODE_INDEX`, `CI_NODE_TOTAL` and its matrix variables as
+/// variables of its own.
+pub(super) fn job_instances(name: &str, spec: &JobSpec, v: &Value) -> Result<Vec<JobSpec>, String> {
+    let instances = instances(v).map_err(|e| format!("job '{name}': parallel: {e}"))?;
+    let total = instances.len();
+    let mut jobs = Vec::with_capacity(total);
+    for (i, inst) in instances.into_iter().enumerate() {
+        let mut j = spec.clone();
+        j.name = inst.name(name, i + 1, total);
+        let mut vars = vec![
+            Variable::new("CI_NODE_INDEX", (i + 1).to_string()),
+            Variable::new("CI_NODE_TOTAL", total.to_string()),
+        ];
+        vars.extend(inst.vars().map(|(k, v)| Variable::new(k, v)));
+        for v in vars {
+            j.own_variable_keys.push(v.key.clone());
+            j.variables.push(v);
+        }
+        jobs.push(j);
+    }
+    Ok(jobs)
+}
+
 /// `parallel: N` or `parallel: {matrix: [...]}`.
-pub(super) fn instances(v: &Value) -> Result<Vec<Instance>, String> {
+fn instances(v: &Value) -> Result<Vec<Instance>, String> {
     let list = match v {
         Value::Number(n) => {
             let n = n

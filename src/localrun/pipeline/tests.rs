@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used)]
 use super::*;
 use crate::driver::{CachePolicy, CacheWhen};
+use serde_json::Map;
 
 fn parse_ok(text: &str) -> Pipeline {
     match parse(text, ".gitlab-ci.yml") {
