@@ -1,7 +1,7 @@
 //! Replacing a file atomically: pogo's one way to write a file others read (configs, job
 //! state records, the job's private files). Readers see the old file or the new one, never a
 //! mix; a failed write (a full disk) leaves no temporary file behind. Also how pogo writes a
-//! size for people ([`human`]).
+//! size for people ([`human`]) and a path made absolute ([`absolute`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -146,6 +146,17 @@ pub fn human(bytes: u64) -> String {
         format!("{bytes} B")
     } else {
         format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// `path` made absolute against the current directory (without resolving symlinks).
+pub fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
     }
 }
 

@@ -2,7 +2,6 @@
 //! with masked values, and the [`LogSink`] that gets it while it is written.
 
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::process::OutputCallback;
 use super::run::Run;
@@ -127,13 +126,6 @@ impl LiveLines {
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 impl Run<'_> {
     /// Appends the runner's own text to the log and hands it to the sink.
     fn emit(&mut self, text: &str) {
@@ -182,13 +174,16 @@ impl Run<'_> {
         self.ensure_newline();
         self.emit(&format!(
             "section_start:{}:{name}\r\x1b[0K\x1b[0K\x1b[36;1m{description}\x1b[0;m\n",
-            unix_now()
+            crate::state::now()
         ));
     }
 
     pub(super) fn section_end(&mut self, name: &str) {
         self.ensure_newline();
-        self.emit(&format!("section_end:{}:{name}\r\x1b[0K\n", unix_now()));
+        self.emit(&format!(
+            "section_end:{}:{name}\r\x1b[0K\n",
+            crate::state::now()
+        ));
     }
 
     pub(super) fn finish_log(&mut self) {

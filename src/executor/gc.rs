@@ -294,13 +294,6 @@ pub async fn list_jobs(podman: &Podman, runner: Option<&str>) -> Result<Vec<JobO
     ))
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Run a gc; returns the number of errors (0 = everything abandoned is gone).
 pub async fn run(
     podman: &Podman,
@@ -338,14 +331,12 @@ pub async fn run(
         }
     }
     if !opts.dry_run {
-        states.prune(crate::state::RETENTION, now_secs());
+        states.prune(crate::state::RETENTION, crate::state::now());
         if opts.log_copies_total > 0 {
             states.prune_logs_to(opts.log_copies_total);
         }
     }
-    let now = now_secs();
-    let mut errors = 0;
-    let mut removed = 0;
+    let now = crate::state::now();
     // a job whose cleanup's removal still runs is at work (its remover holds the job's key
     // too, unless it was started by hand)
     let abandoned: Vec<&JobObjects> = jobs
@@ -353,40 +344,8 @@ pub async fn run(
         .filter(|j| is_abandoned(j, now, opts.older_than, &live))
         .filter(|j| !super::removal::running(working_dir, &j.key))
         .collect();
-    let mut gone: HashSet<&str> = HashSet::new();
-    for job in &abandoned {
-        let what = describe(job, now);
-        if opts.dry_run {
-            println!("would remove {what}");
-            continue;
-        }
-        let errs = remove_job(podman, &job.key, super::cleanup::Scope::ALL).await;
-        super::agent::remove_socket_dir(working_dir, &job.key);
-        super::agent::remove_socket_dir(working_dir, &format!("{}-helper", job.key));
-        let _ = super::jobdata::remove(working_dir, &job.key);
-        if errs.is_empty() {
-            removed += 1;
-            gone.insert(&job.key);
-            // a job whose cleanup never ran (pogo killed): close its record for `pogo tui`
-            if states.read(&job.key).is_some_and(|r| r.ended.is_none()) {
-                let _ = states.update(&job.key, crate::state::JobRecord::default, |r| {
-                    if r.ended.is_none() {
-                        r.key.clone_from(&job.key);
-                        r.ended = Some(now);
-                        r.result.get_or_insert(crate::state::Outcome::Failed);
-                        r.failure
-                            .get_or_insert_with(|| "abandoned: removed by pogo gc".to_string());
-                    }
-                });
-            }
-            if !opts.quiet {
-                println!("removed {what}");
-            }
-        } else {
-            errors += errs.len();
-            eprintln!("pogo gc: could not remove {what}: {}", errs.join("; "));
-        }
-    }
+    let (removed, mut errors, gone) =
+        remove_abandoned(podman, opts, working_dir, &states, &abandoned, now).await;
     // the orders of removals that failed or were killed, once their job has nothing left
     if !opts.dry_run {
         for key in super::removal::stale_orders(working_dir, Duration::from_secs(2)) {
@@ -427,6 +386,59 @@ pub async fn run(
         );
     }
     Ok(errors)
+}
+
+/// Remove the abandoned jobs' podman objects, agent sockets and private directories (or
+/// say what would go, with `dry_run`): how many jobs went, how many removals failed, and
+/// the keys of the jobs that are gone.
+async fn remove_abandoned<'a>(
+    podman: &Podman,
+    opts: &GcOptions,
+    working_dir: &Path,
+    states: &crate::state::StateDir,
+    abandoned: &[&'a JobObjects],
+    now: u64,
+) -> (usize, usize, HashSet<&'a str>) {
+    let (mut removed, mut errors) = (0, 0);
+    let mut gone: HashSet<&str> = HashSet::new();
+    for job in abandoned {
+        let what = describe(job, now);
+        if opts.dry_run {
+            println!("would remove {what}");
+            continue;
+        }
+        let errs = remove_job(podman, &job.key, super::cleanup::Scope::ALL).await;
+        super::agent::remove_socket_dir(working_dir, &job.key);
+        super::agent::remove_socket_dir(working_dir, &format!("{}-helper", job.key));
+        let _ = super::jobdata::remove(working_dir, &job.key);
+        if errs.is_empty() {
+            removed += 1;
+            gone.insert(job.key.as_str());
+            close_abandoned_record(states, &job.key, now);
+            if !opts.quiet {
+                println!("removed {what}");
+            }
+        } else {
+            errors += errs.len();
+            eprintln!("pogo gc: could not remove {what}: {}", errs.join("; "));
+        }
+    }
+    (removed, errors, gone)
+}
+
+/// A job whose cleanup never ran (pogo killed): close its record for `pogo tui`.
+fn close_abandoned_record(states: &crate::state::StateDir, key: &str, now: u64) {
+    if states.read(key).is_some_and(|r| r.ended.is_none()) {
+        let _ = states.update(key, crate::state::JobRecord::default, |r| {
+            if r.ended.is_none() {
+                r.key = key.to_string();
+                r.ended = Some(now);
+                r.result.get_or_insert(crate::state::Outcome::Failed);
+                r.failure
+                    .get_or_insert_with(|| "abandoned: removed by pogo gc".to_string());
+            }
+        });
+    }
 }
 
 /// Keys of the job directories under `<working_dir>/jobdata` (of `runner`, when given: its

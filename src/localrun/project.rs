@@ -213,7 +213,7 @@ impl Project {
     }
 
     pub fn discover(dir: &Path) -> Self {
-        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| absolute(dir));
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| crate::fsutil::absolute(dir));
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -482,15 +482,6 @@ pub fn sanitize_project_name(name: &str) -> String {
     } else {
         trimmed.to_string()
     }
-}
-
-pub fn absolute(p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        return p.to_path_buf();
-    }
-    std::env::current_dir()
-        .map(|cwd| cwd.join(p))
-        .unwrap_or_else(|_| p.to_path_buf())
 }
 
 // ----- sources ---------------------------------------------------------------------------

@@ -36,7 +36,7 @@ pub(crate) fn runner_env(env: &[(String, String)]) -> Vec<(String, String)> {
             if k == "POGO_CONFIG" && !v.is_empty() {
                 (
                     k.clone(),
-                    project::absolute(Path::new(v)).display().to_string(),
+                    crate::fsutil::absolute(Path::new(v)).display().to_string(),
                 )
             } else {
                 (k.clone(), v.clone())
@@ -57,7 +57,7 @@ pub(super) fn runner_setup(config: Option<&Path>) -> Result<(Env, Option<PathBuf
         })
         .collect();
     let env = runner_env(&env);
-    let config = config.map(project::absolute);
+    let config = config.map(crate::fsutil::absolute);
     let env_map: HashMap<String, String> = env.iter().cloned().collect();
     crate::config::load(config.as_deref(), &env_map)
         .map_err(|e| ExecError::Config(e.to_string()))?;

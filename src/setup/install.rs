@@ -232,7 +232,7 @@ pub fn plan(args: &InstallArgs, env: &HashMap<String, String>) -> Plan {
     let runner_config = super::register::runner_config_path(args.runner_config.as_deref(), &user);
     let mut notes = Vec::new();
     let gitlab_runner = match &args.gitlab_runner {
-        Some(p) => find_in_path(&super::absolute(p).to_string_lossy(), env),
+        Some(p) => find_in_path(&crate::fsutil::absolute(p).to_string_lossy(), env),
         None => find_in_path("gitlab-runner", env),
     };
     match &gitlab_runner {
@@ -251,37 +251,7 @@ pub fn plan(args: &InstallArgs, env: &HashMap<String, String>) -> Plan {
     if user.is_root() {
         notes.push((false, "⚠ you are root: this installs a user unit for root, whose jobs run in rootful Podman; run `pogo install` as the user that should run the jobs".to_string()));
     }
-    match runner_config::read(&runner_config).and_then(|t| runner_config::list(&t, &runner_config))
-    {
-        Ok(runners) => {
-            let pogo: Vec<String> = runners
-                .iter()
-                .filter(|r| r.uses_pogo(None))
-                .map(|r| r.name.clone())
-                .collect();
-            if !runner_config.exists() {
-                notes.push((false, format!("⚠ {} does not exist yet: run `pogo register` (gitlab-runner picks it up when it appears)", runner_config.display())));
-            } else if pogo.is_empty() {
-                notes.push((
-                    false,
-                    format!(
-                        "⚠ no runner in {} uses pogo yet: run `pogo register`",
-                        runner_config.display()
-                    ),
-                ));
-            } else {
-                notes.push((
-                    false,
-                    format!(
-                        "✓ {}: runners using pogo: {}",
-                        runner_config.display(),
-                        pogo.join(", ")
-                    ),
-                ));
-            }
-        }
-        Err(e) => notes.push((false, format!("⚠ {e}"))),
-    }
+    notes.push(runners_note(&runner_config));
     let unit_dir = unit_dir(env, &user.home);
     let unit_path = unit_dir.join(UNIT_NAME);
     let unit_text = render_unit(
@@ -348,6 +318,40 @@ pub fn plan(args: &InstallArgs, env: &HashMap<String, String>) -> Plan {
         commands,
         linger,
         notes,
+    }
+}
+
+/// The note on gitlab-runner's config.toml: whether runners there use pogo.
+fn runners_note(runner_config: &Path) -> (bool, String) {
+    match runner_config::read(runner_config).and_then(|t| runner_config::list(&t, runner_config)) {
+        Ok(runners) => {
+            let pogo: Vec<String> = runners
+                .iter()
+                .filter(|r| r.uses_pogo(None))
+                .map(|r| r.name.clone())
+                .collect();
+            if !runner_config.exists() {
+                (false, format!("⚠ {} does not exist yet: run `pogo register` (gitlab-runner picks it up when it appears)", runner_config.display()))
+            } else if pogo.is_empty() {
+                (
+                    false,
+                    format!(
+                        "⚠ no runner in {} uses pogo yet: run `pogo register`",
+                        runner_config.display()
+                    ),
+                )
+            } else {
+                (
+                    false,
+                    format!(
+                        "✓ {}: runners using pogo: {}",
+                        runner_config.display(),
+                        pogo.join(", ")
+                    ),
+                )
+            }
+        }
+        Err(e) => (false, format!("⚠ {e}")),
     }
 }
 

@@ -94,17 +94,6 @@ pub fn env_map() -> HashMap<String, String> {
         .collect()
 }
 
-/// `path` made absolute against the current directory (without resolving symlinks).
-pub fn absolute(path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map(|d| d.join(path))
-            .unwrap_or_else(|_| path.to_path_buf())
-    }
-}
-
 /// Finds `program` in `$PATH` (as a shell would), or checks it when it has a slash.
 pub fn find_in_path(program: &str, env: &HashMap<String, String>) -> Option<PathBuf> {
     let is_exec = |p: &Path| {

@@ -184,7 +184,7 @@ pub fn resolve_pogo_config(
             _ => home.join(".pogo.yaml"),
         },
     };
-    super::absolute(&chosen)
+    crate::fsutil::absolute(&chosen)
 }
 
 /// gitlab-runner's system id for this config.toml: the one in `.runner_system_id` next to it,
@@ -511,7 +511,7 @@ fn resolve_token(
 /// The runner config path from `--runner-config` or gitlab-runner's default for this user.
 pub fn runner_config_path(flag: Option<&Path>, user: &UserInfo) -> PathBuf {
     match flag {
-        Some(p) => super::absolute(p),
+        Some(p) => crate::fsutil::absolute(p),
         None => runner_config::default_path(user.is_root(), &user.home),
     }
 }
@@ -582,7 +582,7 @@ pub fn register_main(args: RegisterArgs, global_config: Option<&Path>) -> i32 {
         }
     };
     let pogo_binary = match &args.pogo_binary {
-        Some(p) => super::absolute(p),
+        Some(p) => crate::fsutil::absolute(p),
         None => match std::env::current_exe().and_then(std::fs::canonicalize) {
             Ok(p) => p,
             Err(e) => {
@@ -604,7 +604,7 @@ pub fn register_main(args: RegisterArgs, global_config: Option<&Path>) -> i32 {
         ),
         pogo_binary,
         replace: args.replace,
-        tls_ca_file: args.tls_ca_file.as_deref().map(super::absolute),
+        tls_ca_file: args.tls_ca_file.as_deref().map(crate::fsutil::absolute),
         timeout: API_TIMEOUT,
     };
     let legacy = matches!(req.credential, Credential::RegistrationToken(..));

@@ -354,7 +354,7 @@ fn register(
             .clone()
             .unwrap_or_else(|| PathBuf::from("pogo")),
         replace: false,
-        tls_ca_file: ca_file.map(|p| crate::setup::absolute(&p)),
+        tls_ca_file: ca_file.map(|p| crate::fsutil::absolute(&p)),
         timeout: crate::setup::register::API_TIMEOUT,
     };
     let env = ctx.env.clone();
