@@ -1425,7 +1425,8 @@ impl Registry {
 
     /// Writes an auth file with this registry's credentials.
     pub fn write_auth_file(&self, path: &Path) {
-        let auth = base64(format!("{REGISTRY_USER}:{REGISTRY_PASS}").as_bytes());
+        let auth =
+            pogo::executor::auth::base64(format!("{REGISTRY_USER}:{REGISTRY_PASS}").as_bytes());
         std::fs::write(
             path,
             serde_json::json!({"auths": {self.host(): {"auth": auth}}}).to_string(),
@@ -1450,40 +1451,6 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn base64(input: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        out.push(T[(n >> 18) as usize & 63] as char);
-        out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 {
-            T[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        out.push(if chunk.len() > 2 {
-            T[n as usize & 63] as char
-        } else {
-            '='
-        });
-    }
-    out
-}
-
-#[test]
-fn base64_matches_reference() {
-    assert_eq!(base64(b"pogo:pogo-secret"), "cG9nbzpwb2dvLXNlY3JldA==");
-    assert_eq!(base64(b"a"), "YQ==");
-    assert_eq!(base64(b"ab"), "YWI=");
-    assert_eq!(base64(b"abc"), "YWJj");
 }
 
 // ---------------------------------------------------------------------------
