@@ -437,7 +437,8 @@ const WAIT_FOR_GO: &str =
 
 /// Runs `job` of `env` (whose config mounts `sync` at /mnt/sync; the job waits with
 /// [`WAIT_FOR_GO`]) while `during` looks at the dashboard in `t`, once the job shows in
-/// build_script and the list is filtered to it. The job ends when `during` returns or panics.
+/// build_script with its container running and the list is filtered to it. The job ends
+/// when `during` returns or panics.
 fn while_job_runs(
     env: &TestEnv,
     sync: &Path,
@@ -450,10 +451,19 @@ fn while_job_runs(
     std::thread::scope(|scope| {
         let runner = scope.spawn(|| env.run(job));
         let _go = Touch(go.clone());
-        t.wait_for("the job in build_script", Duration::from_secs(90), |s| {
-            s.lines()
-                .any(|l| l.contains(&id.to_string()) && l.contains("build_script"))
-        });
+        // running: podman has listed its container too (the stage comes from pogo's record,
+        // which can be ahead of the container list under load; `e` needs the container)
+        t.wait_for(
+            "the job running in build_script",
+            Duration::from_secs(90),
+            |s| {
+                s.lines().any(|l| {
+                    l.contains(&id.to_string())
+                        && l.contains("build_script")
+                        && l.contains("running")
+                })
+            },
+        );
         t.keys(&format!("/{id}"));
         t.keys("\r");
         during(id);
