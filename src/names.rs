@@ -7,6 +7,13 @@ pub fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
 }
 
+/// `s` with every character that is not a name character turned into `-`.
+pub fn dash_other_chars(s: &str) -> String {
+    s.chars()
+        .map(|c| if is_name_char(c) { c } else { '-' })
+        .collect()
+}
+
 /// The first `bytes` bytes of the SHA-256 of `parts` (one after the other), in lower-case hex:
 /// the fingerprints in pogo's names, its image notes and `cache: key: files`.
 pub fn sha256_hex(parts: &[&[u8]], bytes: usize) -> String {
@@ -31,6 +38,11 @@ mod tests {
         // SHA-256("abc") begins ba7816bf
         assert_eq!(sha256_hex(&[b"a", b"bc"], 4), "ba7816bf");
         assert_eq!(sha256_hex(&[b"abc"], 32).len(), 64);
+    }
+
+    #[test]
+    fn other_characters_become_dashes() {
+        assert_eq!(dash_other_chars("test:unit é/1.0_x"), "test-unit---1.0_x");
     }
 
     #[test]

@@ -76,16 +76,7 @@ impl LocalStages {
 /// anything else turned into `-`, plus a hash of the real name when that changed it
 /// (so `test:unit` and `test-unit` do not share one).
 pub fn artifacts_dir_name(job_name: &str) -> String {
-    let mapped: String = job_name
-        .chars()
-        .map(|c| {
-            if crate::names::is_name_char(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let mapped = crate::names::dash_other_chars(job_name);
     let trimmed = mapped.trim_start_matches(['.', '-']);
     if trimmed == job_name && !trimmed.is_empty() {
         return trimmed.to_string();

@@ -466,16 +466,7 @@ pub fn project_path_of_remote(url: &str) -> Option<String> {
 }
 
 pub fn sanitize_project_name(name: &str) -> String {
-    let mapped: String = name
-        .chars()
-        .map(|c| {
-            if crate::names::is_name_char(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let mapped = crate::names::dash_other_chars(name);
     let trimmed = mapped.trim_matches(|c| matches!(c, '-' | '.' | '_'));
     if trimmed.is_empty() {
         "project".to_string()
