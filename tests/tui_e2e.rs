@@ -181,7 +181,12 @@ fn the_dashboard_shows_a_running_job_with_its_stage_and_live_log_and_reloads_the
         let s = t.wait_for("the job's output in the log pane", LONG, |s| {
             s.contains(&format!("log · job {id} ")) && s.contains("tui-e2e-start")
         });
-        assert!(row_of_our_job(&s, "running"), "{s}");
+        assert!(s.contains("tui-e2e-start"), "{s}");
+        // the state comes from podman's container list, which may lag the log by one refresh
+        // (5 s where `podman events` reports nothing, as on a fresh Debian 12)
+        t.wait_for("the job's row running", LONG, |s| {
+            row_of_our_job(s, "running")
+        });
         std::fs::write(&go, "").unwrap();
         runner.join().unwrap()
     });
