@@ -32,9 +32,11 @@ pub fn replace(path: &Path, bytes: &[u8], how: Replace) -> std::io::Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "file".into());
     let (tmp, mut file) = tempfile_in(dir, &name)?;
+    // the file being replaced, if there is one: its owner and permissions may carry over
+    let old = std::fs::metadata(path).ok();
     let result = (|| {
-        if how.keep_owner && nix::unistd::geteuid().is_root() {
-            if let Ok(meta) = std::fs::metadata(path) {
+        if let Some(meta) = old.as_ref().filter(|_| how.keep_owner) {
+            if nix::unistd::geteuid().is_root() {
                 use std::os::unix::fs::MetadataExt;
                 nix::unistd::fchown(
                     std::os::fd::AsRawFd::as_raw_fd(&file),
@@ -45,13 +47,10 @@ pub fn replace(path: &Path, bytes: &[u8], how: Replace) -> std::io::Result<()> {
             }
         }
         file.write_all(bytes)?;
-        match how.mode {
-            Some(mode) => file.set_permissions(std::fs::Permissions::from_mode(mode))?,
-            None => {
-                if let Ok(meta) = std::fs::metadata(path) {
-                    file.set_permissions(meta.permissions())?;
-                }
-            }
+        match (how.mode, &old) {
+            (Some(mode), _) => file.set_permissions(std::fs::Permissions::from_mode(mode))?,
+            (None, Some(meta)) => file.set_permissions(meta.permissions())?,
+            (None, None) => {}
         }
         if how.durable {
             file.sync_all()?;
