@@ -37,9 +37,9 @@ test: setup
 	@mkdir -p target/tmp && date +%s > target/tmp/pogo-suite-start
 	$(WITH_PODMAN_ENV) $(CARGO) test --all-targets
 	@echo "== the executor scenarios again on the podman exec stage path =="
-	$(WITH_PODMAN_ENV) POGO_STAGE_RUNNER=exec $(CARGO) test --test executor
+	$(WITH_PODMAN_ENV) POGO_STAGE_RUNNER=exec $(CARGO) test --test suite executor::
 	@echo "== nothing the suite's jobs created remains in podman =="
-	$(WITH_PODMAN_ENV) POGO_TEST_SUITE_START=$$(cat target/tmp/pogo-suite-start) $(CARGO) test --test leftovers -- --ignored
+	$(WITH_PODMAN_ENV) POGO_TEST_SUITE_START=$$(cat target/tmp/pogo-suite-start) $(CARGO) test --test suite leftovers:: -- --ignored
 	@bash scripts/skipped-tests.sh
 
 lint:

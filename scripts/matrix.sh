@@ -28,7 +28,7 @@
 #                                not the ignored ones such as target/), on top of a clone of
 #                                HEAD, so uncommitted work can be tried before it is committed
 #   POGO_MATRIX_TESTS            the command run after `make example` (default: make test),
-#                                e.g. 'cargo test --test executor --test rootless'
+#                                e.g. 'cargo test --test suite rootless::'
 #   POGO_MATRIX_MIRROR           Debian mirror for debootstrap (default http://deb.debian.org/debian)
 #   POGO_MATRIX_TIMEOUT          seconds one suite may take before it is killed (default 3600)
 #   POGO_MATRIX_CARGO_CACHE=0    do not copy the host's cargo download cache in

@@ -1,9 +1,6 @@
 //! Many jobs at once, as with gitlab-runner's `concurrent = 8`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use pogo::driver::{Cache, CachePolicy};
 use std::collections::HashSet;
 

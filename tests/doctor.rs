@@ -1,11 +1,8 @@
 //! `pogo doctor` on this machine: the podman checks pass, problems a user made (a broken pogo
 //! config, a missing mount path, a world-readable auth file, a runner pointing at a missing
 //! config) are each reported with their fix and exit status 1, and it answers quickly.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,13 +1,10 @@
 //! The example project (`example/`) through `pogo exec` on real podman: the pipeline
 //! `make example` runs, checked from what a user sees (job logs and the summary).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 /// A copy of `example/` committed to a fresh git repository, run with its own
 /// `pogo.yaml` as `example/run.sh` runs it.

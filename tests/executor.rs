@@ -1,13 +1,10 @@
 //! Scenario tests: real jobs through pogo and a real Podman, driven by the
 //! gitlab-runner imitation in `pogo::driver`. Each test is named after what
 //! a user of pogo would notice if the behaviour broke.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use pogo::driver::{CancelWhenLogShows, Image, Outcome, Service, Variable};
 
 #[test]

@@ -1,9 +1,6 @@
 //! Faults: pogo killed half-way through a job, and `pogo gc` afterwards.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

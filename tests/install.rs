@@ -2,16 +2,13 @@
 //! `make dist`'s tarball and its install.sh, the RPM spec and the cargo-deb metadata.
 //! systemd itself is not needed: `systemctl` and `loginctl` are stand-ins that record their
 //! arguments, and the unit is checked with `systemd-analyze verify` when that is installed.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{skip_outside_ci, skipped, Run};
+use crate::common::{skip_outside_ci, skipped, Run};
 
 const POGO: &str = env!("CARGO_BIN_EXE_pogo");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");

@@ -1,14 +1,11 @@
 //! After the whole suite, nothing pogo created for the suite's jobs may remain in root's
 //! Podman. Ignored in the suite itself (it would race the tests still running); `make test`
-//! runs it as its own step at the end: `cargo test --test leftovers -- --ignored`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
+//! runs it as its own step at the end: `cargo test --test suite leftovers:: -- --ignored`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use crate::common::*;
 
 /// Runner tokens the suite's jobs use (the harness, fault tests, `pogo exec`).
 fn is_test_runner(runner: &str) -> bool {

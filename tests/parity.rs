@@ -1,11 +1,8 @@
 //! Docker-executor parity: what a job's description (`JOB_RESPONSE_FILE`) asks for —
 //! `image: entrypoint`, `pull_policy` within the runner's `allowed_pull_policies`, service
 //! `ports` — is honoured the way GitLab's Docker executor honours it, on both stage paths.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use pogo::driver::{Image, Job, JobResult, Outcome, Service};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -830,7 +827,7 @@ fn big_repo(parent: &std::path::Path, commits: usize) -> (std::path::PathBuf, St
     )
 }
 
-/// The figures in docs/performance.md: `cargo test --test parity -- --ignored --nocapture measure`.
+/// The figures in docs/performance.md: `cargo test --test suite parity::measure -- --ignored --nocapture`.
 #[test]
 #[ignore = "a measurement for docs/performance.md, not a check"]
 fn measure_get_sources_fetch_vs_clone_on_a_2000_commit_repository() {

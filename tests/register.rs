@@ -2,9 +2,6 @@
 //! (messages, exit status) and what gitlab-runner gets (config.toml parsed back, other
 //! entries and comments byte for byte, mode 0600, atomic replacement). Tokens must never show
 //! up in pogo's output.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::collections::HashMap;
 use std::io::{BufReader, Write};
@@ -15,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{read_request, HttpServer, Run};
+use crate::common::{read_request, HttpServer, Run};
 
 const POGO: &str = env!("CARGO_BIN_EXE_pogo");
 const RUNNER_TOKEN: &str = "glrt-t3st-S3cret-runner-token";
@@ -529,7 +526,7 @@ fn an_answer_without_a_runner_id_fails_verification() {
 
 #[test]
 fn unreachable_gitlab_is_reported_as_connection_refused() {
-    let port = common::free_port();
+    let port = crate::common::free_port();
     let s = Setup::new();
     let r = s.register(&format!("http://127.0.0.1:{port}"), &[]);
     assert_eq!(r.code, 1);
@@ -877,7 +874,7 @@ fn unregister_of_an_unknown_name_lists_the_runners_there_are() {
 
 #[test]
 fn unregister_keeps_the_entry_when_gitlab_is_unreachable_unless_local_only() {
-    let port = common::free_port();
+    let port = crate::common::free_port();
     let s = Setup::new();
     let text = format!(
         "[[runners]]\n  name = \"gone\"\n  url = \"http://127.0.0.1:{port}\"\n  token = \"legacy-token\"\n  executor = \"custom\"\n"
@@ -915,7 +912,7 @@ fn unregister_of_a_runner_gitlab_already_deleted_still_removes_it() {
 fn a_gitlab_with_a_private_ca_is_registered_and_unregistered_through_tls_ca_file() {
     let gl = FakeGitlab::with_route("POST", "/api/v4/runners/verify", verified(42));
     gl.route("DELETE", "/api/v4/runners/managers", reply(204, ""));
-    let front = common::TlsFront::start(gl.server.port);
+    let front = crate::common::TlsFront::start(gl.server.port);
     let url = format!("https://127.0.0.1:{}", front.port);
     let s = Setup::new();
 

@@ -2,15 +2,12 @@
 //! runs the executor phases as an unprivileged user with rootless Podman.
 //! The user is described by `/etc/pogo-test-rootless.env`, written by
 //! `scripts/setup-test-env.sh`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
 
-use common::*;
+use crate::common::*;
 use pogo::driver::Driver;
 
 /// chown -R

@@ -1,9 +1,6 @@
 //! Secrets (variable values, the job token) never reach a command line or a file pogo writes.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use pogo::driver::Variable;
 use std::process::Command;
 

@@ -1,10 +1,7 @@
 //! The fast stage path (pogo's agent in the container) and `podman exec` give the same job
 //! logs and the same exit codes. (`make test` also runs the whole executor suite on both.)
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use pogo::driver::{CancelWhenLogShows, Outcome};
 
 fn config(runner: &str) -> PogoConfig {

@@ -1,11 +1,8 @@
 //! GitLab behind a private CA, as many self-hosted instances are: the executor trusts what
 //! gitlab-runner trusts — the runner's `tls-ca-file` (handed to pogo as the file variable
 //! `CI_SERVER_TLS_CA_FILE`) and the machine's CA store — and says how to fix it otherwise.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use pogo::driver::{Outcome, Variable};
 
 /// A job whose GitLab API is the fake GitLab behind HTTPS with a private CA.

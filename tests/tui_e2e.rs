@@ -1,11 +1,8 @@
 //! The dashboard end to end: the real `pogo tui` in tmux (send-keys / capture-pane) while a real
 //! job runs in real podman through the gitlab-runner imitation; and the executor side it reads
 //! (state record, log copy with masked variables redacted).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use pogo::driver::Variable;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
