@@ -965,6 +965,70 @@ kick:
     assert!(!out.contains("\nj\n"), "{out}");
 }
 
+/// A dynamic child pipeline: a job writes the child's file, keeps it as an artifact, and the
+/// trigger job runs the pipeline in it (whose own `include: local` is a file of the project);
+/// a file the job did not keep fails the trigger job as on GitLab, and the pipeline goes on
+/// as after any failed job.
+#[test]
+fn a_trigger_job_runs_the_child_pipeline_an_earlier_job_generated() {
+    require_podman!();
+    let ex = Example::new();
+    std::fs::create_dir_all(ex.project.join("ci")).unwrap();
+    std::fs::write(
+        ex.project.join("ci/common.yml"),
+        "variables: {FROM_COMMON: common-file}\n",
+    )
+    .unwrap();
+    let ci = |artifact: &str| {
+        format!(
+            r#"image: {IMG_BASH}
+stages: [generate, downstream, after]
+gen:
+  stage: generate
+  script:
+    - |
+      mkdir -p out
+      for s in a b; do
+        echo "made-$s: {{image: {IMG_BASH}, script: ['echo generated job $s sees \$FROM_COMMON']}}"
+      done > out/child.yml
+      echo 'include: [{{local: ci/common.yml}}]' >> out/child.yml
+  artifacts: {{paths: [out/]}}
+kick:
+  stage: downstream
+  needs: [gen]
+  trigger:
+    include:
+      - artifact: {artifact}
+        job: gen
+    strategy: depend
+after:
+  stage: after
+  script: ["echo after-ran"]
+"#
+        )
+    };
+    std::fs::write(ex.project.join(".gitlab-ci.yml"), ci("out/child.yml")).unwrap();
+    let (code, out, err) = ex.exec(&["--dirty"]);
+    assert_eq!(code, 0, "{out}{err}");
+    for s in ["a", "b"] {
+        assert!(
+            out.contains(&format!("\ngenerated job {s} sees common-file\n")),
+            "{out}"
+        );
+    }
+    assert!(out.contains("child pipeline: 2 job(s) ran"), "{out}");
+    assert!(out.contains("\nafter-ran\n"), "{out}");
+
+    std::fs::write(ex.project.join(".gitlab-ci.yml"), ci("out/missing.yml")).unwrap();
+    let (code, out, err) = ex.exec(&["--dirty"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("ERROR: pogo: the child pipeline cannot be created: the child pipeline of kick: artifact `out/missing.yml` is not in the artifacts of job `gen`"),
+        "{out}"
+    );
+    assert!(!out.contains("after-ran"), "{out}");
+}
+
 /// A child pipeline may name its jobs as the parent does: a child `build` keeps its artifacts
 /// apart from the parent's `build`, its own later jobs get its, and the parent's later jobs
 /// still get the parent's.

@@ -215,6 +215,19 @@ impl Writer {
     }
 }
 
+/// The artifacts archive of a job and its further parts ([`Writer::tar_in_parts`]) in `dir`,
+/// in their order: `artifacts.tgz`, `artifacts.1.tgz`, `artifacts.2.tgz`, … up to the first
+/// missing one. Empty when the job kept no artifacts.
+pub fn artifacts_parts(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    (0..)
+        .map(|i| match i {
+            0 => dir.join(ARTIFACTS_FILE),
+            i => dir.join(format!("{ARTIFACTS_BASE}.{i}.tgz")),
+        })
+        .take_while(|p| p.is_file())
+        .collect()
+}
+
 /// A command that extracts `DIR/NAME.tgz` and its further parts ([`Writer::tar_in_parts`])
 /// and fails when one does not extract.
 fn untar_parts(dir: &str, name: &str) -> String {

@@ -11,6 +11,7 @@
 //! (`POGO_LOCAL_MOUNTS`, see [`crate::executor::local`]).
 
 mod args;
+mod artifact_include;
 mod child;
 pub mod compose;
 pub mod dotenv;

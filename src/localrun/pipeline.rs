@@ -16,6 +16,7 @@ use serde_json::Value;
 use super::compose::{self, ReadInclude};
 use crate::driver::{Artifacts, Cache, Image, Service, Variable};
 
+pub use job::artifact_include;
 pub(crate) use needs::drop_missing_optional_needs;
 pub use parallel::Instance;
 pub use values::valid_variable_name;
@@ -123,11 +124,10 @@ pub struct KeyFiles {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trigger {
     /// A child pipeline of this project: its `include:` entries (as `include:` takes them,
-    /// `inputs` too), and whether the job waits for it and takes its result
-    /// (`strategy: depend`).
+    /// `inputs` too, and `artifact:` + `job:` for a file an earlier job made), and whether
+    /// the job waits for it and takes its result (`strategy: depend`).
     Child { include: Value, depend: bool },
-    /// A pipeline of another project (or a child from a job's artifact), which `pogo exec`
-    /// cannot run: why, for the refusal.
+    /// A pipeline of another project, which `pogo exec` cannot run: why, for the refusal.
     Elsewhere(String),
 }
 
@@ -200,11 +200,22 @@ pub fn parse_with(
     read: &mut ReadInclude<'_>,
     context: &compose::Context,
 ) -> Result<Pipeline, ParseError> {
+    let root = compose::load_file(text, file, &context.inputs, &context.variables)?;
+    parse_root(root, file, read, context)
+}
+
+/// Parses a pipeline file already loaded ([`compose::load_file`]): its includes, `extends:`
+/// and `!reference` resolved, then its jobs.
+pub fn parse_root(
+    root: Value,
+    file: &str,
+    read: &mut ReadInclude<'_>,
+    context: &compose::Context,
+) -> Result<Pipeline, ParseError> {
     let invalid = |message: String| ParseError::Invalid {
         file: file.to_string(),
         message,
     };
-    let root = compose::load_file(text, file, &context.inputs, &context.variables)?;
     let mut parser = Parser::default();
     let mut root = compose::resolve_includes(root, file, read, context)?;
     if let Value::Object(top) = &mut root {

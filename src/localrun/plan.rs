@@ -14,8 +14,8 @@ pub struct Planned<'a> {
 }
 
 /// A trigger job that would run but starts a pipeline `pogo exec` cannot run (another
-/// project's, or a child made from an artifact) is refused before anything runs: without it
-/// the run would not be GitLab's pipeline.
+/// project's) is refused before anything runs: without it the run would not be GitLab's
+/// pipeline.
 pub(super) fn refuse_foreign_triggers(plan: &[Planned<'_>]) -> Result<(), ExecError> {
     for p in plan {
         if let Some(pipeline::Trigger::Elsewhere(why)) = &p.spec.trigger {

@@ -347,7 +347,8 @@ fn job_allow_failure(
 }
 
 /// `trigger:` as GitLab reads it: a project path (or `project:`) is another project's
-/// pipeline; `include:` a child pipeline of files of this project.
+/// pipeline; `include:` a child pipeline of files of this project, or of a file an earlier
+/// job made (`artifact:` + `job:`, a dynamic child pipeline).
 fn trigger(v: &Value) -> Result<Trigger, String> {
     let m = match v {
         Value::String(p) => {
@@ -376,11 +377,11 @@ fn trigger(v: &Value) -> Result<Trigger, String> {
         Value::Array(items) => items.clone(),
         other => vec![other.clone()],
     };
-    if let Some(e) = entries.iter().find(|e| e.get("artifact").is_some()) {
-        return Ok(Trigger::Elsewhere(format!(
-            "its child pipeline comes from an artifact of job {} (a dynamic child pipeline)",
-            e.get("job").and_then(scalar).unwrap_or_default()
-        )));
+    for e in entries
+        .iter()
+        .filter(|e| e.get("artifact").is_some() || e.get("job").is_some())
+    {
+        artifact_include(e)?;
     }
     let depend = match get(m, "strategy") {
         None => false,
@@ -396,4 +397,37 @@ fn trigger(v: &Value) -> Result<Trigger, String> {
         include: Value::Array(entries),
         depend,
     })
+}
+
+/// An include entry `{artifact: PATH, job: NAME}` of a dynamic child pipeline: the file's
+/// path in the artifacts and the job that made them, or GitLab's reason to refuse it.
+pub fn artifact_include(entry: &Value) -> Result<(String, String), String> {
+    let field = |key: &str| entry.get(key).and_then(scalar).filter(|s| !s.is_empty());
+    let Some(path) = field("artifact") else {
+        return Err("include: artifact: must be the path of a file in a job's artifacts".into());
+    };
+    let Some(job) = field("job") else {
+        return Err(format!(
+            "include: artifact: {path}: include config must specify the job where to fetch \
+             the artifact from (job:)"
+        ));
+    };
+    if let Some(key) = entry.as_object().and_then(|m| {
+        m.keys()
+            .find(|k| !["artifact", "job", "inputs"].contains(&k.as_str()))
+    }) {
+        return Err(format!(
+            "include: artifact: {path}: '{key}' is not a key of an artifact include \
+             (artifact, job, inputs)"
+        ));
+    }
+    if entry
+        .get("inputs")
+        .is_some_and(|i| !i.is_object() && !i.is_null())
+    {
+        return Err(format!(
+            "include: artifact: {path}: inputs: must be a mapping"
+        ));
+    }
+    Ok((path, job))
 }

@@ -217,6 +217,41 @@ c:
 }
 
 #[test]
+fn a_dynamic_child_pipeline_names_its_file_and_the_job_that_made_it_or_is_rejected() {
+    let p = parse_ok(
+        "gen: {script: x, artifacts: {paths: [c.yml]}}\n\
+         kick: {needs: [gen], trigger: {include: [{artifact: c.yml, job: gen}]}}\n",
+    );
+    assert_eq!(
+        p.job("kick").unwrap().trigger,
+        Some(Trigger::Child {
+            include: serde_json::json!([{"artifact": "c.yml", "job": "gen"}]),
+            depend: false
+        })
+    );
+    for (include, why) in [
+        (
+            "{artifact: c.yml}",
+            "must specify the job where to fetch the artifact from",
+        ),
+        ("{job: gen}", "artifact: must be the path of a file"),
+        (
+            "{artifact: c.yml, job: gen, ref: main}",
+            "'ref' is not a key of an artifact include",
+        ),
+        (
+            "{artifact: c.yml, job: gen, inputs: [a]}",
+            "inputs: must be a mapping",
+        ),
+    ] {
+        let e = parse_err(&format!(
+            "gen: {{script: x}}\nkick: {{trigger: {{include: [{include}]}}}}\n"
+        ));
+        assert!(e.contains(why), "{include}: {e}");
+    }
+}
+
+#[test]
 fn cache_keys_paths_policies_and_defaults() {
     let p = parse_ok(
         r#"
