@@ -105,13 +105,8 @@ pub fn hostname() -> String {
 
 /// Run the phase: JSON on stdout, nothing else there.
 pub fn run(config_flag: Option<&Path>, env: &HashMap<String, String>) -> Result<(), Failure> {
-    let fix = |e: config::ConfigError| {
-        Failure::system(format!(
-            "{e}\n(fix the pogo config; `pogo print` shows what pogo reads)"
-        ))
-    };
-    let (text, path) = config::source(config_flag, env).map_err(fix)?;
-    let config = config::load_text(&text, path.as_deref(), env).map_err(fix)?;
+    let (text, path) = config::source(config_flag, env).map_err(super::config_failure)?;
+    let config = config::load_text(&text, path.as_deref(), env).map_err(super::config_failure)?;
     // the job's names come from the description (its `id` and `token`), never from
     // variables a job can set: a description that cannot be read fails the phase
     let response = super::load_response(env).map_err(Failure::system)?;

@@ -9,6 +9,7 @@ pub mod cleanup;
 pub mod config_stage;
 pub mod env;
 pub mod exec_guard;
+pub mod failure;
 pub mod gc;
 pub mod images;
 pub mod jobdata;
@@ -25,36 +26,11 @@ use crate::config::{self, Config};
 use crate::podman::Podman;
 use crate::state::LogCopy;
 use env::JobEnv;
+pub use failure::{Failure, OrFailure};
 use response::JobResponse;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-
-/// How a phase failed, as gitlab-runner must report it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
-    /// The job's own fault (its script, its image choice): reported as a script failure with
-    /// this exit code, never retried.
-    Build {
-        exit_code: i32,
-        message: Option<String>,
-    },
-    /// Infrastructure (podman, registry, pogo's config): reported as a system failure,
-    /// prepare is retried.
-    System(String),
-}
-
-impl Failure {
-    pub fn system(m: impl std::fmt::Display) -> Self {
-        Self::System(m.to_string())
-    }
-    pub fn build(exit_code: i32, m: impl std::fmt::Display) -> Self {
-        Self::Build {
-            exit_code,
-            message: Some(m.to_string()),
-        }
-    }
-}
 
 /// The job's log copy (for `pogo tui`) of this phase, once [`job_log_copy`] opened it: pogo's
 /// own messages for the job go there too, so the dashboard shows why a job failed.
@@ -133,11 +109,7 @@ impl Context {
             Some((text, path)) => config::load_text(text, path.as_deref(), &env),
             None => config::load(config_flag, &env),
         };
-        let mut config = loaded.map_err(|e| {
-            Failure::system(format!(
-                "{e}\n(fix the pogo config; `pogo print` shows what pogo reads)"
-            ))
-        })?;
+        let mut config = loaded.map_err(config_failure)?;
         // The job's files (agent socket, private job data) stay where the job started them,
         // also when working_dir is edited in the config while it runs.
         if let Some(wd) = env::job_working_dir(&env) {
@@ -162,6 +134,13 @@ impl Context {
             notes,
         })
     }
+}
+
+/// The pogo config cannot be read: what is wrong with it, and how to see what pogo reads.
+pub fn config_failure(e: config::ConfigError) -> Failure {
+    Failure::system(format!(
+        "{e}\n(fix the pogo config; `pogo print` shows what pogo reads)"
+    ))
 }
 
 /// The job description gitlab-runner wrote, or an empty one (no identity) when it gave none.
@@ -212,7 +191,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Failure::system(format!("cannot start pogo's runtime: {e}")))
+        .or_system(|| "cannot start pogo's runtime")
 }
 
 /// A failed phase's message, for the dashboard's record of the job (a script's own failure

@@ -4,7 +4,7 @@
 //! and map its exit code to the protocol.
 
 use super::record as hooks;
-use super::{log_info, log_warning, Context, Failure};
+use super::{log_info, log_warning, Context, Failure, OrFailure};
 use crate::podman::args;
 use crate::state::{self, LogCopy, StateDir, Stream};
 use std::path::{Path, PathBuf};
@@ -181,22 +181,17 @@ fn open_script(
     target: &StageTarget,
     script: &Path,
 ) -> Result<std::fs::File, Failure> {
-    let unreadable = |e: std::io::Error| {
-        Failure::system(format!(
-            "cannot read the stage script {}: {e}",
-            script.display()
-        ))
-    };
+    let unreadable = || format!("cannot read the stage script {}", script.display());
     if target.role != HELPER {
-        return std::fs::File::open(script).map_err(unreadable);
+        return std::fs::File::open(script).or_system(unreadable);
     }
     let mut text = HELPER_UMASK.to_vec();
-    text.extend(std::fs::read(script).map_err(unreadable)?);
+    text.extend(std::fs::read(script).or_system(unreadable)?);
     let dir = super::jobdata::dir(&ctx.config.working_dir, &ctx.job.names.key);
     let name = format!(".stage-{}", std::process::id());
     let copy = super::jobdata::write_private(&dir, &name, &text)
-        .map_err(|e| Failure::system(format!("cannot write in {}: {e}", dir.display())))?;
-    let file = std::fs::File::open(&copy).map_err(unreadable);
+        .or_system(|| format!("cannot write in {}", dir.display()))?;
+    let file = std::fs::File::open(&copy).or_system(unreadable);
     let _ = std::fs::remove_file(&copy);
     file
 }
@@ -230,8 +225,8 @@ impl StageRunner for PodmanExec {
     ) -> Result<StageExit, Failure> {
         // Listening before podman exec starts: a SIGTERM from then on stops the stage; one in
         // between would have killed pogo and left podman exec (its own process group) running.
-        let mut term = signal(SignalKind::terminate()).map_err(Failure::system)?;
-        let mut int = signal(SignalKind::interrupt()).map_err(Failure::system)?;
+        let mut term = signal(SignalKind::terminate()).or_system(|| "cannot listen for SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).or_system(|| "cannot listen for SIGINT")?;
         let file = open_script(ctx, target, script)?;
         super::exec_guard::reap_previous(ctx).await;
         let argv = args::exec_stage(&target.container, &target.command);
@@ -245,12 +240,10 @@ impl StageRunner for PodmanExec {
             // container sees, so podman exec gets its own group.
             .process_group(0)
             .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|e| {
-            Failure::system(format!(
-                "cannot start `{}`: {e}; is podman installed?",
-                ctx.podman.bin
-            ))
-        })?;
+        let mut child = cmd.spawn().or_system_fix(
+            || format!("cannot start `{}`", ctx.podman.bin),
+            "is podman installed?",
+        )?;
         // until the stage ends: a next stage that finds it stops what this one left
         let _noted = super::exec_guard::note(ctx, child.id(), &target.container);
         let copy = super::job_log_copy(ctx);
@@ -260,7 +253,7 @@ impl StageRunner for PodmanExec {
             Arc::clone(&copy),
         ));
         let status = tokio::select! {
-            s = child.wait() => s.map_err(Failure::system),
+            s = child.wait() => s.or_system(|| EXEC_LOST),
             _ = term.recv() => cancel(ctx, target, &mut child, "SIGTERM").await.inspect(|_| self.canceled()),
             _ = int.recv() => cancel(ctx, target, &mut child, "SIGINT").await.inspect(|_| self.canceled()),
         };
@@ -377,12 +370,15 @@ async fn cancel(
         kill.kill_on_drop(true);
         let _ = tokio::time::timeout(grace, ctx.podman.output_of(kill)).await;
         if let Ok(r) = tokio::time::timeout(grace, child.wait()).await {
-            return r.map_err(Failure::system);
+            return r.or_system(|| EXEC_LOST);
         }
     }
     let _ = child.start_kill();
-    child.wait().await.map_err(Failure::system)
+    child.wait().await.or_system(|| EXEC_LOST)
 }
+
+/// The stage's `podman exec` could not be waited for (its exit code is lost).
+const EXEC_LOST: &str = "cannot wait for the stage's `podman exec`";
 
 pub async fn run(ctx: &Context, script: &Path, stage: &str) -> Result<(), Failure> {
     // gitlab-runner never clears this file; a stale code from an earlier stage must not count.

@@ -13,7 +13,7 @@ mod tests;
 
 use super::config_stage::job_tags;
 use super::plan;
-use super::{jobdata, log_info, log_warning, Context, Failure};
+use super::{jobdata, log_info, log_warning, Context, Failure, OrFailure};
 use crate::config::resolve;
 use crate::podman::args::{self, JobContainer, KeepAlive};
 use containers::*;
@@ -125,12 +125,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
             helper: started.helper_file,
         },
     )
-    .map_err(|e| {
-        Failure::system(format!(
-            "cannot write {}: {e}",
-            job_dir.join(jobdata::JOB_FILE).display()
-        ))
-    })?;
+    .or_system(|| format!("cannot write {}", job_dir.join(jobdata::JOB_FILE).display()))?;
 
     if pod.is_some() {
         wait_for_services(ctx, &decided.service_waits).await?;
@@ -164,12 +159,15 @@ fn wait_for_earlier_attempt(ctx: &Context) -> Result<(), Failure> {
 }
 
 fn create_job_dir(ctx: &Context) -> Result<PathBuf, Failure> {
-    jobdata::create(&ctx.config.working_dir, &ctx.job.names.key).map_err(|e| {
-        Failure::system(format!(
-            "cannot create pogo's job directory under {}: {e}; check working_dir in the pogo config",
-            ctx.config.working_dir.display()
-        ))
-    })
+    jobdata::create(&ctx.config.working_dir, &ctx.job.names.key).or_system_fix(
+        || {
+            format!(
+                "cannot create pogo's job directory under {}",
+                ctx.config.working_dir.display()
+            )
+        },
+        "check working_dir in the pogo config",
+    )
 }
 
 /// The job's image, its services' and the helper image, each in local storage (pulled per
@@ -236,12 +234,7 @@ async fn pull_helper_image(
     let mut runner_auth = PullAuth::configured(pull_auth.configured.clone());
     ensure_image(&ctx.podman, helper_image, None, &pull, &mut runner_auth)
         .await
-        .map_err(|f| match f {
-            Failure::System(m) => Failure::system(format!("helper_image: {m}")),
-            Failure::Build { message, .. } => {
-                Failure::system(format!("helper_image: {}", message.unwrap_or_default()))
-            }
-        })
+        .or_system(|| "helper_image")
 }
 
 /// `--volume` of the project's cache directory (made here), when there is a `cache_dir`.
@@ -251,12 +244,10 @@ fn cache_mount(ctx: &Context) -> Result<Option<String>, Failure> {
     else {
         return Ok(None);
     };
-    std::fs::create_dir_all(&dir).map_err(|e| {
-        Failure::system(format!(
-            "cannot create the cache directory {}: {e}; check cache_dir in the pogo config",
-            dir.display()
-        ))
-    })?;
+    std::fs::create_dir_all(&dir).or_system_fix(
+        || format!("cannot create the cache directory {}", dir.display()),
+        "check cache_dir in the pogo config",
+    )?;
     Ok(Some(plan::cache_volume(&dir).map_err(Failure::system)?))
 }
 
@@ -275,9 +266,8 @@ async fn builds_volume(
         }
         plan::BuildsVolume::PerJob => {
             let volume = create_builds_volume(ctx, labels).await?;
-            jobdata::write_private(job_dir, jobdata::BUILDS_VOLUME_MARK, b"").map_err(|e| {
-                Failure::system(format!("cannot write in {}: {e}", job_dir.display()))
-            })?;
+            jobdata::write_private(job_dir, jobdata::BUILDS_VOLUME_MARK, b"")
+                .or_system(|| format!("cannot write in {}", job_dir.display()))?;
             Ok((Some(volume), None))
         }
         plan::BuildsVolume::None => Ok((None, None)),
@@ -300,14 +290,16 @@ fn runner_binary_mount(
     match runner_binary(ctx.config.runner_binary.as_deref(), &ctx.env)? {
         Some(bin) => {
             let own = super::agent::own_copy(&ctx.config.working_dir, &bin, "gitlab-runner")
-                .map_err(|e| {
-                    Failure::system(format!(
-                        "cannot copy the gitlab-runner binary {} under {}: {e}; check \
-                         working_dir in the pogo config",
-                        bin.display(),
-                        ctx.config.working_dir.display()
-                    ))
-                })?;
+                .or_system_fix(
+                    || {
+                        format!(
+                            "cannot copy the gitlab-runner binary {} under {}",
+                            bin.display(),
+                            ctx.config.working_dir.display()
+                        )
+                    },
+                    "check working_dir in the pogo config",
+                )?;
             Ok(Some(own.display().to_string()))
         }
         None if !local_is_empty => Ok(None), // pogo exec's stages use tar, not gitlab-runner
@@ -377,7 +369,7 @@ async fn start_containers(
             None => Ok(()),
             Some((name, argv)) => create(ctx, Kind::Container, name, argv)
                 .await
-                .map_err(|e| Failure::system(format!("cannot start the helper container: {e}"))),
+                .map_err(|e| start_failure("start the helper container", &e)),
         }
     };
     let (job_started, helper_started) = tokio::join!(job_container, helper_container);

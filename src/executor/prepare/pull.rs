@@ -2,7 +2,7 @@
 //! the runner's registry credentials, and what their inspect says (entrypoint, user, ports).
 
 use super::super::response::JobResponse;
-use super::super::{auth, jobdata, log_info, log_warning, Context, Failure};
+use super::super::{auth, jobdata, log_info, log_warning, Context, Failure, OrFailure};
 use super::*;
 use crate::config::PullPolicy;
 use crate::podman::args;
@@ -64,8 +64,7 @@ impl PullAuth {
         let configured_text = match &this.configured {
             None => None,
             Some(p) => Some(
-                std::fs::read_to_string(p)
-                    .map_err(|e| Failure::system(format!("cannot read auth_file {p}: {e}")))?,
+                std::fs::read_to_string(p).or_system(|| format!("cannot read auth_file {p}"))?,
             ),
         };
         let merged = auth::merge(configured_text.as_deref(), &job).map_err(|e| {
@@ -94,7 +93,7 @@ impl PullAuth {
         if !self.written {
             let dir = self.path.parent().unwrap_or(Path::new("/"));
             jobdata::write_private(dir, jobdata::AUTH_FILE, merged.json.as_bytes())
-                .map_err(|e| Failure::system(format!("cannot write {shown}: {e}")))?;
+                .or_system(|| format!("cannot write {shown}"))?;
             self.written = true;
             let registries: Vec<String> = merged
                 .registries
@@ -194,26 +193,24 @@ pub(super) async fn inspect_local(
     let out = podman
         .output(&argv)
         .await
-        .map_err(|e| Failure::system(format!("cannot inspect image {image}: {e}")))?;
+        .or_system(|| format!("cannot inspect image {image}"))?;
     if out.status.success() {
-        let list: Vec<InspectedImage> = serde_json::from_str(out.stdout.trim()).map_err(|e| {
-            Failure::system(format!(
-                "cannot read `podman image inspect` of {image}: {e}"
-            ))
-        })?;
+        let list: Vec<InspectedImage> = serde_json::from_str(out.stdout.trim())
+            .or_system(|| format!("cannot read `podman image inspect` of {image}"))?;
         return Ok(Some(list.into_iter().next().unwrap_or_default()));
     }
     // missing, or podman failing? (only on this slow path: a pull follows anyway)
-    match podman.image_exists(image).await {
-        Ok(false) => Ok(None),
-        Ok(true) => Err(Failure::system(format!(
-            "cannot inspect image {image}: {}",
-            crate::podman::last_lines(&out.stderr, 3)
-        ))),
-        Err(e) => Err(Failure::system(format!(
-            "cannot check for image {image}: {e}"
-        ))),
+    let exists = podman
+        .image_exists(image)
+        .await
+        .or_system(|| format!("cannot check for image {image}"))?;
+    if !exists {
+        return Ok(None);
     }
+    Err(Failure::system(format!(
+        "cannot inspect image {image}: {}",
+        crate::podman::last_lines(&out.stderr, 3)
+    )))
 }
 
 /// Make `image` available locally, trying the pull policies in order (as the Docker executor:
@@ -237,11 +234,7 @@ pub async fn ensure_image(
             Ok(info) => return Ok(info),
             Err(e) => {
                 if i + 1 < pull.policies.len() {
-                    let m = match &e {
-                        Failure::System(m) => m.clone(),
-                        Failure::Build { message, .. } => message.clone().unwrap_or_default(),
-                    };
-                    log_warning(&format!("pull_policy {policy} failed for {image}: {m}"));
+                    log_warning(&format!("pull_policy {policy} failed for {image}: {e}"));
                 }
                 last = e;
             }
@@ -307,7 +300,7 @@ pub(super) async fn ensure_with(
     let (ok, tail) = podman
         .run_tee(&argv)
         .await
-        .map_err(|e| Failure::system(format!("cannot pull {image}: {e}")))?;
+        .or_system(|| format!("cannot pull {image}"))?;
     if ok {
         let mut info = inspect_local(podman, image).await?.ok_or_else(|| {
             Failure::system(format!(

@@ -3,7 +3,7 @@
 //! readiness ports, the allowed images, the auth file.
 
 use super::super::response::{DockerOptions, ImageSpec, JobResponse};
-use super::super::{log_info, log_warning, Context, Failure};
+use super::super::{log_info, log_warning, Context, Failure, OrFailure};
 use crate::config::{Config, PullPolicy};
 use crate::podman::args;
 use crate::podman::service::Service;
@@ -34,12 +34,10 @@ pub fn request(ctx: &Context, tags: Vec<String>) -> Result<Request<'_>, Failure>
         ctx.job.image.as_deref(),
         ctx.config.default_image.as_deref(),
     )?;
-    args::validate_image(&image)
-        .map_err(|m| Failure::build(1, format!("job image refused: {m}")))?;
+    args::validate_image(&image).or_build(1, || "job image refused")?;
     let mut service_envs = Vec::with_capacity(ctx.job.services.len());
     for svc in &ctx.job.services {
-        args::validate_image(&svc.name)
-            .map_err(|m| Failure::build(1, format!("service image refused: {m}")))?;
+        args::validate_image(&svc.name).or_build(1, || "service image refused")?;
         service_envs.push(args::service_env(svc).map_err(|m| Failure::build(1, m))?);
     }
     check_allowed(&image, &ctx.job.services, &ctx.config)?;
@@ -91,8 +89,7 @@ pub(super) fn docker_options(
     let Some(d) = spec.map(|s| &s.docker) else {
         return Ok(DockerOptions::default());
     };
-    args::validate_docker_options(d.platform.as_deref(), d.user.as_deref())
-        .map_err(|m| Failure::build(1, format!("{what}: {m}")))?;
+    args::validate_docker_options(d.platform.as_deref(), d.user.as_deref()).or_build(1, || what)?;
     Ok(DockerOptions {
         platform: d.platform.as_deref().map(args::normalize_platform),
         user: d.user.clone(),

@@ -2,7 +2,7 @@
 //! their ports listen (or their last lines explain why not).
 
 use super::super::response::DockerOptions;
-use super::super::{jobdata, log_info, Context, Failure};
+use super::super::{jobdata, log_info, Context, Failure, OrFailure};
 use super::*;
 use crate::podman::args;
 use std::path::Path;
@@ -44,12 +44,12 @@ pub(super) async fn start_services(
         let env_file = match &env.file {
             Some(text) => Some(
                 jobdata::write_private(job_dir, &format!("service{i}.env"), text.as_bytes())
-                    .map_err(|e| {
-                        Failure::system(format!(
-                            "cannot write the variables of service {} under {}: {e}",
+                    .or_system(|| {
+                        format!(
+                            "cannot write the variables of service {} under {}",
                             svc.name,
                             job_dir.display()
-                        ))
+                        )
                     })?,
             ),
             None => None,
@@ -59,11 +59,11 @@ pub(super) async fn start_services(
             let secret = args::service_secret_name(&name, n);
             create_secret(ctx, &secret, labels, value.as_bytes())
                 .await
-                .map_err(|e| {
-                    Failure::system(format!(
-                        "cannot hand the variable {var} of service {} to podman: {e}",
+                .or_system(|| {
+                    format!(
+                        "cannot hand the variable {var} of service {} to podman",
                         svc.name
-                    ))
+                    )
                 })?;
             secrets.push((secret, var.clone()));
         }
