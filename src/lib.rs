@@ -3,6 +3,7 @@
 //! The pure core (`config`, `podman::args`, `executor::env`) does no IO; the thin IO layers
 //! (`podman`, `gitlab`, the executor phases) call Podman through `tokio::process`.
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod driver;

@@ -1,4 +1,4 @@
 //! Thin binary: everything lives in the library so tests and benchmarks can drive it.
 fn main() -> std::process::ExitCode {
-    pogo::cli::main()
+    pogo::app::main()
 }

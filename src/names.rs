@@ -1,6 +1,7 @@
 //! The one character set pogo's names are made of: container, pod and volume names, job keys,
 //! artifact directories, project names. Podman's own names allow `[a-zA-Z0-9][a-zA-Z0-9_.-]*`;
-//! everything pogo builds from a job's values keeps to these characters.
+//! everything pogo builds from a job's values keeps to these characters. Also the names
+//! GitLab accepts for variables.
 
 /// An ASCII letter or digit, `_`, `.` or `-`.
 pub fn is_name_char(c: char) -> bool {
@@ -27,6 +28,11 @@ pub fn sha256_hex(parts: &[&[u8]], bytes: usize) -> String {
         .take(bytes)
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// A variable name GitLab accepts: letters, digits and `_`.
+pub fn valid_variable_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@
 //! against the project's `.pogo/` directory, which `prepare` mounts into the job container
 //! (`POGO_LOCAL_MOUNTS`, see [`crate::executor::local`]).
 
-mod args;
 mod artifact_include;
 mod child;
 pub mod compose;
@@ -35,7 +34,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::driver::DriverError;
 
-pub use args::ExecArgs;
+pub use crate::cli::ExecArgs;
 pub use filter::{apply_rules, Verdict};
 pub use job::Local;
 pub use plan::{decide, select, Planned};

@@ -7,23 +7,13 @@ use super::report::{Row, Status};
 use crate::driver::{Driver, LocalDir, LocalStages};
 use clap::Parser;
 
-#[derive(Debug, clap::Parser)]
-struct TestCli {
-    #[command(subcommand)]
-    command: TestCommand,
-}
-
-#[derive(Debug, clap::Subcommand)]
-enum TestCommand {
-    /// Run .gitlab-ci.yml jobs locally
-    Exec(ExecArgs),
-}
-
+/// `pogo exec ARGS` as pogo's command line parses it.
 fn parse_args(args: &[&str]) -> Result<ExecArgs, clap::Error> {
     let mut argv = vec!["pogo", "exec"];
     argv.extend_from_slice(args);
-    TestCli::try_parse_from(argv).map(|c| match c.command {
-        TestCommand::Exec(a) => a,
+    crate::cli::Cli::try_parse_from(argv).map(|c| match c.command {
+        crate::cli::Command::Exec(a) => a,
+        other => panic!("not exec: {other:?}"),
     })
 }
 
@@ -75,7 +65,7 @@ fn command_line() {
     let e = parse_args(&["--var", "A-B=1"]).unwrap_err().to_string();
     assert!(e.contains("not a valid variable name"), "{e}");
     assert!(parse_args(&["-j", "0"]).is_err());
-    let help = TestCli::try_parse_from(["pogo", "exec", "--help"])
+    let help = crate::cli::Cli::try_parse_from(["pogo", "exec", "--help"])
         .unwrap_err()
         .to_string();
     assert!(help.contains("committed HEAD"), "{help}");

@@ -6,6 +6,7 @@
 //! otherwise [`install_main`] carries it out.
 
 use super::{find_in_path, runner_config, UserInfo};
+use crate::cli::InstallArgs;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -17,38 +18,6 @@ pub const UNIT_TEMPLATE: &str = include_str!("../../packaging/gitlab-runner.serv
 pub const UNIT_NAME: &str = "gitlab-runner.service";
 /// Where the Debian and RPM packages put gitlab-runner (used in a dry run when it is missing).
 pub const DEFAULT_GITLAB_RUNNER: &str = "/usr/bin/gitlab-runner";
-
-const AFTER_HELP: &str = "\
-Writes ~/.config/systemd/user/gitlab-runner.service (gitlab-runner run --config <config.toml>
-for this user), then runs `systemctl --user daemon-reload` and
-`systemctl --user enable --now gitlab-runner.service`. Checks linger with `loginctl show-user`
-and prints the `loginctl enable-linger` command when it is off: without linger, jobs stop when
-the user logs out. --dry-run prints every file and command and changes nothing.
-
-Run it as the user that runs the jobs (rootless Podman), after `pogo register`.";
-
-/// `pogo install`.
-#[derive(Debug, Clone, clap::Args)]
-#[command(after_help = AFTER_HELP)]
-pub struct InstallArgs {
-    /// Print every file and command without doing them
-    #[arg(long)]
-    pub dry_run: bool,
-    /// The gitlab-runner binary (default: found in $PATH)
-    #[arg(long, value_name = "PATH")]
-    pub gitlab_runner: Option<PathBuf>,
-    /// gitlab-runner's config.toml (default: /etc/gitlab-runner/config.toml for root, else
-    /// ~/.gitlab-runner/config.toml)
-    #[arg(long, value_name = "PATH")]
-    pub runner_config: Option<PathBuf>,
-    /// Enable the unit but do not start it now
-    #[arg(long)]
-    pub no_start: bool,
-    /// Replace a gitlab-runner.service that `pogo install` did not write (a copy is kept next
-    /// to it as gitlab-runner.service.pogo-backup)
-    #[arg(long)]
-    pub force: bool,
-}
 
 /// What `pogo install` does, step by step.
 #[derive(Debug, Clone)]

@@ -19,15 +19,9 @@ pub mod views;
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct TuiArgs {
-    /// gitlab-runner's config.toml (default: ~/.gitlab-runner/config.toml, else
-    /// /etc/gitlab-runner/config.toml)
-    #[arg(long, value_name = "PATH")]
-    pub runner_config: Option<PathBuf>,
-}
+pub use crate::cli::TuiArgs;
 
 /// Run the dashboard until the user quits; the exit code.
 pub fn main(config_flag: Option<&Path>, args: &TuiArgs, env: HashMap<String, String>) -> i32 {

@@ -37,10 +37,7 @@ pub(super) fn scalar(v: &Value) -> Option<String> {
     }
 }
 
-/// A variable name GitLab accepts: letters, digits and `_`.
-pub fn valid_variable_name(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
+pub use crate::names::valid_variable_name;
 
 /// `variables:`: `KEY: value` or `KEY: {value, description, expand, options}`.
 pub(super) fn variables(v: &Value) -> Result<Vec<Variable>, String> {

@@ -14,6 +14,7 @@ mod tests;
 
 use super::install::{linger, output_with_timeout};
 use super::{find_in_path, UserInfo};
+pub use crate::cli::DoctorArgs;
 use crate::config;
 use host::*;
 use podman::*;
@@ -23,25 +24,6 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-
-/// `pogo doctor`.
-#[derive(Debug, Clone, clap::Args)]
-#[command(
-    after_help = "Checks podman, rootless prerequisites (subuid/subgid, XDG_RUNTIME_DIR, /dev/net/tun, slirp4netns or pasta, storage driver), cgroups and resource limits, linger, gitlab-runner and the runners that use pogo, the pogo config, mount paths, default_image and auth_file. Exit status 1 when any check fails (✗)."
-)]
-pub struct DoctorArgs {
-    /// Also run one job-shaped trial through pogo's own phases: the default image (or
-    /// --image) with a service, pogo's init and stage agent, removed afterwards
-    #[arg(long)]
-    pub run: bool,
-    /// Image for --run (default: the pogo config's default_image)
-    #[arg(long, value_name = "IMAGE")]
-    pub image: Option<String>,
-    /// gitlab-runner's config.toml (default: /etc/gitlab-runner/config.toml for root, else
-    /// ~/.gitlab-runner/config.toml)
-    #[arg(long, value_name = "PATH")]
-    pub runner_config: Option<PathBuf>,
-}
 
 /// A check's outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 
-use super::pipeline;
-
 const HELP_NOTES: &str = "\
 Runs the jobs of DIR/.gitlab-ci.yml stage by stage through pogo's own
 config/prepare/run/cleanup phases (the path gitlab-runner takes), using the pogo config
@@ -90,7 +88,7 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
     let (key, value) = s
         .split_once('=')
         .ok_or_else(|| format!("'{s}' is not KEY=VALUE"))?;
-    if !pipeline::valid_variable_name(key) {
+    if !crate::names::valid_variable_name(key) {
         return Err(format!(
             "'{key}' is not a valid variable name (use letters, digits and _)"
         ));

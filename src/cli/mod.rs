@@ -1,14 +1,17 @@
-//! Command line, the only module that knows clap's parser: the custom-executor phases
-//! gitlab-runner calls and every other subcommand, plain `pogo` opening the dashboard on a
-//! terminal, shell completions and man pages.
+//! The command line, the only module that knows clap: the custom-executor phases
+//! gitlab-runner calls and every other subcommand with their arguments (exec.rs, setup.rs),
+//! plain `pogo` opening the dashboard on a terminal, shell completions and man pages. It
+//! depends on no other part of pogo; src/app.rs runs what it parsed.
 
-use crate::config;
-use crate::executor;
+mod exec;
+mod setup;
+
+pub use exec::ExecArgs;
+pub use setup::{DoctorArgs, InstallArgs, RegisterArgs, TuiArgs, UnregisterArgs};
+
 use clap::{Parser, Subcommand};
-use std::collections::HashMap;
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,7 +51,7 @@ pub enum Command {
         order: PathBuf,
     },
     /// Run a project's .gitlab-ci.yml locally through the executor phases
-    Exec(crate::localrun::ExecArgs),
+    Exec(ExecArgs),
     /// Remove containers, pods and volumes of finished jobs (pogo's labels only)
     Gc(GcArgs),
     /// Print the effective configuration as YAML (credentials redacted)
@@ -56,13 +59,13 @@ pub enum Command {
     /// Print pogo's version
     Version,
     /// Add a runner to gitlab-runner's config.toml that hands its jobs to pogo
-    Register(crate::setup::register::RegisterArgs),
+    Register(RegisterArgs),
     /// Remove a runner from gitlab-runner's config.toml (and tell GitLab)
-    Unregister(crate::setup::register::UnregisterArgs),
+    Unregister(UnregisterArgs),
     /// Install and enable the systemd user unit that runs gitlab-runner for this user
-    Install(crate::setup::install::InstallArgs),
+    Install(InstallArgs),
     /// Check this machine for running jobs in rootless Podman through pogo
-    Doctor(crate::setup::doctor::DoctorArgs),
+    Doctor(DoctorArgs),
     /// Print the shell completion script for SHELL
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -76,7 +79,7 @@ pub enum Command {
     },
     /// The dashboard: live jobs and their logs, the config with a preview, the runners (also
     /// plain `pogo` on a terminal)
-    Tui(crate::tui::TuiArgs),
+    Tui(TuiArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -112,82 +115,6 @@ pub fn parse_cli_or_dashboard() -> Cli {
             Cli::try_parse_from(args).unwrap_or_else(|e| e.exit())
         }
         Err(e) => e.exit(),
-    }
-}
-
-pub fn main() -> ExitCode {
-    let cli = parse_cli_or_dashboard();
-    crate::logging::init();
-    let env = crate::setup::env_map();
-    let code = dispatch(cli, env);
-    ExitCode::from(u8::try_from(code).unwrap_or(1))
-}
-
-fn dispatch(cli: Cli, env: HashMap<String, String>) -> i32 {
-    let flag = cli.config.as_deref();
-    match cli.command {
-        Command::Config => executor::config_main(flag, &env),
-        Command::Prepare => executor::prepare_main(flag, &env),
-        Command::Run { script, stage } => executor::run_main(flag, &env, &script, &stage),
-        Command::Cleanup => executor::cleanup_main(flag, &env),
-        Command::RemoveJob { order } => executor::removal::remove_main(&order),
-        Command::Gc(args) => executor::gc::gc_main(
-            flag,
-            &env,
-            executor::gc::GcRequest {
-                dry_run: args.dry_run,
-                older_than: args.older_than,
-                runner: args.runner,
-                quiet: args.quiet,
-            },
-        ),
-        Command::Exec(args) => crate::localrun::exec_main(args, flag),
-        Command::Print => match config::load(flag, &env) {
-            Ok(c) => match config::to_yaml(&c) {
-                Ok(y) => {
-                    if let Some(src) = &c.source {
-                        println!("# from {}", src.display());
-                    } else {
-                        println!("# no config file found: built-in defaults and POGO_* variables");
-                    }
-                    print!("{y}");
-                    0
-                }
-                Err(e) => {
-                    eprintln!("pogo: {}", e.message);
-                    1
-                }
-            },
-            Err(e) => {
-                eprintln!("pogo: {e}");
-                1
-            }
-        },
-        Command::Version => {
-            println!("pogo {}", env!("CARGO_PKG_VERSION"));
-            0
-        }
-        Command::Register(args) => crate::setup::register::register_main(args, flag),
-        Command::Unregister(args) => crate::setup::register::unregister_main(args),
-        Command::Install(args) => crate::setup::install::install_main(args),
-        Command::Doctor(args) => crate::setup::doctor::doctor_main(args, flag),
-        Command::Completions { shell } => {
-            completions(shell, &mut std::io::stdout());
-            0
-        }
-        Command::Man { dir } => match man(dir.as_deref(), &mut std::io::stdout()) {
-            Ok(files) => {
-                for f in files {
-                    println!("{}", f.display());
-                }
-                0
-            }
-            Err(e) => {
-                eprintln!("pogo man: {e}");
-                1
-            }
-        },
-        Command::Tui(args) => crate::tui::main(flag, &args, env),
     }
 }
 
