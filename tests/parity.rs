@@ -651,12 +651,18 @@ fn the_helper_container_joins_the_jobs_pod_when_it_has_services() {
         &["cat page.txt", "wget -qO- http://web:80/; echo"],
     );
     job.services = vec![httpd_service("web")];
-    let r = run_checked(&env, &job);
+    // a fetch keeps its builds volume: this test's own runner, and gc removes it below
+    let (driver, runner) = own_runner(&env);
+    let r = env.run_with(&driver, &job, None);
+    env.assert_no_leftovers();
+    let out = pogo_gc(&env, &["--runner", &runner, "--older-than", "0s"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(builds_volumes_of(&env, &runner).is_empty());
     assert_success(&r);
     let log = plain_log(&r);
     assert!(log.contains("\nfrom-git\n"), "{log}");
     assert!(log.contains("\npogo-service-ok\n"), "{log}");
-    assert!(log.contains("--name pogo-pogotest-"), "{log}");
+    assert!(log.contains(&format!("--name pogo-{runner}-")), "{log}");
     assert!(
         log.lines()
             .any(|l| l.starts_with("pogo: starting helper container") && l.contains("--pod")),
@@ -722,58 +728,87 @@ fn pogo_gc(env: &TestEnv, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// A driver whose runner token is its own (`kept…`, which the suite's leftover check knows):
+/// `pogo gc --runner` then touches this test's kept builds volumes alone.
+fn own_runner(env: &TestEnv) -> (pogo::driver::Driver, String) {
+    let mut driver = env.driver();
+    let runner = format!("kept{}", unique_id());
+    driver.runner_short_token = runner.clone();
+    (driver, runner)
+}
+
 #[test]
-fn fetch_reuses_the_clone_in_the_persistent_builds_volume_and_clone_starts_fresh() {
+fn by_default_a_fetch_finds_its_projects_last_clone_while_clone_and_none_start_afresh() {
     require_helper!();
     let dir = tempfile::tempdir().unwrap();
     let (repo, sha) = bare_repo(dir.path(), &[("hello.txt", "hello\n")]);
-    let env = TestEnv::new(&helper_config(&repo).with_extra_yaml("persistent_builds_days: 7\n"));
-    let mut driver = env.driver();
-    let runner = format!("pogopb{}", unique_id());
-    driver.runner_short_token = runner.clone();
+    let env = TestEnv::new(&helper_config(&repo)); // persistent_builds_days not set
+    let (driver, runner) = own_runner(&env);
+    let project = |mut job: Job| {
+        job.project_path = format!("pogo-test/kept-{runner}");
+        job
+    };
 
-    let first = git_job(
+    let first = project(git_job(
         &env,
         &sha,
         "fetch",
         &["touch .git/pogo-marker", "echo first"],
-    );
+    ));
     let r = env.run_with(&driver, &first, None);
     assert_success(&r);
     let log = plain_log(&r);
     assert!(log.contains("Created fresh repository."), "{log}");
     assert!(
-        log.contains("created the builds volume pogo-builds-"),
-        "{log}"
+        log.contains("created the builds volume pogo-builds-")
+            && log.contains("persistent_builds_days; 0 turns it off"),
+        "the log says how to turn it off: {log}"
     );
 
     // fetch: the same clone, with what the first job left inside .git/ (git clean keeps it)
-    let mut second = git_job(
+    let second = project(git_job(
         &env,
         &sha,
         "fetch",
         &["test -e .git/pogo-marker && echo marker-kept"],
-    );
-    second.project_path = first.project_path.clone();
+    ));
     let r = env.run_with(&driver, &second, None);
     assert_success(&r);
-    let log = plain_log(&r);
-    assert_fetch_reused_the_clone(&log);
+    assert_fetch_reused_the_clone(&plain_log(&r));
 
-    // clone: a fresh directory
-    let mut third = git_job(
+    // clone and none: a fresh directory, as the Docker executor gives them, and the kept
+    // clone stays as it was
+    let clone = project(git_job(
         &env,
         &sha,
         "clone",
-        &["test ! -e .git/pogo-marker && echo marker-gone"],
-    );
-    third.project_path = first.project_path.clone();
-    let r = env.run_with(&driver, &third, None);
+        &["test ! -e .git/pogo-marker && echo clone-is-fresh"],
+    ));
+    let none = project(git_job(
+        &env,
+        &sha,
+        "none",
+        &["test ! -e .git && echo none-is-empty"],
+    ));
+    for (job, says) in [(&clone, "\nclone-is-fresh\n"), (&none, "\nnone-is-empty\n")] {
+        let r = env.run_with(&driver, job, None);
+        assert_success(&r);
+        let log = plain_log(&r);
+        assert!(log.contains(says), "{log}");
+        assert!(!log.contains("builds volume pogo-builds-"), "{log}");
+    }
+    let again = project(git_job(
+        &env,
+        &sha,
+        "fetch",
+        &["test -e .git/pogo-marker && echo marker-kept"],
+    ));
+    let r = env.run_with(&driver, &again, None);
     assert_success(&r);
-    assert!(plain_log(&r).contains("\nmarker-gone\n"), "{}", r.log);
+    assert_fetch_reused_the_clone(&plain_log(&r));
     env.assert_no_leftovers();
 
-    // cleanup keeps the volume; gc removes it once unused for long enough
+    // cleanup keeps the volume; gc removes it, found by its label, once unused for 7 days
     let volumes = builds_volumes_of(&env, &runner);
     assert_eq!(volumes.len(), 1, "{volumes:?}");
     let out = pogo_gc(&env, &["--runner", &runner]);
@@ -783,12 +818,130 @@ fn fetch_reuses_the_clone_in_the_persistent_builds_volume_and_clone_starts_fresh
         volumes,
         "7 days are not over"
     );
-    let out = pogo_gc(&env, &["--runner", &runner, "--older-than", "0s"]);
+    let stamp = env.working_dir.join("builds-volumes").join(&volumes[0]);
+    let aged = std::process::Command::new("touch")
+        .args(["-d", "8 days ago"])
+        .arg(&stamp)
+        .status()
+        .unwrap();
+    assert!(aged.success() && stamp.exists(), "{}", stamp.display());
+    let out = pogo_gc(&env, &["--runner", &runner]);
     assert!(out.status.success(), "{out:?}");
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("removed builds volume pogo-builds-"),
+        String::from_utf8_lossy(&out.stdout).contains(&format!(
+            "removed builds volume {} (unused for 8days",
+            volumes[0]
+        )),
         "{out:?}"
     );
+    assert!(builds_volumes_of(&env, &runner).is_empty());
+}
+
+/// podman hands a non-root job's builds volume to its user (`:U`, all of it): in the kept
+/// clone, git as root (the helper, the next job) would then refuse to fetch ("detected dubious
+/// ownership"). So a non-root job gets a builds volume of its own, and the kept clone stays
+/// the other jobs'.
+#[test]
+fn a_non_root_job_fetches_into_a_fresh_builds_dir_and_the_kept_clone_stays_usable() {
+    require_helper!();
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, sha) = bare_repo(dir.path(), &[("hello.txt", "hello\n")]);
+    let env = TestEnv::new(&helper_config(&repo));
+    let (driver, runner) = own_runner(&env);
+    let first = git_job(&env, &sha, "fetch", &["touch .git/pogo-marker"]);
+    assert_success(&env.run_with(&driver, &first, None));
+
+    let mut non_root = git_job(
+        &env,
+        &sha,
+        "fetch",
+        &[
+            "echo \"uid=$(id -u)\"",
+            "test ! -e .git/pogo-marker && echo fresh",
+            "echo more >> hello.txt && touch made && echo wrote-in-clone",
+        ],
+    );
+    non_root.project_path.clone_from(&first.project_path);
+    non_root.image = Some(Image::new(non_root_image()));
+    let r = env.run_with(&driver, &non_root, None);
+    assert_success(&r);
+    let log = plain_log(&r);
+    assert!(log.contains("\nuid=1000\n"), "{log}");
+    assert!(log.contains("\nfresh\n"), "{log}");
+    assert!(log.contains("\nwrote-in-clone\n"), "{log}");
+    assert!(!log.contains("builds volume pogo-builds-"), "{log}");
+
+    let mut again = git_job(
+        &env,
+        &sha,
+        "fetch",
+        &["test -e .git/pogo-marker && echo marker-kept"],
+    );
+    again.project_path.clone_from(&first.project_path);
+    let r = env.run_with(&driver, &again, None);
+    assert_success(&r);
+    assert_fetch_reused_the_clone(&plain_log(&r));
+    env.assert_no_leftovers();
+    let out = pogo_gc(&env, &["--runner", &runner, "--older-than", "0s"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(builds_volumes_of(&env, &runner).is_empty());
+}
+
+#[test]
+fn projects_and_slots_never_share_a_kept_builds_volume() {
+    require_helper!();
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, sha) = bare_repo(dir.path(), &[("hello.txt", "hello\n")]);
+    let env = TestEnv::new(&helper_config(&repo));
+    let (driver, runner) = own_runner(&env);
+    let first = git_job(&env, &sha, "fetch", &["touch .git/pogo-marker"]);
+    assert_success(&env.run_with(&driver, &first, None));
+
+    let fresh = &["test ! -e .git/pogo-marker && echo own-clone"];
+    // another project, same slot
+    let other_project = git_job(&env, &sha, "fetch", fresh);
+    // the same project, another slot (CI_CONCURRENT_PROJECT_ID)
+    let mut other_slot = git_job(&env, &sha, "fetch", fresh);
+    other_slot.project_path.clone_from(&first.project_path);
+    let mut slot_1 = driver.clone();
+    slot_1.concurrent_id = 1;
+    for (job, driver) in [(&other_project, &driver), (&other_slot, &slot_1)] {
+        let r = env.run_with(driver, job, None);
+        assert_success(&r);
+        let log = plain_log(&r);
+        assert!(log.contains("Created fresh repository."), "{log}");
+        assert!(log.contains("\nown-clone\n"), "{log}");
+        assert!(log.contains("created the builds volume"), "{log}");
+    }
+    env.assert_no_leftovers();
+    assert_eq!(builds_volumes_of(&env, &runner).len(), 3);
+    let out = pogo_gc(&env, &["--runner", &runner, "--older-than", "0s"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(builds_volumes_of(&env, &runner).is_empty());
+}
+
+#[test]
+fn with_persistent_builds_days_0_every_fetch_clones_afresh_and_nothing_is_kept() {
+    require_helper!();
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, sha) = bare_repo(dir.path(), &[("hello.txt", "hello\n")]);
+    let env = TestEnv::new(&helper_config(&repo).with_extra_yaml("persistent_builds_days: 0\n"));
+    let (driver, runner) = own_runner(&env);
+    let first = git_job(&env, &sha, "fetch", &["touch .git/pogo-marker"]);
+    assert_success(&env.run_with(&driver, &first, None));
+    let mut second = git_job(
+        &env,
+        &sha,
+        "fetch",
+        &["test ! -e .git/pogo-marker && echo fresh"],
+    );
+    second.project_path.clone_from(&first.project_path);
+    let r = env.run_with(&driver, &second, None);
+    assert_success(&r);
+    let log = plain_log(&r);
+    assert!(log.contains("Created fresh repository."), "{log}");
+    assert!(log.contains("\nfresh\n"), "{log}");
+    env.assert_no_leftovers();
     assert!(builds_volumes_of(&env, &runner).is_empty());
 }
 

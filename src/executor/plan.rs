@@ -37,9 +37,12 @@ pub fn fetches(git_strategy: Option<&str>, allow_git_fetch: bool) -> bool {
 /// The builds directory's home for a job (`fetch`: the job fetches into the last clone, and
 /// is a runner's, not `pogo exec`'s; `helper`: a helper image is configured; `non_root`: the
 /// container runs as a non-root user). As the Docker executor keeps its builds volume for
-/// `fetch` jobs only, `clone`, `none` and `empty` get a fresh builds directory.
+/// `fetch` jobs only, `clone`, `none` and `empty` get a fresh builds directory. So does a
+/// non-root job: podman hands its builds volume to its user (`:U`, all of it, at every start),
+/// and git as another user (the helper's root, a later job's) refuses a clone it does not own
+/// ("detected dubious ownership").
 pub fn builds_volume(config: &Config, fetch: bool, helper: bool, non_root: bool) -> BuildsVolume {
-    if fetch && config.persistent_builds_days > 0 {
+    if fetch && !non_root && config.persistent_builds_days > 0 {
         BuildsVolume::Persistent
     } else if helper || non_root {
         BuildsVolume::PerJob
@@ -170,9 +173,14 @@ mod tests {
         );
         let default = config("working_dir: /w\n");
         assert_eq!(
-            builds_volume(&default, true, false, true),
+            builds_volume(&default, true, false, false),
             BuildsVolume::Persistent,
             "a fetch keeps the project's builds volume by default"
+        );
+        assert_eq!(
+            builds_volume(&default, true, true, true),
+            BuildsVolume::PerJob,
+            "a non-root job's volume is handed to its user"
         );
         assert_eq!(
             builds_volume(&default, false, false, false),

@@ -64,15 +64,14 @@ pub(super) fn with_agent(ctx: &Context, keep_alive: KeepAlive, agent_key: &str) 
     plan::keep_alive(&ctx.config, init, agent)
 }
 
-/// A persistent builds volume's name, and the lock that keeps `pogo gc` from it.
-pub(super) type KeptVolume = (String, Option<crate::executor::gc::BuildsVolumeLock>);
-
 /// The persistent builds volume of this runner + project + slot: reused when it is there
 /// (one `podman volume inspect`, which also says whether pogo made it), created otherwise. It
 /// carries pogo's and the runner's labels but no job's, so cleanup keeps it; `pogo gc`
 /// removes it after `persistent_builds_days` unused (the stamp under `working_dir` says when
 /// it was last used).
-pub(super) async fn persistent_builds_volume(ctx: &Context) -> Result<KeptVolume, Failure> {
+pub(super) async fn persistent_builds_volume(
+    ctx: &Context,
+) -> Result<(String, Option<crate::executor::gc::BuildsVolumeLock>), Failure> {
     use crate::podman::labels::LABEL_BUILDS_VOLUME;
     let name = crate::executor::env::persistent_builds_volume(
         &ctx.job.runner_short_token,

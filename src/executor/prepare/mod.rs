@@ -45,7 +45,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     let mut pull_auth = PullAuth::for_job(ctx, configured_auth, req.response, &job_dir)?;
 
     let labels = ctx.job.labels(&crate::state::now().to_string());
-    let (images, kept) = pull_images_and_kept_volume(ctx, &req, &mut pull_auth).await?;
+    let images = pull_images(ctx, &req, &mut pull_auth).await?;
     let decided = decide(&ctx.config, &req, &images)?;
     if !decided.entrypoint.is_empty() {
         log_info(&format!(
@@ -70,7 +70,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     // `pogo exec` only: sources, cache and artifacts dirs (see executor::local).
     let local = super::local::volumes(&ctx.env).map_err(Failure::system)?;
     // held until the job container mounts the persistent volume (see gc::BuildsVolumeLock)
-    let (builds, volume_lock) = builds_volume(ctx, decided.builds, kept, &labels, &job_dir).await?;
+    let (builds, volume_lock) = builds_volume(ctx, decided.builds, &labels, &job_dir).await?;
     let runner_binary = runner_binary_mount(ctx, images.helper.is_some(), local.is_empty())?;
     let volumes = plan::volumes(
         &ctx.config,
@@ -172,25 +172,6 @@ fn create_job_dir(ctx: &Context) -> Result<PathBuf, Failure> {
     })
 }
 
-/// The job's images, and the kept builds volume of a job that fetches (looked up while the
-/// images are pulled: its `podman volume inspect` costs the job no time of its own).
-async fn pull_images_and_kept_volume(
-    ctx: &Context,
-    req: &Request<'_>,
-    pull_auth: &mut PullAuth,
-) -> Result<(Images, Option<KeptVolume>), Failure> {
-    let keeps =
-        plan::builds_volume(&ctx.config, req.fetch, false, false) == plan::BuildsVolume::Persistent;
-    let (images, kept) = tokio::join!(pull_images(ctx, req, pull_auth), async {
-        if keeps {
-            Some(persistent_builds_volume(ctx).await)
-        } else {
-            None
-        }
-    });
-    Ok((images?, kept.transpose()?))
-}
-
 /// The job's image, its services' and the helper image, each in local storage (pulled per
 /// its pull policies) and noted for `pogo gc`'s image limits.
 async fn pull_images(
@@ -280,21 +261,16 @@ fn cache_mount(ctx: &Context) -> Result<Option<String>, Failure> {
 }
 
 /// The builds volume `kind` says (see plan::BuildsVolume), and the lock that keeps gc from a
-/// persistent one until the job container mounts it (`kept`: the persistent one, when
-/// prepare looked it up already).
+/// persistent one until the job container mounts it.
 async fn builds_volume(
     ctx: &Context,
     kind: plan::BuildsVolume,
-    kept: Option<KeptVolume>,
     labels: &[(String, String)],
     job_dir: &Path,
 ) -> Result<(Option<String>, Option<super::gc::BuildsVolumeLock>), Failure> {
     match kind {
         plan::BuildsVolume::Persistent => {
-            let (volume, lock) = match kept {
-                Some(kept) => kept,
-                None => persistent_builds_volume(ctx).await?,
-            };
+            let (volume, lock) = persistent_builds_volume(ctx).await?;
             Ok((Some(volume), lock))
         }
         plan::BuildsVolume::PerJob => {
