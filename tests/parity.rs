@@ -984,46 +984,76 @@ fn big_repo(parent: &std::path::Path, commits: usize) -> (std::path::PathBuf, St
 }
 
 /// The figures in docs/performance.md: `cargo test --test parity -- --ignored --nocapture measure`.
+/// A job that fetches, round after round in the same project and slot: with
+/// `persistent_builds_days: 0` (a fresh builds volume per job: a whole clone each time) and
+/// with the default (the kept volume: a fetch into the last clone), interleaved.
 #[test]
 #[ignore = "a measurement for docs/performance.md, not a check"]
-fn measure_get_sources_fetch_vs_clone_on_a_2000_commit_repository() {
+fn measure_a_fetch_job_with_and_without_the_kept_builds_volume_on_a_2000_commit_repository() {
     require_helper!();
     let dir = tempfile::tempdir().unwrap();
     let (repo, sha) = big_repo(dir.path(), 2000);
-    let env = TestEnv::new(&helper_config(&repo).with_extra_yaml("persistent_builds_days: 7\n"));
-    let mut driver = env.driver();
-    let runner = format!("pogome{}", unique_id());
-    driver.runner_short_token = runner.clone();
-    let mut rows = Vec::new();
+    let fresh = TestEnv::new(&helper_config(&repo).with_extra_yaml("persistent_builds_days: 0\n"));
+    let kept = TestEnv::new(&helper_config(&repo));
+    let runner = format!("kept{}", unique_id());
+    let ms = |r: &JobResult, phase: &str| {
+        r.phase_times
+            .iter()
+            .filter(|(n, _)| phase == "job" || n == phase)
+            .map(|(_, d)| d.as_secs_f64() * 1000.0)
+            .sum::<f64>()
+    };
+    let mut rows: Vec<(&str, &str, [f64; 3])> = Vec::new();
     for depth in ["0", "20"] {
         let mut project = None;
-        for (round, strategy) in ["clone", "fetch"].repeat(5).iter().enumerate() {
-            let mut job = git_job(&env, &sha, strategy, &["true"]);
-            job.variables
-                .push(pogo::driver::Variable::new("GIT_DEPTH", depth));
-            if let Some(p) = &project {
-                job.project_path.clone_from(p);
+        for round in 0..6 {
+            for (what, env) in [
+                ("persistent_builds_days: 0", &fresh),
+                ("kept (default)", &kept),
+            ] {
+                let mut driver = env.driver();
+                driver.runner_short_token = runner.clone();
+                let mut job = git_job(env, &sha, "fetch", &["true"]);
+                job.variables
+                    .push(pogo::driver::Variable::new("GIT_DEPTH", depth));
+                job.project_path
+                    .clone_from(project.get_or_insert_with(|| job.project_path.clone()));
+                let r = env.run_with(&driver, &job, None);
+                assert_success(&r);
+                // round 0 makes the kept clone
+                if round > 0 {
+                    rows.push((
+                        depth,
+                        what,
+                        [ms(&r, "prepare"), ms(&r, "get_sources"), ms(&r, "job")],
+                    ));
+                }
             }
-            project.get_or_insert_with(|| job.project_path.clone());
-            let r = env.run_with(&driver, &job, None);
-            assert_success(&r);
-            let t = r
-                .phase_times
-                .iter()
-                .find(|(n, _)| n == "get_sources")
-                .map(|(_, d)| *d)
-                .unwrap();
-            rows.push((depth, round, *strategy, t));
         }
     }
-    for (depth, round, strategy, t) in &rows {
-        eprintln!(
-            "MEASURE GIT_DEPTH={depth:<2} round {round}: {strategy:<5} get_sources {:>7.1} ms",
-            t.as_secs_f64() * 1000.0
-        );
+    for depth in ["0", "20"] {
+        for what in ["persistent_builds_days: 0", "kept (default)"] {
+            let median = |k: usize| {
+                let mut v: Vec<f64> = rows
+                    .iter()
+                    .filter(|(d, w, _)| *d == depth && *w == what)
+                    .map(|(_, _, t)| t[k])
+                    .collect();
+                v.sort_by(f64::total_cmp);
+                (v[v.len() / 2], v[0], v[v.len() - 1])
+            };
+            let [p, g, j] = [median(0), median(1), median(2)];
+            eprintln!(
+                "MEASURE GIT_DEPTH={depth:<2} {what:<26} prepare {:.0} ms ({:.0}–{:.0}), \
+                 get_sources {:.0} ms ({:.0}–{:.0}), all phases {:.0} ms ({:.0}–{:.0})",
+                p.0, p.1, p.2, g.0, g.1, g.2, j.0, j.1, j.2
+            );
+        }
     }
-    let _ = pogo_gc(&env, &["--runner", &runner, "--older-than", "0s"]);
-    env.assert_no_leftovers();
+    let _ = pogo_gc(&kept, &["--runner", &runner, "--older-than", "0s"]);
+    assert!(builds_volumes_of(&kept, &runner).is_empty());
+    fresh.assert_no_leftovers();
+    kept.assert_no_leftovers();
 }
 
 /// `image: docker: user`: the job runs as that user, as the Docker executor runs it, and can
