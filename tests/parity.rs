@@ -655,9 +655,7 @@ fn the_helper_container_joins_the_jobs_pod_when_it_has_services() {
     let (driver, runner) = own_runner(&env);
     let r = env.run_with(&driver, &job, None);
     env.assert_no_leftovers();
-    let out = pogo_gc(&env, &["--runner", &runner, "--older-than", "0s"]);
-    assert!(out.status.success(), "{out:?}");
-    assert!(builds_volumes_of(&env, &runner).is_empty());
+    remove_kept_volumes(&env, &runner);
     assert_success(&r);
     let log = plain_log(&r);
     assert!(log.contains("\nfrom-git\n"), "{log}");
@@ -737,27 +735,59 @@ fn own_runner(env: &TestEnv) -> (pogo::driver::Driver, String) {
     (driver, runner)
 }
 
+/// Removes `runner`'s kept builds volumes the way a user would, `pogo gc` finding them by label.
+fn remove_kept_volumes(env: &TestEnv, runner: &str) {
+    let out = pogo_gc(env, &["--runner", runner, "--older-than", "0s"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(builds_volumes_of(env, runner).is_empty());
+}
+
+/// A repository, a runner with the helper image (and `extra` config) of its own, and the
+/// first job of a project, which fetched and left `.git/pogo-marker` in its clone.
+struct FirstFetch {
+    _dir: tempfile::TempDir,
+    env: TestEnv,
+    driver: pogo::driver::Driver,
+    runner: String,
+    sha: String,
+    first: Job,
+    first_log: String,
+}
+
+impl FirstFetch {
+    fn run(extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, sha) = bare_repo(dir.path(), &[("hello.txt", "hello\n")]);
+        let env = TestEnv::new(&helper_config(&repo).with_extra_yaml(extra));
+        let (driver, runner) = own_runner(&env);
+        let first = git_job(&env, &sha, "fetch", &["touch .git/pogo-marker"]);
+        let r = env.run_with(&driver, &first, None);
+        assert_success(&r);
+        FirstFetch {
+            _dir: dir,
+            env,
+            driver,
+            runner,
+            sha,
+            first,
+            first_log: plain_log(&r),
+        }
+    }
+
+    /// A job of the first job's project with `strategy` that runs `script`.
+    fn next(&self, strategy: &str, script: &[&str]) -> Job {
+        let mut job = git_job(&self.env, &self.sha, strategy, script);
+        job.project_path.clone_from(&self.first.project_path);
+        job
+    }
+}
+
 #[test]
 fn by_default_a_fetch_finds_its_projects_last_clone_while_clone_and_none_start_afresh() {
     require_helper!();
-    let dir = tempfile::tempdir().unwrap();
-    let (repo, sha) = bare_repo(dir.path(), &[("hello.txt", "hello\n")]);
-    let env = TestEnv::new(&helper_config(&repo)); // persistent_builds_days not set
-    let (driver, runner) = own_runner(&env);
-    let project = |mut job: Job| {
-        job.project_path = format!("pogo-test/kept-{runner}");
-        job
-    };
-
-    let first = project(git_job(
-        &env,
-        &sha,
-        "fetch",
-        &["touch .git/pogo-marker", "echo first"],
-    ));
-    let r = env.run_with(&driver, &first, None);
-    assert_success(&r);
-    let log = plain_log(&r);
+    let t = FirstFetch::run(""); // persistent_builds_days not set
+    let (env, driver, runner) = (&t.env, &t.driver, &t.runner);
+    let log = &t.first_log;
     assert!(log.contains("Created fresh repository."), "{log}");
     assert!(
         log.contains("created the builds volume pogo-builds-")
@@ -766,55 +796,37 @@ fn by_default_a_fetch_finds_its_projects_last_clone_while_clone_and_none_start_a
     );
 
     // fetch: the same clone, with what the first job left inside .git/ (git clean keeps it)
-    let second = project(git_job(
-        &env,
-        &sha,
-        "fetch",
-        &["test -e .git/pogo-marker && echo marker-kept"],
-    ));
-    let r = env.run_with(&driver, &second, None);
+    let kept = &["test -e .git/pogo-marker && echo marker-kept"];
+    let r = env.run_with(driver, &t.next("fetch", kept), None);
     assert_success(&r);
     assert_fetch_reused_the_clone(&plain_log(&r));
 
     // clone and none: a fresh directory, as the Docker executor gives them, and the kept
     // clone stays as it was
-    let clone = project(git_job(
-        &env,
-        &sha,
+    let clone = t.next(
         "clone",
         &["test ! -e .git/pogo-marker && echo clone-is-fresh"],
-    ));
-    let none = project(git_job(
-        &env,
-        &sha,
-        "none",
-        &["test ! -e .git && echo none-is-empty"],
-    ));
+    );
+    let none = t.next("none", &["test ! -e .git && echo none-is-empty"]);
     for (job, says) in [(&clone, "\nclone-is-fresh\n"), (&none, "\nnone-is-empty\n")] {
-        let r = env.run_with(&driver, job, None);
+        let r = env.run_with(driver, job, None);
         assert_success(&r);
         let log = plain_log(&r);
         assert!(log.contains(says), "{log}");
         assert!(!log.contains("builds volume pogo-builds-"), "{log}");
     }
-    let again = project(git_job(
-        &env,
-        &sha,
-        "fetch",
-        &["test -e .git/pogo-marker && echo marker-kept"],
-    ));
-    let r = env.run_with(&driver, &again, None);
+    let r = env.run_with(driver, &t.next("fetch", kept), None);
     assert_success(&r);
     assert_fetch_reused_the_clone(&plain_log(&r));
     env.assert_no_leftovers();
 
     // cleanup keeps the volume; gc removes it, found by its label, once unused for 7 days
-    let volumes = builds_volumes_of(&env, &runner);
+    let volumes = builds_volumes_of(env, runner);
     assert_eq!(volumes.len(), 1, "{volumes:?}");
-    let out = pogo_gc(&env, &["--runner", &runner]);
+    let out = pogo_gc(env, &["--runner", runner]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
-        builds_volumes_of(&env, &runner),
+        builds_volumes_of(env, runner),
         volumes,
         "7 days are not over"
     );
@@ -825,7 +837,7 @@ fn by_default_a_fetch_finds_its_projects_last_clone_while_clone_and_none_start_a
         .status()
         .unwrap();
     assert!(aged.success() && stamp.exists(), "{}", stamp.display());
-    let out = pogo_gc(&env, &["--runner", &runner]);
+    let out = pogo_gc(env, &["--runner", runner]);
     assert!(out.status.success(), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stdout).contains(&format!(
@@ -834,7 +846,7 @@ fn by_default_a_fetch_finds_its_projects_last_clone_while_clone_and_none_start_a
         )),
         "{out:?}"
     );
-    assert!(builds_volumes_of(&env, &runner).is_empty());
+    assert!(builds_volumes_of(env, runner).is_empty());
 }
 
 /// podman hands a non-root job's builds volume to its user (`:U`, all of it): in the kept
@@ -844,16 +856,8 @@ fn by_default_a_fetch_finds_its_projects_last_clone_while_clone_and_none_start_a
 #[test]
 fn a_non_root_job_fetches_into_a_fresh_builds_dir_and_the_kept_clone_stays_usable() {
     require_helper!();
-    let dir = tempfile::tempdir().unwrap();
-    let (repo, sha) = bare_repo(dir.path(), &[("hello.txt", "hello\n")]);
-    let env = TestEnv::new(&helper_config(&repo));
-    let (driver, runner) = own_runner(&env);
-    let first = git_job(&env, &sha, "fetch", &["touch .git/pogo-marker"]);
-    assert_success(&env.run_with(&driver, &first, None));
-
-    let mut non_root = git_job(
-        &env,
-        &sha,
+    let t = FirstFetch::run("");
+    let mut non_root = t.next(
         "fetch",
         &[
             "echo \"uid=$(id -u)\"",
@@ -861,9 +865,8 @@ fn a_non_root_job_fetches_into_a_fresh_builds_dir_and_the_kept_clone_stays_usabl
             "echo more >> hello.txt && touch made && echo wrote-in-clone",
         ],
     );
-    non_root.project_path.clone_from(&first.project_path);
     non_root.image = Some(Image::new(non_root_image()));
-    let r = env.run_with(&driver, &non_root, None);
+    let r = t.env.run_with(&t.driver, &non_root, None);
     assert_success(&r);
     let log = plain_log(&r);
     assert!(log.contains("\nuid=1000\n"), "{log}");
@@ -871,78 +874,50 @@ fn a_non_root_job_fetches_into_a_fresh_builds_dir_and_the_kept_clone_stays_usabl
     assert!(log.contains("\nwrote-in-clone\n"), "{log}");
     assert!(!log.contains("builds volume pogo-builds-"), "{log}");
 
-    let mut again = git_job(
-        &env,
-        &sha,
-        "fetch",
-        &["test -e .git/pogo-marker && echo marker-kept"],
-    );
-    again.project_path.clone_from(&first.project_path);
-    let r = env.run_with(&driver, &again, None);
+    let again = t.next("fetch", &["test -e .git/pogo-marker && echo marker-kept"]);
+    let r = t.env.run_with(&t.driver, &again, None);
     assert_success(&r);
     assert_fetch_reused_the_clone(&plain_log(&r));
-    env.assert_no_leftovers();
-    let out = pogo_gc(&env, &["--runner", &runner, "--older-than", "0s"]);
-    assert!(out.status.success(), "{out:?}");
-    assert!(builds_volumes_of(&env, &runner).is_empty());
+    t.env.assert_no_leftovers();
+    remove_kept_volumes(&t.env, &t.runner);
 }
 
 #[test]
 fn projects_and_slots_never_share_a_kept_builds_volume() {
     require_helper!();
-    let dir = tempfile::tempdir().unwrap();
-    let (repo, sha) = bare_repo(dir.path(), &[("hello.txt", "hello\n")]);
-    let env = TestEnv::new(&helper_config(&repo));
-    let (driver, runner) = own_runner(&env);
-    let first = git_job(&env, &sha, "fetch", &["touch .git/pogo-marker"]);
-    assert_success(&env.run_with(&driver, &first, None));
-
+    let t = FirstFetch::run("");
     let fresh = &["test ! -e .git/pogo-marker && echo own-clone"];
     // another project, same slot
-    let other_project = git_job(&env, &sha, "fetch", fresh);
+    let other_project = git_job(&t.env, &t.sha, "fetch", fresh);
     // the same project, another slot (CI_CONCURRENT_PROJECT_ID)
-    let mut other_slot = git_job(&env, &sha, "fetch", fresh);
-    other_slot.project_path.clone_from(&first.project_path);
-    let mut slot_1 = driver.clone();
+    let other_slot = t.next("fetch", fresh);
+    let mut slot_1 = t.driver.clone();
     slot_1.concurrent_id = 1;
-    for (job, driver) in [(&other_project, &driver), (&other_slot, &slot_1)] {
-        let r = env.run_with(driver, job, None);
+    for (job, driver) in [(&other_project, &t.driver), (&other_slot, &slot_1)] {
+        let r = t.env.run_with(driver, job, None);
         assert_success(&r);
         let log = plain_log(&r);
         assert!(log.contains("Created fresh repository."), "{log}");
         assert!(log.contains("\nown-clone\n"), "{log}");
         assert!(log.contains("created the builds volume"), "{log}");
     }
-    env.assert_no_leftovers();
-    assert_eq!(builds_volumes_of(&env, &runner).len(), 3);
-    let out = pogo_gc(&env, &["--runner", &runner, "--older-than", "0s"]);
-    assert!(out.status.success(), "{out:?}");
-    assert!(builds_volumes_of(&env, &runner).is_empty());
+    t.env.assert_no_leftovers();
+    assert_eq!(builds_volumes_of(&t.env, &t.runner).len(), 3);
+    remove_kept_volumes(&t.env, &t.runner);
 }
 
 #[test]
 fn with_persistent_builds_days_0_every_fetch_clones_afresh_and_nothing_is_kept() {
     require_helper!();
-    let dir = tempfile::tempdir().unwrap();
-    let (repo, sha) = bare_repo(dir.path(), &[("hello.txt", "hello\n")]);
-    let env = TestEnv::new(&helper_config(&repo).with_extra_yaml("persistent_builds_days: 0\n"));
-    let (driver, runner) = own_runner(&env);
-    let first = git_job(&env, &sha, "fetch", &["touch .git/pogo-marker"]);
-    assert_success(&env.run_with(&driver, &first, None));
-    let mut second = git_job(
-        &env,
-        &sha,
-        "fetch",
-        &["test ! -e .git/pogo-marker && echo fresh"],
-    );
-    second.project_path.clone_from(&first.project_path);
-    let r = env.run_with(&driver, &second, None);
+    let t = FirstFetch::run("persistent_builds_days: 0\n");
+    let second = t.next("fetch", &["test ! -e .git/pogo-marker && echo fresh"]);
+    let r = t.env.run_with(&t.driver, &second, None);
     assert_success(&r);
     let log = plain_log(&r);
     assert!(log.contains("Created fresh repository."), "{log}");
     assert!(log.contains("\nfresh\n"), "{log}");
-    env.assert_no_leftovers();
-    assert!(builds_volumes_of(&env, &runner).is_empty());
+    t.env.assert_no_leftovers();
+    assert!(builds_volumes_of(&t.env, &t.runner).is_empty());
 }
 
 /// A repository with `commits` commits on `main`, each adding a 1 KiB file (git fast-import).
@@ -1050,8 +1025,7 @@ fn measure_a_fetch_job_with_and_without_the_kept_builds_volume_on_a_2000_commit_
             );
         }
     }
-    let _ = pogo_gc(&kept, &["--runner", &runner, "--older-than", "0s"]);
-    assert!(builds_volumes_of(&kept, &runner).is_empty());
+    remove_kept_volumes(&kept, &runner);
     fresh.assert_no_leftovers();
     kept.assert_no_leftovers();
 }
