@@ -648,12 +648,16 @@ fn the_helper_container_joins_the_jobs_pod_when_it_has_services() {
         &["cat page.txt", "wget -qO- http://web:80/; echo"],
     );
     job.services = vec![httpd_service("web")];
-    let r = run_checked(&env, &job);
+    // a fetch keeps its builds volume: this test's own runner, and gc removes it below
+    let (driver, runner) = own_runner(&env);
+    let r = env.run_with(&driver, &job, None);
+    env.assert_no_leftovers();
+    remove_kept_volumes(&env, &runner);
     assert_success(&r);
     let log = plain_log(&r);
     assert!(log.contains("\nfrom-git\n"), "{log}");
     assert!(log.contains("\npogo-service-ok\n"), "{log}");
-    assert!(log.contains("--name pogo-pogotest-"), "{log}");
+    assert!(log.contains(&format!("--name pogo-{runner}-")), "{log}");
     assert!(
         log.lines()
             .any(|l| l.starts_with("pogo: starting helper container") && l.contains("--pod")),
@@ -719,74 +723,198 @@ fn pogo_gc(env: &TestEnv, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-#[test]
-fn fetch_reuses_the_clone_in_the_persistent_builds_volume_and_clone_starts_fresh() {
-    require_helper!();
-    let dir = tempfile::tempdir().unwrap();
-    let (repo, sha) = bare_repo(dir.path(), &[("hello.txt", "hello\n")]);
-    let env = TestEnv::new(&helper_config(&repo).with_extra_yaml("persistent_builds_days: 7\n"));
+/// A driver whose runner token is its own (`kept…`, which the suite's leftover check knows):
+/// `pogo gc --runner` then touches this test's kept builds volumes alone.
+fn own_runner(env: &TestEnv) -> (pogo::driver::Driver, String) {
     let mut driver = env.driver();
-    let runner = format!("pogopb{}", unique_id());
+    let runner = format!("kept{}", unique_id());
     driver.runner_short_token = runner.clone();
+    (driver, runner)
+}
 
-    let first = git_job(
-        &env,
-        &sha,
-        "fetch",
-        &["touch .git/pogo-marker", "echo first"],
-    );
-    let r = env.run_with(&driver, &first, None);
-    assert_success(&r);
-    let log = plain_log(&r);
+/// Removes `runner`'s kept builds volumes the way a user would, `pogo gc` finding them by label.
+fn remove_kept_volumes(env: &TestEnv, runner: &str) {
+    let out = pogo_gc(env, &["--runner", runner, "--older-than", "0s"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(builds_volumes_of(env, runner).is_empty());
+}
+
+/// A repository, a runner with the helper image (and `extra` config) of its own, and the
+/// first job of a project, which fetched and left `.git/pogo-marker` in its clone.
+struct FirstFetch {
+    _dir: tempfile::TempDir,
+    env: TestEnv,
+    driver: pogo::driver::Driver,
+    runner: String,
+    sha: String,
+    first: Job,
+    first_log: String,
+}
+
+impl FirstFetch {
+    fn run(extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, sha) = bare_repo(dir.path(), &[("hello.txt", "hello\n")]);
+        let env = TestEnv::new(&helper_config(&repo).with_extra_yaml(extra));
+        let (driver, runner) = own_runner(&env);
+        let first = git_job(&env, &sha, "fetch", &["touch .git/pogo-marker"]);
+        let r = env.run_with(&driver, &first, None);
+        assert_success(&r);
+        FirstFetch {
+            _dir: dir,
+            env,
+            driver,
+            runner,
+            sha,
+            first,
+            first_log: plain_log(&r),
+        }
+    }
+
+    /// A job of the first job's project with `strategy` that runs `script`.
+    fn next(&self, strategy: &str, script: &[&str]) -> Job {
+        let mut job = git_job(&self.env, &self.sha, strategy, script);
+        job.project_path.clone_from(&self.first.project_path);
+        job
+    }
+}
+
+#[test]
+fn by_default_a_fetch_finds_its_projects_last_clone_while_clone_and_none_start_afresh() {
+    require_helper!();
+    let t = FirstFetch::run(""); // persistent_builds_days not set
+    let (env, driver, runner) = (&t.env, &t.driver, &t.runner);
+    let log = &t.first_log;
     assert!(log.contains("Created fresh repository."), "{log}");
     assert!(
-        log.contains("created the builds volume pogo-builds-"),
-        "{log}"
+        log.contains("created the builds volume pogo-builds-")
+            && log.contains("persistent_builds_days; 0 turns it off"),
+        "the log says how to turn it off: {log}"
     );
 
     // fetch: the same clone, with what the first job left inside .git/ (git clean keeps it)
-    let mut second = git_job(
-        &env,
-        &sha,
-        "fetch",
-        &["test -e .git/pogo-marker && echo marker-kept"],
-    );
-    second.project_path = first.project_path.clone();
-    let r = env.run_with(&driver, &second, None);
+    let kept = &["test -e .git/pogo-marker && echo marker-kept"];
+    let r = env.run_with(driver, &t.next("fetch", kept), None);
     assert_success(&r);
-    let log = plain_log(&r);
-    assert_fetch_reused_the_clone(&log);
+    assert_fetch_reused_the_clone(&plain_log(&r));
 
-    // clone: a fresh directory
-    let mut third = git_job(
-        &env,
-        &sha,
+    // clone and none: a fresh directory, as the Docker executor gives them, and the kept
+    // clone stays as it was
+    let clone = t.next(
         "clone",
-        &["test ! -e .git/pogo-marker && echo marker-gone"],
+        &["test ! -e .git/pogo-marker && echo clone-is-fresh"],
     );
-    third.project_path = first.project_path.clone();
-    let r = env.run_with(&driver, &third, None);
+    let none = t.next("none", &["test ! -e .git && echo none-is-empty"]);
+    for (job, says) in [(&clone, "\nclone-is-fresh\n"), (&none, "\nnone-is-empty\n")] {
+        let r = env.run_with(driver, job, None);
+        assert_success(&r);
+        let log = plain_log(&r);
+        assert!(log.contains(says), "{log}");
+        assert!(!log.contains("builds volume pogo-builds-"), "{log}");
+    }
+    let r = env.run_with(driver, &t.next("fetch", kept), None);
     assert_success(&r);
-    assert!(plain_log(&r).contains("\nmarker-gone\n"), "{}", r.log);
+    assert_fetch_reused_the_clone(&plain_log(&r));
     env.assert_no_leftovers();
 
-    // cleanup keeps the volume; gc removes it once unused for long enough
-    let volumes = builds_volumes_of(&env, &runner);
+    // cleanup keeps the volume; gc removes it, found by its label, once unused for 7 days
+    let volumes = builds_volumes_of(env, runner);
     assert_eq!(volumes.len(), 1, "{volumes:?}");
-    let out = pogo_gc(&env, &["--runner", &runner]);
+    let out = pogo_gc(env, &["--runner", runner]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
-        builds_volumes_of(&env, &runner),
+        builds_volumes_of(env, runner),
         volumes,
         "7 days are not over"
     );
-    let out = pogo_gc(&env, &["--runner", &runner, "--older-than", "0s"]);
+    let stamp = env.working_dir.join("builds-volumes").join(&volumes[0]);
+    let aged = std::process::Command::new("touch")
+        .args(["-d", "8 days ago"])
+        .arg(&stamp)
+        .status()
+        .unwrap();
+    assert!(aged.success() && stamp.exists(), "{}", stamp.display());
+    let out = pogo_gc(env, &["--runner", runner]);
     assert!(out.status.success(), "{out:?}");
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("removed builds volume pogo-builds-"),
+        String::from_utf8_lossy(&out.stdout).contains(&format!(
+            "removed builds volume {} (unused for 8days",
+            volumes[0]
+        )),
         "{out:?}"
     );
-    assert!(builds_volumes_of(&env, &runner).is_empty());
+    assert!(builds_volumes_of(env, runner).is_empty());
+}
+
+/// podman hands a non-root job's builds volume to its user (`:U`, all of it): in the kept
+/// clone, git as root (the helper, the next job) would then refuse to fetch ("detected dubious
+/// ownership"). So a non-root job gets a builds volume of its own, and the kept clone stays
+/// the other jobs'.
+#[test]
+fn a_non_root_job_fetches_into_a_fresh_builds_dir_and_the_kept_clone_stays_usable() {
+    require_helper!();
+    let t = FirstFetch::run("");
+    let mut non_root = t.next(
+        "fetch",
+        &[
+            "echo \"uid=$(id -u)\"",
+            "test ! -e .git/pogo-marker && echo fresh",
+            "echo more >> hello.txt && touch made && echo wrote-in-clone",
+        ],
+    );
+    non_root.image = Some(Image::new(non_root_image()));
+    let r = t.env.run_with(&t.driver, &non_root, None);
+    assert_success(&r);
+    let log = plain_log(&r);
+    assert!(log.contains("\nuid=1000\n"), "{log}");
+    assert!(log.contains("\nfresh\n"), "{log}");
+    assert!(log.contains("\nwrote-in-clone\n"), "{log}");
+    assert!(!log.contains("builds volume pogo-builds-"), "{log}");
+
+    let again = t.next("fetch", &["test -e .git/pogo-marker && echo marker-kept"]);
+    let r = t.env.run_with(&t.driver, &again, None);
+    assert_success(&r);
+    assert_fetch_reused_the_clone(&plain_log(&r));
+    t.env.assert_no_leftovers();
+    remove_kept_volumes(&t.env, &t.runner);
+}
+
+#[test]
+fn projects_and_slots_never_share_a_kept_builds_volume() {
+    require_helper!();
+    let t = FirstFetch::run("");
+    let fresh = &["test ! -e .git/pogo-marker && echo own-clone"];
+    // another project, same slot
+    let other_project = git_job(&t.env, &t.sha, "fetch", fresh);
+    // the same project, another slot (CI_CONCURRENT_PROJECT_ID)
+    let other_slot = t.next("fetch", fresh);
+    let mut slot_1 = t.driver.clone();
+    slot_1.concurrent_id = 1;
+    for (job, driver) in [(&other_project, &t.driver), (&other_slot, &slot_1)] {
+        let r = t.env.run_with(driver, job, None);
+        assert_success(&r);
+        let log = plain_log(&r);
+        assert!(log.contains("Created fresh repository."), "{log}");
+        assert!(log.contains("\nown-clone\n"), "{log}");
+        assert!(log.contains("created the builds volume"), "{log}");
+    }
+    t.env.assert_no_leftovers();
+    assert_eq!(builds_volumes_of(&t.env, &t.runner).len(), 3);
+    remove_kept_volumes(&t.env, &t.runner);
+}
+
+#[test]
+fn with_persistent_builds_days_0_every_fetch_clones_afresh_and_nothing_is_kept() {
+    require_helper!();
+    let t = FirstFetch::run("persistent_builds_days: 0\n");
+    let second = t.next("fetch", &["test ! -e .git/pogo-marker && echo fresh"]);
+    let r = t.env.run_with(&t.driver, &second, None);
+    assert_success(&r);
+    let log = plain_log(&r);
+    assert!(log.contains("Created fresh repository."), "{log}");
+    assert!(log.contains("\nfresh\n"), "{log}");
+    t.env.assert_no_leftovers();
+    assert!(builds_volumes_of(&t.env, &t.runner).is_empty());
 }
 
 /// A repository with `commits` commits on `main`, each adding a 1 KiB file (git fast-import).
@@ -828,46 +956,75 @@ fn big_repo(parent: &std::path::Path, commits: usize) -> (std::path::PathBuf, St
 }
 
 /// The figures in docs/performance.md: `cargo test --test suite parity::measure -- --ignored --nocapture`.
+/// A job that fetches, round after round in the same project and slot: with
+/// `persistent_builds_days: 0` (a fresh builds volume per job: a whole clone each time) and
+/// with the default (the kept volume: a fetch into the last clone), interleaved.
 #[test]
 #[ignore = "a measurement for docs/performance.md, not a check"]
-fn measure_get_sources_fetch_vs_clone_on_a_2000_commit_repository() {
+fn measure_a_fetch_job_with_and_without_the_kept_builds_volume_on_a_2000_commit_repository() {
     require_helper!();
     let dir = tempfile::tempdir().unwrap();
     let (repo, sha) = big_repo(dir.path(), 2000);
-    let env = TestEnv::new(&helper_config(&repo).with_extra_yaml("persistent_builds_days: 7\n"));
-    let mut driver = env.driver();
-    let runner = format!("pogome{}", unique_id());
-    driver.runner_short_token = runner.clone();
-    let mut rows = Vec::new();
+    let fresh = TestEnv::new(&helper_config(&repo).with_extra_yaml("persistent_builds_days: 0\n"));
+    let kept = TestEnv::new(&helper_config(&repo));
+    let runner = format!("kept{}", unique_id());
+    let ms = |r: &JobResult, phase: &str| {
+        r.phase_times
+            .iter()
+            .filter(|(n, _)| phase == "job" || n == phase)
+            .map(|(_, d)| d.as_secs_f64() * 1000.0)
+            .sum::<f64>()
+    };
+    let mut rows: Vec<(&str, &str, [f64; 3])> = Vec::new();
     for depth in ["0", "20"] {
         let mut project = None;
-        for (round, strategy) in ["clone", "fetch"].repeat(5).iter().enumerate() {
-            let mut job = git_job(&env, &sha, strategy, &["true"]);
-            job.variables
-                .push(pogo::driver::Variable::new("GIT_DEPTH", depth));
-            if let Some(p) = &project {
-                job.project_path.clone_from(p);
+        for round in 0..6 {
+            for (what, env) in [
+                ("persistent_builds_days: 0", &fresh),
+                ("kept (default)", &kept),
+            ] {
+                let mut driver = env.driver();
+                driver.runner_short_token = runner.clone();
+                let mut job = git_job(env, &sha, "fetch", &["true"]);
+                job.variables
+                    .push(pogo::driver::Variable::new("GIT_DEPTH", depth));
+                job.project_path
+                    .clone_from(project.get_or_insert_with(|| job.project_path.clone()));
+                let r = env.run_with(&driver, &job, None);
+                assert_success(&r);
+                // round 0 makes the kept clone
+                if round > 0 {
+                    rows.push((
+                        depth,
+                        what,
+                        [ms(&r, "prepare"), ms(&r, "get_sources"), ms(&r, "job")],
+                    ));
+                }
             }
-            project.get_or_insert_with(|| job.project_path.clone());
-            let r = env.run_with(&driver, &job, None);
-            assert_success(&r);
-            let t = r
-                .phase_times
-                .iter()
-                .find(|(n, _)| n == "get_sources")
-                .map(|(_, d)| *d)
-                .unwrap();
-            rows.push((depth, round, *strategy, t));
         }
     }
-    for (depth, round, strategy, t) in &rows {
-        eprintln!(
-            "MEASURE GIT_DEPTH={depth:<2} round {round}: {strategy:<5} get_sources {:>7.1} ms",
-            t.as_secs_f64() * 1000.0
-        );
+    for depth in ["0", "20"] {
+        for what in ["persistent_builds_days: 0", "kept (default)"] {
+            let median = |k: usize| {
+                let mut v: Vec<f64> = rows
+                    .iter()
+                    .filter(|(d, w, _)| *d == depth && *w == what)
+                    .map(|(_, _, t)| t[k])
+                    .collect();
+                v.sort_by(f64::total_cmp);
+                (v[v.len() / 2], v[0], v[v.len() - 1])
+            };
+            let [p, g, j] = [median(0), median(1), median(2)];
+            eprintln!(
+                "MEASURE GIT_DEPTH={depth:<2} {what:<26} prepare {:.0} ms ({:.0}–{:.0}), \
+                 get_sources {:.0} ms ({:.0}–{:.0}), all phases {:.0} ms ({:.0}–{:.0})",
+                p.0, p.1, p.2, g.0, g.1, g.2, j.0, j.1, j.2
+            );
+        }
     }
-    let _ = pogo_gc(&env, &["--runner", &runner, "--older-than", "0s"]);
-    env.assert_no_leftovers();
+    remove_kept_volumes(&kept, &runner);
+    fresh.assert_no_leftovers();
+    kept.assert_no_leftovers();
 }
 
 /// `image: docker: user`: the job runs as that user, as the Docker executor runs it, and can

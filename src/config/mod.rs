@@ -420,7 +420,9 @@ pub fn finalize(
         stage_runner: raw.stage_runner.unwrap_or_default(),
         shell: raw.shell.unwrap_or_default(),
         helper_image,
-        persistent_builds_days: raw.persistent_builds_days.unwrap_or(0),
+        persistent_builds_days: raw
+            .persistent_builds_days
+            .unwrap_or(model::DEFAULT_PERSISTENT_BUILDS_DAYS),
         keep_failed: raw.keep_failed.unwrap_or(0),
         mounts,
         extra_arguments,
@@ -773,8 +775,7 @@ pub fn to_yaml(config: &Config) -> Result<String, yaml::YamlError> {
         stage_runner: Some(config.stage_runner),
         shell: Some(config.shell),
         helper_image: config.helper_image.clone(),
-        persistent_builds_days: (config.persistent_builds_days > 0)
-            .then_some(config.persistent_builds_days),
+        persistent_builds_days: Some(config.persistent_builds_days),
         keep_failed: (config.keep_failed > 0).then_some(config.keep_failed),
         log_copy_limit: Some(config.log_copy_limit / 1024),
         max_images_size: (config.max_images_size > 0)

@@ -38,7 +38,8 @@ pub struct RawConfig {
     /// Image for the predefined stages (git, cache, artifacts); unset: the job image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helper_image: Option<String>,
-    /// Days an unused persistent builds volume is kept (0: a fresh builds dir per job).
+    /// Days an unused persistent builds volume is kept (default 7; 0: a fresh builds dir per
+    /// job).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persistent_builds_days: Option<u64>,
     /// Minutes to keep a failed job's containers for debugging (0: remove at cleanup).
@@ -431,8 +432,8 @@ pub struct Config {
     pub stage_runner: StageRunner,
     pub shell: Shell,
     pub helper_image: Option<String>,
-    /// Keep a builds volume per runner + project + slot, removed by `pogo gc` after this many
-    /// days unused (0: off).
+    /// Keep a builds volume per runner + project + slot for jobs that fetch, removed by
+    /// `pogo gc` after this many days unused (0: off).
     pub persistent_builds_days: u64,
     /// Minutes a failed job's containers are kept after cleanup (0 = off).
     pub keep_failed: u64,
@@ -458,6 +459,9 @@ pub struct Config {
 
 pub const DEFAULT_BUILDS_DIR: &str = "/builds";
 pub const DEFAULT_SERVICES_WAIT_TIMEOUT: u64 = 30;
+/// `persistent_builds_days`: a project whose jobs run at least weekly keeps its clone, as
+/// the Docker executor keeps its builds volume (which nothing removes).
+pub const DEFAULT_PERSISTENT_BUILDS_DAYS: u64 = 7;
 /// `log_copy_limit` (KiB): gitlab-runner's default `output_limit`, 4 MiB.
 pub const DEFAULT_LOG_COPY_LIMIT_KIB: u64 = 4096;
 /// The smallest and largest `log_copy_limit` (KiB): 64 KiB, 1 GiB.

@@ -422,7 +422,8 @@ impl Job {
         let mut description = json!({
             "id": self.id,
             "token": self.token,
-            "allow_git_fetch": false,
+            // the project's Git strategy: fetch, GitLab's default (see stages::git_strategy)
+            "allow_git_fetch": true,
             "job_info": {
                 "id": self.id,
                 "name": self.name,

@@ -98,6 +98,9 @@ pub struct JobEnv {
     pub timeout_secs: u64,
     /// Tags handed on by the config phase (`POGO_JOB_TAGS`), if it ran.
     pub tags: Option<Vec<String>>,
+    /// `GIT_STRATEGY` as the job's variables leave it (their last value), when set: the job's
+    /// own choice, which only decides whether prepare mounts the project's kept builds volume.
+    pub git_strategy: Option<String>,
     /// `CI_SERVER_TLS_CA_FILE`: the PEM certificates gitlab-runner trusts for GitLab (its
     /// `tls-ca-file`, or the chain it saw); a file variable, so the text itself.
     pub tls_ca: Option<String>,
@@ -305,6 +308,7 @@ impl JobEnv {
                 .and_then(|t| t.trim().parse().ok())
                 .unwrap_or(DEFAULT_JOB_TIMEOUT_SECS),
             tags,
+            git_strategy: custom(env, "GIT_STRATEGY").map(str::to_string),
             tls_ca: custom(env, "CI_SERVER_TLS_CA_FILE")
                 .filter(|v| !v.trim().is_empty())
                 .map(str::to_string),

@@ -520,9 +520,27 @@ fn describe(job: &JobObjects, now: u64) -> String {
 /// Where `prepare` notes the last use of a persistent builds volume: the file's mtime is the
 /// time, its content the days it is kept unused.
 pub fn builds_volume_stamp(working_dir: &Path, volume: &str) -> PathBuf {
+    // the whole name: the first 40 characters are the same for two slots of a project
+    let file: String = volume
+        .chars()
+        .filter(|c| crate::names::is_name_char(*c))
+        .collect();
+    let file = file.trim_start_matches(['.', '-', '_']);
     working_dir
         .join("builds-volumes")
-        .join(super::env::sanitize_name(volume, "volume"))
+        .join(if file.is_empty() { "volume" } else { file })
+}
+
+/// When `volume` was last used: its stamp's time, else that of the stamp earlier versions
+/// wrote (named by the first 40 characters of the volume's name, shared by its slots).
+fn builds_volume_touched(working_dir: &Path, volume: &str) -> Option<SystemTime> {
+    stamp_time(&builds_volume_stamp(working_dir, volume)).or_else(|| {
+        stamp_time(
+            &working_dir
+                .join("builds-volumes")
+                .join(super::env::sanitize_name(volume, "volume")),
+        )
+    })
 }
 
 /// A lock on a persistent builds volume: prepare holds it (shared) from before it looks at the
@@ -606,7 +624,7 @@ async fn remove_unused_builds_volumes(
             continue;
         }
         let stamp = builds_volume_stamp(working_dir, &name);
-        let touched = stamp_time(&stamp);
+        let touched = builds_volume_touched(working_dir, &name);
         let stamped = touched
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map(|d| d.as_secs());
@@ -637,7 +655,7 @@ async fn remove_unused_builds_volumes(
         ) else {
             continue;
         };
-        if stamp_time(&stamp) != touched {
+        if builds_volume_touched(working_dir, &name) != touched {
             continue;
         }
         // without -f: a volume a running job mounts stays
@@ -1004,6 +1022,16 @@ mod tests {
             builds_volume_stamp(Path::new("/w"), "../../etc"),
             PathBuf::from("/w/builds-volumes/etc")
         );
+        // two slots of a project with a long path: a stamp each
+        let slot = |s: &str| {
+            let name = super::super::env::persistent_builds_volume(
+                "t3_runner",
+                "platform-team/service-alpha",
+                s,
+            );
+            builds_volume_stamp(Path::new("/w"), &name)
+        };
+        assert_ne!(slot("0"), slot("1"));
     }
 
     #[test]

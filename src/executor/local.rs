@@ -63,6 +63,11 @@ pub fn parse(json: &str) -> Result<Vec<LocalMount>, String> {
     Ok(mounts)
 }
 
+/// Is this a `pogo exec` job (it set [`LOCAL_MOUNTS`])?
+pub fn is_local(env: &HashMap<String, String>) -> bool {
+    env.contains_key(LOCAL_MOUNTS)
+}
+
 /// The `--volume` values for the job container: none unless `pogo exec` set [`LOCAL_MOUNTS`].
 /// A host path that does not exist is an error naming it.
 pub fn volumes(env: &HashMap<String, String>) -> Result<Vec<String>, String> {

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 /// Where the job's builds directory lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BuildsVolume {
-    /// A volume kept per runner + project + slot (`persistent_builds_days`): `fetch` finds the
-    /// last clone.
+    /// A volume kept per runner + project + slot for jobs that fetch (`persistent_builds_days`,
+    /// on by default): `fetch` finds the last clone.
     Persistent,
     /// A volume of the job's own: the helper container shares it, or the image's non-root
     /// user could not make the directory in the container's root-owned filesystem (podman
@@ -23,10 +23,26 @@ pub enum BuildsVolume {
     None,
 }
 
-/// The builds directory's home for a job (`helper`: a helper image is configured;
-/// `non_root`: the container runs as a non-root user).
-pub fn builds_volume(config: &Config, helper: bool, non_root: bool) -> BuildsVolume {
-    if config.persistent_builds_days > 0 {
+/// Does the job's `get_sources` fetch into the last clone? As gitlab-runner decides it
+/// (`Build.GetGitStrategy`): `GIT_STRATEGY: fetch`, or no strategy it knows and the project's
+/// Git strategy setting (`allow_git_fetch`, `fetch` by GitLab's default).
+pub fn fetches(git_strategy: Option<&str>, allow_git_fetch: bool) -> bool {
+    match git_strategy {
+        Some("fetch") => true,
+        Some("clone" | "none" | "empty") => false,
+        _ => allow_git_fetch,
+    }
+}
+
+/// The builds directory's home for a job (`fetch`: the job fetches into the last clone, and
+/// is a runner's, not `pogo exec`'s; `helper`: a helper image is configured; `non_root`: the
+/// container runs as a non-root user). As the Docker executor keeps its builds volume for
+/// `fetch` jobs only, `clone`, `none` and `empty` get a fresh builds directory. So does a
+/// non-root job: podman hands its builds volume to its user (`:U`, all of it, at every start),
+/// and git as another user (the helper's root, a later job's) refuses a clone it does not own
+/// ("detected dubious ownership").
+pub fn builds_volume(config: &Config, fetch: bool, helper: bool, non_root: bool) -> BuildsVolume {
+    if fetch && !non_root && config.persistent_builds_days > 0 {
         BuildsVolume::Persistent
     } else if helper || non_root {
         BuildsVolume::PerJob
@@ -143,20 +159,50 @@ mod tests {
 
     #[test]
     fn the_builds_directory_gets_a_volume_when_it_must() {
-        let c = config("working_dir: /w\n");
-        assert_eq!(builds_volume(&c, false, false), BuildsVolume::None);
+        let off = config("working_dir: /w\npersistent_builds_days: 0\n");
+        assert_eq!(builds_volume(&off, true, false, false), BuildsVolume::None);
         assert_eq!(
-            builds_volume(&c, true, false),
+            builds_volume(&off, true, true, false),
             BuildsVolume::PerJob,
             "helper"
         );
         assert_eq!(
-            builds_volume(&c, false, true),
+            builds_volume(&off, true, false, true),
             BuildsVolume::PerJob,
             "non-root"
         );
-        let c = config("working_dir: /w\npersistent_builds_days: 7\n");
-        assert_eq!(builds_volume(&c, false, true), BuildsVolume::Persistent);
+        let default = config("working_dir: /w\n");
+        assert_eq!(
+            builds_volume(&default, true, false, false),
+            BuildsVolume::Persistent,
+            "a fetch keeps the project's builds volume by default"
+        );
+        assert_eq!(
+            builds_volume(&default, true, true, true),
+            BuildsVolume::PerJob,
+            "a non-root job's volume is handed to its user"
+        );
+        assert_eq!(
+            builds_volume(&default, false, false, false),
+            BuildsVolume::None,
+            "clone, none, empty and pogo exec start afresh"
+        );
+        assert_eq!(
+            builds_volume(&default, false, true, false),
+            BuildsVolume::PerJob
+        );
+    }
+
+    #[test]
+    fn a_job_fetches_as_gitlab_runner_decides_it() {
+        assert!(fetches(Some("fetch"), false));
+        assert!(!fetches(Some("clone"), true));
+        assert!(!fetches(Some("none"), true));
+        assert!(!fetches(Some("empty"), true));
+        // unset or unknown: the project's setting
+        assert!(fetches(None, true));
+        assert!(!fetches(None, false));
+        assert!(fetches(Some("rsync"), true));
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub struct JobResponse {
     /// Who the job is: from the description's own fields, which no variable can change.
     /// `None` when the description has no `id` (not one gitlab-runner wrote).
     pub identity: Option<JobIdentity>,
+    /// `allow_git_fetch`: the project's Git strategy is `fetch` (GitLab's default), which
+    /// applies when the job's variables set no `GIT_STRATEGY`.
+    pub allow_git_fetch: bool,
 }
 
 /// The job's identity, from the job description's own `id` and `token` fields: pogo names
@@ -111,6 +114,8 @@ pub struct Credential {
 struct Raw {
     #[serde(default)]
     id: Option<u64>,
+    #[serde(default)]
+    allow_git_fetch: Option<bool>,
     #[serde(default)]
     token: Option<String>,
     #[serde(default)]
@@ -263,6 +268,7 @@ pub fn parse(text: &str) -> Result<JobResponse, String> {
     });
     Ok(JobResponse {
         identity,
+        allow_git_fetch: raw.allow_git_fetch.unwrap_or(false),
         image: raw.image.map(ImageSpec::from).unwrap_or_default(),
         services: raw
             .services
@@ -326,7 +332,7 @@ mod tests {
     #[test]
     fn the_fields_pogo_uses_are_read_and_the_rest_ignored() {
         let r = parse(
-            r#"{"id":1,"token":"t","image":{"name":"alpine:3","alias":"","entrypoint":[""],
+            r#"{"id":1,"token":"t","allow_git_fetch":true,"image":{"name":"alpine:3","alias":"","entrypoint":[""],
                 "ports":[{"number":8080,"protocol":"http","name":"web"}],
                 "pull_policy":["if-not-present","always"],"executor_opts":{}},
                "services":[{"name":"postgres:15","entrypoint":null,"ports":null,"pull_policy":null},
@@ -346,6 +352,7 @@ mod tests {
         assert_eq!(r.credentials[0].url, "registry.example.com");
         assert_eq!(r.credentials[0].password.expose(), "glcbt-123");
         assert!(!format!("{r:?}").contains("glcbt-123"));
+        assert!(r.allow_git_fetch);
     }
 
     #[test]

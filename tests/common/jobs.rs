@@ -152,26 +152,37 @@ pub fn missing_image(what: &str, job: &Job) -> Image {
     Image::new(format!("localhost/pogo-test/{what}-{}:latest", job.id))
 }
 
-/// The persistent builds volumes (`persistent_builds_days`) of `runner` in `env.podman`'s storage.
+/// The persistent builds volumes (`persistent_builds_days`) of `runner` in `env.podman`'s
+/// storage. Their labels are checked here: podman 4.3 gives the volumes with *any* of two
+/// `--filter label=…`.
 pub fn builds_volumes_of(env: &TestEnv, runner: &str) -> Vec<String> {
     let out = env.podman.output(&[
         "volume",
         "ls",
         "--filter",
         &format!("label=io.pogo.runner={runner}"),
-        "--filter",
-        "label=io.pogo.builds-volume",
         "--format",
-        "{{.Name}}",
+        "json",
     ]);
     assert!(
         out.status.success(),
         "podman volume ls: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
+    let text = String::from_utf8_lossy(&out.stdout);
+    let volumes: Vec<serde_json::Value> = serde_json::from_str(if text.trim().is_empty() {
+        "[]"
+    } else {
+        text.trim()
+    })
+    .unwrap();
+    volumes
+        .iter()
+        .filter(|v| {
+            let labels = &v["Labels"];
+            labels["io.pogo.runner"] == runner && labels.get("io.pogo.builds-volume").is_some()
+        })
+        .filter_map(|v| v["Name"].as_str().map(str::to_string))
         .collect()
 }
 
@@ -185,7 +196,7 @@ pub fn assert_fetch_reused_the_clone(log: &str) {
     );
     assert!(!log.contains("Created fresh repository."), "{log}");
     assert!(
-        log.contains("using the builds volume pogo-builds-"),
+        log.contains("reusing the builds volume pogo-builds-"),
         "{log}"
     );
 }

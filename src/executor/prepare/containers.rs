@@ -65,9 +65,10 @@ pub(super) fn with_agent(ctx: &Context, keep_alive: KeepAlive, agent_key: &str) 
 }
 
 /// The persistent builds volume of this runner + project + slot: reused when it is there
-/// (one `podman volume inspect`), created otherwise. It carries pogo's and the runner's
-/// labels but no job's, so cleanup keeps it; `pogo gc` removes it after
-/// `persistent_builds_days` unused (the stamp under `working_dir` says when it was last used).
+/// (one `podman volume inspect`, which also says whether pogo made it), created otherwise. It
+/// carries pogo's and the runner's labels but no job's, so cleanup keeps it; `pogo gc`
+/// removes it after `persistent_builds_days` unused (the stamp under `working_dir` says when
+/// it was last used).
 pub(super) async fn persistent_builds_volume(
     ctx: &Context,
 ) -> Result<(String, Option<crate::executor::gc::BuildsVolumeLock>), Failure> {
@@ -132,7 +133,8 @@ pub(super) async fn persistent_builds_volume(
             ));
         }
         log_info(&format!(
-            "using the builds volume {name} (persistent_builds_days)"
+            "reusing the builds volume {name}: this project's last clone, for GIT_STRATEGY \
+             fetch (persistent_builds_days: 0 in the pogo config starts every job afresh)"
         ));
     } else {
         let labels = [
@@ -157,7 +159,9 @@ pub(super) async fn persistent_builds_volume(
         .map(|(k, v)| (k, crate::podman::labels::sanitize_label_value(&v)));
         match ctx.podman.run(&args::volume_create(&name, &labels)).await {
             Ok(_) => log_info(&format!(
-                "created the builds volume {name} (persistent_builds_days: kept for later jobs)"
+                "created the builds volume {name}: kept for this project's next GIT_STRATEGY \
+                 fetch, {} days unused at most (persistent_builds_days; 0 turns it off)",
+                ctx.config.persistent_builds_days
             )),
             // a job of the same slot made it a moment ago
             Err(e) if e.to_string().contains("already exists") => {}

@@ -85,7 +85,7 @@ pub fn decide(config: &Config, req: &Request<'_>, images: &Images) -> Result<Dec
         entrypoint,
         helper_entrypoint,
         non_root,
-        builds: plan::builds_volume(config, images.helper.is_some(), non_root),
+        builds: plan::builds_volume(config, req.fetch, images.helper.is_some(), non_root),
         service_waits,
     })
 }

@@ -3,7 +3,7 @@
 //! readiness ports, the allowed images, the auth file.
 
 use super::super::response::{DockerOptions, ImageSpec, JobResponse};
-use super::super::{log_info, log_warning, Context, Failure, OrFailure};
+use super::super::{log_info, log_warning, plan, Context, Failure, OrFailure};
 use crate::config::{Config, PullPolicy};
 use crate::podman::args;
 use crate::podman::service::Service;
@@ -27,6 +27,10 @@ pub struct Request<'a> {
     pub service_docker: Vec<DockerOptions>,
     /// The job description (its credentials are used to pull).
     pub response: &'a JobResponse,
+    /// The job fetches into the last clone (see [`plan::fetches`]) and is a runner's: `pogo
+    /// exec` copies the sources into a fresh builds directory for every job, so a kept one
+    /// would only keep files the sources no longer have.
+    pub fetch: bool,
 }
 
 pub fn request(ctx: &Context, tags: Vec<String>) -> Result<Request<'_>, Failure> {
@@ -75,6 +79,8 @@ pub fn request(ctx: &Context, tags: Vec<String>) -> Result<Request<'_>, Failure>
         service_pulls,
         service_ports,
         service_docker,
+        fetch: plan::fetches(ctx.job.git_strategy.as_deref(), response.allow_git_fetch)
+            && !crate::executor::local::is_local(&ctx.env),
         response,
     })
 }

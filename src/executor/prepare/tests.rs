@@ -410,3 +410,29 @@ fn services_are_waited_for_on_their_ports_else_the_images_exposed_tcp_ports() {
     let d = decide(&ctx.config, &req, &images).unwrap();
     assert_eq!(d.service_waits, vec![vec![5433], vec![1, 6379]]);
 }
+
+#[test]
+fn a_runners_job_that_fetches_gets_the_kept_builds_volume_and_pogo_exec_never_does() {
+    let fetch = |env: &[(&str, &str)], response: &str| {
+        let mut env = env.to_vec();
+        env.push(("CUSTOM_ENV_CI_JOB_IMAGE", "alpine:3"));
+        request(&context("working_dir: /w\n", &env, response), vec![])
+            .unwrap()
+            .fetch
+    };
+    let project_fetches = r#"{"id":7,"token":"t","allow_git_fetch":true}"#;
+    let project_clones = r#"{"id":7,"token":"t","allow_git_fetch":false}"#;
+    assert!(fetch(&[], project_fetches), "the project's setting");
+    assert!(!fetch(&[], project_clones));
+    assert!(fetch(
+        &[("CUSTOM_ENV_GIT_STRATEGY", "fetch")],
+        project_clones
+    ));
+    assert!(!fetch(
+        &[("CUSTOM_ENV_GIT_STRATEGY", "none")],
+        project_fetches
+    ));
+    // `pogo exec` copies the sources into a fresh builds directory for every job
+    let local = [("POGO_LOCAL_MOUNTS", "[]")];
+    assert!(!fetch(&local, project_fetches));
+}

@@ -28,7 +28,8 @@ pub fn preview(
     let grants = resolve::grants(config, tags, project);
     let tag_mounts: Vec<String> = grants.mounts.iter().map(|m| m.volume_arg()).collect();
     let helper = config.helper_image.is_some();
-    let builds = match plan::builds_volume(config, helper, false) {
+    // a job that fetches, GitLab's default
+    let builds = match plan::builds_volume(config, true, helper, false) {
         plan::BuildsVolume::Persistent => {
             Some(env::persistent_builds_volume("<runner>", project, "<slot>"))
         }
@@ -536,9 +537,17 @@ mod tests {
             );
             assert!(cmd.contains("pogo-agent-"), "the stage agent: {cmd}");
         }
-        // a helper image: no runner binary (the helper brings it), a builds volume per job
+        // a job that fetches (GitLab's default) mounts the project's kept builds volume
+        assert!(
+            cmd.contains("--volume pogo-builds-runner-group-app-")
+                && cmd.contains(&format!("-slot:{} ", c.builds_dir)),
+            "{cmd}"
+        );
+        // a helper image: no runner binary (the helper brings it); without kept builds
+        // volumes, a builds volume per job
         let mut c = c;
         c.helper_image = Some("registry.example.com/helper:1".into());
+        c.persistent_builds_days = 0;
         let (_, argv) = preview(&c, &[], "group/app", &host_init);
         let cmd = argv.join(" ");
         assert!(!cmd.contains("gitlab-runner-<version>"), "{cmd}");
