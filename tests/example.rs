@@ -321,6 +321,37 @@ fn a_failing_job_fails_the_pipeline_and_skips_later_stages() {
     PodmanCmd::default().assert_nothing_labelled(&ex.label());
 }
 
+/// `rules: needs`: the matching rule's needs replace the job's, so the job gets the
+/// artifacts of the jobs that rule names (it was ignored: the job got its own needs' always).
+#[test]
+fn the_matching_rules_needs_replace_the_jobs_needs() {
+    require_podman!();
+    let ex = Example::new();
+    let ci = format!(
+        r#"image: {IMG_BASH}
+stages: [build, test]
+a: {{stage: build, script: ["echo from-a > a.txt"], artifacts: {{paths: [a.txt]}}}}
+b: {{stage: build, script: ["echo from-b > b.txt"], artifacts: {{paths: [b.txt]}}}}
+use:
+  stage: test
+  needs: [a]
+  script: ['echo "sees:" $(cat *.txt)']
+  rules:
+    - if: $WHICH == "b"
+      needs: [b]
+    - when: on_success
+"#
+    );
+    std::fs::write(ex.project.join(".gitlab-ci.yml"), ci).unwrap();
+    let (code, out, err) = ex.exec(&["--dirty"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\nsees: from-a\n"), "{out}");
+    let (code, out, err) = ex.exec(&["--dirty", "--var", "WHICH=b"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\nsees: from-b\n"), "{out}");
+    assert!(!err.contains("ignored locally: rules: needs"), "{err}");
+}
+
 /// `rules:` (and `only`/`except`, `workflow: rules`) were "ignored locally": every job ran,
 /// the deploy job GitLab runs only on the default branch and jobs whose rules say `when:
 /// never` included. pogo exec now runs exactly GitLab's job set for a push of the checked-out

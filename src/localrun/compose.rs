@@ -199,9 +199,11 @@ fn include_rules(v: &Value) -> Result<Vec<rules::Rule>, String> {
     };
     let parsed = rules::parse_rules(
         v,
-        &|_| no("allow_failure").map(|()| super::pipeline::AllowFailure::No),
-        &|_| no("variables").map(|()| Vec::new()),
-        &mut |_| {},
+        &mut rules::RuleKeys {
+            allow_failure: &|_| no("allow_failure").map(|()| super::pipeline::AllowFailure::No),
+            variables: &|_| no("variables").map(|()| Vec::new()),
+            needs: &mut |_| no("needs").map(|()| Vec::new()),
+        },
     )
     .map_err(|e| format!("rules: {e}"))?;
     for rule in &parsed {

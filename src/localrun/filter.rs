@@ -260,11 +260,16 @@ fn job_verdict(
             when,
             allow_failure,
             variables,
+            needs,
             why,
         } => {
             let verdict = verdict(true, why);
             if job.rules.is_some() {
                 apply_rule(&mut spec, job, when, allow_failure, variables);
+            }
+            // GitLab: the matching rule's needs replace the job's
+            if let Some(needs) = needs {
+                spec.needs = Some(needs);
             }
             Ok((verdict, Some(spec)))
         }

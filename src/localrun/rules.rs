@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::pipeline::AllowFailure;
+use super::pipeline::{AllowFailure, Need};
 use crate::driver::Variable;
 
 /// A parsed `rules:if` (or `only: variables`) expression.
@@ -322,6 +322,8 @@ pub struct Rule {
     pub when: Option<RuleWhen>,
     pub allow_failure: Option<AllowFailure>,
     pub variables: Vec<Variable>,
+    /// `needs:` that replace the job's when this rule matches.
+    pub needs: Option<Vec<Need>>,
 }
 
 /// `only:` or `except:`: refs, variables expressions, changes.
@@ -346,14 +348,16 @@ fn strings(v: &Value, what: &str) -> Result<Vec<String>, String> {
     }
 }
 
-/// `rules:` as written (`allow_failure` through `parse_allow_failure`, `variables` through
-/// `parse_variables`: the pipeline parser's own).
-pub fn parse_rules(
-    v: &Value,
-    parse_allow_failure: &dyn Fn(&Value) -> Result<AllowFailure, String>,
-    parse_variables: &dyn Fn(&Value) -> Result<Vec<Variable>, String>,
-    unsupported: &mut dyn FnMut(&str),
-) -> Result<Vec<Rule>, String> {
+/// How the keys of a rule that are a job's own keywords are read: the pipeline parser's own
+/// `allow_failure`, `variables` and `needs` (an error where the rules are not a job's).
+pub struct RuleKeys<'a> {
+    pub allow_failure: &'a dyn Fn(&Value) -> Result<AllowFailure, String>,
+    pub variables: &'a dyn Fn(&Value) -> Result<Vec<Variable>, String>,
+    pub needs: &'a mut dyn FnMut(&Value) -> Result<Vec<Need>, String>,
+}
+
+/// `rules:` as written, the keys that are a job's keywords read with `keys`.
+pub fn parse_rules(v: &Value, keys: &mut RuleKeys<'_>) -> Result<Vec<Rule>, String> {
     let Value::Array(_) = v else {
         return Err("must be a list of rules".to_string());
     };
@@ -388,9 +392,15 @@ pub fn parse_rules(
                     rule.when = Some(RuleWhen::parse(s).map_err(ctx)?);
                 }
                 "allow_failure" => {
-                    rule.allow_failure = Some(parse_allow_failure(val).map_err(ctx)?)
+                    rule.allow_failure = Some((keys.allow_failure)(val).map_err(ctx)?)
                 }
-                "variables" => rule.variables = parse_variables(val).map_err(ctx)?,
+                "variables" => rule.variables = (keys.variables)(val).map_err(ctx)?,
+                "needs" => {
+                    rule.needs = Some(match val {
+                        Value::Null => Vec::new(),
+                        v => (keys.needs)(v).map_err(ctx)?,
+                    })
+                }
                 "exists" => {
                     rule.exists = Some(match val {
                         Value::Object(e) => {
@@ -425,7 +435,6 @@ pub fn parse_rules(
                 }
                 // these change nothing about whether or how the job runs locally
                 "start_in" | "interruptible" => {}
-                "needs" => unsupported("rules: needs"),
                 other => {
                     return Err(format!(
                         "rule {i}: '{other}' is not a rules: key (if, changes, exists, when, \
@@ -524,6 +533,8 @@ pub enum Decision {
         when: RuleWhen,
         allow_failure: Option<AllowFailure>,
         variables: Vec<Variable>,
+        /// The matching rule's `needs:`, which replace the job's.
+        needs: Option<Vec<Need>>,
         why: String,
     },
     /// Not in the pipeline, and why.
@@ -571,6 +582,7 @@ pub fn eval_rules(
             when,
             allow_failure: rule.allow_failure.clone(),
             variables: rule.variables.clone(),
+            needs: rule.needs.clone(),
             why: format!("{what} matched"),
         });
     }
@@ -666,6 +678,7 @@ pub fn eval_only_except(
     Ok(Decision::In {
         when: RuleWhen::OnSuccess,
         allow_failure: None,
+        needs: None,
         variables: Vec::new(),
         why: if only.is_none() && except.is_none() {
             "no rules: GitLab's default (branches and tags)".into()
@@ -759,9 +772,11 @@ mod tests {
         let v: Value = serde_yaml::from_str(yaml).unwrap();
         parse_rules(
             &v,
-            &|_| Ok(AllowFailure::Yes),
-            &|_| Ok(vec![Variable::new("X", "1")]),
-            &mut |_| {},
+            &mut RuleKeys {
+                allow_failure: &|_| Ok(AllowFailure::Yes),
+                variables: &|_| Ok(vec![Variable::new("X", "1")]),
+                needs: &mut |_| Ok(vec![]),
+            },
         )
         .unwrap()
     }

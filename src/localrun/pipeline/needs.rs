@@ -26,7 +26,7 @@ impl Parser {
     }
 
     /// `needs:`: job names or `{job, artifacts, optional}`; other kinds are reported.
-    fn needs(&mut self, v: &Value) -> Result<Vec<Need>, String> {
+    pub(super) fn needs(&mut self, v: &Value) -> Result<Vec<Need>, String> {
         let Value::Array(items) = v else {
             return Err(format!("must be a list, found {}", kind(v)));
         };
@@ -177,23 +177,32 @@ pub(super) fn job_dependencies(
 }
 
 /// `needs: [job]` and `dependencies: [job]` of a parallel job mean all its instances
-/// (`parallel`: each `parallel:` job's instances, by the name written).
+/// (`parallel`: each `parallel:` job's instances, by the name written); so do the `needs:`
+/// of a job's rules.
 pub(super) fn needs_of_instances(jobs: &mut [JobSpec], parallel: &BTreeMap<String, Vec<String>>) {
+    let expand = |needs: &mut Vec<Need>| {
+        *needs = std::mem::take(needs)
+            .into_iter()
+            .flat_map(|n| match parallel.get(&n.job) {
+                Some(names) => names
+                    .iter()
+                    .map(|name| Need {
+                        job: name.clone(),
+                        ..n.clone()
+                    })
+                    .collect(),
+                None => vec![n],
+            })
+            .collect();
+    };
     for job in jobs {
         if let Some(needs) = &mut job.needs {
-            *needs = std::mem::take(needs)
-                .into_iter()
-                .flat_map(|n| match parallel.get(&n.job) {
-                    Some(names) => names
-                        .iter()
-                        .map(|name| Need {
-                            job: name.clone(),
-                            ..n.clone()
-                        })
-                        .collect(),
-                    None => vec![n],
-                })
-                .collect();
+            expand(needs);
+        }
+        for rule in job.rules.iter_mut().flatten() {
+            if let Some(needs) = &mut rule.needs {
+                expand(needs);
+            }
         }
         if let Some(deps) = &mut job.dependencies {
             *deps = std::mem::take(deps)

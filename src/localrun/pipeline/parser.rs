@@ -118,8 +118,12 @@ impl Parser {
                 for (key, v) in w {
                     match key.as_str() {
                         "rules" => {
-                            rules =
-                                Some(self.rules(v).map_err(|e| format!("workflow: rules: {e}"))?)
+                            let parsed =
+                                self.rules(v).map_err(|e| format!("workflow: rules: {e}"))?;
+                            if parsed.iter().any(|r| r.needs.is_some()) {
+                                return Err("workflow: rules: needs is a job's rules: key".into());
+                            }
+                            rules = Some(parsed)
                         }
                         // the pipeline's title in GitLab's UI: nothing to run
                         "name" => {}
@@ -193,14 +197,14 @@ impl Parser {
 
     /// `rules:` of a job or of `workflow:`.
     pub(super) fn rules(&mut self, v: &Value) -> Result<Vec<rules::Rule>, String> {
-        let mut unsupported = Vec::new();
-        let rules = rules::parse_rules(v, &allow_failure, &variables, &mut |k| {
-            unsupported.push(k.to_string())
-        })?;
-        for k in unsupported {
-            self.ignore(&k);
-        }
-        Ok(rules)
+        rules::parse_rules(
+            v,
+            &mut rules::RuleKeys {
+                allow_failure: &allow_failure,
+                variables: &variables,
+                needs: &mut |v| self.needs(v),
+            },
+        )
     }
 
     /// `only:` or `except:`.

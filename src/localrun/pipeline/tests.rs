@@ -252,6 +252,37 @@ fn a_dynamic_child_pipeline_names_its_file_and_the_job_that_made_it_or_is_reject
 }
 
 #[test]
+fn rules_needs_are_read_as_needs_and_allowed_only_in_a_jobs_rules() {
+    let p = parse_ok(
+        "p: {script: x, parallel: 2}\nq: {script: x}\n\
+         j:\n  script: x\n  stage: deploy\n  rules:\n    - if: $X\n      needs: [p, {job: q, artifacts: false}]\n    - needs: []\n",
+    );
+    let rules = p.job("j").unwrap().rules.clone().unwrap();
+    let needed: Vec<(String, bool)> = rules[0]
+        .needs
+        .iter()
+        .flatten()
+        .map(|n| (n.job.clone(), n.artifacts))
+        .collect();
+    // a parallel job's name means all its instances, as in the job's own needs
+    assert_eq!(
+        needed,
+        [
+            ("p 1/2".to_string(), true),
+            ("p 2/2".to_string(), true),
+            ("q".to_string(), false)
+        ]
+    );
+    assert_eq!(rules[1].needs, Some(vec![]));
+    assert!(p.ignored.is_empty(), "{:?}", p.ignored);
+    let e = parse_err("workflow: {rules: [{needs: [a]}]}\na: {script: x}\n");
+    assert!(
+        e.contains("workflow: rules: needs is a job's rules: key"),
+        "{e}"
+    );
+}
+
+#[test]
 fn cache_keys_paths_policies_and_defaults() {
     let p = parse_ok(
         r#"
