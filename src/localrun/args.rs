@@ -12,7 +12,9 @@ config/prepare/run/cleanup phases (the path gitlab-runner takes), using the pogo
 Supported: stages, variables, default, image, services, before_script, script,
 after_script, tags, stage, when (manual jobs run only when named), allow_failure (with
 exit_codes), cache (key, paths, policy, when), artifacts (paths, when), dependencies,
-needs, extends, include (local files, with inputs), spec: inputs (values of
+needs, extends, include (local files with inputs, wildcards and rules; project and
+component from a clone named with --project-dir; remote and template fetched unless
+--offline), spec: inputs (values of
 .gitlab-ci.yml's from --input), !reference, parallel, rules, workflow, only/except,
 trigger: include (child pipelines), inherit, YAML anchors and merge keys. Every other key is reported as `pogo: ignored locally: KEY`.
 
@@ -77,6 +79,23 @@ pub struct ExecArgs {
     /// as JSON, e.g. --input 'targets=["a","b"]'
     #[arg(long = "input", value_name = "NAME=VALUE", value_parser = parse_input)]
     pub inputs: Vec<(String, String)>,
+    /// A local git clone that stands for a project in `include: project` and `include:
+    /// component` (repeatable); files are read from its commits (ref:, @version), not its work tree
+    #[arg(long = "project-dir", value_name = "GROUP/PROJECT=PATH", value_parser = super::origin::parse_project_dir)]
+    pub project_dirs: Vec<(String, PathBuf)>,
+    /// Fetch nothing over the network: `include: remote` and `include: template` are refused
+    #[arg(long)]
+    pub offline: bool,
+}
+
+impl ExecArgs {
+    /// Where the pipeline's includes from other projects and the network come from.
+    pub(super) fn origins(&self) -> super::origin::Origins {
+        super::origin::Origins {
+            projects: self.project_dirs.clone(),
+            network: (!self.offline).then(super::origin::Network::default),
+        }
+    }
 }
 
 fn parse_input(s: &str) -> Result<(String, String), String> {

@@ -50,7 +50,8 @@ impl Local {
             serde_json::Map::new(),
             variables,
             Some((project.clone(), self.dirty)),
-        );
+        )
+        .with_origins(self.origins.clone());
         let text = serde_json::json!({ "include": include }).to_string();
         let read = &mut read_in(&self.project.dir);
         let child = pipeline::parse_with(&text, &file, read, &context)?;
@@ -89,6 +90,7 @@ impl Local {
             // the child's jobs must not share a job id (and so a key, names and a removal)
             // with the parent's: the trigger job's id × 1000 on
             id_base: trigger_id.saturating_mul(CHILD_IDS),
+            origins: self.origins.clone(),
             artifacts,
         };
         let rows = run_pipeline(&plan, &child, &local, out, err)?;

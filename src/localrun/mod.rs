@@ -17,6 +17,7 @@ pub mod dotenv;
 mod filter;
 pub mod inputs;
 mod job;
+pub mod origin;
 pub mod pipeline;
 mod plan;
 pub mod project;
@@ -207,6 +208,7 @@ fn exec(
         started: Mutex::new(HashSet::new()),
         dirty: args.dirty,
         id_base: 0,
+        origins: args.origins(),
     };
     let rows = run_pipeline(&plan, &pipeline, &local, out, err)?;
     let (end, code) = conclusion(&rows, &local);
@@ -268,7 +270,8 @@ fn load(
             .collect(),
         variables,
         Some((project.clone(), args.dirty)),
-    );
+    )
+    .with_origins(args.origins());
     let read = &mut read_in(&args.dir);
     let pipeline = pipeline::parse_with(&text, file, read, &context)?;
     for key in &pipeline.ignored {

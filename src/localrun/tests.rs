@@ -189,6 +189,50 @@ fn errors_before_anything_runs() {
     );
 }
 
+/// `--project-dir` and `--offline` as a user types them: `--list` shows the jobs the
+/// project's, the component's and the remote file's includes bring, or the refusal.
+#[test]
+fn project_dirs_and_the_network_bring_the_included_jobs() {
+    let templates = super::origin::tests::template_repo();
+    let base = super::origin::tests::serve(vec![("/r.yml", "remote-job: {script: x}\n".into())]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(".gitlab-ci.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "include:\n  - {{project: team/ci, ref: 1.0.0, file: ci/common.yml}}\n  \
+             - component: gitlab.com/team/ci/deploy@~latest\n  - remote: {base}/r.yml\n\
+             own: {{script: x}}\n"
+        ),
+    )
+    .unwrap();
+    let mapped = format!("team/ci={}", templates.path().display());
+    let (r, out, _) = exec_in(dir.path(), &["--list", "--project-dir", &mapped], None);
+    assert_eq!(r, Ok(0));
+    for job in ["common-v1", "deploy-v2", "remote-job", "own"] {
+        assert!(out.contains(job), "{job}: {out}");
+    }
+    let e = exec_in(dir.path(), &["--list"], None).0.unwrap_err();
+    assert!(e.contains("pass --project-dir team/ci=PATH"), "{e}");
+    let e = exec_in(
+        dir.path(),
+        &["--list", "--offline", "--project-dir", &mapped],
+        None,
+    )
+    .0
+    .unwrap_err();
+    assert!(
+        e.contains(&format!(
+            "remote '{base}/r.yml' is not fetched with --offline"
+        )),
+        "{e}"
+    );
+    let e = parse_args(&["--project-dir", "team/ci"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is not group/project=PATH"), "{e}");
+}
+
 #[test]
 fn clean_removes_the_store_and_runs_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -312,6 +356,7 @@ esac
         started: Mutex::new(HashSet::new()),
         dirty: false,
         id_base: 0,
+        origins: Default::default(),
     }
 }
 
