@@ -18,6 +18,11 @@ component from a clone named with --project-dir; remote and template fetched unl
 .gitlab-ci.yml's from --input), !reference, parallel, rules, workflow, only/except,
 trigger: include (child pipelines), inherit, YAML anchors and merge keys. Every other key is reported as `pogo: ignored locally: KEY`.
 
+Includes from other projects: `include: project` and `include: component` are read from a
+local clone named with --project-dir group/proj=PATH, at the include's ref or version
+(committed files only); `include: remote` and `include: template` are fetched unless --offline.
+An include that cannot be read is refused before anything runs, saying how to vendor it.
+
 Sources: the committed HEAD of the git repository DIR is in (`git archive`); with --dirty
 the work tree instead (uncommitted and untracked files, without git-ignored ones); outside
 git a copy of DIR. Set GIT_STRATEGY: none to get none.

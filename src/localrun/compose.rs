@@ -1,5 +1,6 @@
-//! What GitLab does to `.gitlab-ci.yml` before it reads any job: `include: local` files are
-//! merged in (the including file wins), then `extends:` is resolved (the extending job wins),
+//! What GitLab does to `.gitlab-ci.yml` before it reads any job: `include:` files are merged
+//! in (the including file wins; other projects' and remote files come from
+//! src/localrun/origin.rs), then `extends:` is resolved (the extending job wins),
 //! then `!reference` tags (src/localrun/reference.rs).
 //! Both merge mappings key by key, recursively, and replace everything else (lists included).
 

@@ -80,6 +80,11 @@ fn command_line() {
         .to_string();
     assert!(help.contains("committed HEAD"), "{help}");
     assert!(help.contains("--clean"), "{help}");
+    assert!(
+        help.contains("--project-dir <GROUP/PROJECT=PATH>"),
+        "{help}"
+    );
+    assert!(help.contains("--offline"), "{help}");
 }
 
 #[test]

@@ -3,23 +3,9 @@
 use super::*;
 use crate::localrun::origin::tests::{serve, sh, template_repo};
 use crate::localrun::origin::Network;
+use crate::localrun::pipeline::tests::reader;
 use crate::localrun::pipeline::{parse_with, Pipeline};
 use std::path::Path;
-
-/// The project's own files, as `pogo exec` reads them from its directory.
-fn reader(files: &[(&str, &str)]) -> impl FnMut(&str) -> Result<(String, String), String> {
-    let files: Vec<(String, String)> = files
-        .iter()
-        .map(|(n, t)| (n.to_string(), t.to_string()))
-        .collect();
-    move |path: &str| {
-        files
-            .iter()
-            .find(|(n, _)| n == path)
-            .map(|(n, t)| (format!("proj/{n}"), t.clone()))
-            .ok_or_else(|| "No such file or directory".to_string())
-    }
-}
 
 fn context(origins: Origins) -> Context {
     Context::new(

@@ -437,7 +437,10 @@ other:
     );
 }
 
-fn reader(files: &[(&str, &str)]) -> impl FnMut(&str) -> Result<(String, String), String> {
+/// The project's own files, as `pogo exec` reads them from its directory (shown as `proj/FILE`).
+pub(crate) fn reader(
+    files: &[(&str, &str)],
+) -> impl FnMut(&str) -> Result<(String, String), String> {
     let files: Vec<(String, String)> = files
         .iter()
         .map(|(n, t)| (n.to_string(), t.to_string()))
