@@ -233,11 +233,15 @@ fn resolve_commit(dir: &Path, git_ref: &str) -> Result<String, String> {
             &spec,
         ],
     )
-    .map_err(|_| {
-        format!(
-            "the clone {} has no branch, tag or commit '{git_ref}' (fetch it there, or fix ref:)",
-            dir.display()
-        )
+    .map_err(|e| {
+        if e.is_empty() {
+            format!(
+                "the clone {} has no branch, tag or commit '{git_ref}' (fetch it there, or fix ref:)",
+                dir.display()
+            )
+        } else {
+            format!("{} is not a git clone to read from: {e}", dir.display())
+        }
     })?;
     let commit = String::from_utf8_lossy(&out).trim().to_string();
     if commit.is_empty() || !commit.chars().all(|c| c.is_ascii_hexdigit()) {

@@ -190,6 +190,16 @@ fn a_clone_is_read_at_the_ref_and_components_at_their_release() {
             "{bad}: {e}"
         );
     }
+    let plain = tempfile::tempdir().unwrap();
+    let not_git = Origins {
+        projects: vec![("team/ci".into(), plain.path().to_path_buf())],
+        network: None,
+    };
+    let e = not_git.checkout("team/ci", None).unwrap_err();
+    assert!(
+        e.contains("is not a git clone to read from: fatal: not a git repository"),
+        "{e}"
+    );
     let e = origins.checkout("team/other", None).unwrap_err();
     assert!(e.contains("pass --project-dir team/other=PATH"), "{e}");
 
