@@ -29,6 +29,20 @@ pub fn sha256_hex(parts: &[&[u8]], bytes: usize) -> String {
         .collect()
 }
 
+/// A GitLab project path (`group/sub/project`): segments of letters, digits, `_`, `-` and
+/// `.`, none empty, `.`, `..` or starting with `-`.
+pub fn valid_project_path(p: &str) -> bool {
+    p.split('/').all(|seg| {
+        !seg.is_empty()
+            && seg != "."
+            && seg != ".."
+            && !seg.starts_with('-')
+            && seg
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -86,21 +86,11 @@ pub struct ExecArgs {
     pub inputs: Vec<(String, String)>,
     /// A local git clone that stands for a project in `include: project` and `include:
     /// component` (repeatable); files are read from its commits (ref:, @version), not its work tree
-    #[arg(long = "project-dir", value_name = "GROUP/PROJECT=PATH", value_parser = super::origin::parse_project_dir)]
+    #[arg(long = "project-dir", value_name = "GROUP/PROJECT=PATH", value_parser = parse_project_dir)]
     pub project_dirs: Vec<(String, PathBuf)>,
     /// Fetch nothing over the network: `include: remote` and `include: template` are refused
     #[arg(long)]
     pub offline: bool,
-}
-
-impl ExecArgs {
-    /// Where the pipeline's includes from other projects and the network come from.
-    pub(super) fn origins(&self) -> super::origin::Origins {
-        super::origin::Origins {
-            projects: self.project_dirs.clone(),
-            network: (!self.offline).then(super::origin::Network::default),
-        }
-    }
 }
 
 fn parse_input(s: &str) -> Result<(String, String), String> {
@@ -120,4 +110,20 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
         ));
     }
     Ok((key.to_string(), value.to_string()))
+}
+
+/// `--project-dir`'s value: `group/proj=PATH`.
+fn parse_project_dir(s: &str) -> Result<(String, PathBuf), String> {
+    let bad = || {
+        format!(
+            "'{s}' is not group/project=PATH (a project path as GitLab has it, e.g. \
+             team/ci-templates=../ci-templates)"
+        )
+    };
+    let (name, path) = s.split_once('=').ok_or_else(bad)?;
+    let name = name.trim_matches('/');
+    if name.is_empty() || path.is_empty() || !crate::names::valid_project_path(name) {
+        return Err(bad());
+    }
+    Ok((name.to_string(), PathBuf::from(path)))
 }

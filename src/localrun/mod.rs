@@ -208,7 +208,7 @@ fn exec(
         started: Mutex::new(HashSet::new()),
         dirty: args.dirty,
         id_base: 0,
-        origins: args.origins(),
+        origins: origins(args),
     };
     let rows = run_pipeline(&plan, &pipeline, &local, out, err)?;
     let (end, code) = conclusion(&rows, &local);
@@ -271,7 +271,7 @@ fn load(
         variables,
         Some((project.clone(), args.dirty)),
     )
-    .with_origins(args.origins());
+    .with_origins(origins(args));
     let read = &mut read_in(&args.dir);
     let pipeline = pipeline::parse_with(&text, file, read, &context)?;
     for key in &pipeline.ignored {
@@ -332,6 +332,15 @@ fn conclusion(rows: &[Row], local: &Local) -> (String, i32) {
         1
     };
     (end, code)
+}
+
+/// Where the pipeline's includes from other projects (`--project-dir`) and the network (unless
+/// `--offline`) come from.
+fn origins(args: &ExecArgs) -> origin::Origins {
+    origin::Origins {
+        projects: args.project_dirs.clone(),
+        network: (!args.offline).then(origin::Network::default),
+    }
 }
 
 /// Reads the pipeline's included files from `dir` (the project's directory): the path to

@@ -66,33 +66,6 @@ pub struct Checkout {
     pub commit: String,
 }
 
-/// `--project-dir`'s value: `group/proj=PATH`.
-pub fn parse_project_dir(s: &str) -> Result<(String, PathBuf), String> {
-    let Some((name, path)) = s.split_once('=') else {
-        return Err(format!("'{s}' is not group/project=PATH"));
-    };
-    let name = name.trim_matches('/');
-    if name.is_empty() || path.is_empty() || !valid_project_path(name) {
-        return Err(format!(
-            "'{s}' is not group/project=PATH (a project path as GitLab has it, e.g. team/ci-templates=../ci-templates)"
-        ));
-    }
-    Ok((name.to_string(), PathBuf::from(path)))
-}
-
-/// A project path: segments of letters, digits, `_`, `-` and `.`, not `.`/`..`.
-fn valid_project_path(p: &str) -> bool {
-    p.split('/').all(|seg| {
-        !seg.is_empty()
-            && seg != "."
-            && seg != ".."
-            && !seg.starts_with('-')
-            && seg
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
-    })
-}
-
 impl Origins {
     /// The clone named for `project` (`--project-dir`), or how to name one.
     fn dir(&self, project: &str) -> Result<&Path, String> {
@@ -178,7 +151,7 @@ pub fn parse_component(reference: &str) -> Result<(String, String, String), Stri
     let Some((project, name)) = rest.rsplit_once('/') else {
         return Err(bad("names no project and component"));
     };
-    if !valid_project_path(project) || !valid_project_path(name) {
+    if !crate::names::valid_project_path(project) || !crate::names::valid_project_path(name) {
         return Err(bad("is not a component path"));
     }
     Ok((project.to_string(), name.to_string(), version.to_string()))

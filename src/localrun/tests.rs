@@ -232,10 +232,20 @@ fn project_dirs_and_the_network_bring_the_included_jobs() {
         )),
         "{e}"
     );
-    let e = parse_args(&["--project-dir", "team/ci"])
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("is not group/project=PATH"), "{e}");
+    let a = parse_args(&["--project-dir", "/a/b/c/=/x", "--project-dir", "t/ci=../ci"]).unwrap();
+    assert_eq!(
+        a.project_dirs,
+        [
+            ("a/b/c".into(), PathBuf::from("/x")),
+            ("t/ci".into(), PathBuf::from("../ci"))
+        ]
+    );
+    for bad in [
+        "team/ci", "=x", "team/ci=", "../up=x", "a//b=x", "a/-b=x", "a b=x",
+    ] {
+        let e = parse_args(&["--project-dir", bad]).unwrap_err().to_string();
+        assert!(e.contains("is not group/project=PATH"), "{bad}: {e}");
+    }
 }
 
 #[test]
