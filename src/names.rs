@@ -35,6 +35,20 @@ pub fn valid_variable_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// A GitLab project path (`group/sub/project`): segments of letters, digits, `_`, `-` and
+/// `.`, none empty, `.`, `..` or starting with `-`.
+pub fn valid_project_path(p: &str) -> bool {
+    p.split('/').all(|seg| {
+        !seg.is_empty()
+            && seg != "."
+            && seg != ".."
+            && !seg.starts_with('-')
+            && seg
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -600,7 +600,10 @@ fn a_pipeline_that_runs_nothing_has_not_passed_and_an_include_pogo_cannot_read_i
     let (code, out, err) = ex.exec(&["--dirty"]);
     assert_eq!(code, 2, "{out}{err}");
     assert!(
-        err.contains("component: {\"component\":\"gitlab.com/acme/components/lint@1.0\"} cannot be included locally"),
+        err.contains(
+            "component: 'gitlab.com/acme/components/lint@1.0': pogo exec reads another \
+             project's files from a clone you name: pass --project-dir acme/components=PATH"
+        ),
         "{err}"
     );
     assert!(err.contains("local: ci/FILE.yml"), "{err}");

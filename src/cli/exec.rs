@@ -10,9 +10,17 @@ config/prepare/run/cleanup phases (the path gitlab-runner takes), using the pogo
 Supported: stages, variables, default, image, services, before_script, script,
 after_script, tags, stage, when (manual jobs run only when named), allow_failure (with
 exit_codes), cache (key, paths, policy, when), artifacts (paths, when), dependencies,
-needs, extends, include (local files, with inputs), spec: inputs (values of
-.gitlab-ci.yml's from --input), !reference, parallel, rules, workflow, only/except,
-trigger: include (child pipelines), inherit, YAML anchors and merge keys. Every other key is reported as `pogo: ignored locally: KEY`.
+needs, extends, include (local files with inputs, wildcards and rules; project and
+component from a clone named with --project-dir; remote and template fetched unless
+--offline), spec: inputs (values of .gitlab-ci.yml's from --input), !reference, parallel,
+rules (with needs), workflow, only/except, trigger: include (child pipelines, from files of
+the project or from a job's artifact), inherit, YAML anchors and merge keys. Every other key
+is reported as `pogo: ignored locally: KEY`.
+
+Includes from other projects: `include: project` and `include: component` are read from a
+local clone named with --project-dir group/proj=PATH, at the include's ref or version
+(committed files only); `include: remote` and `include: template` are fetched unless --offline.
+An include that cannot be read is refused before anything runs, saying how to vendor it.
 
 Sources: the committed HEAD of the git repository DIR is in (`git archive`); with --dirty
 the work tree instead (uncommitted and untracked files, without git-ignored ones); outside
@@ -75,6 +83,13 @@ pub struct ExecArgs {
     /// as JSON, e.g. --input 'targets=["a","b"]'
     #[arg(long = "input", value_name = "NAME=VALUE", value_parser = parse_input)]
     pub inputs: Vec<(String, String)>,
+    /// A local git clone that stands for a project in `include: project` and `include:
+    /// component` (repeatable); files are read from its commits (ref:, @version), not its work tree
+    #[arg(long = "project-dir", value_name = "GROUP/PROJECT=PATH", value_parser = parse_project_dir)]
+    pub project_dirs: Vec<(String, PathBuf)>,
+    /// Fetch nothing over the network: `include: remote` and `include: template` are refused
+    #[arg(long)]
+    pub offline: bool,
 }
 
 fn parse_input(s: &str) -> Result<(String, String), String> {
@@ -94,4 +109,20 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
         ));
     }
     Ok((key.to_string(), value.to_string()))
+}
+
+/// `--project-dir`'s value: `group/proj=PATH`.
+fn parse_project_dir(s: &str) -> Result<(String, PathBuf), String> {
+    let bad = || {
+        format!(
+            "'{s}' is not group/project=PATH (a project path as GitLab has it, e.g. \
+             team/ci-templates=../ci-templates)"
+        )
+    };
+    let (name, path) = s.split_once('=').ok_or_else(bad)?;
+    let name = name.trim_matches('/');
+    if name.is_empty() || path.is_empty() || !crate::names::valid_project_path(name) {
+        return Err(bad());
+    }
+    Ok((name.to_string(), PathBuf::from(path)))
 }

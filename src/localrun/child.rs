@@ -54,7 +54,8 @@ impl Local {
             serde_json::Map::new(),
             variables,
             Some((project.clone(), self.dirty)),
-        );
+        )
+        .with_origins(self.origins.clone());
         let created = self
             .child_pipeline(include, &file, &context)
             .map_err(ExecError::from)
@@ -157,6 +158,7 @@ impl Local {
             // the child's jobs must not share a job id (and so a key, names and a removal)
             // with the parent's: the trigger job's id × 1000 on
             id_base: trigger_id.saturating_mul(CHILD_IDS),
+            origins: self.origins.clone(),
             artifacts,
         }
     }

@@ -1,5 +1,6 @@
-//! What GitLab does to `.gitlab-ci.yml` before it reads any job: `include: local` files are
-//! merged in (the including file wins), then `extends:` is resolved (the extending job wins),
+//! What GitLab does to `.gitlab-ci.yml` before it reads any job: `include:` files are merged
+//! in (the including file wins; other projects' and remote files come from
+//! src/localrun/origin.rs), then `extends:` is resolved (the extending job wins),
 //! then `!reference` tags (src/localrun/reference.rs).
 //! Both merge mappings key by key, recursively, and replace everything else (lists included).
 
@@ -9,6 +10,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 
 use super::inputs;
+use super::origin::{self, Checkout, Origins, VENDOR};
 use super::pipeline::{apply_merge_keys, ParseError};
 use super::project::{Project, RepoFacts};
 use super::rules::{self, Decision, RuleWhen};
@@ -34,6 +36,8 @@ pub struct Context {
     /// The project (and `--dirty`), whose files wildcard includes and `include: rules:
     /// exists`/`changes` look at; listed once, when first needed.
     pub project: Option<(Project, bool)>,
+    /// Where `include: project`, `component`, `remote` and `template` files come from.
+    pub origins: Origins,
     facts: OnceCell<RepoFacts>,
 }
 
@@ -47,8 +51,15 @@ impl Context {
             inputs,
             variables,
             project,
+            origins: Origins::default(),
             facts: OnceCell::new(),
         }
+    }
+
+    /// The context with `origins` for includes from other projects and the network.
+    pub fn with_origins(mut self, origins: Origins) -> Self {
+        self.origins = origins;
+        self
     }
 
     /// A context whose project has exactly `files` (tests, and callers without git).
@@ -125,71 +136,130 @@ pub fn deep_merge(a: &mut Map<String, Value>, b: Map<String, Value>) {
     }
 }
 
-/// One `include:` entry pogo exec can read.
-#[derive(Debug, Clone, Default)]
+/// What one `include:` entry names.
+#[derive(Debug, Clone, PartialEq)]
+enum Target {
+    /// A file of the including file's project; may hold variables and wildcards.
+    Local(String),
+    /// `project`, `ref` and `file` (one or a list).
+    Project {
+        project: String,
+        git_ref: Option<String>,
+        files: Vec<String>,
+    },
+    Component(String),
+    /// A URL and the `integrity` hash (`sha256-BASE64`) its content must have.
+    Remote {
+        url: String,
+        integrity: Option<String>,
+    },
+    Template(String),
+}
+
+/// One `include:` entry.
+#[derive(Debug, Clone)]
 struct Include {
-    /// As written: may hold variables and wildcards.
-    path: String,
+    target: Target,
     inputs: Map<String, Value>,
     rules: Option<Vec<rules::Rule>>,
 }
 
-/// One entry of `include:`: a local path, the `inputs` for its `spec: inputs` header, and
-/// `rules` deciding whether it is included. The other kinds are refused, naming the include
-/// and how to vendor it: a pipeline without the jobs an include brings is not the pipeline
-/// GitLab runs (it would pass having run nothing).
+/// The keys one include kind takes besides `inputs` and `rules`.
+const KINDS: [(&str, &[&str]); 5] = [
+    ("local", &[]),
+    ("project", &["ref", "file"]),
+    ("component", &[]),
+    ("remote", &["integrity", "cache"]),
+    ("template", &[]),
+];
+
+/// One entry of `include:`: what it names, the `inputs` for its `spec: inputs` header, and
+/// `rules` deciding whether it is included.
 fn include_entry(entry: &Value) -> Result<Include, String> {
-    const VENDOR: &str = "pogo exec reads only files of the project: put a copy in the project \
-                          (for example under ci/) and include it with `local: ci/FILE.yml`";
-    match entry {
+    let plain = |target| Include {
+        target,
+        inputs: Map::new(),
+        rules: None,
+    };
+    let m = match entry {
         Value::String(s) if s.starts_with("http://") || s.starts_with("https://") => {
-            Err(format!("'{s}' is a remote include; {VENDOR}"))
+            return Ok(plain(Target::Remote {
+                url: s.clone(),
+                integrity: None,
+            }))
         }
-        Value::String(s) => Ok(Include {
-            path: s.clone(),
-            ..Include::default()
-        }),
-        Value::Object(m) => {
-            let shown = || serde_json::to_string(entry).unwrap_or_default();
-            let Some(local) = m.get("local") else {
-                let kind = ["remote", "template", "project", "component"]
-                    .into_iter()
-                    .find(|k| m.contains_key(*k));
-                return Err(match kind {
-                    Some(k) => format!("{k}: {} cannot be included locally; {VENDOR}", shown()),
-                    None => format!(
-                        "an entry is neither a path nor a mapping with local, remote, \
-                         template, project or component: {}",
-                        shown()
-                    ),
-                });
-            };
-            if let Some(key) = m
-                .keys()
-                .find(|k| !["local", "inputs", "rules"].contains(&k.as_str()))
-            {
-                return Err(format!(
-                    "'{key}' is not an include: key (local, inputs, rules): {}",
-                    shown()
-                ));
-            }
-            let inputs = match m.get("inputs") {
-                None | Some(Value::Null) => Map::new(),
-                Some(Value::Object(i)) => i.clone(),
-                Some(_) => return Err(format!("inputs: must be a mapping: {}", shown())),
-            };
-            let rules = m.get("rules").map(include_rules).transpose()?;
-            match local {
-                Value::String(s) => Ok(Include {
-                    path: s.clone(),
-                    inputs,
-                    rules,
-                }),
-                _ => Err("local: must be a path".into()),
-            }
-        }
-        _ => Err("must be a path, a mapping or a list of them".into()),
+        Value::String(s) => return Ok(plain(Target::Local(s.clone()))),
+        Value::Object(m) => m,
+        _ => return Err("must be a path, a mapping or a list of them".into()),
+    };
+    let shown = || serde_json::to_string(entry).unwrap_or_default();
+    let Some((kind, extra)) = KINDS.iter().find(|(k, _)| m.contains_key(*k)) else {
+        return Err(format!(
+            "an entry is neither a path nor a mapping with local, remote, template, project \
+             or component: {}",
+            shown()
+        ));
+    };
+    if let Some(key) = m.keys().find(|k| {
+        k.as_str() != *kind
+            && !extra.contains(&k.as_str())
+            && !["inputs", "rules"].contains(&k.as_str())
+    }) {
+        let allowed = [*kind]
+            .iter()
+            .chain(extra.iter())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(format!(
+            "'{key}' is not an include: key ({allowed}, inputs, rules): {}",
+            shown()
+        ));
     }
+    let inputs = match m.get("inputs") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(i)) => i.clone(),
+        Some(_) => return Err(format!("inputs: must be a mapping: {}", shown())),
+    };
+    let rules = m.get("rules").map(include_rules).transpose()?;
+    let text = |key: &str| match m.get(key) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        _ => Err(format!("{key}: must be a string: {}", shown())),
+    };
+    let target = match *kind {
+        "local" => Target::Local(text("local").map_err(|_| "local: must be a path".to_string())?),
+        "component" => Target::Component(text("component")?),
+        "remote" => Target::Remote {
+            url: text("remote")?,
+            integrity: m.get("integrity").map(|_| text("integrity")).transpose()?,
+        },
+        "template" => Target::Template(text("template")?),
+        _ => Target::Project {
+            project: text("project")?,
+            git_ref: m.get("ref").map(|_| text("ref")).transpose()?,
+            files: match m.get("file") {
+                Some(Value::String(s)) => vec![s.clone()],
+                Some(Value::Array(items)) if !items.is_empty() => items
+                    .iter()
+                    .map(|i| i.as_str().map(str::to_string))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| {
+                        format!("file: must be a path or a list of paths: {}", shown())
+                    })?,
+                _ => {
+                    return Err(format!(
+                        "project: needs file: (a path or a list of paths): {}",
+                        shown()
+                    ))
+                }
+            },
+        },
+    };
+    Ok(Include {
+        target,
+        inputs,
+        rules,
+    })
 }
 
 /// `include: rules`: `if`, `exists`, `changes` and `when: never`/`always` (GitLab's set).
@@ -275,11 +345,72 @@ pub fn resolve_includes(
         chain: Vec::new(),
         count: 0,
     }
-    .resolve(root, file)
+    .resolve(root, file, &Place::Main)
 }
 
 /// How many files one pipeline may include in all (GitLab's default `max_includes`).
 const MAX_INCLUDES: usize = 150;
+
+/// Whose files the `include: local` entries of a file name: GitLab reads them from the
+/// project the including file belongs to, at its commit.
+#[derive(Debug, Clone, PartialEq)]
+enum Place {
+    /// The project `pogo exec` runs.
+    Main,
+    /// A `--project-dir` clone (`include: project`, `component`).
+    Clone(Checkout),
+    /// A remote or template file: it belongs to no project.
+    Remote,
+}
+
+/// One file to include.
+#[derive(Debug, Clone)]
+enum File {
+    Main(String),
+    Clone(Checkout, String),
+    Url(String, Option<String>),
+}
+
+impl File {
+    /// What names it in the chain of includes (and in the message about a cycle).
+    fn key(&self) -> String {
+        match self {
+            File::Main(rel) => rel.clone(),
+            File::Clone(c, rel) => c.shown(rel),
+            File::Url(url, _) => url.clone(),
+        }
+    }
+
+    fn place(&self) -> Place {
+        match self {
+            File::Main(_) => Place::Main,
+            File::Clone(c, _) => Place::Clone(c.clone()),
+            File::Url(..) => Place::Remote,
+        }
+    }
+}
+
+impl Target {
+    /// The include's kind, as its key is named.
+    fn kind(&self) -> &'static str {
+        match self {
+            Target::Local(_) => "local",
+            Target::Project { .. } => "project",
+            Target::Component(_) => "component",
+            Target::Remote { .. } => "remote",
+            Target::Template(_) => "template",
+        }
+    }
+
+    /// The include as it is written, for messages.
+    fn shown(&self) -> String {
+        match self {
+            Target::Local(p) => p.clone(),
+            Target::Project { project, files, .. } => format!("{project}: {}", files.join(", ")),
+            Target::Component(s) | Target::Remote { url: s, .. } | Target::Template(s) => s.clone(),
+        }
+    }
+}
 
 struct Includer<'r, 'a> {
     read: &'r mut ReadInclude<'a>,
@@ -291,7 +422,7 @@ struct Includer<'r, 'a> {
 }
 
 impl Includer<'_, '_> {
-    fn resolve(&mut self, root: Value, file: &str) -> Result<Value, ParseError> {
+    fn resolve(&mut self, root: Value, file: &str, place: &Place) -> Result<Value, ParseError> {
         let invalid = |message: String| ParseError::Invalid {
             file: file.to_string(),
             message,
@@ -312,44 +443,17 @@ impl Includer<'_, '_> {
                 "include: nested more than {MAX_INCLUDE_DEPTH} levels deep"
             )));
         }
-        let vars = &self.context.variables;
         let mut merged = Map::new();
         for entry in &entries {
             let inc = include_entry(entry).map_err(|e| invalid(format!("include: {e}")))?;
-            if let Some(rules) = &inc.rules {
-                let facts = self.context.facts();
-                let project = self.context.project.as_ref();
-                let compare = |r: &str| project.and_then(|(p, _)| p.changed_against(r));
-                let facts = rules::Facts {
-                    files: &facts.files,
-                    changed: facts.changed.as_deref(),
-                    changed_against: &compare,
-                    branch: None,
-                    tag: None,
-                    source: "",
-                };
-                let decision = rules::eval_rules(rules, RuleWhen::Always, vars, &facts)
-                    .map_err(|e| invalid(format!("include: '{}': rules: {e}", inc.path)))?;
-                if let Decision::Out(_) = decision {
-                    continue;
-                }
+            if !self.wanted(&inc).map_err(invalid)? {
+                continue;
             }
-            let rel = local_path(&inc.path, vars).map_err(|e| invalid(format!("include: {e}")))?;
-            let paths = if rel.contains('*') {
-                let found = wildcard_matches(&rel, &self.context.facts().files)
-                    .map_err(|e| invalid(format!("include: {e}")))?;
-                if found.is_empty() {
-                    return Err(invalid(format!(
-                        "include: '{}' matches no file of the project",
-                        inc.path
-                    )));
-                }
-                found
-            } else {
-                vec![rel]
-            };
-            for rel in paths {
-                let resolved = self.one(&rel, &inc.inputs, file)?;
+            let files = self
+                .files(&inc.target, place)
+                .map_err(|e| invalid(format!("include: {e}")))?;
+            for f in files {
+                let resolved = self.one(f, &inc.inputs, file)?;
                 if let Value::Object(m) = resolved {
                     deep_merge(&mut merged, m);
                 }
@@ -359,10 +463,130 @@ impl Includer<'_, '_> {
         Ok(Value::Object(merged))
     }
 
-    /// The included file `rel` with `given` inputs, its own includes resolved.
+    /// Whether `inc`'s `rules` (if any) include it.
+    fn wanted(&self, inc: &Include) -> Result<bool, String> {
+        let Some(rules) = &inc.rules else {
+            return Ok(true);
+        };
+        let facts = self.context.facts();
+        let project = self.context.project.as_ref();
+        let compare = |r: &str| project.and_then(|(p, _)| p.changed_against(r));
+        let facts = rules::Facts {
+            files: &facts.files,
+            changed: facts.changed.as_deref(),
+            changed_against: &compare,
+            branch: None,
+            tag: None,
+            source: "",
+        };
+        let decision = rules::eval_rules(rules, RuleWhen::Always, &self.context.variables, &facts)
+            .map_err(|e| format!("include: '{}': rules: {e}", inc.target.shown()))?;
+        Ok(!matches!(decision, Decision::Out(_)))
+    }
+
+    /// The files `target` names, included from a file of `place`.
+    fn files(&self, target: &Target, place: &Place) -> Result<Vec<File>, String> {
+        let vars = &self.context.variables;
+        let origins = &self.context.origins;
+        let expand = |s: &str| rules::expand_vars(s, vars);
+        let network = || {
+            origins.network.as_ref().ok_or_else(|| {
+                format!(
+                    "{} '{}' is not fetched with --offline: {VENDOR}",
+                    target.kind(),
+                    target.shown()
+                )
+            })
+        };
+        Ok(match target {
+            Target::Local(path) => {
+                let rel = local_path(path, vars)?;
+                let (files, whose) = match place {
+                    Place::Main if rel.contains('*') => {
+                        (self.context.facts().files.clone(), "the project")
+                    }
+                    Place::Main => return Ok(vec![File::Main(rel)]),
+                    Place::Clone(c) if rel.contains('*') => (c.files()?, c.project.as_str()),
+                    Place::Clone(c) => return Ok(vec![File::Clone(c.clone(), rel)]),
+                    Place::Remote => {
+                        return Err(format!(
+                            "local: '{path}' in a remote or template file: it belongs to no \
+                             project to read it from (GitLab refuses it too); include it with \
+                             project: or remote:"
+                        ))
+                    }
+                };
+                let found = wildcard_matches(&rel, &files)?;
+                if found.is_empty() {
+                    return Err(format!("'{path}' matches no file of {whose}"));
+                }
+                found
+                    .into_iter()
+                    .map(|rel| match place {
+                        Place::Clone(c) => File::Clone(c.clone(), rel),
+                        _ => File::Main(rel),
+                    })
+                    .collect()
+            }
+            Target::Project {
+                project,
+                git_ref,
+                files,
+            } => {
+                let project = expand(project);
+                let git_ref = git_ref.as_deref().map(expand);
+                let checkout = origins
+                    .checkout(&project, git_ref.as_deref())
+                    .map_err(|e| format!("project: '{project}': {e}"))?;
+                files
+                    .iter()
+                    .map(|f| local_path(f, vars).map(|rel| File::Clone(checkout.clone(), rel)))
+                    .collect::<Result<_, _>>()?
+            }
+            Target::Component(c) => {
+                let c = expand(c);
+                let (checkout, file) = origins
+                    .component(&c)
+                    .map_err(|e| format!("component: '{c}': {e}"))?;
+                vec![File::Clone(checkout, file)]
+            }
+            Target::Remote { url, integrity } => {
+                network()?;
+                vec![File::Url(expand(url), integrity.clone())]
+            }
+            Target::Template(name) => {
+                vec![File::Url(
+                    origin::template_url(&expand(name), network()?)?,
+                    None,
+                )]
+            }
+        })
+    }
+
+    /// The text of `file` and the name to show for it.
+    fn read(&mut self, file: &File) -> Result<(String, String), String> {
+        match file {
+            File::Main(rel) => (self.read)(rel).map_err(|e| format!("'{rel}': {e}")),
+            File::Clone(c, rel) => Ok((c.shown(rel), c.read(rel)?)),
+            File::Url(url, integrity) => {
+                let network = self.context.origins.network.as_ref();
+                let text = network
+                    .ok_or_else(|| "no network".to_string())
+                    .and_then(|n| origin::fetch(url, n))
+                    .and_then(|text| match integrity {
+                        Some(i) => origin::check_integrity(&text, i).map(|()| text),
+                        None => Ok(text),
+                    })
+                    .map_err(|e| format!("'{url}' cannot be fetched: {e}; {VENDOR}"))?;
+                Ok((url.clone(), text))
+            }
+        }
+    }
+
+    /// The included `file` with `given` inputs, its own includes resolved.
     fn one(
         &mut self,
-        rel: &str,
+        included: File,
         given: &Map<String, Value>,
         file: &str,
     ) -> Result<Value, ParseError> {
@@ -370,9 +594,10 @@ impl Includer<'_, '_> {
             file: file.to_string(),
             message,
         };
-        if self.chain.iter().any(|c| c == rel) {
+        let key = included.key();
+        if self.chain.contains(&key) {
             return Err(invalid(format!(
-                "include: '{rel}' includes itself (through {})",
+                "include: '{key}' includes itself (through {})",
                 self.chain.join(" -> ")
             )));
         }
@@ -382,8 +607,9 @@ impl Includer<'_, '_> {
                 "include: Maximum of {MAX_INCLUDES} nested includes are allowed!"
             )));
         }
-        let (shown, text) =
-            (self.read)(rel).map_err(|e| invalid(format!("include: '{rel}': {e}")))?;
+        let (shown, text) = self
+            .read(&included)
+            .map_err(|e| invalid(format!("include: {e}")))?;
         let value = match load_file(&text, &shown, given, &self.context.variables)? {
             Value::Null => return Ok(Value::Null),
             v @ Value::Object(_) => v,
@@ -394,8 +620,8 @@ impl Includer<'_, '_> {
                 })
             }
         };
-        self.chain.push(rel.to_string());
-        let resolved = self.resolve(value, &shown);
+        self.chain.push(key);
+        let resolved = self.resolve(value, &shown, &included.place());
         self.chain.pop();
         resolved
     }
@@ -474,3 +700,6 @@ fn resolve_job(
     }
     Ok(merged)
 }
+
+#[cfg(test)]
+mod tests;

@@ -42,6 +42,8 @@ pub struct Local {
     /// Added to the job ids: 0 for the pipeline run, the trigger job's id × [`CHILD_IDS`] for
     /// a child pipeline.
     pub id_base: u64,
+    /// Where includes from other projects and the network come from (a child pipeline's too).
+    pub origins: super::origin::Origins,
     /// Where the jobs' artifacts go on the host: the store's, or for a child pipeline a
     /// directory of its own in the parent's (its jobs may share names with the parent's).
     pub artifacts: PathBuf,

@@ -17,6 +17,7 @@ pub mod dotenv;
 mod filter;
 pub mod inputs;
 mod job;
+pub mod origin;
 pub mod pipeline;
 mod plan;
 pub mod project;
@@ -207,6 +208,7 @@ fn exec(
         started: Mutex::new(HashSet::new()),
         dirty: args.dirty,
         id_base: 0,
+        origins: origins(args),
     };
     let rows = run_pipeline(&plan, &pipeline, &local, out, err)?;
     let (end, code) = conclusion(&rows, &local);
@@ -268,7 +270,8 @@ fn load(
             .collect(),
         variables,
         Some((project.clone(), args.dirty)),
-    );
+    )
+    .with_origins(origins(args));
     let read = &mut read_in(&args.dir);
     let pipeline = pipeline::parse_with(&text, file, read, &context)?;
     for key in &pipeline.ignored {
@@ -329,6 +332,15 @@ fn conclusion(rows: &[Row], local: &Local) -> (String, i32) {
         1
     };
     (end, code)
+}
+
+/// Where the pipeline's includes from other projects (`--project-dir`) and the network (unless
+/// `--offline`) come from.
+fn origins(args: &ExecArgs) -> origin::Origins {
+    origin::Origins {
+        projects: args.project_dirs.clone(),
+        network: (!args.offline).then(origin::Network::default),
+    }
 }
 
 /// Reads the pipeline's included files from `dir` (the project's directory): the path to

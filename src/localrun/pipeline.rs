@@ -262,4 +262,4 @@ pub fn apply_merge_keys(v: &mut Value) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -701,22 +701,8 @@ pub fn clean(project_dir: &Path) -> Result<Option<PathBuf>, String> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use super::super::origin::tests::sh;
     use super::*;
-
-    fn sh(dir: &Path, script: &str) {
-        let ok = Command::new("bash")
-            .arg("-c")
-            .arg(script)
-            .current_dir(dir)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_AUTHOR_NAME", "Ada")
-            .env("GIT_AUTHOR_EMAIL", "ada@example.com")
-            .env("GIT_COMMITTER_NAME", "Ada")
-            .env("GIT_COMMITTER_EMAIL", "ada@example.com")
-            .status()
-            .unwrap();
-        assert!(ok.success(), "{script}");
-    }
 
     fn listing(tar: &Path) -> Vec<String> {
         let out = Command::new("tar").arg("-tf").arg(tar).output().unwrap();

@@ -70,6 +70,11 @@ fn command_line() {
         .to_string();
     assert!(help.contains("committed HEAD"), "{help}");
     assert!(help.contains("--clean"), "{help}");
+    assert!(
+        help.contains("--project-dir <GROUP/PROJECT=PATH>"),
+        "{help}"
+    );
+    assert!(help.contains("--offline"), "{help}");
 }
 
 #[test]
@@ -177,6 +182,60 @@ fn errors_before_anything_runs() {
         !dir.path().join(".pogo").exists(),
         "nothing created before a job can run"
     );
+}
+
+/// `--project-dir` and `--offline` as a user types them: `--list` shows the jobs the
+/// project's, the component's and the remote file's includes bring, or the refusal.
+#[test]
+fn project_dirs_and_the_network_bring_the_included_jobs() {
+    let templates = super::origin::tests::template_repo();
+    let base = super::origin::tests::serve(vec![("/r.yml", "remote-job: {script: x}\n".into())]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(".gitlab-ci.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "include:\n  - {{project: team/ci, ref: 1.0.0, file: ci/common.yml}}\n  \
+             - component: gitlab.com/team/ci/deploy@~latest\n  - remote: {base}/r.yml\n\
+             own: {{script: x}}\n"
+        ),
+    )
+    .unwrap();
+    let mapped = format!("team/ci={}", templates.path().display());
+    let (r, out, _) = exec_in(dir.path(), &["--list", "--project-dir", &mapped], None);
+    assert_eq!(r, Ok(0));
+    for job in ["common-v1", "deploy-v2", "remote-job", "own"] {
+        assert!(out.contains(job), "{job}: {out}");
+    }
+    let e = exec_in(dir.path(), &["--list"], None).0.unwrap_err();
+    assert!(e.contains("pass --project-dir team/ci=PATH"), "{e}");
+    let e = exec_in(
+        dir.path(),
+        &["--list", "--offline", "--project-dir", &mapped],
+        None,
+    )
+    .0
+    .unwrap_err();
+    assert!(
+        e.contains(&format!(
+            "remote '{base}/r.yml' is not fetched with --offline"
+        )),
+        "{e}"
+    );
+    let a = parse_args(&["--project-dir", "/a/b/c/=/x", "--project-dir", "t/ci=../ci"]).unwrap();
+    assert_eq!(
+        a.project_dirs,
+        [
+            ("a/b/c".into(), PathBuf::from("/x")),
+            ("t/ci".into(), PathBuf::from("../ci"))
+        ]
+    );
+    for bad in [
+        "team/ci", "=x", "team/ci=", "../up=x", "a//b=x", "a/-b=x", "a b=x",
+    ] {
+        let e = parse_args(&["--project-dir", bad]).unwrap_err().to_string();
+        assert!(e.contains("is not group/project=PATH"), "{bad}: {e}");
+    }
 }
 
 #[test]
@@ -302,6 +361,7 @@ esac
         started: Mutex::new(HashSet::new()),
         dirty: false,
         id_base: 0,
+        origins: Default::default(),
     }
 }
 
