@@ -26,25 +26,8 @@ fn suite_leftovers(podman: &PodmanCmd, since: u64) -> Vec<String> {
         ("volume", vec!["volume", "ls"]),
     ] {
         let mut args = args;
-        args.extend([
-            "--filter",
-            "label=io.pogo.managed-by=pogo",
-            "--format",
-            "json",
-        ]);
-        let out = podman.output(&args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
-        let items: Vec<serde_json::Value> = serde_json::from_str(if text.trim().is_empty() {
-            "[]"
-        } else {
-            text.trim()
-        })
-        .unwrap();
+        args.extend(["--filter", "label=io.pogo.managed-by=pogo"]);
+        let items = podman.json_list(&args);
         for item in items {
             let labels: BTreeMap<String, String> =
                 serde_json::from_value(item["Labels"].clone()).unwrap_or_default();

@@ -156,26 +156,12 @@ pub fn missing_image(what: &str, job: &Job) -> Image {
 /// storage. Their labels are checked here: podman 4.3 gives the volumes with *any* of two
 /// `--filter label=…`.
 pub fn builds_volumes_of(env: &TestEnv, runner: &str) -> Vec<String> {
-    let out = env.podman.output(&[
+    let volumes = env.podman.json_list(&[
         "volume",
         "ls",
         "--filter",
         &format!("label=io.pogo.runner={runner}"),
-        "--format",
-        "json",
     ]);
-    assert!(
-        out.status.success(),
-        "podman volume ls: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let volumes: Vec<serde_json::Value> = serde_json::from_str(if text.trim().is_empty() {
-        "[]"
-    } else {
-        text.trim()
-    })
-    .unwrap();
     volumes
         .iter()
         .filter(|v| {

@@ -38,6 +38,22 @@ impl PodmanCmd {
         self.command(args).output().expect("running podman")
     }
 
+    /// The list `podman ARGS --format json` prints (nothing printed: an empty list); podman
+    /// failing fails the test.
+    pub fn json_list(&self, args: &[&str]) -> Vec<serde_json::Value> {
+        let mut args = args.to_vec();
+        args.extend(["--format", "json"]);
+        let out = self.output(&args);
+        assert!(
+            out.status.success(),
+            "podman {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let text = text.trim();
+        serde_json::from_str(if text.is_empty() { "[]" } else { text }).unwrap()
+    }
+
     /// The names of podman's secrets (pogo's carry a job's multi-line service variables).
     pub fn secret_names(&self) -> Vec<String> {
         let out = self.output(&["secret", "ls", "--format", "{{.Name}}"]);
