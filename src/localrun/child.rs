@@ -63,7 +63,7 @@ impl Local {
                 for key in &child.ignored {
                     say(err, &format!("pogo: ignored locally: {key} ({file})\n"));
                 }
-                apply_rules(&child, &project, &vars, self.dirty)
+                apply_rules(&child, &project, &vars, self.dirty, &self.origins)
             });
         let (child, verdicts) = match created {
             Ok(created) => created,

@@ -471,10 +471,12 @@ impl Includer<'_, '_> {
         let facts = self.context.facts();
         let project = self.context.project.as_ref();
         let compare = |r: &str| project.and_then(|(p, _)| p.changed_against(r));
+        let project_files = |p: &str, r: Option<&str>| self.context.origins.project_files(p, r);
         let facts = rules::Facts {
             files: &facts.files,
             changed: facts.changed.as_deref(),
             changed_against: &compare,
+            project_files: &project_files,
             branch: None,
             tag: None,
             source: "",

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use crate::driver::{Job, Variable};
 
+use super::origin::Origins;
 use super::pipeline::{self, AllowFailure, JobSpec, Pipeline, When};
 use super::project::{self, Project};
 use super::rules::{self, Decision, RuleWhen};
@@ -101,6 +102,7 @@ pub fn apply_rules(
     project: &Project,
     cli_vars: &[(String, String)],
     dirty: bool,
+    origins: &Origins,
 ) -> Result<(Pipeline, Vec<Verdict>), ExecError> {
     let repo = if uses_rules(pipeline) {
         project.facts(dirty)
@@ -108,7 +110,8 @@ pub fn apply_rules(
         project::RepoFacts::default()
     };
     let compare = |r: &str| project.changed_against(r);
-    let facts = rule_facts(project, &repo, &compare);
+    let project_files = |p: &str, r: Option<&str>| origins.project_files(p, r);
+    let facts = rule_facts(project, &repo, &compare, &project_files);
     let base = predefined_variables(project);
     let workflow_vars = workflow_variables(pipeline, project, &base, cli_vars, &facts)?;
     let mut out = pipeline.clone();
@@ -152,12 +155,14 @@ fn rule_facts<'a>(
     project: &'a Project,
     repo: &'a project::RepoFacts,
     compare: &'a dyn Fn(&str) -> Option<Vec<String>>,
+    project_files: &'a rules::ProjectFiles<'a>,
 ) -> rules::Facts<'a> {
     let git = project.git.as_ref();
     rules::Facts {
         files: &repo.files,
         changed: repo.changed.as_deref(),
         changed_against: compare,
+        project_files,
         // outside git, or on a detached commit that no tag names, the pipeline counts as a
         // branch pipeline (GitLab's always run for a branch or a tag) of no particular name
         branch: match git {

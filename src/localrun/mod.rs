@@ -172,7 +172,8 @@ fn exec(
     let file_path = args.dir.join(".gitlab-ci.yml");
     let file = file_path.display().to_string();
     let (project, pipeline) = load(args, &file_path, &file, err)?;
-    let (pipeline, verdicts) = apply_rules(&pipeline, &project, &args.vars, args.dirty)?;
+    let (pipeline, verdicts) =
+        apply_rules(&pipeline, &project, &args.vars, args.dirty, &origins(args))?;
     if args.list {
         say(out, &list(&pipeline, &verdicts, &pushed_ref(&project)));
         return Ok(0);

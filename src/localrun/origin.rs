@@ -96,6 +96,16 @@ impl Origins {
         })
     }
 
+    /// Every file of `project` at `git_ref` (its clone's HEAD without one), for `rules:
+    /// exists: project`.
+    pub fn project_files(
+        &self,
+        project: &str,
+        git_ref: Option<&str>,
+    ) -> Result<Vec<String>, String> {
+        self.checkout(project, git_ref)?.files()
+    }
+
     /// `include: component: FQDN/group/proj/name@version` from the clone named for
     /// `group/proj`: the checkout and the file (`templates/name.yml`, else
     /// `templates/name/template.yml`). The FQDN is not looked at: the clone stands for the

@@ -318,6 +318,9 @@ pub struct Changes {
 pub struct Rule {
     pub condition: Option<(String, Expr)>,
     pub exists: Option<Vec<String>>,
+    /// `exists: {project, ref}`: the paths are looked for in that project at that ref
+    /// (variables expanded when the rule is evaluated).
+    pub exists_in: Option<(String, Option<String>)>,
     pub changes: Option<Changes>,
     pub when: Option<RuleWhen>,
     pub allow_failure: Option<AllowFailure>,
@@ -404,13 +407,16 @@ pub fn parse_rules(v: &Value, keys: &mut RuleKeys<'_>) -> Result<Vec<Rule>, Stri
                 "exists" => {
                     rule.exists = Some(match val {
                         Value::Object(e) => {
-                            if e.contains_key("project") {
-                                return Err(ctx(
-                                    "exists: project: needs another project's files, which \
-                                     pogo exec cannot see"
-                                        .into(),
-                                ));
+                            let text = |key: &str| match e.get(key) {
+                                None => Ok(None),
+                                Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+                                Some(_) => Err(ctx(format!("{key}: must be a string"))),
+                            };
+                            let (project, git_ref) = (text("project")?, text("ref")?);
+                            if git_ref.is_some() && project.is_none() {
+                                return Err(ctx("ref: needs project:".into()));
                             }
+                            rule.exists_in = project.map(|p| (p, git_ref));
                             strings(e.get("paths").unwrap_or(&Value::Null), "paths").map_err(ctx)?
                         }
                         other => strings(other, "exists").map_err(ctx)?,
@@ -485,11 +491,17 @@ pub struct Facts<'a> {
     pub changed: Option<&'a [String]>,
     /// The files changed against another ref (`changes: compare_to`).
     pub changed_against: &'a dyn Fn(&str) -> Option<Vec<String>>,
+    /// The files of another project at a ref (`exists: project`, `ref`; `None`: its
+    /// default), or why they cannot be seen.
+    pub project_files: &'a ProjectFiles<'a>,
     pub branch: Option<&'a str>,
     pub tag: Option<&'a str>,
     /// `CI_PIPELINE_SOURCE` (`push` for `pogo exec`).
     pub source: &'a str,
 }
+
+/// The files of a project at a ref (`None`: its default), or why they cannot be seen.
+pub type ProjectFiles<'a> = dyn Fn(&str, Option<&str>) -> Result<Vec<String>, String> + 'a;
 
 /// `$VAR` and `${VAR}` in `s` replaced by their values (unset: empty), as GitLab expands
 /// `exists`, `changes` and `compare_to` (the driver's expansion, gitlab-runner's rules).
@@ -555,7 +567,18 @@ pub fn eval_rules(
             }
         }
         if let Some(paths) = &rule.exists {
-            if !any_matches(paths, facts.files, vars) {
+            let other;
+            let files = match &rule.exists_in {
+                None => facts.files,
+                Some((project, git_ref)) => {
+                    let project = expand_vars(project, vars);
+                    let git_ref = git_ref.as_ref().map(|r| expand_vars(r, vars));
+                    other = (facts.project_files)(&project, git_ref.as_deref())
+                        .map_err(|e| format!("rule {i}: exists: project {project}: {e}"))?;
+                    &other
+                }
+            };
+            if !any_matches(paths, files, vars) {
                 continue;
             }
         }
@@ -762,10 +785,59 @@ mod tests {
             files,
             changed,
             changed_against: &|_| None,
+            project_files: &|p, r| match (p, r) {
+                ("group/lib", Some("v1")) => Ok(vec!["Makefile".into()]),
+                ("group/lib", None) => Ok(vec!["Makefile".into(), "Cargo.toml".into()]),
+                _ => Err(format!("pass --project-dir {p}=PATH")),
+            },
             branch,
             tag,
             source: "push",
         }
+    }
+
+    #[test]
+    fn exists_with_a_project_looks_at_that_projects_files_at_its_ref() {
+        let r = rules(
+            "- exists: {paths: [Cargo.toml], project: $LIB, ref: $LIB_REF}\n  when: manual\n- exists: {paths: [Cargo.toml], project: group/lib}\n",
+        );
+        assert_eq!(
+            r[0].exists_in,
+            Some(("$LIB".into(), Some("$LIB_REF".into())))
+        );
+        let files = vec!["README.md".to_string()];
+        let f = facts(&files, None, Some("main"), None);
+        let vars = vars(&[("LIB", "group/lib"), ("LIB_REF", "v1")]);
+        // v1 has no Cargo.toml, the default branch has: the second rule matches
+        match eval_rules(&r, RuleWhen::OnSuccess, &vars, &f).unwrap() {
+            Decision::In { when, why, .. } => {
+                assert_eq!(when, RuleWhen::OnSuccess);
+                assert_eq!(why, "rule 1 matched");
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = eval_rules(
+            &rules("- exists: {paths: [x], project: other/p}\n"),
+            RuleWhen::OnSuccess,
+            &vars,
+            &f,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "rule 0: exists: project other/p: pass --project-dir other/p=PATH"
+        );
+        let v: Value = serde_yaml::from_str("- exists: {paths: [x], ref: main}\n").unwrap();
+        let e = parse_rules(
+            &v,
+            &mut RuleKeys {
+                allow_failure: &|_| Ok(AllowFailure::Yes),
+                variables: &|_| Ok(vec![]),
+                needs: &mut |_| Ok(vec![]),
+            },
+        )
+        .unwrap_err();
+        assert!(e.contains("ref: needs project:"), "{e}");
     }
 
     fn rules(yaml: &str) -> Vec<Rule> {

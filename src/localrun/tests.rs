@@ -184,6 +184,36 @@ fn errors_before_anything_runs() {
     );
 }
 
+/// `rules: exists: {project, ref}` looks at that project's files in the clone named with
+/// `--project-dir` (it was refused), and without one says which to pass.
+#[test]
+fn rules_exists_with_a_project_looks_in_that_projects_clone() {
+    let templates = super::origin::tests::template_repo();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".gitlab-ci.yml"),
+        "uses-build:\n  script: x\n  rules:\n    - exists: {project: team/ci, ref: 1.0.0, paths: [templates/build.yml]}\n\
+         no-such:\n  script: x\n  rules:\n    - exists: {project: team/ci, paths: [missing/*.yml]}\n",
+    )
+    .unwrap();
+    let mapped = format!("team/ci={}", templates.path().display());
+    let (r, out, _) = exec_in(dir.path(), &["--list", "--project-dir", &mapped], None);
+    assert_eq!(r, Ok(0), "{out}");
+    let line = |job: &str| {
+        out.lines()
+            .find(|l| l.contains(job))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line("uses-build").contains("rule 0 matched"), "{out}");
+    assert!(line("no-such").contains("not in pipeline"), "{out}");
+    let e = exec_in(dir.path(), &["--list"], None).0.unwrap_err();
+    assert!(
+        e.contains("exists: project team/ci: pogo exec reads another project's files from a clone you name: pass --project-dir team/ci=PATH"),
+        "{e}"
+    );
+}
+
 /// `--project-dir` and `--offline` as a user types them: `--list` shows the jobs the
 /// project's, the component's and the remote file's includes bring, or the refusal.
 #[test]
