@@ -384,3 +384,37 @@ fn a_job_claiming_a_running_jobs_id_cannot_take_it_over_with_rootless_podman() {
     );
     r.assert_clean();
 }
+
+#[test]
+fn a_build_images_job_builds_an_image_and_the_next_job_of_its_project_reuses_the_layer_with_rootless_podman(
+) {
+    require_podman!();
+    let Some(user) = rootless_user(false) else {
+        return;
+    };
+    if !buildah_image_ready(&user.podman(), &user.user) {
+        return;
+    }
+    let mut r = Rootless::new(user, |_| image_build_config());
+    let runner = r.own_runner();
+
+    let first = image_build_job(&r.env, &[BUILD_IMAGES_TAG]);
+    let result = r.run(&first);
+    assert_built_an_image(&result, false);
+    let mut second = image_build_job(&r.env, &[BUILD_IMAGES_TAG]);
+    second.project_path.clone_from(&first.project_path);
+    assert_built_an_image(&r.run(&second), true);
+    r.env.assert_no_leftovers();
+
+    // the volume is in the user's storage; the user's `pogo gc` removes it
+    let volumes = project_volumes_of(&r.env, &runner);
+    assert_eq!(volumes.len(), 1, "{volumes:?}");
+    let out = r.pogo(&["gc", "--runner", &runner, "--older-than", "0s"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("removed project volume {}", volumes[0])),
+        "{out:?}"
+    );
+    r.assert_clean();
+}

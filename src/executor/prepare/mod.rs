@@ -71,6 +71,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     let local = super::local::volumes(&ctx.env).map_err(Failure::system)?;
     // held until the job container mounts the persistent volume (see gc::BuildsVolumeLock)
     let (builds, volume_lock) = builds_volume(ctx, decided.builds, &labels, &job_dir).await?;
+    let (project_volumes, _project_locks) = project_volumes(ctx, &grants.project_volumes).await?;
     let runner_binary = runner_binary_mount(ctx, images.helper.is_some(), local.is_empty())?;
     let volumes = plan::volumes(
         &ctx.config,
@@ -81,6 +82,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
             builds,
             non_root: decided.non_root,
             runner_binary,
+            project_volumes,
         },
     );
     let job = JobContainer {

@@ -56,6 +56,18 @@ pub fn preview(
         builds,
         non_root: false,
         runner_binary: (!helper).then(|| own("gitlab-runner-<version>")),
+        project_volumes: grants
+            .project_volumes
+            .iter()
+            .map(|path| {
+                let name = if project.is_empty() {
+                    "pogo-project-<project>".to_string()
+                } else {
+                    env::project_volume(project, path)
+                };
+                (name, path.clone())
+            })
+            .collect(),
     };
     let volumes = plan::volumes(config, &grants, &mounts);
     let keep_alive = match detected {
