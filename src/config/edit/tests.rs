@@ -534,3 +534,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_entry_with_a_project_volume_is_written_with_it() {
+    let new = edit(
+        FILE,
+        Edit::Extra {
+            tag: None,
+            new: Some((
+                "build-images".into(),
+                ExtraArgsRule::Full(ExtraArgsEntry {
+                    projects: vec!["images/*".into()],
+                    project_volume: Some("/var/lib/containers".into()),
+                    ..ExtraArgsEntry::default()
+                }),
+            )),
+        },
+    );
+    assert!(
+        new.contains("  build-images:\n    args: ''\n    projects: [images/*]\n    project_volume: /var/lib/containers\n"),
+        "{new}"
+    );
+}

@@ -7,6 +7,7 @@
 //! unless `--run` runs a trial job ([`super::trial`]).
 
 mod host;
+mod image_build;
 mod podman;
 mod pogo_config;
 #[cfg(test)]
@@ -27,7 +28,7 @@ use std::time::Duration;
 /// `pogo doctor`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(
-    after_help = "Checks podman, rootless prerequisites (subuid/subgid, XDG_RUNTIME_DIR, /dev/net/tun, slirp4netns or pasta, storage driver), cgroups and resource limits, linger, gitlab-runner and the runners that use pogo, the pogo config, mount paths, default_image and auth_file. Exit status 1 when any check fails (✗)."
+    after_help = "Checks podman, rootless prerequisites (subuid/subgid, XDG_RUNTIME_DIR, /dev/net/tun, slirp4netns or pasta, storage driver), cgroups and resource limits, linger, gitlab-runner and the runners that use pogo, the pogo config, mount paths, default_image and auth_file, whether jobs can build images. Exit status 1 when any check fails (✗)."
 )]
 pub struct DoctorArgs {
     /// Also run one job-shaped trial through pogo's own phases: the default image (or
@@ -180,6 +181,10 @@ pub fn run_checks(opts: &Options, env: &HashMap<String, String>) -> Vec<Check> {
                     size: pogo_images_size(c),
                     limit: c.max_images_size,
                 },
+            ));
+            checks.push(image_build::check(
+                &image_build::probe(rootless_sub_ids(&user)),
+                &image_build::enabling_tags(c),
             ));
             checks.push(super::space::gpu_check(
                 &[Path::new("/etc/cdi"), Path::new("/var/run/cdi")],
