@@ -9,17 +9,6 @@ mod common;
 
 use common::*;
 
-/// `pogo gc ARGS` with the env's config.
-fn pogo_gc(env: &TestEnv, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_pogo"))
-        .arg("--config")
-        .arg(&env.config_path)
-        .arg("gc")
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn a_build_images_job_builds_an_image_and_the_next_job_of_its_project_reuses_the_layer() {
     require_podman!();

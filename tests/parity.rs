@@ -711,17 +711,6 @@ fn a_job_image_with_a_non_root_user_can_write_in_the_clone_the_helper_made() {
 // persistent_builds_days: GIT_STRATEGY fetch finds the last clone
 // ---------------------------------------------------------------------------------------
 
-/// `pogo gc ARGS` with the env's config.
-fn pogo_gc(env: &TestEnv, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_pogo"))
-        .arg("--config")
-        .arg(&env.config_path)
-        .arg("gc")
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn fetch_reuses_the_clone_in_the_persistent_builds_volume_and_clone_starts_fresh() {
     require_helper!();
