@@ -15,7 +15,7 @@ fn a_build_images_job_builds_an_image_and_the_next_job_of_its_project_reuses_the
     if !buildah_image_ready(&PodmanCmd { as_user: None }, "root") {
         return;
     }
-    let env = TestEnv::new(&image_build_config());
+    let env = TestEnv::new(&image_build_config(&PodmanCmd { as_user: None }));
     let mut driver = env.driver();
     let runner = format!("pogoib{}", unique_id());
     driver.runner_short_token = runner.clone();

@@ -120,12 +120,15 @@ impl Rootless {
 }
 
 impl Drop for Rootless {
-    /// A failed test may leave its own runner's persistent builds volume (job cleanup keeps it
-    /// by design): remove it, so later runs do not find it.
+    /// A failed test may leave its own runner's persistent builds or project volume (job
+    /// cleanup keeps them by design): remove them, so later tests and runs do not find them;
+    /// once the job containers that mount them are gone (cleanup removes them in the
+    /// background, and `volume rm` fails while that runs).
     fn drop(&mut self) {
         let Some(runner) = &self.own_runner else {
             return;
         };
+        let _ = self.env.removal_still_running();
         let out = self.env.podman.output(&[
             "volume",
             "ls",
@@ -395,7 +398,8 @@ fn a_build_images_job_builds_an_image_and_the_next_job_of_its_project_reuses_the
     if !buildah_image_ready(&user.podman(), &user.user) {
         return;
     }
-    let mut r = Rootless::new(user, |_| image_build_config());
+    let config = image_build_config(&user.podman());
+    let mut r = Rootless::new(user, |_| config);
     let runner = r.own_runner();
 
     let first = image_build_job(&r.env, &[BUILD_IMAGES_TAG]);

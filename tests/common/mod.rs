@@ -166,11 +166,35 @@ pub fn buildah_image_ready(podman: &PodmanCmd, who: &str) -> bool {
     false
 }
 
-/// The recipe's config entry: jobs tagged `build-images` get their project's kept volume at
-/// /var/lib/containers, and no podman argument at all.
-pub fn image_build_config() -> PogoConfig {
+/// The recipe's config entry for `podman`: jobs tagged `build-images` get their project's
+/// kept volume at /var/lib/containers, and no podman argument at all; where podman's volumes
+/// are on overlayfs (podman in a container, as the rootless user's in `make matrix`'s fresh
+/// machines), overlay cannot be mounted on them again and the recipe adds `--device /dev/fuse`
+/// for fuse-overlayfs (docs/configuration.md; `pogo doctor` says so).
+pub fn image_build_config(podman: &PodmanCmd) -> PogoConfig {
+    let out = podman.output(&["info", "--format", "{{.Store.VolumePath}}"]);
+    assert!(out.status.success(), "podman info: {out:?}");
+    let volumes = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let mut path = Path::new(&volumes);
+    while !path.exists() {
+        path = path.parent().unwrap_or(Path::new("/"));
+    }
+    let fs = Command::new("stat")
+        .args(["-f", "-c", "%T"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let fuse = String::from_utf8_lossy(&fs.stdout).trim() == "overlayfs";
+    if fuse {
+        eprintln!("{volumes} is on overlayfs: the recipe with --device /dev/fuse");
+    }
     PogoConfig::default().with_extra_yaml(&format!(
-        "extra_arguments:\n  {BUILD_IMAGES_TAG}:\n    project_volume: {IMAGE_STORAGE}\n"
+        "extra_arguments:\n  {BUILD_IMAGES_TAG}:\n    project_volume: {IMAGE_STORAGE}\n{}",
+        if fuse {
+            "    args: --device /dev/fuse\n    privileged: true\n"
+        } else {
+            ""
+        }
     ))
 }
 
@@ -1057,17 +1081,18 @@ impl TestEnv {
     /// Waits until the removals the cleanups of this env's jobs started in the background
     /// are over (as the same job's next prepare would).
     pub fn wait_for_removals(&self) {
-        let jobs = self.jobs.lock().unwrap().clone();
-        for key in jobs.into_iter().filter_map(|(_, key)| key) {
-            assert!(
-                pogo::executor::removal::wait(
-                    &self.working_dir,
-                    &key,
-                    pogo::executor::removal::WAIT
-                ),
-                "the removal of job {key} still runs"
-            );
+        if let Some(key) = self.removal_still_running() {
+            panic!("the removal of job {key} still runs");
         }
+    }
+
+    /// Waits (up to pogo's own limit each) for the removals cleanup left to the background;
+    /// the job whose removal still runs then, if one does. (For a `Drop`, which must not panic.)
+    pub fn removal_still_running(&self) -> Option<String> {
+        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        jobs.into_iter().filter_map(|(_, key)| key).find(|key| {
+            !pogo::executor::removal::wait(&self.working_dir, key, pogo::executor::removal::WAIT)
+        })
     }
 
     /// Asserts that nothing labelled with any job of this env remains once the cleanups'

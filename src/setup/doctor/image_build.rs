@@ -2,7 +2,8 @@
 //! the job container re-executes itself in a user namespace of its own (the container's root
 //! has no CAP_SYS_ADMIN; no `--privileged` is given), where it mounts overlay on the project's
 //! kept volume. That needs: user namespaces a process without privileges may create, a kernel
-//! that mounts overlay inside one (5.11) or else /dev/fuse for fuse-overlayfs, and for
+//! that mounts overlay inside one (5.11) and podman's volumes on a file system overlay can sit
+//! on (not overlayfs: podman in a container), or else /dev/fuse for fuse-overlayfs; and for
 //! rootless podman a full 65536-id range for the container (the namespace maps all of it).
 
 use super::*;
@@ -18,6 +19,9 @@ pub struct Host {
     pub apparmor_restricts_userns: Option<u64>,
     /// The kernel's (major, minor).
     pub kernel: Option<(u32, u32)>,
+    /// podman's volumes are on overlayfs (podman itself runs in a container), where overlay
+    /// cannot be mounted again.
+    pub volumes_on_overlayfs: bool,
     /// /dev/fuse is a character device this user can read and write.
     pub fuse_usable: bool,
     /// For rootless podman: the user's (subuids, subgids); `None` for root.
@@ -36,8 +40,9 @@ pub fn kernel_version(release: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
-/// Reads the host (`sub_ids`: the user's ranges when rootless).
-pub fn probe(sub_ids: Option<(u64, u64)>) -> Host {
+/// Reads the host (`sub_ids`: the user's ranges when rootless; `volume_path`: where podman
+/// keeps volumes, from `podman info`).
+pub fn probe(sub_ids: Option<(u64, u64)>, volume_path: Option<&Path>) -> Host {
     let fuse = Path::new("/dev/fuse");
     Host {
         max_user_namespaces: read_number("/proc/sys/user/max_user_namespaces"),
@@ -48,6 +53,9 @@ pub fn probe(sub_ids: Option<(u64, u64)>) -> Host {
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .ok()
             .and_then(|r| kernel_version(r.trim())),
+        volumes_on_overlayfs: volume_path
+            .and_then(|p| nix::sys::statfs::statfs(p).ok())
+            .is_some_and(|fs| fs.filesystem_type() == nix::sys::statfs::OVERLAYFS_SUPER_MAGIC),
         fuse_usable: {
             use std::os::unix::fs::FileTypeExt;
             std::fs::metadata(fuse).is_ok_and(|m| m.file_type().is_char_device())
@@ -91,10 +99,15 @@ pub fn check(host: &Host, tags: &[String]) -> Check {
             "sudo sysctl -w kernel.unprivileged_userns_clone=1 (and in /etc/sysctl.d/)".into(),
         ));
     }
-    let native_overlay = host.kernel.is_none_or(|k| k >= (5, 11));
+    let native_overlay = host.kernel.is_none_or(|k| k >= (5, 11)) && !host.volumes_on_overlayfs;
     if !native_overlay && !host.fuse_usable {
+        let why = if host.volumes_on_overlayfs {
+            "podman's volumes are on overlayfs (podman in a container)"
+        } else {
+            "kernel older than 5.11 (no overlay in a user namespace)"
+        };
         problems.push((
-            "kernel older than 5.11 (no overlay in a user namespace) and /dev/fuse not usable".into(),
+            format!("{why} and /dev/fuse not usable"),
             "sudo modprobe fuse; and add `--device /dev/fuse` with `privileged: true` to the tag's entry".into(),
         ));
     }
@@ -106,10 +119,10 @@ pub fn check(host: &Host, tags: &[String]) -> Check {
             ));
         }
     }
-    let storage = if native_overlay {
-        "overlay in buildah's user namespace"
-    } else {
-        "fuse-overlayfs: the tag's entry needs `--device /dev/fuse`"
+    let storage = match (native_overlay, host.volumes_on_overlayfs) {
+        (true, _) => "overlay in buildah's user namespace",
+        (false, true) => "podman's volumes are on overlayfs: fuse-overlayfs, the tag's entry needs `--device /dev/fuse`",
+        (false, false) => "fuse-overlayfs: the tag's entry needs `--device /dev/fuse`",
     };
     let apparmor = if host.apparmor_restricts_userns == Some(1) {
         "; AppArmor restricts user namespaces here (Ubuntu): untested, see the docs"
@@ -161,6 +174,7 @@ mod tests {
             unprivileged_userns_clone: Some(1),
             apparmor_restricts_userns: None,
             kernel: Some((6, 1)),
+            volumes_on_overlayfs: false,
             fuse_usable: false,
             sub_ids: Some((65_536, 65_536)),
         }
@@ -195,7 +209,7 @@ mod tests {
 
     #[test]
     fn what_stops_builds_fails_with_its_fix_only_when_a_tag_asks_for_them() {
-        let cases: [(Host, &str, &str); 4] = [
+        let cases: [(Host, &str, &str); 5] = [
             (
                 Host {
                     max_user_namespaces: Some(0),
@@ -222,6 +236,14 @@ mod tests {
             ),
             (
                 Host {
+                    volumes_on_overlayfs: true,
+                    ..good()
+                },
+                "volumes are on overlayfs",
+                "--device /dev/fuse",
+            ),
+            (
+                Host {
                     sub_ids: Some((65_536, 1_000)),
                     ..good()
                 },
@@ -242,7 +264,7 @@ mod tests {
     }
 
     #[test]
-    fn an_old_kernel_with_fuse_builds_through_fuse_overlayfs_and_root_needs_no_sub_ids() {
+    fn with_fuse_an_old_kernel_or_volumes_on_overlayfs_build_through_fuse_overlayfs() {
         let host = Host {
             kernel: Some((4, 18)),
             fuse_usable: true,
@@ -252,5 +274,14 @@ mod tests {
         let c = check(&host, &tags());
         assert_eq!(c.status, Status::Ok, "{c:?}");
         assert!(c.message.contains("fuse-overlayfs"), "{c:?}");
+        let host = Host {
+            volumes_on_overlayfs: true,
+            fuse_usable: true,
+            ..good()
+        };
+        let c = check(&host, &tags());
+        assert_eq!(c.status, Status::Ok, "{c:?}");
+        assert!(c.message.contains("volumes are on overlayfs"), "{c:?}");
+        assert!(c.message.contains("--device /dev/fuse"), "{c:?}");
     }
 }

@@ -153,6 +153,13 @@ pub fn run_checks(opts: &Options, env: &HashMap<String, String>) -> Vec<Check> {
         .and_then(|v| v.pointer("/store/graphRoot"))
         .and_then(|v| v.as_str())
         .map(PathBuf::from);
+    // where podman keeps volumes, for the image builds check
+    let volume_path = info
+        .as_ref()
+        .ok()
+        .and_then(|v| v.pointer("/store/volumePath"))
+        .and_then(|v| v.as_str())
+        .map(PathBuf::from);
     let mut checks = podman_checks(&user, &podman, env, info);
     // podman's own line first, then who runs it, then what rootless podman needs.
     let rest = checks.split_off(checks.len().min(1));
@@ -183,7 +190,7 @@ pub fn run_checks(opts: &Options, env: &HashMap<String, String>) -> Vec<Check> {
                 },
             ));
             checks.push(image_build::check(
-                &image_build::probe(rootless_sub_ids(&user)),
+                &image_build::probe(rootless_sub_ids(&user), volume_path.as_deref()),
                 &image_build::enabling_tags(c),
             ));
             checks.push(super::space::gpu_check(
