@@ -72,20 +72,31 @@ pub fn probe(sub_ids: Option<(u64, u64)>, volume_path: Option<&Path>) -> Host {
 const NAME: &str = "image builds";
 const RECIPE: &str = "docs/configuration.md, \"Building images in jobs\"";
 
-/// The tags whose `extra_arguments` entry gives jobs a `project_volume` (what the recipe
-/// uses for the build's layer storage).
-pub fn enabling_tags(config: &crate::config::Config) -> Vec<String> {
+/// A tag whose `extra_arguments` entry gives jobs a `project_volume` (what the recipe uses
+/// for the build's layer storage), and whether it also hands them /dev/fuse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enabling {
+    pub tag: String,
+    pub fuse: bool,
+}
+
+/// The tags that enable image builds (see [`Enabling`]).
+pub fn enabling_tags(config: &crate::config::Config) -> Vec<Enabling> {
     config
         .extra_arguments
         .iter()
         .filter(|e| e.project_volume.is_some())
-        .map(|e| e.tag.clone())
+        .map(|e| Enabling {
+            tag: e.tag.clone(),
+            fuse: e.args.iter().any(|a| a.contains("/dev/fuse")),
+        })
         .collect()
 }
 
 /// The check: whether jobs can build images here, and which tags let them. What stops
 /// builds is ✗ when a tag enables them, ✓ with the reason when none does (nobody asked).
-pub fn check(host: &Host, tags: &[String]) -> Check {
+pub fn check(host: &Host, enabling: &[Enabling]) -> Check {
+    let tags: Vec<String> = enabling.iter().map(|e| e.tag.clone()).collect();
     let mut problems: Vec<(String, String)> = Vec::new();
     if host.max_user_namespaces == Some(0) {
         problems.push((
@@ -109,6 +120,20 @@ pub fn check(host: &Host, tags: &[String]) -> Check {
         problems.push((
             format!("{why} and /dev/fuse not usable"),
             "sudo modprobe fuse; and add `--device /dev/fuse` with `privileged: true` to the tag's entry".into(),
+        ));
+    }
+    let without_fuse: Vec<&str> = enabling
+        .iter()
+        .filter(|e| !e.fuse)
+        .map(|e| e.tag.as_str())
+        .collect();
+    if !native_overlay && host.fuse_usable && !without_fuse.is_empty() {
+        problems.push((
+            format!(
+                "fuse-overlayfs needs /dev/fuse here, and {} lack(s) it",
+                without_fuse.join(", ")
+            ),
+            "add `args: --device /dev/fuse` and `privileged: true` to the entry".into(),
         ));
     }
     if let Some((uids, gids)) = host.sub_ids {
@@ -180,8 +205,18 @@ mod tests {
         }
     }
 
-    fn tags() -> Vec<String> {
-        vec!["build-images".to_string()]
+    fn tags() -> Vec<Enabling> {
+        vec![Enabling {
+            tag: "build-images".to_string(),
+            fuse: false,
+        }]
+    }
+
+    fn with_fuse() -> Vec<Enabling> {
+        vec![Enabling {
+            tag: "build-images".to_string(),
+            fuse: true,
+        }]
     }
 
     #[test]
@@ -272,6 +307,9 @@ mod tests {
             ..good()
         };
         let c = check(&host, &tags());
+        assert_eq!(c.status, Status::Fail, "the entry lacks the device: {c:?}");
+        assert!(c.message.contains("build-images lack(s) it"), "{c:?}");
+        let c = check(&host, &with_fuse());
         assert_eq!(c.status, Status::Ok, "{c:?}");
         assert!(c.message.contains("fuse-overlayfs"), "{c:?}");
         let host = Host {
@@ -279,7 +317,7 @@ mod tests {
             fuse_usable: true,
             ..good()
         };
-        let c = check(&host, &tags());
+        let c = check(&host, &with_fuse());
         assert_eq!(c.status, Status::Ok, "{c:?}");
         assert!(c.message.contains("volumes are on overlayfs"), "{c:?}");
         assert!(c.message.contains("--device /dev/fuse"), "{c:?}");
