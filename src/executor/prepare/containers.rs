@@ -116,7 +116,7 @@ pub(super) async fn project_volumes(
 }
 
 /// What kind of kept volume, for the job log, and the days `pogo gc` keeps it unused.
-pub(super) struct Kept {
+struct Kept {
     what: &'static str,
     why: &'static str,
     days: u64,
