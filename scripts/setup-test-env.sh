@@ -9,7 +9,7 @@
 #      image localhost/pogo-test/helper:latest (Debian with git, git-lfs and the stand-in
 #      gitlab-runner, built with debootstrap from the Debian mirror, ~1 min, once), and the
 #      image-build image localhost/pogo-test/buildah:latest (that Debian base plus Debian's
-#      buildah, installed with apt from the same mirror, ~10 s, once);
+#      buildah, installed with apt from the same mirror, ~20 s, once);
 #   4. when run as root, an unprivileged user (pogo-ci) with working rootless Podman
 #      exists for the rootless part of the suite, described in /etc/pogo-test-rootless.env,
 #      with the test images and (copied from root's storage) the helper and buildah images.
@@ -403,32 +403,33 @@ ensure_helper_image() {
 
 # ensure_buildah_image: Debian's buildah (with fuse-overlayfs and uidmap, as buildah's own
 # images have) on the Debian base, installed with apt from the mirror the base came from (the
-# build's RUN needs the network, like debootstrap; jobs and tests then run offline), with
+# container needs the network, like debootstrap; jobs and tests then run offline), with
 # BUILDAH_ISOLATION=chroot and the busybox test image as an OCI archive, so a Containerfile
-# can build FROM it without a registry. About 10 s, once.
+# can build FROM it without a registry. About 10-25 s, once. `podman run` + `podman commit`,
+# not a `podman build` RUN: podman 5's build raises RLIMIT_NOFILE for RUN where `podman run`
+# does not ("setrlimit `RLIMIT_NOFILE`: Operation not permitted" in a fresh Debian 13
+# container with a lower hard limit).
 ensure_buildah_image() {
-    local ctx out
+    local ctx out name=pogo-test-buildah-setup
     [ "${POGO_TEST_NO_HELPER:-}" = 1 ] && return 0
     podman image exists "$IMG_BUILDAH" && return 0
     ensure_debian_base || return 1
-    log "building $IMG_BUILDAH (apt-get install buildah from the base's mirror, about 10 s, once)"
+    log "building $IMG_BUILDAH (apt-get install buildah from the base's mirror, about 20 s, once)"
     ctx=$(mktemp -d "${TMPDIR:-/tmp}/pogo-test-buildah.XXXXXX")
-    if ! out=$(podman save --format oci-archive -o "$ctx/busybox.oci.tar" "$IMG_BUSYBOX" 2>&1); then
-        rm -rf "$ctx"
-        printf '%s\n' "$out" >&2
-        warn "saving $IMG_BUSYBOX for $IMG_BUILDAH failed"
-        return 1
-    fi
-    printf '%s\n' "FROM $IMG_DEBIAN_GIT" \
-        'RUN apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends buildah fuse-overlayfs uidmap >/dev/null && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb' \
-        'ENV BUILDAH_ISOLATION=chroot' \
-        "COPY busybox.oci.tar $BUILDAH_BASE_ARCHIVE" >"$ctx/Containerfile"
-    if ! out=$(podman build --pull=never -q -t "$IMG_BUILDAH" -f "$ctx/Containerfile" "$ctx" 2>&1); then
+    chmod 0755 "$ctx"
+    podman rm -f -i "$name" >/dev/null 2>&1 || true
+    if ! out=$(podman save --format oci-archive -o "$ctx/busybox.oci.tar" "$IMG_BUSYBOX" 2>&1 &&
+        chmod 0644 "$ctx/busybox.oci.tar" &&
+        podman run --name "$name" -v "$ctx:/ctx:ro,z" "$IMG_DEBIAN_GIT" sh -c \
+            "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends buildah fuse-overlayfs uidmap >/dev/null && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb && install -D -m 0644 /ctx/busybox.oci.tar $BUILDAH_BASE_ARCHIVE" 2>&1 &&
+        podman commit -q --change 'ENV BUILDAH_ISOLATION=chroot' "$name" "$IMG_BUILDAH" 2>&1); then
+        podman rm -f -i "$name" >/dev/null 2>&1 || true
         rm -rf "$ctx"
         printf '%s\n' "$out" | tail -n 20 >&2
-        warn "building $IMG_BUILDAH failed (apt-get in the build needs the Debian mirror)"
+        warn "building $IMG_BUILDAH failed (apt-get in the container needs the Debian mirror)"
         return 1
     fi
+    podman rm -f -i "$name" >/dev/null 2>&1 || true
     rm -rf "$ctx"
     image_works self "$IMG_BUILDAH" built "buildah --version && test -s $BUILDAH_BASE_ARCHIVE"
 }
