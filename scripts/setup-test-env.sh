@@ -7,10 +7,12 @@
 #   3. the offline test images localhost/pogo-test/{busybox,bash,httpd}:latest exist
 #      (nothing is ever pulled: the CI machines cannot reach any registry), and the helper
 #      image localhost/pogo-test/helper:latest (Debian with git, git-lfs and the stand-in
-#      gitlab-runner, built with debootstrap from the Debian mirror, ~1 min, once);
+#      gitlab-runner, built with debootstrap from the Debian mirror, ~1 min, once), and the
+#      image-build image localhost/pogo-test/buildah:latest (that Debian base plus Debian's
+#      buildah, installed with apt from the same mirror, ~20 s, once);
 #   4. when run as root, an unprivileged user (pogo-ci) with working rootless Podman
 #      exists for the rootless part of the suite, described in /etc/pogo-test-rootless.env,
-#      with the test images and (copied from root's storage) the helper image.
+#      with the test images and (copied from root's storage) the helper and buildah images.
 #
 # It is idempotent and quick when there is nothing to do.
 #
@@ -25,8 +27,8 @@
 #                                      (default: Debian's /bin/busybox and /bin/bash-static)
 #   POGO_TEST_DEBIAN_MIRROR            mirror for the helper image's debootstrap
 #                                      (default: http://deb.debian.org/debian)
-#   POGO_TEST_NO_HELPER=1              do not build the helper image (its tests then skip,
-#                                      except in CI)
+#   POGO_TEST_NO_HELPER=1              do not build the helper image nor the buildah image
+#                                      (their tests then skip, except in CI)
 
 set -euo pipefail
 
@@ -50,6 +52,10 @@ IMAGES=("$IMG_BUSYBOX" "$IMG_BASH" "$IMG_HTTPD")
 IMG_DEBIAN_GIT=localhost/pogo-test/debian-git:bookworm
 IMG_HELPER=localhost/pogo-test/helper:latest
 RUNNER_STAND_IN="$REPO_ROOT/tests/fixtures/gitlab-runner"
+# The image-build tests' job image: the Debian base plus buildah (chroot isolation, as in
+# buildah's own images) and an OCI archive of the busybox test image to build FROM offline.
+IMG_BUILDAH=localhost/pogo-test/buildah:latest
+BUILDAH_BASE_ARCHIVE=/opt/pogo-test/busybox.oci.tar
 DEBIAN_MIRROR=${POGO_TEST_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 # Debian packages, and a command or file that proves each is present on other distros.
@@ -339,40 +345,44 @@ ensure_images() {
     done
 }
 
-# ensure_helper_image: the Debian base (debootstrap, ~1 min) only when missing; the helper
-# layer (the stand-in gitlab-runner at /usr/local/bin/gitlab-runner) when missing or when
-# the stand-in changed (its checksum is a label of the image).
+# ensure_debian_base: the Debian base with git (debootstrap, ~1 min), only when missing.
+ensure_debian_base() {
+    local rootfs out
+    podman image exists "$IMG_DEBIAN_GIT" && return 0
+    ensure_rootfs_dir
+    rootfs=$ROOTFS_DIR/debian-git
+    log "building $IMG_DEBIAN_GIT with debootstrap from $DEBIAN_MIRROR (about a minute, once)"
+    if ! out=$(as_root debootstrap --variant=minbase --include=git,git-lfs,ca-certificates \
+        bookworm "$rootfs" "$DEBIAN_MIRROR" 2>&1); then
+        printf '%s\n' "$out" | tail -n 20 >&2
+        as_root rm -rf "$rootfs"
+        warn "debootstrap failed: the helper image is missing (set POGO_TEST_DEBIAN_MIRROR?)"
+        return 1
+    fi
+    as_root rm -rf "$rootfs/var/cache/apt/archives"/*.deb "$rootfs/var/lib/apt/lists"/*
+    # (called from an `if`, so `set -e` does not stop here: check the import by hand)
+    if ! out=$(as_root tar --numeric-owner -C "$rootfs" -c . |
+        podman import --quiet --change "$IMAGE_PATH_ENV" --change 'CMD ["/bin/bash"]' \
+            - "$IMG_DEBIAN_GIT" 2>&1); then
+        printf '%s\n' "$out" | tail -n 20 >&2
+        as_root rm -rf "$rootfs"
+        warn "importing $IMG_DEBIAN_GIT failed: the helper image is missing"
+        return 1
+    fi
+    as_root rm -rf "$rootfs"
+}
+
+# ensure_helper_image: the helper layer (the stand-in gitlab-runner at
+# /usr/local/bin/gitlab-runner) on the Debian base, when missing or when the stand-in changed
+# (its checksum is a label of the image).
 ensure_helper_image() {
-    local sum current rootfs ctx out
+    local sum current ctx out
     [ "${POGO_TEST_NO_HELPER:-}" = 1 ] && return 0
     sum=$(sha256sum "$RUNNER_STAND_IN" | cut -d' ' -f1)
     current=$(podman image inspect --format '{{index .Labels "io.pogo.test.stand-in"}}' \
         "$IMG_HELPER" 2>/dev/null || true)
     [ "$current" = "$sum" ] && return 0
-
-    if ! podman image exists "$IMG_DEBIAN_GIT"; then
-        ensure_rootfs_dir
-        rootfs=$ROOTFS_DIR/debian-git
-        log "building $IMG_DEBIAN_GIT with debootstrap from $DEBIAN_MIRROR (about a minute, once)"
-        if ! out=$(as_root debootstrap --variant=minbase --include=git,git-lfs,ca-certificates \
-            bookworm "$rootfs" "$DEBIAN_MIRROR" 2>&1); then
-            printf '%s\n' "$out" | tail -n 20 >&2
-            as_root rm -rf "$rootfs"
-            warn "debootstrap failed: the helper image is missing (set POGO_TEST_DEBIAN_MIRROR?)"
-            return 1
-        fi
-        as_root rm -rf "$rootfs/var/cache/apt/archives"/*.deb "$rootfs/var/lib/apt/lists"/*
-        # (called from an `if`, so `set -e` does not stop here: check the import by hand)
-        if ! out=$(as_root tar --numeric-owner -C "$rootfs" -c . |
-            podman import --quiet --change "$IMAGE_PATH_ENV" --change 'CMD ["/bin/bash"]' \
-                - "$IMG_DEBIAN_GIT" 2>&1); then
-            printf '%s\n' "$out" | tail -n 20 >&2
-            as_root rm -rf "$rootfs"
-            warn "importing $IMG_DEBIAN_GIT failed: the helper image is missing"
-            return 1
-        fi
-        as_root rm -rf "$rootfs"
-    fi
+    ensure_debian_base || return 1
 
     log "building $IMG_HELPER (stand-in gitlab-runner $sum)"
     ctx=$(mktemp -d "${TMPDIR:-/tmp}/pogo-test-helper.XXXXXX")
@@ -387,45 +397,79 @@ ensure_helper_image() {
         return 1
     fi
     rm -rf "$ctx"
-    helper_works self built 'git --version && git lfs version && gitlab-runner --version | head -n 1'
+    image_works self "$IMG_HELPER" built \
+        'git --version && git lfs version && gitlab-runner --version | head -n 1'
 }
 
-# helper_works WHO HOW CHECKS: run CHECKS in the helper image as WHO and show what they
-# printed, or why the image (just HOW: built, copied) does not run.
-helper_works() {
-    local who=$1 how=$2 checks=$3 out
-    if ! out=$(pod "$who" run --rm --network none "$IMG_HELPER" sh -c "$checks" 2>&1); then
-        printf '%s\n' "$out" >&2
-        warn "$IMG_HELPER was $how but does not run ($who)"
+# ensure_buildah_image: Debian's buildah (with fuse-overlayfs and uidmap, as buildah's own
+# images have) on the Debian base, installed with apt from the mirror the base came from (the
+# container needs the network, like debootstrap; jobs and tests then run offline), with
+# BUILDAH_ISOLATION=chroot and the busybox test image as an OCI archive, so a Containerfile
+# can build FROM it without a registry. About 10-25 s, once. `podman run` + `podman commit`,
+# not a `podman build` RUN: podman 5's build raises RLIMIT_NOFILE for RUN where `podman run`
+# does not ("setrlimit `RLIMIT_NOFILE`: Operation not permitted" in a fresh Debian 13
+# container with a lower hard limit).
+ensure_buildah_image() {
+    local ctx out name=pogo-test-buildah-setup
+    [ "${POGO_TEST_NO_HELPER:-}" = 1 ] && return 0
+    podman image exists "$IMG_BUILDAH" && return 0
+    ensure_debian_base || return 1
+    log "building $IMG_BUILDAH (apt-get install buildah from the base's mirror, about 20 s, once)"
+    ctx=$(mktemp -d "${TMPDIR:-/tmp}/pogo-test-buildah.XXXXXX")
+    chmod 0755 "$ctx"
+    podman rm -f -i "$name" >/dev/null 2>&1 || true
+    if ! out=$(podman save --format oci-archive -o "$ctx/busybox.oci.tar" "$IMG_BUSYBOX" 2>&1 &&
+        chmod 0644 "$ctx/busybox.oci.tar" &&
+        podman run --name "$name" -v "$ctx:/ctx:ro,z" "$IMG_DEBIAN_GIT" sh -c \
+            "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends buildah fuse-overlayfs uidmap >/dev/null && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb && install -D -m 0644 /ctx/busybox.oci.tar $BUILDAH_BASE_ARCHIVE" 2>&1 &&
+        podman commit -q --change 'ENV BUILDAH_ISOLATION=chroot' "$name" "$IMG_BUILDAH" 2>&1); then
+        podman rm -f -i "$name" >/dev/null 2>&1 || true
+        rm -rf "$ctx"
+        printf '%s\n' "$out" | tail -n 20 >&2
+        warn "building $IMG_BUILDAH failed (apt-get in the container needs the Debian mirror)"
         return 1
     fi
-    log "  $IMG_HELPER works ($who): $(printf '%s' "$out" | tr '\n' ';')"
+    podman rm -f -i "$name" >/dev/null 2>&1 || true
+    rm -rf "$ctx"
+    image_works self "$IMG_BUILDAH" built "buildah --version && test -s $BUILDAH_BASE_ARCHIVE"
 }
 
-# ensure_rootless_helper_image: give the rootless user root's helper image (built above,
-# once) through `podman save | podman load` on stdin, so the user needs no access to root's
-# storage and nothing is built twice. Quick when the user already has the same image (same
-# image ID as root's); a stale copy (the stand-in changed) is replaced, its old ID removed.
-ensure_rootless_helper_image() {
-    local want current out
+# image_works WHO IMAGE HOW CHECKS: run CHECKS in IMAGE as WHO and show what they printed,
+# or why the image (just HOW: built, copied) does not run.
+image_works() {
+    local who=$1 image=$2 how=$3 checks=$4 out
+    if ! out=$(pod "$who" run --rm --network none "$image" sh -c "$checks" 2>&1); then
+        printf '%s\n' "$out" >&2
+        warn "$image was $how but does not run ($who)"
+        return 1
+    fi
+    log "  $image works ($who): $(printf '%s' "$out" | tr '\n' ';')"
+}
+
+# ensure_rootless_copy IMAGE CHECKS: give the rootless user root's IMAGE (built above, once)
+# through `podman save | podman load` on stdin, so the user needs no access to root's storage
+# and nothing is built twice. Quick when the user already has the same image (same image ID
+# as root's); a stale copy (the helper's stand-in changed) is replaced.
+ensure_rootless_copy() {
+    local image=$1 checks=$2 want current out
     [ "${POGO_TEST_NO_HELPER:-}" = 1 ] && return 0
-    # Without root's helper image there is nothing to copy (ensure_helper_image said why).
-    want=$(podman image inspect --format '{{.Id}}' "$IMG_HELPER" 2>/dev/null) || return 0
-    current=$(pod rootless image inspect --format '{{.Id}}' "$IMG_HELPER" 2>/dev/null || true)
+    # Without root's image there is nothing to copy (building it said why).
+    want=$(podman image inspect --format '{{.Id}}' "$image" 2>/dev/null) || return 0
+    current=$(pod rootless image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
     [ "$current" = "$want" ] && return 0
 
-    log "copying $IMG_HELPER to $ROOTLESS_USER's storage (podman save | podman load)"
-    if ! out=$({ podman save -q "$IMG_HELPER" | pod rootless load -q; } 2>&1); then
+    log "copying $image to $ROOTLESS_USER's storage (podman save | podman load)"
+    if ! out=$({ podman save -q "$image" | pod rootless load -q; } 2>&1); then
         printf '%s\n' "$out" >&2
-        warn "copying $IMG_HELPER to $ROOTLESS_USER failed"
+        warn "copying $image to $ROOTLESS_USER failed"
         return 1
     fi
-    current=$(pod rootless image inspect --format '{{.Id}}' "$IMG_HELPER" 2>/dev/null || true)
+    current=$(pod rootless image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
     if [ "$current" != "$want" ]; then
-        warn "$IMG_HELPER in $ROOTLESS_USER's storage is ${current:-missing}, not root's $want"
+        warn "$image in $ROOTLESS_USER's storage is ${current:-missing}, not root's $want"
         return 1
     fi
-    helper_works rootless copied 'git --version && gitlab-runner --version | head -n 1'
+    image_works rootless "$image" copied "$checks"
 }
 
 # Outside CI the machine's own podman settings are used, as they are. When they cannot run a
@@ -545,12 +589,17 @@ ensure_rootless_user() {
         rootless_not_ready "its test images do not run"
         return 0
     fi
-    # The helper image is optional like root's: its rootless tests skip without it (in CI
-    # they fail, so a failure to copy it is an error there).
-    if ! ensure_rootless_helper_image; then
-        may_change_machine && die "the helper image $IMG_HELPER could not be given to $ROOTLESS_USER"
-        warn "the rootless helper image tests will be skipped"
-    fi
+    # The helper and buildah images are optional like root's: their rootless tests skip
+    # without them (in CI they fail, so a failure to copy one is an error there).
+    local image checks
+    for image in "$IMG_HELPER" "$IMG_BUILDAH"; do
+        checks='git --version && gitlab-runner --version | head -n 1'
+        [ "$image" = "$IMG_HELPER" ] || checks='buildah --version'
+        if ! ensure_rootless_copy "$image" "$checks"; then
+            may_change_machine && die "the image $image could not be given to $ROOTLESS_USER"
+            warn "the rootless tests that use $image will be skipped"
+        fi
+    done
 
     # Write the description the Rust tests read, only when it changes.
     env_content=$(printf '%s\n' \
@@ -616,11 +665,14 @@ main() {
     if ! ensure_helper_image && may_change_machine; then
         die "the helper image $IMG_HELPER could not be built"
     fi
+    if ! ensure_buildah_image && may_change_machine; then
+        die "the image-build test image $IMG_BUILDAH could not be built"
+    fi
 
     ensure_rootless_user
 
     version=$(podman version --format '{{.Client.Version}}' 2>/dev/null || echo unknown)
-    for image in "${IMAGES[@]}" "$IMG_HELPER"; do
+    for image in "${IMAGES[@]}" "$IMG_HELPER" "$IMG_BUILDAH"; do
         if podman image exists "$image"; then present+=("${image#localhost/pogo-test/}"); fi
     done
     log "test environment: podman $version; images: ${present[*]:-none};" \

@@ -119,14 +119,6 @@ fn cleanup_leaves_nothing(env: &TestEnv, runner: &str, job_id: u64) {
         .assert_nothing_labelled(&format!("{LABEL_JOB_ID}={job_id}"));
 }
 
-fn pogo_gc(env: &TestEnv, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_pogo"))
-        .args(["--config", &env.config_path.to_string_lossy(), "gc"])
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 /// [`pogo_gc`], which must succeed (its stdout and stderr are the failure message).
 fn pogo_gc_ok(env: &TestEnv, args: &[&str]) -> std::process::Output {
     let out = pogo_gc(env, args);

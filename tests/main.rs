@@ -11,6 +11,7 @@ mod doctor;
 mod example;
 mod executor;
 mod faults;
+mod image_build;
 mod install;
 mod leftovers;
 mod parity;

@@ -712,17 +712,6 @@ fn a_job_image_with_a_non_root_user_can_write_in_the_clone_the_helper_made() {
 // persistent_builds_days: GIT_STRATEGY fetch finds the last clone
 // ---------------------------------------------------------------------------------------
 
-/// `pogo gc ARGS` with the env's config.
-fn pogo_gc(env: &TestEnv, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_pogo"))
-        .arg("--config")
-        .arg(&env.config_path)
-        .arg("gc")
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 /// A driver whose runner token is its own (`kept…`, which the suite's leftover check knows):
 /// `pogo gc --runner` then touches this test's kept builds volumes alone.
 fn own_runner(env: &TestEnv) -> (pogo::driver::Driver, String) {

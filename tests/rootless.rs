@@ -117,12 +117,15 @@ impl Rootless {
 }
 
 impl Drop for Rootless {
-    /// A failed test may leave its own runner's persistent builds volume (job cleanup keeps it
-    /// by design): remove it, so later runs do not find it.
+    /// A failed test may leave its own runner's persistent builds or project volume (job
+    /// cleanup keeps them by design): remove them, so later tests and runs do not find them;
+    /// once the job containers that mount them are gone (cleanup removes them in the
+    /// background, and `volume rm` fails while that runs).
     fn drop(&mut self) {
         let Some(runner) = &self.own_runner else {
             return;
         };
+        let _ = self.env.removal_still_running();
         // by the labels pogo checks (podman 4.3 gives the volumes with any of two label
         // filters: it would list every runner's)
         for volume in &builds_volumes_of(&self.env, runner) {
@@ -370,6 +373,41 @@ fn a_job_claiming_a_running_jobs_id_cannot_take_it_over_with_rootless_podman() {
     assert!(
         log.contains(&format!("\nafter-victim-{}\n", victim.id)),
         "{log}"
+    );
+    r.assert_clean();
+}
+
+#[test]
+fn a_build_images_job_builds_an_image_and_the_next_job_of_its_project_reuses_the_layer_with_rootless_podman(
+) {
+    require_podman!();
+    let Some(user) = rootless_user(false) else {
+        return;
+    };
+    if !buildah_image_ready(&user.podman(), &user.user) {
+        return;
+    }
+    let config = image_build_config(&user.podman());
+    let mut r = Rootless::new(user, |_| config);
+    let runner = r.own_runner();
+
+    let first = image_build_job(&r.env, &[BUILD_IMAGES_TAG]);
+    let result = r.run(&first);
+    assert_built_an_image(&result, false);
+    let mut second = image_build_job(&r.env, &[BUILD_IMAGES_TAG]);
+    second.project_path.clone_from(&first.project_path);
+    assert_built_an_image(&r.run(&second), true);
+    r.env.assert_no_leftovers();
+
+    // the volume is in the user's storage; the user's `pogo gc` removes it
+    let volumes = project_volumes_of(&r.env, &runner);
+    assert_eq!(volumes.len(), 1, "{volumes:?}");
+    let out = r.pogo(&["gc", "--runner", &runner, "--older-than", "0s"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("removed project volume {}", volumes[0])),
+        "{out:?}"
     );
     r.assert_clean();
 }

@@ -113,7 +113,7 @@ pub struct InstallArgs {
 /// `pogo doctor`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(
-    after_help = "Checks podman, rootless prerequisites (subuid/subgid, XDG_RUNTIME_DIR, /dev/net/tun, slirp4netns or pasta, storage driver), cgroups and resource limits, linger, gitlab-runner and the runners that use pogo, the pogo config, mount paths, default_image and auth_file. Exit status 1 when any check fails (✗)."
+    after_help = "Checks podman, rootless prerequisites (subuid/subgid, XDG_RUNTIME_DIR, /dev/net/tun, slirp4netns or pasta, storage driver), cgroups and resource limits, linger, gitlab-runner and the runners that use pogo, the pogo config, mount paths, default_image and auth_file, whether jobs can build images. Exit status 1 when any check fails (✗)."
 )]
 pub struct DoctorArgs {
     /// Also run one job-shaped trial through pogo's own phases: the default image (or

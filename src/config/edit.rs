@@ -401,6 +401,9 @@ fn extra_lines(tag: &str, rule: &ExtraArgsRule) -> Vec<String> {
             if !e.services.is_empty() {
                 v.push(format!("  services: {}", scalar(&e.services)));
             }
+            if let Some(path) = &e.project_volume {
+                v.push(format!("  project_volume: {}", scalar(path)));
+            }
             v
         }
     }

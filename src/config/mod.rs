@@ -528,7 +528,13 @@ fn extra_arguments(
                 ),
             ));
         }
+        let project_volume = entry
+            .project_volume
+            .map(|p| project_volume_path(&p))
+            .transpose()
+            .map_err(|e| invalid.at(&format!("{key}.project_volume"), e))?;
         extra_arguments.push(ExtraArgs {
+            project_volume,
             projects: invalid.globs(&key, &entry.projects)?,
             privileged: entry.privileged,
             tag,
@@ -638,6 +644,24 @@ fn default_working_dir(home: Option<&Path>) -> PathBuf {
 }
 
 /// Tags must be non-empty words without spaces or commas (as GitLab stores them).
+/// A `project_volume:` container path: absolute, without `:` or `,` (podman's separators),
+/// `..` or the container's root; written back without a trailing `/`.
+pub fn project_volume_path(path: &str) -> Result<String, String> {
+    let trimmed = path.trim_end_matches('/');
+    if !path.starts_with('/')
+        || trimmed.is_empty()
+        || path.contains([':', ','])
+        || path.chars().any(char::is_control)
+        || trimmed.split('/').any(|c| c == "..")
+    {
+        return Err(format!(
+            "'{path}' must be an absolute container path other than / without ':', ',' or '..' \
+             (for image builds: /var/lib/containers)"
+        ));
+    }
+    Ok(trimmed.to_string())
+}
+
 pub fn validate_tags(tags: &[String]) -> Result<(), String> {
     for t in tags {
         if t.is_empty()
@@ -798,17 +822,21 @@ pub fn to_yaml(config: &Config) -> Result<String, yaml::YamlError> {
             .map(|e| {
                 let args = redact(&e.args);
                 let services = redact(&e.service_args);
-                let rule =
-                    if e.privileged || !e.projects.patterns.is_empty() || !services.is_empty() {
-                        ExtraArgsRule::Full(ExtraArgsEntry {
-                            args,
-                            projects: e.projects.patterns.clone(),
-                            privileged: e.privileged,
-                            services,
-                        })
-                    } else {
-                        ExtraArgsRule::Args(args)
-                    };
+                let rule = if e.privileged
+                    || !e.projects.patterns.is_empty()
+                    || !services.is_empty()
+                    || e.project_volume.is_some()
+                {
+                    ExtraArgsRule::Full(ExtraArgsEntry {
+                        args,
+                        projects: e.projects.patterns.clone(),
+                        privileged: e.privileged,
+                        services,
+                        project_volume: e.project_volume.clone(),
+                    })
+                } else {
+                    ExtraArgsRule::Args(args)
+                };
                 (e.tag.clone(), rule)
             })
             .collect(),

@@ -122,6 +122,7 @@ pub enum ExtraArgsRule {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExtraArgsEntry {
+    #[serde(default)]
     pub args: String,
     /// `CI_PROJECT_PATH` globs; empty = every project.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -133,6 +134,10 @@ pub struct ExtraArgsEntry {
     /// Docker executor's `service_*` settings; `args` reach the job container only.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub services: String,
+    /// A container path where the job gets a podman volume of its project's own, kept between
+    /// jobs (image builds' layer storage: `/var/lib/containers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_volume: Option<String>,
 }
 
 impl ExtraArgsRule {
@@ -156,7 +161,8 @@ impl<'de> Deserialize<'de> for ExtraArgsRule {
             type Value = ExtraArgsRule;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(
-                    "podman arguments as a string, or a map with `args`, `projects`, `privileged`",
+                    "podman arguments as a string, or a map with `args`, `projects`, `privileged`, \
+                     `services`, `project_volume`",
                 )
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
@@ -207,7 +213,13 @@ pub const COLLECTION_KEYS: &[&str] = &[
 ];
 
 /// Keys of a map-form `extra_arguments` entry.
-pub const EXTRA_ARGS_KEYS: &[&str] = &["args", "projects", "privileged", "services"];
+pub const EXTRA_ARGS_KEYS: &[&str] = &[
+    "args",
+    "projects",
+    "privileged",
+    "services",
+    "project_volume",
+];
 
 /// Keys of one `mounts:` entry.
 pub const MOUNT_KEYS: &[&str] = &["volume", "tags", "projects", "readonly"];
@@ -360,6 +372,8 @@ pub struct ExtraArgs {
     /// For the job's service containers, split (`services:`), and as written.
     pub service_args: Vec<String>,
     pub services_source: String,
+    /// Where the job gets its project's kept volume (`project_volume:`).
+    pub project_volume: Option<String>,
 }
 
 impl ExtraArgs {

@@ -10,6 +10,9 @@ pub struct Grants<'a> {
     pub extra_args: Vec<String>,
     /// The same for the job's service containers (the entries' `services:`).
     pub service_args: Vec<String>,
+    /// Container paths where the job gets its project's kept volume (`project_volume:`),
+    /// each once, in the configuration's tag order.
+    pub project_volumes: Vec<String>,
 }
 
 /// Mounts whose tags match (or that have no tags) and the extra arguments of every job tag,
@@ -30,9 +33,16 @@ pub fn grants<'a>(config: &'a Config, job_tags: &[String], project: &str) -> Gra
     let service_args = granted()
         .flat_map(|e| e.service_args.iter().cloned())
         .collect();
+    let mut project_volumes: Vec<String> = Vec::new();
+    for path in granted().filter_map(|e| e.project_volume.clone()) {
+        if !project_volumes.contains(&path) {
+            project_volumes.push(path);
+        }
+    }
     Grants {
         mounts,
         extra_args,
         service_args,
+        project_volumes,
     }
 }

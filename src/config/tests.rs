@@ -603,3 +603,38 @@ fn the_readmes_gpu_recipe_loads_and_needs_privileged() {
     .to_string();
     assert!(err.contains("privileged: true"), "{err}");
 }
+
+#[test]
+fn the_build_images_recipe_gives_its_projects_a_kept_volume_and_needs_no_privileged() {
+    let c = load_str(
+        "extra_arguments:\n  build-images:\n    project_volume: /var/lib/containers/\n    projects: ['images/*']\n",
+        &env(&[]),
+    )
+    .unwrap();
+    let e = &c.extra_arguments[0];
+    assert!(e.args.is_empty() && !e.privileged);
+    assert_eq!(e.project_volume.as_deref(), Some("/var/lib/containers"));
+    let tags = ["build-images".to_string()];
+    let g = resolve::grants(&c, &tags, "images/base");
+    assert_eq!(g.project_volumes, ["/var/lib/containers"]);
+    assert!(g.extra_args.is_empty());
+    assert!(resolve::grants(&c, &tags, "web/site")
+        .project_volumes
+        .is_empty());
+    assert!(resolve::grants(&c, &[], "images/base")
+        .project_volumes
+        .is_empty());
+    let printed = to_yaml(&c).unwrap();
+    assert!(
+        printed.contains("project_volume: /var/lib/containers"),
+        "{printed}"
+    );
+    for bad in ["var/lib", "/", "/a:b", "/a,b", "/a/../etc", ""] {
+        let text = format!("extra_arguments:\n  b:\n    project_volume: '{bad}'\n");
+        let err = load_str(&text, &env(&[])).unwrap_err().to_string();
+        assert!(
+            err.contains("extra_arguments.b.project_volume"),
+            "{bad}: {err}"
+        );
+    }
+}

@@ -173,18 +173,33 @@ impl Names {
 /// The persistent builds volume of a runner + project + project slot
 /// (`persistent_builds_days`): readable, and unique through a hash of the exact project path.
 pub fn persistent_builds_volume(runner: &str, project_path: &str, slot: &str) -> String {
-    let hash = project_path
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
     format!(
         "pogo-builds-{}-{}-{:012x}-{}",
         sanitize_name(runner, "runner"),
         sanitize_name(&project_path.replace('/', "-"), "project"),
-        hash & 0xffff_ffff_ffff,
+        name_hash(project_path.as_bytes()),
         sanitize_name(slot, "0")
     )
+}
+
+/// The kept volume of a project at a container path (`project_volume:`): one per exact project
+/// path and container path, whatever the runner or slot (a job can name neither: the project
+/// path is the job description's own).
+pub fn project_volume(project_path: &str, container_path: &str) -> String {
+    let key = [project_path.as_bytes(), b"\0", container_path.as_bytes()].concat();
+    format!(
+        "pogo-project-{}-{:012x}",
+        sanitize_name(&project_path.replace('/', "-"), "project"),
+        name_hash(&key)
+    )
+}
+
+/// 48 bits of FNV-1a: what keeps a readable name unique.
+fn name_hash(bytes: &[u8]) -> u64 {
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+    });
+    hash & 0xffff_ffff_ffff
 }
 
 /// Keep `[A-Za-z0-9_.-]`, at most 40 characters; `fallback` when nothing is left.
@@ -517,6 +532,25 @@ mod tests {
         assert!(hostile
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')));
+    }
+
+    #[test]
+    fn a_project_volume_is_one_per_project_and_container_path_and_keeps_the_old_hash() {
+        let a = project_volume("group/app", "/var/lib/containers");
+        assert!(a.starts_with("pogo-project-group-app-"), "{a}");
+        assert_eq!(a, project_volume("group/app", "/var/lib/containers"));
+        assert_ne!(a, project_volume("group/app", "/cache"));
+        assert_ne!(
+            project_volume("a-b/c", "/v"),
+            project_volume("a/b-c", "/v"),
+            "same sanitised name, different project"
+        );
+        assert_ne!(project_volume("a/b", "c/v"), project_volume("a/bc", "/v"));
+        // the persistent builds volumes keep their names (the hash moved into name_hash)
+        assert_eq!(
+            persistent_builds_volume("abc", "group/app", "0"),
+            "pogo-builds-abc-group-app-ea27e6769088-0"
+        );
     }
 
     #[test]

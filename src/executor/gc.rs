@@ -642,8 +642,14 @@ async fn remove_unused_builds_volumes(
             continue;
         }
         let unused = humantime::format_duration(Duration::from_secs(now.saturating_sub(last_use)));
+        // the same kind of kept volume, under its own name (see prepare's project_volumes)
+        let what = if name.starts_with("pogo-project-") {
+            "project volume"
+        } else {
+            "builds volume"
+        };
         if opts.dry_run {
-            println!("would remove builds volume {name} (unused for {unused})");
+            println!("would remove {what} {name} (unused for {unused})");
             continue;
         }
         // a prepare setting a job up on it holds the lock: keep it (and one that noted its use
@@ -666,13 +672,13 @@ async fn remove_unused_builds_volumes(
             Ok(_) => {
                 let _ = std::fs::remove_file(&stamp);
                 if !opts.quiet {
-                    println!("removed builds volume {name} (unused for {unused})");
+                    println!("removed {what} {name} (unused for {unused})");
                 }
             }
             Err(e) if e.to_string().contains("in use") || e.to_string().contains("being used") => {}
             Err(e) => {
                 errors += 1;
-                eprintln!("pogo gc: could not remove builds volume {name}: {e}");
+                eprintln!("pogo gc: could not remove {what} {name}: {e}");
             }
         }
     }

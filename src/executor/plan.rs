@@ -51,6 +51,15 @@ pub fn builds_volume(config: &Config, fetch: bool, helper: bool, non_root: bool)
     }
 }
 
+/// The days `pogo gc` keeps a project volume (`project_volume:`) unused: those of the
+/// persistent builds volumes, or 7 when they are off.
+pub fn project_volume_days(config: &Config) -> u64 {
+    match config.persistent_builds_days {
+        0 => 7,
+        days => days,
+    }
+}
+
 /// What prepare set up for the job's mounts besides the tag mounts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Mounts {
@@ -64,6 +73,9 @@ pub struct Mounts {
     pub non_root: bool,
     /// The host path of pogo's copy of the gitlab-runner binary (the job container only).
     pub runner_binary: Option<String>,
+    /// The project's kept volumes (`project_volume:`) as (volume name, container path), for
+    /// the job container only.
+    pub project_volumes: Vec<(String, String)>,
 }
 
 /// `--volume` values: the ones the helper container shares, and the job container's.
@@ -74,7 +86,8 @@ pub struct Volumes {
 }
 
 /// The job container's (and the helper's) volumes, in prepare's order: tag mounts, cache,
-/// `pogo exec`'s directories, the builds volume, then the gitlab-runner binary.
+/// `pogo exec`'s directories, the builds volume, the project's volumes (the job container
+/// only), then the gitlab-runner binary.
 pub fn volumes(config: &Config, grants: &Grants, m: &Mounts) -> Volumes {
     let mut shared: Vec<String> = grants.mounts.iter().map(|g| g.volume_arg()).collect();
     shared.extend(m.cache.iter().cloned());
@@ -89,6 +102,7 @@ pub fn volumes(config: &Config, grants: &Grants, m: &Mounts) -> Volumes {
             mount
         });
     }
+    job.extend(m.project_volumes.iter().map(|(n, p)| format!("{n}:{p}")));
     if let Some(bin) = &m.runner_binary {
         job.push(args::own_volume(bin, args::RUNNER_BINARY_PATH, true));
     }
@@ -206,7 +220,8 @@ mod tests {
     }
 
     #[test]
-    fn the_job_container_gets_the_runner_binary_and_a_non_root_user_its_builds_volume() {
+    fn the_job_container_alone_gets_the_runner_binary_its_project_volumes_and_a_non_root_user_its_builds_volume(
+    ) {
         let c =
             config("working_dir: /w\nbuilds_dir: /builds\nmounts:\n  - volume: /data:/data:ro\n");
         let grants = crate::config::resolve::grants(&c, &[], "group/app");
@@ -219,6 +234,7 @@ mod tests {
                 builds: Some("job-builds".into()),
                 non_root: true,
                 runner_binary: Some("/w/agent/gitlab-runner-1".into()),
+                project_volumes: vec![("pogo-project-x".into(), "/var/lib/containers".into())],
             },
         );
         assert_eq!(
@@ -231,6 +247,7 @@ mod tests {
                 "/data:/data:ro",
                 "/c/g/p:/c/g/p:z",
                 "job-builds:/builds:U",
+                "pogo-project-x:/var/lib/containers",
                 "/w/agent/gitlab-runner-1:/usr/local/bin/gitlab-runner:ro,z",
             ]
         );

@@ -157,6 +157,7 @@ pub mod extra {
     pub const PROJECTS: usize = 2;
     pub const PRIVILEGED: usize = 3;
     pub const SERVICES: usize = 4;
+    pub const PROJECT_VOLUME: usize = 5;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,6 +289,11 @@ impl ConfigForm {
                         "services",
                         e.services,
                         "podman run arguments for its service containers (optional)",
+                    ),
+                    Field::text(
+                        "project volume",
+                        e.project_volume.unwrap_or_default(),
+                        "container path of a volume per project, kept between jobs (optional)",
                     ),
                 ]
             }
@@ -439,10 +445,15 @@ impl ConfigForm {
         config::validate_tags(std::slice::from_ref(&new_tag)).map_err(|e| (extra::TAG, e))?;
         let args = self.text(extra::ARGS).to_string();
         let tokens = config::split_args(&args).map_err(|e| (extra::ARGS, e))?;
-        if tokens.is_empty() {
+        let project_volume = Some(self.text(extra::PROJECT_VOLUME).trim())
+            .filter(|p| !p.is_empty())
+            .map(config::project_volume_path)
+            .transpose()
+            .map_err(|e| (extra::PROJECT_VOLUME, e))?;
+        if tokens.is_empty() && project_volume.is_none() {
             return Err((
                 extra::ARGS,
-                "no arguments: delete the entry instead (D)".into(),
+                "no arguments and no project volume: delete the entry instead (D)".into(),
             ));
         }
         let privileged = self.flag(extra::PRIVILEGED);
@@ -461,7 +472,11 @@ impl ConfigForm {
         }
         let projects = globs(self.text(extra::PROJECTS));
         Globs::new(&projects).map_err(|e| (extra::PROJECTS, e))?;
-        let rule = if projects.is_empty() && !privileged && services.trim().is_empty() {
+        let rule = if projects.is_empty()
+            && !privileged
+            && services.trim().is_empty()
+            && project_volume.is_none()
+        {
             ExtraArgsRule::Args(args)
         } else {
             ExtraArgsRule::Full(ExtraArgsEntry {
@@ -469,6 +484,7 @@ impl ConfigForm {
                 projects,
                 privileged,
                 services: services.trim().to_string(),
+                project_volume,
             })
         };
         Ok(Edit::Extra {
@@ -654,11 +670,19 @@ mod tests {
                 e[extra::ARGS],
                 e[extra::PROJECTS],
                 e[extra::PRIVILEGED],
-                e[extra::SERVICES]
+                e[extra::SERVICES],
+                e[extra::PROJECT_VOLUME]
             ],
-            ["tag", "arguments", "projects", "privileged", "services"]
+            [
+                "tag",
+                "arguments",
+                "projects",
+                "privileged",
+                "services",
+                "project volume"
+            ]
         );
-        assert_eq!((m.len(), e.len()), (6, 5));
+        assert_eq!((m.len(), e.len()), (6, 6));
     }
 
     #[test]

@@ -152,6 +152,17 @@ pub fn missing_image(what: &str, job: &Job) -> Image {
     Image::new(format!("localhost/pogo-test/{what}-{}:latest", job.id))
 }
 
+/// `pogo gc ARGS` with the env's config.
+pub fn pogo_gc(env: &TestEnv, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_pogo"))
+        .arg("--config")
+        .arg(&env.config_path)
+        .arg("gc")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 /// The persistent builds volumes (`persistent_builds_days`) of `runner` in `env.podman`'s
 /// storage. Their labels are checked here: podman 4.3 gives the volumes with *any* of two
 /// `--filter label=…`.

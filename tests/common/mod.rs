@@ -6,6 +6,7 @@
 mod config;
 mod env;
 mod gitlab;
+mod image_build;
 mod jobs;
 mod podman;
 mod registry;
@@ -15,6 +16,7 @@ mod watch;
 pub use config::*;
 pub use env::*;
 pub use gitlab::*;
+pub use image_build::*;
 pub use jobs::*;
 pub use podman::*;
 pub use registry::*;

@@ -331,6 +331,7 @@ fn an_entry_switching_to_the_map_form_is_written_as_a_nested_block() {
                     projects: vec!["group/*".into()],
                     privileged: false,
                     services: String::new(),
+                    project_volume: None,
                 }),
             )),
         },
@@ -354,6 +355,7 @@ fn an_entry_with_service_arguments_keeps_them_and_they_load() {
                     projects: Vec::new(),
                     privileged: false,
                     services: "--memory 1g --cpus 1".into(),
+                    project_volume: None,
                 }),
             )),
         },
@@ -531,4 +533,26 @@ proptest! {
             prop_assert!(text.contains(comment), "{} lost:\n{}", comment, text);
         }
     }
+}
+
+#[test]
+fn an_entry_with_a_project_volume_is_written_with_it() {
+    let new = edit(
+        FILE,
+        Edit::Extra {
+            tag: None,
+            new: Some((
+                "build-images".into(),
+                ExtraArgsRule::Full(ExtraArgsEntry {
+                    projects: vec!["images/*".into()],
+                    project_volume: Some("/var/lib/containers".into()),
+                    ..ExtraArgsEntry::default()
+                }),
+            )),
+        },
+    );
+    assert!(
+        new.contains("  build-images:\n    args: ''\n    projects: [images/*]\n    project_volume: /var/lib/containers\n"),
+        "{new}"
+    );
 }

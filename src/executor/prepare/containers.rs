@@ -64,23 +64,92 @@ pub(super) fn with_agent(ctx: &Context, keep_alive: KeepAlive, agent_key: &str) 
     plan::keep_alive(&ctx.config, init, agent)
 }
 
-/// The persistent builds volume of this runner + project + slot: reused when it is there
-/// (one `podman volume inspect`, which also says whether pogo made it), created otherwise. It
-/// carries pogo's and the runner's labels but no job's, so cleanup keeps it; `pogo gc`
-/// removes it after `persistent_builds_days` unused (the stamp under `working_dir` says when
-/// it was last used).
+/// The persistent builds volume of this runner + project + slot (see [`kept_volume`]), for a
+/// job that fetches: the project's last clone.
 pub(super) async fn persistent_builds_volume(
     ctx: &Context,
 ) -> Result<(String, Option<crate::executor::gc::BuildsVolumeLock>), Failure> {
-    use crate::podman::labels::LABEL_BUILDS_VOLUME;
     let name = crate::executor::env::persistent_builds_volume(
         &ctx.job.runner_short_token,
         &ctx.job.project_path,
         &ctx.job.concurrent_project_id,
     );
-    let failed = |e: &dyn std::fmt::Display| {
-        Failure::system(format!("cannot use the builds volume {name}: {e}"))
+    let days = ctx.config.persistent_builds_days;
+    let kept = Kept {
+        what: "builds volume",
+        reused: format!(
+            "reusing the builds volume {name}: this project's last clone, for GIT_STRATEGY \
+             fetch (persistent_builds_days: 0 in the pogo config starts every job afresh)"
+        ),
+        created: format!(
+            "created the builds volume {name}: kept for this project's next GIT_STRATEGY \
+             fetch, {days} days unused at most (persistent_builds_days; 0 turns it off)"
+        ),
+        days,
     };
+    kept_volume(ctx, name, &kept).await
+}
+
+/// The project's volumes (`project_volume:` of the job's tags' entries) as (name, container
+/// path), each kept like a persistent builds volume (see [`kept_volume`]); the locks are held
+/// until the job container mounts them. A job without a project path gets none.
+pub(super) async fn project_volumes(
+    ctx: &Context,
+    paths: &[String],
+) -> Result<
+    (
+        Vec<(String, String)>,
+        Vec<crate::executor::gc::BuildsVolumeLock>,
+    ),
+    Failure,
+> {
+    let (mut volumes, mut locks) = (Vec::new(), Vec::new());
+    if ctx.job.project_path.is_empty() {
+        if !paths.is_empty() {
+            log_warning("the job has no project path: its tags' project_volume is not mounted");
+        }
+        return Ok((volumes, locks));
+    }
+    let days = plan::project_volume_days(&ctx.config);
+    for path in paths {
+        let name = crate::executor::env::project_volume(&ctx.job.project_path, path);
+        let kept = Kept {
+            what: "project volume",
+            reused: format!("using the project volume {name} (project_volume)"),
+            created: format!(
+                "created the project volume {name} (project_volume: kept for later jobs)"
+            ),
+            days,
+        };
+        let (name, lock) = kept_volume(ctx, name, &kept).await?;
+        volumes.push((name, path.clone()));
+        locks.extend(lock);
+    }
+    Ok((volumes, locks))
+}
+
+/// What kind of kept volume, what the job log says when it is reused or created, and the
+/// days `pogo gc` keeps it unused.
+struct Kept {
+    what: &'static str,
+    reused: String,
+    created: String,
+    days: u64,
+}
+
+/// A volume kept between jobs: reused when it is there (one `podman volume inspect`), created
+/// otherwise. It carries pogo's and the runner's labels but no job's, so cleanup keeps it;
+/// `pogo gc` removes it after its days unused (the stamp under `working_dir` says when it was
+/// last used).
+async fn kept_volume(
+    ctx: &Context,
+    name: String,
+    kept: &Kept,
+) -> Result<(String, Option<crate::executor::gc::BuildsVolumeLock>), Failure> {
+    use crate::podman::labels::LABEL_BUILDS_VOLUME;
+    let (what, days) = (kept.what, kept.days);
+    let failed =
+        |e: &dyn std::fmt::Display| Failure::system(format!("cannot use the {what} {name}: {e}"));
     // Locked and noted as in use before it is looked at: a `pogo gc` removing it now finishes
     // first; one that comes later keeps it.
     let lock = match crate::executor::gc::lock_builds_volume_for_use(&ctx.config.working_dir, &name)
@@ -94,11 +163,7 @@ pub(super) async fn persistent_builds_volume(
             None
         }
     };
-    if let Err(e) = crate::executor::gc::touch_builds_volume(
-        &ctx.config.working_dir,
-        &name,
-        ctx.config.persistent_builds_days,
-    ) {
+    if let Err(e) = crate::executor::gc::touch_builds_volume(&ctx.config.working_dir, &name, days) {
         log_warning(&format!(
             "cannot note the use of {name} under {}: {e}; `pogo gc` may remove it early",
             ctx.config.working_dir.display()
@@ -132,10 +197,7 @@ pub(super) async fn persistent_builds_volume(
                 &"a volume of that name exists that pogo did not make; remove or rename it",
             ));
         }
-        log_info(&format!(
-            "reusing the builds volume {name}: this project's last clone, for GIT_STRATEGY \
-             fetch (persistent_builds_days: 0 in the pogo config starts every job afresh)"
-        ));
+        log_info(&kept.reused);
     } else {
         let labels = [
             (
@@ -147,10 +209,7 @@ pub(super) async fn persistent_builds_volume(
                 ctx.job.runner_short_token.clone(),
             ),
             ("io.pogo.project".to_string(), ctx.job.project_path.clone()),
-            (
-                LABEL_BUILDS_VOLUME.to_string(),
-                ctx.config.persistent_builds_days.to_string(),
-            ),
+            (LABEL_BUILDS_VOLUME.to_string(), days.to_string()),
             (
                 crate::podman::labels::LABEL_CREATED.to_string(),
                 crate::state::now().to_string(),
@@ -158,11 +217,7 @@ pub(super) async fn persistent_builds_volume(
         ]
         .map(|(k, v)| (k, crate::podman::labels::sanitize_label_value(&v)));
         match ctx.podman.run(&args::volume_create(&name, &labels)).await {
-            Ok(_) => log_info(&format!(
-                "created the builds volume {name}: kept for this project's next GIT_STRATEGY \
-                 fetch, {} days unused at most (persistent_builds_days; 0 turns it off)",
-                ctx.config.persistent_builds_days
-            )),
+            Ok(_) => log_info(&kept.created),
             // a job of the same slot made it a moment ago
             Err(e) if e.to_string().contains("already exists") => {}
             Err(e) => return Err(failed(&e)),

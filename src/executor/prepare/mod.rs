@@ -69,18 +69,19 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     let cache = cache_mount(ctx)?;
     // `pogo exec` only: sources, cache and artifacts dirs (see executor::local).
     let local = super::local::volumes(&ctx.env).map_err(Failure::system)?;
-    // held until the job container mounts the persistent volume (see gc::BuildsVolumeLock)
+    // held until the job container mounts the kept volumes (see gc::BuildsVolumeLock)
     let (builds, volume_lock) = builds_volume(ctx, decided.builds, &labels, &job_dir).await?;
-    let runner_binary = runner_binary_mount(ctx, images.helper.is_some(), local.is_empty())?;
+    let (project_volumes, project_locks) = project_volumes(ctx, &grants.project_volumes).await?;
     let volumes = plan::volumes(
         &ctx.config,
         &grants,
         &plan::Mounts {
             cache,
+            runner_binary: runner_binary_mount(ctx, images.helper.is_some(), local.is_empty())?,
             local,
             builds,
             non_root: decided.non_root,
-            runner_binary,
+            project_volumes,
         },
     );
     let job = JobContainer {
@@ -116,7 +117,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
             (spec, ep)
         });
     let started = start_containers(ctx, job, helper).await;
-    drop(volume_lock);
+    drop((volume_lock, project_locks));
     let started = started?;
     jobdata::write_job_file(
         &job_dir,

@@ -22,6 +22,21 @@ pub fn sub_id_count(text: &str, user: &str, uid: u32) -> u64 {
         .sum()
 }
 
+/// The user's (subuids, subgids) from /etc/subuid and /etc/subgid; `None` for root.
+pub(super) fn rootless_sub_ids(user: &UserInfo) -> Option<(u64, u64)> {
+    if user.is_root() {
+        return None;
+    }
+    let count = |file: &str| {
+        sub_id_count(
+            &std::fs::read_to_string(file).unwrap_or_default(),
+            &user.name,
+            user.uid,
+        )
+    };
+    Some((count("/etc/subuid"), count("/etc/subgid")))
+}
+
 pub(super) fn rootless_checks(user: &UserInfo, env: &HashMap<String, String>) -> Vec<Check> {
     let mut checks = Vec::new();
     if user.is_root() {
@@ -39,16 +54,7 @@ pub(super) fn rootless_checks(user: &UserInfo, env: &HashMap<String, String>) ->
             "sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {}; then podman system migrate",
             user.name
         );
-        let uid_count = sub_id_count(
-            &std::fs::read_to_string("/etc/subuid").unwrap_or_default(),
-            &user.name,
-            user.uid,
-        );
-        let gid_count = sub_id_count(
-            &std::fs::read_to_string("/etc/subgid").unwrap_or_default(),
-            &user.name,
-            user.uid,
-        );
+        let (uid_count, gid_count) = rootless_sub_ids(user).unwrap_or_default();
         if uid_count == 0 || gid_count == 0 {
             checks.push(fail(
                 "subuid/subgid",

@@ -7,6 +7,7 @@
 //! unless `--run` runs a trial job ([`super::trial`]).
 
 mod host;
+mod image_build;
 mod podman;
 mod pogo_config;
 #[cfg(test)]
@@ -134,6 +135,13 @@ pub fn run_checks(opts: &Options, env: &HashMap<String, String>) -> Vec<Check> {
         .and_then(|v| v.pointer("/store/graphRoot"))
         .and_then(|v| v.as_str())
         .map(PathBuf::from);
+    // where podman keeps volumes, for the image builds check
+    let volume_path = info
+        .as_ref()
+        .ok()
+        .and_then(|v| v.pointer("/store/volumePath"))
+        .and_then(|v| v.as_str())
+        .map(PathBuf::from);
     let mut checks = podman_checks(&user, &podman, env, info);
     // podman's own line first, then who runs it, then what rootless podman needs.
     let rest = checks.split_off(checks.len().min(1));
@@ -162,6 +170,10 @@ pub fn run_checks(opts: &Options, env: &HashMap<String, String>) -> Vec<Check> {
                     size: pogo_images_size(c),
                     limit: c.max_images_size,
                 },
+            ));
+            checks.push(image_build::check(
+                &image_build::probe(rootless_sub_ids(&user), volume_path.as_deref()),
+                &image_build::enabling_tags(c),
             ));
             checks.push(super::space::gpu_check(
                 &[Path::new("/etc/cdi"), Path::new("/var/run/cdi")],

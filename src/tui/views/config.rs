@@ -57,6 +57,18 @@ pub fn preview(
         builds,
         non_root: false,
         runner_binary: (!helper).then(|| own("gitlab-runner-<version>")),
+        project_volumes: grants
+            .project_volumes
+            .iter()
+            .map(|path| {
+                let name = if project.is_empty() {
+                    "pogo-project-<project>".to_string()
+                } else {
+                    env::project_volume(project, path)
+                };
+                (name, path.clone())
+            })
+            .collect(),
     };
     let volumes = plan::volumes(config, &grants, &mounts);
     let keep_alive = match detected {
@@ -335,6 +347,9 @@ fn extra_line(tag: &str, width: usize, e: ExtraArgsEntry, t: Theme) -> Line<'sta
     }
     if e.privileged {
         spans.push(Span::styled("privileged ", t.warn()));
+    }
+    if let Some(path) = &e.project_volume {
+        spans.push(Span::raw(format!("project volume at {path} ")));
     }
     if !e.projects.is_empty() {
         spans.push(Span::styled(
@@ -656,6 +671,20 @@ mod tests {
             "the selection moves to what the filter shows"
         );
         insta::assert_snapshot!(render(&m, 80, 24));
+    }
+
+    #[test]
+    fn an_entry_with_a_project_volume_says_where_jobs_get_it() {
+        let e = ExtraArgsEntry {
+            project_volume: Some("/var/lib/containers".into()),
+            ..ExtraArgsEntry::default()
+        };
+        let line = extra_line("build-images", 12, e, Theme { color: false });
+        let text: String = line.spans.iter().map(|s| s.content.as_ref()).collect();
+        assert_eq!(
+            text.trim_end(),
+            "  build-images project volume at /var/lib/containers"
+        );
     }
 
     #[test]
