@@ -2,30 +2,32 @@
 
 use super::*;
 
+/// `git -C dir ARGS`'s output (trimmed), with no user or system configuration but a fixed
+/// author; a failing git fails the test.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "Example Author")
+        .env("GIT_AUTHOR_EMAIL", "author@example.com")
+        .env("GIT_COMMITTER_NAME", "Example Author")
+        .env("GIT_COMMITTER_EMAIL", "author@example.com")
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// A bare git repository with one commit on `main` holding `files`: (its path, the commit).
 pub fn bare_repo(parent: &Path, files: &[(&str, &str)]) -> (PathBuf, String) {
     let bare = parent.join("repo.git");
     let work = parent.join("work");
-    let git = |dir: &Path, args: &[&str]| {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args([
-                "-c",
-                "user.name=pogo",
-                "-c",
-                "user.email=pogo@example.invalid",
-            ])
-            .args(args)
-            .output()
-            .expect("git");
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
     std::fs::create_dir_all(&bare).unwrap();
     std::fs::create_dir_all(&work).unwrap();
     git(&bare, &["init", "-q", "--bare", "-b", "main"]);
