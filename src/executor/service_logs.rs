@@ -2,8 +2,9 @@
 //!
 //! * `CI_DEBUG_SERVICES: "true"`: while each stage runs, every service's output (stdout and
 //!   stderr) is streamed into the job log, each line after `[service:ALIAS]` in its own
-//!   colour. Each stage follows on from where the last one stopped (`podman logs --since` the
-//!   last line's timestamp, kept in the job's private directory), so nothing is shown twice.
+//!   colour; what podman had not read out when the stage ends is shown then. Each stage
+//!   follows on from where the last one stopped (`podman logs --since` the last line's
+//!   timestamp, kept in the job's private directory), so nothing is shown twice or lost.
 //! * A script that fails while a service is no longer running says so, with the service's
 //!   last lines: the usual reason a test suite fails at once is its database that died.
 //!
@@ -110,21 +111,7 @@ pub fn start(ctx: &Context) -> Option<Followers> {
     for (i, svc) in ctx.job.services.iter().enumerate() {
         let container = ctx.job.names.service(i);
         let last = followers.positions.get(&container).cloned();
-        let mut argv = vec![
-            "logs".to_string(),
-            "--follow".to_string(),
-            "--timestamps".to_string(),
-        ];
-        if let Some(ts) = &last {
-            argv.extend(["--since".to_string(), ts.clone()]);
-        }
-        argv.extend(["--".to_string(), container.clone()]);
-        let mut cmd = ctx.podman.command(&argv);
-        cmd.stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        let Ok(mut child) = cmd.spawn() else {
+        let Some(mut child) = podman_logs(ctx, &container, last.as_deref(), true) else {
             log_warning(&format!("cannot follow the output of service {}", svc.name));
             continue;
         };
@@ -137,6 +124,29 @@ pub fn start(ctx: &Context) -> Option<Followers> {
         followers.children.push(child);
     }
     Some(followers)
+}
+
+/// `podman logs --timestamps` of `container` from after `since`, following it or not.
+fn podman_logs(
+    ctx: &Context,
+    container: &str,
+    since: Option<&str>,
+    follow: bool,
+) -> Option<tokio::process::Child> {
+    let mut argv = vec!["logs".to_string(), "--timestamps".to_string()];
+    if follow {
+        argv.push("--follow".to_string());
+    }
+    if let Some(ts) = since {
+        argv.extend(["--since".to_string(), ts.to_string()]);
+    }
+    argv.extend(["--".to_string(), container.to_string()]);
+    let mut cmd = ctx.podman.command(&argv);
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    cmd.spawn().ok()
 }
 
 /// Copy both streams of one `podman logs` into the job log; the last timestamp shown.
@@ -185,8 +195,6 @@ async fn follow(
 
 /// Stop following (the stage ended) and remember where each service's output stopped.
 pub async fn stop(ctx: &Context, mut followers: Followers) {
-    // what podman has already read out is shown; the rest comes with the next stage
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     for child in &mut followers.children {
         let _ = child.start_kill();
     }
@@ -196,6 +204,21 @@ pub async fn stop(ctx: &Context, mut followers: Followers) {
         }
     }
     for mut child in followers.children {
+        let _ = child.wait().await;
+    }
+    // What the services wrote before now and the followers had not read yet (a busy machine's
+    // `podman logs --follow` can start late): one `podman logs` that ends, from where they
+    // stopped, so the job's last stage loses nothing either.
+    for (i, svc) in ctx.job.services.iter().enumerate() {
+        let container = ctx.job.names.service(i);
+        let last = followers.positions.get(&container).cloned();
+        let Some(mut child) = podman_logs(ctx, &container, last.as_deref(), false) else {
+            continue;
+        };
+        let (out, err) = (child.stdout.take(), child.stderr.take());
+        if let Some(ts) = follow(out, err, &prefix(svc), last).await {
+            followers.positions.insert(container, ts);
+        }
         let _ = child.wait().await;
     }
     let dir = jobdata::dir(&ctx.config.working_dir, &ctx.job.names.key);
