@@ -187,6 +187,7 @@ fn doctor_passes_the_podman_checks_on_this_machine_quickly() {
     assert!(
         disk.contains("podman storage ")
             && disk.contains(" free of ")
+            && disk.contains(" kept volume(s) ")
             && disk.contains("log copies "),
         "{disk}"
     );

@@ -1,6 +1,7 @@
 //! `pogo doctor`'s checks of what a runner needs for months and for special jobs: free disk
-//! space where podman keeps images and where pogo keeps its state (with what pogo's caches and
-//! log copies take), and GPUs for jobs through CDI (`--device nvidia.com/gpu=all`).
+//! space where podman keeps images and where pogo keeps its state (with what pogo's images,
+//! kept volumes, caches and log copies take), and GPUs for jobs through CDI
+//! (`--device nvidia.com/gpu=all`).
 
 use super::doctor::{ok, warn, Check};
 use crate::fsutil::human;
@@ -62,14 +63,43 @@ pub struct PogoImages {
     pub limit: u64,
 }
 
+/// The volumes pogo keeps between jobs (persistent builds volumes and `project_volume`s):
+/// how many, and the bytes of their files (`all`: every file could be counted).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeptVolumes {
+    pub count: usize,
+    pub size: u64,
+    pub all: bool,
+}
+
+/// The kept volumes whose directories on the host are `mountpoints`.
+pub fn kept_volumes(mountpoints: &[PathBuf]) -> KeptVolumes {
+    mountpoints.iter().fold(
+        KeptVolumes {
+            all: true,
+            ..KeptVolumes::default()
+        },
+        |k, m| {
+            let (size, all) = tree_size(m);
+            KeptVolumes {
+                count: k.count + 1,
+                size: k.size.saturating_add(size),
+                all: k.all && all,
+            }
+        },
+    )
+}
+
 /// Free space where podman keeps images (`graph_root`) and where pogo keeps its state, and
-/// what pogo's images, caches and log copies take.
+/// what pogo's images, kept volumes (`None`: podman could not list them), caches and log
+/// copies take.
 pub fn disk_check(
     graph_root: Option<&Path>,
     working_dir: &Path,
     cache_dir: &Path,
     state_dir: &Path,
     images: PogoImages,
+    kept: Option<KeptVolumes>,
 ) -> Check {
     let mut parts = Vec::new();
     let mut low = Vec::new();
@@ -100,6 +130,14 @@ pub fn disk_check(
             l => format!("max_images_size {}", human(l)),
         };
         parts.push(format!("pogo's images {} ({limit})", human(size)));
+    }
+    if let Some(k) = kept {
+        let at_least = if k.all { "" } else { "at least " };
+        parts.push(format!(
+            "{} kept volume(s) {at_least}{} (persistent_builds_days, project_volume)",
+            k.count,
+            human(k.size)
+        ));
     }
     for (what, dir) in [("caches", cache_dir), ("log copies", state_dir)] {
         let (size, all) = tree_size(dir);
@@ -216,7 +254,7 @@ mod tests {
     }
 
     #[test]
-    fn the_disk_check_counts_pogos_caches_and_log_copies() {
+    fn the_disk_check_counts_pogos_kept_volumes_caches_and_log_copies() {
         let d = tempfile::tempdir().unwrap();
         let cache = d.path().join("cache");
         std::fs::create_dir_all(cache.join("g/p")).unwrap();
@@ -225,7 +263,24 @@ mod tests {
             size: Some(3 * 1024 * 1024),
             limit: 0,
         };
-        let c = disk_check(None, d.path(), &cache, &d.path().join("jobs"), images);
+        let vol = d.path().join("vol/_data");
+        std::fs::create_dir_all(vol.join(".git")).unwrap();
+        std::fs::write(vol.join(".git/pack"), vec![0u8; 2048]).unwrap();
+        let kept = kept_volumes(&[vol, d.path().join("gone")]);
+        let c = disk_check(
+            None,
+            d.path(),
+            &cache,
+            &d.path().join("jobs"),
+            images,
+            Some(kept),
+        );
+        assert!(
+            c.message
+                .contains("2 kept volume(s) 2.0 KiB (persistent_builds_days, project_volume)"),
+            "{}",
+            c.message
+        );
         assert!(
             c.message
                 .contains("pogo's images 3.0 MiB (no max_images_size)"),

@@ -170,6 +170,7 @@ pub fn run_checks(opts: &Options, env: &HashMap<String, String>) -> Vec<Check> {
                     size: pogo_images_size(c),
                     limit: c.max_images_size,
                 },
+                kept_volume_dirs(c).map(|dirs| super::space::kept_volumes(&dirs)),
             ));
             checks.push(image_build::check(
                 &image_build::probe(rootless_sub_ids(&user), volume_path.as_deref()),

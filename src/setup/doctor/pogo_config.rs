@@ -39,6 +39,32 @@ pub(super) fn pogo_images_size(cfg: &Config) -> Option<u64> {
     Some(images::taken(&noted, &listed))
 }
 
+/// The directories of the volumes pogo keeps between jobs (labelled as builds volumes: the
+/// persistent builds volumes and the `project_volume`s), to count what they take (`None`:
+/// podman could not list them).
+pub(super) fn kept_volume_dirs(cfg: &Config) -> Option<Vec<PathBuf>> {
+    use crate::podman::labels::{LABEL_BUILDS_VOLUME, LABEL_MANAGED_BY};
+    let filter = format!("label={LABEL_BUILDS_VOLUME}");
+    let cmd = podman_command(
+        &cfg.podman,
+        &cfg.podman_args,
+        &["volume", "ls", "--filter", &filter, "--format", "json"],
+    );
+    let out =
+        crate::setup::install::output_with_timeout(cmd, std::time::Duration::from_secs(30)).ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    Some(
+        listed
+            .iter()
+            .filter(|v| v["Labels"][LABEL_MANAGED_BY] == "pogo")
+            .filter_map(|v| v["Mountpoint"].as_str().map(PathBuf::from))
+            .collect(),
+    )
+}
+
 pub(super) fn config_checks(cfg: &Config, image_present: Option<bool>) -> Vec<Check> {
     let mut checks = Vec::new();
     // Mounts: every host path must exist (podman refuses a missing bind source).
