@@ -632,7 +632,7 @@ async fn remove_unused_builds_volumes(
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .or_else(|| labels.get(LABEL_BUILDS_VOLUME).and_then(|d| d.parse().ok()))
-            .unwrap_or(7);
+            .unwrap_or(crate::config::model::DEFAULT_PERSISTENT_BUILDS_DAYS);
         let Some(last_use) =
             stamped.or_else(|| labels.get(LABEL_CREATED).and_then(|c| c.parse().ok()))
         else {

@@ -52,10 +52,10 @@ pub fn builds_volume(config: &Config, fetch: bool, helper: bool, non_root: bool)
 }
 
 /// The days `pogo gc` keeps a project volume (`project_volume:`) unused: those of the
-/// persistent builds volumes, or 7 when they are off.
+/// persistent builds volumes, or their default when they are off.
 pub fn project_volume_days(config: &Config) -> u64 {
     match config.persistent_builds_days {
-        0 => 7,
+        0 => crate::config::model::DEFAULT_PERSISTENT_BUILDS_DAYS,
         days => days,
     }
 }
