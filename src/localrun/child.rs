@@ -175,8 +175,7 @@ impl Local {
         let read = &mut read_in(&self.project.dir);
         let entries = include.as_array().map(Vec::as_slice).unwrap_or_default();
         if !entries.iter().any(|e| e.get("artifact").is_some()) {
-            let text = json!({ "include": include }).to_string();
-            return pipeline::parse_with(&text, file, read, context);
+            return pipeline::parse_root(json!({ "include": include }), file, read, context);
         }
         let mut merged = Map::new();
         for entry in entries {
